@@ -1,0 +1,628 @@
+"""The voucher and voucher-request YANG data as Python objects, with their JSON codec.
+
+Sources: RFC 8366 section 5.3 (ietf-voucher), RFC 8995 section 3.4
+(ietf-voucher-request), and draft-ietf-anima-rfc8366bis, which merges both
+modules, adds raw-public-key pinning, the cloud and PRM leaves, the
+``agent-proximity`` assertion, and an extension mechanism.
+
+Why a hand-written codec rather than ``json.loads`` and a dict: the bytes come
+from the network, the MASA signs whatever the object says, and a pledge trusts
+what it decodes. So the parser is strict where ambiguity could let two
+implementations read different things into one signed payload (duplicate keys,
+strings where booleans belong, unknown leaves), bounded before it does any work
+(size, nesting), and lenient only where deployed peers are known to deviate
+(the base64url nonce of RFC 8995 Appendix C, ``-04:00`` offsets).
+
+Both classes validate on construction, so a MASA cannot build a voucher it
+would itself refuse to parse, and ``from_obj`` goes through the constructor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, Self
+
+from brski.errors import MalformedInput, PayloadTooLarge, VoucherInvalid
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_SIZE",
+    "VOUCHER_CONTAINER",
+    "VOUCHER_REQUEST_CONTAINER",
+    "Assertion",
+    "Voucher",
+    "VoucherRequest",
+]
+
+MAX_JSON_SIZE = 65536
+MAX_JSON_DEPTH = 16
+
+# RFC 7951 section 4: the top-level member is qualified by its module name.
+VOUCHER_CONTAINER = "ietf-voucher:voucher"
+# RFC 8995 section 3.4 / rfc8366bis: the voucher-request structure is named
+# "voucher" inside module ietf-voucher-request.
+VOUCHER_REQUEST_CONTAINER = "ietf-voucher-request:voucher"
+_OWN_MODULES = frozenset({"ietf-voucher", "ietf-voucher-request"})
+
+
+class Assertion(StrEnum):
+    """RFC 8366 section 5.3 enumeration; ``agent-proximity`` is rfc8366bis (BRSKI-PRM)."""
+
+    VERIFIED = "verified"
+    LOGGED = "logged"
+    PROXIMITY = "proximity"
+    AGENT_PROXIMITY = "agent-proximity"
+
+
+_Kind = Literal[
+    "datetime", "assertion", "serial", "binary", "nonce", "sha256", "boolean", "uri", "opaque",
+    "names",
+]
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    wire: str
+    attr: str
+    kind: _Kind
+
+
+# Leaves of the shared grouping, in the order they are emitted (RFC 8366 5.3 order,
+# then the rfc8366bis additions). The voucher-request uses the same grouping.
+_COMMON_LEAVES: tuple[_Leaf, ...] = (
+    _Leaf("created-on", "created_on", "datetime"),
+    _Leaf("expires-on", "expires_on", "datetime"),
+    _Leaf("assertion", "assertion", "assertion"),
+    _Leaf("serial-number", "serial_number", "serial"),
+    _Leaf("idevid-issuer", "idevid_issuer", "binary"),
+    _Leaf("pinned-domain-cert", "pinned_domain_cert", "binary"),
+    _Leaf("pinned-domain-pubk", "pinned_domain_pubk", "binary"),
+    _Leaf("pinned-domain-pubk-sha256", "pinned_domain_pubk_sha256", "sha256"),
+    _Leaf("domain-cert-revocation-checks", "domain_cert_revocation_checks", "boolean"),
+    _Leaf("nonce", "nonce", "nonce"),
+    _Leaf("last-renewal-date", "last_renewal_date", "datetime"),
+    # rfc8366bis section "Detailed changes": est-domain and
+    # additional-configuration-url come from the cloud-registrar draft.
+    _Leaf("est-domain", "est_domain", "uri"),
+    _Leaf("additional-configuration-url", "additional_configuration", "uri"),
+    # rfc8366bis "Manufacturer Proprietary Extensions": in JSON "the manufacturer
+    # MAY use any encoding", so the value is kept as an opaque string.
+    _Leaf("manufacturer-private", "manufacturer_private", "opaque"),
+    # rfc8366bis "Voucher Extensions": the list of extension module names.
+    _Leaf("extensions", "extension_names", "names"),
+)
+# RFC 8995 section 3.4 augment, plus the rfc8366bis (cBRSKI, PRM) additions.
+_REQUEST_LEAVES: tuple[_Leaf, ...] = (
+    *_COMMON_LEAVES,
+    _Leaf("prior-signed-voucher-request", "prior_signed_voucher_request", "binary"),
+    _Leaf("proximity-registrar-cert", "proximity_registrar_cert", "binary"),
+    _Leaf("proximity-registrar-pubk", "proximity_registrar_pubk", "binary"),
+    _Leaf("proximity-registrar-pubk-sha256", "proximity_registrar_pubk_sha256", "sha256"),
+    _Leaf("agent-signed-data", "agent_signed_data", "binary"),
+    _Leaf(
+        "agent-provided-proximity-registrar-cert", "agent_provided_proximity_registrar_cert",
+        "binary",
+    ),
+    _Leaf("agent-sign-cert", "agent_sign_cert", "binary"),
+)
+
+_DATE_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_B64_STD_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64_ANY_RE = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+# RFC 7950 section 6.2 identifier; an extension member is "module:name" (RFC 7951 section 4).
+_IDENT = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_IDENT_RE = re.compile(_IDENT)
+_QUALIFIED_RE = re.compile(rf"({_IDENT}):({_IDENT})")
+# RFC 3986 section 3.1 scheme, then no whitespace or controls (inet:uri, RFC 6991).
+_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]*")
+
+
+# --- the bytes-level guards ------------------------------------------------------
+
+
+def _check_depth(data: bytes, prefix: str) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH before ``json`` recurses into it.
+
+    A linear scan that tracks string state, so ``"[[[["`` inside a string
+    does not count and a million ``[`` cannot reach the recursive parser.
+    """
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise MalformedInput(
+                    f"JSON nesting deeper than {MAX_JSON_DEPTH}", check=f"{prefix}.json-depth"
+                )
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+def _load_json(data: bytes, prefix: str) -> Any:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedInput("JSON input must be bytes", check=f"{prefix}.json")
+    data = bytes(data)
+    if len(data) > MAX_JSON_SIZE:
+        raise PayloadTooLarge(
+            f"{len(data)} bytes of JSON exceeds {MAX_JSON_SIZE}", check=f"{prefix}.size"
+        )
+    _check_depth(data, prefix)
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                # Two parsers could keep different copies of a duplicated member
+                # of a signed payload; RFC 8259 section 4 leaves that undefined.
+                raise MalformedInput(
+                    f"duplicate JSON member {key[:64]!r}", check=f"{prefix}.duplicate-key"
+                )
+            out[key] = value
+        return out
+
+    def no_constant(name: str) -> Any:
+        raise MalformedInput(f"{name} is not JSON (RFC 8259)", check=f"{prefix}.json")
+
+    try:
+        text = data.decode("utf-8")  # RFC 8259 section 8.1
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise MalformedInput(f"not valid JSON: {exc}", check=f"{prefix}.json") from None
+
+
+# --- leaf values: JSON -> Python -------------------------------------------------
+
+
+def _parse_datetime(text: str, where: str, prefix: str) -> datetime:
+    # RFC 6991 yang:date-and-time (RFC 3339 profile): 'Z' or a numeric offset,
+    # e.g. RFC 8995 Appendix C writes "2021-04-13T17:43:24.589-04:00".
+    m = _DATE_RE.fullmatch(text)
+    if m is None:
+        raise VoucherInvalid(
+            f"{where} is not a yang:date-and-time: {text[:40]!r}", check=f"{prefix}.date-and-time"
+        )
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, offset = m.group(7), m.group(8)
+    micro = int((frac or "0").ljust(6, "0")[:6])
+    if offset == "Z":
+        tz = UTC
+    else:
+        oh, om = int(offset[1:3]), int(offset[4:6])
+        if oh > 23 or om > 59:
+            raise VoucherInvalid(f"{where} has a bad UTC offset", check=f"{prefix}.date-and-time")
+        sign = -1 if offset[0] == "-" else 1
+        tz = timezone(sign * timedelta(hours=oh, minutes=om))
+    try:
+        # A leap second (:60) is legal RFC 3339 but not representable; refused.
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+    except ValueError as exc:
+        raise VoucherInvalid(f"{where}: {exc}", check=f"{prefix}.date-and-time") from None
+
+
+def _parse_base64(text: str, where: str, prefix: str, *, lenient: bool) -> bytes:
+    """RFC 7951 section 6.6 / RFC 8995 section 5: binary travels as RFC 4648 base64.
+
+    ``lenient`` (nonces only) also takes the base64url, unpadded form that RFC
+    8995 Appendix C uses ("-_XE9zK9q8Ll1qylMtLKeg"), since deployed pledges send it.
+    """
+    if lenient:
+        mixed = ("-" in text or "_" in text) and ("+" in text or "/" in text)
+        if _B64_ANY_RE.fullmatch(text) is None or mixed:
+            raise VoucherInvalid(f"{where} is not base64", check=f"{prefix}.base64")
+        body = text.rstrip("=")
+        if len(body) % 4 == 1 or (text != body and len(text) % 4 != 0):
+            raise VoucherInvalid(f"{where} has a bad base64 length", check=f"{prefix}.base64")
+        text = body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4)
+    elif _B64_STD_RE.fullmatch(text) is None or len(text) % 4 != 0:
+        raise VoucherInvalid(f"{where} is not padded base64", check=f"{prefix}.base64")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise VoucherInvalid(f"{where} is not base64", check=f"{prefix}.base64") from None
+
+
+def _decode_leaf(leaf: _Leaf, value: Any, prefix: str) -> Any:
+    where = leaf.wire
+    if leaf.kind == "boolean":
+        if isinstance(value, str) and value in ("true", "false"):
+            # RFC 8366 section 5.2 example 2 writes "true" as a string; the YANG type
+            # is boolean (RFC 7951 section 6.3: a JSON literal). rfc8366bis fixes it.
+            raise VoucherInvalid(
+                f"{where} must be JSON true/false, not the string {value!r}",
+                check=f"{prefix}.boolean-as-string",
+            )
+        if not isinstance(value, bool):
+            raise VoucherInvalid(f"{where} must be a boolean", check=f"{prefix}.type", leaf=where)
+        return value
+    if leaf.kind == "names":
+        # RFC 7951 section 5.3: a leaf-list is a JSON array.
+        if not isinstance(value, list):
+            raise VoucherInvalid(f"{where} must be an array", check=f"{prefix}.type", leaf=where)
+        return tuple(value)
+    if not isinstance(value, str):
+        raise VoucherInvalid(f"{where} must be a JSON string", check=f"{prefix}.type", leaf=where)
+    if leaf.kind == "datetime":
+        return _parse_datetime(value, where, prefix)
+    if leaf.kind in ("binary", "sha256", "nonce"):
+        return _parse_base64(value, where, prefix, lenient=leaf.kind == "nonce")
+    return value  # assertion, serial, uri, opaque: checked by the constructor
+
+
+# --- leaf values: Python -> JSON -------------------------------------------------
+
+
+def _format_datetime(value: datetime) -> str:
+    offset = value.utcoffset() or timedelta(0)
+    if offset.seconds % 60 or offset.microseconds:
+        value, offset = value.astimezone(UTC), timedelta(0)
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
+    if value.microsecond % 1000 == 0 and value.microsecond:
+        text += f".{value.microsecond // 1000:03d}"
+    elif value.microsecond:
+        text += f".{value.microsecond:06d}"
+    if offset == timedelta(0):
+        return text + "Z"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _encode_leaf(leaf: _Leaf, value: Any) -> Any:
+    if leaf.kind == "datetime":
+        return _format_datetime(value)
+    if leaf.kind in ("binary", "sha256", "nonce"):
+        return base64.b64encode(value).decode("ascii")
+    if leaf.kind == "names":
+        return list(value)
+    if leaf.kind == "assertion":
+        return str(value.value)
+    return value
+
+
+# --- construction-time checks ----------------------------------------------------
+
+
+def _check_text(value: str, where: str, prefix: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise VoucherInvalid(f"{where} holds a lone surrogate", check=f"{prefix}.string") from None
+
+
+def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
+    """Check one field's Python value against its YANG type; return the stored form."""
+    where = leaf.wire
+    bad_type = VoucherInvalid(
+        f"{where} has the wrong type {type(value).__name__}", check=f"{prefix}.type", leaf=where
+    )
+    kind = leaf.kind
+    if kind == "datetime":
+        if not isinstance(value, datetime):
+            raise bad_type
+        if value.tzinfo is None or value.utcoffset() is None:
+            # yang:date-and-time always carries an offset; a naive datetime would
+            # be emitted as local time of whichever host serialises it.
+            raise VoucherInvalid(f"{where} is a naive datetime", check=f"{prefix}.naive-datetime")
+        return value
+    if kind == "assertion":
+        if not isinstance(value, str):
+            raise bad_type
+        try:
+            return Assertion(value)
+        except ValueError:
+            raise VoucherInvalid(
+                f"assertion {value[:40]!r} is not in the enumeration", check=f"{prefix}.assertion"
+            ) from None
+    if kind in ("binary", "sha256", "nonce"):
+        if not isinstance(value, bytes | bytearray):
+            raise bad_type
+        value = bytes(value)
+        if kind == "nonce" and not 8 <= len(value) <= 32:
+            # RFC 8366 section 5.3: nonce is binary { length "8..32" }.
+            raise VoucherInvalid(
+                f"nonce is {len(value)} bytes, not 8..32", check=f"{prefix}.nonce-length"
+            )
+        if kind == "sha256" and len(value) != 32:
+            # rfc8366bis: the *-pubk-sha256 leaves hold a SHA-256 digest.
+            raise VoucherInvalid(f"{where} is not 32 bytes", check=f"{prefix}.sha256-length")
+        return value
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise bad_type
+        return value
+    if kind == "names":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise bad_type
+        for name in value:
+            _check_text(name, where, prefix)
+            if not name:
+                raise VoucherInvalid(f"empty name in {where}", check=f"{prefix}.extensions")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise bad_type
+    _check_text(value, where, prefix)
+    if kind == "serial" and not value:
+        # RFC 8366 section 5.3: the pledge MUST match its serial-number to this
+        # value; an empty one can match no IDevID (RFC 8995 section 2.3.1).
+        raise VoucherInvalid("serial-number is empty", check=f"{prefix}.serial-number")
+    if kind == "uri" and _URI_RE.fullmatch(value) is None:
+        raise VoucherInvalid(f"{where} is not a URI", check=f"{prefix}.uri")
+    return value
+
+
+def _freeze_json(value: Any, where: str, prefix: str, depth: int) -> Any:
+    """Check an extension value is plain JSON data (bounded depth) and freeze it."""
+    if depth > MAX_JSON_DEPTH:
+        raise VoucherInvalid(f"{where} nests too deep", check=f"{prefix}.extension")
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise VoucherInvalid(f"{where} holds a non-finite number", check=f"{prefix}.extension")
+        return value
+    if isinstance(value, str):
+        _check_text(value, where, prefix)
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(_freeze_json(v, where, prefix, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise VoucherInvalid(f"{where} has a non-string key", check=f"{prefix}.extension")
+            _check_text(k, where, prefix)
+            out[k] = _freeze_json(v, where, prefix, depth + 1)
+        return MappingProxyType(out)
+    raise VoucherInvalid(
+        f"{where} holds a {type(value).__name__}, not JSON data", check=f"{prefix}.extension"
+    )
+
+
+def _thaw_json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _thaw_json(v) for k, v in value.items()}
+    return value
+
+
+def _check_extension_key(key: str, prefix: str) -> None:
+    m = _QUALIFIED_RE.fullmatch(key)
+    if m is None or m.group(1) in _OWN_MODULES:
+        # RFC 7951 section 4: members of the container's own module are
+        # unqualified, so only another module's qualified member is an extension
+        # (rfc8366bis "Voucher Extensions", e.g. "extension:example-my-extension").
+        raise VoucherInvalid(
+            f"unknown leaf {key[:64]!r}", check=f"{prefix}.unknown-leaf", leaf=key[:64]
+        )
+
+
+# --- the shared codec ------------------------------------------------------------
+
+
+class _Codec:
+    """JSON codec shared by Voucher and VoucherRequest, driven by the leaf tables."""
+
+    _CONTAINER: ClassVar[str]
+    _LEAVES: ClassVar[tuple[_Leaf, ...]]
+    _PREFIX: ClassVar[str]
+    extensions: Mapping[str, object]
+
+    def _validate_common(self) -> None:
+        for leaf in self._LEAVES:
+            value = getattr(self, leaf.attr)
+            if value is None or (leaf.kind == "names" and value == ()):
+                continue
+            object.__setattr__(self, leaf.attr, _normalise(leaf, value, self._PREFIX))
+        if not isinstance(self.extensions, Mapping):
+            raise VoucherInvalid("extensions must be a mapping", check=f"{self._PREFIX}.type")
+        frozen: dict[str, Any] = {}
+        for key, value in self.extensions.items():
+            if not isinstance(key, str):
+                raise VoucherInvalid("extension key is not a string", check=f"{self._PREFIX}.type")
+            _check_extension_key(key, self._PREFIX)
+            frozen[key] = _freeze_json(value, key, self._PREFIX, 1)
+        object.__setattr__(self, "extensions", MappingProxyType(frozen))
+        expires_on = getattr(self, "expires_on", None)
+        if expires_on is not None and getattr(self, "nonce", None) is not None:
+            # RFC 8366 section 5.3: expires-on "must 'not(../nonce)'" and nonce
+            # "must 'not(../expires-on)'".
+            raise VoucherInvalid(
+                "expires-on and nonce are mutually exclusive",
+                check=f"{self._PREFIX}.expires-on-with-nonce",
+            )
+
+    def to_obj(self) -> dict[str, Any]:
+        """The RFC 7951 JSON-form dict, members in YANG order, extensions last (sorted)."""
+        body: dict[str, Any] = {}
+        for leaf in self._LEAVES:
+            value = getattr(self, leaf.attr)
+            if value is None or (leaf.kind == "names" and not value):
+                continue
+            body[leaf.wire] = _encode_leaf(leaf, value)
+        for key in sorted(self.extensions):
+            body[key] = _thaw_json(self.extensions[key])
+        return {self._CONTAINER: body}
+
+    def to_json(self) -> bytes:
+        """Compact, deterministic UTF-8 JSON: the bytes a signer puts in eContent."""
+        return json.dumps(self.to_obj(), separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Self:
+        """Build from a parsed JSON-form object (from_json, or brski.sid's CBOR mapping)."""
+        prefix = cls._PREFIX
+        if not isinstance(obj, Mapping):
+            raise VoucherInvalid("top level is not a JSON object", check=f"{prefix}.container")
+        if list(obj.keys()) != [cls._CONTAINER]:
+            names = ", ".join(repr(str(k)[:64]) for k in list(obj.keys())[:4])
+            raise VoucherInvalid(
+                f"expected exactly the member {cls._CONTAINER!r}, got {names or 'none'}",
+                check=f"{prefix}.container",
+            )
+        body = obj[cls._CONTAINER]
+        if not isinstance(body, Mapping):
+            raise VoucherInvalid(f"{cls._CONTAINER} is not an object", check=f"{prefix}.container")
+        by_wire = {leaf.wire: leaf for leaf in cls._LEAVES}
+        kwargs: dict[str, Any] = {}
+        extensions: dict[str, Any] = {}
+        for key, value in body.items():
+            if not isinstance(key, str):
+                raise VoucherInvalid("member name is not a string", check=f"{prefix}.type")
+            leaf = by_wire.get(key)
+            if leaf is not None:
+                kwargs[leaf.attr] = _decode_leaf(leaf, value, prefix)
+            else:
+                _check_extension_key(key, prefix)
+                extensions[key] = value
+        missing = [
+            f.name for f in fields(cls)  # type: ignore[arg-type]
+            if f.name not in kwargs and f.name != "extensions" and _is_required(f)
+        ]
+        if missing:
+            wire = next(leaf.wire for leaf in cls._LEAVES if leaf.attr == missing[0])
+            raise VoucherInvalid(
+                f"mandatory leaf {wire} is missing", check=f"{prefix}.mandatory", leaf=wire
+            )
+        kwargs["extensions"] = extensions
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        """Parse untrusted JSON bytes: size, depth, duplicates, then the YANG model."""
+        return cls.from_obj(_load_json(data, cls._PREFIX))
+
+
+def _is_required(f: Field[Any]) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _empty_extensions() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Voucher(_Codec):
+    """An ietf-voucher voucher (RFC 8366 section 5.3, rfc8366bis).
+
+    Binary leaves hold the decoded bytes; ``extensions`` holds the members
+    qualified by another module ("module:leaf"), re-emitted as they came.
+    ``additional_configuration`` is the rfc8366bis leaf additional-configuration-url.
+    """
+
+    _CONTAINER: ClassVar[str] = VOUCHER_CONTAINER
+    _LEAVES: ClassVar[tuple[_Leaf, ...]] = _COMMON_LEAVES
+    _PREFIX: ClassVar[str] = "voucher"
+
+    created_on: datetime
+    assertion: Assertion
+    serial_number: str
+    expires_on: datetime | None = None
+    idevid_issuer: bytes | None = None
+    pinned_domain_cert: bytes | None = None
+    pinned_domain_pubk: bytes | None = None
+    pinned_domain_pubk_sha256: bytes | None = None
+    domain_cert_revocation_checks: bool | None = None
+    nonce: bytes | None = None
+    last_renewal_date: datetime | None = None
+    est_domain: str | None = None
+    additional_configuration: str | None = None
+    manufacturer_private: str | None = None
+    extension_names: tuple[str, ...] = ()
+    extensions: Mapping[str, object] = field(default_factory=_empty_extensions)
+
+    def __post_init__(self) -> None:
+        # RFC 8366 section 5.3: created-on, assertion and serial-number are mandatory.
+        for leaf in ("created_on", "assertion", "serial_number"):
+            if getattr(self, leaf) is None:
+                wire = leaf.replace("_", "-")
+                raise VoucherInvalid(
+                    f"mandatory leaf {wire} is missing", check="voucher.mandatory", leaf=wire
+                )
+        self._validate_common()
+        if (
+            self.pinned_domain_cert is None
+            and self.pinned_domain_pubk is None
+            and self.pinned_domain_pubk_sha256 is None
+        ):
+            # RFC 8366 section 5.3 makes pinned-domain-cert mandatory; rfc8366bis
+            # lets pinned-domain-pubk(-sha256) stand in for it. One must be there.
+            raise VoucherInvalid(
+                "no pinned-domain-cert, pinned-domain-pubk or pinned-domain-pubk-sha256",
+                check="voucher.pinned-domain",
+            )
+        if self.last_renewal_date is not None and self.expires_on is None:
+            # RFC 8366 section 5.3: last-renewal-date "must '../expires-on'".
+            raise VoucherInvalid(
+                "last-renewal-date requires expires-on",
+                check="voucher.last-renewal-date-without-expires-on",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoucherRequest(_Codec):
+    """An ietf-voucher-request voucher (RFC 8995 section 3.4, rfc8366bis).
+
+    Every leaf is optional here: whether a pledge or registrar request must carry
+    serial-number, nonce or proximity-registrar-cert is a protocol rule that
+    brski.validation applies. pinned-domain-cert, last-renewal-date and
+    domain-cert-revocation-checks are kept if present though RFC 8995 3.4 says
+    they "MUST be ignored": consumers ignore them, the codec stays faithful.
+    """
+
+    _CONTAINER: ClassVar[str] = VOUCHER_REQUEST_CONTAINER
+    _LEAVES: ClassVar[tuple[_Leaf, ...]] = _REQUEST_LEAVES
+    _PREFIX: ClassVar[str] = "voucher-request"
+
+    created_on: datetime | None = None
+    assertion: Assertion | None = None
+    serial_number: str | None = None
+    expires_on: datetime | None = None
+    idevid_issuer: bytes | None = None
+    pinned_domain_cert: bytes | None = None
+    pinned_domain_pubk: bytes | None = None
+    pinned_domain_pubk_sha256: bytes | None = None
+    domain_cert_revocation_checks: bool | None = None
+    nonce: bytes | None = None
+    last_renewal_date: datetime | None = None
+    est_domain: str | None = None
+    additional_configuration: str | None = None
+    manufacturer_private: str | None = None
+    extension_names: tuple[str, ...] = ()
+    prior_signed_voucher_request: bytes | None = None
+    proximity_registrar_cert: bytes | None = None
+    proximity_registrar_pubk: bytes | None = None
+    proximity_registrar_pubk_sha256: bytes | None = None
+    agent_signed_data: bytes | None = None
+    agent_provided_proximity_registrar_cert: bytes | None = None
+    agent_sign_cert: bytes | None = None
+    extensions: Mapping[str, object] = field(default_factory=_empty_extensions)
+
+    def __post_init__(self) -> None:
+        self._validate_common()
