@@ -10,10 +10,14 @@ from __future__ import annotations
 from cryptography.x509.oid import ObjectIdentifier
 
 __all__ = [
+    "ID_AA_CERT_REQ_INFO_TEMPLATE",
+    "ID_AA_EXTENSION_REQ_TEMPLATE",
     "ID_CT_ANIMA_CBOR_VOUCHER",
     "ID_CT_ANIMA_JSON_VOUCHER",
     "ID_DATA",
+    "ID_EXTENSION_REQUEST",
     "ID_KP_CMC_RA",
+    "ID_ON_HARDWARE_MODULE_NAME",
     "ID_PE_MASA_URL",
     "ID_SIGNED_DATA",
     "MT_CSRATTRS",
@@ -40,6 +44,16 @@ ID_PE_MASA_URL = ObjectIdentifier("1.3.6.1.5.5.7.1.32")
 # RFC 6402 section 2.10: id-kp-cmcRA, required on the registrar's
 # voucher-request signing certificate (RFC 8995 section 5.5.4)
 ID_KP_CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")
+# RFC 4108 section 5: HardwareModuleName otherName, the 802.1AR way of naming
+# a device serial in a SubjectAltName
+ID_ON_HARDWARE_MODULE_NAME = ObjectIdentifier("1.3.6.1.5.5.7.8.4")
+
+# RFC 2985 section 5.4.2: pkcs-9-at-extensionRequest (RFC 7030 section 4.5.2,
+# RFC 9908 section 3.2: the one csrattrs attribute that carries extensions)
+ID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+# RFC 9908 section 3.4 / IANA: CSR template attributes for /csrattrs
+ID_AA_CERT_REQ_INFO_TEMPLATE = "1.2.840.113549.1.9.16.2.61"
+ID_AA_EXTENSION_REQ_TEMPLATE = "1.2.840.113549.1.9.16.2.62"
 
 # RFC 8366 section 8.3 / RFC 8995 section 8.3
 MT_VOUCHER_CMS_JSON = "application/voucher-cms+json"
