@@ -1,0 +1,724 @@
+"""A TLS server transport for asyncio on pyOpenSSL memory BIOs.
+
+Why not the stdlib ``ssl`` module: a BRSKI MASA must accept TLS client
+certificates from *any* registrar and decide at the application layer
+(RFC 8995 section 5.5.4), and a registrar must answer an IDevID from an
+untrusted manufacturer with an HTTP 403 problem body instead of a TLS alert.
+``ssl`` has no verify callback, so an unknown client CA is either refused in
+the handshake or its certificate is never requested; it has no TLS exporter
+(RFC 9266 ``tls-exporter`` channel binding); and on Python 3.11 it exposes only
+the peer's leaf, never the chain the client sent.
+
+How it works: :class:`TlsServerProtocol` is the protocol the event loop's
+plain TCP transport talks to.  It owns an ``OpenSSL.SSL.Connection`` built on
+memory BIOs: ciphertext from the socket is written into the incoming BIO, the
+handshake is driven with ``do_handshake``, and every byte OpenSSL wants to send
+is drained from the outgoing BIO into the TCP transport.  Once the handshake
+completes it creates the *inner* protocol (aiohttp's ``RequestHandler``) and
+hands it a :class:`TlsTransport`, through which plaintext flows both ways.
+The design mirrors the stdlib's ``asyncio.sslproto`` conceptually, without its
+code.
+
+Wiring under aiohttp (``web.Server`` is itself a zero-argument protocol
+factory)::
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    server = await start_tls_server(runner.server, host="::", port=8443, cfg=cfg)
+    ...
+    server.close()            # stop accepting
+    await runner.cleanup()    # aiohttp closes its open connections gracefully
+    await server.wait_closed()
+
+Handlers read the TLS facts with ``request.transport.get_extra_info(key)``;
+see :data:`TLS_EXTRA_KEYS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
+
+from brski.errors import ConfigError
+
+__all__ = [
+    "RFC9266_EXPORTER_LABEL",
+    "TLS12_CIPHERS",
+    "TLS_EXTRA_KEYS",
+    "ClientAuth",
+    "TlsExporter",
+    "TlsServerConfig",
+    "TlsServerProtocol",
+    "TlsTransport",
+    "bound_port",
+    "build_context",
+    "start_tls_server",
+]
+
+log = logging.getLogger(__name__)
+
+ClientAuth = Literal["none", "optional", "require"]
+TlsExporter = Callable[[bytes, int, "bytes | None"], bytes]
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+# RFC 9266 section 2: label for the tls-exporter channel binding, 32 bytes, empty context.
+RFC9266_EXPORTER_LABEL = b"EXPORTER-Channel-Binding"
+
+# TLS 1.2 only (TLS 1.3 suites are all AEAD with ephemeral key exchange already):
+# forward secrecy (ECDHE) and AEAD only, so no static-RSA key exchange, no CBC
+# (Lucky13-style padding oracles), no anonymous, export or NULL suites.
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+# Keys answered by TlsTransport.get_extra_info; anything else is passed through to
+# the TCP transport ("peername", "sockname", "socket", ...).
+TLS_EXTRA_KEYS = frozenset(
+    {
+        "peercert",  # DER bytes of the client's leaf, or None
+        "peercert_chain",  # list[bytes] of DER, leaf first, as the client sent it ([] if none)
+        "peer_verified",  # bool: OpenSSL accepted the chain against client_trust_pem
+        "peer_verify_error",  # str | None: first verification failure OpenSSL reported
+        "tls_version",  # "TLSv1.3", "TLSv1.2"
+        "cipher",  # (name, protocol version, secret bits), the shape ssl.SSLObject.cipher() has
+        "alpn_protocol",  # "http/1.1" or None
+        "tls_exporter",  # TlsExporter: (label, length, context) -> bytes (RFC 5705 / 8446 7.5)
+        "tls_unique",  # RFC 5929 tls-unique for TLS 1.2 (the client's Finished), None on TLS 1.3
+        "sslcontext",  # the OpenSSL.SSL.Context (not an ssl.SSLContext; truthy so aiohttp says https)
+        "ssl_object",  # always None: there is no ssl.SSLObject
+        "tls_connection",  # the OpenSSL.SSL.Connection, for read-only inspection
+    }
+)
+
+_BIO_READ_SIZE = 65536  # one read of the outgoing BIO (pyOpenSSL does not zero the buffer)
+_RECV_SIZE = 65536  # one SSL_read; a TLS record carries at most 16 KiB anyway
+_DELIVER_SIZE = 65536  # plaintext handed to the inner protocol per data_received call
+_WRITE_CHUNK = 262144  # plaintext encrypted before the outgoing BIO is drained
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsServerConfig:
+    """Everything :func:`build_context` needs; validated so a typo fails at start-up.
+
+    ``accept_untrusted_clients`` is the BRSKI switch: the handshake then accepts any
+    client chain (proof of possession of the leaf key is still checked by TLS), and
+    records whether OpenSSL would have trusted it, so the application can answer
+    with a problem body instead of a TLS alert the client cannot interpret.
+    """
+
+    cert_chain_pem: bytes  # server leaf first, then intermediates
+    key_pem: bytes  # unencrypted PEM private key of the leaf
+    client_auth: ClientAuth = "none"
+    client_trust_pem: bytes | None = None  # CAs client chains are verified against
+    accept_untrusted_clients: bool = False
+    alpn: bool = True  # select "http/1.1" when the client offers it; never refuse over ALPN
+    handshake_timeout: float = 10.0  # seconds; slow-loris handshakes are dropped after this
+    verify_depth: int = 8
+
+    def __post_init__(self) -> None:
+        if self.client_auth not in ("none", "optional", "require"):
+            raise ConfigError(
+                f"client_auth must be none, optional or require, not {self.client_auth!r}",
+                check="tls.client-auth",
+            )
+        if self.accept_untrusted_clients and self.client_auth == "none":
+            raise ConfigError(
+                "accept_untrusted_clients needs client_auth optional or require",
+                check="tls.accept-untrusted",
+            )
+        if not self.handshake_timeout > 0:
+            raise ConfigError("handshake_timeout must be positive", check="tls.handshake-timeout")
+        if not 1 <= self.verify_depth <= 32:
+            raise ConfigError("verify_depth must be within 1..32", check="tls.verify-depth")
+
+
+# --- context ------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class _PeerVerification:
+    """Per-connection record the verify callback fills in.
+
+    Kept apart from the protocol object so the SSL connection's app data does not
+    form a reference cycle with the protocol.
+    """
+
+    first_error: str | None = None
+
+
+def _verify_error_text(errnum: int) -> str:
+    """OpenSSL's own wording for an X509_V_ERR_* code, so logs match `openssl verify`."""
+    try:
+        from OpenSSL._util import ffi as _ffi  # private, but present in every pyOpenSSL
+        from OpenSSL._util import lib as _lib
+
+        raw = _lib.X509_verify_cert_error_string(errnum)
+        text: str = _ffi.string(raw).decode("utf-8", "replace")
+        return text
+    except Exception:  # pragma: no cover - only if pyOpenSSL drops the binding
+        return f"X509 verify error {errnum}"
+
+
+def _make_verify_callback(accept_untrusted: bool) -> Callable[..., bool]:
+    """The callback OpenSSL calls once per certificate of the client's chain.
+
+    It records the first failure in the connection's :class:`_PeerVerification`
+    and, when untrusted clients are accepted, tells OpenSSL to carry on.
+    """
+
+    def verify(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
+        if not ok:
+            record = conn.get_app_data()
+            if isinstance(record, _PeerVerification) and record.first_error is None:
+                record.first_error = f"{_verify_error_text(errnum)} (code {errnum}, depth {depth})"
+            return accept_untrusted
+        return True
+
+    return verify
+
+
+def _select_http11(conn: SSL.Connection, offered: list[bytes]) -> bytes | object:
+    """Pick http/1.1 if offered; otherwise continue without ALPN rather than fail."""
+    if b"http/1.1" in offered:
+        return b"http/1.1"
+    return SSL.NO_OVERLAPPING_PROTOCOLS  # pyOpenSSL maps this to "no ALPN", not an alert
+
+
+def build_context(cfg: TlsServerConfig) -> SSL.Context:
+    """A server ``OpenSSL.SSL.Context`` for *cfg*; raises ConfigError on bad material.
+
+    Session resumption is switched off (OP_NO_TICKET, no session cache): every
+    connection then carries a full handshake with the client certificate, so the
+    peer facts in ``get_extra_info`` are always first-hand.  pyOpenSSL has no
+    ``SSL_CTX_set_num_tickets``; with OP_NO_TICKET and the cache off OpenSSL still
+    sends TLS 1.3 NewSessionTicket messages, but nothing is stored, so a client
+    presenting one gets a full handshake.
+    """
+    try:
+        chain = x509.load_pem_x509_certificates(cfg.cert_chain_pem)
+    except ValueError as exc:
+        raise ConfigError(f"cert_chain_pem: {exc}", check="tls.cert-chain") from exc
+    try:
+        key = serialization.load_pem_private_key(cfg.key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"key_pem: {exc}", check="tls.key") from exc
+    trust: list[x509.Certificate] = []
+    if cfg.client_trust_pem:
+        try:
+            trust = x509.load_pem_x509_certificates(cfg.client_trust_pem)
+        except ValueError as exc:
+            raise ConfigError(f"client_trust_pem: {exc}", check="tls.client-trust") from exc
+
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_options(
+        SSL.OP_NO_TICKET
+        | SSL.OP_NO_COMPRESSION
+        | SSL.OP_CIPHER_SERVER_PREFERENCE
+        | SSL.OP_NO_RENEGOTIATION
+    )
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    ctx.set_session_id(b"brski-tls")  # harmless; avoids "session id context uninitialized"
+    try:
+        ctx.set_cipher_list(TLS12_CIPHERS.encode("ascii"))
+        ctx.use_certificate(chain[0])
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(key)  # type: ignore[arg-type]  # validated by check_privatekey
+        ctx.check_privatekey()
+        store = ctx.get_cert_store()
+        for anchor in trust:
+            assert store is not None
+            store.add_cert(crypto.X509.from_cryptography(anchor))
+    except (SSL.Error, crypto.Error, TypeError, ValueError) as exc:
+        raise ConfigError(f"TLS server material rejected: {exc!r}", check="tls.context") from exc
+
+    if cfg.client_auth == "none":
+        ctx.set_verify(SSL.VERIFY_NONE)
+    else:
+        mode = SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE
+        if cfg.client_auth == "require":
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        # No client CA list is sent: a pledge or registrar must not drop its
+        # certificate just because its issuer is not one we named.
+        ctx.set_verify(mode, _make_verify_callback(cfg.accept_untrusted_clients))
+        ctx.set_verify_depth(cfg.verify_depth)
+    if cfg.alpn:
+        ctx.set_alpn_select_callback(_select_http11)  # type: ignore[arg-type]
+    return ctx
+
+
+# --- transport the inner protocol sees -----------------------------------------------
+
+
+class TlsTransport(asyncio.Transport):
+    """The plaintext side of one TLS connection, as the inner protocol sees it.
+
+    Every call is delegated to the owning :class:`TlsServerProtocol`, which keeps
+    the single source of truth about the connection's state.
+    """
+
+    def __init__(self, owner: TlsServerProtocol) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._owner._extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._owner._state is not _State.OPEN
+
+    def close(self) -> None:
+        self._owner._close()
+
+    def abort(self) -> None:
+        self._owner._abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._owner._write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._owner._write(b"".join(list_of_data))
+
+    def can_write_eof(self) -> bool:
+        # A TLS half-close would need a close_notify the peer treats as full close.
+        return False
+
+    def write_eof(self) -> None:
+        raise NotImplementedError("TLS transport cannot half-close")
+
+    def pause_reading(self) -> None:
+        self._owner._pause_reading()
+
+    def resume_reading(self) -> None:
+        self._owner._resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._owner._state is _State.OPEN and not self._owner._app_paused
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        # Only ciphertext is buffered (in the TCP transport); limits apply there.
+        self._owner._raw_transport().set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._owner._raw_transport().get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._owner._raw_transport().get_write_buffer_limits()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._owner._inner = protocol  # type: ignore[assignment]
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        inner = self._owner._inner
+        assert inner is not None
+        return inner
+
+
+class _State(enum.Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# --- the protocol the TCP transport sees ------------------------------------------------
+
+
+class TlsServerProtocol(asyncio.Protocol):
+    """One accepted TCP connection: TLS on the outside, *inner_factory()* inside.
+
+    The inner protocol is only created after a successful handshake, so a failed
+    or timed-out handshake never reaches the application; such failures are
+    logged at debug level (scanners and misconfigured clients are routine).
+    """
+
+    def __init__(
+        self,
+        context: SSL.Context,
+        inner_factory: ProtocolFactory,
+        *,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self._context = context
+        self._inner_factory = inner_factory
+        self._handshake_timeout = handshake_timeout
+        self._state = _State.HANDSHAKE
+        self._raw: asyncio.Transport | None = None
+        self._conn: SSL.Connection | None = None
+        self._inner: asyncio.Protocol | None = None
+        self._transport: TlsTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._verification = _PeerVerification()
+        self._app_paused = False  # the inner protocol asked us to stop delivering
+        self._write_paused = False  # the TCP transport asked us to stop writing
+        self._pump_scheduled = False
+        self._extra: dict[str, Any] = {}
+        self._peer_certs_done = False
+
+    # -- asyncio.Protocol, called by the TCP transport --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._raw = transport
+        conn = SSL.Connection(self._context, None)
+        conn.set_accept_state()
+        conn.set_app_data(self._verification)
+        self._conn = conn
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._handshake_timeout, self._handshake_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self._state in (_State.CLOSING, _State.CLOSED) or self._conn is None:
+            return
+        try:
+            self._conn.bio_write(data)
+        except SSL.Error as exc:
+            self._fatal("bio_write failed", exc)
+            return
+        if self._state is _State.HANDSHAKE:
+            self._do_handshake()
+        else:
+            self._pump()
+
+    def eof_received(self) -> bool:
+        # A TCP FIN without close_notify: deliver what was decrypted, then close,
+        # as the stdlib's SSL transport does (TLS has no half-close).
+        if self._state is _State.HANDSHAKE:
+            log.debug("TLS handshake: peer %s closed the connection", self._peername())
+            self._cancel_timer()
+            return False
+        if self._state is _State.OPEN:
+            self._pump()
+            if self._state is _State.OPEN and self._inner is not None:
+                self._inner.eof_received()
+            self._close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self._state = _State.CLOSED
+        inner, self._inner = self._inner, None
+        if self._conn is not None:
+            self._conn.set_app_data(None)
+        if inner is not None:
+            inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    # -- handshake --
+
+    def _do_handshake(self) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.do_handshake()
+        except SSL.WantReadError:
+            self._flush()
+            return
+        except Exception as exc:  # SSL.Error, or a callback's exception re-raised by pyOpenSSL
+            log.debug("TLS handshake with %s failed: %r", self._peername(), exc)
+            self._cancel_timer()
+            self._flush()  # the alert, if OpenSSL produced one
+            self._state = _State.CLOSED
+            if self._raw is not None:
+                self._raw.close()
+            return
+        self._cancel_timer()
+        self._flush()
+        self._state = _State.OPEN
+        self._transport = TlsTransport(self)
+        try:
+            inner = self._inner_factory()
+            self._inner = inner
+            inner.connection_made(self._transport)
+        except Exception:
+            log.exception("inner protocol failed to start for %s", self._peername())
+            self._abort()
+            return
+        if self._write_paused:
+            inner.pause_writing()
+        self._pump()  # the client's first request may share a segment with its Finished
+
+    def _handshake_timed_out(self) -> None:
+        self._timer = None
+        if self._state is _State.HANDSHAKE:
+            log.debug("TLS handshake with %s timed out", self._peername())
+            self._state = _State.CLOSED
+            if self._raw is not None:
+                self._raw.abort()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- reading --
+
+    def _pump(self) -> None:
+        """Decrypt what the incoming BIO holds and feed it to the inner protocol.
+
+        Stops as soon as the inner protocol pauses reading; the rest waits in
+        OpenSSL's buffers until :meth:`_resume_reading`.
+        """
+        conn = self._conn
+        if conn is None:
+            return
+        peer_closed = False
+        failure: Exception | None = None
+        chunks: list[bytes] = []
+        size = 0
+        while self._state is _State.OPEN and not self._app_paused:
+            try:
+                chunk = conn.recv(_RECV_SIZE)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                peer_closed = True
+                break
+            except SSL.Error as exc:
+                failure = exc
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _DELIVER_SIZE:
+                self._deliver(chunks)
+                chunks, size = [], 0
+        if chunks:
+            self._deliver(chunks)
+        self._flush()  # SSL_read may have queued a KeyUpdate reply or an alert
+        if failure is not None:
+            self._fatal("TLS read failed", failure)
+        elif peer_closed and self._state is _State.OPEN:
+            if self._inner is not None:
+                self._inner.eof_received()
+            self._close()
+
+    def _deliver(self, chunks: list[bytes]) -> None:
+        if self._inner is None or self._state is not _State.OPEN:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._inner.data_received(data)
+
+    def _pause_reading(self) -> None:
+        if self._app_paused:
+            return
+        self._app_paused = True
+        if self._raw is not None and not self._raw.is_closing():
+            self._raw.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._app_paused:
+            return
+        self._app_paused = False
+        if self._raw is not None and not self._raw.is_closing():
+            self._raw.resume_reading()
+        # Plaintext may already sit in OpenSSL's buffers with no more socket data
+        # coming to trigger data_received; deliver it from a fresh loop iteration
+        # rather than re-entering the inner protocol from inside its own call.
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        if self._state is _State.OPEN and not self._app_paused:
+            self._pump()
+
+    # -- writing and closing --
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._state is not _State.OPEN or self._conn is None:
+            return  # like asyncio's transports: writes after close are dropped
+        view = memoryview(data).cast("B")
+        total = len(view)
+        offset = 0
+        try:
+            while offset < total:
+                end = min(offset + _WRITE_CHUNK, total)
+                while offset < end:  # memory BIOs never block, but PARTIAL_WRITE is on
+                    offset += self._conn.send(view[offset:end])
+                self._flush()
+        except SSL.Error as exc:
+            self._fatal("TLS write failed", exc)
+
+    def _flush(self) -> None:
+        """Move every pending ciphertext byte from OpenSSL to the TCP transport."""
+        conn, raw = self._conn, self._raw
+        if conn is None:
+            return
+        out: list[bytes] = []
+        while True:
+            try:
+                out.append(conn.bio_read(_BIO_READ_SIZE))
+            except SSL.WantReadError:
+                break
+            except SSL.Error:
+                break
+        if out and raw is not None and not raw.is_closing():
+            raw.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _close(self) -> None:
+        """Graceful close: send close_notify, let the TCP transport drain, then FIN."""
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            return
+        self._state = _State.CLOSING
+        self._cancel_timer()
+        if self._conn is not None:
+            try:
+                self._conn.shutdown()
+            except SSL.Error:
+                pass
+            self._flush()
+        if self._raw is not None:
+            self._raw.close()
+
+    def _abort(self) -> None:
+        self._state = _State.CLOSED
+        self._cancel_timer()
+        if self._raw is not None:
+            self._raw.abort()
+
+    def _fatal(self, what: str, exc: Exception) -> None:
+        log.debug("%s for %s: %r", what, self._peername(), exc)
+        self._flush()
+        self._abort()
+
+    def _raw_transport(self) -> asyncio.Transport:
+        assert self._raw is not None
+        return self._raw
+
+    def _peername(self) -> Any:
+        return None if self._raw is None else self._raw.get_extra_info("peername")
+
+    # -- extra info --
+
+    def _extra_info(self, name: str, default: Any) -> Any:
+        if name not in TLS_EXTRA_KEYS:
+            return default if self._raw is None else self._raw.get_extra_info(name, default)
+        if name not in self._extra:
+            self._compute_extra(name)
+        return self._extra.get(name, default)
+
+    def _compute_extra(self, name: str) -> None:
+        """Fill the TLS facts lazily: most requests never look at the chain."""
+        conn = self._conn
+        if conn is None:
+            return
+        if name in ("peercert", "peercert_chain", "peer_verified", "peer_verify_error"):
+            self._compute_peer()
+        elif name == "tls_version":
+            self._extra[name] = conn.get_protocol_version_name()
+        elif name == "cipher":
+            self._extra[name] = (
+                conn.get_cipher_name(),
+                conn.get_cipher_version(),
+                conn.get_cipher_bits(),
+            )
+        elif name == "alpn_protocol":
+            proto = conn.get_alpn_proto_negotiated()
+            self._extra[name] = proto.decode("ascii", "replace") if proto else None
+        elif name == "tls_exporter":
+            self._extra[name] = _exporter_for(conn)
+        elif name == "tls_unique":
+            # RFC 5929: the first Finished of the latest handshake; in a full handshake
+            # (resumption is off) that is the client's.  Undefined for TLS 1.3 (RFC 9266).
+            tls12 = conn.get_protocol_version_name() in ("TLSv1.2",)
+            self._extra[name] = conn.get_peer_finished() if tls12 else None
+        elif name == "sslcontext":
+            self._extra[name] = self._context
+        elif name == "ssl_object":
+            self._extra[name] = None
+        elif name == "tls_connection":
+            self._extra[name] = conn
+
+    def _compute_peer(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        leaf = conn.get_peer_certificate(as_cryptography=True)
+        der_chain: list[bytes] = []
+        if leaf is not None:
+            leaf_der = leaf.public_bytes(serialization.Encoding.DER)
+            sent = conn.get_peer_cert_chain(as_cryptography=True) or []
+            der_chain = [c.public_bytes(serialization.Encoding.DER) for c in sent]
+            # On a server, OpenSSL's peer chain omits the leaf; put it back in front.
+            if not der_chain or der_chain[0] != leaf_der:
+                der_chain.insert(0, leaf_der)
+        error = self._verification.first_error if leaf is not None else None
+        self._extra["peercert"] = der_chain[0] if der_chain else None
+        self._extra["peercert_chain"] = der_chain
+        self._extra["peer_verified"] = leaf is not None and error is None
+        self._extra["peer_verify_error"] = error
+
+
+def _exporter_for(conn: SSL.Connection) -> TlsExporter:
+    """Bind RFC 5705 / RFC 8446 7.5 keying-material export to one connection.
+
+    For RFC 9266 call it as ``exporter(RFC9266_EXPORTER_LABEL, 32, None)`` on TLS 1.3
+    (an absent and an empty context are the same there).  On TLS 1.2 RFC 9266
+    requires the extended master secret, which pyOpenSSL cannot report, so callers
+    should only rely on it when ``tls_version`` is "TLSv1.3".
+    """
+
+    def export(label: bytes, length: int, context: bytes | None = None) -> bytes:
+        return conn.export_keying_material(label, length, context)
+
+    return export
+
+
+# --- server -------------------------------------------------------------------------
+
+
+async def start_tls_server(
+    handler_factory: ProtocolFactory,
+    *,
+    host: str | None,
+    port: int,
+    cfg: TlsServerConfig,
+    reuse: bool = True,
+    backlog: int = 128,
+) -> asyncio.Server:
+    """Listen on *host*:*port* and serve *handler_factory()* protocols over TLS.
+
+    For aiohttp pass ``runner.server`` (a ``web.Server``) after ``runner.setup()``.
+    ``port=0`` binds an ephemeral port; read it back with :func:`bound_port`.
+    """
+    ctx = build_context(cfg)
+    loop = asyncio.get_running_loop()
+
+    def make_protocol() -> TlsServerProtocol:
+        return TlsServerProtocol(ctx, handler_factory, handshake_timeout=cfg.handshake_timeout)
+
+    return await loop.create_server(
+        make_protocol, host=host, port=port, reuse_address=reuse, backlog=backlog
+    )
+
+
+def bound_port(server: asyncio.Server) -> int:
+    """The TCP port *server* listens on (useful after ``port=0``)."""
+    for sock in server.sockets:
+        port: int = sock.getsockname()[1]
+        return port
+    raise ConfigError("server has no listening socket", check="tls.not-listening")
