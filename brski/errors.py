@@ -23,6 +23,7 @@ __all__ = [
     "Forbidden",
     "LocalError",
     "MalformedInput",
+    "MethodNotAllowed",
     "NotAcceptable",
     "NotFound",
     "PayloadTooLarge",
@@ -135,6 +136,11 @@ class PolicyRefused(Forbidden):
     """A configured policy rule said no."""
 
     title = "Refused by policy"
+
+
+class MethodNotAllowed(PeerError):
+    http_status = 405
+    title = "Method not allowed"
 
 
 class NotFound(PeerError):

@@ -1,0 +1,125 @@
+"""Serving an app over TLS until SIGTERM, and the TLS contexts the roles use.
+
+Contexts are built to the project's rules once, here: TLS 1.2 at least
+(RFC 8995 section 5.1 and RFC 7030 section 3.3.1 require TLS 1.2+), ECDHE
+with AEAD ciphers only (no anonymous, export or static-RSA suites), no
+session tickets (they cost a ticket encryption per handshake and a pledge
+never resumes), and only the CAs a role actually needs as client trust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from brski.errors import ConfigError
+from brski_web.logs import kv
+
+__all__ = ["client_ssl_context", "run_server", "server_ssl_context"]
+
+log = logging.getLogger("brski.server")
+
+# TLS 1.2 suites: forward secret, AEAD only. TLS 1.3 suites are all AEAD.
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!EXPORT:!DES:!RC4:!3DES:!MD5:!PSK"
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}", check="config.file") from exc
+
+
+def server_ssl_context(
+    *, cert: Path, key: Path, client_cas: list[Path], client_auth: str = "optional"
+) -> ssl.SSLContext:
+    """A server context; ``client_auth`` is ``none``, ``optional`` or ``require``."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_TICKET | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.num_tickets = 0
+    _read(cert, "certificate")
+    _read(key, "private key")
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"certificate {cert} and key {key} do not load: {exc}", check="config.tls") from exc
+    if client_auth == "none":
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if not client_cas:
+        raise ConfigError("client authentication needs at least one client CA", check="config.tls")
+    for path in client_cas:
+        ctx.load_verify_locations(cadata=_read(path, "client CA").decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED if client_auth == "require" else ssl.CERT_OPTIONAL
+    return ctx
+
+
+def client_ssl_context(
+    *, trust: list[Path], cert: Path | None = None, key: Path | None = None, check_hostname: bool = True
+) -> ssl.SSLContext:
+    """A client context that trusts only ``trust`` and presents ``cert`` if given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_TLS12_CIPHERS)
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    for path in trust:
+        ctx.load_verify_locations(cadata=_read(path, "trust anchor").decode())
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+async def run_server(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    ready_file: Path | None = None,
+    role: str,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop``), then drain and close cleanly.
+
+    With ``port=0`` the kernel picks a free port; the bound address is logged
+    and written to ``ready_file`` (JSON) so that tests and ``make demo`` can
+    find the server without racing it.
+    """
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    url = f"https://{host}:{bound}"
+    log.info(kv("listening", role=role, url=url, pid=os.getpid()))
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": url, "port": bound, "pid": os.getpid()}))
+        tmp.replace(ready_file)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        await stop.wait()
+    finally:
+        log.info(kv("stopping", role=role))
+        await runner.cleanup()
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)
+        log.info(kv("stopped", role=role))
