@@ -1,0 +1,71 @@
+"""``create_app(config)``: the MASA as an aiohttp application.
+
+Resources (the store, the signing key) are opened in ``cleanup_ctx`` so that
+a test or a process gets a fully built app and shutdown closes everything in
+reverse order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+
+from brski.errors import BrskiError
+from brski.pki import load_cert, load_certs, load_private_key
+from brski.storage import open_masa_store
+from brski_web.middleware import REFUSAL_RECORDER, error_middleware
+from masa import handlers
+from masa.config import MasaConfig
+from masa.service import MasaService, VoucherSigner
+
+__all__ = ["CONFIG", "SERVICE", "create_app"]
+
+CONFIG: web.AppKey[MasaConfig] = web.AppKey("masa_config", MasaConfig)
+SERVICE: web.AppKey[MasaService] = web.AppKey("masa_service", MasaService)
+
+
+def _read_certs(paths: list[Path]) -> list[x509.Certificate]:
+    out: list[x509.Certificate] = []
+    for p in paths:
+        out.extend(load_certs(p.read_bytes()))
+    return out
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    store = await open_masa_store(cfg.database)
+    signer = VoucherSigner(
+        key=load_private_key(cfg.signer_key.read_bytes()),
+        cert=load_cert(cfg.signer_cert.read_bytes()),
+        chain=tuple(_read_certs(cfg.signer_chain)),
+    )
+    app[SERVICE] = MasaService(
+        store=store,
+        signer=signer,
+        manufacturer_anchors=_read_certs(cfg.manufacturer_anchors),
+        ownership=cfg.ownership,
+        nonceless_validity=timedelta(days=cfg.nonceless_voucher_days),
+    )
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def _record_refusal(request: web.Request, err: BrskiError) -> None:
+    service = request.app.get(SERVICE)
+    if service is not None:
+        await service.record_refusal(kind=f"refused {request.path}", err=err, now=datetime.now(UTC))
+
+
+def create_app(config: MasaConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[REFUSAL_RECORDER] = _record_refusal
+    app.cleanup_ctx.append(_service_ctx)
+    handlers.add_routes(app, SERVICE)
+    return app

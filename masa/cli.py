@@ -1,0 +1,189 @@
+"""``brski masa ...``: serve the MASA and manage what it knows.
+
+Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from brski.errors import BrskiError, ConfigError
+from brski.pki import cert_der, device_serial, fingerprint_sha256, load_cert, load_certs, spki_sha256
+from brski.storage import open_masa_store
+from brski_web.logs import configure_logging
+from brski_web.serve import run_server, server_ssl_context
+from masa.config import MasaConfig, database_url, load_config
+
+__all__ = ["add_parser", "main"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file ([server] and [masa] tables)")
+    p.add_argument("--database", help="store URL, e.g. sqlite:///var/masa.db")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = [
+        "host", "port", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
+        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level",
+    ]
+    return {k: getattr(args, k, None) for k in keys}
+
+
+def _config(args: argparse.Namespace) -> MasaConfig:
+    return load_config(args.config, _overrides(args))
+
+
+def _database(args: argparse.Namespace) -> str:
+    """Management commands touch only the store: --database, else the config's."""
+    return database_url(args.config, args.database)
+
+
+def _run(coro_fn: Callable[[], Awaitable[int]]) -> int:
+    try:
+        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(f"brski masa: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    except BrskiError as exc:
+        print(f"brski masa: {exc.title}: {exc.detail} (check: {exc.check})", file=sys.stderr)
+        return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from masa.app import create_app
+
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"brski masa: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.log_level, role="masa")
+
+    async def main() -> int:
+        ctx = server_ssl_context(
+            cert=cfg.tls_cert,
+            key=cfg.tls_key,
+            client_cas=cfg.client_cas or cfg.manufacturer_anchors,
+            client_auth=cfg.client_auth,
+        )
+        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, ssl_context=ctx, ready_file=cfg.ready_file, role="masa")
+        return 0
+
+    return _run(main)
+
+
+def _idevid_files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(p.glob("**/idevid.crt")))
+        else:
+            out.append(p)
+    return out
+
+
+def cmd_devices_import(args: argparse.Namespace) -> int:
+    db = _database(args)
+
+    async def main() -> int:
+        now = datetime.now(UTC)
+        count = 0
+        async with await open_masa_store(db) as store:
+            for path in _idevid_files(args.paths):
+                for cert in load_certs(path.read_bytes()):
+                    serial = device_serial(cert)
+                    if not serial:
+                        print(f"{path}: certificate has no subject serialNumber, skipped", file=sys.stderr)
+                        continue
+                    await store.add_manufactured_device(serial, idevid_fingerprint=fingerprint_sha256(cert), at=now)
+                    count += 1
+            total = await store.count_devices()
+        print(f"imported {count} device(s); the MASA now knows {total}")
+        return 0
+
+    return _run(main)
+
+
+def cmd_owners(args: argparse.Namespace) -> int:
+    db = _database(args)
+
+    async def main() -> int:
+        now = datetime.now(UTC)
+        async with await open_masa_store(db) as store:
+            if args.owners_cmd == "list":
+                rows = await store.owners(args.serial) if args.serial else await store.list_owners()
+                for o in rows:
+                    subject = load_cert(o.domain_ca_der).subject.rfc4514_string()
+                    print(f"{o.serial}\t{o.domain_ca_spki_sha256.hex()}\t{subject}\t{o.added_at.isoformat()}")
+                return 0
+            if args.domain_ca is None:
+                print("brski masa owners: --domain-ca PEM is required", file=sys.stderr)
+                return 2
+            ca = load_cert(args.domain_ca.read_bytes())
+            if args.owners_cmd == "add":
+                await store.add_owner(args.serial, domain_ca_spki_sha256=spki_sha256(ca), domain_ca_der=cert_der(ca), at=now)
+                await store.append_event(at=now, kind="owner.added", device_serial=args.serial, outcome="info",
+                                         check="masa.owners.add", detail={"domain_ca": ca.subject.rfc4514_string()})
+                print(f"{args.serial}: owner {ca.subject.rfc4514_string()} added")
+            else:
+                await store.remove_owner(args.serial, domain_ca_spki_sha256=spki_sha256(ca))
+                await store.append_event(at=now, kind="owner.removed", device_serial=args.serial, outcome="info",
+                                         check="masa.owners.remove", detail={"domain_ca": ca.subject.rfc4514_string()})
+                print(f"{args.serial}: owner {ca.subject.rfc4514_string()} removed")
+        return 0
+
+    return _run(main)
+
+
+def _build(sub: argparse.ArgumentParser) -> None:
+    cmds = sub.add_subparsers(dest="masa_cmd", required=True, metavar="COMMAND")
+    serve = cmds.add_parser("serve", help="run the MASA HTTPS server")
+    _common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-cert", dest="tls_cert")
+    serve.add_argument("--tls-key", dest="tls_key")
+    serve.add_argument("--client-ca", dest="client_cas", action="append", help="CA trusted for registrar TLS client certs (repeatable)")
+    serve.add_argument("--signer-cert", dest="signer_cert")
+    serve.add_argument("--signer-key", dest="signer_key")
+    serve.add_argument("--signer-chain", dest="signer_chain", action="append")
+    serve.add_argument("--manufacturer-anchor", dest="manufacturer_anchors", action="append")
+    serve.add_argument("--ownership", choices=["open", "sales-records"])
+    serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.set_defaults(func=cmd_serve)
+
+    devices = cmds.add_parser("devices", help="the devices this manufacturer made")
+    dcmds = devices.add_subparsers(dest="devices_cmd", required=True, metavar="COMMAND")
+    imp = dcmds.add_parser("import", help="record IDevID certificates (files or dev-PKI pledge directories)")
+    _common(imp)
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.set_defaults(func=cmd_devices_import)
+
+    owners = cmds.add_parser("owners", help="sales records: which domain CA owns which device")
+    ocmds = owners.add_subparsers(dest="owners_cmd", required=True, metavar="COMMAND")
+    for name in ("add", "remove", "list"):
+        p = ocmds.add_parser(name, help=f"{name} owner records")
+        _common(p)
+        p.add_argument("serial", nargs="?" if name == "list" else None)
+        p.add_argument("--domain-ca", dest="domain_ca", type=Path, help="the owner's domain CA certificate (PEM)")
+        p.set_defaults(func=cmd_owners)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _build(subparsers.add_parser("masa", help="the manufacturer's MASA", description=__doc__))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m masa", description=__doc__)
+    _build(parser)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,214 @@
+"""The MASA's orchestration: check a registrar voucher-request, decide, sign, log.
+
+The order matters and is the point of this module (RFC 8995 section 5.6):
+every check runs first, then the ownership policy, then the voucher is
+signed in memory, then the voucher, its audit-log entry and the decision
+event are committed in one durable transaction, and only then is the voucher
+returned. If the commit fails the registrar gets a 503 and no voucher.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+
+from brski.artifact import sign_artifact
+from brski.errors import BrskiError, Forbidden, NotFound, PolicyRefused
+from brski.negotiate import negotiate_voucher_media
+from brski.oids import MT_VOUCHER_CMS_JSON
+from brski.pki import PrivateKey, cert_der, fingerprint_sha256, spki_sha256
+from brski.policy import masa_ownership
+from brski.storage.base import MasaStore
+from brski.validation import MasaRequestCheck, aki_key_id, check_registrar_request, domain_id
+from brski.voucher import Assertion, Voucher
+from brski_web.logs import kv
+
+__all__ = ["MasaService", "VoucherSigner"]
+
+log = logging.getLogger("brski.masa")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoucherSigner:
+    key: PrivateKey
+    cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class MasaService:
+    def __init__(
+        self,
+        *,
+        store: MasaStore,
+        signer: VoucherSigner,
+        manufacturer_anchors: list[x509.Certificate],
+        ownership: str,
+        nonceless_validity: timedelta,
+        supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.anchors = manufacturer_anchors
+        self.ownership = ownership
+        self.nonceless_validity = nonceless_validity
+        self.supported_media = supported_media
+
+    async def _check(self, body: bytes, media: str, *, now: datetime) -> MasaRequestCheck:
+        chk = check_registrar_request(body, media_type=media, manufacturer_anchors=self.anchors, now=now)
+        # RFC 8995 section 5.6: 404 for a device this MASA does not know.
+        device = await self.store.get_manufactured_device(chk.serial)
+        if device is None:
+            raise NotFound(
+                f"device {chk.serial!r} was not made by this manufacturer",
+                check="masa.unknown-device",
+                serial=chk.serial,
+            )
+        if chk.idevid is not None and fingerprint_sha256(chk.idevid) != device.idevid_fingerprint:
+            raise Forbidden(
+                f"the IDevID that signed the pledge request is not the one made for {chk.serial!r}",
+                check="masa.idevid-mismatch",
+                serial=chk.serial,
+            )
+        return chk
+
+    async def request_voucher(
+        self, *, body: bytes, content_type: str | None, accept: str | None, now: datetime
+    ) -> tuple[bytes, str]:
+        """RFC 8995 sections 5.5 and 5.6: returns (voucher bytes, media type)."""
+        req_media, resp_media = negotiate_voucher_media(content_type, accept, self.supported_media)
+        chk = await self._check(body, req_media, now=now)
+        domain = spki_sha256(chk.domain_cert)
+        owners = await self.store.owners(chk.serial)
+        nonceless = chk.nonce is None
+        decision = masa_ownership(
+            mode=self.ownership,
+            domain=domain,
+            owners=[o.domain_ca_spki_sha256 for o in owners],
+            nonceless=nonceless,
+        )
+        if not decision.allow:
+            raise PolicyRefused(decision.detail, check=decision.rule, serial=chk.serial)
+        if chk.proximity:
+            assertion = Assertion.PROXIMITY  # RFC 8995 section 5.5.5
+        elif owners:
+            assertion = Assertion.VERIFIED
+        else:
+            assertion = Assertion.LOGGED
+        expires_on = now + self.nonceless_validity if nonceless else None
+        voucher = Voucher(
+            created_on=now,
+            expires_on=expires_on,
+            assertion=assertion,
+            serial_number=chk.serial,
+            nonce=chk.nonce,
+            idevid_issuer=aki_key_id(chk.idevid) if chk.idevid is not None else None,
+            pinned_domain_cert=cert_der(chk.domain_cert),
+            domain_cert_revocation_checks=False,
+        )
+        raw = sign_artifact(
+            voucher,
+            media_type=resp_media,
+            key=self.signer.key,
+            cert=self.signer.cert,
+            chain=self.signer.chain,
+        )
+        if decision.record_owner:
+            await self.store.add_owner(
+                chk.serial,
+                domain_ca_spki_sha256=domain,
+                domain_ca_der=cert_der(chk.domain_cert),
+                at=now,
+            )
+        did = _b64(domain_id(chk.domain_cert))
+        # RFC 8995 section 5.6: the audit log is written before the voucher
+        # leaves; a failed commit raises StorageError (503) and nothing is sent.
+        await self.store.issue_voucher_atomically(
+            serial=chk.serial,
+            voucher=raw,
+            media_type=resp_media,
+            assertion=str(assertion),
+            nonce=chk.nonce,
+            registrar_spki_sha256=spki_sha256(chk.registrar_signer),
+            domain_ca_spki_sha256=domain,
+            domain_id=did,
+            created_at=now,
+            expires_on=expires_on,
+            event_kind="voucher.issued",
+            event_check=decision.rule,
+            event_detail={
+                "assertion": str(assertion),
+                "domain_id": did,
+                "registrar": chk.registrar_signer.subject.rfc4514_string(),
+                "nonceless": nonceless,
+            },
+        )
+        log.info(
+            kv(
+                "voucher-issued",
+                serial=chk.serial,
+                assertion=str(assertion),
+                domain=did,
+                rule=decision.rule,
+                registrar=chk.registrar_signer.subject.rfc4514_string(),
+            )
+        )
+        return raw, resp_media
+
+    async def request_audit_log(
+        self, *, body: bytes, content_type: str | None, now: datetime
+    ) -> dict[str, Any]:
+        """RFC 8995 section 5.8: the log of a device, for a domain that claimed it."""
+        req_media, _ = negotiate_voucher_media(content_type, None, self.supported_media)
+        chk = await self._check(body, req_media, now=now)
+        did = _b64(domain_id(chk.domain_cert))
+        # RFC 8995 section 5.8: 404 for a requester that was never an owner.
+        if not await self.store.registrar_claimed(chk.serial, did):
+            raise NotFound(
+                f"this domain never claimed device {chk.serial!r}",
+                check="masa.auditlog.not-claimed",
+                serial=chk.serial,
+            )
+        entries = await self.store.audit_entries(chk.serial)
+        await self.store.append_event(
+            at=now,
+            kind="auditlog.served",
+            device_serial=chk.serial,
+            outcome="allow",
+            check="masa.auditlog.claimed",
+            detail={"domain_id": did, "entries": len(entries)},
+        )
+        return {
+            "version": "1",
+            "events": [
+                {
+                    "date": e.at.isoformat().replace("+00:00", "Z"),
+                    "domainID": e.domain_id,
+                    # RFC 8995 5.8.1: JSON null when the voucher had no nonce.
+                    "nonce": _b64(e.nonce) if e.nonce is not None else None,
+                    "assertion": e.assertion,
+                    "truncated": e.truncated,
+                }
+                for e in entries
+            ],
+            "truncation": {"nonced duplicates": 0, "nonceless duplicates": 0, "arbitrary": 0},
+        }
+
+    async def record_refusal(self, *, kind: str, err: BrskiError, now: datetime) -> None:
+        serial = err.extra.get("serial")
+        await self.store.append_event(
+            at=now,
+            kind=kind,
+            device_serial=serial if isinstance(serial, str) else None,
+            outcome="refuse",
+            check=err.check,
+            detail={"status": err.http_status, "detail": err.detail},
+        )

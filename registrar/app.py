@@ -1,0 +1,88 @@
+"""``create_app(config)``: the registrar as an aiohttp application.
+
+The store and the MASA connection pool are opened in ``cleanup_ctx`` and
+closed in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+from cryptography import x509
+
+from brski.errors import BrskiError
+from brski.pki import load_cert, load_certs, load_private_key
+from brski.storage import open_registrar_store
+from brski_web.identity import peer_identity
+from brski_web.middleware import REFUSAL_RECORDER, error_middleware
+from brski_web.serve import client_ssl_context
+from registrar import handlers
+from registrar.config import RegistrarConfig
+from registrar.masa_client import MasaClient, MasaTransport
+from registrar.service import RegistrarKeys, RegistrarService
+
+__all__ = ["CONFIG", "SERVICE", "create_app"]
+
+CONFIG: web.AppKey[RegistrarConfig] = web.AppKey("registrar_config", RegistrarConfig)
+SERVICE: web.AppKey[RegistrarService] = web.AppKey("registrar_service", RegistrarService)
+
+
+def _certs(paths: list[Path]) -> list[x509.Certificate]:
+    out: list[x509.Certificate] = []
+    for p in paths:
+        out.extend(load_certs(p.read_bytes()))
+    return out
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    keys = RegistrarKeys(
+        ca_cert=load_cert(cfg.ca_cert.read_bytes()),
+        ca_key=load_private_key(cfg.ca_key.read_bytes()),
+        ra_cert=load_cert(cfg.ra_cert.read_bytes()),
+        ra_key=load_private_key(cfg.ra_key.read_bytes()),
+        tls_cert=load_cert(cfg.tls_cert.read_bytes()),
+    )
+    # The registrar authenticates to the MASA with its RA certificate
+    # (RFC 8995 5.5.4) and trusts only the configured MASA anchors.
+    transport = MasaTransport(
+        ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=cfg.ra_cert, key=cfg.ra_key),
+        timeout_s=cfg.masa_timeout_s,
+    )
+    store = await open_registrar_store(cfg.database)
+    public = cfg.public_url.rstrip("/") if cfg.public_url else None
+    app[SERVICE] = RegistrarService(
+        store=store,
+        keys=keys,
+        manufacturer_anchors=_certs(cfg.manufacturer_anchors),
+        masa=MasaClient(transport),
+        masa_url_override=cfg.masa_url_override,
+        ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
+        crl_url=f"{public}/crl" if public else None,
+        ocsp_url=f"{public}/ocsp" if public else None,
+    )
+    try:
+        yield
+    finally:
+        await transport.close()
+        await store.close()
+
+
+async def _record_refusal(request: web.Request, err: BrskiError) -> None:
+    service = request.app.get(SERVICE)
+    if service is not None:
+        await service.record_refusal(
+            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC)
+        )
+
+
+def create_app(config: RegistrarConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[REFUSAL_RECORDER] = _record_refusal
+    app.cleanup_ctx.append(_service_ctx)
+    handlers.add_routes(app, SERVICE)
+    return app

@@ -1,0 +1,165 @@
+"""``brski registrar ...``: serve the registrar and look at its inventory.
+
+Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from brski.errors import BrskiError, ConfigError
+from brski.storage import open_registrar_store
+from brski_web.logs import configure_logging
+from brski_web.serve import run_server, server_ssl_context
+from registrar.config import RegistrarConfig, database_url, load_config
+
+__all__ = ["add_parser", "main"]
+
+_OVERRIDE_KEYS = [
+    "host", "port", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
+    "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
+]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file ([server] and [registrar] tables)")
+    p.add_argument("--database", help="store URL, e.g. sqlite:///var/registrar.db")
+    p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+
+
+def _config(args: argparse.Namespace) -> RegistrarConfig:
+    return load_config(args.config, {k: getattr(args, k, None) for k in _OVERRIDE_KEYS})
+
+
+def _run(fn: Callable[[], Awaitable[int]]) -> int:
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except ConfigError as exc:
+        print(f"brski registrar: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    except BrskiError as exc:
+        print(f"brski registrar: {exc.title}: {exc.detail} (check: {exc.check})", file=sys.stderr)
+        return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from registrar.app import create_app
+
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"brski registrar: configuration error: {exc.detail}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.log_level, role="registrar")
+
+    async def main() -> int:
+        # Pledges authenticate with IDevIDs (manufacturer anchors), renewing
+        # devices with LDevIDs (the domain CA); nothing else is trusted.
+        ctx = server_ssl_context(
+            cert=cfg.tls_cert,
+            key=cfg.tls_key,
+            client_cas=[*cfg.manufacturer_anchors, cfg.ca_cert],
+            client_auth="optional",
+        )
+        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, ssl_context=ctx, ready_file=cfg.ready_file, role="registrar")
+        return 0
+
+    return _run(main)
+
+
+def _device_json(d: Any) -> dict[str, Any]:
+    return {
+        "serial": d.serial,
+        "state": d.state,
+        "manufacturer": d.manufacturer,
+        "idevid_issuer": d.idevid_issuer,
+        "first_seen": d.first_seen.isoformat(),
+        "updated_at": d.updated_at.isoformat(),
+    }
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    db = database_url(args.config, args.database)
+
+    async def main() -> int:
+        async with await open_registrar_store(db) as store:
+            if args.devices_cmd == "list":
+                rows = await store.list_devices(
+                    state=args.state, manufacturer=args.manufacturer, after_serial=args.after, limit=args.limit
+                )
+                if args.json:
+                    print(json.dumps([_device_json(d) for d in rows], indent=2))
+                else:
+                    for d in rows:
+                        print(f"{d.serial}\t{d.state}\t{d.updated_at.isoformat()}\t{d.manufacturer}")
+                return 0
+            device = await store.get_device(args.serial)
+            if device is None:
+                print(f"no device {args.serial}", file=sys.stderr)
+                return 1
+            out = _device_json(device)
+            out["transitions"] = [
+                {"from": t.from_state, "to": t.to_state, "at": t.at.isoformat(), "reason": t.reason}
+                for t in await store.device_transitions(args.serial)
+            ]
+            out["certificates"] = [
+                {"serial": c.cert_serial, "state": c.state, "not_after": c.not_after.isoformat() if c.not_after else None}
+                for c in await store.list_certificates(args.serial)
+            ]
+            print(json.dumps(out, indent=2))
+            return 0
+
+    return _run(main)
+
+
+def _build(sub: argparse.ArgumentParser) -> None:
+    cmds = sub.add_subparsers(dest="registrar_cmd", required=True, metavar="COMMAND")
+    serve = cmds.add_parser("serve", help="run the registrar (BRSKI + EST) HTTPS server")
+    _common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-cert", dest="tls_cert")
+    serve.add_argument("--tls-key", dest="tls_key")
+    serve.add_argument("--ca-cert", dest="ca_cert", help="domain CA certificate (issues LDevIDs)")
+    serve.add_argument("--ca-key", dest="ca_key")
+    serve.add_argument("--ra-cert", dest="ra_cert", help="id-kp-cmcRA certificate that signs voucher-requests")
+    serve.add_argument("--ra-key", dest="ra_key")
+    serve.add_argument("--manufacturer-anchor", dest="manufacturer_anchors", action="append")
+    serve.add_argument("--masa-trust", dest="masa_trust", action="append", help="CA that verifies MASA TLS certificates")
+    serve.add_argument("--masa-url-override", dest="masa_url_override", help="send every voucher-request to this MASA")
+    serve.add_argument("--public-url", dest="public_url", help="base URL written into LDevIDs (CRL, OCSP)")
+    serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.set_defaults(func=cmd_serve)
+
+    devices = cmds.add_parser("devices", help="the device inventory")
+    dcmds = devices.add_subparsers(dest="devices_cmd", required=True, metavar="COMMAND")
+    lst = dcmds.add_parser("list", help="list devices, paged by serial")
+    _common(lst)
+    lst.add_argument("--state")
+    lst.add_argument("--manufacturer")
+    lst.add_argument("--after", help="page: serials after this one")
+    lst.add_argument("--limit", type=int, default=100)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_devices)
+    show = dcmds.add_parser("show", help="one device with its history and certificates")
+    _common(show)
+    show.add_argument("serial")
+    show.set_defaults(func=cmd_devices)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _build(subparsers.add_parser("registrar", help="the enterprise registrar and EST CA", description=__doc__))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m registrar", description=__doc__)
+    _build(parser)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
