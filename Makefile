@@ -1,0 +1,37 @@
+# The README's two commands are the contract: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: all install demo test test-fast lint typecheck fuzz bench clean
+
+all: test
+
+# Install the package and its test extra into .venv; re-run when pyproject changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Generate the dev PKI if absent, start MASA and registrar, onboard 3 pledges, stop.
+demo: $(STAMP)
+	$(PY) -m brski_cli demo --pledges 3
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check brski brski_web brski_cli masa registrar pledge_sim tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf var/ .pytest_cache build *.egg-info
