@@ -64,7 +64,15 @@ class Assertion(StrEnum):
 
 
 _Kind = Literal[
-    "datetime", "assertion", "serial", "binary", "nonce", "sha256", "boolean", "uri", "opaque",
+    "datetime",
+    "assertion",
+    "serial",
+    "binary",
+    "nonce",
+    "sha256",
+    "boolean",
+    "uri",
+    "opaque",
     "names",
 ]
 
@@ -109,7 +117,8 @@ _REQUEST_LEAVES: tuple[_Leaf, ...] = (
     _Leaf("proximity-registrar-pubk-sha256", "proximity_registrar_pubk_sha256", "sha256"),
     _Leaf("agent-signed-data", "agent_signed_data", "binary"),
     _Leaf(
-        "agent-provided-proximity-registrar-cert", "agent_provided_proximity_registrar_cert",
+        "agent-provided-proximity-registrar-cert",
+        "agent_provided_proximity_registrar_cert",
         "binary",
     ),
     _Leaf("agent-sign-cert", "agent_sign_cert", "binary"),
@@ -502,7 +511,8 @@ class _Codec:
                 _check_extension_key(key, prefix)
                 extensions[key] = value
         missing = [
-            f.name for f in fields(cls)  # type: ignore[arg-type]
+            f.name
+            for f in fields(cls)  # type: ignore[arg-type]
             if f.name not in kwargs and f.name != "extensions" and _is_required(f)
         ]
         if missing:
