@@ -75,15 +75,10 @@ RFC9266_EXPORTER_LABEL = b"EXPORTER-Channel-Binding"
 # TLS 1.2 only (TLS 1.3 suites are all AEAD with ephemeral key exchange already):
 # forward secrecy (ECDHE) and AEAD only, so no static-RSA key exchange, no CBC
 # (Lucky13-style padding oracles), no anonymous, export or NULL suites.
-TLS12_CIPHERS = ":".join(
-    (
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-RSA-CHACHA20-POLY1305",
-    )
+TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
 # Keys answered by TlsTransport.get_extra_info; anything else is passed through to
@@ -104,6 +99,8 @@ TLS_EXTRA_KEYS = frozenset(
         "tls_connection",  # the OpenSSL.SSL.Connection, for read-only inspection
     }
 )
+
+_PEER_KEYS = frozenset({"peercert", "peercert_chain", "peer_verified", "peer_verify_error"})
 
 _BIO_READ_SIZE = 65536  # one read of the outgoing BIO (pyOpenSSL does not zero the buffer)
 _RECV_SIZE = 65536  # one SSL_read; a TLS record carries at most 16 KiB anyway
@@ -140,6 +137,14 @@ class TlsServerConfig:
             raise ConfigError(
                 "accept_untrusted_clients needs client_auth optional or require",
                 check="tls.accept-untrusted",
+            )
+        if self.client_auth != "none" and not (
+            self.client_trust_pem or self.accept_untrusted_clients
+        ):
+            raise ConfigError(
+                "client_auth without client_trust_pem refuses every client certificate;"
+                " configure client CAs or accept_untrusted_clients",
+                check="tls.client-trust",
             )
         if not self.handshake_timeout > 0:
             raise ConfigError("handshake_timeout must be positive", check="tls.handshake-timeout")
@@ -369,7 +374,6 @@ class TlsServerProtocol(asyncio.Protocol):
         self._write_paused = False  # the TCP transport asked us to stop writing
         self._pump_scheduled = False
         self._extra: dict[str, Any] = {}
-        self._peer_certs_done = False
 
     # -- asyncio.Protocol, called by the TCP transport --
 
@@ -404,7 +408,9 @@ class TlsServerProtocol(asyncio.Protocol):
             self._cancel_timer()
             return False
         if self._state is _State.OPEN:
-            self._pump()
+            # No more ciphertext will come to resume a paused reader, so hand over
+            # what is already buffered (at most one socket read) despite the pause.
+            self._pump(ignore_pause=True)
             if self._state is _State.OPEN and self._inner is not None:
                 self._inner.eof_received()
             self._close()
@@ -449,6 +455,8 @@ class TlsServerProtocol(asyncio.Protocol):
         self._cancel_timer()
         self._flush()
         self._state = _State.OPEN
+        # aiohttp asks for "sslcontext" on every connection (truthy means https).
+        self._extra.update(sslcontext=self._context, ssl_object=None, tls_connection=self._conn)
         self._transport = TlsTransport(self)
         try:
             inner = self._inner_factory()
@@ -477,7 +485,7 @@ class TlsServerProtocol(asyncio.Protocol):
 
     # -- reading --
 
-    def _pump(self) -> None:
+    def _pump(self, *, ignore_pause: bool = False) -> None:
         """Decrypt what the incoming BIO holds and feed it to the inner protocol.
 
         Stops as soon as the inner protocol pauses reading; the rest waits in
@@ -490,7 +498,7 @@ class TlsServerProtocol(asyncio.Protocol):
         failure: Exception | None = None
         chunks: list[bytes] = []
         size = 0
-        while self._state is _State.OPEN and not self._app_paused:
+        while self._state is _State.OPEN and (ignore_pause or not self._app_paused):
             try:
                 chunk = conn.recv(_RECV_SIZE)
             except SSL.WantReadError:
@@ -623,36 +631,24 @@ class TlsServerProtocol(asyncio.Protocol):
         return self._extra.get(name, default)
 
     def _compute_extra(self, name: str) -> None:
-        """Fill the TLS facts lazily: most requests never look at the chain."""
+        """Fill the TLS facts on first use: most requests never look at them."""
         conn = self._conn
         if conn is None:
             return
-        if name in ("peercert", "peercert_chain", "peer_verified", "peer_verify_error"):
+        if name in _PEER_KEYS:
             self._compute_peer()
-        elif name == "tls_version":
-            self._extra[name] = conn.get_protocol_version_name()
-        elif name == "cipher":
-            self._extra[name] = (
-                conn.get_cipher_name(),
-                conn.get_cipher_version(),
-                conn.get_cipher_bits(),
-            )
-        elif name == "alpn_protocol":
-            proto = conn.get_alpn_proto_negotiated()
-            self._extra[name] = proto.decode("ascii", "replace") if proto else None
-        elif name == "tls_exporter":
-            self._extra[name] = _exporter_for(conn)
-        elif name == "tls_unique":
-            # RFC 5929: the first Finished of the latest handshake; in a full handshake
-            # (resumption is off) that is the client's.  Undefined for TLS 1.3 (RFC 9266).
-            tls12 = conn.get_protocol_version_name() in ("TLSv1.2",)
-            self._extra[name] = conn.get_peer_finished() if tls12 else None
-        elif name == "sslcontext":
-            self._extra[name] = self._context
-        elif name == "ssl_object":
-            self._extra[name] = None
-        elif name == "tls_connection":
-            self._extra[name] = conn
+            return
+        version = conn.get_protocol_version_name()
+        alpn = conn.get_alpn_proto_negotiated()
+        self._extra.update(
+            tls_version=version,
+            cipher=(conn.get_cipher_name(), conn.get_cipher_version(), conn.get_cipher_bits()),
+            alpn_protocol=alpn.decode("ascii", "replace") if alpn else None,
+            tls_exporter=_exporter_for(conn),
+            # RFC 5929: the first Finished of the handshake; with resumption off that is
+            # the client's.  Undefined for TLS 1.3 (RFC 9266 replaces it there).
+            tls_unique=conn.get_peer_finished() if version == "TLSv1.2" else None,
+        )
 
     def _compute_peer(self) -> None:
         conn = self._conn

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import io
 import ipaddress
 import logging
 import os
@@ -444,7 +445,7 @@ async def test_large_bodies_with_back_pressure(pki: Pki, monkeypatch: pytest.Mon
     ctx = _client_ctx(pki, pki.trusted_client)
     async with serve(_cfg(pki)) as port, aiohttp.ClientSession() as session:
         base = f"https://127.0.0.1:{port}"
-        async with session.post(f"{base}/digest", data=upload, ssl=ctx) as resp:
+        async with session.post(f"{base}/digest", data=io.BytesIO(upload), ssl=ctx) as resp:
             assert resp.status == 200
             assert await resp.json() == {
                 "sha256": hashlib.sha256(upload).hexdigest(),
@@ -548,6 +549,8 @@ def test_config_validation(pki: Pki) -> None:
         _cfg(pki, client_auth="maybe")
     with pytest.raises(ConfigError):
         _cfg(pki, client_auth="none", accept_untrusted_clients=True)
+    with pytest.raises(ConfigError):
+        _cfg(pki, client_auth="require", client_trust_pem=None)
     with pytest.raises(ConfigError):
         _cfg(pki, handshake_timeout=0)
     with pytest.raises(ConfigError):
