@@ -1,0 +1,557 @@
+"""The storage interface the registrar and the MASA program against.
+
+Roles depend on these abstract classes only, never on a backend, so that the
+SQLite implementation (the default, one file, no server) and a later
+PostgreSQL one are interchangeable behind ``open_registrar_store`` /
+``open_masa_store``.
+
+Rules every backend keeps:
+
+* Every timestamp comes from the caller (``at=``, ``received_at=`` ...). The
+  store never reads a clock, so tests and replays are deterministic and the
+  protocol logic decides what "now" is.
+* Timestamps must be timezone-aware; they are stored as ISO 8601 UTC text and
+  come back as aware UTC datetimes.
+* A write that returns has been committed durably. A write that cannot be
+  committed raises :class:`brski.errors.StorageError` (503) so nothing that
+  depends on it (a voucher, a certificate) is handed out.
+* Uniqueness violations the caller must react to raise
+  :class:`brski.errors.Conflict` with ``check="storage.duplicate-key"``; a
+  missing row the caller named explicitly raises :class:`brski.errors.NotFound`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+
+__all__ = [
+    "AuditEntry",
+    "AuditLogRecord",
+    "CertificateRecord",
+    "CertificateState",
+    "ChainProblem",
+    "ChainReport",
+    "DeviceRecord",
+    "EventLog",
+    "EventRecord",
+    "IssuedVoucher",
+    "ManufacturedDevice",
+    "MasaStore",
+    "MasaVoucherRecord",
+    "Outcome",
+    "OwnerRecord",
+    "RegistrarStore",
+    "StatusKind",
+    "StatusReportRecord",
+    "Store",
+    "TransitionRecord",
+    "VoucherRecord",
+    "VoucherRequestRecord",
+]
+
+Outcome = Literal["allow", "refuse", "info"]
+StatusKind = Literal["voucher", "enroll"]
+CertificateState = Literal["reserved", "issued", "revoked"]
+ChainProblem = Literal["edited", "removed", "reordered"]
+
+# The state a device gets the first time the registrar sees it. Every other
+# state name belongs to the registrar's state machine, not to storage.
+INITIAL_DEVICE_STATE = "discovered"
+
+
+# --- records ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceRecord:
+    """A pledge as the registrar knows it; ``serial`` is the key."""
+
+    serial: str
+    idevid_issuer: str
+    idevid_fingerprint: str
+    manufacturer: str
+    state: str
+    first_seen: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransitionRecord:
+    """One state change; ``from_state`` is None for the first sighting."""
+
+    id: int
+    serial: str
+    from_state: str | None
+    to_state: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoucherRequestRecord:
+    id: int
+    serial: str
+    nonce: bytes | None
+    pledge_request: bytes
+    registrar_request: bytes | None
+    media_type: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoucherRecord:
+    """A voucher the registrar received from a MASA, kept verbatim."""
+
+    id: int
+    serial: str
+    voucher: bytes
+    media_type: str
+    assertion: str
+    nonce: bytes | None
+    expires_on: datetime | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusReportRecord:
+    """A pledge's voucher or enroll status telemetry (RFC 8995 5.7, 5.9.4)."""
+
+    id: int
+    serial: str
+    kind: StatusKind
+    status: bool
+    reason: str | None
+    body: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateRecord:
+    """An LDevID through its life: reserved -> issued -> revoked.
+
+    ``der``, ``not_before``, ``not_after`` and ``issued_at`` are None while
+    the row is only a reservation.
+    """
+
+    cert_serial: str
+    device_serial: str
+    spki_sha256: bytes
+    state: CertificateState
+    der: bytes | None
+    not_before: datetime | None
+    not_after: datetime | None
+    reserved_at: datetime
+    issued_at: datetime | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditLogRecord:
+    """A MASA audit log as the registrar fetched it (RFC 8995 5.8)."""
+
+    id: int
+    serial: str
+    fetched_at: datetime
+    body: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventRecord:
+    """One entry of the tamper-evident event log.
+
+    ``hash`` = SHA-256(``prev_hash`` || canonical JSON of the other fields
+    except ``id``); see :mod:`brski.storage.chain`.
+    """
+
+    id: int
+    at: datetime
+    kind: str
+    device_serial: str | None
+    outcome: Outcome
+    check: str | None
+    detail: Mapping[str, Any]
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChainReport:
+    """Result of re-walking the event chain.
+
+    ``head_hash`` is worth copying somewhere the database's owner cannot
+    write: dropping rows from the *end* of a hash chain leaves a valid shorter
+    chain, which only an external copy of the head can reveal.
+    """
+
+    ok: bool
+    count: int
+    first_bad_id: int | None = None
+    problem: ChainProblem | None = None
+    detail: str = ""
+    head_id: int | None = None
+    head_hash: bytes | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManufacturedDevice:
+    serial: str
+    idevid_fingerprint: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class OwnerRecord:
+    """A domain CA the MASA will pin in vouchers for ``serial``."""
+
+    id: int
+    serial: str
+    domain_ca_spki_sha256: bytes
+    domain_ca_der: bytes
+    added_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class MasaVoucherRecord:
+    id: int
+    serial: str
+    registrar_spki_sha256: bytes
+    domain_ca_spki_sha256: bytes
+    nonce: bytes | None
+    assertion: str
+    voucher: bytes
+    media_type: str
+    created_at: datetime
+    expires_on: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """One RFC 8995 section 5.8.1 audit log event.
+
+    ``domain_id`` is the base64 of the SHA-256 SubjectKeyIdentifier of the
+    domain CA ("domainID"); ``at`` is the entry's "date".
+    """
+
+    id: int
+    serial: str
+    at: datetime
+    domain_id: str
+    nonce: bytes | None
+    assertion: str
+    truncated: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedVoucher:
+    """What ``issue_voucher_atomically`` committed, all in one transaction."""
+
+    voucher: MasaVoucherRecord
+    audit_entry: AuditEntry
+    event: EventRecord
+
+
+# --- interfaces ---------------------------------------------------------------
+
+
+class Store(abc.ABC):
+    """Lifecycle shared by both stores: open via the factory, then close."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish queued writes, then release connections. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class EventLog(Store):
+    """The hash-chained event log both roles keep for their operators."""
+
+    @abc.abstractmethod
+    async def append_event(
+        self,
+        *,
+        at: datetime,
+        kind: str,
+        device_serial: str | None,
+        outcome: Outcome,
+        check: str | None,
+        detail: Mapping[str, Any],
+    ) -> EventRecord:
+        """Append one event; chaining happens inside the write transaction."""
+
+    @abc.abstractmethod
+    async def events(
+        self, *, since_id: int = 0, device_serial: str | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events with ``id > since_id`` in id order (poll with the last id seen)."""
+
+    @abc.abstractmethod
+    async def verify_event_chain(self) -> ChainReport:
+        """Re-walk every event and report the first one that breaks the chain."""
+
+
+class RegistrarStore(EventLog):
+    # devices
+    @abc.abstractmethod
+    async def upsert_device(
+        self,
+        serial: str,
+        *,
+        idevid_issuer: str,
+        idevid_fingerprint: str,
+        manufacturer: str,
+        at: datetime,
+    ) -> DeviceRecord:
+        """Insert as 'discovered' if new, else return the stored record.
+
+        A different IDevID (fingerprint, issuer or manufacturer) under a known
+        serial raises ``Conflict(check="storage.idevid-mismatch")``: the serial
+        is the key, and two identities behind one key is a clone or a
+        collision between manufacturers, never something to overwrite.
+        """
+
+    @abc.abstractmethod
+    async def get_device(self, serial: str) -> DeviceRecord | None: ...
+
+    @abc.abstractmethod
+    async def set_device_state(
+        self,
+        serial: str,
+        state: str,
+        *,
+        at: datetime,
+        reason: str,
+        expect: str | None = None,
+    ) -> DeviceRecord:
+        """Change state and append a transition row in the same transaction.
+
+        With ``expect``, the change only happens if the current state is
+        ``expect`` (else ``Conflict(check="storage.state-changed")``), which
+        lets two concurrent handlers race safely. Unknown serial: NotFound.
+        """
+
+    @abc.abstractmethod
+    async def list_devices(
+        self,
+        *,
+        state: str | None = None,
+        manufacturer: str | None = None,
+        after_serial: str | None = None,
+        limit: int = 100,
+    ) -> list[DeviceRecord]:
+        """Devices ordered by serial; pass the last serial back as ``after_serial``."""
+
+    @abc.abstractmethod
+    async def device_transitions(self, serial: str) -> list[TransitionRecord]: ...
+
+    # voucher requests and vouchers
+    @abc.abstractmethod
+    async def add_voucher_request(
+        self,
+        *,
+        serial: str,
+        nonce: bytes | None,
+        pledge_request: bytes,
+        registrar_request: bytes | None,
+        media_type: str,
+        received_at: datetime,
+    ) -> int: ...
+
+    @abc.abstractmethod
+    async def voucher_requests(self, serial: str) -> list[VoucherRequestRecord]: ...
+
+    @abc.abstractmethod
+    async def add_voucher(
+        self,
+        *,
+        serial: str,
+        voucher: bytes,
+        media_type: str,
+        assertion: str,
+        nonce: bytes | None,
+        expires_on: datetime | None,
+        received_at: datetime,
+    ) -> int: ...
+
+    @abc.abstractmethod
+    async def latest_voucher(self, serial: str) -> VoucherRecord | None:
+        """The most recently stored voucher (by insertion order)."""
+
+    # status telemetry
+    @abc.abstractmethod
+    async def add_status_report(
+        self,
+        *,
+        serial: str,
+        kind: StatusKind,
+        status: bool,
+        reason: str | None,
+        body: str | Mapping[str, Any],
+        received_at: datetime,
+    ) -> int:
+        """A ``str`` body is stored verbatim; a mapping as canonical JSON."""
+
+    @abc.abstractmethod
+    async def status_reports(self, serial: str) -> list[StatusReportRecord]: ...
+
+    # certificates
+    @abc.abstractmethod
+    async def reserve_certificate(
+        self, *, cert_serial: int | str, device_serial: str, spki_sha256: bytes, at: datetime
+    ) -> CertificateRecord:
+        """Claim a serial and a key before signing.
+
+        Reserving first means a crash between signing and recording can never
+        produce a certificate the registrar has forgotten, nor hand the same
+        serial out twice. A reused serial or an already-certified key raises
+        ``Conflict(check="storage.duplicate-key")``. A reservation orphaned by
+        a crash is visible through ``certificate_by_spki`` in state
+        'reserved' and may be completed later with the same serial.
+        """
+
+    @abc.abstractmethod
+    async def complete_certificate(
+        self,
+        cert_serial: int | str,
+        *,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+    ) -> CertificateRecord:
+        """reserved -> issued; anything else is ``Conflict``, unknown is NotFound."""
+
+    @abc.abstractmethod
+    async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None: ...
+
+    @abc.abstractmethod
+    async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None: ...
+
+    @abc.abstractmethod
+    async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
+        """The latest issued and unrevoked certificate of a device."""
+
+    @abc.abstractmethod
+    async def revoke_certificate(
+        self, cert_serial: int | str, *, reason: str, at: datetime
+    ) -> CertificateRecord:
+        """issued -> revoked; anything else is ``Conflict``, unknown is NotFound."""
+
+    @abc.abstractmethod
+    async def revoked_certificates(self) -> list[CertificateRecord]:
+        """Every revoked certificate, oldest revocation first (CRL input)."""
+
+    @abc.abstractmethod
+    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]: ...
+
+    # MASA audit logs fetched by the registrar
+    @abc.abstractmethod
+    async def add_audit_log(self, *, serial: str, fetched_at: datetime, body: bytes) -> int: ...
+
+    @abc.abstractmethod
+    async def audit_logs(self, serial: str) -> list[AuditLogRecord]: ...
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, int]:
+        """Counters for /metrics and the admin view (``devices.<state>`` etc.)."""
+
+
+class MasaStore(EventLog):
+    @abc.abstractmethod
+    async def add_manufactured_device(
+        self, serial: str, *, idevid_fingerprint: str, at: datetime
+    ) -> ManufacturedDevice:
+        """Idempotent for the same fingerprint; a different one is ``Conflict``."""
+
+    @abc.abstractmethod
+    async def get_manufactured_device(self, serial: str) -> ManufacturedDevice | None: ...
+
+    @abc.abstractmethod
+    async def count_devices(self) -> int: ...
+
+    @abc.abstractmethod
+    async def add_owner(
+        self,
+        serial: str,
+        *,
+        domain_ca_spki_sha256: bytes,
+        domain_ca_der: bytes,
+        at: datetime,
+    ) -> OwnerRecord:
+        """Unknown serial: NotFound; the same (serial, key) twice: Conflict."""
+
+    @abc.abstractmethod
+    async def remove_owner(self, serial: str, *, domain_ca_spki_sha256: bytes) -> None:
+        """NotFound if that owner was not registered."""
+
+    @abc.abstractmethod
+    async def owners(self, serial: str) -> list[OwnerRecord]: ...
+
+    @abc.abstractmethod
+    async def list_owners(self) -> list[OwnerRecord]: ...
+
+    @abc.abstractmethod
+    async def append_audit_entry(
+        self,
+        *,
+        serial: str,
+        at: datetime,
+        domain_id: str,
+        nonce: bytes | None,
+        assertion: str,
+        truncated: int = 0,
+    ) -> AuditEntry: ...
+
+    @abc.abstractmethod
+    async def audit_entries(self, serial: str) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    async def registrar_claimed(self, serial: str, domain_id: str) -> bool:
+        """Whether any audit entry for ``serial`` names ``domain_id``."""
+
+    @abc.abstractmethod
+    async def vouchers(self, serial: str) -> list[MasaVoucherRecord]: ...
+
+    @abc.abstractmethod
+    async def issue_voucher_atomically(
+        self,
+        *,
+        serial: str,
+        voucher: bytes,
+        media_type: str,
+        assertion: str,
+        nonce: bytes | None,
+        registrar_spki_sha256: bytes,
+        domain_ca_spki_sha256: bytes,
+        domain_id: str,
+        created_at: datetime,
+        expires_on: datetime | None,
+        truncated: int = 0,
+        event_kind: str = "voucher.issued",
+        event_check: str | None = None,
+        event_detail: Mapping[str, Any] | None = None,
+    ) -> IssuedVoucher:
+        """Voucher row, audit entry and event in ONE durable commit.
+
+        RFC 8995 section 5.6 requires the audit entry to exist before the
+        voucher leaves the MASA; one transaction makes "voucher recorded but
+        not audited" impossible, even across a crash. Unknown serial: NotFound.
+        """
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, int]: ...

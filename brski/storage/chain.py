@@ -1,0 +1,188 @@
+"""The event hash chain, independent of any database.
+
+Each event's hash covers the previous event's hash and a canonical JSON
+encoding of its own fields, so editing, deleting or reordering a stored row
+breaks the chain at that row. The database id is deliberately *not* hashed:
+order is already protected by the ``prev_hash`` link, and leaving the id out
+lets the verifier tell a reordering (rows still self-consistent but linked to
+the wrong neighbour) from an edit (a row whose own hash no longer matches).
+
+Kept backend-free so the SQLite and future PostgreSQL stores hash
+byte-for-byte identically and an exported log verifies anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from brski.storage.base import ChainReport
+
+__all__ = [
+    "GENESIS",
+    "StoredEvent",
+    "canonical_json",
+    "event_hash",
+    "verify_chain",
+]
+
+# prev_hash of the very first event: a fixed, obviously-synthetic value.
+GENESIS = bytes(32)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """One byte string per JSON value: sorted keys, no spaces, UTF-8, no NaN.
+
+    NaN/Infinity are refused because they are not JSON and would not survive
+    a round trip through other tools that re-verify an exported log.
+    """
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def event_hash(
+    prev_hash: bytes,
+    *,
+    at: str,
+    kind: str,
+    device_serial: str | None,
+    outcome: str,
+    check: str | None,
+    detail: Mapping[str, Any],
+) -> bytes:
+    """SHA-256(prev_hash || canonical JSON of the row's fields)."""
+    payload = canonical_json(
+        {
+            "at": at,
+            "kind": kind,
+            "device_serial": device_serial,
+            "outcome": outcome,
+            "check": check,
+            "detail": dict(detail),
+        }
+    )
+    return hashlib.sha256(prev_hash + payload).digest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredEvent:
+    """An event row exactly as stored (``at`` and ``detail`` still text)."""
+
+    id: int
+    at: str
+    kind: str
+    device_serial: str | None
+    outcome: str
+    check: str | None
+    detail: str
+    prev_hash: bytes
+    hash: bytes
+
+
+def _self_hash_ok(row: StoredEvent) -> bool:
+    try:
+        detail = json.loads(row.detail)
+    except ValueError:
+        return False
+    if not isinstance(detail, dict):
+        return False
+    try:
+        expected = event_hash(
+            row.prev_hash,
+            at=row.at,
+            kind=row.kind,
+            device_serial=row.device_serial,
+            outcome=row.outcome,
+            check=row.check,
+            detail=detail,
+        )
+    except (TypeError, ValueError):
+        return False
+    return expected == row.hash
+
+
+def verify_chain(
+    rows: Iterable[StoredEvent],
+    *,
+    locate: Callable[[bytes], int | None],
+    last_issued_id: int | None = None,
+) -> ChainReport:
+    """Walk ``rows`` in id order and stop at the first break.
+
+    ``locate(hash)`` returns the id of the row carrying that hash (or None);
+    it is only consulted after a broken link, to tell a reordering from a
+    rewrite, so the walk itself needs O(1) memory. ``last_issued_id`` is the
+    backend's high-water mark of issued ids (SQLite's ``sqlite_sequence``),
+    which exposes rows dropped from the end of the chain unless the attacker
+    also edited it.
+    """
+    count = 0
+    prev_id = 0
+    expected_prev = GENESIS
+    for row in rows:
+        if row.id != prev_id + 1:
+            missing = f"{prev_id + 1}" if row.id == prev_id + 2 else f"{prev_id + 1}..{row.id - 1}"
+            return ChainReport(
+                ok=False,
+                count=count,
+                first_bad_id=prev_id + 1,
+                problem="removed",
+                detail=f"event id(s) {missing} missing before id {row.id}",
+            )
+        if not _self_hash_ok(row):
+            return ChainReport(
+                ok=False,
+                count=count,
+                first_bad_id=row.id,
+                problem="edited",
+                detail=f"event {row.id} does not match its stored hash",
+            )
+        if row.prev_hash != expected_prev:
+            if prev_id == 0:
+                return ChainReport(
+                    ok=False,
+                    count=count,
+                    first_bad_id=row.id,
+                    problem="removed",
+                    detail="the first event does not start the chain; earlier events were removed",
+                )
+            linked = locate(row.prev_hash)
+            if linked is not None and linked != prev_id:
+                return ChainReport(
+                    ok=False,
+                    count=count,
+                    first_bad_id=row.id,
+                    problem="reordered",
+                    detail=f"event {row.id} follows event {linked}, not event {prev_id}",
+                )
+            return ChainReport(
+                ok=False,
+                count=count,
+                first_bad_id=prev_id,
+                problem="edited",
+                detail=(
+                    f"event {prev_id} was rewritten with a recomputed hash, or events "
+                    f"after it were removed and renumbered (event {row.id} no longer links)"
+                ),
+            )
+        count += 1
+        prev_id = row.id
+        expected_prev = row.hash
+    if last_issued_id is not None and last_issued_id > prev_id:
+        return ChainReport(
+            ok=False,
+            count=count,
+            first_bad_id=prev_id + 1,
+            problem="removed",
+            detail=f"ids up to {last_issued_id} were issued but the log ends at {prev_id}",
+        )
+    return ChainReport(
+        ok=True,
+        count=count,
+        head_id=prev_id or None,
+        head_hash=expected_prev if prev_id else None,
+    )

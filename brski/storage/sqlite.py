@@ -1,0 +1,489 @@
+"""SQLite engine: one writer thread, a few reader threads, WAL, full fsync.
+
+Why one writer thread: SQLite allows one writer at a time anyway; funnelling
+every write through a single connection on a single thread (fed by a queue,
+each job answered through an asyncio future) turns lock contention and
+``SQLITE_BUSY`` retries into plain FIFO ordering, keeps the event loop free
+while SQLite fsyncs, and makes read-modify-write sequences such as "read the
+chain head, hash, insert" serial by construction.
+
+Why several readers: WAL lets readers run concurrently with the writer, each
+on a consistent snapshot, so reads go to a small dedicated thread pool whose
+threads each own one read-only connection.
+
+Durability: WAL with ``synchronous=FULL``. With ``NORMAL``, WAL is still
+corruption-free, but a commit only reaches stable storage at the next
+checkpoint, so a power cut can forget the last transactions. The registrar is
+a CA and the MASA keeps the audit log RFC 8995 relies on: forgetting an
+issued certificate serial or an audit entry after having answered the peer
+is not acceptable, so every commit is fsynced before its future resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
+from brski.storage.base import ChainReport, EventLog, EventRecord, Outcome
+from brski.storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
+from brski.storage.migrate import apply_sqlite_migrations
+
+__all__ = [
+    "PreparedEvent",
+    "SqliteDatabase",
+    "SqliteEventLog",
+    "check_limit",
+    "from_ts",
+    "from_ts_opt",
+    "require_device",
+    "sqlite_path_from_url",
+    "to_ts",
+    "to_ts_opt",
+    "translate_error",
+]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+_OUTCOMES = frozenset({"allow", "refuse", "info"})
+
+
+# --- value conversions ----------------------------------------------------------
+
+
+def to_ts(value: datetime) -> str:
+    """Aware datetime -> fixed-width ISO 8601 UTC text (text order = time order)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"timestamp must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def to_ts_opt(value: datetime | None) -> str | None:
+    return None if value is None else to_ts(value)
+
+
+def from_ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def from_ts_opt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def sqlite_path_from_url(url: str) -> Path:
+    """``sqlite:///rel.db``, ``sqlite:////abs.db`` or a bare path -> Path.
+
+    Follows the common URL convention: whatever follows ``sqlite:///`` is
+    the path, so an absolute path shows four slashes.
+    """
+    if url.startswith("sqlite:///"):
+        raw = url[len("sqlite:///") :]
+    elif "://" in url or url.startswith("sqlite:"):
+        raise ConfigError(
+            f"unsupported SQLite URL {url!r}; use sqlite:///path.db", check="storage.url"
+        )
+    else:
+        raw = url
+    if raw in ("", ":memory:") or raw.startswith("file:"):
+        raise ConfigError(
+            "the store needs a database file (readers and the writer share it)",
+            check="storage.url",
+        )
+    return Path(raw)
+
+
+def translate_error(exc: BaseException) -> BrskiError:
+    """Turn whatever a write raised into the error the caller should see."""
+    if isinstance(exc, BrskiError):
+        return exc
+    if isinstance(exc, sqlite3.IntegrityError):
+        message = str(exc)
+        if message.startswith("UNIQUE constraint failed"):
+            err: BrskiError = Conflict(
+                "a record with this key already exists", check="storage.duplicate-key"
+            )
+        elif message.startswith("FOREIGN KEY constraint failed"):
+            err = Conflict(
+                "the record refers to one that does not exist", check="storage.foreign-key"
+            )
+        else:
+            err = StorageError(
+                f"write refused by a constraint: {message}", check="storage.constraint"
+            )
+    else:
+        err = StorageError(
+            f"durable write failed: {type(exc).__name__}: {exc}", check="storage.write-failed"
+        )
+    err.__cause__ = exc
+    return err
+
+
+# --- the engine -----------------------------------------------------------------
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    # Runs on the event loop. The caller may have been cancelled meanwhile;
+    # the write happened regardless, there is just nobody left to tell.
+    if fut.cancelled():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
+class SqliteDatabase:
+    """One database file: a writer thread owning the only write connection,
+    and a reader pool. Create it with :meth:`open`."""
+
+    def __init__(self, path: Path, *, role: str, readers: int = 4) -> None:
+        self.path = path
+        self.role = role
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._writer_main, name=f"brski-sqlite-writer-{role}", daemon=True
+        )
+        self._ready: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
+        self._migrated_at: str | None = None
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix=f"brski-sqlite-reader-{role}"
+        )
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._closed = False
+        self.applied_migrations: list[int] = []
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, role: str, migrated_at: datetime | None = None, readers: int = 4
+    ) -> SqliteDatabase:
+        """Open (creating if needed), configure and migrate the database."""
+        db = cls(path, role=role, readers=readers)
+        db._migrated_at = to_ts_opt(migrated_at)
+        db._writer.start()
+        try:
+            db.applied_migrations = await asyncio.wrap_future(db._ready)
+        except BaseException:
+            db._readers.shutdown(wait=False)
+            await asyncio.to_thread(db._writer.join)
+            raise
+        return db
+
+    # writer side
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ConfigError(
+                    f"{self.path}: SQLite refused WAL mode (got {mode}); "
+                    "is it on a network filesystem?",
+                    check="storage.wal",
+                )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+            self.applied_migrations = apply_sqlite_migrations(
+                conn, role=self.role, applied_at=self._migrated_at
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _writer_main(self) -> None:
+        try:
+            conn = self._connect_writer()
+        except BrskiError as exc:
+            self._ready.set_exception(exc)
+            return
+        except BaseException as exc:
+            err = StorageError(f"cannot open {self.path}: {exc}", check="storage.open")
+            err.__cause__ = exc
+            self._ready.set_exception(err)
+            return
+        self._ready.set_result(self.applied_migrations)
+        try:
+            while (job := self._jobs.get()) is not None:
+                fn, loop, fut = job
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                except BaseException as exc:
+                    error = translate_error(exc)
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, result, error)
+                except RuntimeError:
+                    pass  # the caller's loop is gone
+        finally:
+            conn.close()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction on the writer thread; await its commit.
+
+        ``fn`` runs inside ``BEGIN IMMEDIATE`` and must not manage the
+        transaction itself. Anything it raises rolls the transaction back and
+        reaches the caller as a BrskiError (StorageError unless ``fn`` raised
+        a BrskiError itself or a uniqueness rule fired).
+        """
+        if self._closed:
+            raise StorageError("the store is closed", check="storage.closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, loop, fut))
+        return await fut
+
+    # reader side
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = cast("sqlite3.Connection | None", getattr(self._local, "conn", None))
+        if conn is None:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader_conn()
+        # One read transaction per call: a multi-statement read sees one snapshot.
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on a read-only connection in the reader pool."""
+        if self._closed:
+            raise StorageError("the store is closed", check="storage.closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, self._read_sync, fn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"read failed: {exc}", check="storage.read-failed") from exc
+
+    async def close(self) -> None:
+        """Let queued writes finish, then close every connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        await asyncio.to_thread(self._writer.join)
+        await asyncio.to_thread(self._readers.shutdown, True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+
+# --- the shared event log -----------------------------------------------------------
+
+_EVENT_COLUMNS = "id, at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
+
+
+def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(
+        id=row[0],
+        at=row[1],
+        kind=row[2],
+        device_serial=row[3],
+        outcome=row[4],
+        check=row[5],
+        detail=row[6],
+        prev_hash=row[7],
+        hash=row[8],
+    )
+
+
+def _event_record(row: tuple[Any, ...]) -> EventRecord:
+    return EventRecord(
+        id=row[0],
+        at=from_ts(row[1]),
+        kind=row[2],
+        device_serial=row[3],
+        outcome=row[4],
+        check=row[5],
+        detail=json.loads(row[6]),
+        prev_hash=row[7],
+        hash=row[8],
+    )
+
+
+class PreparedEvent:
+    """An event validated and canonicalised on the caller's side, ready to be
+    chained inside whichever write transaction carries it."""
+
+    __slots__ = ("at", "check", "detail", "detail_text", "device_serial", "kind", "outcome")
+
+    def __init__(
+        self,
+        *,
+        at: datetime,
+        kind: str,
+        device_serial: str | None,
+        outcome: Outcome,
+        check: str | None,
+        detail: Mapping[str, Any],
+    ) -> None:
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"event outcome must be allow, refuse or info, not {outcome!r}")
+        if not kind:
+            raise ValueError("event kind must not be empty")
+        self.at = to_ts(at)
+        self.kind = kind
+        self.device_serial = device_serial
+        self.outcome: Outcome = outcome
+        self.check = check
+        self.detail = dict(detail)
+        # Fails here, in the caller, if detail is not JSON.
+        self.detail_text = canonical_json(self.detail).decode("utf-8")
+
+    def insert(self, conn: sqlite3.Connection) -> EventRecord:
+        """Chain onto the current head; must run inside the writer transaction."""
+        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash: bytes = GENESIS if head is None else head[0]
+        digest = event_hash(
+            prev_hash,
+            at=self.at,
+            kind=self.kind,
+            device_serial=self.device_serial,
+            outcome=self.outcome,
+            check=self.check,
+            detail=self.detail,
+        )
+        cur = conn.execute(
+            "INSERT INTO events (at, kind, device_serial, outcome, check_name, detail,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.at,
+                self.kind,
+                self.device_serial,
+                self.outcome,
+                self.check,
+                self.detail_text,
+                prev_hash,
+                digest,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return EventRecord(
+            id=cur.lastrowid,
+            at=from_ts(self.at),
+            kind=self.kind,
+            device_serial=self.device_serial,
+            outcome=self.outcome,
+            check=self.check,
+            detail=json.loads(self.detail_text),
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+
+
+class SqliteEventLog(EventLog):
+    """Event log and lifecycle shared by the SQLite registrar and MASA stores."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    @property
+    def database(self) -> SqliteDatabase:
+        return self._db
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def append_event(
+        self,
+        *,
+        at: datetime,
+        kind: str,
+        device_serial: str | None,
+        outcome: Outcome,
+        check: str | None,
+        detail: Mapping[str, Any],
+    ) -> EventRecord:
+        event = PreparedEvent(
+            at=at,
+            kind=kind,
+            device_serial=device_serial,
+            outcome=outcome,
+            check=check,
+            detail=detail,
+        )
+        return await self._db.write(event.insert)
+
+    async def events(
+        self, *, since_id: int = 0, device_serial: str | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        check_limit(limit)
+
+        def run(conn: sqlite3.Connection) -> list[EventRecord]:
+            if device_serial is None:
+                rows = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                    (since_id, limit),
+                )
+            else:
+                rows = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE device_serial = ? AND id > ?"
+                    " ORDER BY id LIMIT ?",
+                    (device_serial, since_id, limit),
+                )
+            return [_event_record(r) for r in rows]
+
+        return await self._db.read(run)
+
+    async def verify_event_chain(self) -> ChainReport:
+        def run(conn: sqlite3.Connection) -> ChainReport:
+            def rows() -> Iterator[StoredEvent]:
+                for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id"):
+                    yield _stored_event(r)
+
+            def locate(digest: bytes) -> int | None:
+                hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
+                return None if hit is None else int(hit[0])
+
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            return verify_chain(
+                rows(), locate=locate, last_issued_id=None if seq is None else seq[0]
+            )
+
+        return await self._db.read(run)
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= 100_000:
+        raise ValueError(f"limit must be between 1 and 100000, got {limit}")
+
+
+def require_device(conn: sqlite3.Connection, serial: str) -> None:
+    """NotFound unless ``devices`` has ``serial``: checked before writes that
+    reference a device so the caller gets a named 404, not a foreign-key error."""
+    if conn.execute("SELECT 1 FROM devices WHERE serial = ?", (serial,)).fetchone() is None:
+        raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")

@@ -1,0 +1,309 @@
+"""The MASA store on SQLite (see :mod:`brski.storage.sqlite` for the engine)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from brski.errors import Conflict, NotFound
+from brski.storage.base import (
+    AuditEntry,
+    IssuedVoucher,
+    ManufacturedDevice,
+    MasaStore,
+    MasaVoucherRecord,
+    OwnerRecord,
+)
+from brski.storage.sqlite import (
+    PreparedEvent,
+    SqliteEventLog,
+    from_ts,
+    from_ts_opt,
+    require_device,
+    to_ts,
+    to_ts_opt,
+)
+
+__all__ = ["SqliteMasaStore"]
+
+_OWNER_COLUMNS = "id, serial, domain_ca_spki_sha256, domain_ca_der, added_at"
+_AUDIT_COLUMNS = "id, serial, at, domain_id, nonce, assertion, truncated"
+_VOUCHER_COLUMNS = (
+    "id, serial, registrar_spki_sha256, domain_ca_spki_sha256, nonce, assertion, voucher,"
+    " media_type, created_at, expires_on"
+)
+
+
+def _owner(r: tuple[Any, ...]) -> OwnerRecord:
+    return OwnerRecord(
+        id=r[0], serial=r[1], domain_ca_spki_sha256=r[2], domain_ca_der=r[3], added_at=from_ts(r[4])
+    )
+
+
+def _audit(r: tuple[Any, ...]) -> AuditEntry:
+    return AuditEntry(
+        id=r[0],
+        serial=r[1],
+        at=from_ts(r[2]),
+        domain_id=r[3],
+        nonce=r[4],
+        assertion=r[5],
+        truncated=r[6],
+    )
+
+
+def _voucher(r: tuple[Any, ...]) -> MasaVoucherRecord:
+    return MasaVoucherRecord(
+        id=r[0],
+        serial=r[1],
+        registrar_spki_sha256=r[2],
+        domain_ca_spki_sha256=r[3],
+        nonce=r[4],
+        assertion=r[5],
+        voucher=r[6],
+        media_type=r[7],
+        created_at=from_ts(r[8]),
+        expires_on=from_ts_opt(r[9]),
+    )
+
+
+def _get_device(conn: sqlite3.Connection, serial: str) -> ManufacturedDevice | None:
+    r = conn.execute(
+        "SELECT serial, idevid_fingerprint, created_at FROM devices WHERE serial = ?", (serial,)
+    ).fetchone()
+    if r is None:
+        return None
+    return ManufacturedDevice(serial=r[0], idevid_fingerprint=r[1], created_at=from_ts(r[2]))
+
+
+def _insert_audit(
+    conn: sqlite3.Connection,
+    *,
+    serial: str,
+    at: str,
+    domain_id: str,
+    nonce: bytes | None,
+    assertion: str,
+    truncated: int,
+) -> AuditEntry:
+    rowid = conn.execute(
+        "INSERT INTO audit_log (serial, at, domain_id, nonce, assertion, truncated)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (serial, at, domain_id, nonce, assertion, truncated),
+    ).lastrowid
+    r = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE id = ?", (rowid,)).fetchone()
+    return _audit(r)
+
+
+def _check_audit_fields(domain_id: str, truncated: int) -> None:
+    if not domain_id:
+        raise ValueError("domain_id must not be empty")
+    if truncated < 0:
+        raise ValueError("truncated must not be negative")
+
+
+class SqliteMasaStore(SqliteEventLog, MasaStore):
+    # --- manufactured devices --------------------------------------------------
+
+    async def add_manufactured_device(
+        self, serial: str, *, idevid_fingerprint: str, at: datetime
+    ) -> ManufacturedDevice:
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> ManufacturedDevice:
+            existing = _get_device(conn, serial)
+            if existing is not None:
+                if existing.idevid_fingerprint != idevid_fingerprint:
+                    raise Conflict(
+                        f"device {serial!r} was manufactured with a different IDevID",
+                        check="storage.idevid-mismatch",
+                    )
+                return existing
+            conn.execute(
+                "INSERT INTO devices (serial, idevid_fingerprint, created_at) VALUES (?, ?, ?)",
+                (serial, idevid_fingerprint, ts),
+            )
+            created = _get_device(conn, serial)
+            assert created is not None
+            return created
+
+        return await self._db.write(run)
+
+    async def get_manufactured_device(self, serial: str) -> ManufacturedDevice | None:
+        return await self._db.read(lambda conn: _get_device(conn, serial))
+
+    async def count_devices(self) -> int:
+        return await self._db.read(
+            lambda conn: int(conn.execute("SELECT count(*) FROM devices").fetchone()[0])
+        )
+
+    # --- owners ---------------------------------------------------------------------
+
+    async def add_owner(
+        self,
+        serial: str,
+        *,
+        domain_ca_spki_sha256: bytes,
+        domain_ca_der: bytes,
+        at: datetime,
+    ) -> OwnerRecord:
+        if len(domain_ca_spki_sha256) != 32:
+            raise ValueError("domain_ca_spki_sha256 must be a 32-byte SHA-256 digest")
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> OwnerRecord:
+            require_device(conn, serial)
+            rowid = conn.execute(
+                "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at)"
+                " VALUES (?, ?, ?, ?)",
+                (serial, domain_ca_spki_sha256, domain_ca_der, ts),
+            ).lastrowid
+            r = conn.execute(
+                f"SELECT {_OWNER_COLUMNS} FROM owners WHERE id = ?", (rowid,)
+            ).fetchone()
+            return _owner(r)
+
+        return await self._db.write(run)
+
+    async def remove_owner(self, serial: str, *, domain_ca_spki_sha256: bytes) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "DELETE FROM owners WHERE serial = ? AND domain_ca_spki_sha256 = ?",
+                (serial, domain_ca_spki_sha256),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(
+                    f"no such owner registered for {serial!r}", check="storage.unknown-owner"
+                )
+
+        await self._db.write(run)
+
+    async def owners(self, serial: str) -> list[OwnerRecord]:
+        sql = f"SELECT {_OWNER_COLUMNS} FROM owners WHERE serial = ? ORDER BY id"
+        return await self._db.read(lambda conn: [_owner(r) for r in conn.execute(sql, (serial,))])
+
+    async def list_owners(self) -> list[OwnerRecord]:
+        sql = f"SELECT {_OWNER_COLUMNS} FROM owners ORDER BY serial, id"
+        return await self._db.read(lambda conn: [_owner(r) for r in conn.execute(sql)])
+
+    # --- audit log ---------------------------------------------------------------------
+
+    async def append_audit_entry(
+        self,
+        *,
+        serial: str,
+        at: datetime,
+        domain_id: str,
+        nonce: bytes | None,
+        assertion: str,
+        truncated: int = 0,
+    ) -> AuditEntry:
+        _check_audit_fields(domain_id, truncated)
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> AuditEntry:
+            require_device(conn, serial)
+            return _insert_audit(
+                conn,
+                serial=serial,
+                at=ts,
+                domain_id=domain_id,
+                nonce=nonce,
+                assertion=assertion,
+                truncated=truncated,
+            )
+
+        return await self._db.write(run)
+
+    async def audit_entries(self, serial: str) -> list[AuditEntry]:
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE serial = ? ORDER BY id"
+        return await self._db.read(lambda conn: [_audit(r) for r in conn.execute(sql, (serial,))])
+
+    async def registrar_claimed(self, serial: str, domain_id: str) -> bool:
+        sql = "SELECT 1 FROM audit_log WHERE serial = ? AND domain_id = ? LIMIT 1"
+        return await self._db.read(
+            lambda conn: conn.execute(sql, (serial, domain_id)).fetchone() is not None
+        )
+
+    # --- vouchers -------------------------------------------------------------------------
+
+    async def vouchers(self, serial: str) -> list[MasaVoucherRecord]:
+        sql = f"SELECT {_VOUCHER_COLUMNS} FROM vouchers WHERE serial = ? ORDER BY id"
+        return await self._db.read(lambda conn: [_voucher(r) for r in conn.execute(sql, (serial,))])
+
+    async def issue_voucher_atomically(
+        self,
+        *,
+        serial: str,
+        voucher: bytes,
+        media_type: str,
+        assertion: str,
+        nonce: bytes | None,
+        registrar_spki_sha256: bytes,
+        domain_ca_spki_sha256: bytes,
+        domain_id: str,
+        created_at: datetime,
+        expires_on: datetime | None,
+        truncated: int = 0,
+        event_kind: str = "voucher.issued",
+        event_check: str | None = None,
+        event_detail: Mapping[str, Any] | None = None,
+    ) -> IssuedVoucher:
+        _check_audit_fields(domain_id, truncated)
+        created = to_ts(created_at)
+        expires = to_ts_opt(expires_on)
+        event = PreparedEvent(
+            at=created_at,
+            kind=event_kind,
+            device_serial=serial,
+            outcome="allow",
+            check=event_check,
+            detail=event_detail if event_detail is not None else {"assertion": assertion},
+        )
+
+        def run(conn: sqlite3.Connection) -> IssuedVoucher:
+            require_device(conn, serial)
+            rowid = conn.execute(
+                "INSERT INTO vouchers (serial, registrar_spki_sha256, domain_ca_spki_sha256,"
+                " nonce, assertion, voucher, media_type, created_at, expires_on)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    serial,
+                    registrar_spki_sha256,
+                    domain_ca_spki_sha256,
+                    nonce,
+                    assertion,
+                    voucher,
+                    media_type,
+                    created,
+                    expires,
+                ),
+            ).lastrowid
+            row = conn.execute(
+                f"SELECT {_VOUCHER_COLUMNS} FROM vouchers WHERE id = ?", (rowid,)
+            ).fetchone()
+            entry = _insert_audit(
+                conn,
+                serial=serial,
+                at=created,
+                domain_id=domain_id,
+                nonce=nonce,
+                assertion=assertion,
+                truncated=truncated,
+            )
+            return IssuedVoucher(voucher=_voucher(row), audit_entry=entry, event=event.insert(conn))
+
+        return await self._db.write(run)
+
+    # --- counters -----------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            return {
+                table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                for table in ("devices", "owners", "vouchers", "audit_log", "events")
+            }
+
+        return await self._db.read(run)

@@ -1,0 +1,544 @@
+"""The registrar store on SQLite (see :mod:`brski.storage.sqlite` for the engine)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from brski.errors import Conflict, NotFound
+from brski.storage.base import (
+    INITIAL_DEVICE_STATE,
+    AuditLogRecord,
+    CertificateRecord,
+    DeviceRecord,
+    RegistrarStore,
+    StatusKind,
+    StatusReportRecord,
+    TransitionRecord,
+    VoucherRecord,
+    VoucherRequestRecord,
+)
+from brski.storage.chain import canonical_json
+from brski.storage.sqlite import (
+    SqliteEventLog,
+    check_limit,
+    from_ts,
+    from_ts_opt,
+    require_device,
+    to_ts,
+    to_ts_opt,
+)
+
+__all__ = ["SqliteRegistrarStore", "normalize_cert_serial"]
+
+_DEVICE_COLUMNS = (
+    "serial, idevid_issuer, idevid_fingerprint, manufacturer, state, first_seen, updated_at"
+)
+_CERT_COLUMNS = (
+    "cert_serial, device_serial, spki_sha256, state, der, not_before, not_after,"
+    " reserved_at, issued_at, revoked_at, revocation_reason"
+)
+
+
+def normalize_cert_serial(value: int | str) -> str:
+    """One spelling per serial (lower-case hex, no leading zeros, no colons),
+    so "0A", "0a" and 10 cannot slip past the UNIQUE constraint as three."""
+    if isinstance(value, bool):
+        raise TypeError("certificate serial must be int or hex str")
+    if isinstance(value, int):
+        number = value
+    else:
+        try:
+            number = int(value.replace(":", "").strip(), 16)
+        except ValueError:
+            raise ValueError(f"certificate serial is not hex: {value!r}") from None
+    if number <= 0:
+        raise ValueError("certificate serial must be positive (RFC 5280 4.1.2.2)")
+    return format(number, "x")
+
+
+def _device(row: tuple[Any, ...]) -> DeviceRecord:
+    return DeviceRecord(
+        serial=row[0],
+        idevid_issuer=row[1],
+        idevid_fingerprint=row[2],
+        manufacturer=row[3],
+        state=row[4],
+        first_seen=from_ts(row[5]),
+        updated_at=from_ts(row[6]),
+    )
+
+
+def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
+    return CertificateRecord(
+        cert_serial=row[0],
+        device_serial=row[1],
+        spki_sha256=row[2],
+        state=row[3],
+        der=row[4],
+        not_before=from_ts_opt(row[5]),
+        not_after=from_ts_opt(row[6]),
+        reserved_at=from_ts(row[7]),
+        issued_at=from_ts_opt(row[8]),
+        revoked_at=from_ts_opt(row[9]),
+        revocation_reason=row[10],
+    )
+
+
+def _get_device(conn: sqlite3.Connection, serial: str) -> DeviceRecord | None:
+    row = conn.execute(
+        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE serial = ?", (serial,)
+    ).fetchone()
+    return None if row is None else _device(row)
+
+
+def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
+    row = conn.execute(
+        f"SELECT {_CERT_COLUMNS} FROM certificates WHERE cert_serial = ?", (cert_serial,)
+    ).fetchone()
+    return None if row is None else _certificate(row)
+
+
+def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord:
+    cert = _get_cert(conn, cert_serial)
+    if cert is None:
+        raise NotFound(
+            f"unknown certificate serial {cert_serial}", check="storage.unknown-certificate"
+        )
+    return cert
+
+
+class SqliteRegistrarStore(SqliteEventLog, RegistrarStore):
+    # --- devices -----------------------------------------------------------
+
+    async def upsert_device(
+        self,
+        serial: str,
+        *,
+        idevid_issuer: str,
+        idevid_fingerprint: str,
+        manufacturer: str,
+        at: datetime,
+    ) -> DeviceRecord:
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> DeviceRecord:
+            existing = _get_device(conn, serial)
+            if existing is not None:
+                same = (
+                    existing.idevid_fingerprint == idevid_fingerprint
+                    and existing.idevid_issuer == idevid_issuer
+                    and existing.manufacturer == manufacturer
+                )
+                if not same:
+                    raise Conflict(
+                        f"device {serial!r} is already known with a different IDevID",
+                        check="storage.idevid-mismatch",
+                    )
+                return existing
+            conn.execute(
+                f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    serial,
+                    idevid_issuer,
+                    idevid_fingerprint,
+                    manufacturer,
+                    INITIAL_DEVICE_STATE,
+                    ts,
+                    ts,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
+                " VALUES (?, NULL, ?, ?, 'first seen')",
+                (serial, INITIAL_DEVICE_STATE, ts),
+            )
+            record = _get_device(conn, serial)
+            assert record is not None
+            return record
+
+        return await self._db.write(run)
+
+    async def get_device(self, serial: str) -> DeviceRecord | None:
+        return await self._db.read(lambda conn: _get_device(conn, serial))
+
+    async def set_device_state(
+        self,
+        serial: str,
+        state: str,
+        *,
+        at: datetime,
+        reason: str,
+        expect: str | None = None,
+    ) -> DeviceRecord:
+        if not state:
+            raise ValueError("device state must not be empty")
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> DeviceRecord:
+            current = _get_device(conn, serial)
+            if current is None:
+                raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")
+            if expect is not None and current.state != expect:
+                raise Conflict(
+                    f"device {serial!r} is {current.state!r}, not {expect!r}",
+                    check="storage.state-changed",
+                )
+            conn.execute(
+                "UPDATE devices SET state = ?, updated_at = ? WHERE serial = ?", (state, ts, serial)
+            )
+            conn.execute(
+                "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (serial, current.state, state, ts, reason),
+            )
+            updated = _get_device(conn, serial)
+            assert updated is not None
+            return updated
+
+        return await self._db.write(run)
+
+    async def list_devices(
+        self,
+        *,
+        state: str | None = None,
+        manufacturer: str | None = None,
+        after_serial: str | None = None,
+        limit: int = 100,
+    ) -> list[DeviceRecord]:
+        check_limit(limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if manufacturer is not None:
+            clauses.append("manufacturer = ?")
+            params.append(manufacturer)
+        if after_serial is not None:
+            clauses.append("serial > ?")
+            params.append(after_serial)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices{where} ORDER BY serial LIMIT ?"
+        params.append(limit)
+        return await self._db.read(lambda conn: [_device(r) for r in conn.execute(sql, params)])
+
+    async def device_transitions(self, serial: str) -> list[TransitionRecord]:
+        def run(conn: sqlite3.Connection) -> list[TransitionRecord]:
+            rows = conn.execute(
+                "SELECT id, serial, from_state, to_state, at, reason FROM device_transitions"
+                " WHERE serial = ? ORDER BY id",
+                (serial,),
+            )
+            return [
+                TransitionRecord(
+                    id=r[0],
+                    serial=r[1],
+                    from_state=r[2],
+                    to_state=r[3],
+                    at=from_ts(r[4]),
+                    reason=r[5],
+                )
+                for r in rows
+            ]
+
+        return await self._db.read(run)
+
+    # --- voucher requests and vouchers ---------------------------------------
+
+    async def add_voucher_request(
+        self,
+        *,
+        serial: str,
+        nonce: bytes | None,
+        pledge_request: bytes,
+        registrar_request: bytes | None,
+        media_type: str,
+        received_at: datetime,
+    ) -> int:
+        params = (serial, nonce, pledge_request, registrar_request, media_type, to_ts(received_at))
+        return await self._insert_for_device(
+            serial,
+            "INSERT INTO voucher_requests (serial, nonce, pledge_request, registrar_request,"
+            " media_type, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            params,
+        )
+
+    async def voucher_requests(self, serial: str) -> list[VoucherRequestRecord]:
+        def run(conn: sqlite3.Connection) -> list[VoucherRequestRecord]:
+            rows = conn.execute(
+                "SELECT id, serial, nonce, pledge_request, registrar_request, media_type,"
+                " received_at FROM voucher_requests WHERE serial = ? ORDER BY id",
+                (serial,),
+            )
+            return [
+                VoucherRequestRecord(
+                    id=r[0],
+                    serial=r[1],
+                    nonce=r[2],
+                    pledge_request=r[3],
+                    registrar_request=r[4],
+                    media_type=r[5],
+                    received_at=from_ts(r[6]),
+                )
+                for r in rows
+            ]
+
+        return await self._db.read(run)
+
+    async def add_voucher(
+        self,
+        *,
+        serial: str,
+        voucher: bytes,
+        media_type: str,
+        assertion: str,
+        nonce: bytes | None,
+        expires_on: datetime | None,
+        received_at: datetime,
+    ) -> int:
+        params = (
+            serial,
+            voucher,
+            media_type,
+            assertion,
+            nonce,
+            to_ts_opt(expires_on),
+            to_ts(received_at),
+        )
+        return await self._insert_for_device(
+            serial,
+            "INSERT INTO vouchers (serial, voucher, media_type, assertion, nonce, expires_on,"
+            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params,
+        )
+
+    async def latest_voucher(self, serial: str) -> VoucherRecord | None:
+        def run(conn: sqlite3.Connection) -> VoucherRecord | None:
+            r = conn.execute(
+                "SELECT id, serial, voucher, media_type, assertion, nonce, expires_on, received_at"
+                " FROM vouchers WHERE serial = ? ORDER BY id DESC LIMIT 1",
+                (serial,),
+            ).fetchone()
+            if r is None:
+                return None
+            return VoucherRecord(
+                id=r[0],
+                serial=r[1],
+                voucher=r[2],
+                media_type=r[3],
+                assertion=r[4],
+                nonce=r[5],
+                expires_on=from_ts_opt(r[6]),
+                received_at=from_ts(r[7]),
+            )
+
+        return await self._db.read(run)
+
+    # --- status telemetry ------------------------------------------------------
+
+    async def add_status_report(
+        self,
+        *,
+        serial: str,
+        kind: StatusKind,
+        status: bool,
+        reason: str | None,
+        body: str | Mapping[str, Any],
+        received_at: datetime,
+    ) -> int:
+        if kind not in ("voucher", "enroll"):
+            raise ValueError(f"status report kind must be voucher or enroll, not {kind!r}")
+        text = body if isinstance(body, str) else canonical_json(dict(body)).decode("utf-8")
+        return await self._insert_for_device(
+            serial,
+            "INSERT INTO status_reports (serial, kind, status, reason, body, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (serial, kind, 1 if status else 0, reason, text, to_ts(received_at)),
+        )
+
+    async def status_reports(self, serial: str) -> list[StatusReportRecord]:
+        def run(conn: sqlite3.Connection) -> list[StatusReportRecord]:
+            rows = conn.execute(
+                "SELECT id, serial, kind, status, reason, body, received_at FROM status_reports"
+                " WHERE serial = ? ORDER BY id",
+                (serial,),
+            )
+            return [
+                StatusReportRecord(
+                    id=r[0],
+                    serial=r[1],
+                    kind=r[2],
+                    status=bool(r[3]),
+                    reason=r[4],
+                    body=r[5],
+                    received_at=from_ts(r[6]),
+                )
+                for r in rows
+            ]
+
+        return await self._db.read(run)
+
+    # --- certificates ------------------------------------------------------------
+
+    async def reserve_certificate(
+        self, *, cert_serial: int | str, device_serial: str, spki_sha256: bytes, at: datetime
+    ) -> CertificateRecord:
+        serial = normalize_cert_serial(cert_serial)
+        if len(spki_sha256) != 32:
+            raise ValueError("spki_sha256 must be a 32-byte SHA-256 digest")
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> CertificateRecord:
+            require_device(conn, device_serial)
+            # The UNIQUE constraints decide; the writer maps them to Conflict.
+            conn.execute(
+                "INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state,"
+                " reserved_at) VALUES (?, ?, ?, 'reserved', ?)",
+                (serial, device_serial, spki_sha256, ts),
+            )
+            return _require_cert(conn, serial)
+
+        return await self._db.write(run)
+
+    async def complete_certificate(
+        self,
+        cert_serial: int | str,
+        *,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+    ) -> CertificateRecord:
+        serial = normalize_cert_serial(cert_serial)
+        params = (der, to_ts(not_before), to_ts(not_after), to_ts(at), serial)
+
+        def run(conn: sqlite3.Connection) -> CertificateRecord:
+            current = _require_cert(conn, serial)
+            if current.state != "reserved":
+                raise Conflict(
+                    f"certificate {serial} is {current.state}, not reserved",
+                    check="storage.certificate-state",
+                )
+            conn.execute(
+                "UPDATE certificates SET state = 'issued', der = ?, not_before = ?,"
+                " not_after = ?, issued_at = ? WHERE cert_serial = ?",
+                params,
+            )
+            return _require_cert(conn, serial)
+
+        return await self._db.write(run)
+
+    async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
+        serial = normalize_cert_serial(cert_serial)
+        return await self._db.read(lambda conn: _get_cert(conn, serial))
+
+    async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None:
+        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
+            r = conn.execute(
+                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE spki_sha256 = ?", (spki_sha256,)
+            ).fetchone()
+            return None if r is None else _certificate(r)
+
+        return await self._db.read(run)
+
+    async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
+        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
+            r = conn.execute(
+                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ?"
+                " AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1",
+                (device_serial,),
+            ).fetchone()
+            return None if r is None else _certificate(r)
+
+        return await self._db.read(run)
+
+    async def revoke_certificate(
+        self, cert_serial: int | str, *, reason: str, at: datetime
+    ) -> CertificateRecord:
+        serial = normalize_cert_serial(cert_serial)
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> CertificateRecord:
+            current = _require_cert(conn, serial)
+            if current.state != "issued":
+                raise Conflict(
+                    f"certificate {serial} is {current.state}, only issued ones can be revoked",
+                    check="storage.certificate-state",
+                )
+            conn.execute(
+                "UPDATE certificates SET state = 'revoked', revoked_at = ?, revocation_reason = ?"
+                " WHERE cert_serial = ?",
+                (ts, reason, serial),
+            )
+            return _require_cert(conn, serial)
+
+        return await self._db.write(run)
+
+    async def revoked_certificates(self) -> list[CertificateRecord]:
+        sql = (
+            f"SELECT {_CERT_COLUMNS} FROM certificates WHERE state = 'revoked'"
+            " ORDER BY revoked_at, id"
+        )
+        return await self._db.read(lambda conn: [_certificate(r) for r in conn.execute(sql)])
+
+    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
+        sql = f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ? ORDER BY id"
+        return await self._db.read(
+            lambda conn: [_certificate(r) for r in conn.execute(sql, (device_serial,))]
+        )
+
+    # --- MASA audit logs ------------------------------------------------------------
+
+    async def add_audit_log(self, *, serial: str, fetched_at: datetime, body: bytes) -> int:
+        return await self._insert_for_device(
+            serial,
+            "INSERT INTO audit_logs (serial, fetched_at, body) VALUES (?, ?, ?)",
+            (serial, to_ts(fetched_at), body),
+        )
+
+    async def audit_logs(self, serial: str) -> list[AuditLogRecord]:
+        def run(conn: sqlite3.Connection) -> list[AuditLogRecord]:
+            rows = conn.execute(
+                "SELECT id, serial, fetched_at, body FROM audit_logs WHERE serial = ? ORDER BY id",
+                (serial,),
+            )
+            return [
+                AuditLogRecord(id=r[0], serial=r[1], fetched_at=from_ts(r[2]), body=r[3])
+                for r in rows
+            ]
+
+        return await self._db.read(run)
+
+    # --- counters ------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            out: dict[str, int] = {}
+            total = 0
+            for state, n in conn.execute("SELECT state, count(*) FROM devices GROUP BY state"):
+                out[f"devices.{state}"] = n
+                total += n
+            out["devices"] = total
+            for state in ("reserved", "issued", "revoked"):
+                out[f"certificates.{state}"] = 0
+            for state, n in conn.execute("SELECT state, count(*) FROM certificates GROUP BY state"):
+                out[f"certificates.{state}"] = n
+            for table in ("voucher_requests", "vouchers", "status_reports", "audit_logs", "events"):
+                out[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            return out
+
+        return await self._db.read(run)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    async def _insert_for_device(self, serial: str, sql: str, params: tuple[Any, ...]) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            require_device(conn, serial)
+            rowid = conn.execute(sql, params).lastrowid
+            assert rowid is not None
+            return rowid
+
+        return await self._db.write(run)
