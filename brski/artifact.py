@@ -87,7 +87,10 @@ def _cms_sign(
 
     # RFC 8366 section 5.3: eContentType id-ct-animaJSONVoucher (cms.sign's default).
     return cms.sign(
-        payload.to_json(), key=key, cert=cert, chain=chain,
+        payload.to_json(),
+        key=key,
+        cert=cert,
+        chain=chain,
         content_type=oids.ID_CT_ANIMA_JSON_VOUCHER,
     )
 
@@ -236,10 +239,10 @@ def detect_media_type(raw: bytes) -> str:
             obj = json.loads(data.decode("utf-8"))
         except (ValueError, RecursionError):
             obj = None
-        if isinstance(obj, dict) and "payload" in obj and (
-            "signatures" in obj or "signature" in obj
+        if (
+            isinstance(obj, dict)
+            and "payload" in obj
+            and ("signatures" in obj or "signature" in obj)
         ):
             return oids.MT_VOUCHER_JWS_JSON
-    raise UnsupportedMediaType(
-        "not a CMS, COSE or JWS voucher artifact", check="artifact.detect"
-    )
+    raise UnsupportedMediaType("not a CMS, COSE or JWS voucher artifact", check="artifact.detect")
