@@ -1,0 +1,634 @@
+"""brski.pki: loading, identity extraction, and verify_chain's path and role rules."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from brski import oids
+from brski.errors import ChainInvalid, ConfigError, MalformedInput
+from brski.pki import (
+    Role,
+    cert_der,
+    device_serial,
+    fingerprint_sha256,
+    generate_key,
+    load_cert,
+    load_certs,
+    load_private_key,
+    masa_url,
+    public_key_of,
+    spki_sha256,
+    verify_chain,
+)
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+# --- a tiny certificate factory -------------------------------------------------
+
+
+def _ku(
+    *, ca: bool, digital_signature: bool = True, key_cert_sign: bool | None = None
+) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature and not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=not digital_signature and not ca,
+        key_cert_sign=ca if key_cert_sign is None else key_cert_sign,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def make_cert(
+    cn: str,
+    *,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    ca: bool = False,
+    path_length: int | None = None,
+    not_before: datetime = NOW - DAY,
+    not_after: datetime = NOW + 30 * DAY,
+    eku: Sequence[x509.ObjectIdentifier] | None = None,
+    key_usage: x509.KeyUsage | bool | None = True,
+    serial: str | None = None,
+    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    basic_constraints: bool = True,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if serial is not None:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
+    subject = x509.Name(attrs)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if basic_constraints:
+        b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+    if key_usage is True:
+        b = b.add_extension(_ku(ca=ca), critical=True)
+    elif isinstance(key_usage, x509.KeyUsage):
+        b = b.add_extension(key_usage, critical=True)
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if issuer is not None:
+        b = b.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    for ext, critical in extra:
+        b = b.add_extension(ext, critical=critical)
+    return b.sign(issuer[1] if issuer else key, hashes.SHA256()), key
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]]:
+    root = make_cert("root", ca=True, path_length=1, not_after=NOW + 3650 * DAY)
+    inter = make_cert("inter", issuer=root, ca=True, path_length=0, not_after=NOW + 3650 * DAY)
+    other_root = make_cert("other root", ca=True)
+    return {"root": root, "inter": inter, "other": other_root}
+
+
+def leaf_under(pki: dict, **kw: object) -> x509.Certificate:  # type: ignore[type-arg]
+    return make_cert("leaf", issuer=pki["inter"], **kw)[0]  # type: ignore[arg-type]
+
+
+def check_of(exc: pytest.ExceptionInfo[ChainInvalid]) -> str:
+    return exc.value.check
+
+
+# --- loading --------------------------------------------------------------------
+
+
+def test_load_cert_pem_and_der_roundtrip(pki: dict) -> None:  # type: ignore[type-arg]
+    cert = pki["root"][0]
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    assert load_cert(pem) == cert
+    assert load_cert(cert_der(cert)) == cert
+    assert cert_der(cert)[0] == 0x30
+
+
+def test_load_cert_accepts_pem_with_leading_text() -> None:
+    # The rfc8366bis vector is `openssl x509 -text` output followed by the PEM.
+    cert = load_cert((VECTORS / "rfc8366bis" / "vendor-00-D0-E5-F2-00-02.crt").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=highway-test.example.com CA"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"garbage",
+        b"\x30\x03\x02\x01\x01",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ],
+)
+def test_load_cert_rejects_garbage(data: bytes) -> None:
+    with pytest.raises(MalformedInput):
+        load_cert(data)
+
+
+def test_load_cert_size_limit(pki: dict) -> None:  # type: ignore[type-arg]
+    der = cert_der(pki["root"][0])
+    with pytest.raises(MalformedInput) as exc:
+        load_cert(der, max_size=len(der) - 1)
+    assert exc.value.check == "pki.size"
+
+
+def test_load_certs_bundle_in_order(pki: dict) -> None:  # type: ignore[type-arg]
+    certs = [pki["inter"][0], pki["root"][0]]
+    bundle = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    assert load_certs(bundle) == certs
+    assert load_certs(cert_der(certs[0])) == certs[:1]
+    with pytest.raises(MalformedInput):
+        load_certs(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+@pytest.mark.parametrize("kind", ["p256", "p384", "ed25519", "rsa2048"])
+def test_generate_and_load_private_key(kind: str) -> None:
+    key = generate_key(kind)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    loaded = load_private_key(pem)
+    assert spki_sha256(public_key_of(loaded)) == spki_sha256(public_key_of(key))
+
+
+def test_generate_key_types() -> None:
+    assert isinstance(generate_key(), ec.EllipticCurvePrivateKey)
+    assert isinstance(generate_key("p384"), ec.EllipticCurvePrivateKey)
+    assert generate_key("p384").curve.name == "secp384r1"  # type: ignore[union-attr]
+    assert isinstance(generate_key("ed25519"), ed25519.Ed25519PrivateKey)
+    assert isinstance(generate_key("rsa2048"), rsa.RSAPrivateKey)
+    with pytest.raises(ConfigError):
+        generate_key("dsa")
+
+
+def test_load_private_key_refuses_encrypted_and_garbage() -> None:
+    key = generate_key()
+    enc = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    with pytest.raises(MalformedInput):
+        load_private_key(enc)
+    with pytest.raises(MalformedInput):
+        load_private_key(b"not a key")
+
+
+def test_fingerprints(pki: dict) -> None:  # type: ignore[type-arg]
+    cert, key = pki["root"]
+    assert fingerprint_sha256(cert) == hashlib.sha256(cert_der(cert)).hexdigest()
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert spki_sha256(cert) == hashlib.sha256(spki).digest()
+    assert spki_sha256(key.public_key()) == spki_sha256(cert)
+    assert spki_sha256(cert) != spki_sha256(pki["inter"][0])
+
+
+# --- identity ------------------------------------------------------------------------
+
+
+def _masa_ext(raw: bytes) -> list[tuple[x509.ExtensionType, bool]]:
+    return [(x509.UnrecognizedExtension(oids.ID_PE_MASA_URL, raw), False)]
+
+
+def _ia5(text: bytes) -> bytes:
+    return bytes([0x16, len(text)]) + text
+
+
+def test_device_serial_from_subject_attribute(pki: dict) -> None:  # type: ignore[type-arg]
+    cert = leaf_under(pki, serial="SN-42")
+    assert device_serial(cert) == "SN-42"
+    assert device_serial(pki["root"][0]) is None
+
+
+def test_device_serial_refuses_two_different_values(pki: dict) -> None:  # type: ignore[type-arg]
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, "A"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, "B"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(MalformedInput) as exc:
+        device_serial(cert)
+    assert exc.value.check == "pki.device-serial"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"masa.example.com", "https://masa.example.com"),
+        (b"masa.example.com:9443", "https://masa.example.com:9443"),
+        (b"https://masa.example.com:8443/", "https://masa.example.com:8443"),
+        (b"https://masa.example.com/brski", "https://masa.example.com/brski"),
+        (b"HTTPS://[2001:db8::1]:443", "HTTPS://[2001:db8::1]:443"),
+    ],
+)
+def test_masa_url_forms(pki: dict, value: bytes, expected: str) -> None:  # type: ignore[type-arg]
+    cert = leaf_under(pki, extra=_masa_ext(_ia5(value)))
+    assert masa_url(cert) == expected
+
+
+def test_masa_url_absent(pki: dict) -> None:  # type: ignore[type-arg]
+    assert masa_url(leaf_under(pki)) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "check"),
+    [
+        (b"\x0c\x0bexample.com", "pki.masa-url"),  # UTF8String, not IA5String
+        (_ia5(b"ex\xffample"), "pki.masa-url"),  # not ASCII
+        (b"\x16\x10short", "pki.masa-url"),  # length overruns
+        (_ia5(b"example.com") + b"\x00", "pki.masa-url"),  # trailing bytes
+        (_ia5(b""), "pki.masa-url"),
+        (_ia5(b"exa mple.com"), "pki.masa-url"),
+        (_ia5(b"http://masa.example.com"), "pki.masa-url-scheme"),  # RFC 8995 2.3.2: HTTPS only
+        (_ia5(b"masa.example.com:notaport"), "pki.masa-url"),
+    ],
+)
+def test_masa_url_malformed(pki: dict, raw: bytes, check: str) -> None:  # type: ignore[type-arg]
+    cert = leaf_under(pki, extra=_masa_ext(raw))
+    with pytest.raises(MalformedInput) as exc:
+        masa_url(cert)
+    assert exc.value.check == check
+
+
+def test_rfc8995_appendix_c_idevid_identity() -> None:
+    # C.1.5: subject is only serialNumber; the extension holds the bare
+    # authority "highway-test.example.com:9443", so https:// is assumed.
+    cert = load_cert((VECTORS / "rfc8995" / "idevid_00-D0-E5-F2-00-02.crt").read_bytes())
+    assert device_serial(cert) == "00-D0-E5-F2-00-02"
+    assert masa_url(cert) == "https://highway-test.example.com:9443"
+    assert cert.serial_number == 0x2AEC41D4  # the certificate serial is a different thing
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+# --- verify_chain: paths ------------------------------------------------------------
+
+
+def test_chain_to_anchor_leaf_first(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    chain = verify_chain(
+        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+    )
+    assert chain == [leaf, pki["inter"][0], pki["root"][0]]
+
+
+def test_sanless_eku_less_kuless_idevid_accepted(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(
+        pki, key_usage=False, serial="X1", not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    )
+    assert not any(
+        isinstance(e.value, x509.SubjectAlternativeName | x509.ExtendedKeyUsage | x509.KeyUsage)
+        for e in leaf.extensions
+    )
+    chain = verify_chain(
+        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+    )
+    assert chain[0] == leaf
+
+
+def test_802_1ar_no_expiry_date_validates_far_in_future() -> None:
+    far = datetime(9000, 1, 1, tzinfo=UTC)
+    forever = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    root = make_cert("root", ca=True, not_after=forever)
+    leaf, _ = make_cert("idevid", issuer=root, not_after=forever, key_usage=False)
+    assert verify_chain(leaf, anchors=[root[0]], now=far, role=Role.IDEVID) == [leaf, root[0]]
+
+
+def test_expired_leaf(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.expired"
+    assert exc.value.http_status == 403
+
+
+def test_not_yet_valid_leaf(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki, not_before=NOW + DAY, not_after=NOW + 10 * DAY)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.not-yet-valid"
+
+
+def test_expired_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
+    old_inter = make_cert(
+        "old inter", issuer=pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
+    )
+    leaf, _ = make_cert("leaf", issuer=old_inter)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf, intermediates=[old_inter[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+        )
+    assert exc.value.check == "chain.expired"
+
+
+def test_stale_spare_intermediate_does_not_break_a_good_path(pki: dict) -> None:  # type: ignore[type-arg]
+    stale = make_cert(
+        "stale", issuer=pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
+    )
+    leaf = leaf_under(pki)
+    chain = verify_chain(
+        leaf,
+        intermediates=[stale[0], pki["inter"][0]],
+        anchors=[pki["root"][0]],
+        now=NOW,
+        role=Role.IDEVID,
+    )
+    assert chain == [leaf, pki["inter"][0], pki["root"][0]]
+
+
+def test_expired_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    old_root = make_cert("old root", ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    leaf, _ = make_cert("leaf", issuer=old_root)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf, anchors=[old_root[0]], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.expired"
+
+
+def test_wrong_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["other"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.untrusted"
+
+
+def test_missing_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf_under(pki), anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.untrusted"
+
+
+def test_forged_signature_refused(pki: dict) -> None:  # type: ignore[type-arg]
+    # Same issuer name, different key: names match, the signature cannot.
+    impostor = make_cert("inter", ca=True)
+    leaf, _ = make_cert("leaf", issuer=impostor)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.untrusted"
+
+
+def test_end_entity_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
+    ee = make_cert("ee", issuer=pki["root"])
+    leaf, _ = make_cert("leaf", issuer=ee)
+    with pytest.raises(ChainInvalid):
+        verify_chain(
+            leaf, intermediates=[ee[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+        )
+
+
+def test_ca_key_usage_without_key_cert_sign_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
+    bad = make_cert(
+        "bad ca", issuer=pki["root"], ca=True, key_usage=_ku(ca=True, key_cert_sign=False)
+    )
+    leaf, _ = make_cert("leaf", issuer=bad)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf, intermediates=[bad[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+        )
+    assert "keyCertSign" in exc.value.detail
+
+
+def test_path_length_enforced(pki: dict) -> None:  # type: ignore[type-arg]
+    # inter has pathLen 0, so it may not issue another CA.
+    sub = make_cert("sub", issuer=pki["inter"], ca=True)
+    leaf, _ = make_cert("leaf", issuer=sub)
+    with pytest.raises(ChainInvalid):
+        verify_chain(
+            leaf,
+            intermediates=[sub[0], pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+
+
+def test_unknown_critical_extension_refused(pki: dict) -> None:  # type: ignore[type-arg]
+    ext = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    leaf = leaf_under(pki, extra=[(ext, True)])
+    with pytest.raises(ChainInvalid):
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+
+
+def test_leaf_is_the_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    # RFC 8995 Appendix C pins the registrar's own certificate.
+    leaf = leaf_under(pki, eku=[oids.ID_KP_CMC_RA])
+    assert verify_chain(leaf, anchors=[leaf], now=NOW, role=Role.REGISTRAR_RA) == [leaf]
+
+
+def test_leaf_is_the_anchor_still_time_checked_and_role_checked(pki: dict) -> None:  # type: ignore[type-arg]
+    old = leaf_under(pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(old, anchors=[old], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.expired"
+    no_ra = leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(no_ra, anchors=[no_ra], now=NOW, role=Role.REGISTRAR_RA)
+    assert exc.value.check == "chain.eku"
+
+
+def test_intermediate_as_trust_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    # RFC 8366: pinned-domain-cert may be an intermediate CA, not self-signed.
+    leaf = leaf_under(pki)
+    assert verify_chain(leaf, anchors=[pki["inter"][0]], now=NOW, role=Role.IDEVID) == [
+        leaf,
+        pki["inter"][0],
+    ]
+
+
+def test_naive_now_and_empty_anchors(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    with pytest.raises(ConfigError):
+        verify_chain(leaf, anchors=[pki["root"][0]], now=NOW.replace(tzinfo=None), role=Role.IDEVID)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf, anchors=[], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.untrusted"
+
+
+# --- verify_chain: role rules ------------------------------------------------------------
+
+
+def _verify(pki: dict, leaf: x509.Certificate, role: Role) -> list[x509.Certificate]:  # type: ignore[type-arg]
+    return verify_chain(
+        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=role
+    )
+
+
+def test_registrar_ra_requires_cmc_ra(pki: dict) -> None:  # type: ignore[type-arg]
+    ok = leaf_under(pki, eku=[oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert _verify(pki, ok, Role.REGISTRAR_RA)[0] == ok
+    for eku in (None, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]):
+        with pytest.raises(ChainInvalid) as exc:
+            _verify(pki, leaf_under(pki, eku=eku), Role.REGISTRAR_RA)
+        assert exc.value.check == "chain.eku"
+
+
+def test_masa_signer_needs_digital_signature_when_key_usage_present(pki: dict) -> None:  # type: ignore[type-arg]
+    assert _verify(pki, leaf_under(pki), Role.MASA_SIGNER)
+    assert _verify(pki, leaf_under(pki, key_usage=False), Role.MASA_SIGNER)
+    ka_only = leaf_under(pki, key_usage=_ku(ca=False, digital_signature=False))
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, ka_only, Role.MASA_SIGNER)
+    assert exc.value.check == "chain.key-usage"
+
+
+def test_ldevid_needs_client_auth_when_eku_present(pki: dict) -> None:  # type: ignore[type-arg]
+    assert _verify(pki, leaf_under(pki), Role.LDEVID)
+    assert _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), Role.LDEVID)
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.SERVER_AUTH]), Role.LDEVID)
+    assert exc.value.check == "chain.eku"
+
+
+def test_tls_server_needs_server_auth_when_eku_present(pki: dict) -> None:  # type: ignore[type-arg]
+    assert _verify(pki, leaf_under(pki), Role.TLS_SERVER)
+    assert _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.SERVER_AUTH]), Role.TLS_SERVER)
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), Role.TLS_SERVER)
+    assert exc.value.check == "chain.eku"
+
+
+def test_idevid_ignores_usage_extensions(pki: dict) -> None:  # type: ignore[type-arg]
+    odd = leaf_under(
+        pki,
+        eku=[ExtendedKeyUsageOID.CODE_SIGNING],
+        key_usage=_ku(ca=False, digital_signature=False),
+    )
+    assert _verify(pki, odd, Role.IDEVID)[0] == odd
+
+
+def test_ca_role_requires_a_ca_leaf(pki: dict) -> None:  # type: ignore[type-arg]
+    inter = pki["inter"][0]
+    assert verify_chain(inter, anchors=[pki["root"][0]], now=NOW, role=Role.CA) == [
+        inter,
+        pki["root"][0],
+    ]
+    root = pki["root"][0]
+    assert verify_chain(root, anchors=[root], now=NOW, role=Role.CA) == [root]
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, leaf_under(pki), Role.CA)
+    assert exc.value.check == "chain.not-ca"
+
+
+# --- verify_chain on the RFC 8995 Appendix C certificates ---------------------------------
+
+
+def _vec(*parts: str) -> x509.Certificate:
+    return load_cert(VECTORS.joinpath(*parts).read_bytes())
+
+
+def test_vector_idevid_chains_to_rsa_vendor_ca() -> None:
+    # Caveat 1 of the vectors README: the printed C.1.5 IDevID is issued by the
+    # RSA-3072 CA shipped with rfc8366bis (valid 2021-04-05 .. 2021-05-06).
+    idevid = _vec("rfc8995", "idevid_00-D0-E5-F2-00-02.crt")
+    ca = _vec("rfc8366bis", "vendor-00-D0-E5-F2-00-02.crt")
+    when = datetime(2021, 4, 30, tzinfo=UTC)
+    assert verify_chain(idevid, anchors=[ca], now=when, role=Role.IDEVID) == [idevid, ca]
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(idevid, anchors=[_vec("rfc8995", "vendor.crt")], now=when, role=Role.IDEVID)
+    assert exc.value.check == "chain.untrusted"
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(idevid, anchors=[ca], now=datetime(2021, 6, 1, tzinfo=UTC), role=Role.IDEVID)
+    assert exc.value.check == "chain.expired"
+
+
+def test_vector_embedded_idevid_chains_to_vendor() -> None:
+    idevid = load_certs((VECTORS / "rfc8995" / "vr.embedded-certs.pem").read_bytes())[0]
+    vendor = _vec("rfc8995", "vendor.crt")
+    assert device_serial(idevid) == "00-D0-E5-F2-00-02"
+    chain = verify_chain(
+        idevid, anchors=[vendor], now=datetime(2022, 6, 1, tzinfo=UTC), role=Role.IDEVID
+    )
+    assert chain == [idevid, vendor]
+
+
+def test_vector_registrar_is_a_cmc_ra_only() -> None:
+    jrc = _vec("rfc8995", "jrc_prime256v1.crt")
+    owner = _vec("rfc8995", "ownerca_secp384r1.crt")
+    when = datetime(2021, 6, 1, tzinfo=UTC)
+    assert verify_chain(jrc, anchors=[owner], now=when, role=Role.REGISTRAR_RA) == [jrc, owner]
+    # The voucher pins jrc itself (pinned-domain-cert == registrar cert).
+    assert verify_chain(jrc, anchors=[jrc], now=when, role=Role.REGISTRAR_RA) == [jrc]
+    # Its EKU is cmcRA alone: not usable as a TLS client (LDevID) or server.
+    for role in (Role.LDEVID, Role.TLS_SERVER):
+        with pytest.raises(ChainInvalid) as exc:
+            verify_chain(jrc, anchors=[owner], now=when, role=role)
+        assert exc.value.check == "chain.eku"
+
+
+def test_vector_masa_signer() -> None:
+    masa = _vec("rfc8995", "masa.crt")
+    vendor = _vec("rfc8995", "vendor.crt")
+    assert verify_chain(
+        masa, anchors=[vendor], now=datetime(2022, 6, 1, tzinfo=UTC), role=Role.MASA_SIGNER
+    )
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            masa, anchors=[vendor], now=datetime(2024, 1, 1, tzinfo=UTC), role=Role.MASA_SIGNER
+        )
+    assert exc.value.check == "chain.expired"
