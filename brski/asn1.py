@@ -1,0 +1,187 @@
+"""A bounded TLV walker run over untrusted ASN.1 before any real decoder sees it.
+
+Why a separate pass: asn1crypto parses lazily and recursively, so a hostile
+message can make it recurse once per nesting level (a few kilobytes of
+``30 80 30 80 ...`` is enough to exhaust the interpreter stack), and it only
+notices a length that overruns the buffer when that field is finally touched,
+possibly after we have acted on other fields. Walking the whole tag-length
+skeleton first, iteratively and without decoding any value, lets every parser
+of CMS, CSRs and certificate bags refuse such input up front, in time linear
+in its size, with a ``MalformedInput``/``PayloadTooLarge`` naming the rule.
+
+What is accepted is DER plus one BER concession (X.690 section 8.1.3.6):
+indefinite-length *constructed* encodings, terminated by end-of-contents,
+because some CMS producers stream SignedData that way (RFC 5652 section 5.1
+only asks for BER on the outer layers; signed attributes are DER, section
+5.3). Lengths must otherwise be minimal (X.690 section 10.1), as must
+high-tag-number forms (X.690 section 8.1.2.4).
+"""
+
+from __future__ import annotations
+
+from brski.errors import MalformedInput, PayloadTooLarge
+
+__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_SIZE", "check_der", "encode_length"]
+
+DEFAULT_MAX_SIZE = 65536
+# A CMS voucher with an embedded certificate chain nests about 12 levels
+# (ContentInfo > [0] > SignedData > [0] > Certificate > TBS > [3] > Extensions
+# > Extension ...); 32 leaves room without admitting stack-exhaustion tricks.
+DEFAULT_MAX_DEPTH = 32
+
+# A 4-byte length field already admits 4 GiB, far beyond any max_size we use.
+_MAX_LENGTH_OCTETS = 4
+# Tag numbers above 2**28 do not appear in any ASN.1 module we parse.
+_MAX_TAG_OCTETS = 4
+_CONSTRUCTED = 0x20
+_HIGH_TAG = 0x1F
+_INDEFINITE = 0x80
+
+
+def _fail(detail: str, what: str, offset: int) -> MalformedInput:
+    return MalformedInput(f"{detail} at offset {offset}", check=f"asn1.{what}", offset=offset)
+
+
+def encode_length(length: int) -> bytes:
+    """Minimal DER length octets (X.690 section 10.1), for re-tagging encoded values."""
+    if length < 0x80:
+        return bytes([length])
+    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _read_tag(data: bytes, pos: int, limit: int) -> tuple[int, bool, int]:
+    """Return (tag number, constructed, offset after the identifier octets)."""
+    first = data[pos]
+    constructed = bool(first & _CONSTRUCTED)
+    number = first & _HIGH_TAG
+    pos += 1
+    if number != _HIGH_TAG:
+        return number, constructed, pos
+    # X.690 section 8.1.2.4: base-128 tag number, no leading 0x80 octet,
+    # and only for numbers that do not fit the low form.
+    number = 0
+    for count in range(_MAX_TAG_OCTETS):
+        if pos >= limit:
+            raise _fail("identifier octets run past the end", "truncated", pos)
+        octet = data[pos]
+        pos += 1
+        if count == 0 and octet == 0x80:
+            raise _fail("non-minimal high tag number", "tag", pos - 1)
+        number = (number << 7) | (octet & 0x7F)
+        if not octet & 0x80:
+            if number < _HIGH_TAG:
+                raise _fail("high tag form used for a low tag number", "tag", pos - 1)
+            return number, constructed, pos
+    raise _fail("tag number too large", "tag", pos)
+
+
+def _read_length(
+    data: bytes, pos: int, limit: int, *, constructed: bool, allow_indefinite: bool
+) -> tuple[int | None, int]:
+    """Return (content length or None for indefinite, offset of the contents)."""
+    if pos >= limit:
+        raise _fail("length octets run past the end", "truncated", pos)
+    first = data[pos]
+    pos += 1
+    if first < 0x80:
+        return first, pos
+    if first == _INDEFINITE:
+        # X.690 section 8.1.3.6.1: only constructed encodings may be indefinite.
+        if not constructed:
+            raise _fail("indefinite length on a primitive encoding", "length", pos - 1)
+        if not allow_indefinite:
+            raise _fail("indefinite length where DER is required", "indefinite", pos - 1)
+        return None, pos
+    count = first & 0x7F
+    if first == 0xFF or count > _MAX_LENGTH_OCTETS:
+        raise _fail(f"length field of {count} octets", "length", pos - 1)
+    if pos + count > limit:
+        raise _fail("length octets run past the end", "truncated", pos)
+    body = data[pos : pos + count]
+    # X.690 section 10.1: the definite form uses the fewest octets possible.
+    if body[0] == 0 or (count == 1 and body[0] < 0x80):
+        raise _fail("non-minimal length encoding", "length", pos - 1)
+    return int.from_bytes(body, "big"), pos + count
+
+
+def check_der(
+    data: bytes,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    allow_indefinite: bool = True,
+) -> None:
+    """Refuse anything that is not exactly one well-framed, bounded ASN.1 element.
+
+    Only the framing is checked (tags, lengths, nesting, end-of-contents, the
+    end of the buffer); values are never decoded, so this is safe on any input
+    and costs O(len(data)) with O(max_depth) memory. ``max_depth`` counts
+    constructed encodings only; the outermost element is depth 1.
+    ``allow_indefinite=False`` demands definite lengths throughout, as for
+    CMS signed attributes (RFC 5652 section 5.3).
+    """
+    if len(data) > max_size:
+        raise PayloadTooLarge(
+            f"ASN.1 input of {len(data)} bytes exceeds {max_size}",
+            check="asn1.size",
+            limit=max_size,
+        )
+    total = len(data)
+    if total == 0:
+        raise _fail("empty input", "truncated", 0)
+
+    # Each open constructed element: (end offset, or None while indefinite;
+    # the offset it may not run past, inherited from the nearest definite end).
+    stack: list[tuple[int | None, int]] = []
+    pos = 0
+    while True:
+        if stack:
+            end, limit = stack[-1]
+            if end is not None:
+                if pos == end:
+                    stack.pop()
+                    if not stack:
+                        break
+                    continue
+            else:
+                if pos + 2 <= limit and data[pos] == 0 and data[pos + 1] == 0:
+                    stack.pop()  # end-of-contents, X.690 section 8.1.5
+                    pos += 2
+                    if not stack:
+                        break
+                    continue
+                if pos >= limit:
+                    raise _fail("indefinite-length element lacks end-of-contents", "length", pos)
+        else:
+            limit = total
+
+        start = pos
+        number, constructed, pos = _read_tag(data, pos, limit)
+        if number == 0 and data[start] == 0:
+            # Universal 0 is reserved for end-of-contents (X.690 section 8.1.5).
+            raise _fail("unexpected end-of-contents or tag 0", "tag", start)
+        length, pos = _read_length(
+            data, pos, limit, constructed=constructed, allow_indefinite=allow_indefinite
+        )
+        if length is not None and length > limit - pos:
+            raise _fail(f"length {length} runs past the enclosing element", "length", start)
+
+        if constructed:
+            if len(stack) + 1 > max_depth:
+                raise _fail(f"nesting deeper than {max_depth}", "depth", start)
+            if length is None:
+                stack.append((None, limit))
+            elif length == 0:
+                if not stack:
+                    break
+            else:
+                stack.append((pos + length, pos + length))
+        else:
+            assert length is not None  # primitive indefinite refused above
+            pos += length
+            if not stack:
+                break
+
+    if pos != total:
+        raise _fail(f"{total - pos} bytes after the outer element", "trailing-data", pos)
