@@ -1,0 +1,819 @@
+"""The pledge side of BRSKI as a sans-IO state machine.
+
+The driver (``pledge_sim.service``) owns the socket and the clock; this module
+owns every decision.  It is shaped like h11's connection state: the legal
+moves are *data* (:data:`TRANSITIONS`), each public method names the event it
+performs, and a method called in a state that has no row for its event raises
+``LocalError(check="pledge.illegal-transition")`` instead of silently doing
+something half-sensible.  Keeping the table as data makes the protocol
+reviewable at a glance and lets a test enumerate it.
+
+States and rules (RFC 8995 section 5 unless noted):
+
+``START``
+    ``connected(der)`` -> ``CONNECTED``.  The TLS server certificate was
+    accepted *provisionally* (section 5.1) and is retained for later checks.
+``CONNECTED``
+    ``build_voucher_request`` -> ``VOUCHER_REQUESTED``.  A proximity
+    voucher-request carrying that exact certificate in
+    proximity-registrar-cert and a fresh nonce, signed with the IDevID
+    (sections 3.3, 5.2).
+``VOUCHER_REQUESTED``
+    ``voucher_response``: 202 -> ``PENDING`` (Retry-After clamped to 60 s,
+    section 5.6); 200 whose voucher passes every section 5.6.1 / 5.6.2 check
+    -> ``VOUCHER_ACCEPTED``; anything else -> ``FAILED``.
+``PENDING``
+    ``retry_voucher_request`` -> ``VOUCHER_REQUESTED`` and returns the *same*
+    signed bytes: section 5.6 forbids a new nonce or signature on retry.
+``VOUCHER_ACCEPTED``
+    ``voucher_status`` -> ``STATUS_REPORTED`` (section 5.7 telemetry).  The
+    TLS connection is no longer provisional from here on.
+``STATUS_REPORTED``
+    ``cacerts_response`` (self-loop, RFC 8995 5.9.1) and ``build_csr`` ->
+    ``ENROLLING`` (section 5.9.3, RFC 7030 4.2.1).
+``ENROLLING``
+    ``enroll_response``: 202 -> ``ENROLL_PENDING``; 200 with an LDevID for
+    our CSR key that chains to the pinned domain certificate ->
+    ``ENROLLED``; anything else -> ``FAILED``.
+``ENROLL_PENDING``
+    ``retry_csr`` -> ``ENROLLING`` with the same CSR (RFC 7030 4.2.3).
+``ENROLLED``
+    ``enroll_status`` -> ``DONE`` (section 5.9.4).
+``FAILED``
+    Reached by a refusal or by ``abort`` from any non-terminal state; the
+    reason is kept in :attr:`Pledge.failure`.  Exactly one failure telemetry
+    may still be produced: ``voucher_status`` when the voucher phase failed
+    (section 5.6.2 says the pledge SHOULD report before closing), or
+    ``enroll_status`` when enrollment failed (section 5.9.4 MUST).
+``DONE``
+    Terminal.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
+from brski import errors, oids
+from brski.artifact import SignedArtifact, sign_artifact, verify_artifact
+from brski.est import decode_base64_body, parse_certs_only
+from brski.pki import PrivateKey, Role, device_serial, verify_chain
+from brski.telemetry import StatusReport
+from brski.voucher import Assertion, Voucher, VoucherRequest
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "MAX_PENDING",
+    "MAX_RETRY_AFTER",
+    "TRANSITIONS",
+    "Decision",
+    "Enrolled",
+    "Event",
+    "Failed",
+    "Pledge",
+    "Retry",
+    "State",
+    "VoucherAccepted",
+    "authenticate_server_cert",
+    "build_csr_der",
+    "device_subject",
+    "retry_after_seconds",
+    "verify_issued_cert",
+]
+
+# RFC 8995 section 5.6: "the pledge MUST limit the 'Retry-After' time to 60 seconds".
+MAX_RETRY_AFTER = 60
+# RFC 7030 4.2.3 makes Retry-After mandatory on a 202; a server that omits it
+# (or sends garbage, which an unauthenticated peer may do) gets this instead.
+DEFAULT_RETRY_AFTER = 5
+# RFC 8995 section 5.6: keep a 202 retry-state "for up to 4 days".
+MAX_PENDING = timedelta(days=4)
+# Nonce bounds: RFC 8995 5.2 wants a cryptographically strong nonce (RFC 4086 6.2).
+MIN_NONCE, MAX_NONCE = 16, 32
+_DETAIL_LIMIT = 200
+
+
+class State(enum.Enum):
+    START = "start"
+    CONNECTED = "connected"
+    VOUCHER_REQUESTED = "voucher-requested"
+    PENDING = "pending"
+    VOUCHER_ACCEPTED = "voucher-accepted"
+    STATUS_REPORTED = "status-reported"
+    ENROLLING = "enrolling"
+    ENROLL_PENDING = "enroll-pending"
+    ENROLLED = "enrolled"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Event(enum.Enum):
+    CONNECTED = "connected"
+    SEND_VOUCHER_REQUEST = "send-voucher-request"
+    VOUCHER_PENDING = "voucher-pending"
+    RESEND_VOUCHER_REQUEST = "resend-voucher-request"
+    VOUCHER_ACCEPTED = "voucher-accepted"
+    SEND_VOUCHER_STATUS = "send-voucher-status"
+    CACERTS = "cacerts"
+    SEND_CSR = "send-csr"
+    ENROLL_PENDING = "enroll-pending"
+    RESEND_CSR = "resend-csr"
+    ENROLL_ACCEPTED = "enroll-accepted"
+    SEND_ENROLL_STATUS = "send-enroll-status"
+    REFUSED = "refused"
+    ABORT = "abort"
+
+
+S, E = State, Event
+_NON_TERMINAL = [s for s in State if s not in (S.DONE, S.FAILED)]
+#: (state, event) -> next state.  Anything absent is an illegal transition.
+TRANSITIONS: Mapping[tuple[State, Event], State] = {
+    (S.START, E.CONNECTED): S.CONNECTED,
+    (S.CONNECTED, E.SEND_VOUCHER_REQUEST): S.VOUCHER_REQUESTED,
+    (S.VOUCHER_REQUESTED, E.VOUCHER_PENDING): S.PENDING,
+    (S.VOUCHER_REQUESTED, E.VOUCHER_ACCEPTED): S.VOUCHER_ACCEPTED,
+    (S.VOUCHER_REQUESTED, E.REFUSED): S.FAILED,
+    (S.PENDING, E.RESEND_VOUCHER_REQUEST): S.VOUCHER_REQUESTED,
+    (S.VOUCHER_ACCEPTED, E.SEND_VOUCHER_STATUS): S.STATUS_REPORTED,
+    (S.STATUS_REPORTED, E.CACERTS): S.STATUS_REPORTED,
+    (S.STATUS_REPORTED, E.SEND_CSR): S.ENROLLING,
+    (S.ENROLLING, E.ENROLL_PENDING): S.ENROLL_PENDING,
+    (S.ENROLLING, E.ENROLL_ACCEPTED): S.ENROLLED,
+    (S.ENROLLING, E.REFUSED): S.FAILED,
+    (S.ENROLL_PENDING, E.RESEND_CSR): S.ENROLLING,
+    (S.ENROLLED, E.SEND_ENROLL_STATUS): S.DONE,
+    # Failure telemetry, guarded by the phase that failed (see Pledge._telemetry_guard).
+    (S.FAILED, E.SEND_VOUCHER_STATUS): S.FAILED,
+    (S.FAILED, E.SEND_ENROLL_STATUS): S.FAILED,
+    **{(s, E.ABORT): S.FAILED for s in _NON_TERMINAL},
+}
+
+# Which protocol phase a failure in a given state belongs to; decides which
+# telemetry message (if any) may report it.
+_PHASE: Mapping[State, str] = {
+    S.START: "connect",
+    S.CONNECTED: "connect",
+    S.VOUCHER_REQUESTED: "voucher",
+    S.PENDING: "voucher",
+    S.VOUCHER_ACCEPTED: "voucher",
+    S.STATUS_REPORTED: "enroll",
+    S.ENROLLING: "enroll",
+    S.ENROLL_PENDING: "enroll",
+    S.ENROLLED: "enroll",
+}
+
+
+# --- decisions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retry:
+    """Wait ``after`` seconds (already clamped), then resend the same request."""
+
+    after: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoucherAccepted:
+    """The voucher passed section 5.6.1 and the registrar passed section 5.6.2."""
+
+    voucher: Voucher
+    artifact: SignedArtifact
+    pinned_domain_cert: x509.Certificate | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Enrolled:
+    """An LDevID for our CSR key, with the validated path (leaf first, anchor last)."""
+
+    cert: x509.Certificate
+    path: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed:
+    """A refusal; ``check`` names the rule, ``detail`` is for logs, not for peers."""
+
+    check: str
+    detail: str
+    phase: str = "voucher"
+    http_status: int | None = None
+
+
+Decision = Retry | VoucherAccepted | Enrolled | Failed
+
+
+# --- pure helpers (also used by re-enrollment, which has no state machine) ------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup that works on a plain dict as well as a multidict."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lname = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lname:
+            return val
+    return None
+
+
+def _base_media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> int:
+    """Retry-After as delta-seconds or HTTP-date (RFC 9110 10.2.3), clamped to [1, 60]."""
+    raw = _header(headers, "Retry-After")
+    seconds = DEFAULT_RETRY_AFTER
+    if raw is not None:
+        raw = raw.strip()
+        if raw.isdigit() and len(raw) <= 12:
+            seconds = int(raw)
+        else:
+            try:
+                seconds = int((parsedate_to_datetime(raw) - now).total_seconds())
+            except (TypeError, ValueError, OverflowError):
+                seconds = DEFAULT_RETRY_AFTER
+    # RFC 8995 section 5.6: never wait longer than 60 s for a possibly hostile registrar.
+    return max(1, min(MAX_RETRY_AFTER, seconds))
+
+
+def _problem_text(headers: Mapping[str, str], body: bytes) -> str:
+    """A short, printable summary of an error body (problem+json or plain text).
+
+    The peer is unauthenticated (RFC 8995 5.1), so the text is truncated and
+    stripped of control characters before it can reach a log line.
+    """
+    text = body[:4096].decode("utf-8", "replace")
+    if _base_media_type(_header(headers, "Content-Type")) in (oids.MT_PROBLEM_JSON, oids.MT_JSON):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            text = str(obj.get("detail") or obj.get("title") or "")
+            if isinstance(obj.get("check"), str):
+                text = f"{text} [{obj['check']}]"
+    clean = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return clean[:_DETAIL_LIMIT]
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _within_validity(cert: x509.Certificate, now: datetime, check: str) -> None:
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise errors.ChainInvalid("certificate outside its validity period", check=check)
+
+
+def authenticate_server_cert(
+    server_cert: x509.Certificate,
+    *,
+    pinned: x509.Certificate,
+    intermediates: Sequence[x509.Certificate] = (),
+    now: datetime,
+) -> None:
+    """RFC 8995 5.6.2: the registrar's TLS certificate must chain to the pinned
+    domain certificate, used as the *sole* trust anchor, or be that certificate.
+
+    Also used by re-enrollment to authenticate the registrar against the
+    domain CA once the pledge is no longer provisional.
+    """
+    # verify_chain accepts the leaf when it *is* an anchor: "It is possible that
+    # the pinned-domain-cert matches the End-Entity Certificate" (5.6.2).
+    try:
+        verify_chain(
+            server_cert,
+            intermediates=intermediates,
+            anchors=[pinned],
+            now=now,
+            role=Role.TLS_SERVER,
+        )
+    except errors.ChainInvalid as exc:
+        raise errors.ChainInvalid(
+            f"registrar certificate does not chain to the pinned domain certificate: {exc.detail}",
+            check="pledge.registrar-cert-unpinned",
+            cause=exc.check,
+        ) from exc
+
+
+def build_csr_der(
+    *,
+    key: PrivateKey,
+    subject: x509.Name,
+    san: x509.SubjectAlternativeName | None = None,
+) -> bytes:
+    """A DER PKCS#10 request signed by ``key`` (proof of possession, RFC 7030 4.2.1).
+
+    Ed25519 keys sign without a separate hash; everything else uses SHA-256.
+    """
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    csr = builder.sign(key, algorithm)
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def device_subject(serial: str) -> x509.Name:
+    """CN and serialNumber both carry the device serial (RFC 8995 2.3.1 style)."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, serial),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, serial),
+        ]
+    )
+
+
+def verify_issued_cert(
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    csr_public_spki: bytes,
+    anchors: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate] = (),
+    now: datetime,
+) -> Enrolled:
+    """Check a /simpleenroll or /simplereenroll 200 response (RFC 7030 4.2.3).
+
+    The certs-only response must contain a certificate for the key we put in
+    the CSR, and that certificate must chain to the domain trust anchor
+    (the pinned-domain-cert, RFC 8995 5.6.2, or the domain CA after enrollment).
+    """
+    if status != 200:
+        raise errors.PeerError(
+            f"enrollment answered HTTP {status}: {_problem_text(headers, body)}",
+            check="pledge.enroll-http-status",
+        )
+    ctype = _base_media_type(_header(headers, "Content-Type"))
+    if ctype != oids.MT_PKCS7_MIME:
+        raise errors.UnsupportedMediaType(
+            f"enrollment response has Content-Type {ctype!r}", check="pledge.enroll-media-type"
+        )
+    try:
+        certs = parse_certs_only(decode_base64_body(body))
+    except errors.BrskiError as exc:
+        raise errors.MalformedInput(
+            f"enrollment response unreadable: {exc.detail}", check="pledge.enroll-malformed"
+        ) from exc
+    mine = [c for c in certs if _spki(c) == csr_public_spki]
+    if not mine:
+        raise errors.PeerError(
+            "no certificate in the response carries the CSR's public key",
+            check="pledge.enroll-key-mismatch",
+        )
+    leaf = mine[0]
+    others = [c for c in certs if c is not leaf]
+    try:
+        path = verify_chain(
+            leaf,
+            intermediates=[*others, *intermediates],
+            anchors=anchors,
+            now=now,
+            role=Role.LDEVID,
+        )
+    except errors.ChainInvalid as exc:
+        raise errors.ChainInvalid(
+            f"LDevID does not chain to the domain trust anchor: {exc.detail}",
+            check="pledge.enroll-chain",
+            cause=exc.check,
+        ) from exc
+    return Enrolled(cert=leaf, path=tuple(path))
+
+
+def _load_der_cert(der: bytes, check: str) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise errors.MalformedInput(f"not a DER certificate: {exc}", check=check) from exc
+
+
+def _voucher_decode_error(exc: errors.BrskiError) -> errors.BrskiError:
+    """Name a voucher that fails to verify or decode by the pledge rule it breaks."""
+    if exc.check == "voucher.pinned-domain":
+        # 5.6.1: "MUST be prepared to parse and fail gracefully from a voucher
+        # response that does not contain a 'pinned-domain-cert' field".
+        check = "pledge.voucher-pinned-domain-cert"
+    elif isinstance(exc, errors.SignatureInvalid):
+        check = "pledge.voucher-signature"
+    elif isinstance(exc, errors.VoucherInvalid):
+        check = "pledge.voucher-invalid"
+    else:
+        check = "pledge.voucher-malformed"
+    return type(exc)(f"voucher refused: {exc.detail}", check=check, cause=exc.check)
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return ext.value.key_identifier
+
+
+# --- the state machine ----------------------------------------------------------
+
+
+class Pledge:
+    """One bootstrapping attempt against one registrar connection.
+
+    A new attempt (another proxy, another boot) is a new ``Pledge``: RFC 8995
+    5.2 requires a different nonce for each attempt, and a fresh object makes
+    it impossible to accept a voucher issued for an earlier one.
+    """
+
+    def __init__(
+        self,
+        *,
+        idevid: x509.Certificate,
+        key: PrivateKey,
+        chain: Sequence[x509.Certificate],
+        anchors: Sequence[x509.Certificate],
+        media_type: str = oids.MT_VOUCHER_CMS_JSON,
+        allowed_assertions: Collection[str] = frozenset({"verified", "logged", "proximity"}),
+        accept_nonceless: bool = False,
+        clock_skew: timedelta = timedelta(minutes=5),
+    ) -> None:
+        if media_type not in oids.VOUCHER_MEDIA_TYPES:
+            raise errors.ConfigError(
+                f"unknown voucher media type {media_type!r}", check="pledge.media-type"
+            )
+        if not anchors:
+            raise errors.ConfigError("no manufacturer trust anchor", check="pledge.anchors")
+        if _spki(idevid) != key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ):
+            raise errors.ConfigError(
+                "IDevID key does not match certificate", check="pledge.idevid-key"
+            )
+        serial = device_serial(idevid)
+        if not serial:
+            # RFC 8995 2.3.1: the serial-number comes from the IDevID subject.
+            raise errors.ConfigError(
+                "IDevID has no subject serialNumber", check="pledge.idevid-serial"
+            )
+        self.idevid = idevid
+        self.serial = serial
+        self._key = key
+        self._chain = tuple(chain)
+        self._anchors = tuple(anchors)
+        self.media_type = media_type
+        self.allowed_assertions = frozenset(str(a) for a in allowed_assertions)
+        self.accept_nonceless = accept_nonceless
+        self.clock_skew = clock_skew
+        self.state = State.START
+        self.failure: Failed | None = None
+        self.voucher: Voucher | None = None
+        self.pinned_domain_cert: x509.Certificate | None = None
+        self.registrar_cert: x509.Certificate | None = None
+        self.ldevid: x509.Certificate | None = None
+        self.cacerts: tuple[x509.Certificate, ...] = ()
+        self._registrar_chain: tuple[x509.Certificate, ...] = ()
+        self._nonce: bytes | None = None
+        self._voucher_request: bytes | None = None
+        self._pending_since: datetime | None = None
+        self._csr: bytes | None = None
+        self._csr_spki: bytes | None = None
+        self._telemetry_sent: set[Event] = set()
+
+    # -- table plumbing --
+
+    def _require(self, event: Event) -> None:
+        if (self.state, event) not in TRANSITIONS:
+            raise errors.LocalError(
+                f"event {event.value!r} is not allowed in state {self.state.value!r}",
+                check="pledge.illegal-transition",
+            )
+
+    def _fire(self, event: Event) -> None:
+        self._require(event)
+        self.state = TRANSITIONS[(self.state, event)]
+
+    def _fail(self, check: str, detail: str, *, http_status: int | None = None) -> Failed:
+        failed = Failed(
+            check=check,
+            detail=detail,
+            phase=_PHASE.get(self.state, "connect"),
+            http_status=http_status,
+        )
+        event = Event.REFUSED if (self.state, Event.REFUSED) in TRANSITIONS else Event.ABORT
+        self._fire(event)
+        self.failure = failed
+        return failed
+
+    def abort(self, *, check: str, detail: str) -> Failed:
+        """The driver gave up (TLS error, timeout, redirect to another origin...)."""
+        self._require(Event.ABORT)
+        return self._fail(check, detail)
+
+    # -- connection --
+
+    def connected(self, registrar_cert_der: bytes, chain_der: Sequence[bytes] = ()) -> None:
+        """Record the provisionally accepted TLS server certificate (RFC 8995 5.1:
+        "The certificate (or chain) MUST be retained for later validation")."""
+        self._require(Event.CONNECTED)
+        self.registrar_cert = _load_der_cert(registrar_cert_der, "pledge.registrar-cert")
+        self._registrar_chain = tuple(_load_der_cert(d, "pledge.registrar-cert") for d in chain_der)
+        self._fire(Event.CONNECTED)
+
+    # -- voucher --
+
+    def build_voucher_request(self, *, now: datetime, nonce: bytes) -> bytes:
+        """The pledge voucher-request of RFC 8995 5.2 (example in 3.3), signed with
+        the IDevID credential of section 2.3."""
+        self._require(Event.SEND_VOUCHER_REQUEST)
+        if not MIN_NONCE <= len(nonce) <= MAX_NONCE:
+            raise errors.LocalError(
+                f"nonce must be {MIN_NONCE}..{MAX_NONCE} bytes", check="pledge.nonce-length"
+            )
+        assert self.registrar_cert is not None
+        request = VoucherRequest(
+            created_on=now,
+            assertion=Assertion.PROXIMITY,
+            serial_number=self.serial,
+            nonce=nonce,
+            # 5.2: "the first certificate in the TLS server 'certificate_list'".
+            proximity_registrar_cert=self.registrar_cert.public_bytes(serialization.Encoding.DER),
+        )
+        raw = sign_artifact(
+            request, media_type=self.media_type, key=self._key, cert=self.idevid, chain=self._chain
+        )
+        self._nonce = nonce
+        self._voucher_request = raw
+        self._fire(Event.SEND_VOUCHER_REQUEST)
+        return raw
+
+    def retry_voucher_request(self) -> bytes:
+        """RFC 8995 5.6: after a 202 the pledge "MUST resend the same voucher-request"."""
+        self._fire(Event.RESEND_VOUCHER_REQUEST)
+        assert self._voucher_request is not None
+        return self._voucher_request
+
+    def voucher_response(
+        self, *, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> Decision:
+        self._require(Event.VOUCHER_ACCEPTED)
+        if status == 202:
+            if self._pending_since is None:
+                self._pending_since = now
+            elif now - self._pending_since > MAX_PENDING:
+                return self._fail(
+                    "pledge.voucher-pending-too-long",
+                    "registrar kept the voucher pending for more than 4 days",
+                )
+            self._fire(Event.VOUCHER_PENDING)
+            return Retry(
+                after=retry_after_seconds(headers, now), detail=_problem_text(headers, body)
+            )
+        if status != 200:
+            return self._fail(
+                "pledge.voucher-http-status",
+                f"registrar answered HTTP {status}: {_problem_text(headers, body)}",
+                http_status=status,
+            )
+        try:
+            accepted = self._check_voucher(headers, body, now)
+        except errors.BrskiError as exc:
+            return self._fail(exc.check, exc.detail)
+        self.voucher = accepted.voucher
+        self.pinned_domain_cert = accepted.pinned_domain_cert
+        self._fire(Event.VOUCHER_ACCEPTED)
+        return accepted
+
+    def _check_voucher(
+        self, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> VoucherAccepted:
+        ctype = _base_media_type(_header(headers, "Content-Type"))
+        if ctype != self.media_type:
+            raise errors.UnsupportedMediaType(
+                f"voucher has Content-Type {ctype!r}, asked for {self.media_type!r}",
+                check="pledge.voucher-media-type",
+            )
+        try:
+            artifact = verify_artifact(body, media_type=self.media_type, kind=Voucher)
+        except errors.BrskiError as exc:
+            raise _voucher_decode_error(exc) from exc
+        voucher = artifact.payload
+        if not isinstance(voucher, Voucher):
+            raise errors.VoucherInvalid(
+                "payload is not a voucher", check="pledge.voucher-signature"
+            )
+        # 5.6.1: verify the signature with the manufacturer-installed trust anchor(s).
+        try:
+            verify_chain(
+                artifact.signer,
+                intermediates=[c for c in artifact.certificates if c != artifact.signer],
+                anchors=self._anchors,
+                now=now,
+                role=Role.MASA_SIGNER,
+            )
+        except errors.ChainInvalid as exc:
+            raise errors.ChainInvalid(
+                f"voucher signer does not chain to a manufacturer anchor: {exc.detail}",
+                check="pledge.voucher-signer-untrusted",
+                cause=exc.check,
+            ) from exc
+        # 5.6.1: "serial-number field of the signed voucher matches the pledge's own".
+        if voucher.serial_number != self.serial:
+            raise errors.VoucherInvalid(
+                f"voucher is for serial {voucher.serial_number!r}",
+                check="pledge.voucher-serial-number",
+            )
+        # RFC 8366 5.3 idevid-issuer: "a pledge MUST ensure that its IDevID
+        # Authority Key Identifier matches this value".
+        if voucher.idevid_issuer is not None:
+            aki = _authority_key_id(self.idevid)
+            if aki is None or not hmac.compare_digest(aki, voucher.idevid_issuer):
+                raise errors.VoucherInvalid(
+                    "idevid-issuer does not match the IDevID authority key identifier",
+                    check="pledge.voucher-idevid-issuer",
+                )
+        # 5.6.1 / 2.6.1: the nonce proves freshness; a voucher carrying any other
+        # nonce (an earlier attempt's, i.e. a replay) is refused.
+        if voucher.nonce is None:
+            if not self.accept_nonceless:
+                raise errors.VoucherInvalid("voucher has no nonce", check="pledge.voucher-nonce")
+        elif self._nonce is None or not hmac.compare_digest(voucher.nonce, self._nonce):
+            raise errors.VoucherInvalid(
+                "voucher nonce is not the one this attempt sent", check="pledge.voucher-nonce"
+            )
+        if str(voucher.assertion) not in self.allowed_assertions:
+            raise errors.PolicyRefused(
+                f"assertion {voucher.assertion!s} not accepted", check="pledge.voucher-assertion"
+            )
+        # 2.6.1: a pledge that trusts its clock MUST check created-on and expires-on.
+        if voucher.created_on > now + self.clock_skew:
+            raise errors.VoucherInvalid(
+                "voucher created-on is in the future", check="pledge.voucher-created-on"
+            )
+        if voucher.expires_on is not None and voucher.expires_on <= now:
+            raise errors.VoucherInvalid("voucher has expired", check="pledge.voucher-expired")
+        pinned = self._authenticate_registrar(voucher, now)
+        return VoucherAccepted(voucher=voucher, artifact=artifact, pinned_domain_cert=pinned)
+
+    def _authenticate_registrar(self, voucher: Voucher, now: datetime) -> x509.Certificate | None:
+        """RFC 8995 5.6.2 (the provisional TLS connection) with the pin of RFC 8366."""
+        assert self.registrar_cert is not None
+        if voucher.pinned_domain_cert is not None:
+            pinned = _load_der_cert(voucher.pinned_domain_cert, "pledge.voucher-pinned-domain-cert")
+            authenticate_server_cert(
+                self.registrar_cert, pinned=pinned, intermediates=self._registrar_chain, now=now
+            )
+            return pinned
+        # RFC 8366: pinned-domain-pubk is the registrar's raw SubjectPublicKeyInfo.
+        if voucher.pinned_domain_pubk is not None:
+            if not hmac.compare_digest(voucher.pinned_domain_pubk, _spki(self.registrar_cert)):
+                raise errors.ChainInvalid(
+                    "registrar key is not the pinned key", check="pledge.registrar-cert-unpinned"
+                )
+            _within_validity(self.registrar_cert, now, "pledge.registrar-cert-unpinned")
+            return None
+        if voucher.pinned_domain_pubk_sha256 is not None:
+            digest = hashes.Hash(hashes.SHA256())
+            digest.update(_spki(self.registrar_cert))
+            if not hmac.compare_digest(voucher.pinned_domain_pubk_sha256, digest.finalize()):
+                raise errors.ChainInvalid(
+                    "registrar key hash is not the pinned hash",
+                    check="pledge.registrar-cert-unpinned",
+                )
+            _within_validity(self.registrar_cert, now, "pledge.registrar-cert-unpinned")
+            return None
+        # 5.6.1: no pinned-domain-cert "indicates a failure to enroll in this domain".
+        raise errors.VoucherInvalid(
+            "voucher pins no domain certificate", check="pledge.voucher-pinned-domain-cert"
+        )
+
+    def _telemetry_guard(self, event: Event, phase: str) -> None:
+        self._require(event)
+        if self.state is State.FAILED:
+            assert self.failure is not None
+            if self.failure.phase != phase or event in self._telemetry_sent:
+                raise errors.LocalError(
+                    f"no {phase} telemetry for a failure in the {self.failure.phase} phase",
+                    check="pledge.illegal-transition",
+                )
+        self._telemetry_sent.add(event)
+
+    def _telemetry(self, ok: bool, reason: str, context: dict[str, Any]) -> bytes:
+        # CDDL of RFC 8995 5.7 / 5.9.4: "version": uint, "status": bool.
+        return StatusReport(version=1, status=ok, reason=reason, reason_context=context).to_json()
+
+    def voucher_status(self) -> bytes:
+        """RFC 8995 5.7 telemetry.  On failure the reason names only the check:
+        the registrar may be an attacker and "SHOULD NOT" learn more."""
+        self._telemetry_guard(Event.SEND_VOUCHER_STATUS, "voucher")
+        if self.failure is not None:
+            body = self._telemetry(
+                False,
+                "voucher refused",
+                {"check": self.failure.check, "serial-number": self.serial},
+            )
+        else:
+            assert self.voucher is not None
+            body = self._telemetry(
+                True, "voucher accepted", {"assertion": str(self.voucher.assertion)}
+            )
+        self._fire(Event.SEND_VOUCHER_STATUS)
+        return body
+
+    # -- enrollment --
+
+    def cacerts_response(
+        self, *, status: int, headers: Mapping[str, str], body: bytes
+    ) -> tuple[x509.Certificate, ...]:
+        """RFC 8995 5.9.1 / RFC 7030 4.1.3.  The certificates only ever serve as
+        *intermediates* below the pinned anchor, so accepting them adds no trust;
+        an unusable answer is recorded as empty rather than failing enrollment."""
+        self._fire(Event.CACERTS)
+        certs: tuple[x509.Certificate, ...] = ()
+        if status == 200:
+            try:
+                certs = tuple(parse_certs_only(decode_base64_body(body)))
+            except errors.BrskiError:
+                certs = ()
+        self.cacerts = certs
+        return certs
+
+    def build_csr(self, *, key: PrivateKey) -> bytes:
+        """DER PKCS#10 for /simpleenroll (RFC 7030 4.2.1, RFC 8995 5.9.3) with the
+        device serial as CN and serialNumber; ``key`` is the new LDevID key."""
+        self._require(Event.SEND_CSR)
+        csr = build_csr_der(key=key, subject=device_subject(self.serial))
+        self._csr = csr
+        self._csr_spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self._fire(Event.SEND_CSR)
+        return csr
+
+    def retry_csr(self) -> bytes:
+        """RFC 7030 4.2.3: after a 202 "the client repeats the initial enrollment request"."""
+        self._fire(Event.RESEND_CSR)
+        assert self._csr is not None
+        return self._csr
+
+    def enroll_response(
+        self, *, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    ) -> Decision:
+        self._require(Event.ENROLL_ACCEPTED)
+        if status == 202:
+            self._fire(Event.ENROLL_PENDING)
+            return Retry(
+                after=retry_after_seconds(headers, now), detail=_problem_text(headers, body)
+            )
+        assert self._csr_spki is not None
+        # The pinned-domain-cert is the domain trust anchor (5.6.2).  With only a
+        # pinned key, the /cacerts answer received over the connection that key
+        # authenticated is the explicit TA database (RFC 7030 4.1.3).
+        anchors = [self.pinned_domain_cert] if self.pinned_domain_cert else list(self.cacerts)
+        try:
+            if not anchors:
+                raise errors.ChainInvalid("no domain trust anchor", check="pledge.enroll-chain")
+            enrolled = verify_issued_cert(
+                status=status,
+                headers=headers,
+                body=body,
+                csr_public_spki=self._csr_spki,
+                anchors=anchors,
+                intermediates=self.cacerts,
+                now=now,
+            )
+        except errors.BrskiError as exc:
+            return self._fail(exc.check, exc.detail, http_status=status if status != 200 else None)
+        self.ldevid = enrolled.cert
+        self._fire(Event.ENROLL_ACCEPTED)
+        return enrolled
+
+    def enroll_status(self) -> bytes:
+        """RFC 8995 5.9.4 telemetry (sent over the same connection on failure)."""
+        self._telemetry_guard(Event.SEND_ENROLL_STATUS, "enroll")
+        if self.failure is not None:
+            body = self._telemetry(
+                False,
+                "enrollment failed",
+                {"check": self.failure.check, "serial-number": self.serial},
+            )
+        else:
+            assert self.ldevid is not None
+            body = self._telemetry(
+                True, "enrolled", {"ldevid-serial": format(self.ldevid.serial_number, "x")}
+            )
+        self._fire(Event.SEND_ENROLL_STATUS)
+        return body

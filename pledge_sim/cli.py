@@ -1,0 +1,207 @@
+"""``brski pledge ...``: enroll a simulated pledge, or re-enroll its LDevID.
+
+Exit codes: 0 success, 1 the protocol refused (the failing check is printed),
+2 usage or configuration error.  The integrator's ``brski_cli`` calls
+:func:`add_parser` and then ``args.func(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from brski import errors
+from brski.pki import load_cert, load_private_key
+from pledge_sim.config import FORMATS, KEY_TYPES, load_config
+from pledge_sim.service import EnrollResult, cert_summary, enroll_one, reenroll
+
+__all__ = ["add_parser", "cmd_enroll", "cmd_reenroll"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML file with a [pledge] table")
+    p.add_argument("--registrar", metavar="URL", help="registrar base URL, https://host:port")
+    p.add_argument("--server-hostname", metavar="NAME", help="TLS SNI (default: URL host)")
+    p.add_argument("--out", metavar="DIR", help="directory to store the LDevID in")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout")
+    p.add_argument(
+        "--chunked",
+        action="store_true",
+        default=None,
+        help="send request bodies with Transfer-Encoding: chunked",
+    )
+    p.add_argument("--key-type", choices=KEY_TYPES, help="algorithm of the new LDevID key")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each protocol step")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``pledge`` with its ``enroll`` and ``reenroll`` subcommands."""
+    pledge = subparsers.add_parser("pledge", help="simulated pledge (BRSKI + EST client)")
+    sub = pledge.add_subparsers(dest="pledge_command", metavar="COMMAND")
+    sub.required = True
+
+    enroll = sub.add_parser("enroll", help="bootstrap: voucher, then an LDevID via EST")
+    _common(enroll)
+    enroll.add_argument(
+        "--dir",
+        metavar="PLEDGE_DIR",
+        help="dev-PKI pledge directory with idevid.crt, idevid.key, chain.pem",
+    )
+    enroll.add_argument("--idevid", metavar="CERT", help="IDevID certificate (PEM or DER)")
+    enroll.add_argument("--key", metavar="KEY", help="IDevID private key (PEM)")
+    enroll.add_argument("--chain", metavar="PEM", help="IDevID intermediate certificates")
+    enroll.add_argument(
+        "--anchor",
+        metavar="PEM",
+        action="append",
+        help="manufacturer trust anchor for the voucher (repeatable)",
+    )
+    enroll.add_argument("--format", choices=sorted(FORMATS), help="voucher format (default cms)")
+    enroll.set_defaults(func=cmd_enroll)
+
+    re = sub.add_parser("reenroll", help="renew or rekey the LDevID (EST /simplereenroll)")
+    _common(re)
+    re.add_argument("--ldevid", metavar="CERT", required=True, help="current LDevID certificate")
+    re.add_argument("--ldevid-key", metavar="KEY", required=True, help="current LDevID key")
+    re.add_argument("--new-key", action="store_true", help="rekey instead of renew")
+    re.add_argument(
+        "--domain-ca",
+        metavar="PEM",
+        help="domain CA bundle (default: <out>/domain-ca.pem from enrollment)",
+    )
+    re.set_defaults(func=cmd_reenroll)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def _overrides(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _print_enroll(result: EnrollResult) -> None:
+    if result.voucher is not None:
+        v = result.voucher
+        print("voucher accepted")
+        print(f"  assertion:         {v.assertion}")
+        print(f"  serial-number:     {v.serial_number}")
+        print(f"  pinned domain CA:  {v.pinned_domain_subject or '(public key pin)'}")
+    if result.ldevid is not None:
+        s = cert_summary(result.ldevid)
+        print("LDevID issued")
+        print(f"  subject:           {s['subject']}")
+        print(f"  serial:            {s['serial']}")
+        print(f"  issuer:            {s['issuer']}")
+        print(f"  notBefore:         {s['not_before']}")
+        print(f"  notAfter:          {s['not_after']}")
+    for path in result.files:
+        print(f"  saved:             {path}")
+    if result.timings_ms:
+        print("timings (ms): " + ", ".join(f"{k}={v}" for k, v in result.timings_ms.items()))
+    if not result.ok:
+        print(f"FAILED [{result.failed_check}]: {result.detail}")
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    try:
+        cfg = load_config(
+            args.config,
+            {
+                **_overrides(
+                    args,
+                    [
+                        "registrar",
+                        "idevid",
+                        "key",
+                        "chain",
+                        "out",
+                        "format",
+                        "dir",
+                        "server_hostname",
+                        "timeout",
+                        "chunked",
+                        "key_type",
+                    ],
+                ),
+                "anchor": args.anchor,
+            },
+        )
+        result = asyncio.run(enroll_one(cfg, log=logging.getLogger("pledge_sim")))
+    except errors.ConfigError as exc:
+        print(f"configuration error [{exc.check}]: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        _print_enroll(result)
+    return EXIT_OK if result.ok else EXIT_REFUSED
+
+
+def cmd_reenroll(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    try:
+        cfg = load_config(
+            args.config,
+            {
+                **_overrides(
+                    args,
+                    [
+                        "registrar",
+                        "out",
+                        "server_hostname",
+                        "timeout",
+                        "chunked",
+                        "key_type",
+                        "domain_ca",
+                    ],
+                ),
+            },
+            purpose="reenroll",
+        )
+        try:
+            cert = load_cert(Path(args.ldevid).read_bytes())
+            key = load_private_key(Path(args.ldevid_key).read_bytes())
+        except (OSError, errors.BrskiError) as exc:
+            raise errors.ConfigError(
+                f"cannot load the LDevID: {exc}", check="pledge.config"
+            ) from exc
+        new_cert = asyncio.run(
+            reenroll(
+                cfg,
+                ldevid_cert=cert,
+                ldevid_key=key,
+                new_key=args.new_key,
+                log=logging.getLogger("pledge_sim"),
+            )
+        )
+    except errors.ConfigError as exc:
+        print(f"configuration error [{exc.check}]: {exc.detail}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.BrskiError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "failed_check": exc.check, "detail": exc.detail}))
+        else:
+            print(f"FAILED [{exc.check}]: {exc.detail}")
+        return EXIT_REFUSED
+    summary = cert_summary(new_cert)
+    if args.json:
+        print(json.dumps({"ok": True, "ldevid": summary, "rekeyed": args.new_key}, indent=2))
+    else:
+        print("LDevID " + ("rekeyed" if args.new_key else "renewed"))
+        for k, v in summary.items():
+            print(f"  {k + ':':<18} {v}")
+    return EXIT_OK
