@@ -271,8 +271,9 @@ def _problem_text(headers: Mapping[str, str], body: bytes) -> str:
     return clean[:_DETAIL_LIMIT]
 
 
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
+def _spki(obj: x509.Certificate | PrivateKey) -> bytes:
+    """DER SubjectPublicKeyInfo of a certificate or of a private key's public half."""
+    return obj.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
@@ -457,9 +458,7 @@ class Pledge:
             )
         if not anchors:
             raise errors.ConfigError("no manufacturer trust anchor", check="pledge.anchors")
-        if _spki(idevid) != key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ):
+        if _spki(idevid) != _spki(key):
             raise errors.ConfigError(
                 "IDevID key does not match certificate", check="pledge.idevid-key"
             )
@@ -677,24 +676,23 @@ class Pledge:
                 self.registrar_cert, pinned=pinned, intermediates=self._registrar_chain, now=now
             )
             return pinned
-        # RFC 8366: pinned-domain-pubk is the registrar's raw SubjectPublicKeyInfo.
-        if voucher.pinned_domain_pubk is not None:
-            if not hmac.compare_digest(voucher.pinned_domain_pubk, _spki(self.registrar_cert)):
-                raise errors.ChainInvalid(
-                    "registrar key is not the pinned key", check="pledge.registrar-cert-unpinned"
-                )
-            _within_validity(self.registrar_cert, now, "pledge.registrar-cert-unpinned")
-            return None
-        if voucher.pinned_domain_pubk_sha256 is not None:
-            digest = hashes.Hash(hashes.SHA256())
-            digest.update(_spki(self.registrar_cert))
-            if not hmac.compare_digest(voucher.pinned_domain_pubk_sha256, digest.finalize()):
-                raise errors.ChainInvalid(
-                    "registrar key hash is not the pinned hash",
-                    check="pledge.registrar-cert-unpinned",
-                )
-            _within_validity(self.registrar_cert, now, "pledge.registrar-cert-unpinned")
-            return None
+        # rfc8366bis: pinned-domain-pubk is the registrar's raw SubjectPublicKeyInfo
+        # (RFC 7250), pinned-domain-pubk-sha256 its SHA-256; either pins the end entity.
+        spki = _spki(self.registrar_cert)
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(spki)
+        for pin, actual in (
+            (voucher.pinned_domain_pubk, spki),
+            (voucher.pinned_domain_pubk_sha256, digest.finalize()),
+        ):
+            if pin is not None:
+                if not hmac.compare_digest(pin, actual):
+                    raise errors.ChainInvalid(
+                        "registrar key is not the pinned key",
+                        check="pledge.registrar-cert-unpinned",
+                    )
+                _within_validity(self.registrar_cert, now, "pledge.registrar-cert-unpinned")
+                return None
         # 5.6.1: no pinned-domain-cert "indicates a failure to enroll in this domain".
         raise errors.VoucherInvalid(
             "voucher pins no domain certificate", check="pledge.voucher-pinned-domain-cert"
@@ -711,25 +709,25 @@ class Pledge:
                 )
         self._telemetry_sent.add(event)
 
-    def _telemetry(self, ok: bool, reason: str, context: dict[str, Any]) -> bytes:
+    def _telemetry(self, what: str, success: dict[str, Any]) -> bytes:
         # CDDL of RFC 8995 5.7 / 5.9.4: "version": uint, "status": bool.
-        return StatusReport(version=1, status=ok, reason=reason, reason_context=context).to_json()
+        if self.failure is not None:
+            context = {"check": self.failure.check, "serial-number": self.serial}
+            report = StatusReport(
+                version=1, status=False, reason=f"{what} failed", reason_context=context
+            )
+        else:
+            report = StatusReport(
+                version=1, status=True, reason=f"{what} succeeded", reason_context=success
+            )
+        return report.to_json()
 
     def voucher_status(self) -> bytes:
         """RFC 8995 5.7 telemetry.  On failure the reason names only the check:
         the registrar may be an attacker and "SHOULD NOT" learn more."""
         self._telemetry_guard(Event.SEND_VOUCHER_STATUS, "voucher")
-        if self.failure is not None:
-            body = self._telemetry(
-                False,
-                "voucher refused",
-                {"check": self.failure.check, "serial-number": self.serial},
-            )
-        else:
-            assert self.voucher is not None
-            body = self._telemetry(
-                True, "voucher accepted", {"assertion": str(self.voucher.assertion)}
-            )
+        assertion = str(self.voucher.assertion) if self.voucher else None
+        body = self._telemetry("voucher", {"assertion": assertion})
         self._fire(Event.SEND_VOUCHER_STATUS)
         return body
 
@@ -757,9 +755,7 @@ class Pledge:
         self._require(Event.SEND_CSR)
         csr = build_csr_der(key=key, subject=device_subject(self.serial))
         self._csr = csr
-        self._csr_spki = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        self._csr_spki = _spki(key)
         self._fire(Event.SEND_CSR)
         return csr
 
@@ -804,16 +800,7 @@ class Pledge:
     def enroll_status(self) -> bytes:
         """RFC 8995 5.9.4 telemetry (sent over the same connection on failure)."""
         self._telemetry_guard(Event.SEND_ENROLL_STATUS, "enroll")
-        if self.failure is not None:
-            body = self._telemetry(
-                False,
-                "enrollment failed",
-                {"check": self.failure.check, "serial-number": self.serial},
-            )
-        else:
-            assert self.ldevid is not None
-            body = self._telemetry(
-                True, "enrolled", {"ldevid-serial": format(self.ldevid.serial_number, "x")}
-            )
+        ldevid = format(self.ldevid.serial_number, "x") if self.ldevid else None
+        body = self._telemetry("enrollment", {"ldevid-serial": ldevid})
         self._fire(Event.SEND_ENROLL_STATUS)
         return body

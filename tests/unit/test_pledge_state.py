@@ -604,3 +604,146 @@ def test_table_shape() -> None:
                 reached.add(dst)
                 frontier.append(dst)
     assert reached == set(State)
+
+
+# --- the one-connection HTTP client (pledge_sim.http) -----------------------------------
+
+
+@pytest.fixture
+def tls_server_ctx(w: World, tmp_path: Any) -> Any:
+    import ssl
+
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(w.registrar.cert.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        w.registrar.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+async def _serve(ctx: Any, responses: list[bytes], seen: list[bytes]) -> Any:
+    """A canned HTTP/1.1 server: reads one request (with its body), answers the next response."""
+    import asyncio
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while responses:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            body = b""
+            if b"transfer-encoding: chunked" in head.lower():
+                while size := int((await reader.readline()).split(b";")[0], 16):
+                    body += (await reader.readexactly(size + 2))[:-2]
+                await reader.readexactly(2)
+            elif b"content-length:" in head.lower():
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+            seen.append(head + body)
+            answer = responses.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if b"close" in answer.lower():
+                writer.close()
+                return
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+
+
+def _client(port: int, **kw: Any) -> Any:
+    import ssl
+
+    from pledge_sim.http import HttpConnection
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return HttpConnection(host="127.0.0.1", port=port, ssl_context=ctx, **kw)
+
+
+async def test_http_client_keepalive_chunked_and_close(w: World, tls_server_ctx: Any) -> None:
+    seen: list[bytes] = []
+    responses = [
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nRetry-After: 3600\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    ]
+    server = await _serve(tls_server_ctx, responses, seen)
+    client = _client(server.sockets[0].getsockname()[1])
+    try:
+        # The exact end-entity certificate is available before any request (RFC 8995 5.1).
+        assert await client.connect() == der(w.registrar.cert)
+        body = b"x" * 10_000
+        first = await client.request(
+            "POST", "/a", headers={"Content-Type": "t/x"}, body=body, chunked=True
+        )
+        assert (first.status, first.body) == (200, b"hello world")
+        assert first.headers.get_all("X-A") == ["1", "2"] and first.headers["x-a"] == "1"
+        assert seen[0].endswith(body) and b"Transfer-Encoding: chunked" in seen[0]
+        second = await client.request("GET", "/b")
+        assert retry_after_seconds(second.headers, NOW) == 60
+        third = await client.request("GET", "/c")
+        assert third.body == b"ok" and not client.is_open
+        with pytest.raises(LocalError) as info:  # no silent reconnection
+            await client.request("GET", "/d")
+        assert info.value.check == "http.connection-closed"
+        assert client.connections_opened == 1
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_http_client_refuses_oversized_body(tls_server_ctx: Any) -> None:
+    from brski.errors import PayloadTooLarge
+
+    seen: list[bytes] = []
+    server = await _serve(
+        tls_server_ctx, [b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n"], seen
+    )
+    client = _client(server.sockets[0].getsockname()[1])
+    try:
+        await client.connect()
+        with pytest.raises(PayloadTooLarge):
+            await client.request("GET", "/")
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_http_client_timeout(tls_server_ctx: Any) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.1 200 OK\r\n"], seen)  # never finishes
+    client = _client(server.sockets[0].getsockname()[1], timeout=0.3)
+    try:
+        await client.connect()
+        with pytest.raises(LocalError) as info:
+            await client.request("GET", "/")
+        assert info.value.check == "http.timeout"
+    finally:
+        await client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("right_key", [True, False])
+def test_pinned_domain_pubk(w: World, right_key: bool) -> None:
+    """rfc8366bis: a raw-public-key pin of the registrar instead of a certificate."""
+    pinned = w.registrar.cert if right_key else w.evil.cert
+    spki = pinned.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pledge, nonce, _ = to_voucher_requested(w)
+    body = masa_voucher(w, nonce, pinned_domain_cert=None, pinned_domain_pubk=spki)
+    decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
+    if right_key:
+        assert isinstance(decision, VoucherAccepted), decision
+        assert pledge.pinned_domain_cert is None
+    else:
+        _expect_refusal(pledge, decision, "pledge.registrar-cert-unpinned")
