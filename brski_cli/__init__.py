@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from brski import __version__
-    from brski_cli import pki_cmd, voucher_cmd
+    from brski_cli import demo, pki_cmd, voucher_cmd
     from masa import cli as masa_cli
     from pledge_sim import cli as pledge_cli
     from registrar import cli as registrar_cli
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     registrar_cli.add_parser(sub)
     pledge_cli.add_parser(sub)
     voucher_cmd.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 

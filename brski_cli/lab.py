@@ -41,17 +41,13 @@ def ensure_dev_pki(certs: Path, *, pledges: int, masa_url: str, force: bool = Fa
     another MASA URL is regenerated only with ``force``.
     """
     from brski.devpki import build_dev_pki
+    from brski_cli.pki_cmd import write_dev_pki
 
     marker = certs / "manufacturer" / "root-ca.crt"
     if marker.exists() and not force:
         return False
     pki = build_dev_pki(pledges=pledges, masa_url=masa_url, now=datetime.now(UTC))
-    for rel, data in pki.files.items():
-        path = certs / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        if rel.endswith(".key"):
-            path.chmod(0o600)
+    write_dev_pki(certs, pki, force=force)
     return True
 
 

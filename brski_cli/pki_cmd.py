@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from brski.devpki import build_dev_pki
+from brski.devpki import DevPki, build_dev_pki
 from brski.errors import BrskiError
 
 __all__ = ["add_parser", "run_init", "run_show"]
@@ -93,6 +93,16 @@ def _clear_owned(out: Path) -> None:
                 f.rmdir()
 
 
+def write_dev_pki(out: Path, pki: DevPki, *, force: bool) -> None:
+    """Write every file, keys 0600 from their first byte; --force clears the old PKI."""
+    if force:
+        _clear_owned(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for rel, content in sorted(pki.files.items()):
+        mode = 0o600 if rel.endswith(".key") else 0o644
+        _write_file(out / rel, content, mode)
+
+
 def run_init(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / _MARKER).exists() and not args.force:
@@ -110,12 +120,7 @@ def run_init(args: argparse.Namespace) -> int:
         _err(f"{exc.detail} ({exc.check})")
         return 1
     try:
-        if args.force:
-            _clear_owned(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for rel, content in sorted(pki.files.items()):
-            mode = 0o600 if rel.endswith(".key") else 0o644
-            _write_file(out / rel, content, mode)
+        write_dev_pki(out, pki, force=args.force)
     except OSError as exc:
         _err(f"cannot write {out}: {exc}")
         return 1

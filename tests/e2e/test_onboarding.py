@@ -1,0 +1,163 @@
+"""End to end: MASA, registrar and pledges as separate processes over real TLS.
+
+What is checked here is checked independently of the project's code where
+it matters: the LDevID chain and the voucher signature with ``openssl``, the
+stores by reading the SQLite files directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from brski_cli.lab import Lab, ensure_dev_pki, free_port
+
+PLEDGES = 3
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    root = tmp_path_factory.mktemp("lab")
+    masa_port, registrar_port = free_port(), free_port()
+    certs = root / "certs"
+    ensure_dev_pki(certs, pledges=PLEDGES, masa_url=f"https://localhost:{masa_port}")
+    lab = Lab(workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port)
+    lab.write_configs()
+    lab.import_devices()
+    lab.start("masa")
+    lab.start("registrar")
+    yield lab
+    lab.stop_all()
+
+
+def _pledge_dirs(lab: Lab) -> list[Path]:
+    return sorted(p for p in (lab.certs / "pledges").iterdir() if p.is_dir())
+
+
+def _enroll(lab: Lab, pledge_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable, "-m", "brski_cli", "pledge", "enroll",
+            "--dir", str(pledge_dir),
+            "--registrar", lab.registrar_url,
+            "--anchor", str(lab.certs / "manufacturer" / "root-ca.crt"),
+            "--out", str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+
+
+def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _post(lab: Lab, path: str, body: bytes, content_type: str, tmp_path: Path) -> tuple[int, dict[str, object]]:
+    """A raw client holding a pledge's IDevID, for requests no pledge would send."""
+    pledge = _pledge_dirs(lab)[0]
+    # The client sends its IDevID CA too, as a pledge does: the registrar
+    # trusts the manufacturer root only.
+    bundle = tmp_path / "idevid-bundle.pem"
+    bundle.write_bytes((pledge / "idevid.crt").read_bytes() + (pledge / "chain.pem").read_bytes())
+    ctx = ssl.create_default_context(cafile=str(lab.certs / "registrar" / "domain-ca.crt"))
+    ctx.load_cert_chain(str(bundle), str(pledge / "idevid.key"))
+    req = urllib.request.Request(
+        lab.registrar_url + path,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": content_type,
+            "Accept": "application/voucher-cms+json, application/problem+json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return resp.status, {}
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_three_pledges_onboard_and_results_verify_independently(lab: Lab, tmp_path: Path) -> None:
+    root_ca = lab.certs / "manufacturer" / "root-ca.crt"
+    domain_ca = lab.certs / "registrar" / "domain-ca.crt"
+    serials = []
+    for pledge_dir in _pledge_dirs(lab):
+        out = tmp_path / pledge_dir.name
+        proc = _enroll(lab, pledge_dir, out)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = json.loads(proc.stdout)
+        serials.append(result["serial"])
+        assert result["voucher"]["serial_number"] == pledge_dir.name
+        # The LDevID chains to the domain CA: openssl, not our code, says so.
+        ldevid = out / "ldevid.crt"
+        check = _openssl("verify", "-CAfile", str(domain_ca), str(ldevid))
+        assert check.returncode == 0 and ": OK" in check.stdout, check.stdout + check.stderr
+        # The LDevID names the device.
+        subject = _openssl("x509", "-in", str(ldevid), "-noout", "-subject", "-nameopt", "RFC2253")
+        assert f"serialNumber={pledge_dir.name}" in subject.stdout
+
+    registrar_db = lab.workdir / "registrar.db"
+    masa_db = lab.workdir / "masa.db"
+    # Each voucher the registrar received verifies with openssl against the
+    # manufacturer anchor the pledges hold.
+    vouchers = _rows(registrar_db, "SELECT serial, voucher FROM vouchers")
+    assert sorted(s for s, _ in vouchers) == sorted(serials)
+    for serial, blob in vouchers:
+        path = tmp_path / f"{serial}.voucher.der"
+        path.write_bytes(blob)  # type: ignore[arg-type]
+        verified = _openssl(
+            "cms", "-verify", "-inform", "DER", "-in", str(path), "-CAfile", str(root_ca), "-purpose", "any"
+        )
+        assert verified.returncode == 0, verified.stderr
+        content = json.loads(verified.stdout)
+        assert content["ietf-voucher:voucher"]["serial-number"] == serial
+
+    # Records survive a restart of both servers.
+    assert lab.stop("registrar") == 0
+    assert lab.stop("masa") == 0
+    lab.start("masa")
+    lab.start("registrar")
+    devices = dict(_rows(registrar_db, "SELECT serial, state FROM devices"))
+    assert {s: devices[s] for s in serials} == {s: "enrolled" for s in serials}
+    issued = _rows(registrar_db, "SELECT device_serial FROM certificates WHERE state = 'issued'")
+    assert sorted(r[0] for r in issued) == sorted(serials)
+    audit = _rows(masa_db, "SELECT serial FROM audit_log")
+    assert set(serials) <= {r[0] for r in audit}
+    fetched = _rows(registrar_db, "SELECT serial FROM audit_logs")
+    assert set(serials) <= {r[0] for r in fetched}
+
+
+def test_bad_request_is_refused_recorded_and_a_good_pledge_still_enrolls(lab: Lab, tmp_path: Path) -> None:
+    status, problem = _post(lab, "/.well-known/brski/requestvoucher", b"\x30\x03garbage", "application/voucher-cms+json", tmp_path)
+    assert status == 400
+    assert problem["check"].startswith("asn1.") or problem["check"].startswith("cms."), problem
+    status, problem = _post(lab, "/.well-known/brski/requestvoucher", b"{}", "text/plain", tmp_path)
+    assert status == 415 and problem["check"] == "http.content-type"
+    refusals = _rows(
+        lab.workdir / "registrar.db", "SELECT check_name FROM events WHERE outcome = 'refuse'"
+    )
+    assert "http.content-type" in {r[0] for r in refusals}
+    issued_before = _rows(lab.workdir / "registrar.db", "SELECT count(*) FROM certificates")[0][0]
+    pledge_dir = _pledge_dirs(lab)[-1]
+    proc = _enroll(lab, pledge_dir, tmp_path / "again")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    issued_after = _rows(lab.workdir / "registrar.db", "SELECT count(*) FROM certificates")[0][0]
+    assert issued_after == issued_before + 1
