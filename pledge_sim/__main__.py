@@ -1,11 +1,11 @@
-"""``python -m pledge_sim pledge enroll ...``: the pledge CLI without ``brski_cli``."""
+"""``python -m pledge_sim enroll ...``: the pledge CLI without ``brski_cli``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from pledge_sim.cli import EXIT_USAGE, add_parser
+from pledge_sim.cli import EXIT_USAGE, add_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    add_parser(sub)
+    add_commands(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors already

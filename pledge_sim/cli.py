@@ -47,7 +47,11 @@ def add_parser(subparsers: Any) -> None:
     pledge = subparsers.add_parser("pledge", help="simulated pledge (BRSKI + EST client)")
     sub = pledge.add_subparsers(dest="pledge_command", metavar="COMMAND")
     sub.required = True
+    add_commands(sub)
 
+
+def add_commands(sub: Any) -> None:
+    """``enroll`` and ``reenroll``, under ``brski pledge`` or ``python -m pledge_sim``."""
     enroll = sub.add_parser("enroll", help="bootstrap: voucher, then an LDevID via EST")
     _common(enroll)
     enroll.add_argument(
