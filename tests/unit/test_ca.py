@@ -1,0 +1,374 @@
+"""brski.ca: LDevID issuance, checked with openssl as an independent verifier."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asn1crypto import core
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from brski import oids
+from brski.ca import CLOCK_SKEW, csr_names_device, issue_ldevid, new_serial
+from brski.errors import BrskiError, ConfigError, MalformedInput, PolicyRefused
+from brski.pki import PrivateKey
+
+OPENSSL = "/usr/bin/openssl"
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+YEAR = timedelta(days=365)
+SERIAL = "00-D0-E5-F2-00-02"
+
+
+def _hash(key: PrivateKey) -> hashes.SHA256 | None:
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def make_ca(
+    key: PrivateKey | None = None,
+    *,
+    not_after: datetime = NOW + 10 * YEAR,
+    with_ski: bool = True,
+    ca: bool = True,
+) -> tuple[x509.Certificate, PrivateKey]:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Domain CA")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - YEAR)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if with_ski:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+    return builder.sign(key, _hash(key)), key
+
+
+def make_csr(
+    key: PrivateKey | None = None,
+    *,
+    subject: list[x509.NameAttribute[str]] | None = None,
+    san: list[x509.GeneralName] | None = None,
+) -> x509.CertificateSigningRequest:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    attrs = subject if subject is not None else [x509.NameAttribute(NameOID.COMMON_NAME, "pledge")]
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return builder.sign(key, _hash(key))
+
+
+def issue(
+    csr: x509.CertificateSigningRequest | None = None,
+    *,
+    ca: tuple[x509.Certificate, PrivateKey] | None = None,
+    **kw: Any,
+) -> x509.Certificate:
+    ca_cert, ca_key = ca or make_ca()
+    args: dict[str, Any] = {
+        "ca_cert": ca_cert,
+        "ca_key": ca_key,
+        "serial": new_serial(),
+        "now": NOW,
+        "validity": YEAR,
+        "device_serial": SERIAL,
+    }
+    args.update(kw)
+    return issue_ldevid(csr or make_csr(), **args)
+
+
+def openssl_verify(tmp_path: Path, leaf: x509.Certificate, ca: x509.Certificate) -> str:
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    result = subprocess.run(
+        [
+            OPENSSL, "verify",
+            "-attime", str(int(NOW.timestamp())),
+            "-x509_strict",
+            "-purpose", "sslclient",
+            "-CAfile", str(tmp_path / "ca.pem"),
+            str(tmp_path / "leaf.pem"),
+        ],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return result.stdout + result.stderr
+
+
+# --- serials --------------------------------------------------------------------
+
+
+def test_new_serial_is_random_positive_and_20_octets() -> None:
+    serials = {new_serial() for _ in range(200)}
+    assert len(serials) == 200
+    for serial in serials:
+        assert serial > 0
+        assert serial.bit_length() >= 64
+        # DER INTEGER content: minimal two's complement, positive, at most 20 octets.
+        assert len(core.Integer(serial).contents) <= 20
+
+
+# --- issuance -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ca_key",
+    [
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP384R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    ],
+    ids=["p256", "p384", "ed25519", "rsa"],
+)
+def test_ldevid_chain_verifies_with_openssl(tmp_path: Path, ca_key: PrivateKey) -> None:
+    ca = make_ca(ca_key)
+    leaf = issue(ca=ca)
+    out = openssl_verify(tmp_path, leaf, ca[0])
+    assert "leaf.pem: OK" in out, out
+    expected = {
+        ec.SECP256R1: hashes.SHA256,
+        ec.SECP384R1: hashes.SHA384,
+    }
+    if isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        assert isinstance(leaf.signature_hash_algorithm, expected[type(ca_key.curve)])
+    elif isinstance(ca_key, ed25519.Ed25519PrivateKey):
+        assert leaf.signature_hash_algorithm is None
+
+
+def test_openssl_rejects_ldevid_from_another_ca(tmp_path: Path) -> None:
+    """The verification above can fail: a certificate from a different CA is refused."""
+    leaf = issue()
+    other, _ = make_ca()
+    out = openssl_verify(tmp_path, leaf, other)
+    assert "OK" not in out.replace("leaf.pem: OK", "")
+    assert "error" in out
+
+
+def test_ldevid_profile() -> None:
+    ca_cert, ca_key = make_ca()
+    csr = make_csr()
+    leaf = issue(csr, ca=(ca_cert, ca_key), serial=12345)
+    assert leaf.serial_number == 12345
+    assert leaf.issuer == ca_cert.subject
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pledge"
+    assert leaf.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == SERIAL
+    assert leaf.public_key() == csr.public_key()
+    assert leaf.not_valid_before_utc == NOW - CLOCK_SKEW
+    assert leaf.not_valid_after_utc == NOW + YEAR
+    ext = leaf.extensions
+    bc = ext.get_extension_for_class(x509.BasicConstraints)
+    assert bc.critical and bc.value.ca is False
+    ku = ext.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
+    eku = ext.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert not eku.critical
+    assert set(eku.value) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
+    ski = ext.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(csr.public_key())
+    aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ca_ski.digest
+    for absent in (
+        x509.CRLDistributionPoints,
+        x509.AuthorityInformationAccess,
+        x509.SubjectAlternativeName,
+    ):
+        with pytest.raises(x509.ExtensionNotFound):
+            ext.get_extension_for_class(absent)
+
+
+def test_csr_extensions_are_not_copied() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil")]))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    leaf = issue(csr)
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+
+
+def test_subject_falls_back_to_device_serial() -> None:
+    leaf = issue(make_csr(subject=[]))
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SERIAL
+    long_cn = make_csr(subject=[x509.NameAttribute(NameOID.COMMON_NAME, "x" * 64)])
+    assert issue(long_cn).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "x" * 64
+
+
+def test_serial_number_encoding() -> None:
+    der = issue().public_bytes(serialization.Encoding.DER)
+    assert b"\x06\x03\x55\x04\x05\x13\x11" + SERIAL.encode() in der  # PrintableString
+    odd = issue(device_serial="dev_1@site").public_bytes(serialization.Encoding.DER)
+    assert b"\x06\x03\x55\x04\x05\x0c\x0adev_1@site" in odd  # UTF8String fallback
+
+
+def test_not_after_capped_at_ca_not_after() -> None:
+    ca_end = NOW + timedelta(days=30)
+    ca = make_ca(not_after=ca_end)
+    leaf = issue(ca=ca, validity=YEAR)
+    assert leaf.not_valid_after_utc == ca_end
+    assert issue(ca=ca, validity=timedelta(days=1)).not_valid_after_utc == NOW + timedelta(days=1)
+
+
+def test_expired_ca_refused() -> None:
+    ca = make_ca(not_after=NOW - timedelta(days=1))
+    with pytest.raises(ConfigError) as info:
+        issue(ca=ca)
+    assert info.value.check == "ca.expired"
+
+
+def test_crl_and_ocsp_and_san_when_given(tmp_path: Path) -> None:
+    ca = make_ca()
+    leaf = issue(
+        ca=ca,
+        crl_url="http://ca.example.com/domain.crl",
+        ocsp_url="http://ocsp.example.com/",
+        san_dns=["pledge.example.com", "device-1.example.com"],
+    )
+    crl = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert crl[0].full_name == [x509.UniformResourceIdentifier("http://ca.example.com/domain.crl")]
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [(a.access_method, a.access_location.value) for a in aia] == [
+        (x509.oid.AuthorityInformationAccessOID.OCSP, "http://ocsp.example.com/")
+    ]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert not san.critical
+    assert san.value.get_values_for_type(x509.DNSName) == [
+        "pledge.example.com",
+        "device-1.example.com",
+    ]
+    assert "leaf.pem: OK" in openssl_verify(tmp_path, leaf, ca[0])
+
+
+def test_aki_computed_when_ca_has_no_ski() -> None:
+    ca_cert, ca_key = make_ca(with_ski=False)
+    leaf = issue(ca=(ca_cert, ca_key))
+    aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert (
+        aki.key_identifier == x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()).digest
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "check"),
+    [
+        ({"serial": 0}, "ca.serial"),
+        ({"serial": 1 << 159}, "ca.serial"),
+        ({"now": NOW.replace(tzinfo=None)}, "ca.now-naive"),
+        ({"validity": timedelta(0)}, "ca.validity"),
+        ({"device_serial": ""}, "ca.device-serial"),
+        ({"device_serial": "x" * 65}, "ca.device-serial"),
+        ({"san_dns": ["bad name"]}, "ca.san-dns"),
+    ],
+)
+def test_issue_refusals(kwargs: dict[str, Any], check: str) -> None:
+    with pytest.raises(BrskiError) as info:
+        issue(**kwargs)
+    assert info.value.check == check
+
+
+def test_mismatched_or_non_ca_issuer_refused() -> None:
+    ca_cert, _ = make_ca()
+    with pytest.raises(ConfigError) as info:
+        issue(ca=(ca_cert, ec.generate_private_key(ec.SECP256R1())))
+    assert info.value.check == "ca.key-mismatch"
+    with pytest.raises(ConfigError) as info:
+        issue(ca=make_ca(ca=False))
+    assert info.value.check == "ca.not-ca"
+
+
+# --- csr_names_device ---------------------------------------------------------------
+
+
+def _hmn(serial: bytes) -> x509.OtherName:
+    class HardwareModuleName(core.Sequence):  # type: ignore[misc]
+        _fields = [("hw_type", core.ObjectIdentifier), ("hw_serial_num", core.OctetString)]  # noqa: RUF012
+
+    value = HardwareModuleName({"hw_type": "1.3.6.1.4.1.99999.1", "hw_serial_num": serial}).dump()
+    return x509.OtherName(oids.ID_ON_HARDWARE_MODULE_NAME, value)
+
+
+def _sn(value: str) -> x509.NameAttribute[str]:
+    return x509.NameAttribute(NameOID.SERIAL_NUMBER, value)
+
+
+def _cn(value: str) -> x509.NameAttribute[str]:
+    return x509.NameAttribute(NameOID.COMMON_NAME, value)
+
+
+@pytest.mark.parametrize(
+    ("subject", "san", "expected"),
+    [
+        ([_cn("pledge")], None, True),
+        ([], None, True),
+        ([_sn(SERIAL)], None, True),
+        ([_cn("x"), _sn(SERIAL)], [x509.DNSName("pledge.example.com")], True),
+        ([_sn("00-D0-E5-F2-00-03")], None, False),
+        ([_sn(SERIAL), _sn("other")], None, False),
+        ([_cn(SERIAL)], [x509.DirectoryName(x509.Name([_sn("other")]))], False),
+        ([], [x509.DirectoryName(x509.Name([_sn(SERIAL)]))], True),
+        ([], [_hmn(SERIAL.encode())], True),
+        ([_sn(SERIAL)], [_hmn(b"00-D0-E5-F2-00-03")], False),
+    ],
+    ids=[
+        "cn-only",
+        "empty-subject",
+        "matching-serial",
+        "serial-and-dns-san",
+        "other-serial",
+        "two-serials",
+        "san-dirname-other",
+        "san-dirname-same",
+        "hwmodule-same",
+        "hwmodule-other",
+    ],
+)
+def test_csr_names_device(
+    subject: list[x509.NameAttribute[str]], san: list[x509.GeneralName] | None, expected: bool
+) -> None:
+    assert csr_names_device(make_csr(subject=subject, san=san), SERIAL) is expected
+
+
+def test_csr_names_device_malformed_hardware_module_name() -> None:
+    bad = x509.OtherName(oids.ID_ON_HARDWARE_MODULE_NAME, b"\x04\x01x")
+    with pytest.raises(MalformedInput):
+        csr_names_device(make_csr(subject=[], san=[bad]), SERIAL)
+
+
+def test_issue_refuses_nothing_csr_names_device_refuses() -> None:
+    """issue_ldevid always writes the registrar's serial, whatever the CSR said."""
+    csr = make_csr(subject=[_sn("someone-else")])
+    assert not csr_names_device(csr, SERIAL)
+    leaf = issue(csr)
+    assert [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)] == [SERIAL]
+
+
+def test_policy_refused_is_forbidden() -> None:
+    assert PolicyRefused.http_status == 403
