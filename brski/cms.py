@@ -1,0 +1,587 @@
+"""CMS SignedData for vouchers and voucher-requests (RFC 5652, RFC 8366 section 5.4).
+
+Why not cryptography's ``pkcs7`` module: it cannot verify, and it always
+writes eContentType id-data, while RFC 8366 section 5.4 asks for
+id-ct-animaJSONVoucher. The structure is therefore built and taken apart with
+asn1crypto and the arithmetic done by cryptography.
+
+The verifier is deliberately narrow. BRSKI artifacts (RFC 8995 sections 3 and
+5.5, RFC 8366 section 5.4) carry exactly one signer, attached content and
+signed attributes, so anything else is refused with a named check rather than
+handled: fewer code paths an attacker can reach. It answers "who signed these
+bytes", never "should we trust the signer"; chain validation is
+``brski.pki.verify_chain``'s job, on the certificate returned here.
+
+Interop notes the tests pin down:
+
+* every published example (RFC 8995 Appendix C, rfc8366bis, Minerva, Siemens)
+  carries eContentType id-data, so both types are accepted by default;
+* the signature is checked over the *received* signed-attribute octets with
+  the [0] tag replaced by SET (RFC 5652 section 5.4), not over a re-encoding
+  that could silently differ from what the signer hashed;
+* some producers name the signature algorithm by the key OID (ecPublicKey,
+  rsaEncryption); the digest algorithm then supplies the hash.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from asn1crypto import algos as asn1_algos
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
+
+from brski import oids
+from brski.asn1 import check_der, encode_length
+from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
+
+if TYPE_CHECKING:
+    from brski.pki import PrivateKey
+
+__all__ = ["DIGEST_ALGORITHMS", "SignedMessage", "sign", "verify"]
+
+# RFC 5754 section 2 / RFC 8419 section 3: the digests a BRSKI peer may use.
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+DIGEST_ALGORITHMS = frozenset(_HASHES)
+
+# Signature algorithm OID -> (scheme, hash it implies or None to take the
+# SignerInfo digestAlgorithm). RFC 5753/5754 name the hash; the plain key
+# OIDs are what some producers write instead (RFC 3370 section 3.2 allows
+# rsaEncryption there; ecPublicKey is a common mistake we tolerate).
+_SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256.dotted_string: ("ecdsa", "sha256"),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384.dotted_string: ("ecdsa", "sha384"),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512.dotted_string: ("ecdsa", "sha512"),
+    PublicKeyAlgorithmOID.EC_PUBLIC_KEY.dotted_string: ("ecdsa", None),
+    SignatureAlgorithmOID.ED25519.dotted_string: ("ed25519", None),
+    SignatureAlgorithmOID.RSA_WITH_SHA256.dotted_string: ("pkcs1v15", "sha256"),
+    SignatureAlgorithmOID.RSA_WITH_SHA384.dotted_string: ("pkcs1v15", "sha384"),
+    SignatureAlgorithmOID.RSA_WITH_SHA512.dotted_string: ("pkcs1v15", "sha512"),
+    PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5.dotted_string: ("pkcs1v15", None),
+    SignatureAlgorithmOID.RSASSA_PSS.dotted_string: ("pss", None),
+}
+
+# What asn1crypto may raise while lazily decoding attacker-controlled fields,
+# plus what cryptography raises on a certificate it cannot load.
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    UnicodeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+)
+
+_DOTTED_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+def _is_oid(value: object) -> bool:
+    return isinstance(value, str) and _DOTTED_OID.match(value) is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedMessage:
+    """What a verified SignedData says, and who (by certificate) said it.
+
+    ``signer`` is only the certificate the SignerIdentifier names and whose key
+    verified the signature; whether it may speak for a MASA, pledge or
+    registrar is decided by chain validation later.
+    """
+
+    content: bytes
+    content_type: str
+    signer: x509.Certificate
+    certificates: tuple[x509.Certificate, ...]
+    signing_time: datetime | None
+    digest_algorithm: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.content, bytes):
+            raise MalformedInput("content must be bytes", check="cms.signed-message")
+        if not _is_oid(self.content_type):
+            raise MalformedInput("content_type must be a dotted OID", check="cms.signed-message")
+        if not isinstance(self.signer, x509.Certificate):
+            raise MalformedInput("signer must be a certificate", check="cms.signed-message")
+        if not isinstance(self.certificates, tuple) or not all(
+            isinstance(c, x509.Certificate) for c in self.certificates
+        ):
+            raise MalformedInput(
+                "certificates must be a tuple of certificates", check="cms.signed-message"
+            )
+        if self.signing_time is not None and (
+            not isinstance(self.signing_time, datetime) or self.signing_time.tzinfo is None
+        ):
+            raise MalformedInput("signing_time must be timezone-aware", check="cms.signed-message")
+        if self.digest_algorithm not in DIGEST_ALGORITHMS:
+            raise MalformedInput(
+                f"digest algorithm {self.digest_algorithm!r} not allowed",
+                check="cms.signed-message",
+            )
+
+
+# --- signing --------------------------------------------------------------------
+
+
+class _PlainAlgorithmIdentifier(asn1_core.Sequence):  # type: ignore[misc]
+    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+        ("algorithm", asn1_algos.DigestAlgorithmId),
+        ("parameters", asn1_core.Any, {"optional": True}),
+    ]
+
+
+def _digest_algorithm_id(name: str) -> Any:
+    """An AlgorithmIdentifier for a SHA-2 digest with parameters absent.
+
+    RFC 5754 section 2: implementations MUST generate SHA-2 identifiers with
+    absent parameters; asn1crypto's DigestAlgorithm would add NULL, so the
+    value is encoded with a parameter-less twin and re-read.
+    """
+    encoded = _PlainAlgorithmIdentifier({"algorithm": name}).dump()
+    return asn1_algos.DigestAlgorithm.load(encoded)
+
+
+def _signature_scheme(key: PrivateKey) -> tuple[str, str]:
+    """(digest name, asn1crypto signature algorithm name) for a signing key."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        # RFC 5753 section 2.1.1 / RFC 5754 section 3.3: hash matched to the curve.
+        by_curve = {"secp256r1": "sha256", "secp384r1": "sha384", "secp521r1": "sha512"}
+        digest = by_curve.get(key.curve.name)
+        if digest is None:
+            raise ConfigError(f"curve {key.curve.name} not supported", check="cms.key-type")
+        return digest, f"{digest}_ecdsa"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        # RFC 8419 section 3: with signed attributes, the message digest is SHA-512.
+        return "sha512", "ed25519"
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "sha256", "sha256_rsa"
+    raise ConfigError(f"unsupported signing key {type(key).__name__}", check="cms.key-type")
+
+
+def _raw_sign(key: PrivateKey, data: bytes, digest: str) -> bytes:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(_HASHES[digest]()))
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, padding.PKCS1v15(), _HASHES[digest]())
+
+
+def _spki(public_key: Any) -> bytes:
+    return bytes(
+        public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _key_identifier(cert: x509.Certificate) -> bytes:
+    """The certificate's SKI, or the RFC 5280 section 4.2.1.2 method (1) value."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return ext.value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
+def _signing_time_value(when: datetime) -> Any:
+    if when.tzinfo is None:
+        raise ConfigError("signing_time must be timezone-aware", check="cms.signing-time")
+    when = when.astimezone(UTC).replace(microsecond=0)
+    # RFC 5652 section 11.3: UTCTime for 1950..2049, GeneralizedTime otherwise.
+    if 1950 <= when.year <= 2049:
+        return asn1_cms.Time(name="utc_time", value=when)
+    return asn1_cms.Time(name="generalized_time", value=when)
+
+
+def sign(
+    content: bytes,
+    *,
+    key: PrivateKey,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate] = (),
+    content_type: str = oids.ID_CT_ANIMA_JSON_VOUCHER,
+    signing_time: datetime | None = None,
+    signer_id: Literal["issuer-serial", "ski"] = "issuer-serial",
+) -> bytes:
+    """Sign ``content`` as an attached SignedData and return the DER ContentInfo.
+
+    The certificate set is ``[cert, *chain]``: RFC 8366 section 5.4 asks for
+    the chain up to the recipient's trust anchor so that the recipient (and an
+    auditor) can validate without fetching anything.
+    """
+    if not isinstance(content, bytes):
+        raise ConfigError("content must be bytes", check="cms.content")
+    if not _is_oid(content_type):
+        raise ConfigError(f"content type {content_type!r} is not an OID", check="cms.content-type")
+    if signer_id not in ("issuer-serial", "ski"):
+        raise ConfigError(f"unknown signer id kind {signer_id!r}", check="cms.signer-id")
+    digest, sig_alg = _signature_scheme(key)
+    if _spki(key.public_key()) != _spki(cert.public_key()):
+        raise ConfigError("private key does not match the certificate", check="cms.key-mismatch")
+
+    hasher = hashes.Hash(_HASHES[digest]())
+    hasher.update(content)
+    # RFC 5652 section 5.3: contentType and messageDigest are mandatory once
+    # there are signed attributes; rfc8366bis requires signed attributes.
+    attributes: list[dict[str, Any]] = [
+        {"type": "content_type", "values": [content_type]},
+        {"type": "message_digest", "values": [hasher.finalize()]},
+    ]
+    if signing_time is not None:
+        attributes.append({"type": "signing_time", "values": [_signing_time_value(signing_time)]})
+    # asn1crypto sorts SET OF members on encoding, giving the DER form that
+    # RFC 5652 section 5.4 says is signed.
+    signed_attrs_set = asn1_cms.CMSAttributes(attributes).dump()
+    signature = _raw_sign(key, signed_attrs_set, digest)
+
+    asn1_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    sid: dict[str, Any]
+    if signer_id == "ski":
+        sid = {"subject_key_identifier": _key_identifier(cert)}
+    else:
+        sid = {
+            "issuer_and_serial_number": {
+                "issuer": asn1_cert["tbs_certificate"]["issuer"],
+                "serial_number": asn1_cert["tbs_certificate"]["serial_number"],
+            }
+        }
+    signer_info = asn1_cms.SignerInfo(
+        {
+            # RFC 5652 section 5.3: v1 with issuerAndSerialNumber, v3 with SKI.
+            "version": "v3" if signer_id == "ski" else "v1",
+            "sid": sid,
+            "digest_algorithm": _digest_algorithm_id(digest),
+            "signed_attrs": asn1_cms.CMSAttributes.load(signed_attrs_set),
+            "signature_algorithm": {"algorithm": sig_alg},
+            "signature": signature,
+        }
+    )
+    # RFC 5652 section 5.1: version 3 once a SignerInfo is v3 or the
+    # eContentType is not id-data (as for id-ct-animaJSONVoucher), else 1.
+    version = "v3" if signer_id == "ski" or content_type != oids.ID_DATA else "v1"
+    certificates = [
+        asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+        for c in (cert, *chain)
+    ]
+    signed_data = asn1_cms.SignedData(
+        {
+            "version": version,
+            "digest_algorithms": [_digest_algorithm_id(digest)],
+            "encap_content_info": {"content_type": content_type, "content": content},
+            "certificates": certificates,
+            "signer_infos": [signer_info],
+        }
+    )
+    der: bytes = asn1_cms.ContentInfo(
+        {"content_type": "signed_data", "content": signed_data}
+    ).dump()
+    return der
+
+
+# --- verification ---------------------------------------------------------------
+
+
+def verify(
+    der: bytes,
+    *,
+    extra_certs: Sequence[x509.Certificate] = (),
+    content_types: Collection[str] = (oids.ID_CT_ANIMA_JSON_VOUCHER, oids.ID_DATA),
+    max_size: int = 65536,
+) -> SignedMessage:
+    """Check that ``der`` is an attached SignedData whose one signer signed it.
+
+    Refuses (``MalformedInput``) anything structurally off and raises
+    ``SignatureInvalid`` when the bytes are well formed but the cryptography
+    or the signed attributes do not bind the content. Trust in the signer is
+    not decided here.
+    """
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise MalformedInput("CMS input must be bytes", check="cms.type")
+    der = bytes(der)
+    check_der(der, max_size=max_size)
+    try:
+        return _verify(der, extra_certs=extra_certs, content_types=content_types)
+    except BrskiError:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise MalformedInput(
+            f"CMS structure does not decode: {type(exc).__name__}", check="cms.structure"
+        ) from exc
+
+
+def _verify(
+    der: bytes, *, extra_certs: Sequence[x509.Certificate], content_types: Collection[str]
+) -> SignedMessage:
+    content_info = asn1_cms.ContentInfo.load(der, strict=True)
+    # RFC 5652 section 3 / RFC 8366 section 5.4: a ContentInfo holding SignedData.
+    if content_info["content_type"].dotted != oids.ID_SIGNED_DATA:
+        raise MalformedInput("CMS content is not SignedData", check="cms.not-signed-data")
+    signed_data = content_info["content"]
+    encap = signed_data["encap_content_info"]
+    e_content_type: str = encap["content_type"].dotted
+    if e_content_type not in content_types:
+        raise MalformedInput(
+            f"eContentType {e_content_type} not accepted here", check="cms.content-type"
+        )
+    e_content = encap["content"]
+    if isinstance(e_content, asn1_core.Void) or e_content.contents is None:
+        # Detached signatures have no place in BRSKI: the voucher is the content.
+        raise MalformedInput("eContent is absent (detached signature)", check="cms.detached")
+    content = bytes(e_content)  # concatenates BER constructed chunks
+
+    signer_infos = signed_data["signer_infos"]
+    # RFC 8366 section 5.4 / rfc8366bis: one signerInfo. Accepting several
+    # would let one good signature vouch for a message another party altered.
+    if len(signer_infos) != 1:
+        raise MalformedInput(
+            f"{len(signer_infos)} SignerInfos, exactly one required", check="cms.signer-count"
+        )
+    signer_info = signer_infos[0]
+
+    digest_name = signer_info["digest_algorithm"]["algorithm"].native
+    if digest_name not in DIGEST_ALGORITHMS:
+        raise MalformedInput(
+            f"digest algorithm {signer_info['digest_algorithm']['algorithm'].dotted} not allowed",
+            check="cms.digest-algorithm",
+        )
+
+    signed_attrs = signer_info["signed_attrs"]
+    # rfc8366bis "CMS Format Voucher Artifact": decoders MUST verify that
+    # SignedAttributes is present (RFC 5652 section 5.3 requires it for any
+    # eContentType other than id-data; vouchers need it for all).
+    if isinstance(signed_attrs, asn1_core.Void) or signed_attrs.contents is None:
+        raise MalformedInput("signed attributes are absent", check="cms.signed-attrs")
+    attr_type, attr_digest, signing_time = _read_signed_attributes(signed_attrs)
+
+    # RFC 5652 section 11.1: the content-type attribute equals eContentType.
+    if attr_type != e_content_type:
+        raise SignatureInvalid(
+            f"contentType attribute {attr_type} differs from eContentType {e_content_type}",
+            check="cms.content-type-attribute",
+        )
+    # RFC 5652 sections 5.4 and 11.2: the digest of the eContent octets.
+    hasher = hashes.Hash(_HASHES[digest_name]())
+    hasher.update(content)
+    if not hmac.compare_digest(hasher.finalize(), attr_digest):
+        raise SignatureInvalid(
+            "messageDigest attribute does not match the content", check="cms.message-digest"
+        )
+
+    carried = _carried_certificates(signed_data["certificates"])
+    signer = _find_signer(signer_info["sid"], (*carried, *extra_certs))
+
+    # RFC 5652 section 5.4: the signature covers the DER of the SET OF signed
+    # attributes, i.e. the received [0] IMPLICIT octets re-tagged as SET.
+    attrs_contents: bytes = signed_attrs.contents
+    signed_bytes = b"\x31" + encode_length(len(attrs_contents)) + attrs_contents
+    # RFC 5652 section 5.3: signed attributes are DER; no indefinite lengths.
+    check_der(signed_bytes, max_size=len(signed_bytes), allow_indefinite=False)
+    _check_signature(
+        signer,
+        algorithm=signer_info["signature_algorithm"],
+        digest_name=digest_name,
+        signature=bytes(signer_info["signature"]),
+        data=signed_bytes,
+    )
+    return SignedMessage(
+        content=content,
+        content_type=e_content_type,
+        signer=signer,
+        certificates=carried,
+        signing_time=signing_time,
+        digest_algorithm=digest_name,
+    )
+
+
+def _single_value(attr: Any, what: str) -> Any:
+    values = attr["values"]
+    # RFC 5652 sections 11.1-11.3: each of these has exactly one value.
+    if len(values) != 1:
+        raise MalformedInput(f"{what} attribute must have one value", check=f"cms.{what}")
+    return values[0]
+
+
+def _read_signed_attributes(signed_attrs: Any) -> tuple[str, bytes, datetime | None]:
+    """contentType, messageDigest and signingTime from the signed attributes.
+
+    Each may appear at most once (RFC 5652 sections 11.1-11.3); the first two
+    are mandatory (section 5.3).
+    """
+    content_type: str | None = None
+    digest: bytes | None = None
+    signing_time: datetime | None = None
+    seen: set[str] = set()
+    for attr in signed_attrs:
+        name = attr["type"].native
+        if name not in ("content_type", "message_digest", "signing_time"):
+            continue  # e.g. S/MIME capabilities, which Minerva adds
+        check = {
+            "content_type": "content-type-attribute",
+            "message_digest": "message-digest",
+            "signing_time": "signing-time",
+        }[name]
+        if name in seen:
+            raise MalformedInput(f"{check} attribute appears twice", check=f"cms.{check}")
+        seen.add(name)
+        value = _single_value(attr, check)
+        if name == "content_type":
+            content_type = value.dotted
+        elif name == "message_digest":
+            digest = bytes(value)
+        else:
+            when = value.chosen.native
+            if not isinstance(when, datetime) or when.tzinfo is None:
+                raise MalformedInput("signingTime is not a UTC time", check="cms.signing-time")
+            signing_time = when
+    if content_type is None:
+        raise MalformedInput(
+            "contentType signed attribute is missing", check="cms.content-type-attribute"
+        )
+    if digest is None:
+        raise MalformedInput(
+            "messageDigest signed attribute is missing", check="cms.message-digest"
+        )
+    return content_type, digest, signing_time
+
+
+def _carried_certificates(cert_set: Any) -> tuple[x509.Certificate, ...]:
+    if isinstance(cert_set, asn1_core.Void):
+        return ()
+    found: list[x509.Certificate] = []
+    for choice in cert_set:
+        # Attribute certificates and other formats cannot name a signer here.
+        if choice.name != "certificate":
+            continue
+        try:
+            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise MalformedInput(
+                "a carried certificate does not parse", check="cms.certificate"
+            ) from exc
+    return tuple(found)
+
+
+def _names_match(cert: x509.Certificate, issuer: Any) -> bool:
+    """Exact encoding first; then RFC 5280 section 7.1 comparison (asn1crypto)."""
+    cert_issuer = cert.issuer.public_bytes()
+    if cert_issuer == issuer.dump():
+        return True
+    return bool(asn1_x509.Name.load(cert_issuer) == issuer)
+
+
+def _sid_matches(cert: x509.Certificate, sid: Any) -> bool:
+    if sid.name == "issuer_and_serial_number":
+        ias = sid.chosen
+        return bool(
+            cert.serial_number == ias["serial_number"].native and _names_match(cert, ias["issuer"])
+        )
+    wanted = bytes(sid.chosen)
+    try:
+        return hmac.compare_digest(_key_identifier(cert), wanted)
+    except (ValueError, UnsupportedAlgorithm, TypeError):
+        return False  # an unrelated certificate we cannot read a key from
+
+
+def _find_signer(sid: Any, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
+    """The certificate the SignerIdentifier names (RFC 5652 section 5.3).
+
+    Several copies of one certificate, or renewals sharing one key, are fine:
+    they verify identically. Two matches with different keys are refused, as
+    the choice would decide whose signature we check.
+    """
+    matches: list[x509.Certificate] = []
+    for cert in candidates:
+        if _sid_matches(cert, sid) and cert not in matches:
+            matches.append(cert)
+    if not matches:
+        raise MalformedInput(
+            "no certificate matches the SignerIdentifier", check="cms.signer-not-found"
+        )
+    keys = set()
+    for cert in matches:
+        try:
+            keys.add(_spki(cert.public_key()))
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise MalformedInput(
+                "the signer certificate has an unusable key", check="cms.signer-key"
+            ) from exc
+    if len(keys) > 1:
+        raise MalformedInput(
+            "SignerIdentifier matches certificates with different keys",
+            check="cms.signer-ambiguous",
+        )
+    return matches[0]
+
+
+def _pss_parameters(params: Any) -> tuple[str, padding.PSS]:
+    """RFC 4055 section 3.1 RSASSA-PSS-params, limited to SHA-2 and MGF1."""
+    if isinstance(params, asn1_core.Void):
+        raise MalformedInput("RSASSA-PSS without parameters", check="cms.signature-algorithm")
+    hash_name = params["hash_algorithm"]["algorithm"].native
+    mgf = params["mask_gen_algorithm"]
+    mgf_hash = mgf["parameters"]["algorithm"].native if mgf["algorithm"].native == "mgf1" else None
+    salt = params["salt_length"].native
+    if (
+        hash_name not in _HASHES
+        or mgf_hash not in _HASHES
+        or params["trailer_field"].native != "trailer_field_bc"
+        or not isinstance(salt, int)
+        or not 0 <= salt <= 1024
+    ):
+        raise MalformedInput("unsupported RSASSA-PSS parameters", check="cms.signature-algorithm")
+    return hash_name, padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=salt)
+
+
+def _check_signature(
+    signer: x509.Certificate, *, algorithm: Any, digest_name: str, signature: bytes, data: bytes
+) -> None:
+    oid = algorithm["algorithm"].dotted
+    scheme = _SIGNATURE_ALGORITHMS.get(oid)
+    if scheme is None:
+        raise MalformedInput(
+            f"signature algorithm {oid} not supported", check="cms.signature-algorithm"
+        )
+    kind, implied_hash = scheme
+    hash_name = implied_hash or digest_name
+    public_key = signer.public_key()
+    wrong_key = SignatureInvalid(
+        f"signer key {type(public_key).__name__} does not fit {oid}", check="cms.signer-key"
+    )
+    try:
+        if kind == "ecdsa":
+            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                raise wrong_key
+            public_key.verify(signature, data, ec.ECDSA(_HASHES[hash_name]()))
+        elif kind == "ed25519":
+            if not isinstance(public_key, ed25519.Ed25519PublicKey):
+                raise wrong_key
+            public_key.verify(signature, data)
+        else:
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise wrong_key
+            if kind == "pss":
+                hash_name, pss = _pss_parameters(algorithm["parameters"])
+                public_key.verify(signature, data, pss, _HASHES[hash_name]())
+            else:
+                public_key.verify(signature, data, padding.PKCS1v15(), _HASHES[hash_name]())
+    except (InvalidSignature, ValueError) as exc:
+        raise SignatureInvalid(
+            "signature over the signed attributes does not verify", check="cms.signature"
+        ) from exc
