@@ -21,8 +21,14 @@ from aiohttp import web
 
 from brski.errors import ConfigError
 from brski_web.logs import kv
+from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
 
-__all__ = ["client_ssl_context", "run_server", "server_ssl_context"]
+# stdlib ``ssl`` (OpenSSL verifies clients against the configured CAs and the
+# app sees only verified leaves) or the pyOpenSSL transport (the app sees every
+# client chain and decides, so refusals are HTTP problem bodies, not alerts).
+ServerTls = ssl.SSLContext | TlsServerConfig
+
+__all__ = ["ServerTls", "client_ssl_context", "run_server", "server_ssl_context", "server_tls"]
 
 log = logging.getLogger("brski.server")
 
@@ -63,6 +69,35 @@ def server_ssl_context(
     return ctx
 
 
+def server_tls(
+    backend: str,
+    *,
+    cert: Path,
+    key: Path,
+    client_cas: list[Path],
+    client_auth: str = "optional",
+) -> ServerTls:
+    """The server TLS settings for ``backend`` ("pyopenssl" or "stdlib").
+
+    With pyOpenSSL, client chains that do not verify against ``client_cas``
+    still reach the application, flagged; every role re-checks the chain it
+    cares about (RFC 8995 5.3 for IDevIDs, 5.5.2 for registrars unknown to
+    the MASA), so an untrusted client gets a 403 naming the failed check.
+    """
+    if backend == "stdlib":
+        return server_ssl_context(cert=cert, key=key, client_cas=client_cas, client_auth=client_auth)
+    if backend != "pyopenssl":
+        raise ConfigError(f"tls_backend must be pyopenssl or stdlib, not {backend!r}", check="config.tls-backend")
+    trust = b"".join(_read(p, "client CA") for p in client_cas) or None
+    return TlsServerConfig(
+        cert_chain_pem=_read(cert, "certificate"),
+        key_pem=_read(key, "private key"),
+        client_auth=client_auth,  # type: ignore[arg-type]
+        client_trust_pem=trust,
+        accept_untrusted_clients=client_auth != "none",
+    )
+
+
 def client_ssl_context(
     *, trust: list[Path], cert: Path | None = None, key: Path | None = None, check_hostname: bool = True
 ) -> ssl.SSLContext:
@@ -84,7 +119,7 @@ async def run_server(
     *,
     host: str,
     port: int,
-    ssl_context: ssl.SSLContext,
+    tls: ServerTls,
     ready_file: Path | None = None,
     role: str,
     stop: asyncio.Event | None = None,
@@ -97,11 +132,15 @@ async def run_server(
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_address=True)
-    await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
+    tls_server = None
+    if isinstance(tls, TlsServerConfig):
+        tls_server = await start_tls_server(runner.server, host=host, port=port, cfg=tls, backlog=1024)
+        bound = bound_port(tls_server)
+    else:
+        site = web.TCPSite(runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
     url = f"https://{host}:{bound}"
     log.info(kv("listening", role=role, url=url, pid=os.getpid()))
     if ready_file is not None:
@@ -119,7 +158,11 @@ async def run_server(
         await stop.wait()
     finally:
         log.info(kv("stopping", role=role))
+        if tls_server is not None:
+            tls_server.close()
         await runner.cleanup()
+        if tls_server is not None:
+            await tls_server.wait_closed()
         if ready_file is not None:
             ready_file.unlink(missing_ok=True)
         log.info(kv("stopped", role=role))

@@ -18,7 +18,7 @@ from brski.errors import BrskiError, ConfigError
 from brski.pki import cert_der, device_serial, fingerprint_sha256, load_cert, load_certs, spki_sha256
 from brski.storage import open_masa_store
 from brski_web.logs import configure_logging
-from brski_web.serve import run_server, server_ssl_context
+from brski_web.serve import run_server, server_tls
 from masa.config import MasaConfig, database_url, load_config
 
 __all__ = ["add_parser", "main"]
@@ -32,7 +32,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = [
-        "host", "port", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
+        "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
         "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level",
     ]
     return {k: getattr(args, k, None) for k in keys}
@@ -69,13 +69,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(cfg.log_level, role="masa")
 
     async def main() -> int:
-        ctx = server_ssl_context(
+        # RFC 8995 5.5.2: registrars may be unknown in advance; with the
+        # pyOpenSSL backend any registrar client certificate is accepted and
+        # the voucher-request's own chain is what gets checked.
+        tls = server_tls(
+            cfg.tls_backend,
             cert=cfg.tls_cert,
             key=cfg.tls_key,
             client_cas=cfg.client_cas or cfg.manufacturer_anchors,
             client_auth=cfg.client_auth,
         )
-        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, ssl_context=ctx, ready_file=cfg.ready_file, role="masa")
+        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="masa")
         return 0
 
     return _run(main)
@@ -150,6 +154,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     _common(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-backend", dest="tls_backend", choices=["pyopenssl", "stdlib"])
     serve.add_argument("--tls-cert", dest="tls_cert")
     serve.add_argument("--tls-key", dest="tls_key")
     serve.add_argument("--client-ca", dest="client_cas", action="append", help="CA trusted for registrar TLS client certs (repeatable)")

@@ -30,7 +30,7 @@ from brski_web.configfile import load_sections, merge, resolve_sqlite_url
 
 __all__ = ["MasaConfig", "database_url", "load_config"]
 
-_SERVER_KEYS = {"host", "port", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level"}
+_SERVER_KEYS = {"host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level"}
 _MASA_KEYS = {
     "database",
     "signer_cert",
@@ -48,6 +48,7 @@ _PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "sig
 class MasaConfig:
     host: str
     port: int
+    tls_backend: str
     tls_cert: Path
     tls_key: Path
     client_cas: list[Path]
@@ -64,6 +65,8 @@ class MasaConfig:
     log_level: str
 
     def __post_init__(self) -> None:
+        if self.tls_backend not in ("pyopenssl", "stdlib"):
+            raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
         if self.ownership not in ("open", "sales-records"):
             raise ConfigError(
                 f"ownership must be 'open' or 'sales-records', not {self.ownership!r}",
@@ -79,6 +82,7 @@ class MasaConfig:
 
 _DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1",
+    "tls_backend": "pyopenssl",
     "port": 8443,
     "client_cas": [],
     "client_auth": "optional",

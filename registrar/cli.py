@@ -17,13 +17,13 @@ from typing import Any
 from brski.errors import BrskiError, ConfigError
 from brski.storage import open_registrar_store
 from brski_web.logs import configure_logging
-from brski_web.serve import run_server, server_ssl_context
+from brski_web.serve import run_server, server_tls
 from registrar.config import RegistrarConfig, database_url, load_config
 
 __all__ = ["add_parser", "main"]
 
 _OVERRIDE_KEYS = [
-    "host", "port", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
+    "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
 ]
 
@@ -62,13 +62,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> int:
         # Pledges authenticate with IDevIDs (manufacturer anchors), renewing
         # devices with LDevIDs (the domain CA); nothing else is trusted.
-        ctx = server_ssl_context(
+        tls = server_tls(
+            cfg.tls_backend,
             cert=cfg.tls_cert,
             key=cfg.tls_key,
             client_cas=[*cfg.manufacturer_anchors, cfg.ca_cert],
             client_auth="optional",
         )
-        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, ssl_context=ctx, ready_file=cfg.ready_file, role="registrar")
+        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar")
         return 0
 
     return _run(main)
@@ -125,6 +126,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     _common(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--tls-backend", dest="tls_backend", choices=["pyopenssl", "stdlib"])
     serve.add_argument("--tls-cert", dest="tls_cert")
     serve.add_argument("--tls-key", dest="tls_key")
     serve.add_argument("--ca-cert", dest="ca_cert", help="domain CA certificate (issues LDevIDs)")

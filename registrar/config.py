@@ -30,7 +30,7 @@ from brski_web.configfile import load_sections, merge, resolve_sqlite_url
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
 
-_SERVER_KEYS = {"host", "port", "tls_cert", "tls_key", "ready_file", "log_level"}
+_SERVER_KEYS = {"host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
 _REGISTRAR_KEYS = {
     "database",
     "ca_cert",
@@ -53,6 +53,7 @@ _REQUIRED = ("tls_cert", "tls_key", "ca_cert", "ca_key", "ra_cert", "ra_key", "m
 class RegistrarConfig:
     host: str
     port: int
+    tls_backend: str
     tls_cert: Path
     tls_key: Path
     database: str
@@ -71,6 +72,8 @@ class RegistrarConfig:
     log_level: str
 
     def __post_init__(self) -> None:
+        if self.tls_backend not in ("pyopenssl", "stdlib"):
+            raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
         if not self.manufacturer_anchors:
             raise ConfigError("at least one manufacturer anchor is needed", check="config.anchors")
         if not 1 <= self.ldevid_validity_days <= 36500:
@@ -83,6 +86,7 @@ class RegistrarConfig:
 
 _DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1",
+    "tls_backend": "pyopenssl",
     "port": 8444,
     "database": "sqlite:///var/registrar.db",
     "masa_url_override": None,
