@@ -21,8 +21,11 @@ from brski_web.middleware import REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.config import RegistrarConfig
+from registrar.context import RegistrarContext, RegistrarKeys
+from registrar.est_service import EstService
 from registrar.masa_client import MasaClient, MasaTransport
-from registrar.service import RegistrarKeys, RegistrarService
+from registrar.service import RegistrarService
+from registrar.voucher_service import VoucherService
 
 __all__ = ["CONFIG", "SERVICE", "create_app"]
 
@@ -54,15 +57,16 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     store = await open_registrar_store(cfg.database)
     public = cfg.public_url.rstrip("/") if cfg.public_url else None
+    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=_certs(cfg.manufacturer_anchors))
     app[SERVICE] = RegistrarService(
-        store=store,
-        keys=keys,
-        manufacturer_anchors=_certs(cfg.manufacturer_anchors),
-        masa=MasaClient(transport),
-        masa_url_override=cfg.masa_url_override,
-        ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
-        crl_url=f"{public}/crl" if public else None,
-        ocsp_url=f"{public}/ocsp" if public else None,
+        ctx=ctx,
+        vouchers=VoucherService(ctx, masa=MasaClient(transport), masa_url_override=cfg.masa_url_override),
+        est=EstService(
+            ctx,
+            ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
+            crl_url=f"{public}/crl" if public else None,
+            ocsp_url=f"{public}/ocsp" if public else None,
+        ),
     )
     try:
         yield

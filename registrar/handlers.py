@@ -43,7 +43,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[RegistrarService]) 
 
     async def request_voucher(request: web.Request) -> web.Response:
         body = await request.read()
-        raw, media = await svc(request).request_voucher(
+        raw, media = await svc(request).vouchers.request_voucher(
             body=body,
             content_type=request.headers.get("Content-Type"),
             accept=request.headers.get("Accept"),
@@ -54,24 +54,24 @@ def add_routes(app: web.Application, service_key: web.AppKey[RegistrarService]) 
 
     async def voucher_status(request: web.Request) -> web.Response:
         _require_type(request, MT_JSON, check="voucher-status.content-type")
-        await svc(request).voucher_status(body=await request.read(), peer=peer_identity(request), now=datetime.now(UTC))
+        await svc(request).vouchers.voucher_status(body=await request.read(), peer=peer_identity(request), now=datetime.now(UTC))
         return web.Response(status=200)
 
     async def enroll_status(request: web.Request) -> web.Response:
         _require_type(request, MT_JSON, check="enroll-status.content-type")
-        await svc(request).enroll_status(body=await request.read(), peer=peer_identity(request), now=datetime.now(UTC))
+        await svc(request).est.enroll_status(body=await request.read(), peer=peer_identity(request), now=datetime.now(UTC))
         return web.Response(status=200)
 
     async def cacerts(request: web.Request) -> web.Response:
-        return _est_response(svc(request).cacerts(), MT_PKCS7_MIME)
+        return _est_response(svc(request).est.cacerts(), MT_PKCS7_MIME)
 
     async def csrattrs(request: web.Request) -> web.Response:
-        body = await svc(request).csrattrs(peer=peer_identity(request), now=datetime.now(UTC))
+        body = await svc(request).est.csrattrs(peer=peer_identity(request), now=datetime.now(UTC))
         return _est_response(body, MT_CSRATTRS)
 
     async def simpleenroll(request: web.Request) -> web.Response:
         _require_type(request, MT_PKCS10, check="est.content-type")
-        out = await svc(request).simpleenroll(
+        out = await svc(request).est.simpleenroll(
             body=await request.read(),
             cte=request.headers.get("Content-Transfer-Encoding"),
             peer=peer_identity(request),
@@ -81,7 +81,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[RegistrarService]) 
 
     async def simplereenroll(request: web.Request) -> web.Response:
         _require_type(request, MT_PKCS10, check="est.content-type")
-        out = await svc(request).simplereenroll(
+        out = await svc(request).est.simplereenroll(
             body=await request.read(),
             cte=request.headers.get("Content-Transfer-Encoding"),
             peer=peer_identity(request),

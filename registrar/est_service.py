@@ -1,0 +1,155 @@
+"""EST at the registrar (RFC 7030 section 4, RFC 8995 section 5.9): the domain CA.
+
+Enrolment is open only to a device that obtained a voucher through this
+registrar. An LDevID is issued in a fixed order: reserve the serial and the
+key in the store, sign, record the certificate, and only then answer. A crash
+at any point leaves either nothing issued or a recorded certificate, never a
+certificate the registrar does not know about.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from brski import est
+from brski.ca import csr_names_device, issue_ldevid, new_serial
+from brski.errors import Conflict, Forbidden, Unauthenticated
+from brski.pki import device_serial, spki_sha256
+from brski.telemetry import parse_status
+from brski_web.identity import PeerIdentity
+from brski_web.logs import kv
+from registrar.context import DeviceStates, RegistrarContext
+
+__all__ = ["EstService"]
+
+log = logging.getLogger("brski.registrar")
+
+
+class EstService:
+    def __init__(
+        self,
+        ctx: RegistrarContext,
+        *,
+        ldevid_validity: timedelta,
+        crl_url: str | None = None,
+        ocsp_url: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.ldevid_validity = ldevid_validity
+        self.crl_url = crl_url
+        self.ocsp_url = ocsp_url
+
+    async def enroll_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
+        """RFC 8995 5.9.4: the pledge reports whether its LDevID works."""
+        report = parse_status(body, kind="enroll-status")
+        serial = await self.ctx.client_device(peer, now=now, what="enroll-status")
+        await self.ctx.store.add_status_report(
+            serial=serial, kind="enroll", status=report.status, reason=report.reason,
+            body=body.decode("utf-8", "replace"), received_at=now,
+        )
+        await self.ctx.event(
+            now=now, kind="telemetry.enroll-status", serial=serial, outcome="info",
+            check="registrar.enroll-status", status=report.status, reason=report.reason,
+        )
+
+    def cacerts(self) -> bytes:
+        """RFC 7030 4.1.3: the domain CA as a certs-only CMS, base64."""
+        return est.encode_base64_body(est.build_certs_only([self.ctx.keys.ca_cert]))
+
+    async def csrattrs(self, *, peer: PeerIdentity, now: datetime) -> bytes:
+        """RFC 7030 4.5 / RFC 8995 5.9.2: what the LDevID CSR should contain."""
+        serial = None
+        if peer.leaf is not None:
+            serial = device_serial(peer.leaf)
+        return est.encode_base64_body(est.csrattrs_for_device(serial_number=serial))
+
+    async def simpleenroll(
+        self, *, body: bytes, cte: str | None, peer: PeerIdentity, now: datetime
+    ) -> bytes:
+        """RFC 7030 4.2.1, RFC 8995 5.9.3: first LDevID for a vouched device."""
+        if peer.leaf is None:
+            raise Unauthenticated("EST enrolment needs the IDevID as client certificate", check="tls.client-cert")
+        serial = await self.ctx.idevid_device(peer, what="simpleenroll")
+        device = await self.ctx.store.get_device(serial)
+        assert device is not None
+        # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
+        if device.state not in (DeviceStates.VOUCHER_OBTAINED, DeviceStates.ENROLLED, DeviceStates.RENEWED):
+            raise Forbidden(
+                f"device {serial} is {device.state}; it needs a voucher before enrolling",
+                check="est.not-authorised",
+                serial=serial,
+            )
+        csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
+        if not csr_names_device(csr, serial):
+            raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
+        if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
+            raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
+        cert = await self._issue(csr, serial=serial, now=now, kind="credential.issued")
+        await self.ctx.store.set_device_state(serial, DeviceStates.ENROLLED, at=now, reason="LDevID issued")
+        return est.encode_base64_body(est.build_certs_only([cert]))
+
+    async def simplereenroll(
+        self, *, body: bytes, cte: str | None, peer: PeerIdentity, now: datetime
+    ) -> bytes:
+        """RFC 7030 4.2.2: renew with the current LDevID as client certificate."""
+        if peer.leaf is None or not self.ctx.is_ldevid(peer.leaf):
+            raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
+        record = await self.ctx.ldevid_record(peer, now=now)
+        serial = record.device_serial
+        csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
+        # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
+        if csr.subject != peer.leaf.subject:
+            raise Forbidden("re-enrolment CSR subject differs from the current certificate", check="est.reenroll-subject", serial=serial)
+        # A renewal gets a fresh key: the store certifies each key once, which
+        # is what makes "a CSR for an already certified key" detectable.
+        if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
+            raise Forbidden(
+                "re-enrolment must use a new key pair", check="est.reenroll-same-key", serial=serial
+            )
+        cert = await self._issue(csr, serial=serial, now=now, kind="credential.renewed")
+        await self.ctx.store.set_device_state(serial, DeviceStates.RENEWED, at=now, reason="LDevID renewed")
+        return est.encode_base64_body(est.build_certs_only([cert]))
+
+    async def _issue(
+        self, csr: x509.CertificateSigningRequest, *, serial: str, now: datetime, kind: str
+    ) -> x509.Certificate:
+        """Reserve serial and key, sign, record, and only then return."""
+        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
+        if await self.ctx.store.certificate_by_spki(spki) is not None:
+            # Every LDevID has its own key: a key certified once is never certified again.
+            raise Forbidden("this public key is already certified", check="est.csr-key-reused", serial=serial)
+        cert_serial = new_serial()
+        serial_hex = format(cert_serial, "x")
+        try:
+            await self.ctx.store.reserve_certificate(cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, at=now)
+        except Conflict as exc:  # a concurrent request certified the same key
+            raise Forbidden("this public key is already certified", check="est.csr-key-reused", serial=serial) from exc
+        cert = issue_ldevid(
+            csr,
+            ca_cert=self.ctx.keys.ca_cert,
+            ca_key=self.ctx.keys.ca_key,
+            serial=cert_serial,
+            now=now,
+            validity=self.ldevid_validity,
+            device_serial=serial,
+            crl_url=self.crl_url,
+            ocsp_url=self.ocsp_url,
+        )
+        await self.ctx.store.complete_certificate(
+            serial_hex,
+            der=cert.public_bytes(Encoding.DER),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            at=now,
+        )
+        await self.ctx.event(
+            now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
+            cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
+            not_after=cert.not_valid_after_utc.isoformat(),
+        )
+        log.info(kv(kind, serial=serial, cert_serial=serial_hex))
+        return cert

@@ -1,0 +1,193 @@
+"""BRSKI voucher brokering at the registrar (RFC 8995 sections 5.2-5.8).
+
+A voucher-request is forwarded to the MASA only after the pledge proved it
+holds the IDevID, the IDevID chains to a trusted manufacturer, and the request
+is signed by that IDevID and names this registrar. The voucher the MASA
+returns is checked for transparency (5.6), stored, and passed on unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from cryptography import x509
+
+from brski.artifact import sign_artifact, verify_artifact
+from brski.errors import BadGateway, BrskiError, Forbidden
+from brski.negotiate import negotiate_voucher_media
+from brski.oids import MT_VOUCHER_CMS_JSON
+from brski.pki import fingerprint_sha256, masa_url
+from brski.telemetry import parse_status
+from brski.validation import aki_key_id, check_pledge_request
+from brski.voucher import Assertion, Voucher, VoucherRequest
+from brski_web.identity import PeerIdentity
+from brski_web.logs import kv
+from registrar.context import DeviceStates, RegistrarContext
+from registrar.masa_client import MasaClient
+
+__all__ = ["VoucherService"]
+
+log = logging.getLogger("brski.registrar")
+
+
+class VoucherService:
+    def __init__(
+        self,
+        ctx: RegistrarContext,
+        *,
+        masa: MasaClient,
+        masa_url_override: str | None,
+        supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
+    ) -> None:
+        self.ctx = ctx
+        self.masa = masa
+        self.masa_url_override = masa_url_override
+        self.supported_media = supported_media
+
+    def _manufacturer(self, chain_top: x509.Certificate) -> str:
+        return chain_top.subject.rfc4514_string()
+
+    async def request_voucher(
+        self, *, body: bytes, content_type: str | None, accept: str | None, peer: PeerIdentity, now: datetime
+    ) -> tuple[bytes, str]:
+        """RFC 8995 sections 5.2-5.6: check the pledge, ask its MASA, return the voucher."""
+        req_media, resp_media = negotiate_voucher_media(content_type, accept, self.supported_media)
+        chk = check_pledge_request(
+            body,
+            media_type=req_media,
+            tls_client_cert=peer.leaf,
+            tls_client_chain=peer.chain,
+            manufacturer_anchors=self.ctx.anchors,
+            own_certs=[self.ctx.keys.tls_cert],
+            now=now,
+        )
+        idevid = chk.idevid
+        serial = chk.serial
+        anchor = chk.idevid_chain[-1] if chk.idevid_chain else idevid
+        device = await self.ctx.store.upsert_device(
+            serial,
+            idevid_issuer=idevid.issuer.rfc4514_string(),
+            idevid_fingerprint=fingerprint_sha256(idevid),
+            manufacturer=self._manufacturer(anchor),
+            at=now,
+        )
+        await self.ctx.event(
+            now=now, kind="trust.pledge-authenticated", serial=serial, outcome="allow",
+            check="registrar.pledge-request", manufacturer=device.manufacturer,
+        )
+        # RFC 8995 section 5.5: the registrar's own voucher-request.
+        rvr = VoucherRequest(
+            assertion=Assertion.PROXIMITY,
+            created_on=now,
+            serial_number=serial,
+            nonce=chk.request.nonce,
+            idevid_issuer=aki_key_id(idevid),
+            prior_signed_voucher_request=body,
+        )
+        # RFC 8995 section 5.5: include the chain the MASA should pin; the TLS
+        # certificate rides along so the MASA can see that the pledge's
+        # proximity-registrar-cert is in our chain (section 5.5.5).
+        raw_rvr = sign_artifact(
+            rvr,
+            media_type=req_media,
+            key=self.ctx.keys.ra_key,
+            cert=self.ctx.keys.ra_cert,
+            chain=(self.ctx.keys.tls_cert, self.ctx.keys.ca_cert),
+        )
+        await self.ctx.store.add_voucher_request(
+            serial=serial,
+            nonce=chk.request.nonce,
+            pledge_request=body,
+            registrar_request=raw_rvr,
+            media_type=req_media,
+            received_at=now,
+        )
+        target = self.masa_url_override or masa_url(idevid)
+        if not target:
+            raise Forbidden(
+                "the IDevID names no MASA (id-pe-masa-url) and none is configured",
+                check="idevid.masa-url",
+                serial=serial,
+            )
+        resp = await self.masa.request_voucher(target, body=raw_rvr, media_type=req_media, accept=resp_media)
+        voucher = self._check_voucher(resp.body, resp.content_type, serial=serial, nonce=chk.request.nonce)
+        await self.ctx.store.add_voucher(
+            serial=serial,
+            voucher=resp.body,
+            media_type=resp.content_type,
+            assertion=str(voucher.assertion),
+            nonce=voucher.nonce,
+            expires_on=voucher.expires_on,
+            received_at=now,
+        )
+        await self.ctx.store.set_device_state(serial, DeviceStates.VOUCHER_OBTAINED, at=now, reason="voucher from MASA")
+        await self.ctx.event(
+            now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",
+            assertion=str(voucher.assertion), masa=target,
+        )
+        log.info(kv("voucher-forwarded", serial=serial, assertion=str(voucher.assertion), masa=target))
+        return resp.body, resp.content_type
+
+    def _check_voucher(self, raw: bytes, media_type: str, *, serial: str, nonce: bytes | None) -> Voucher:
+        """RFC 8995 5.6: the registrar looks at the voucher for audit; a voucher
+        that does not even parse or names another device is a MASA fault."""
+        if media_type not in self.supported_media:
+            raise BadGateway(f"MASA answered with media type {media_type!r}", check="masa.voucher-media-type")
+        try:
+            art = verify_artifact(raw, media_type=media_type, kind=Voucher)
+        except BrskiError as exc:
+            raise BadGateway(f"MASA voucher does not verify: {exc.detail}", check="masa.voucher-invalid") from exc
+        v = art.payload
+        assert isinstance(v, Voucher)
+        if v.serial_number != serial or v.nonce != nonce:
+            raise BadGateway("MASA voucher is for another request", check="masa.voucher-mismatch")
+        return v
+
+    async def voucher_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
+        """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log."""
+        report = parse_status(body, kind="voucher-status")
+        serial = await self.ctx.idevid_device(peer, what="voucher-status")
+        await self.ctx.store.add_status_report(
+            serial=serial, kind="voucher", status=report.status, reason=report.reason,
+            body=body.decode("utf-8", "replace"), received_at=now,
+        )
+        await self.ctx.event(
+            now=now, kind="telemetry.voucher-status", serial=serial,
+            outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
+        )
+        if report.status:
+            await self._fetch_audit_log(serial, now=now)
+
+    async def _fetch_audit_log(self, serial: str, *, now: datetime) -> None:
+        """RFC 8995 5.8: the registrar SHOULD fetch the MASA audit log after
+        the pledge's voucher status; a failure is recorded, not fatal."""
+        requests = await self.ctx.store.voucher_requests(serial)
+        if not requests or requests[-1].registrar_request is None:
+            return
+        last = requests[-1]
+        assert last.registrar_request is not None
+        device = await self.ctx.store.get_device(serial)
+        target = self.masa_url_override
+        if target is None:
+            try:
+                art = verify_artifact(last.pledge_request, media_type=last.media_type, kind=VoucherRequest)
+                target = masa_url(art.signer)
+            except BrskiError:
+                target = None
+        if not target or device is None:
+            return
+        try:
+            doc = await self.masa.request_audit_log(target, body=last.registrar_request, media_type=last.media_type)
+        except BrskiError as exc:
+            await self.ctx.event(
+                now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
+                check=exc.check, detail=exc.detail,
+            )
+            return
+        await self.ctx.store.add_audit_log(serial=serial, fetched_at=now, body=json.dumps(doc).encode())
+        await self.ctx.event(
+            now=now, kind="auditlog.fetched", serial=serial, outcome="info", check="registrar.auditlog",
+            entries=len(doc["events"]),
+        )
