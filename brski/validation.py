@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from brski.artifact import SignedArtifact, verify_artifact
 from brski.errors import ChainInvalid, Forbidden, MalformedInput, Unauthenticated, VoucherInvalid
@@ -59,7 +58,7 @@ _CREATED_ON_SKEW = timedelta(minutes=10)
 def ski(cert: x509.Certificate) -> bytes:
     """The SubjectKeyIdentifier, or the RFC 7469 SPKI fingerprint without one."""
     try:
-        return cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value.digest
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         return spki_sha256(cert)
 
@@ -72,7 +71,7 @@ def domain_id(pinned: x509.Certificate) -> bytes:
 def aki_key_id(cert: x509.Certificate) -> bytes | None:
     """The AKI keyIdentifier: what idevid-issuer carries (RFC 8366 section 5.3)."""
     try:
-        value = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER).value
+        value = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     except x509.ExtensionNotFound:
         return None
     return value.key_identifier
@@ -264,8 +263,8 @@ def check_registrar_request(
     proximity = False
     if req.prior_signed_voucher_request is not None:
         prior = verify_artifact(req.prior_signed_voucher_request, media_type=media_type, kind=VoucherRequest)
+        assert isinstance(prior.payload, VoucherRequest)
         pledge_req = prior.payload
-        assert isinstance(pledge_req, VoucherRequest)
         idevid = prior.signer
         verify_chain(
             idevid,

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from brski.errors import BrskiError, ConfigError
-from brski.pki import cert_der, device_serial, fingerprint_sha256, load_cert, load_certs, spki_sha256
+from brski.pki import (
+    cert_der,
+    device_serial,
+    fingerprint_sha256,
+    load_cert,
+    load_certs,
+    spki_sha256,
+)
 from brski.storage import open_masa_store
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
