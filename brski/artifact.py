@@ -147,8 +147,10 @@ def supported_media_types() -> tuple[str, ...]:
 
 def _normalise(media_type: str) -> str:
     # RFC 9110 section 8.3.1: type and subtype are case-insensitive; parameters
-    # carry nothing for voucher types, so they are dropped.
-    return media_type.split(";", 1)[0].strip().lower()
+    # carry nothing for voucher types, so they are dropped. Aliases (the
+    # constrained-voucher draft's application/voucher+cose) name the same format.
+    name = media_type.split(";", 1)[0].strip().lower()
+    return oids.VOUCHER_MEDIA_ALIASES.get(name, name)
 
 
 def _lookup(media_type: str) -> tuple[SignFn, VerifyFn]:

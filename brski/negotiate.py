@@ -4,6 +4,10 @@ The request body's Content-Type says which format the voucher-request is in;
 the Accept header says which voucher formats the client can take. An unknown
 Content-Type is 415 and an Accept the server cannot satisfy is 406 (RFC 8995
 section 5.6). Without Accept, the voucher comes back in the request's format.
+
+Alternative names of a supported format (``brski.oids.VOUCHER_MEDIA_ALIASES``,
+e.g. constrained-voucher-31's ``application/voucher+cose``) are understood in
+both headers and resolved to the name this project signs and labels with.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from brski.errors import NotAcceptable, UnsupportedMediaType
+from brski.oids import VOUCHER_MEDIA_ALIASES
 
 __all__ = ["negotiate_voucher_media"]
 
@@ -24,7 +29,8 @@ def _media(value: str) -> tuple[str, float]:
                 q = float(p[2:])
             except ValueError:
                 q = 0.0
-    return parts[0].lower(), q
+    name = parts[0].lower()
+    return VOUCHER_MEDIA_ALIASES.get(name, name), q
 
 
 def negotiate_voucher_media(

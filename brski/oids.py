@@ -28,7 +28,9 @@ __all__ = [
     "MT_PROBLEM_JSON",
     "MT_VOUCHER_CMS_JSON",
     "MT_VOUCHER_COSE_CBOR",
+    "MT_VOUCHER_COSE_DRAFT",
     "MT_VOUCHER_JWS_JSON",
+    "VOUCHER_MEDIA_ALIASES",
     "VOUCHER_MEDIA_TYPES",
 ]
 
@@ -62,6 +64,11 @@ MT_VOUCHER_COSE_CBOR = "application/voucher-cose+cbor"
 # draft-ietf-anima-jws-voucher
 MT_VOUCHER_JWS_JSON = "application/voucher-jws+json"
 VOUCHER_MEDIA_TYPES = (MT_VOUCHER_CMS_JSON, MT_VOUCHER_COSE_CBOR, MT_VOUCHER_JWS_JSON)
+# draft-ietf-anima-constrained-voucher-31 section 6/9 names the same COSE_Sign1
+# format application/voucher+cose (CoAP content-format 836); accepted as input.
+MT_VOUCHER_COSE_DRAFT = "application/voucher+cose"
+# Other names a peer may use -> the media type this project answers with.
+VOUCHER_MEDIA_ALIASES = {MT_VOUCHER_COSE_DRAFT: MT_VOUCHER_COSE_CBOR}
 
 # RFC 7030 section 4
 MT_PKCS10 = "application/pkcs10"
