@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from cryptography import x509
 
+from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert, load_certs, load_private_key
 from brski.storage import open_masa_store
@@ -49,6 +50,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         manufacturer_anchors=_read_certs(cfg.manufacturer_anchors),
         ownership=cfg.ownership,
         nonceless_validity=timedelta(days=cfg.nonceless_voucher_days),
+        # RFC 8995 5.5/5.6: answer in any format the core can sign and verify.
+        supported_media=supported_media_types(),
     )
     try:
         yield

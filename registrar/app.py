@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from cryptography import x509
 
+from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert, load_certs, load_private_key
 from brski.storage import open_registrar_store
@@ -60,7 +61,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=_certs(cfg.manufacturer_anchors))
     app[SERVICE] = RegistrarService(
         ctx=ctx,
-        vouchers=VoucherService(ctx, masa=MasaClient(transport), masa_url_override=cfg.masa_url_override),
+        # RFC 8995 5.2: every voucher format the core can sign and verify.
+        vouchers=VoucherService(
+            ctx,
+            masa=MasaClient(transport),
+            masa_url_override=cfg.masa_url_override,
+            supported_media=supported_media_types(),
+        ),
         est=EstService(
             ctx,
             ldevid_validity=timedelta(days=cfg.ldevid_validity_days),

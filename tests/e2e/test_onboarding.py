@@ -8,91 +8,14 @@ stores by reading the SQLite files directly.
 from __future__ import annotations
 
 import json
-import sqlite3
-import ssl
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import pytest
-
-from brski_cli.lab import Lab, ensure_dev_pki, free_port
-
-PLEDGES = 3
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    root = tmp_path_factory.mktemp("lab")
-    masa_port, registrar_port = free_port(), free_port()
-    certs = root / "certs"
-    ensure_dev_pki(certs, pledges=PLEDGES, masa_url=f"https://localhost:{masa_port}")
-    lab = Lab(workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port)
-    lab.write_configs()
-    lab.import_devices()
-    lab.start("masa")
-    lab.start("registrar")
-    yield lab
-    lab.stop_all()
-
-
-def _pledge_dirs(lab: Lab) -> list[Path]:
-    return sorted(p for p in (lab.certs / "pledges").iterdir() if p.is_dir())
-
-
-def _enroll(lab: Lab, pledge_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable, "-m", "brski_cli", "pledge", "enroll",
-            "--dir", str(pledge_dir),
-            "--registrar", lab.registrar_url,
-            "--anchor", str(lab.certs / "manufacturer" / "root-ca.crt"),
-            "--out", str(out),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
-
-
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def _post(lab: Lab, path: str, body: bytes, content_type: str, tmp_path: Path) -> tuple[int, dict[str, object]]:
-    """A raw client holding a pledge's IDevID, for requests no pledge would send."""
-    pledge = _pledge_dirs(lab)[0]
-    # The client sends its IDevID CA too, as a pledge does: the registrar
-    # trusts the manufacturer root only.
-    bundle = tmp_path / "idevid-bundle.pem"
-    bundle.write_bytes((pledge / "idevid.crt").read_bytes() + (pledge / "chain.pem").read_bytes())
-    ctx = ssl.create_default_context(cafile=str(lab.certs / "registrar" / "domain-ca.crt"))
-    ctx.load_cert_chain(str(bundle), str(pledge / "idevid.key"))
-    req = urllib.request.Request(
-        lab.registrar_url + path,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": content_type,
-            "Accept": "application/voucher-cms+json, application/problem+json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
-            return resp.status, {}
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+from brski_cli.lab import Lab
+from tests.e2e.labtools import enroll as _enroll
+from tests.e2e.labtools import openssl as _openssl
+from tests.e2e.labtools import pledge_dirs as _pledge_dirs
+from tests.e2e.labtools import post as _post
+from tests.e2e.labtools import rows as _rows
 
 
 def test_three_pledges_onboard_and_results_verify_independently(lab: Lab, tmp_path: Path) -> None:

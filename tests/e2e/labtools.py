@@ -1,0 +1,79 @@
+"""Helpers shared by the end-to-end modules (the fixture is in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from brski_cli.lab import Lab
+
+
+def pledge_dirs(lab: Lab) -> list[Path]:
+    return sorted(p for p in (lab.certs / "pledges").iterdir() if p.is_dir())
+
+
+def enroll(lab: Lab, pledge_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``brski pledge enroll`` as a separate process, as a lab would run it."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "brski_cli", "pledge", "enroll",
+            "--dir", str(pledge_dir),
+            "--registrar", lab.registrar_url,
+            "--anchor", str(lab.certs / "manufacturer" / "root-ca.crt"),
+            "--out", str(out),
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+
+
+def rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Read a store directly, not through the project's storage code."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def post(
+    lab: Lab,
+    path: str,
+    body: bytes,
+    content_type: str,
+    tmp_path: Path,
+    *,
+    accept: str = "application/voucher-cms+json, application/problem+json",
+) -> tuple[int, dict[str, object]]:
+    """A raw client holding a pledge's IDevID, for requests no pledge would send."""
+    pledge = pledge_dirs(lab)[0]
+    # The client sends its IDevID CA too, as a pledge does: the registrar
+    # trusts the manufacturer root only.
+    bundle = tmp_path / "idevid-bundle.pem"
+    bundle.write_bytes((pledge / "idevid.crt").read_bytes() + (pledge / "chain.pem").read_bytes())
+    ctx = ssl.create_default_context(cafile=str(lab.certs / "registrar" / "domain-ca.crt"))
+    ctx.load_cert_chain(str(bundle), str(pledge / "idevid.key"))
+    req = urllib.request.Request(
+        lab.registrar_url + path,
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": accept},
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return resp.status, {}
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
