@@ -33,5 +33,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Bounded fuzz run over every parser of untrusted bytes (tools/fuzz.py): per parser the
+# inputs tried and unhandled (non-BrskiError) exceptions; fails if there is any.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) tools/fuzz.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
+
+# Vouchers signed/verified per second per format beside bare ECDSA P-256 (tools/bench_vouchers.py).
+.PHONY: bench-vouchers
+bench-vouchers: $(STAMP)
+	$(PY) tools/bench_vouchers.py $(BENCH_ARGS)
+
 clean:
 	rm -rf var/ .pytest_cache build *.egg-info

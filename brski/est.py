@@ -294,7 +294,7 @@ def parse_csr(
     check_der(der, max_size=max_size)
     try:
         csr = x509.load_der_x509_csr(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise MalformedInput(f"not a PKCS#10 request: {exc}", check="est.csr-der") from exc
     _check_csr_key(csr)
     try:
@@ -379,7 +379,7 @@ def parse_certs_only(der: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> list[x5
     for item in ders:
         try:
             certs.append(x509.load_der_x509_certificate(item))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
             raise MalformedInput(f"bad certificate: {exc}", check="est.certs-only-cert") from exc
     return certs
 

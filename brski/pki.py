@@ -105,7 +105,7 @@ def load_cert(data: bytes, *, max_size: int = MAX_CERT_SIZE) -> x509.Certificate
         if _is_pem(raw):
             return x509.load_pem_x509_certificate(raw)
         return x509.load_der_x509_certificate(raw)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise MalformedInput(f"not an X.509 certificate: {exc}", check="pki.certificate") from exc
 
 
@@ -119,7 +119,7 @@ def load_certs(data: bytes, *, max_size: int = MAX_BUNDLE_SIZE) -> list[x509.Cer
                 raise ValueError("no CERTIFICATE block in PEM")
             return x509.load_pem_x509_certificates(raw)
         return [x509.load_der_x509_certificate(raw)]
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise MalformedInput(f"not a certificate bundle: {exc}", check="pki.certificate") from exc
 
 

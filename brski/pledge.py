@@ -402,7 +402,7 @@ def verify_issued_cert(
 def _load_der_cert(der: bytes, check: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise errors.MalformedInput(f"not a DER certificate: {exc}", check=check) from exc
 
 

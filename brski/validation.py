@@ -306,7 +306,7 @@ def check_registrar_request(
                 )
             try:
                 prox_cert = x509.load_der_x509_certificate(prox)
-            except ValueError as exc:
+            except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
                 raise MalformedInput(
                     "proximity-registrar-cert is not a certificate", check="registrar-request.proximity"
                 ) from exc
