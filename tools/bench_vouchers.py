@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from brski import oids  # noqa: E402
+from brski import cms, oids  # noqa: E402
 from brski.artifact import sign_artifact, verify_artifact  # noqa: E402
 from brski.pki import Role, cert_der, verify_chain  # noqa: E402
 from brski.voucher import Assertion, Voucher  # noqa: E402
@@ -143,6 +143,16 @@ def measure(seconds: float) -> dict[str, object]:
             "verify_vs_bare_plus_chain": (1e6 / verify_rate) / baseline_us,
         }
     out["formats"] = formats
+    # The target, exactly: CMS verification = parse, digest, signature
+    # (brski.cms.verify) + one-level chain check, without the YANG model decode.
+    cms_raw = sign_artifact(voucher, media_type=oids.MT_VOUCHER_CMS_JSON, key=key, cert=leaf)
+
+    def cms_verify() -> None:
+        message = cms.verify(cms_raw)
+        verify_chain(message.signer, intermediates=message.certificates, anchors=[ca], now=NOW, role=Role.MASA_SIGNER)
+
+    cms_rate = rate(cms_verify, seconds)
+    out["cms_verification"] = {"per_s": cms_rate, "vs_bare_plus_chain": (1e6 / cms_rate) / baseline_us}
     return out
 
 
@@ -159,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(bare, dict)
     print(f"bare ECDSA P-256     sign {bare['sign_per_s']:>9.0f}/s   verify {bare['verify_per_s']:>9.0f}/s")
     print(f"chain check (1 level, verify_chain MASA_SIGNER)      {result['chain_check_per_s']:>9.0f}/s")
-    print(f"{'format':<6} {'bytes':>6} {'sign/s':>9} {'verify/s':>9}  verify cost / (bare verify + chain)")
+    print(f"{'format':<6} {'bytes':>6} {'sign/s':>9} {'verify/s':>9}  verify+model+chain cost / (bare verify + chain)")
     formats = result["formats"]
     assert isinstance(formats, dict)
     for name, f in formats.items():
@@ -167,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<6} {f['bytes']:>6} {f['sign_per_s']:>9.0f} {f['verify_per_s']:>9.0f}  "
             f"{f['verify_vs_bare_plus_chain']:.2f}x"
         )
-    cms_ratio = formats["cms"]["verify_vs_bare_plus_chain"]
-    print(f"CMS verification costs {cms_ratio:.2f}x bare verify + chain check (target <= 2x)")
+    target = result["cms_verification"]
+    assert isinstance(target, dict)
+    print(
+        f"CMS verification (brski.cms.verify + chain): {target['per_s']:.0f}/s, "
+        f"{target['vs_bare_plus_chain']:.2f}x bare verify + chain check (target <= 2x)"
+    )
     return 0
 
 
