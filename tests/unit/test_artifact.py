@@ -266,3 +266,55 @@ def test_detect_media_type_refuses_the_unrecognisable(raw: bytes) -> None:
 def test_detect_recognises_the_appendix_c_voucher() -> None:
     raw = (VECTORS / "rfc8995/voucher_00-D0-E5-F2-00-02.der").read_bytes()
     assert detect_media_type(raw) == oids.MT_VOUCHER_CMS_JSON
+
+
+# --- every format x every key type (issue 3 "Robustness": build, sign, parse, verify) ----
+
+
+def _any_cert(key: Any) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "round-trip signer")])
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .sign(key, algorithm)
+    )
+
+
+@pytest.fixture(scope="module")
+def signers() -> dict[str, tuple[Any, x509.Certificate]]:
+    from brski.pki import generate_key
+
+    out = {}
+    for kind in ("p256", "p384", "ed25519", "rsa2048"):
+        key = generate_key(kind)
+        out[kind] = (key, _any_cert(key))
+    return out
+
+
+@pytest.mark.parametrize("media_type", list(oids.VOUCHER_MEDIA_TYPES))
+@pytest.mark.parametrize("key_kind", ["p256", "p384", "ed25519", "rsa2048"])
+@pytest.mark.parametrize("make", [_voucher, _request], ids=["voucher", "request"])
+def test_every_format_and_key_type_round_trips_and_detects_tampering(
+    signers: dict[str, tuple[Any, x509.Certificate]], media_type: str, key_kind: str, make: Any
+) -> None:
+    key, cert = signers[key_kind]
+    payload = make()
+    raw = sign_artifact(payload, media_type=media_type, key=key, cert=cert)
+    assert detect_media_type(raw) == media_type
+    result = verify_artifact(raw, media_type=media_type, kind=type(payload))
+    assert result.payload == payload and result.media_type == media_type
+    assert result.signer == cert
+    # One changed byte of the signed serial number must not verify.
+    at = raw.index(b"SN-0001") if b"SN-0001" in raw else None
+    if at is not None:
+        tampered = raw[:at] + b"X" + raw[at + 1 :]
+        with pytest.raises(BrskiError):
+            verify_artifact(tampered, media_type=media_type, kind=type(payload))
