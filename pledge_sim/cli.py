@@ -43,7 +43,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add ``pledge`` with its ``enroll`` and ``reenroll`` subcommands."""
+    """Add ``pledge`` with ``enroll``, ``reenroll``, ``fleet`` and ``conformance``."""
     pledge = subparsers.add_parser("pledge", help="simulated pledge (BRSKI + EST client)")
     sub = pledge.add_subparsers(dest="pledge_command", metavar="COMMAND")
     sub.required = True
@@ -82,6 +82,12 @@ def add_commands(sub: Any) -> None:
         help="domain CA bundle (default: <out>/domain-ca.pem from enrollment)",
     )
     re.set_defaults(func=cmd_reenroll)
+
+    # Lab tools: imported lazily so `enroll` does not pay for them.
+    from pledge_sim import conformance, fleet
+
+    fleet.add_parser(sub)
+    conformance.add_parser(sub)
 
 
 def _setup_logging(verbose: bool) -> None:

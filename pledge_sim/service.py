@@ -53,7 +53,7 @@ from brski.pledge import (
 from pledge_sim.config import PledgeConfig
 from pledge_sim.http import HttpConnection, Response
 
-__all__ = ["EnrollResult", "VoucherSummary", "enroll_one", "reenroll"]
+__all__ = ["EnrollResult", "Identity", "VoucherSummary", "client_context", "enroll_one", "reenroll"]
 
 PATH_REQUESTVOUCHER = "/.well-known/brski/requestvoucher"
 PATH_VOUCHER_STATUS = "/.well-known/brski/voucher_status"
@@ -268,14 +268,25 @@ def _load_identity(
     return idevid, key, chain, anchors
 
 
+Identity = tuple[x509.Certificate, PrivateKey, list[x509.Certificate], list[x509.Certificate]]
+
+
 async def enroll_one(
-    cfg: PledgeConfig, *, log: Any = None, sleep: Sleep = asyncio.sleep
+    cfg: PledgeConfig,
+    *,
+    log: Any = None,
+    sleep: Sleep = asyncio.sleep,
+    identity: Identity | None = None,
 ) -> EnrollResult:
     """Run one complete BRSKI + EST bootstrap.  Refusals come back as a failed
     :class:`EnrollResult` (with the check name); configuration problems raise
-    :class:`brski.errors.ConfigError`."""
+    :class:`brski.errors.ConfigError`.
+
+    ``identity`` (IDevID, key, chain, anchors) bypasses the files named in
+    ``cfg``: a fleet generates thousands of IDevIDs in memory and should not
+    have to write each to disk first."""
     log = log or _default_log
-    idevid, key, chain, anchors = _load_identity(cfg)
+    idevid, key, chain, anchors = identity if identity is not None else _load_identity(cfg)
     pledge = Pledge(
         idevid=idevid,
         key=key,

@@ -1,0 +1,109 @@
+"""The fleet's pieces that need no servers: identities, figures, progress, reports."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+from brski.devpki import build_dev_pki
+from brski.pki import (
+    Role,
+    device_serial,
+    load_cert,
+    load_certs,
+    load_private_key,
+    masa_url,
+    verify_chain,
+)
+from brski_cli.pki_cmd import write_dev_pki
+from pledge_sim.conformance import CaseResult, format_table, junit_xml
+from pledge_sim.fleet import (
+    ProgressBar,
+    Sample,
+    format_summary,
+    generate_idevids,
+    load_idevid_dir,
+    percentile,
+    summarize,
+)
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+    assert percentile([3, 1, 2], 100) == 3
+
+
+def test_summary_counts_failures_by_check_and_phases_of_successes_only() -> None:
+    samples = [
+        Sample(True, None, {"tls": 1.0, "voucher": 10.0, "enroll": 5.0, "total": 20.0}),
+        Sample(True, None, {"tls": 3.0, "voucher": 30.0, "enroll": 7.0, "total": 40.0}),
+        Sample(False, "http.timeout", {"tls": 900.0}),
+        Sample(False, "http.timeout", {}),
+        Sample(False, "pledge.voucher-nonce", {}),
+    ]
+    s = summarize(samples, 2.0)
+    assert s["attempted"] == 5 and s["successes"] == 2 and s["failures"] == 3
+    assert s["failures_by_check"] == {"http.timeout": 2, "pledge.voucher-nonce": 1}
+    assert s["enrollments_per_s"] == 1.0
+    assert s["latency_ms"]["tls"] == {"p50": 1.0, "p95": 3.0, "p99": 3.0}
+    assert s["latency_ms"]["total"]["p50"] == 20.0
+    text = format_summary(s)
+    assert "http.timeout" in text and "p99" in text
+
+
+def test_generated_idevids_are_distinct_chain_to_the_ca_and_name_the_masa() -> None:
+    pki = build_dev_pki(pledges=1, masa_url="https://masa.example:8443", now=NOW)
+    ca = load_cert(pki.files["manufacturer/idevid-ca.crt"])
+    root = load_cert(pki.files["manufacturer/root-ca.crt"])
+    key = load_private_key(pki.files["manufacturer/idevid-ca.key"])
+    pledges = generate_idevids(ca_cert=ca, ca_key=key, masa_url="https://masa.example:8443", count=5, now=NOW)
+    serials = {device_serial(p.cert) for p in pledges}
+    assert len(serials) == 5 and serials == {p.serial for p in pledges}
+    for p in pledges:
+        assert masa_url(p.cert) == "https://masa.example:8443"
+        chain = verify_chain(p.cert, intermediates=list(p.chain), anchors=[root], now=NOW, role=Role.IDEVID)
+        assert chain[-1] == root
+    # A second run never reuses the first run's serials.
+    again = generate_idevids(ca_cert=ca, ca_key=key, masa_url="https://m", count=1, now=NOW)
+    assert again[0].serial not in serials
+
+
+def test_idevid_dir_reads_a_pledges_dir_or_one_pledge(tmp_path: Path) -> None:
+    pki = build_dev_pki(pledges=3, masa_url="https://localhost:8443", now=NOW)
+    write_dev_pki(tmp_path / "pki", pki, force=False)
+    all_three = load_idevid_dir(tmp_path / "pki" / "pledges")
+    assert [p.serial for p in all_three] == ["PLG-000001", "PLG-000002", "PLG-000003"]
+    one = load_idevid_dir(tmp_path / "pki" / "pledges" / "PLG-000002")
+    assert [p.serial for p in one] == ["PLG-000002"]
+    assert one[0].chain == tuple(load_certs(pki.files["pledges/PLG-000002/chain.pem"]))
+
+
+def test_progress_bar_shows_count_rate_and_errors() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(4, stream=out, width=8)
+    for ok in (True, False, True, True):
+        bar.add(ok)
+    last = out.getvalue().split("\r")[-1]
+    assert "4/4" in last and "errors 1" in last and "[########]" in last and "/s" in last
+
+
+def test_conformance_reports_table_and_junit() -> None:
+    results = [
+        CaseResult(name="happy-path", section="RFC 8995 5.1", expected="ok", outcome="pass", observed="ok"),
+        CaseResult(name="vr-x", section="RFC 8995 5.2", expected="403", outcome="fail", observed="200"),
+        CaseResult(name="vs-y", section="RFC 8995 5.7", expected="403", outcome="skip", observed="needs 2"),
+    ]
+    table = format_table(results)
+    assert "FAIL" in table and "3 cases: 1 passed, 1 failed, 1 skipped" in table
+    root = ET.fromstring(junit_xml(results, registrar="https://r"))
+    assert root.get("tests") == "3" and root.get("failures") == "1" and root.get("skipped") == "1"
+    failed = root.find("testcase[@name='vr-x']/failure")
+    assert failed is not None and "observed 200" in (failed.get("message") or "")
