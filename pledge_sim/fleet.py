@@ -288,16 +288,19 @@ def run(
     processes: int = 1,
     duration: float | None = None,
     progress: bool = True,
-) -> tuple[list[Sample], float]:
+) -> tuple[list[Sample], float, float]:
     """Run the fleet in this process or across ``processes`` forked workers
     (each with ``concurrency / processes`` in flight); returns the samples and
-    the wall-clock seconds from the first start to the last finish."""
+    the wall-clock seconds from the first start to the last finish, and the CPU
+    seconds the load generator itself spent (this process and its workers), so
+    a benchmark can tell how much of the machine the fleet took."""
     bar = ProgressBar(len(pledges))
     bar.enabled = progress
     started = time.monotonic()
     deadline = started + duration if duration else None
     samples: list[Sample] = []
     bar.draw()  # the first line marks the start of the timed part
+    cpu0 = os.times()
     if processes <= 1:
 
         def done(sample: Sample) -> None:
@@ -330,9 +333,11 @@ def run(
         for p in procs:
             p.join()
     wall = time.monotonic() - started
+    cpu1 = os.times()
+    cpu = sum(cpu1[:4]) - sum(cpu0[:4])  # user, system, children's user and system
     if progress:
         sys.stderr.write("\n")
-    return samples, wall
+    return samples, wall, cpu
 
 
 # --- figures ----------------------------------------------------------------------
@@ -458,7 +463,7 @@ def cmd_fleet(args: Any) -> int:
     except (ConfigError, OSError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    samples, wall = run(
+    samples, wall, cpu = run(
         pledges,
         cfg,
         anchors,
@@ -468,7 +473,12 @@ def cmd_fleet(args: Any) -> int:
         progress=not args.no_progress,
     )
     summary = summarize(samples, wall)
-    summary.update(concurrency=args.concurrency, processes=args.processes, registrar=args.registrar)
+    summary.update(
+        concurrency=args.concurrency,
+        processes=args.processes,
+        registrar=args.registrar,
+        fleet_cpu_ms_per_enrollment=round(cpu * 1000 / max(summary["successes"], 1), 3),
+    )
     print(format_summary(summary))
     if args.json:
         write_json(Path(args.json), summary)

@@ -132,7 +132,8 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         return await self._db.write(run)
 
     async def get_manufactured_device(self, serial: str) -> ManufacturedDevice | None:
-        return await self._db.read(lambda conn: _get_device(conn, serial))
+        # A primary-key lookup on every voucher request: inline (see read_now).
+        return self._db.read_now(lambda conn: _get_device(conn, serial))
 
     async def count_devices(self) -> int:
         return await self._db.read(

@@ -1,0 +1,88 @@
+"""Group commit in the SQLite writer (added for the fleet benchmark).
+
+Writes queued together share one transaction and one fsync, yet each keeps
+the contract of :meth:`SqliteDatabase.write`: its own atomicity, its own
+error, and an answer only after the durable COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from brski.errors import Conflict, StorageError
+from brski.storage.sqlite import SqliteDatabase
+
+
+async def _db(tmp_path: Path) -> SqliteDatabase:
+    db = await SqliteDatabase.open(tmp_path / "g.db", role="masa")
+    await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)"))
+    return db
+
+
+async def test_one_failing_write_in_a_group_rolls_back_only_itself(tmp_path: Path) -> None:
+    db = await _db(tmp_path)
+    try:
+
+        def insert(k: str, *, then_fail: bool = False) -> object:
+            def run(c: sqlite3.Connection) -> str:
+                c.execute("INSERT INTO t VALUES (?, 1)", (k,))
+                if then_fail:
+                    raise ValueError("boom after a write")
+                return k
+
+            return run
+
+        jobs = [db.write(insert(f"k{i}", then_fail=(i == 3))) for i in range(10)]  # type: ignore[arg-type]
+        jobs.append(db.write(insert("k5")))  # type: ignore[arg-type]  # duplicate key
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        assert isinstance(results[3], StorageError)
+        assert isinstance(results[10], Conflict)
+        assert [r for i, r in enumerate(results) if i not in (3, 10)] == [f"k{i}" for i in range(10) if i != 3]
+        rows = await db.read(lambda c: sorted(r[0] for r in c.execute("SELECT k FROM t")))
+        assert rows == sorted(f"k{i}" for i in range(10) if i != 3)
+    finally:
+        await db.close()
+
+
+async def test_answered_writes_are_durable_for_a_new_connection(tmp_path: Path) -> None:
+    db = await _db(tmp_path)
+    try:
+        await asyncio.gather(*(db.write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?, ?)", (f"d{i}", i))) for i in range(200)))
+        # A fresh connection, not the store's, sees every answered write.
+        con = sqlite3.connect(tmp_path / "g.db")
+        try:
+            assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 200
+        finally:
+            con.close()
+    finally:
+        await db.close()
+
+
+async def test_a_later_write_in_the_group_sees_an_earlier_one(tmp_path: Path) -> None:
+    db = await _db(tmp_path)
+    try:
+        first = db.write(lambda c: c.execute("INSERT INTO t VALUES ('a', 1)"))
+        second = db.write(lambda c: c.execute("UPDATE t SET v = v + 1 WHERE k = 'a'").rowcount)
+        _, updated = await asyncio.gather(first, second)
+        assert updated == 1
+        assert await db.read(lambda c: c.execute("SELECT v FROM t WHERE k = 'a'").fetchone()[0]) == 2
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("n", [1, 130])
+async def test_close_lets_queued_writes_finish(tmp_path: Path, n: int) -> None:
+    db = await _db(tmp_path)
+    pending = [asyncio.ensure_future(db.write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?, 0)", (f"c{i}",)))) for i in range(n)]
+    await asyncio.sleep(0)
+    await db.close()
+    await asyncio.gather(*pending)
+    con = sqlite3.connect(tmp_path / "g.db")
+    try:
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == n
+    finally:
+        con.close()

@@ -1,0 +1,345 @@
+"""``make bench``: how many devices per second one registrar onboards, and at what cost.
+
+Everything runs on this machine, on loopback: the MASA and the registrar as
+real processes (``brski_cli.lab``), the fleet (``brski pledge fleet``) as
+worker processes beside them.  Figures are measured, printed and written to
+``bench-results.json``; nothing here asserts a target (timings are not tests).
+
+What is measured, and how:
+
+* the sustained rate and latency: the fleet at concurrency 50 for
+  ``BENCH_SECONDS`` (default 60) against an empty registrar store;
+* CPU per enrolment of the registrar and the MASA from their own process
+  accounting (``/proc/<pid>/stat`` utime + stime, before and after), and their
+  peak RSS (``VmHWM``);
+* the ceilings, in the same run with the same certificate types: the CPU
+  ``openssl s_server`` spends per mutual-TLS handshake (registrar TLS
+  certificate, a pledge IDevID as client certificate, tickets off) driven by
+  ``openssl s_time -new``, and ``openssl speed ecdsap256`` sign and verify;
+* the same fleet again after 1,000,000 device rows were inserted straight
+  into the registrar's store (schema created by the store's own migrations).
+
+Usage: ``python tools/bench.py [--seconds S] [--concurrency C] [--skip-1m]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from brski_cli.lab import Lab, ensure_dev_pki, free_port  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (fields 14 and 15 of /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float:
+    m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return round(int(m.group(1)) / 1024, 1) if m else 0.0
+
+
+# --- stores -------------------------------------------------------------------------
+
+
+def create_registrar_store(url: str) -> None:
+    """The schema comes from the store's own migrations, never from here."""
+    from brski.storage import open_registrar_store
+
+    async def main() -> None:
+        store = await open_registrar_store(url)
+        await store.close()
+
+    asyncio.run(main())
+
+
+def preload_registrar(db: Path, count: int) -> float:
+    """``count`` device rows in one transaction; returns seconds taken."""
+    t0 = time.perf_counter()
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA synchronous=OFF")  # a bulk preload, not a durability test
+    batch = 50_000
+    with con:
+        for start in range(0, count, batch):
+            con.executemany(
+                "INSERT INTO devices (serial, idevid_issuer, idevid_fingerprint, manufacturer,"
+                " state, first_seen, updated_at) VALUES (?, ?, ?, ?, 'enrolled', ?, ?)",
+                (
+                    (
+                        f"PRE-{i:08d}",
+                        "CN=preloaded IDevID CA,O=brski bench",
+                        f"{i:064x}",
+                        "CN=preloaded root,O=brski bench",
+                        now,
+                        now,
+                    )
+                    for i in range(start, min(count, start + batch))
+                ),
+            )
+    con.close()
+    return time.perf_counter() - t0
+
+
+# --- the fleet ----------------------------------------------------------------------
+
+
+def run_fleet(lab: Lab, out: Path, *, count: int, concurrency: int, processes: int, seconds: float) -> dict[str, Any]:
+    """One timed fleet run; the fleet generates its IDevIDs and registers them
+    with the MASA's store before its clock starts."""
+    certs = lab.certs
+    pids = {name: lab.pid(name) for name in ("registrar", "masa")}
+    summary_path = out / "fleet.json"
+    summary_path.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, "-m", "brski_cli", "pledge", "fleet",
+        "--registrar", lab.registrar_url,
+        "--count", str(count),
+        "--concurrency", str(concurrency),
+        "--processes", str(processes),
+        "--duration", str(seconds),
+        "--manufacturer-ca", str(certs / "manufacturer/idevid-ca.crt"),
+        "--manufacturer-key", str(certs / "manufacturer/idevid-ca.key"),
+        "--masa-url", lab.masa_url,
+        "--masa-db", f"sqlite:///{(lab.workdir / 'masa.db').resolve()}",
+        "--anchor", str(certs / "manufacturer/root-ca.crt"),
+        "--json", str(summary_path),
+    ]
+    # CPU is sampled when the fleet prints its first progress line, i.e. after
+    # generation and the MASA import, and again when it exits.
+    proc = subprocess.Popen(cmd, text=True, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    first = proc.stderr.read(1)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    sys.stderr.write(first)
+    while chunk := proc.stderr.read(256):
+        sys.stderr.write(chunk)
+        sys.stderr.flush()
+    proc.wait(timeout=seconds * 4 + 300)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    if not summary_path.exists():
+        raise SystemExit(f"the fleet produced no summary (exit {proc.returncode})")
+    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    ok = max(summary["successes"], 1)
+    summary["cpu_ms_per_enrollment"] = {
+        name: round((after[name] - before[name]) * 1000 / ok, 3) for name in pids
+    }
+    return summary
+
+
+# --- ceilings -----------------------------------------------------------------------
+
+
+def openssl_mtls(certs: Path, seconds: float) -> dict[str, float]:
+    """CPU that ``openssl s_server`` spends per full mutual-TLS handshake."""
+    port = free_port()
+    pledge = next(p for p in sorted((certs / "pledges").iterdir()) if p.is_dir())
+    client = certs.parent / "bench-client.pem"
+    client.write_bytes((pledge / "idevid.crt").read_bytes() + (pledge / "chain.pem").read_bytes())
+    chain = certs.parent / "bench-server-verify.pem"
+    chain.write_bytes((certs / "manufacturer/root-ca.crt").read_bytes() + (certs / "manufacturer/idevid-ca.crt").read_bytes())
+    server = subprocess.Popen(
+        [
+            "openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}",
+            "-cert", str(certs / "registrar/tls.crt"), "-key", str(certs / "registrar/tls.key"),
+            "-Verify", "3", "-verify_return_error", "-CAfile", str(chain),
+            "-no_ticket", "-num_tickets", "0", "-naccept", "1000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        c0 = cpu_seconds(server.pid)
+        out = subprocess.run(
+            [
+                "openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+                "-time", str(max(1, int(seconds))),
+                "-cert", str(client), "-key", str(pledge / "idevid.key"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        ).stdout
+        c1 = cpu_seconds(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    m = re.search(r"(\d+) connections in ([\d.]+) real seconds", out)
+    n = int(m.group(1)) if m else 0
+    return {
+        "handshakes": n,
+        "handshakes_per_s": round(n / float(m.group(2)), 1) if m else 0.0,
+        "server_cpu_ms_per_handshake": round((c1 - c0) * 1000 / n, 4) if n else 0.0,
+    }
+
+
+def openssl_p256(seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", str(seconds), "ecdsap256"], capture_output=True, text=True, timeout=120
+    ).stdout
+    # The per-op columns print 0.0000s on fast machines: use the rates.
+    m = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out)
+    if not m:
+        return {}
+    return {"sign_us": round(1e6 / float(m.group(1)), 2), "verify_us": round(1e6 / float(m.group(2)), 2)}
+
+
+def voucher_bench() -> dict[str, Any] | None:
+    script = ROOT / "tools" / "bench_vouchers.py"
+    if not script.exists():
+        return None
+    proc = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True, timeout=600)
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+    except ValueError:
+        return {"error": proc.stderr.strip()[-500:]}
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def start_lab(work: Path) -> Lab:
+    shutil.rmtree(work, ignore_errors=True)
+    masa_port, registrar_port = free_port(), free_port()
+    certs = work / "certs"
+    ensure_dev_pki(certs, pledges=1, masa_url=f"https://localhost:{masa_port}")
+    lab = Lab(workdir=work / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port)
+    lab.write_configs()
+    lab.import_devices()  # also creates the MASA store through its migrations
+    create_registrar_store(f"sqlite:///{(lab.workdir / 'registrar.db').resolve()}")
+    lab.start("masa")
+    lab.start("registrar")
+    return lab
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 60)))
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--processes", type=int, default=int(os.environ.get("BENCH_FLEET_PROCESSES", 2)))
+    ap.add_argument("--preload", type=int, default=int(os.environ.get("BENCH_PRELOAD", 1_000_000)))
+    ap.add_argument("--skip-1m", action="store_true", help="skip the preloaded-store run")
+    ap.add_argument("--workdir", default="var/bench")
+    ap.add_argument("--out", default="bench-results.json")
+    args = ap.parse_args()
+    work = Path(args.workdir).resolve()
+    count = int(args.seconds * 300) + 500  # more IDevIDs than the fleet can use in the time
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}")
+    print(f"fleet: concurrency {args.concurrency}, {args.processes} processes, {args.seconds:g} s per run")
+
+    lab = start_lab(work)
+    try:
+        print("\n== empty registrar store ==", flush=True)
+        empty = run_fleet(lab, work, count=count, concurrency=args.concurrency, processes=args.processes, seconds=args.seconds)
+        rss = {name: peak_rss_mb(lab.pid(name)) for name in ("registrar", "masa")}
+        big: dict[str, Any] | None = None
+        preload_s = None
+        if not args.skip_1m:
+            lab.stop("registrar")
+            preload_s = preload_registrar(lab.workdir / "registrar.db", args.preload)
+            lab.start("registrar")
+            print(f"\n== {args.preload:,} devices preloaded into the registrar store ({preload_s:.1f} s) ==", flush=True)
+            big = run_fleet(lab, work, count=count, concurrency=args.concurrency, processes=args.processes, seconds=args.seconds)
+            rss["registrar_after_preload"] = peak_rss_mb(lab.pid("registrar"))
+    finally:
+        lab.stop_all()
+
+    print("\n== ceilings (same machine, same certificate types) ==", flush=True)
+    mtls = openssl_mtls(lab.certs, min(10.0, max(3.0, args.seconds / 6)))
+    p256 = openssl_p256(3)
+    vouchers = voucher_bench()
+
+    reg_cpu = empty["cpu_ms_per_enrollment"]["registrar"]
+    ossl = mtls["server_cpu_ms_per_handshake"]
+    results: dict[str, Any] = {
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "fleet_processes": args.processes,
+        "enrollments_per_s": empty["enrollments_per_s"],
+        "errors": empty["failures"],
+        "failures_by_check": empty["failures_by_check"],
+        "p50_ms": empty["latency_ms"]["total"]["p50"],
+        "p95_ms": empty["latency_ms"]["total"]["p95"],
+        "p99_ms": empty["latency_ms"]["total"]["p99"],
+        "latency_ms": empty["latency_ms"],
+        "registrar_cpu_ms_per_enrollment": reg_cpu,
+        "masa_cpu_ms_per_enrollment": empty["cpu_ms_per_enrollment"]["masa"],
+        "fleet_cpu_ms_per_enrollment": empty.get("fleet_cpu_ms_per_enrollment"),
+        "openssl_mtls_cpu_ms_per_handshake": ossl,
+        "openssl_mtls_handshakes_per_s": mtls["handshakes_per_s"],
+        "p256_sign_us": p256.get("sign_us"),
+        "p256_verify_us": p256.get("verify_us"),
+        "registrar_ratio_vs_openssl": round(reg_cpu / ossl, 2) if ossl else None,
+        "registrar_peak_rss_mb": rss["registrar"],
+        "masa_peak_rss_mb": rss["masa"],
+        "rate_1m_vs_empty": round(big["enrollments_per_s"] / empty["enrollments_per_s"], 3) if big and empty["enrollments_per_s"] else None,
+        "rate_1m_enrollments_per_s": big["enrollments_per_s"] if big else None,
+        "errors_1m": big["failures"] if big else None,
+        "registrar_peak_rss_mb_1m": rss.get("registrar_after_preload"),
+        "preload_devices": None if args.skip_1m else args.preload,
+        "preload_seconds": round(preload_s, 1) if preload_s is not None else None,
+        "vouchers": vouchers,
+    }
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print_report(results)
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+def print_report(r: dict[str, Any]) -> None:
+    lat = r["latency_ms"]
+    print(f"\nmachine:                     {r['machine']['cpu']}, {r['machine']['cores']} cores")
+    print(f"enrolments/s (c={r['concurrency']}, {r['seconds']:g} s): {r['enrollments_per_s']}   errors: {r['errors']} {r['failures_by_check'] or ''}")
+    print("latency ms        p50      p95      p99")
+    for phase in ("tls", "voucher", "enroll", "total"):
+        q = lat[phase]
+        print(f"  {phase:<10}" + "".join(f"{'-' if q[k] is None else q[k]:>9}" for k in ("p50", "p95", "p99")))
+    print(f"registrar CPU/enrolment:     {r['registrar_cpu_ms_per_enrollment']} ms   peak RSS {r['registrar_peak_rss_mb']} MB")
+    print(f"MASA CPU/enrolment:          {r['masa_cpu_ms_per_enrollment']} ms   peak RSS {r['masa_peak_rss_mb']} MB")
+    print(f"fleet (load generator) CPU:  {r['fleet_cpu_ms_per_enrollment']} ms/enrolment")
+    print(f"openssl s_server mTLS:       {r['openssl_mtls_cpu_ms_per_handshake']} ms CPU/handshake ({r['openssl_mtls_handshakes_per_s']}/s via s_time)")
+    print(f"P-256 (openssl speed):       sign {r['p256_sign_us']} us, verify {r['p256_verify_us']} us")
+    print(f"registrar / openssl mTLS:    {r['registrar_ratio_vs_openssl']}x")
+    if r["rate_1m_vs_empty"] is not None:
+        print(f"1M-device store:             {r['rate_1m_enrollments_per_s']}/s = {r['rate_1m_vs_empty']} x empty (errors {r['errors_1m']}, registrar RSS {r['registrar_peak_rss_mb_1m']} MB)")
+    v = r.get("vouchers")
+    if isinstance(v, dict) and "error" not in v:
+        print("voucher sign/verify (tools/bench_vouchers.py): " + json.dumps(v)[:400])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
