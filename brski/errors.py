@@ -31,6 +31,7 @@ __all__ = [
     "Pending",
     "PolicyRefused",
     "RateLimited",
+    "RequestTimeout",
     "SignatureInvalid",
     "StorageError",
     "Unauthenticated",
@@ -156,6 +157,13 @@ class Conflict(PeerError):
 class RateLimited(PeerError):
     http_status = 429
     title = "Too many requests"
+
+
+class RequestTimeout(PeerError):
+    """The request body did not arrive in time (a slow or never-ending upload)."""
+
+    http_status = 408
+    title = "Request timeout"
 
 
 class Pending(PeerError):

@@ -1,17 +1,40 @@
 """Who may claim and join: pure policy decisions, one rule name each.
 
-Servers gather the facts (owner records, prior claims, configured lists) and
-ask these functions; the returned :class:`Decision` names the rule that
-decided, and that name is what gets stored in the event log, so an auditor
-can see why every device was let in or kept out (SP 1800-36 evidence).
+Servers gather the facts (owner records, prior claims, configured lists,
+the operator's approval, the MASA audit log) and ask these functions; the
+returned :class:`Decision` names the rule that decided, and that name is
+what gets stored in the event log, so an auditor can see why every device
+was let in or kept out (SP 1800-36 evidence). Nothing here does I/O or reads
+a clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Decision", "masa_ownership"]
+__all__ = [
+    "AUDIT_OTHER_DOMAINS",
+    "MANUFACTURER_POLICIES",
+    "UNLISTED_DEVICE_POLICIES",
+    "Decision",
+    "audit_log_review",
+    "masa_ownership",
+    "registrar_admission",
+]
+
+# Per-manufacturer trust (issue 4): "brski" = IDevIDs must chain to the
+# configured anchor (RFC 8995 5.3); "first-use" = an IDevID whose issuer no
+# anchor covers is accepted the first time and its issuer pinned; "deny" =
+# IDevIDs of this manufacturer are refused even though they chain.
+MANUFACTURER_POLICIES = ("brski", "first-use", "deny")
+# A device on neither the allow nor the deny list: let it in, queue it for
+# an operator (RFC 8995 5.6: 202 + Retry-After), or refuse it.
+UNLISTED_DEVICE_POLICIES = ("admit", "queue", "refuse")
+# Audit-log entries by a domain that is neither ours nor allowed: refuse the
+# device, or tolerate them when they carry a nonce (RFC 8995 5.8.3).
+AUDIT_OTHER_DOMAINS = ("refuse", "allow-nonced")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,6 +44,8 @@ class Decision:
     detail: str
     # For an allowed claim: whether it creates the owner record (first use).
     record_owner: bool = False
+    # Neither allowed nor refused yet: an operator has to decide (202).
+    pending: bool = False
 
 
 def masa_ownership(
@@ -29,6 +54,7 @@ def masa_ownership(
     domain: bytes,
     owners: Collection[bytes],
     nonceless: bool,
+    registrar_authenticated: bool = False,
 ) -> Decision:
     """May the registrar domain ``domain`` (its pinned cert's SPKI hash) claim the device?
 
@@ -37,9 +63,18 @@ def masa_ownership(
     ``sales-records``: only domains in the owner records may claim.
     Nonceless vouchers (RFC 8995 sections 5.5.4 and 7.4.1) outlive the
     pledge's nonce check, so they need an explicit owner record whatever the
-    mode: "first use" is not proof of ownership for an offline voucher.
+    mode ("first use" is not proof of ownership for an offline voucher), and
+    RFC 8995 5.5.4 says the MASA "MUST authenticate the registrar" for them:
+    ``registrar_authenticated`` is whether the TLS client certificate is the
+    voucher-request signer or chains to its domain CA.
     """
     is_owner = domain in owners
+    if nonceless and not registrar_authenticated:
+        return Decision(
+            allow=False,
+            rule="masa.nonceless-needs-authenticated-registrar",
+            detail="a nonceless voucher-request needs a TLS client certificate of the signing registrar's domain",
+        )
     if nonceless and not is_owner:
         return Decision(
             allow=False,
@@ -61,3 +96,101 @@ def masa_ownership(
             )
         return Decision(allow=True, rule="masa.open.first-claim", detail="first claim: domain recorded as owner", record_owner=True)
     return Decision(allow=False, rule="masa.policy-unknown", detail=f"unknown ownership mode {mode!r}")
+
+
+def registrar_admission(
+    *,
+    serial: str,
+    manufacturer: str,
+    manufacturer_policy: str,
+    allow_serials: Collection[str],
+    deny_serials: Collection[str],
+    unlisted: str,
+    approval: str | None,
+) -> Decision:
+    """May the pledge ``serial``, whose IDevID already verified, join this domain?
+
+    Called after the RFC 8995 5.3 checks (the IDevID chains to ``manufacturer``
+    or was pinned on first use). Refusals come first and win: a denied
+    manufacturer, a denied serial, an operator's rejection. Then explicit
+    admissions (allow list, operator approval), then the ``unlisted`` rule.
+    ``approval`` is the stored queue decision or None.
+    """
+    if manufacturer_policy == "deny":
+        return Decision(
+            allow=False,
+            rule="registrar.manufacturer-denied",
+            detail=f"manufacturer {manufacturer!r} is set to deny",
+        )
+    if serial in deny_serials:
+        return Decision(allow=False, rule="registrar.serial-denied", detail=f"device {serial} is on the deny list")
+    if approval == "rejected":
+        return Decision(
+            allow=False, rule="registrar.approval-rejected", detail=f"an operator rejected device {serial}"
+        )
+    if serial in allow_serials:
+        return Decision(allow=True, rule="registrar.serial-allowed", detail=f"device {serial} is on the allow list")
+    if approval == "approved":
+        return Decision(allow=True, rule="registrar.approval-approved", detail=f"an operator approved device {serial}")
+    if unlisted == "queue":
+        return Decision(
+            allow=False,
+            pending=True,
+            rule="registrar.approval-pending",
+            detail=f"device {serial} waits for an operator: brski registrar devices approve|reject {serial}",
+        )
+    if unlisted == "refuse":
+        return Decision(
+            allow=False, rule="registrar.serial-not-allowed", detail=f"device {serial} is not on the allow list"
+        )
+    if unlisted != "admit":
+        return Decision(allow=False, rule="registrar.policy-unknown", detail=f"unknown unlisted policy {unlisted!r}")
+    if manufacturer_policy == "first-use":
+        return Decision(
+            allow=True, rule="registrar.manufacturer-first-use", detail=f"first-use manufacturer {manufacturer!r}"
+        )
+    return Decision(
+        allow=True, rule="registrar.manufacturer-trusted", detail=f"IDevID chains to trusted manufacturer {manufacturer!r}"
+    )
+
+
+def audit_log_review(
+    *,
+    events: Sequence[Mapping[str, Any]],
+    own_domain: str,
+    allowed_domains: Collection[str],
+    other_domains: str,
+) -> Decision:
+    """RFC 8995 5.8.3: does the MASA audit log allow bootstrapping to go on?
+
+    ``events`` are the log's "events" entries (domainID, nonce, ...);
+    ``own_domain`` is this registrar's domainID (5.8.2). An entry by a domain
+    that is neither ours nor in ``allowed_domains`` means the pledge may have
+    imprinted elsewhere. A nonceless one is always refused: "the logged
+    domainID could theoretically trigger a reset of the pledge and then take
+    over management" (5.8.3). A nonced one is refused when ``other_domains``
+    is "refuse" (the "white list known domainIDs" policy of 5.8.3) and
+    tolerated under "allow-nonced" (pre-owned equipment). When the policy is
+    broken the registrar "MUST then refuse any EST actions".
+    """
+    known = {own_domain, *allowed_domains}
+    others = [e for e in events if e.get("domainID") not in known]
+    nonceless = [e for e in others if e.get("nonce") is None]
+    if nonceless:
+        return Decision(
+            allow=False,
+            rule="registrar.audit.nonceless-other-domain",
+            detail=f"the MASA issued {len(nonceless)} nonceless voucher(s) to domain(s) "
+            f"{sorted({str(e.get('domainID')) for e in nonceless})}",
+        )
+    if others and other_domains != "allow-nonced":
+        return Decision(
+            allow=False,
+            rule="registrar.audit.unexpected-domain",
+            detail=f"the MASA log shows claims by unexpected domain(s) {sorted({str(e.get('domainID')) for e in others})}",
+        )
+    if others:
+        return Decision(
+            allow=True, rule="registrar.audit.nonced-other-domain", detail=f"{len(others)} nonced claim(s) by other domains tolerated"
+        )
+    return Decision(allow=True, rule="registrar.audit.clean", detail="only this domain and allowed domains claimed the device")

@@ -9,6 +9,7 @@ that it is stored as evidence as well as logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,17 +25,22 @@ from brski.errors import (
     NotFound,
     PayloadTooLarge,
     PeerError,
+    RequestTimeout,
 )
 from brski.oids import MT_PROBLEM_JSON
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
 
-__all__ = ["REFUSAL_RECORDER", "RefusalRecorder", "error_middleware", "problem_response"]
+__all__ = ["BODY_READ_TIMEOUT", "REFUSAL_RECORDER", "RefusalRecorder", "error_middleware", "problem_response"]
 
 log = logging.getLogger("brski.http")
 
 RefusalRecorder = Callable[[web.Request, BrskiError], Awaitable[None]]
 REFUSAL_RECORDER: web.AppKey[RefusalRecorder] = web.AppKey("refusal_recorder", RefusalRecorder)  # type: ignore[arg-type]
+# Seconds a request body may take to arrive, set by each app from its config.
+# aiohttp bounds the size (client_max_size) but not the time: a chunked body
+# that never ends would hold a handler, a connection and a buffer forever.
+BODY_READ_TIMEOUT: web.AppKey[float] = web.AppKey("body_read_timeout", float)
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -46,6 +52,8 @@ def problem_response(request: web.Request, err: BrskiError) -> web.Response:
     headers = {}
     if err.http_status == 202:
         headers["Retry-After"] = str(err.extra.get("retry_after", 60))
+    elif err.http_status == 429 and "retry_after" in err.extra:  # RFC 6585 section 4
+        headers["Retry-After"] = str(err.extra["retry_after"])
     if _wants_json(request):
         return web.Response(
             status=err.http_status,
@@ -77,6 +85,17 @@ async def error_middleware(
     started = time.perf_counter()
     err: BrskiError | None = None
     try:
+        timeout = request.app.get(BODY_READ_TIMEOUT)
+        if timeout is not None and request.can_read_body:
+            # Read (and cache: request.read() returns it again) the body here,
+            # bounded in time, before any handler runs.
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"request body not received within {timeout:g} s", check="http.body-timeout"
+                ) from None
         response = await handler(request)
     except BrskiError as exc:
         err = exc

@@ -18,9 +18,10 @@ from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert, load_certs, load_private_key
 from brski.storage import open_masa_store
-from brski_web.middleware import REFUSAL_RECORDER, error_middleware
+from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from masa import handlers
 from masa.config import MasaConfig
+from masa.ratelimit import RateLimiter
 from masa.service import MasaService, VoucherSigner
 
 __all__ = ["CONFIG", "SERVICE", "create_app"]
@@ -52,6 +53,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         nonceless_validity=timedelta(days=cfg.nonceless_voucher_days),
         # RFC 8995 5.5/5.6: answer in any format the core can sign and verify.
         supported_media=supported_media_types(),
+        rate_limiter=RateLimiter(per_minute=cfg.rate_limit_per_minute, burst=cfg.rate_limit_burst),
     )
     try:
         yield
@@ -69,6 +71,7 @@ def create_app(config: MasaConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
+    app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
     app.cleanup_ctx.append(_service_ctx)
     handlers.add_routes(app, SERVICE)
     return app

@@ -17,6 +17,9 @@ Example (``masa.toml``)::
     manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
     ownership = "open"            # or "sales-records"
     nonceless_voucher_days = 30
+    rate_limit_per_minute = 0     # per registrar signing key (RFC 8995 11.1); 0 = off
+    rate_limit_burst = 20
+    body_read_timeout_s = 10.0    # a request body must arrive within this
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ _MASA_KEYS = {
     "ownership",
     "nonceless_voucher_days",
     "max_body_bytes",
+    "rate_limit_per_minute",
+    "rate_limit_burst",
+    "body_read_timeout_s",
 }
 _PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
 
@@ -63,8 +69,16 @@ class MasaConfig:
     max_body_bytes: int
     ready_file: Path | None
     log_level: str
+    # RFC 8995 11.1: token bucket per registrar signing key; 0 switches it off.
+    rate_limit_per_minute: float = 0.0
+    rate_limit_burst: int = 20
+    body_read_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
+            raise ConfigError("rate_limit_per_minute >= 0 and rate_limit_burst >= 1", check="config.rate-limit")
+        if not self.body_read_timeout_s > 0:
+            raise ConfigError("body_read_timeout_s must be positive", check="config.body-timeout")
         if self.tls_backend not in ("pyopenssl", "stdlib"):
             raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
         if self.ownership not in ("open", "sales-records"):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from brski.oids import MT_JSON
+from brski_web.identity import peer_identity
 from masa.service import MasaService
 
 __all__ = ["add_routes"]
@@ -21,6 +22,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[MasaService]) -> No
             content_type=request.headers.get("Content-Type"),
             accept=request.headers.get("Accept"),
             now=datetime.now(UTC),
+            peer=peer_identity(request),  # RFC 8995 5.5.4: nonceless needs the registrar's TLS identity
         )
         return web.Response(body=raw, content_type=media)
 

@@ -18,15 +18,17 @@ from typing import Any
 from cryptography import x509
 
 from brski.artifact import sign_artifact
-from brski.errors import BrskiError, Forbidden, NotFound, PolicyRefused
+from brski.errors import BrskiError, ChainInvalid, Forbidden, NotFound, PolicyRefused
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
-from brski.pki import PrivateKey, cert_der, fingerprint_sha256, spki_sha256
+from brski.pki import PrivateKey, Role, cert_der, fingerprint_sha256, spki_sha256, verify_chain
 from brski.policy import masa_ownership
 from brski.storage.base import MasaStore
 from brski.validation import MasaRequestCheck, aki_key_id, check_registrar_request, domain_id
 from brski.voucher import Assertion, Voucher
+from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
+from masa.ratelimit import RateLimiter
 
 __all__ = ["MasaService", "VoucherSigner"]
 
@@ -54,8 +56,11 @@ class MasaService:
         ownership: str,
         nonceless_validity: timedelta,
         supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
+        # RFC 8995 11.1: per-registrar token buckets (off when None or 0/min).
+        self.rate_limiter = rate_limiter or RateLimiter(per_minute=0, burst=1)
         self.signer = signer
         self.anchors = manufacturer_anchors
         self.ownership = ownership
@@ -64,6 +69,9 @@ class MasaService:
 
     async def _check(self, body: bytes, media: str, *, now: datetime) -> MasaRequestCheck:
         chk = check_registrar_request(body, media_type=media, manufacturer_anchors=self.anchors, now=now)
+        # RFC 8995 11.1: bound how fast one registrar (its verified signing
+        # key) makes us sign and log, before any store work.
+        self.rate_limiter.take(spki_sha256(chk.registrar_signer), serial=chk.serial)
         # RFC 8995 section 5.6: 404 for a device this MASA does not know.
         device = await self.store.get_manufactured_device(chk.serial)
         if device is None:
@@ -80,8 +88,37 @@ class MasaService:
             )
         return chk
 
+    def registrar_authenticated(self, chk: MasaRequestCheck, peer: PeerIdentity | None, *, now: datetime) -> bool:
+        """RFC 8995 5.5.4 (EST 3.3.2 style): is the TLS client the registrar that signed?
+
+        True when the TLS client certificate is the voucher-request signer's,
+        or chains to the domain CA the request carries (the one the voucher
+        would pin); False without a client certificate.
+        """
+        if peer is None or peer.leaf is None:
+            return False
+        if spki_sha256(peer.leaf) == spki_sha256(chk.registrar_signer):
+            return True
+        try:
+            verify_chain(
+                peer.leaf,
+                intermediates=[*peer.chain, *chk.artifact.certificates],
+                anchors=[chk.domain_cert],
+                now=now,
+                role=Role.LDEVID,
+            )
+        except ChainInvalid:
+            return False
+        return True
+
     async def request_voucher(
-        self, *, body: bytes, content_type: str | None, accept: str | None, now: datetime
+        self,
+        *,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        now: datetime,
+        peer: PeerIdentity | None = None,
     ) -> tuple[bytes, str]:
         """RFC 8995 sections 5.5 and 5.6: returns (voucher bytes, media type)."""
         req_media, resp_media = negotiate_voucher_media(content_type, accept, self.supported_media)
@@ -94,6 +131,7 @@ class MasaService:
             domain=domain,
             owners=[o.domain_ca_spki_sha256 for o in owners],
             nonceless=nonceless,
+            registrar_authenticated=self.registrar_authenticated(chk, peer, now=now),
         )
         if not decision.allow:
             raise PolicyRefused(decision.detail, check=decision.rule, serial=chk.serial)

@@ -6,7 +6,9 @@ closed in reverse order on shutdown.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,14 +19,16 @@ from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert, load_certs, load_private_key
 from brski.storage import open_registrar_store
+from brski.validation import domain_id
 from brski_web.identity import peer_identity
-from brski_web.middleware import REFUSAL_RECORDER, error_middleware
+from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.config import RegistrarConfig
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.masa_client import MasaClient, MasaTransport
+from registrar.policy import RegistrarPolicy
 from registrar.service import RegistrarService
 from registrar.voucher_service import VoucherService
 
@@ -58,12 +62,19 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     store = await open_registrar_store(cfg.database)
     public = cfg.public_url.rstrip("/") if cfg.public_url else None
-    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=_certs(cfg.manufacturer_anchors))
+    policy = RegistrarPolicy(
+        store=store,
+        policy=replace(cfg.admission, manufacturers=tuple(cfg.manufacturers)),
+        own_domain_id=base64.b64encode(domain_id(keys.ca_cert)).decode(),  # RFC 8995 5.8.2
+    )
+    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=policy.anchors)
+    ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
     app[SERVICE] = RegistrarService(
         ctx=ctx,
         # RFC 8995 5.2: every voucher format the core can sign and verify.
         vouchers=VoucherService(
             ctx,
+            policy=policy,
             masa=MasaClient(transport),
             masa_url_override=cfg.masa_url_override,
             supported_media=supported_media_types(),
@@ -94,6 +105,7 @@ def create_app(config: RegistrarConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
+    app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
     app.cleanup_ctx.append(_service_ctx)
     handlers.add_routes(app, SERVICE)
     return app

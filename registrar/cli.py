@@ -16,6 +16,7 @@ from typing import Any
 
 from brski.errors import BrskiError, ConfigError
 from brski.storage import open_registrar_store
+from brski.storage.base import ApprovalDecision
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
 from registrar.config import RegistrarConfig, database_url, load_config
@@ -66,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.tls_backend,
             cert=cfg.tls_cert,
             key=cfg.tls_key,
-            client_cas=[*cfg.manufacturer_anchors, cfg.ca_cert],
+            client_cas=[*(m.anchor for m in cfg.manufacturers if m.anchor is not None), cfg.ca_cert],
             client_auth="optional",
         )
         await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar")
@@ -120,6 +121,36 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return _run(main)
 
 
+def cmd_approval(args: argparse.Namespace) -> int:
+    """RFC 8995 5.6 approval queue: the operator's decision, read by the running server."""
+    import getpass
+    from datetime import UTC, datetime
+
+    db = database_url(args.config, args.database)
+
+    async def main() -> int:
+        async with await open_registrar_store(db) as store:
+            if args.devices_cmd == "pending":
+                for a in await store.list_approvals(decision=None if args.all else "pending"):
+                    asked = a.requested_at.isoformat() if a.requested_at else "-"
+                    print(f"{a.serial}\t{a.decision}\t{asked}\t{a.decided_by or ''}")
+                return 0
+            decision: ApprovalDecision = "approved" if args.devices_cmd == "approve" else "rejected"
+            now = datetime.now(UTC)
+            who = args.by or getpass.getuser()
+            rec = await store.decide_approval(args.serial, decision=decision, at=now, by=who, reason=args.reason)
+            # Every admission decision is an event with the rule that made it.
+            await store.append_event(
+                at=now, kind="admission.operator", device_serial=args.serial,
+                outcome="allow" if decision == "approved" else "refuse",
+                check=f"registrar.approval-{decision}", detail={"by": who, "reason": args.reason},
+            )
+            print(f"{rec.serial}\t{rec.decision}")
+            return 0
+
+    return _run(main)
+
+
 def _build(sub: argparse.ArgumentParser) -> None:
     cmds = sub.add_subparsers(dest="registrar_cmd", required=True, metavar="COMMAND")
     serve = cmds.add_parser("serve", help="run the registrar (BRSKI + EST) HTTPS server")
@@ -154,6 +185,17 @@ def _build(sub: argparse.ArgumentParser) -> None:
     _common(show)
     show.add_argument("serial")
     show.set_defaults(func=cmd_devices)
+    for verb, text in (("approve", "let a queued (or not yet seen) device join"), ("reject", "refuse a device")):
+        p = dcmds.add_parser(verb, help=f"approval queue: {text}")
+        _common(p)
+        p.add_argument("serial")
+        p.add_argument("--reason")
+        p.add_argument("--by", help="operator name stored with the decision (default: login name)")
+        p.set_defaults(func=cmd_approval)
+    pending = dcmds.add_parser("pending", help="devices waiting in the approval queue")
+    _common(pending)
+    pending.add_argument("--all", action="store_true", help="also decided ones")
+    pending.set_defaults(func=cmd_approval)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

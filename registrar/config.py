@@ -17,16 +17,23 @@ Example (``registrar.toml``)::
     manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
     masa_trust = ["certs/dev/manufacturer/root-ca.crt"]   # verifies the MASA's TLS cert
     ldevid_validity_days = 365
+    body_read_timeout_s = 10.0                        # a request body must arrive within this
+
+    # Admission policy (issue 4; see registrar/policy.py for every key):
+    # [[registrar.manufacturers]] name/anchor/policy ("brski", "first-use", "deny"),
+    # allow_serials, deny_serials, unlisted_devices ("admit", "queue", "refuse"),
+    # approval_retry_after_s, audit_review, audit_allowed_domains, audit_other_domains.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
 
@@ -44,9 +51,23 @@ _REGISTRAR_KEYS = {
     "ldevid_validity_days",
     "public_url",
     "max_body_bytes",
+    "body_read_timeout_s",
+    # admission policy (registrar/policy.py)
+    "manufacturers",
+    "allow_serials",
+    "deny_serials",
+    "unlisted_devices",
+    "approval_retry_after_s",
+    "audit_review",
+    "audit_allowed_domains",
+    "audit_other_domains",
 }
+_POLICY_KEYS = (
+    "allow_serials", "deny_serials", "unlisted_devices", "approval_retry_after_s",
+    "audit_review", "audit_allowed_domains", "audit_other_domains",
+)
 _PATHS = {"tls_cert", "tls_key", "ready_file", "ca_cert", "ca_key", "ra_cert", "ra_key", "manufacturer_anchors", "masa_trust"}
-_REQUIRED = ("tls_cert", "tls_key", "ca_cert", "ca_key", "ra_cert", "ra_key", "manufacturer_anchors", "masa_trust")
+_REQUIRED = ("tls_cert", "tls_key", "ca_cert", "ca_key", "ra_cert", "ra_key", "masa_trust")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,12 +91,26 @@ class RegistrarConfig:
     max_body_bytes: int
     ready_file: Path | None
     log_level: str
+    body_read_timeout_s: float = 10.0
+    # Who may join (registrar/policy.py); `manufacturer_anchors` are policy "brski".
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+
+    @property
+    def manufacturers(self) -> list[ManufacturerEntry]:
+        """The legacy anchor list as "brski" entries, then the table form."""
+        legacy = [ManufacturerEntry(name=p.stem, anchor=p, policy="brski") for p in self.manufacturer_anchors]
+        return [*legacy, *self.admission.manufacturers]
 
     def __post_init__(self) -> None:
         if self.tls_backend not in ("pyopenssl", "stdlib"):
             raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
-        if not self.manufacturer_anchors:
-            raise ConfigError("at least one manufacturer anchor is needed", check="config.anchors")
+        if not self.manufacturer_anchors and not self.admission.manufacturers:
+            raise ConfigError(
+                "at least one manufacturer anchor (or [[registrar.manufacturers]] entry) is needed",
+                check="config.anchors",
+            )
+        if not self.body_read_timeout_s > 0:
+            raise ConfigError("body_read_timeout_s must be positive", check="config.body-timeout")
         if not 1 <= self.ldevid_validity_days <= 36500:
             raise ConfigError("ldevid_validity_days must be 1..36500", check="config.validity")
         if not 0 <= self.port <= 65535:
@@ -94,6 +129,7 @@ _DEFAULTS: dict[str, Any] = {
     "ldevid_validity_days": 365,
     "public_url": None,
     "max_body_bytes": 65536,
+    "manufacturer_anchors": [],
     "ready_file": None,
     "log_level": "info",
 }
@@ -114,6 +150,14 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RegistrarConfig
         raise ConfigError(f"missing required setting(s): {', '.join(missing)}", check="config.missing")
     if "database" in sections["registrar"] and overrides.get("database") is None:
         merged["database"] = resolve_sqlite_url(merged["database"], base)
+    policy: dict[str, Any] = {k: merged.pop(k) for k in _POLICY_KEYS if k in merged}
+    for k in ("allow_serials", "deny_serials", "audit_allowed_domains"):
+        if k in policy:
+            if not isinstance(policy[k], list) or not all(isinstance(v, str) for v in policy[k]):
+                raise ConfigError(f"{k} must be a list of strings", check="config.policy")
+            policy[k] = frozenset(policy[k])
+    entries = parse_manufacturers(merged.pop("manufacturers", None), base)
+    merged["admission"] = AdmissionPolicy(manufacturers=tuple(entries), **policy)
     return RegistrarConfig(**merged)
 
 

@@ -9,6 +9,7 @@ issued and has not revoked (RFC 7030 3.3.2).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,14 @@ class RegistrarContext:
         self.keys = keys
         self.anchors = manufacturer_anchors
         self._ca_subject = keys.ca_cert.subject
+        # Admission policy hook (registrar/policy.py): RFC 8995 5.8.3 "the
+        # Registrar MUST then refuse any EST actions" when a device's audit
+        # log or an operator's rejection says so. None: no policy gate.
+        self.enroll_gate: Callable[[str, datetime], Awaitable[None]] | None = None
+
+    async def check_enroll_gate(self, serial: str, *, now: datetime) -> None:
+        if self.enroll_gate is not None:
+            await self.enroll_gate(serial, now)
 
     async def event(
         self, *, now: datetime, kind: str, serial: str | None, outcome: str, check: str | None, **detail: Any

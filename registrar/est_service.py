@@ -83,6 +83,7 @@ class EstService:
                 check="est.not-authorised",
                 serial=serial,
             )
+        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         if not csr_names_device(csr, serial):
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
@@ -100,6 +101,7 @@ class EstService:
             raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
         record = await self.ctx.ldevid_record(peer, now=now)
         serial = record.device_serial
+        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
         if csr.subject != peer.leaf.subject:

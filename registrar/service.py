@@ -34,7 +34,8 @@ class RegistrarService:
             at=now,
             kind=kind,
             device_serial=serial if isinstance(serial, str) else None,
-            outcome="refuse",
+            # 202 (RFC 8995 5.6, the approval queue) is not a refusal: not decided yet.
+            outcome="info" if err.http_status == 202 else "refuse",
             check=err.check,
             detail={
                 "status": err.http_status,

@@ -15,7 +15,7 @@ from datetime import datetime
 from cryptography import x509
 
 from brski.artifact import sign_artifact, verify_artifact
-from brski.errors import BadGateway, BrskiError, Forbidden
+from brski.errors import BadGateway, BrskiError, Forbidden, Unauthenticated
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
@@ -26,6 +26,7 @@ from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarContext
 from registrar.masa_client import MasaClient
+from registrar.policy import RegistrarPolicy
 
 __all__ = ["VoucherService"]
 
@@ -37,11 +38,13 @@ class VoucherService:
         self,
         ctx: RegistrarContext,
         *,
+        policy: RegistrarPolicy,
         masa: MasaClient,
         masa_url_override: str | None,
         supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
     ) -> None:
         self.ctx = ctx
+        self.policy = policy
         self.masa = masa
         self.masa_url_override = masa_url_override
         self.supported_media = supported_media
@@ -54,12 +57,17 @@ class VoucherService:
     ) -> tuple[bytes, str]:
         """RFC 8995 sections 5.2-5.6: check the pledge, ask its MASA, return the voucher."""
         req_media, resp_media = negotiate_voucher_media(content_type, accept, self.supported_media)
+        if peer.leaf is None:
+            # RFC 8995 section 5.3: the pledge authenticates with its IDevID.
+            raise Unauthenticated("no TLS client certificate (IDevID) presented", check="tls.client-cert")
+        # RFC 8995 5.3: which manufacturer (anchor, or first-use pin) vouches for this IDevID.
+        mfr = await self.policy.manufacturer(peer.leaf, chain=peer.chain, now=now)
         chk = check_pledge_request(
             body,
             media_type=req_media,
             tls_client_cert=peer.leaf,
             tls_client_chain=peer.chain,
-            manufacturer_anchors=self.ctx.anchors,
+            manufacturer_anchors=mfr.anchors,
             own_certs=[self.ctx.keys.tls_cert],
             now=now,
         )
@@ -73,9 +81,15 @@ class VoucherService:
             manufacturer=self._manufacturer(anchor),
             at=now,
         )
+        # Who may join: refusals raise (the middleware stores them as events),
+        # an unknown device under "queue" gets 202 (RFC 8995 5.6); an
+        # admission is stored here, so every decision is one event.
+        decision = await self.policy.admit(serial, mfr, now=now)
+        await self.policy.commit_pin(mfr, serial=serial, now=now)
         await self.ctx.event(
-            now=now, kind="trust.pledge-authenticated", serial=serial, outcome="allow",
-            check="registrar.pledge-request", manufacturer=device.manufacturer,
+            now=now, kind="admission.decided", serial=serial, outcome="allow",
+            check=decision.rule, manufacturer=device.manufacturer, manufacturer_policy=mfr.policy,
+            manufacturer_name=mfr.name, first_use_pinned=mfr.pin is not None,
         )
         # RFC 8995 section 5.5: the registrar's own voucher-request.
         rvr = VoucherRequest(
@@ -187,7 +201,12 @@ class VoucherService:
             )
             return
         await self.ctx.store.add_audit_log(serial=serial, fetched_at=now, body=json.dumps(doc).encode())
+        # RFC 8995 5.8.3: review the log now; a refusal here is what makes the
+        # EST gate (RegistrarPolicy.enroll_gate) refuse this device.
+        decision = self.policy.review(doc)
         await self.ctx.event(
-            now=now, kind="auditlog.fetched", serial=serial, outcome="info", check="registrar.auditlog",
-            entries=len(doc["events"]),
+            now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
+            check=decision.rule, entries=len(doc["events"]), detail=decision.detail,
         )
+        if not decision.allow:
+            log.warning(kv("auditlog-review-refused", serial=serial, rule=decision.rule, detail=decision.detail))

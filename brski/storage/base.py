@@ -30,6 +30,8 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 __all__ = [
+    "ApprovalDecision",
+    "ApprovalRecord",
     "AuditEntry",
     "AuditLogRecord",
     "CertificateRecord",
@@ -45,6 +47,7 @@ __all__ = [
     "MasaVoucherRecord",
     "Outcome",
     "OwnerRecord",
+    "PinnedManufacturer",
     "RegistrarStore",
     "StatusKind",
     "StatusReportRecord",
@@ -58,6 +61,7 @@ Outcome = Literal["allow", "refuse", "info"]
 StatusKind = Literal["voucher", "enroll"]
 CertificateState = Literal["reserved", "issued", "revoked"]
 ChainProblem = Literal["edited", "removed", "reordered"]
+ApprovalDecision = Literal["pending", "approved", "rejected"]
 
 # The state a device gets the first time the registrar sees it. Every other
 # state name belongs to the registrar's state machine, not to storage.
@@ -254,6 +258,35 @@ class IssuedVoucher:
     voucher: MasaVoucherRecord
     audit_entry: AuditEntry
     event: EventRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRecord:
+    """An operator's decision on a device in the manual approval queue.
+
+    ``decision`` is 'pending' while the device waits (RFC 8995 5.6: the
+    registrar answers 202), then 'approved' or 'rejected'. An operator may
+    decide before the device first asks; ``requested_at`` is then None.
+    """
+
+    serial: str
+    decision: ApprovalDecision
+    requested_at: datetime | None
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PinnedManufacturer:
+    """An IDevID issuer trusted on first use, keyed by its subject (RFC 4514)."""
+
+    issuer: str
+    cert_der: bytes
+    spki_sha256: bytes
+    policy_name: str
+    first_serial: str
+    pinned_at: datetime
 
 
 # --- interfaces ---------------------------------------------------------------
@@ -470,6 +503,34 @@ class RegistrarStore(EventLog):
     async def stats(self) -> dict[str, int]:
         """Counters for /metrics and the admin view (``devices.<state>`` etc.)."""
 
+    # admission policy: approval queue and first-use pins (migration 0002)
+    @abc.abstractmethod
+    async def get_approval(self, serial: str) -> ApprovalRecord | None: ...
+
+    @abc.abstractmethod
+    async def request_approval(self, serial: str, *, at: datetime) -> ApprovalRecord:
+        """Queue ``serial`` as 'pending' unless a row exists; return the row."""
+
+    @abc.abstractmethod
+    async def decide_approval(
+        self, serial: str, *, decision: ApprovalDecision, at: datetime, by: str, reason: str | None = None
+    ) -> ApprovalRecord:
+        """Record an operator's 'approved' or 'rejected' (creating the row if needed)."""
+
+    @abc.abstractmethod
+    async def list_approvals(self, *, decision: ApprovalDecision | None = None) -> list[ApprovalRecord]: ...
+
+    @abc.abstractmethod
+    async def get_pinned_manufacturer(self, issuer: str) -> PinnedManufacturer | None: ...
+
+    @abc.abstractmethod
+    async def pin_manufacturer(
+        self, *, issuer: str, cert_der: bytes, spki_sha256: bytes, policy_name: str, first_serial: str, at: datetime
+    ) -> PinnedManufacturer:
+        """Pin ``issuer`` to ``cert_der`` unless already pinned; return the pin that holds.
+
+        First writer wins: two pledges racing on first use cannot re-pin.
+        """
 
 class MasaStore(EventLog):
     @abc.abstractmethod

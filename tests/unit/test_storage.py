@@ -89,7 +89,10 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
 async def test_migrations_apply_once_and_are_recorded(db_path: Path) -> None:
     s = await open_registrar_store(str(db_path), migrated_at=t(5))
     assert isinstance(s, SqliteRegistrarStore)
-    assert s.database.applied_migrations == [1]
+    # Every shipped migration, in order (later issues add 0002, 0003, ...).
+    shipped = [m.version for m in migrate_mod.load_migrations("sqlite", "registrar")]
+    assert shipped[0] == 1 and shipped == sorted(shipped)
+    assert s.database.applied_migrations == shipped
     await s.close()
     s = await open_registrar_store(f"sqlite:///{db_path}")
     assert isinstance(s, SqliteRegistrarStore)
@@ -97,7 +100,7 @@ async def test_migrations_apply_once_and_are_recorded(db_path: Path) -> None:
     await s.close()
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert rows == [(1, "2025-03-01T12:00:05.000000+00:00")]
+    assert rows == [(v, "2025-03-01T12:00:05.000000+00:00") for v in shipped]
 
 
 async def test_pragmas_wal_full_sync_foreign_keys(store: RegistrarStore, db_path: Path) -> None:

@@ -1,0 +1,245 @@
+"""Issue 4, MASA refusals 20-29 plus the rate limit (RFC 8995 5.5-5.8, 11.1).
+
+Registrar voucher-requests are crafted here and POSTed straight to the MASA
+over real TLS; each test then checks the refusal contract of
+:func:`tests.protocol.helpers.refused` (status, check, no voucher signed, no
+audit entry, a refusal event in the MASA store, a good pledge right after).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from brski.artifact import sign_artifact
+from brski.devpki import DevPki, idevid_masa_url_extension
+from brski.errors import StorageError
+from brski.oids import MT_VOUCHER_CMS_JSON
+from brski.pki import PrivateKey, cert_der, spki_sha256
+from brski.validation import aki_key_id
+from brski.voucher import Assertion, VoucherRequest
+from masa.ratelimit import RateLimiter
+from tests.protocol.conftest import (
+    NO_CERT,
+    VR_HEADERS,
+    Identity,
+    Net,
+    Reply,
+    domain_issued,
+    issue,
+    name,
+    other_manufacturer,
+    pledge_request,
+    start_net,
+    stop_net,
+    write_identity,
+)
+from tests.protocol.helpers import AUDIT, VR, refused
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    n = start_net(tmp_path_factory.mktemp("masa"), pledges=48)
+    yield n
+    stop_net(n)
+
+
+@pytest.fixture(scope="module")
+def foreign(net: Net) -> DevPki:
+    """Another registrar domain (and manufacturer) altogether."""
+    return other_manufacturer(net.root / "foreign")
+
+
+def rvr(
+    net: Net,
+    pledge: Identity,
+    *,
+    prior: bytes | None = None,
+    serial: str | None = None,
+    nonce: bytes | str | None = "same",
+    key: PrivateKey | None = None,
+    cert: x509.Certificate | None = None,
+    chain: tuple[x509.Certificate, ...] | None = None,
+    proximity: bytes | None = None,
+    pledge_proximity: bytes | None = None,
+) -> bytes:
+    """A registrar voucher-request (RFC 8995 5.5) around a pledge's, one thing changed."""
+    assert pledge.cert is not None
+    pledge_nonce = b"p" * 16
+    prior = prior or pledge_request(net, pledge, nonce=pledge_nonce, proximity=pledge_proximity)
+    from brski.pki import device_serial
+
+    req = VoucherRequest(
+        created_on=datetime.now(UTC),
+        assertion=Assertion.PROXIMITY,
+        serial_number=serial or device_serial(pledge.cert),
+        nonce=pledge_nonce if nonce == "same" else nonce,  # type: ignore[arg-type]
+        idevid_issuer=aki_key_id(pledge.cert),
+        prior_signed_voucher_request=prior,
+        proximity_registrar_cert=proximity,
+    )
+    return sign_artifact(
+        req,
+        media_type=MT_VOUCHER_CMS_JSON,
+        key=key or net.pki.key("registrar/ra.key"),
+        cert=cert or net.pki.cert("registrar/ra.crt"),
+        chain=chain if chain is not None else (net.pki.cert("registrar/tls.crt"), net.pki.cert("registrar/domain-ca.crt")),
+    )
+
+
+def ra_identity(net: Net) -> Identity:
+    return write_identity(net.root, "ra", net.pki.cert("registrar/ra.crt"), net.pki.key("registrar/ra.key"))
+
+
+def to_masa(net: Net, body: bytes, *, path: str = VR, identity: Identity = NO_CERT) -> Reply:
+    return net.request("masa", "POST", path, body=body, headers=VR_HEADERS, identity=identity)
+
+
+def test_20_registrar_signer_without_cmc_ra(net: Net) -> None:
+    no_ra = domain_issued(net, "not-an-ra", eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p, key=no_ra.key, cert=no_ra.cert)
+    refused(net, "masa", lambda: to_masa(net, body), status=403, check="chain.eku")
+
+
+def test_21_signature_invalid_against_its_own_chain(net: Net) -> None:
+    p = net.pledge(net.fresh_serial())
+    good = rvr(net, p)
+    # The last octets of the DER are the signature value's: flip one.
+    body = good[:-2] + bytes([good[-2] ^ 0x01]) + good[-1:]
+    refused(net, "masa", lambda: to_masa(net, body), status=400, check="cms.signature")
+
+
+def test_22_proximity_cert_not_in_the_registrar_chain(net: Net, foreign: DevPki) -> None:
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p, pledge_proximity=cert_der(foreign.cert("registrar/tls.crt")))
+    refused(net, "masa", lambda: to_masa(net, body), status=403, check="registrar-request.proximity")
+
+
+def test_23_serial_differs_from_the_prior_request_signer(net: Net) -> None:
+    p, other = net.pledge(net.fresh_serial()), net.fresh_serial()
+    body = rvr(net, p, serial=other)
+    refused(net, "masa", lambda: to_masa(net, body), status=403, check="registrar-request.serial-number-mismatch")
+
+
+def test_24_registrar_nonce_differs_from_the_pledge_nonce(net: Net) -> None:
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p, nonce=b"r" * 16)
+    refused(net, "masa", lambda: to_masa(net, body), status=403, check="registrar-request.nonce-mismatch")
+
+
+def test_25_a_device_this_masa_did_not_make(net: Net) -> None:
+    cert, key = issue(
+        name("not made here", serial="PLG-NOTMADE", org="brski dev manufacturer"),
+        issuer_cert=net.pki.cert("manufacturer/idevid-ca.crt"),
+        issuer_key=net.pki.key("manufacturer/idevid-ca.key"),
+        extra=(idevid_masa_url_extension("https://localhost:1"),),
+    )
+    p = write_identity(net.root, "not-made", cert, key, (net.pki.cert("manufacturer/idevid-ca.crt"),))
+    body = rvr(net, p)
+    refused(net, "masa", lambda: to_masa(net, body), status=404, check="masa.unknown-device")
+
+
+def test_26_claim_by_a_domain_that_is_not_the_owner_under_sales_records(net: Net) -> None:
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p)
+    net.masa.ownership = "sales-records"
+    try:
+        refused(net, "masa", lambda: to_masa(net, body), status=403, check="masa.not-owner", then_good_pledge=False)
+    finally:
+        net.masa.ownership = "open"
+    assert net.enroll().ok
+
+
+def test_26_nonceless_without_an_owner_record(net: Net) -> None:
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p, nonce=None, prior=pledge_request(net, p, nonce=None))
+    refused(net, "masa", lambda: to_masa(net, body, identity=ra_identity(net)), status=403,
+            check="masa.nonceless-needs-owner-record")
+
+
+def test_26_nonceless_from_an_unauthenticated_registrar(net: Net) -> None:
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p, nonce=None, prior=pledge_request(net, p, nonce=None))
+    refused(net, "masa", lambda: to_masa(net, body), status=403, check="masa.nonceless-needs-authenticated-registrar")
+
+
+def test_26_nonceless_for_an_owner_authenticated_by_tls_is_signed(net: Net) -> None:
+    serial = net.fresh_serial()
+    p = net.pledge(serial)
+    ca = net.pki.cert("registrar/domain-ca.crt")
+    net.call(net.masa.store.add_owner(serial, domain_ca_spki_sha256=spki_sha256(ca), domain_ca_der=cert_der(ca), at=datetime.now(UTC)))
+    body = rvr(net, p, nonce=None, prior=pledge_request(net, p, nonce=None))
+    before = net.count("masa", "vouchers")
+    reply = to_masa(net, body, identity=ra_identity(net))
+    assert reply.status == 200, reply.body[:300]
+    assert net.count("masa", "vouchers") == before + 1
+    assert net.last_event("masa")[:3] == ("voucher.issued", "allow", "masa.open.owner")
+
+
+def test_27_audit_log_for_a_registrar_that_never_claimed(net: Net, foreign: DevPki) -> None:
+    claimed = net.enroll()
+    assert claimed.ok
+    p = net.pledge(claimed.serial)
+    body = rvr(
+        net, p,
+        pledge_proximity=cert_der(foreign.cert("registrar/tls.crt")),
+        key=foreign.key("registrar/ra.key"), cert=foreign.cert("registrar/ra.crt"),
+        chain=(foreign.cert("registrar/tls.crt"), foreign.cert("registrar/domain-ca.crt")),
+    )
+    refused(net, "masa", lambda: to_masa(net, body, path=AUDIT), status=404, check="masa.auditlog.not-claimed")
+
+
+def test_28_audit_log_write_failure_means_no_voucher(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(**_kw: object) -> object:
+        raise StorageError("disk full (injected)", check="storage.write-failed")
+
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p)
+    monkeypatch.setattr(net.masa.store, "issue_voucher_atomically", broken)
+    before = net.snapshot()
+    reply = to_masa(net, body)
+    assert reply.status == 503 and reply.check == "storage.write-failed", reply.problem
+    # Through the registrar too: the pledge gets no voucher, only a 502.
+    q = net.pledge(net.fresh_serial())
+    via = net.request("registrar", "POST", VR, body=pledge_request(net, q), headers=VR_HEADERS, identity=q)
+    assert via.status == 502, via.body[:300]
+    assert net.snapshot() == before
+    assert net.rows("masa", "SELECT count(*) FROM vouchers WHERE serial IN (?, ?)", (net_serial(p), net_serial(q))) == [(0,)]
+    monkeypatch.undo()
+    assert net.enroll().ok
+
+
+def net_serial(ident: Identity) -> str:
+    from brski.pki import device_serial
+
+    assert ident.cert is not None
+    return device_serial(ident.cert) or ""
+
+
+def test_29_registrar_request_carrying_proximity_registrar_cert(net: Net) -> None:
+    p = net.pledge(net.fresh_serial())
+    body = rvr(net, p, proximity=cert_der(net.pki.cert("registrar/tls.crt")))
+    refused(net, "masa", lambda: to_masa(net, body), status=400, check="registrar-request.proximity-registrar-cert-present")
+
+
+def test_rate_limit_per_registrar_signing_key(net: Net) -> None:
+    """RFC 8995 11.1: a second request inside the bucket's window gets 429 + Retry-After."""
+    saved = net.masa.rate_limiter
+    net.masa.rate_limiter = RateLimiter(per_minute=1, burst=1)
+    try:
+        assert to_masa(net, rvr(net, net.pledge(net.fresh_serial()))).status == 200
+        body = rvr(net, net.pledge(net.fresh_serial()))
+        reply = refused(net, "masa", lambda: to_masa(net, body), status=429, check="masa.rate-limited", then_good_pledge=False)
+        assert 1 <= int(reply.headers["retry-after"]) <= 60
+    finally:
+        net.masa.rate_limiter = saved
+    assert net.enroll().ok
+
+
+_unused = (base64,)
