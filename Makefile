@@ -44,5 +44,10 @@ fuzz: $(STAMP)
 bench-vouchers: $(STAMP)
 	$(PY) tools/bench_vouchers.py $(BENCH_ARGS)
 
+# Onboarding rate, latency, CPU and RSS per server, the openssl ceilings and the
+# 1M-device store, in one run; BENCH_SECONDS=10 for a quick one (README "Benchmark").
+bench: $(STAMP)
+	$(PY) tools/bench.py --seconds $${BENCH_SECONDS:-60}
+
 clean:
 	rm -rf var/ .pytest_cache build *.egg-info
