@@ -203,7 +203,8 @@ class SqliteRegistrarStore(SqliteEventLog, RegistrarStore):
         return await self._db.write(run)
 
     async def get_device(self, serial: str) -> DeviceRecord | None:
-        return await self._db.read(lambda conn: _get_device(conn, serial))
+        # Point lookups by key, made several times per onboarding: inline (see read_now).
+        return self._db.read_now(lambda conn: _get_device(conn, serial))
 
     async def set_device_state(
         self,
@@ -474,7 +475,7 @@ class SqliteRegistrarStore(SqliteEventLog, RegistrarStore):
 
     async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
         serial = normalize_cert_serial(cert_serial)
-        return await self._db.read(lambda conn: _get_cert(conn, serial))
+        return self._db.read_now(lambda conn: _get_cert(conn, serial))
 
     async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None:
         def run(conn: sqlite3.Connection) -> CertificateRecord | None:
@@ -483,7 +484,7 @@ class SqliteRegistrarStore(SqliteEventLog, RegistrarStore):
             ).fetchone()
             return None if r is None else _certificate(r)
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
         def run(conn: sqlite3.Connection) -> CertificateRecord | None:
