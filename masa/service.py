@@ -92,8 +92,10 @@ class MasaService:
         """RFC 8995 5.5.4 (EST 3.3.2 style): is the TLS client the registrar that signed?
 
         True when the TLS client certificate is the voucher-request signer's,
-        or chains to the domain CA the request carries (the one the voucher
-        would pin); False without a client certificate.
+        or is another registrar certificate (id-kp-cmcRA, as 5.5.4 asks of the
+        signer) that chains to the domain CA the request carries (the one the
+        voucher would pin). A device's LDevID from the same domain is not a
+        registrar. False without a client certificate.
         """
         if peer is None or peer.leaf is None:
             return False
@@ -105,7 +107,7 @@ class MasaService:
                 intermediates=[*peer.chain, *chk.artifact.certificates],
                 anchors=[chk.domain_cert],
                 now=now,
-                role=Role.LDEVID,
+                role=Role.REGISTRAR_RA,
             )
         except ChainInvalid:
             return False

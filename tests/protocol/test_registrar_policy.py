@@ -1,0 +1,111 @@
+"""Issue 4: the approval queue and first-use manufacturers on a running registrar.
+
+The queue (RFC 8995 5.6): an unlisted device gets 202 with Retry-After of at
+most 60 s until an operator runs ``brski registrar devices approve|reject``
+against the store the running server reads. First use: an IDevID from a
+manufacturer no anchor covers is admitted once and its issuer pinned; a
+different certificate under the same issuer name is refused afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from brski.pki import cert_der
+from registrar.cli import main as registrar_cli
+from tests.protocol.conftest import (
+    Net,
+    issue,
+    other_manufacturer,
+    pledge_request,
+    start_net,
+    stop_net,
+    write_identity,
+)
+from tests.protocol.helpers import post_vr
+
+ALLOWED = "PLG-000010"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    n = start_net(
+        tmp_path_factory.mktemp("policy"),
+        pledges=12,
+        registrar={
+            "unlisted_devices": "queue",
+            "approval_retry_after_s": 45,
+            "allow_serials": [ALLOWED],
+            "manufacturers": [{"name": "anyone", "policy": "first-use"}],
+        },
+    )
+    n.reserved.add(ALLOWED)
+    yield n
+    stop_net(n)
+
+
+def _cli(net: Net, *args: str) -> int:
+    return registrar_cli(["devices", *args, "--database", f"sqlite:///{net.root / 'registrar.db'}"])
+
+
+def test_unlisted_device_waits_in_the_queue_until_approved(net: Net) -> None:
+    serial = net.fresh_serial()
+    me = net.pledge(serial)
+    for _ in range(2):  # asking again changes nothing until an operator decides
+        reply = post_vr(net, me, pledge_request(net, me))
+        assert reply.status == 202 and reply.check == "registrar.approval-pending", reply.body[:200]
+        assert 1 <= int(reply.headers["retry-after"]) <= 60
+    assert net.count("masa", "vouchers") == 0 or net.rows("masa", "SELECT count(*) FROM vouchers WHERE serial = ?", (serial,)) == [(0,)]
+    assert net.rows("registrar", "SELECT decision FROM device_approvals WHERE serial = ?", (serial,)) == [("pending",)]
+    assert ("info", "registrar.approval-pending") in net.rows(
+        "registrar", "SELECT outcome, check_name FROM events WHERE device_serial = ?", (serial,))
+    assert _cli(net, "approve", serial, "--by", "test") == 0
+    result = net.enroll(serial)
+    assert result.ok, (result.failed_check, result.detail)
+    assert net.rows("registrar", "SELECT check_name FROM events WHERE kind = 'admission.decided' AND device_serial = ?",
+                    (serial,)) == [("registrar.approval-approved",)]
+
+
+def test_the_reference_pledge_retries_while_pending_then_gives_up(net: Net) -> None:
+    result = net.enroll(net.fresh_serial(), max_voucher_attempts=2)
+    assert not result.ok and result.failed_check == "pledge.voucher-retries-exhausted"
+
+
+def test_allow_listed_device_skips_the_queue(net: Net) -> None:
+    result = net.enroll(ALLOWED)
+    assert result.ok, (result.failed_check, result.detail)
+    assert net.rows("registrar", "SELECT check_name FROM events WHERE kind = 'admission.decided' AND device_serial = ?",
+                    (ALLOWED,)) == [("registrar.serial-allowed",)]
+
+
+def test_rejected_while_pending_is_refused(net: Net) -> None:
+    serial = net.fresh_serial()
+    me = net.pledge(serial)
+    assert post_vr(net, me, pledge_request(net, me)).status == 202
+    assert _cli(net, "reject", serial, "--by", "test") == 0
+    reply = post_vr(net, me, pledge_request(net, me))
+    assert reply.status == 403 and reply.check == "registrar.approval-rejected"
+
+
+def test_first_use_pins_an_unknown_manufacturer(net: Net) -> None:
+    pki = other_manufacturer(net.root / "tofu")
+    s = pki.pledge_serials[0]
+    first = write_identity(net.root, "tofu-1", pki.cert(f"pledges/{s}/idevid.crt"), pki.key(f"pledges/{s}/idevid.key"),
+                           tuple(pki.certs(f"pledges/{s}/chain.pem")))
+    assert _cli(net, "approve", s, "--by", "test") == 0
+    reply = post_vr(net, first, pledge_request(net, first))
+    # Admitted and pinned; our MASA did not make it, so the MASA refuses it upstream.
+    assert reply.status == 403 and reply.check == "masa.chain.untrusted", reply.body[:200]
+    issuer = pki.cert("manufacturer/idevid-ca.crt")
+    assert net.rows("registrar", "SELECT cert_der FROM pinned_manufacturers WHERE issuer = ?",
+                    (issuer.subject.rfc4514_string(),)) == [(cert_der(issuer),)]
+    assert net.rows("registrar", "SELECT check_name FROM events WHERE kind = 'admission.decided' AND device_serial = ?",
+                    (s,)) == [("registrar.approval-approved",)]
+    # An impostor CA with the same name: refused against the pin.
+    fake_ca, fake_key = issue(issuer.subject, issuer_cert=None, issuer_key=None, ca=True)
+    cert, key = issue(pki.cert(f"pledges/{s}/idevid.crt").subject, issuer_cert=fake_ca, issuer_key=fake_key)
+    impostor = write_identity(net.root, "tofu-impostor", cert, key, (fake_ca,))
+    reply = post_vr(net, impostor, pledge_request(net, impostor))
+    assert reply.status == 403 and reply.check == "registrar.first-use.pin-mismatch", reply.body[:200]
