@@ -21,7 +21,16 @@ from __future__ import annotations
 
 from brski.errors import MalformedInput, PayloadTooLarge
 
-__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_SIZE", "check_der", "encode_length"]
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_SIZE",
+    "NotPlainDer",
+    "check_der",
+    "decode_oid",
+    "der_children",
+    "der_element",
+    "encode_length",
+]
 
 DEFAULT_MAX_SIZE = 65536
 # A CMS voucher with an embedded certificate chain nests about 12 levels
@@ -157,13 +166,32 @@ def check_der(
             limit = total
 
         start = pos
-        number, constructed, pos = _read_tag(data, pos, limit)
-        if number == 0 and data[start] == 0:
+        first = data[pos]
+        if first == 0:
             # Universal 0 is reserved for end-of-contents (X.690 section 8.1.5).
             raise _fail("unexpected end-of-contents or tag 0", "tag", start)
-        length, pos = _read_length(
-            data, pos, limit, constructed=constructed, allow_indefinite=allow_indefinite
-        )
+        length: int | None
+        second = data[pos + 1] if pos + 1 < limit else 0xFF
+        if first & _HIGH_TAG != _HIGH_TAG and second < 0x80:
+            # The common cases, inlined: low tag number, short definite length ...
+            constructed = bool(first & _CONSTRUCTED)
+            length = second
+            pos += 2
+        elif first & _HIGH_TAG != _HIGH_TAG and second == 0x81 and pos + 2 < limit and data[pos + 2] >= 0x80:
+            # ... one length octet (minimal: X.690 section 10.1) ...
+            constructed = bool(first & _CONSTRUCTED)
+            length = data[pos + 2]
+            pos += 3
+        elif first & _HIGH_TAG != _HIGH_TAG and second == 0x82 and pos + 3 < limit and data[pos + 2] != 0:
+            # ... or two, the first non-zero.
+            constructed = bool(first & _CONSTRUCTED)
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            pos += 4
+        else:
+            _number, constructed, pos = _read_tag(data, pos, limit)
+            length, pos = _read_length(
+                data, pos, limit, constructed=constructed, allow_indefinite=allow_indefinite
+            )
         if length is not None and length > limit - pos:
             raise _fail(f"length {length} runs past the enclosing element", "length", start)
 
@@ -185,3 +213,85 @@ def check_der(
 
     if pos != total:
         raise _fail(f"{total - pos} bytes after the outer element", "trailing-data", pos)
+
+
+# --- reading plain DER ----------------------------------------------------------
+
+
+class NotPlainDer(Exception):
+    """Internal signal: this element uses a form the plain-DER reader leaves to
+    a full decoder (high tag numbers, indefinite lengths). Never escapes a
+    parser: callers catch it and fall back."""
+
+
+def der_element(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
+    """(identifier octet, element start, contents start, contents end) at ``pos``.
+
+    For input that already passed :func:`check_der`; bounds are re-checked so
+    a misuse cannot read past ``end``.
+    """
+    if pos + 2 > end:
+        raise _fail("element runs past its container", "truncated", pos)
+    start = pos
+    ident = data[pos]
+    if ident & _HIGH_TAG == _HIGH_TAG:
+        raise NotPlainDer
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    elif first == _INDEFINITE:
+        raise NotPlainDer
+    else:
+        count = first & 0x7F
+        if count > _MAX_LENGTH_OCTETS or pos + count > end:
+            raise _fail("length field runs past its container", "length", pos)
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > end:
+        raise _fail("element runs past its container", "length", pos)
+    return ident, start, pos, pos + length
+
+
+def der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The elements directly inside contents ``data[start:end]``."""
+    out: list[tuple[int, int, int, int]] = []
+    pos = start
+    while pos < end:
+        element = der_element(data, pos, end)
+        out.append(element)
+        pos = element[3]
+    return out
+
+
+def decode_oid(contents: bytes) -> str:
+    """Dotted form of OBJECT IDENTIFIER contents (X.690 section 8.19), minimal arcs only."""
+    cached = _OID_CACHE.get(contents)
+    if cached is not None:
+        return cached
+    dotted = _decode_oid(contents)
+    if len(_OID_CACHE) < 1024:  # the OIDs we meet are few; bound what a peer can add
+        _OID_CACHE[bytes(contents)] = dotted
+    return dotted
+
+
+_OID_CACHE: dict[bytes, str] = {}
+
+
+def _decode_oid(contents: bytes) -> str:
+    if not contents or contents[-1] & 0x80:
+        raise MalformedInput("OBJECT IDENTIFIER is empty or truncated", check="asn1.oid")
+    arcs: list[int] = []
+    value = 0
+    fresh = True
+    for octet in contents:
+        if fresh and octet == 0x80:
+            raise MalformedInput("non-minimal OBJECT IDENTIFIER arc", check="asn1.oid")
+        value = (value << 7) | (octet & 0x7F)
+        fresh = not octet & 0x80
+        if fresh:
+            arcs.append(value)
+            value = 0
+    first = arcs[0]
+    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    return ".".join(str(a) for a in (*head, *arcs[1:]))

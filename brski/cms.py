@@ -43,7 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
 
 from brski import oids
-from brski.asn1 import check_der, encode_length
+from brski.asn1 import NotPlainDer, check_der, decode_oid, der_children, der_element, encode_length
+from brski.cms_parts import Parts, Sid, extract_asn1crypto, extract_plain_der
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
 
 if TYPE_CHECKING:
@@ -326,49 +327,61 @@ def verify(
         ) from exc
 
 
+# RFC 5652 section 11 attribute types and RFC 5754 digest OIDs, by dotted value.
+_ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_ATTR_SIGNING_TIME = "1.2.840.113549.1.9.5"
+_DIGEST_OIDS = {
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
 def _verify(
     der: bytes, *, extra_certs: Sequence[x509.Certificate], content_types: Collection[str]
 ) -> SignedMessage:
-    content_info = asn1_cms.ContentInfo.load(der, strict=True)
+    try:
+        parts = extract_plain_der(der)
+    except NotPlainDer:
+        parts = extract_asn1crypto(der)
+    return _check_parts(parts, extra_certs=extra_certs, content_types=content_types)
+
+
+def _check_parts(
+    parts: Parts, *, extra_certs: Sequence[x509.Certificate], content_types: Collection[str]
+) -> SignedMessage:
     # RFC 5652 section 3 / RFC 8366 section 5.4: a ContentInfo holding SignedData.
-    if content_info["content_type"].dotted != oids.ID_SIGNED_DATA:
+    if parts.content_type != oids.ID_SIGNED_DATA:
         raise MalformedInput("CMS content is not SignedData", check="cms.not-signed-data")
-    signed_data = content_info["content"]
-    encap = signed_data["encap_content_info"]
-    e_content_type: str = encap["content_type"].dotted
+    e_content_type = parts.e_content_type
     if e_content_type not in content_types:
         raise MalformedInput(
             f"eContentType {e_content_type} not accepted here", check="cms.content-type"
         )
-    e_content = encap["content"]
-    if isinstance(e_content, asn1_core.Void) or e_content.contents is None:
+    if parts.content is None:
         # Detached signatures have no place in BRSKI: the voucher is the content.
         raise MalformedInput("eContent is absent (detached signature)", check="cms.detached")
-    content = bytes(e_content)  # concatenates BER constructed chunks
-
-    signer_infos = signed_data["signer_infos"]
     # RFC 8366 section 5.4 / rfc8366bis: one signerInfo. Accepting several
     # would let one good signature vouch for a message another party altered.
-    if len(signer_infos) != 1:
+    if parts.signer_count != 1:
         raise MalformedInput(
-            f"{len(signer_infos)} SignerInfos, exactly one required", check="cms.signer-count"
+            f"{parts.signer_count} SignerInfos, exactly one required", check="cms.signer-count"
         )
-    signer_info = signer_infos[0]
-
-    digest_name = signer_info["digest_algorithm"]["algorithm"].native
-    if digest_name not in DIGEST_ALGORITHMS:
+    digest_name = _DIGEST_OIDS.get(parts.digest_oid)
+    if digest_name is None:
         raise MalformedInput(
-            f"digest algorithm {signer_info['digest_algorithm']['algorithm'].dotted} not allowed",
-            check="cms.digest-algorithm",
+            f"digest algorithm {parts.digest_oid} not allowed", check="cms.digest-algorithm"
         )
-
-    signed_attrs = signer_info["signed_attrs"]
     # rfc8366bis "CMS Format Voucher Artifact": decoders MUST verify that
     # SignedAttributes is present (RFC 5652 section 5.3 requires it for any
     # eContentType other than id-data; vouchers need it for all).
-    if isinstance(signed_attrs, asn1_core.Void) or signed_attrs.contents is None:
+    if parts.signed_attrs is None:
         raise MalformedInput("signed attributes are absent", check="cms.signed-attrs")
-    attr_type, attr_digest, signing_time = _read_signed_attributes(signed_attrs)
+    # RFC 5652 section 5.4: the signature covers the DER of the SET OF signed
+    # attributes, i.e. the received [0] IMPLICIT octets re-tagged as SET;
+    # section 5.3: signed attributes are DER, so no indefinite lengths.
+    signed_bytes = b"\x31" + encode_length(len(parts.signed_attrs)) + parts.signed_attrs
+    check_der(signed_bytes, max_size=len(signed_bytes), allow_indefinite=False)
+    attr_type, attr_digest, signing_time = _read_signed_attributes(signed_bytes)
 
     # RFC 5652 section 11.1: the content-type attribute equals eContentType.
     if attr_type != e_content_type:
@@ -378,30 +391,23 @@ def _verify(
         )
     # RFC 5652 sections 5.4 and 11.2: the digest of the eContent octets.
     hasher = hashes.Hash(_HASHES[digest_name]())
-    hasher.update(content)
+    hasher.update(parts.content)
     if not hmac.compare_digest(hasher.finalize(), attr_digest):
         raise SignatureInvalid(
             "messageDigest attribute does not match the content", check="cms.message-digest"
         )
 
-    carried = _carried_certificates(signed_data["certificates"])
-    signer = _find_signer(signer_info["sid"], (*carried, *extra_certs))
-
-    # RFC 5652 section 5.4: the signature covers the DER of the SET OF signed
-    # attributes, i.e. the received [0] IMPLICIT octets re-tagged as SET.
-    attrs_contents: bytes = signed_attrs.contents
-    signed_bytes = b"\x31" + encode_length(len(attrs_contents)) + attrs_contents
-    # RFC 5652 section 5.3: signed attributes are DER; no indefinite lengths.
-    check_der(signed_bytes, max_size=len(signed_bytes), allow_indefinite=False)
+    carried = _load_certificates(parts.certificates)
+    signer = _find_signer(parts.sid, (*carried, *extra_certs))
     _check_signature(
         signer,
-        algorithm=signer_info["signature_algorithm"],
+        algorithm=parts.signature_algorithm,
         digest_name=digest_name,
-        signature=bytes(signer_info["signature"]),
+        signature=parts.signature,
         data=signed_bytes,
     )
     return SignedMessage(
-        content=content,
+        content=parts.content,
         content_type=e_content_type,
         signer=signer,
         certificates=carried,
@@ -410,46 +416,59 @@ def _verify(
     )
 
 
-def _single_value(attr: Any, what: str) -> Any:
-    values = attr["values"]
-    # RFC 5652 sections 11.1-11.3: each of these has exactly one value.
-    if len(values) != 1:
-        raise MalformedInput(f"{what} attribute must have one value", check=f"cms.{what}")
-    return values[0]
+_ATTR_CHECKS = {
+    _ATTR_CONTENT_TYPE: "content-type-attribute",
+    _ATTR_MESSAGE_DIGEST: "message-digest",
+    _ATTR_SIGNING_TIME: "signing-time",
+}
 
 
-def _read_signed_attributes(signed_attrs: Any) -> tuple[str, bytes, datetime | None]:
-    """contentType, messageDigest and signingTime from the signed attributes.
+def _read_signed_attributes(signed_bytes: bytes) -> tuple[str, bytes, datetime | None]:
+    """contentType, messageDigest and signingTime from the DER SET OF attributes.
 
     Each may appear at most once (RFC 5652 sections 11.1-11.3); the first two
-    are mandatory (section 5.3).
+    are mandatory (section 5.3). Other attributes (e.g. the S/MIME
+    capabilities Minerva adds) are ignored.
     """
     content_type: str | None = None
     digest: bytes | None = None
     signing_time: datetime | None = None
     seen: set[str] = set()
-    for attr in signed_attrs:
-        name = attr["type"].native
-        if name not in ("content_type", "message_digest", "signing_time"):
-            continue  # e.g. S/MIME capabilities, which Minerva adds
-        check = {
-            "content_type": "content-type-attribute",
-            "message_digest": "message-digest",
-            "signing_time": "signing-time",
-        }[name]
-        if name in seen:
-            raise MalformedInput(f"{check} attribute appears twice", check=f"cms.{check}")
-        seen.add(name)
-        value = _single_value(attr, check)
-        if name == "content_type":
-            content_type = value.dotted
-        elif name == "message_digest":
-            digest = bytes(value)
-        else:
-            when = value.chosen.native
-            if not isinstance(when, datetime) or when.tzinfo is None:
-                raise MalformedInput("signingTime is not a UTC time", check="cms.signing-time")
-            signing_time = when
+    try:
+        _, _, cs, ce = der_element(signed_bytes, 0, len(signed_bytes))
+        attributes = der_children(signed_bytes, cs, ce)
+        for ident, _, acs, ace in attributes:
+            fields = der_children(signed_bytes, acs, ace)
+            if ident != 0x30 or len(fields) != 2 or fields[0][0] != 0x06 or fields[1][0] != 0x31:
+                raise MalformedInput("a signed attribute is not an Attribute", check="cms.signed-attrs")
+            oid = decode_oid(signed_bytes[fields[0][2] : fields[0][3]])
+            check = _ATTR_CHECKS.get(oid)
+            if check is None:
+                continue
+            if oid in seen:
+                raise MalformedInput(f"{check} attribute appears twice", check=f"cms.{check}")
+            seen.add(oid)
+            values = der_children(signed_bytes, fields[1][2], fields[1][3])
+            # RFC 5652 sections 11.1-11.3: each of these has exactly one value.
+            if len(values) != 1:
+                raise MalformedInput(f"{check} attribute must have one value", check=f"cms.{check}")
+            vident, vstart, vcs, vce = values[0]
+            value = signed_bytes[vcs:vce]
+            if oid == _ATTR_CONTENT_TYPE:
+                if vident != 0x06:
+                    raise MalformedInput("contentType is not an OID", check=f"cms.{check}")
+                content_type = decode_oid(value)
+            elif oid == _ATTR_MESSAGE_DIGEST:
+                if vident != 0x04:
+                    raise MalformedInput("messageDigest is not an OCTET STRING", check=f"cms.{check}")
+                digest = value
+            else:
+                when = asn1_x509.Time.load(signed_bytes[vstart:vce], strict=True).native
+                if not isinstance(when, datetime) or when.tzinfo is None:
+                    raise MalformedInput("signingTime is not a UTC time", check="cms.signing-time")
+                signing_time = when
+    except NotPlainDer as exc:
+        raise MalformedInput("signed attributes use a form DER forbids", check="cms.signed-attrs") from exc
     if content_type is None:
         raise MalformedInput(
             "contentType signed attribute is missing", check="cms.content-type-attribute"
@@ -461,16 +480,11 @@ def _read_signed_attributes(signed_attrs: Any) -> tuple[str, bytes, datetime | N
     return content_type, digest, signing_time
 
 
-def _carried_certificates(cert_set: Any) -> tuple[x509.Certificate, ...]:
-    if isinstance(cert_set, asn1_core.Void):
-        return ()
+def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     found: list[x509.Certificate] = []
-    for choice in cert_set:
-        # Attribute certificates and other formats cannot name a signer here.
-        if choice.name != "certificate":
-            continue
+    for der in ders:
         try:
-            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            found.append(x509.load_der_x509_certificate(der))
         except (ValueError, x509.InvalidVersion) as exc:
             raise MalformedInput(
                 "a carried certificate does not parse", check="cms.certificate"
@@ -478,28 +492,25 @@ def _carried_certificates(cert_set: Any) -> tuple[x509.Certificate, ...]:
     return tuple(found)
 
 
-def _names_match(cert: x509.Certificate, issuer: Any) -> bool:
+def _names_match(cert: x509.Certificate, issuer: bytes) -> bool:
     """Exact encoding first; then RFC 5280 section 7.1 comparison (asn1crypto)."""
     cert_issuer = cert.issuer.public_bytes()
-    if cert_issuer == issuer.dump():
+    if cert_issuer == issuer:
         return True
-    return bool(asn1_x509.Name.load(cert_issuer) == issuer)
+    return bool(asn1_x509.Name.load(cert_issuer) == asn1_x509.Name.load(issuer))
 
 
-def _sid_matches(cert: x509.Certificate, sid: Any) -> bool:
-    if sid.name == "issuer_and_serial_number":
-        ias = sid.chosen
-        return bool(
-            cert.serial_number == ias["serial_number"].native and _names_match(cert, ias["issuer"])
-        )
-    wanted = bytes(sid.chosen)
+def _sid_matches(cert: x509.Certificate, sid: Sid) -> bool:
+    if isinstance(sid, tuple):
+        issuer, serial = sid
+        return cert.serial_number == serial and _names_match(cert, issuer)
     try:
-        return hmac.compare_digest(_key_identifier(cert), wanted)
+        return hmac.compare_digest(_key_identifier(cert), sid)
     except (ValueError, UnsupportedAlgorithm, TypeError):
         return False  # an unrelated certificate we cannot read a key from
 
 
-def _find_signer(sid: Any, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
+def _find_signer(sid: Sid, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
     """The certificate the SignerIdentifier names (RFC 5652 section 5.3).
 
     Several copies of one certificate, or renewals sharing one key, are fine:
@@ -550,9 +561,16 @@ def _pss_parameters(params: Any) -> tuple[str, padding.PSS]:
 
 
 def _check_signature(
-    signer: x509.Certificate, *, algorithm: Any, digest_name: str, signature: bytes, data: bytes
+    signer: x509.Certificate, *, algorithm: bytes, digest_name: str, signature: bytes, data: bytes
 ) -> None:
-    oid = algorithm["algorithm"].dotted
+    try:
+        _, _, cs, ce = der_element(algorithm, 0, len(algorithm))
+        fields = der_children(algorithm, cs, ce)
+        if not fields or fields[0][0] != 0x06:
+            raise MalformedInput("signature algorithm has no OID", check="cms.signature-algorithm")
+        oid = decode_oid(algorithm[fields[0][2] : fields[0][3]])
+    except NotPlainDer as exc:
+        raise MalformedInput("signature algorithm is not DER", check="cms.signature-algorithm") from exc
     scheme = _SIGNATURE_ALGORITHMS.get(oid)
     if scheme is None:
         raise MalformedInput(
@@ -577,7 +595,8 @@ def _check_signature(
             if not isinstance(public_key, rsa.RSAPublicKey):
                 raise wrong_key
             if kind == "pss":
-                hash_name, pss = _pss_parameters(algorithm["parameters"])
+                identifier = asn1_algos.SignedDigestAlgorithm.load(algorithm, strict=True)
+                hash_name, pss = _pss_parameters(identifier["parameters"])
                 public_key.verify(signature, data, pss, _HASHES[hash_name]())
             else:
                 public_key.verify(signature, data, padding.PKCS1v15(), _HASHES[hash_name]())
