@@ -30,6 +30,9 @@ __all__ = [
     "der_children",
     "der_element",
     "encode_length",
+    "encode_oid",
+    "encode_tlv",
+    "encode_unsigned",
 ]
 
 DEFAULT_MAX_SIZE = 65536
@@ -57,6 +60,34 @@ def encode_length(length: int) -> bytes:
         return bytes([length])
     body = length.to_bytes((length.bit_length() + 7) // 8, "big")
     return bytes([0x80 | len(body)]) + body
+
+
+def encode_tlv(ident: int, contents: bytes) -> bytes:
+    """One DER element with a single-octet identifier."""
+    return bytes([ident]) + encode_length(len(contents)) + contents
+
+
+def encode_unsigned(value: int) -> bytes:
+    """A non-negative INTEGER element (X.690 section 8.3: minimal two's complement)."""
+    if value < 0:
+        raise ValueError("negative INTEGER")
+    return encode_tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def encode_oid(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER element (X.690 section 8.19) from its dotted form."""
+    arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40):
+        raise ValueError(f"not an OID: {dotted}")
+    body = bytearray()
+    for arc in (arcs[0] * 40 + arcs[1], *arcs[2:]):
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return encode_tlv(0x06, bytes(body))
 
 
 def _read_tag(data: bytes, pos: int, limit: int) -> tuple[int, bool, int]:

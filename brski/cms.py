@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from asn1crypto import algos as asn1_algos
-from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -43,7 +42,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
 
 from brski import oids
-from brski.asn1 import NotPlainDer, check_der, decode_oid, der_children, der_element, encode_length
+from brski.asn1 import (
+    NotPlainDer,
+    check_der,
+    decode_oid,
+    der_children,
+    der_element,
+    encode_length,
+    encode_oid,
+    encode_tlv,
+    encode_unsigned,
+)
 from brski.cms_parts import Parts, Sid, extract_asn1crypto, extract_plain_der
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
 
@@ -59,6 +68,16 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
 }
 DIGEST_ALGORITHMS = frozenset(_HASHES)
+
+# RFC 5652 section 11 attribute types and RFC 5754 digest OIDs, by dotted value.
+_ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_ATTR_SIGNING_TIME = "1.2.840.113549.1.9.5"
+_DIGEST_OIDS = {
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
 
 # Signature algorithm OID -> (scheme, hash it implies or None to take the
 # SignerInfo digestAlgorithm). RFC 5753/5754 name the hash; the plain key
@@ -141,24 +160,6 @@ class SignedMessage:
 # --- signing --------------------------------------------------------------------
 
 
-class _PlainAlgorithmIdentifier(asn1_core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
-        ("algorithm", asn1_algos.DigestAlgorithmId),
-        ("parameters", asn1_core.Any, {"optional": True}),
-    ]
-
-
-def _digest_algorithm_id(name: str) -> Any:
-    """An AlgorithmIdentifier for a SHA-2 digest with parameters absent.
-
-    RFC 5754 section 2: implementations MUST generate SHA-2 identifiers with
-    absent parameters; asn1crypto's DigestAlgorithm would add NULL, so the
-    value is encoded with a parameter-less twin and re-read.
-    """
-    encoded = _PlainAlgorithmIdentifier({"algorithm": name}).dump()
-    return asn1_algos.DigestAlgorithm.load(encoded)
-
-
 def _signature_scheme(key: PrivateKey) -> tuple[str, str]:
     """(digest name, asn1crypto signature algorithm name) for a signing key."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -201,14 +202,14 @@ def _key_identifier(cert: x509.Certificate) -> bytes:
         return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
-def _signing_time_value(when: datetime) -> Any:
+def _signing_time_value(when: datetime) -> bytes:
     if when.tzinfo is None:
         raise ConfigError("signing_time must be timezone-aware", check="cms.signing-time")
-    when = when.astimezone(UTC).replace(microsecond=0)
+    when = when.astimezone(UTC)
     # RFC 5652 section 11.3: UTCTime for 1950..2049, GeneralizedTime otherwise.
     if 1950 <= when.year <= 2049:
-        return asn1_cms.Time(name="utc_time", value=when)
-    return asn1_cms.Time(name="generalized_time", value=when)
+        return encode_tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode())
+    return encode_tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
 
 
 def sign(
@@ -241,59 +242,61 @@ def sign(
     hasher.update(content)
     # RFC 5652 section 5.3: contentType and messageDigest are mandatory once
     # there are signed attributes; rfc8366bis requires signed attributes.
-    attributes: list[dict[str, Any]] = [
-        {"type": "content_type", "values": [content_type]},
-        {"type": "message_digest", "values": [hasher.finalize()]},
+    attributes = [
+        _attribute(_ATTR_CONTENT_TYPE, encode_oid(content_type)),
+        _attribute(_ATTR_MESSAGE_DIGEST, encode_tlv(0x04, hasher.finalize())),
     ]
     if signing_time is not None:
-        attributes.append({"type": "signing_time", "values": [_signing_time_value(signing_time)]})
-    # asn1crypto sorts SET OF members on encoding, giving the DER form that
-    # RFC 5652 section 5.4 says is signed.
-    signed_attrs_set = asn1_cms.CMSAttributes(attributes).dump()
-    signature = _raw_sign(key, signed_attrs_set, digest)
+        attributes.append(_attribute(_ATTR_SIGNING_TIME, _signing_time_value(signing_time)))
+    # RFC 5652 section 5.4: the signature covers the DER SET OF signed
+    # attributes; DER sorts SET OF members by their encodings (X.690 11.6).
+    signed_attrs = b"".join(sorted(attributes))
+    signature = _raw_sign(key, encode_tlv(0x31, signed_attrs), digest)
 
-    asn1_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-    sid: dict[str, Any]
     if signer_id == "ski":
-        sid = {"subject_key_identifier": _key_identifier(cert)}
+        sid = encode_tlv(0x80, _key_identifier(cert))
     else:
-        sid = {
-            "issuer_and_serial_number": {
-                "issuer": asn1_cert["tbs_certificate"]["issuer"],
-                "serial_number": asn1_cert["tbs_certificate"]["serial_number"],
-            }
-        }
-    signer_info = asn1_cms.SignerInfo(
-        {
-            # RFC 5652 section 5.3: v1 with issuerAndSerialNumber, v3 with SKI.
-            "version": "v3" if signer_id == "ski" else "v1",
-            "sid": sid,
-            "digest_algorithm": _digest_algorithm_id(digest),
-            "signed_attrs": asn1_cms.CMSAttributes.load(signed_attrs_set),
-            "signature_algorithm": {"algorithm": sig_alg},
-            "signature": signature,
-        }
+        sid = encode_tlv(0x30, cert.issuer.public_bytes() + encode_unsigned(cert.serial_number))
+    digest_algorithm = encode_tlv(0x30, encode_oid(_DIGEST_NAMES[digest]))  # RFC 5754 2: no parameters
+    signer_info = encode_tlv(
+        0x30,
+        # RFC 5652 section 5.3: v1 with issuerAndSerialNumber, v3 with SKI.
+        encode_unsigned(3 if signer_id == "ski" else 1)
+        + sid
+        + digest_algorithm
+        + encode_tlv(0xA0, signed_attrs)
+        + _SIGNATURE_ALGORITHM_IDS[sig_alg]
+        + encode_tlv(0x04, signature),
     )
     # RFC 5652 section 5.1: version 3 once a SignerInfo is v3 or the
     # eContentType is not id-data (as for id-ct-animaJSONVoucher), else 1.
-    version = "v3" if signer_id == "ski" or content_type != oids.ID_DATA else "v1"
-    certificates = [
-        asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
-        for c in (cert, *chain)
-    ]
-    signed_data = asn1_cms.SignedData(
-        {
-            "version": version,
-            "digest_algorithms": [_digest_algorithm_id(digest)],
-            "encap_content_info": {"content_type": content_type, "content": content},
-            "certificates": certificates,
-            "signer_infos": [signer_info],
-        }
+    version = 3 if signer_id == "ski" or content_type != oids.ID_DATA else 1
+    certificates = sorted(c.public_bytes(serialization.Encoding.DER) for c in (cert, *chain))
+    signed_data = encode_tlv(
+        0x30,
+        encode_unsigned(version)
+        + encode_tlv(0x31, digest_algorithm)
+        + encode_tlv(0x30, encode_oid(content_type) + encode_tlv(0xA0, encode_tlv(0x04, content)))
+        + encode_tlv(0xA0, b"".join(certificates))
+        + encode_tlv(0x31, signer_info),
     )
-    der: bytes = asn1_cms.ContentInfo(
-        {"content_type": "signed_data", "content": signed_data}
-    ).dump()
-    return der
+    return encode_tlv(0x30, encode_oid(oids.ID_SIGNED_DATA) + encode_tlv(0xA0, signed_data))
+
+
+def _attribute(oid: str, value: bytes) -> bytes:
+    return encode_tlv(0x30, encode_oid(oid) + encode_tlv(0x31, value))
+
+
+_DIGEST_NAMES = {name: oid for oid, name in _DIGEST_OIDS.items()}
+# AlgorithmIdentifier elements by asn1crypto-style name (see _signature_scheme):
+# ECDSA and Ed25519 take no parameters (RFC 5758 3.2, RFC 8410 3); RSA takes NULL (RFC 4055 5).
+_SIGNATURE_ALGORITHM_IDS = {
+    "sha256_ecdsa": encode_tlv(0x30, encode_oid("1.2.840.10045.4.3.2")),
+    "sha384_ecdsa": encode_tlv(0x30, encode_oid("1.2.840.10045.4.3.3")),
+    "sha512_ecdsa": encode_tlv(0x30, encode_oid("1.2.840.10045.4.3.4")),
+    "ed25519": encode_tlv(0x30, encode_oid("1.3.101.112")),
+    "sha256_rsa": encode_tlv(0x30, encode_oid("1.2.840.113549.1.1.11") + b"\x05\x00"),
+}
 
 
 # --- verification ---------------------------------------------------------------
@@ -327,15 +330,6 @@ def verify(
         ) from exc
 
 
-# RFC 5652 section 11 attribute types and RFC 5754 digest OIDs, by dotted value.
-_ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3"
-_ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
-_ATTR_SIGNING_TIME = "1.2.840.113549.1.9.5"
-_DIGEST_OIDS = {
-    "2.16.840.1.101.3.4.2.1": "sha256",
-    "2.16.840.1.101.3.4.2.2": "sha384",
-    "2.16.840.1.101.3.4.2.3": "sha512",
-}
 def _verify(
     der: bytes, *, extra_certs: Sequence[x509.Certificate], content_types: Collection[str]
 ) -> SignedMessage:
