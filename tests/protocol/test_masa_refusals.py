@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -243,3 +243,37 @@ def test_rate_limit_per_registrar_signing_key(net: Net) -> None:
 
 
 _unused = (base64,)
+
+
+def test_audit_log_request_reuses_the_recent_verification_and_only_that(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 8995 5.8: the MASA may skip re-verifying the request it just verified.
+
+    Counted at the one function that does the crypto: the audit-log POST of
+    the exact bytes costs no verification; one changed byte, or the same
+    bytes after the reuse window, are verified again (and the changed byte
+    refused).
+    """
+    import masa.service as masa_service
+
+    calls: list[int] = []
+    real = masa_service.check_registrar_request
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(masa_service, "check_registrar_request", counting)
+    body = rvr(net, net.pledge(net.fresh_serial()))
+    assert to_masa(net, body).status == 200
+    assert len(calls) == 1
+    log = to_masa(net, body, path=AUDIT)
+    assert log.status == 200 and len(calls) == 1
+    tampered = bytearray(body)
+    tampered[-5] ^= 0x01  # inside the signature
+    assert to_masa(net, bytes(tampered), path=AUDIT).status == 400
+    assert len(calls) == 2
+    later = datetime.now(UTC) + timedelta(minutes=6)
+    net.call(net.masa.request_audit_log(body=body, content_type=MT_VOUCHER_CMS_JSON, now=later))
+    assert len(calls) == 3
