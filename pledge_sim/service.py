@@ -367,6 +367,39 @@ async def enroll_one(
         await conn.close()
 
 
+async def _until_decided(
+    pledge: Pledge,
+    send: Callable[[bytes], Awaitable[Any]],
+    decide: Callable[[Any], Any],
+    resend: Callable[[], bytes],
+    *,
+    body: bytes,
+    attempts: int,
+    phase: str,
+    log: Any,
+    sleep: Sleep,
+) -> Any:
+    """Send until the answer is not "202, come back later"; None if it never came.
+
+    RFC 8995 5.6 / RFC 7030 4.2.3: wait Retry-After (the state machine clamps
+    it to 60 s) and resend the same request, not a newly signed one.
+    """
+    for attempt in range(1, attempts + 1):
+        decision = decide(await send(body))
+        if not isinstance(decision, Retry):
+            return decision
+        _step(log, f"{phase}-pending", attempt=attempt, retry_after=decision.after)
+        if attempt == attempts:
+            pledge.abort(
+                check=f"pledge.{phase}-retries-exhausted",
+                detail=f"still pending after {attempt} attempts",
+            )
+            return None
+        await sleep(decision.after)
+        body = resend()
+    return None
+
+
 async def _voucher_phase(
     pledge: Pledge,
     session: _Session,
@@ -379,23 +412,21 @@ async def _voucher_phase(
     # RFC 8995 5.2: a fresh cryptographically strong nonce per attempt (RFC 4086 6.2).
     body = pledge.build_voucher_request(now=_now(), nonce=secrets.token_bytes(32))
     headers = {"Content-Type": cfg.media_type, "Accept": cfg.media_type}
-    decision = None
-    for attempt in range(1, cfg.max_voucher_attempts + 1):
-        resp = await session.request("POST", PATH_REQUESTVOUCHER, headers=headers, body=body)
-        decision = pledge.voucher_response(
-            status=resp.status, headers=resp.headers, body=resp.body, now=_now()
-        )
-        if not isinstance(decision, Retry):
-            break
-        _step(log, "voucher-pending", attempt=attempt, retry_after=decision.after)
-        if attempt == cfg.max_voucher_attempts:
-            pledge.abort(
-                check="pledge.voucher-retries-exhausted",
-                detail=f"still pending after {attempt} attempts",
-            )
-            return
-        await sleep(decision.after)
-        body = pledge.retry_voucher_request()
+    decision = await _until_decided(
+        pledge,
+        lambda b: session.request("POST", PATH_REQUESTVOUCHER, headers=headers, body=b),
+        lambda r: pledge.voucher_response(
+            status=r.status, headers=r.headers, body=r.body, now=_now()
+        ),
+        pledge.retry_voucher_request,
+        body=body,
+        attempts=cfg.max_voucher_attempts,
+        phase="voucher",
+        log=log,
+        sleep=sleep,
+    )
+    if decision is None:
+        return
     timings["voucher"] = round((time.perf_counter() - t0) * 1000, 2)
     if isinstance(decision, VoucherAccepted):
         v = decision.voucher
@@ -446,25 +477,23 @@ async def _enroll_phase(
     _step(log, "csrattrs", status=resp.status, bytes=len(resp.body))
     new_key = generate_key(_KEY_KINDS[cfg.key_type])
     csr = pledge.build_csr(key=new_key)
-    decision = None
-    for attempt in range(1, cfg.max_enroll_attempts + 1):
-        resp = await session.request(
-            "POST", PATH_SIMPLEENROLL, headers=_enroll_headers(), body=encode_base64_body(csr)
-        )
-        decision = pledge.enroll_response(
-            status=resp.status, headers=resp.headers, body=resp.body, now=_now()
-        )
-        if not isinstance(decision, Retry):
-            break
-        _step(log, "enroll-pending", attempt=attempt, retry_after=decision.after)
-        if attempt == cfg.max_enroll_attempts:
-            pledge.abort(
-                check="pledge.enroll-retries-exhausted",
-                detail=f"still pending after {attempt} attempts",
-            )
-            return
-        await sleep(decision.after)
-        csr = pledge.retry_csr()
+    decision = await _until_decided(
+        pledge,
+        lambda b: session.request(
+            "POST", PATH_SIMPLEENROLL, headers=_enroll_headers(), body=encode_base64_body(b)
+        ),
+        lambda r: pledge.enroll_response(
+            status=r.status, headers=r.headers, body=r.body, now=_now()
+        ),
+        pledge.retry_csr,
+        body=csr,
+        attempts=cfg.max_enroll_attempts,
+        phase="enroll",
+        log=log,
+        sleep=sleep,
+    )
+    if decision is None:
+        return
     timings["enroll"] = round((time.perf_counter() - t0) * 1000, 2)
     if isinstance(decision, Failed):
         _step(log, "enroll-refused", check=decision.check, detail=decision.detail)
