@@ -30,9 +30,11 @@ from brski.pki import PrivateKey
 
 __all__ = [
     "CLOCK_SKEW",
+    "authority_key_id",
     "csr_names_device",
     "issue_ldevid",
     "new_serial",
+    "signature_hash",
 ]
 
 # notBefore is backdated by this much so a device whose clock is slightly
@@ -74,7 +76,7 @@ def _directory_string(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttrib
     return x509.NameAttribute(oid, value, _ASN1Type.UTF8String)
 
 
-def _signing_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     """Match the hash strength to the CA key (RFC 5480 section 4; Ed25519 has none)."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return None
@@ -105,7 +107,7 @@ def _check_ca(ca_cert: x509.Certificate, ca_key: PrivateKey) -> None:
         raise ConfigError("issuer certificate is not a CA", check="ca.not-ca")
 
 
-def _authority_key_id(ca_cert: x509.Certificate, ca_key: PrivateKey) -> x509.AuthorityKeyIdentifier:
+def authority_key_id(ca_cert: x509.Certificate, ca_key: PrivateKey) -> x509.AuthorityKeyIdentifier:
     """AKI keyIdentifier = the CA's SKI (RFC 5280 section 4.2.1.1), computed if absent."""
     try:
         ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
@@ -219,7 +221,7 @@ def issue_ldevid(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_id(ca_cert, ca_key), critical=False)
+        .add_extension(authority_key_id(ca_cert, ca_key), critical=False)
     )
     if crl_url is not None:
         # RFC 5280 section 4.2.1.13: a distributionPoint fullName URI.
@@ -244,7 +246,7 @@ def issue_ldevid(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in san_dns]), critical=False
         )
-    return builder.sign(ca_key, _signing_hash(ca_key))
+    return builder.sign(ca_key, signature_hash(ca_key))
 
 
 # --- does the CSR claim this device? ----------------------------------------------

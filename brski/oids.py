@@ -22,9 +22,12 @@ __all__ = [
     "ID_SIGNED_DATA",
     "MT_CSRATTRS",
     "MT_JSON",
+    "MT_OCSP_REQUEST",
+    "MT_OCSP_RESPONSE",
     "MT_PKCS7_CERTS_ONLY",
     "MT_PKCS7_MIME",
     "MT_PKCS10",
+    "MT_PKIX_CRL",
     "MT_PROBLEM_JSON",
     "MT_VOUCHER_CMS_JSON",
     "MT_VOUCHER_COSE_CBOR",
@@ -75,6 +78,10 @@ MT_PKCS10 = "application/pkcs10"
 MT_PKCS7_MIME = "application/pkcs7-mime"
 MT_PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 MT_CSRATTRS = "application/csrattrs"
+# RFC 2585 section 4.2 (CRL over HTTP); RFC 6960 Appendix A.1 / C (OCSP over HTTP).
+MT_PKIX_CRL = "application/pkix-crl"
+MT_OCSP_REQUEST = "application/ocsp-request"
+MT_OCSP_RESPONSE = "application/ocsp-response"
 
 MT_JSON = "application/json"
 # RFC 9457

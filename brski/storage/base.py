@@ -29,6 +29,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from brski.storage.lifecycle import LifecycleStore
+
 __all__ = [
     "ApprovalDecision",
     "ApprovalRecord",
@@ -338,7 +340,7 @@ class EventLog(Store):
         """Re-walk every event and report the first one that breaks the chain."""
 
 
-class RegistrarStore(EventLog):
+class RegistrarStore(LifecycleStore, EventLog):
     # devices
     @abc.abstractmethod
     async def upsert_device(
@@ -502,6 +504,7 @@ class RegistrarStore(EventLog):
     @abc.abstractmethod
     async def stats(self) -> dict[str, int]:
         """Counters for /metrics and the admin view (``devices.<state>`` etc.)."""
+
 
     # admission policy: approval queue and first-use pins (migration 0002)
     @abc.abstractmethod

@@ -33,6 +33,7 @@ from brski.storage.sqlite import (
     to_ts,
     to_ts_opt,
 )
+from brski.storage.sqlite_lifecycle import SqliteLifecycleMixin
 
 __all__ = ["SqliteRegistrarStore", "normalize_cert_serial"]
 
@@ -151,7 +152,7 @@ def _get_pin(conn: sqlite3.Connection, issuer: str) -> PinnedManufacturer | None
     )
 
 
-class SqliteRegistrarStore(SqliteEventLog, RegistrarStore):
+class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
     # --- devices -----------------------------------------------------------
 
     async def upsert_device(

@@ -1,0 +1,132 @@
+"""SQLite side of :class:`brski.storage.lifecycle.LifecycleStore`.
+
+A mixin for :class:`brski.storage.sqlite_registrar.SqliteRegistrarStore`; it
+relies on the host class for ``self._db`` and ``get_certificate``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from brski.errors import Conflict, NotFound
+from brski.storage.lifecycle import CrlRecord, LifecycleStore
+from brski.storage.sqlite import SqliteDatabase, from_ts, to_ts
+
+if TYPE_CHECKING:
+    from brski.storage.base import CertificateRecord
+
+__all__ = ["SqliteLifecycleMixin"]
+
+
+def _serial(value: int | str) -> str:
+    from brski.storage.sqlite_registrar import normalize_cert_serial
+
+    return normalize_cert_serial(value)
+
+
+def _crl(row: tuple[Any, ...]) -> CrlRecord:
+    return CrlRecord(
+        number=row[0],
+        this_update=from_ts(row[1]),
+        next_update=from_ts(row[2]),
+        revoked_count=row[3],
+        der=row[4],
+    )
+
+
+class SqliteLifecycleMixin(LifecycleStore):
+    _db: SqliteDatabase
+
+    async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
+        raise NotImplementedError  # provided by the host store
+
+    async def reserve_renewal(
+        self, *, cert_serial: int | str, renews: int | str, spki_sha256: bytes, at: datetime
+    ) -> CertificateRecord:
+        serial, previous = _serial(cert_serial), _serial(renews)
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT device_serial, spki_sha256, state FROM certificates WHERE cert_serial = ?",
+                (previous,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"unknown certificate serial {previous}", check="storage.unknown-certificate"
+                )
+            if row[2] != "issued":
+                raise Conflict(
+                    f"certificate {previous} is {row[2]}; only issued ones are renewed",
+                    check="storage.certificate-state",
+                )
+            # The trigger and the partial unique index enforce the rest.
+            conn.execute(
+                "INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews,"
+                " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
+                (serial, row[0], spki_sha256, previous, ts),
+            )
+
+        await self._db.write(run)
+        record = await self.get_certificate(serial)
+        assert record is not None
+        return record
+
+    async def latest_certificate_for_key(self, spki_sha256: bytes) -> CertificateRecord | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT cert_serial FROM certificates WHERE spki_sha256 = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (spki_sha256,),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        serial = await self._db.read(run)
+        return None if serial is None else await self.get_certificate(serial)
+
+    async def revoked_count(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute("SELECT count(*) FROM certificates WHERE state = 'revoked'").fetchone()[0]
+            )
+
+        return await self._db.read(run)
+
+    async def add_crl(
+        self,
+        *,
+        number: int,
+        this_update: datetime,
+        next_update: datetime,
+        revoked_count: int,
+        der: bytes,
+    ) -> CrlRecord:
+        params = (number, to_ts(this_update), to_ts(next_update), revoked_count, der)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO crls (number, this_update, next_update, revoked_count, der)"
+                " VALUES (?, ?, ?, ?, ?)",
+                params,
+            )
+
+        await self._db.write(run)
+        return CrlRecord(
+            number=number,
+            this_update=this_update,
+            next_update=next_update,
+            revoked_count=revoked_count,
+            der=der,
+        )
+
+    async def latest_crl(self) -> CrlRecord | None:
+        def run(conn: sqlite3.Connection) -> CrlRecord | None:
+            row = conn.execute(
+                "SELECT number, this_update, next_update, revoked_count, der FROM crls"
+                " ORDER BY number DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else _crl(row)
+
+        return await self._db.read(run)
