@@ -68,6 +68,8 @@ class Lab:
     certs: Path
     masa_port: int = 8443
     registrar_port: int = 8444
+    # Plain HTTP for the registrar's CRL and OCSP (0: a free port, picked by write_configs).
+    registrar_http_port: int = 0
     host: str = "127.0.0.1"
     python: str = sys.executable
     ownership: str = "open"
@@ -82,10 +84,17 @@ class Lab:
     def registrar_url(self) -> str:
         return f"https://localhost:{self.registrar_port}"
 
+    @property
+    def revocation_url(self) -> str:
+        """Base of the CRL (``/crl``) and OCSP (``/ocsp``) URLs in every LDevID."""
+        return f"http://{self.host}:{self.registrar_http_port}"
+
     # --- configuration -----------------------------------------------------------
 
     def write_configs(self) -> tuple[Path, Path]:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.registrar_http_port:
+            self.registrar_http_port = free_port()
         c = self.certs.resolve()
         masa = self.workdir / "masa.toml"
         masa.write_text(
@@ -115,6 +124,7 @@ class Lab:
                     "[server]",
                     f'host = "{self.host}"',
                     f"port = {self.registrar_port}",
+                    f"http_port = {self.registrar_http_port}",
                     f'tls_cert = "{c}/registrar/tls.crt"',
                     f'tls_key = "{c}/registrar/tls.key"',
                     "",
@@ -127,6 +137,8 @@ class Lab:
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
                     f'masa_trust = ["{c}/manufacturer/root-ca.crt"]',
                     f'public_url = "https://localhost:{self.registrar_port}"',
+                    f'revocation_url = "{self.revocation_url}"',
+                    'admin_subjects = ["CN=admin,O=brski dev domain"]',
                     "",
                 ]
             )

@@ -123,15 +123,29 @@ async def run_server(
     ready_file: Path | None = None,
     role: str,
     stop: asyncio.Event | None = None,
+    plain_http: tuple[web.Application, int] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop``), then drain and close cleanly.
 
     With ``port=0`` the kernel picks a free port; the bound address is logged
     and written to ``ready_file`` (JSON) so that tests and ``make demo`` can
     find the server without racing it.
+
+    ``plain_http`` = (app, port) also serves a second, TLS-less app (the
+    registrar's CRL and OCSP publication); it starts after the main app's
+    startup hooks ran, so it may use what they opened.
     """
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    plain_runner: web.AppRunner | None = None
+    plain_port: int | None = None
+    if plain_http is not None:
+        plain_runner = web.AppRunner(plain_http[0], access_log=None, handle_signals=False)
+        await plain_runner.setup()
+        plain_site = web.TCPSite(plain_runner, host, plain_http[1], backlog=1024, reuse_address=True)
+        await plain_site.start()
+        plain_sockets = getattr(plain_site._server, "sockets", None) or []
+        plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else plain_http[1]
     tls_server = None
     if isinstance(tls, TlsServerConfig):
         tls_server = await start_tls_server(runner.server, host=host, port=port, cfg=tls, backlog=1024)
@@ -142,10 +156,13 @@ async def run_server(
         sockets = getattr(site._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
     url = f"https://{host}:{bound}"
-    log.info(kv("listening", role=role, url=url, pid=os.getpid()))
+    log.info(kv("listening", role=role, url=url, pid=os.getpid(), http_port=plain_port))
     if ready_file is not None:
         tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": url, "port": bound, "pid": os.getpid()}))
+        ready = {"url": url, "port": bound, "pid": os.getpid()}
+        if plain_port is not None:
+            ready["http_port"] = plain_port
+        tmp.write_text(json.dumps(ready))
         tmp.replace(ready_file)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,6 +177,8 @@ async def run_server(
         log.info(kv("stopping", role=role))
         if tls_server is not None:
             tls_server.close()
+        if plain_runner is not None:
+            await plain_runner.cleanup()
         await runner.cleanup()
         if tls_server is not None:
             await tls_server.wait_closed()

@@ -188,6 +188,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
         p.add_argument("serial", nargs="?" if name == "list" else None)
         p.add_argument("--domain-ca", dest="domain_ca", type=Path, help="the owner's domain CA certificate (PEM)")
         p.set_defaults(func=cmd_owners)
+    # issue 5: audit verify|export over the hash-chained event log.
+    from brski_cli.audit_cmd import add_audit_commands
+
+    add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -77,6 +77,12 @@ def add_commands(sub: Any) -> None:
     re.add_argument("--ldevid-key", metavar="KEY", required=True, help="current LDevID key")
     re.add_argument("--new-key", action="store_true", help="rekey instead of renew")
     re.add_argument(
+        "--if-older-than",
+        type=float,
+        metavar="FRACTION",
+        help="renew only once this fraction of the LDevID's validity has passed (e.g. 0.5)",
+    )
+    re.add_argument(
         "--domain-ca",
         metavar="PEM",
         help="domain CA bundle (default: <out>/domain-ca.pem from enrollment)",
@@ -161,6 +167,19 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_REFUSED
 
 
+def _renewal_due(cert: Any, fraction: float) -> bool:
+    """Issue 5: renew after a fraction of the validity; say so when skipping."""
+    from datetime import UTC, datetime
+
+    from pledge_sim.renewal import renewal_due, renewal_due_at
+
+    due_at = renewal_due_at(cert, fraction)
+    if renewal_due(cert, fraction, now=datetime.now(UTC)):
+        return True
+    print(json.dumps({"ok": True, "renewed": False, "due_at": due_at.isoformat()}))
+    return False
+
+
 def cmd_reenroll(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
     try:
@@ -189,6 +208,8 @@ def cmd_reenroll(args: argparse.Namespace) -> int:
             raise errors.ConfigError(
                 f"cannot load the LDevID: {exc}", check="pledge.config"
             ) from exc
+        if args.if_older_than is not None and not _renewal_due(cert, args.if_older_than):
+            return EXIT_OK
         new_cert = asyncio.run(
             reenroll(
                 cfg,
@@ -209,7 +230,7 @@ def cmd_reenroll(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     summary = cert_summary(new_cert)
     if args.json:
-        print(json.dumps({"ok": True, "ldevid": summary, "rekeyed": args.new_key}, indent=2))
+        print(json.dumps({"ok": True, "ldevid": summary, "rekeyed": args.new_key, "renewed": True}, indent=2))
     else:
         print("LDevID " + ("rekeyed" if args.new_key else "renewed"))
         for k, v in summary.items():

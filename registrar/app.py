@@ -24,11 +24,13 @@ from brski_web.identity import peer_identity
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
 from registrar import handlers
+from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
 from registrar.config import RegistrarConfig
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.masa_client import MasaClient, MasaTransport
 from registrar.policy import RegistrarPolicy
+from registrar.revocation import RevocationPublisher
 from registrar.service import RegistrarService
 from registrar.voucher_service import VoucherService
 
@@ -61,7 +63,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout_s=cfg.masa_timeout_s,
     )
     store = await open_registrar_store(cfg.database)
-    public = cfg.public_url.rstrip("/") if cfg.public_url else None
+    # CRL DP and AIA OCSP written into every LDevID (issue 5; see registrar/revocation.py).
+    public = cfg.revocation_base
     policy = RegistrarPolicy(
         store=store,
         policy=replace(cfg.admission, manufacturers=tuple(cfg.manufacturers)),
@@ -69,6 +72,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=policy.anchors)
     ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
+    ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
+    app[REVOCATION] = RevocationPublisher(store, keys)
     app[SERVICE] = RegistrarService(
         ctx=ctx,
         # RFC 8995 5.2: every voucher format the core can sign and verify.
@@ -108,4 +113,6 @@ def create_app(config: RegistrarConfig) -> web.Application:
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
     app.cleanup_ctx.append(_service_ctx)
     handlers.add_routes(app, SERVICE)
+    add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
+    add_revocation_routes(app, REVOCATION, app)
     return app

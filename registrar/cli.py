@@ -26,6 +26,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
+    "http_port",
 ]
 
 
@@ -51,6 +52,7 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from registrar.admin import create_revocation_app
     from registrar.app import create_app
 
     try:
@@ -70,7 +72,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             client_cas=[*(m.anchor for m in cfg.manufacturers if m.anchor is not None), cfg.ca_cert],
             client_auth="optional",
         )
-        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar")
+        app = create_app(cfg)
+        # CRL and OCSP over plain HTTP (issue 5, registrar/revocation.py).
+        plain = (create_revocation_app(app), cfg.http_port) if cfg.http_port else None
+        await run_server(
+            app, host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar", plain_http=plain
+        )
         return 0
 
     return _run(main)
@@ -168,6 +175,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--masa-trust", dest="masa_trust", action="append", help="CA that verifies MASA TLS certificates")
     serve.add_argument("--masa-url-override", dest="masa_url_override", help="send every voucher-request to this MASA")
     serve.add_argument("--public-url", dest="public_url", help="base URL written into LDevIDs (CRL, OCSP)")
+    serve.add_argument("--http-port", dest="http_port", type=int, help="plain-HTTP port serving /crl and /ocsp")
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.set_defaults(func=cmd_serve)
 
@@ -185,6 +193,15 @@ def _build(sub: argparse.ArgumentParser) -> None:
     _common(show)
     show.add_argument("serial")
     show.set_defaults(func=cmd_devices)
+    # issue 5: lifecycle and evidence commands live in their own modules.
+    from brski_cli.audit_cmd import add_audit_commands
+    from registrar.lifecycle_cli import add_device_commands
+
+    add_device_commands(dcmds, common=_common, database=lambda a: database_url(a.config, a.database), run=_run)
+    add_audit_commands(
+        cmds, role="registrar", common=_common,
+        open_store=lambda a: open_registrar_store(database_url(a.config, a.database)),
+    )
     for verb, text in (("approve", "let a queued (or not yet seen) device join"), ("reject", "refuse a device")):
         p = dcmds.add_parser(verb, help=f"approval queue: {text}")
         _common(p)

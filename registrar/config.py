@@ -17,6 +17,8 @@ Example (``registrar.toml``)::
     manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
     masa_trust = ["certs/dev/manufacturer/root-ca.crt"]   # verifies the MASA's TLS cert
     ldevid_validity_days = 365
+    http_port = 8445                                  # plain HTTP for CRL + OCSP only (issue 5)
+    admin_subjects = ["CN=admin,O=brski dev domain"]  # admin API clients (or admin_fingerprints)
     body_read_timeout_s = 10.0                        # a request body must arrive within this
 
     # Admission policy (issue 4; see registrar/policy.py for every key):
@@ -37,7 +39,7 @@ from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufactu
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
 
-_SERVER_KEYS = {"host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
+_SERVER_KEYS = {"http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
 _REGISTRAR_KEYS = {
     "database",
     "ca_cert",
@@ -51,6 +53,11 @@ _REGISTRAR_KEYS = {
     "ldevid_validity_days",
     "public_url",
     "max_body_bytes",
+    # lifecycle (issue 5): revocation publication, admin API, re-onboarding
+    "revocation_url",
+    "admin_fingerprints",
+    "admin_subjects",
+    "reonboard_decommissioned",
     "body_read_timeout_s",
     # admission policy (registrar/policy.py)
     "manufacturers",
@@ -94,6 +101,27 @@ class RegistrarConfig:
     body_read_timeout_s: float = 10.0
     # Who may join (registrar/policy.py); `manufacturer_anchors` are policy "brski".
     admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    # Lifecycle (issue 5). http_port: a plain-HTTP listener serving only /crl
+    # and /ocsp (RFC 5280 4.2.1.13, RFC 6960 A.1). revocation_url: base URL
+    # written into LDevIDs (CRL DP, AIA OCSP); default http://host:http_port,
+    # else public_url. admin_*: who may use /admin/v1 (a client certificate
+    # issued by the domain CA, matched by SHA-256 fingerprint or RFC 4514 subject).
+    http_port: int | None = None
+    revocation_url: str | None = None
+    admin_fingerprints: list[str] = field(default_factory=list)
+    admin_subjects: list[str] = field(default_factory=list)
+    reonboard_decommissioned: bool = True
+
+    @property
+    def revocation_base(self) -> str | None:
+        if self.revocation_url:
+            return self.revocation_url.rstrip("/")
+        if self.http_port:
+            # A wildcard bind has no name to give; an IPv6 literal needs brackets.
+            host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
+            host = f"[{host}]" if ":" in host else host
+            return f"http://{host}:{self.http_port}"
+        return self.public_url.rstrip("/") if self.public_url else None
 
     @property
     def manufacturers(self) -> list[ManufacturerEntry]:
@@ -115,6 +143,12 @@ class RegistrarConfig:
             raise ConfigError("ldevid_validity_days must be 1..36500", check="config.validity")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} out of range", check="config.port")
+        if self.http_port is not None and not 1 <= self.http_port <= 65535:
+            raise ConfigError(f"http_port {self.http_port} out of range", check="config.port")
+        if not isinstance(self.reonboard_decommissioned, bool):
+            raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
+        if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
+            raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
         if self.masa_url_override is not None and not self.masa_url_override.startswith("https://"):
             raise ConfigError("masa_url_override must be an https:// URL", check="config.masa-url")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography import x509
 
-from brski.errors import ChainInvalid, Forbidden, Unauthenticated
+from brski.errors import ChainInvalid, Forbidden, PolicyRefused, Unauthenticated
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
 from brski.storage.base import CertificateRecord, RegistrarStore
 from brski_web.identity import PeerIdentity
@@ -33,6 +33,12 @@ class DeviceStates:
     RENEWED = "renewed"
     REVOKED = "revoked"
     DECOMMISSIONED = "decommissioned"
+
+    # States in which the device holds no usable credential and may not use
+    # EST: "revoked" (an operator revoked its LDevID: quarantined until it is
+    # decommissioned) and "decommissioned" (retired; it may onboard again
+    # after a factory reset if policy allows, see RegistrarContext.admit_known_device).
+    BLOCKED = frozenset({REVOKED, DECOMMISSIONED})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +60,9 @@ class RegistrarContext:
         # Registrar MUST then refuse any EST actions" when a device's audit
         # log or an operator's rejection says so. None: no policy gate.
         self.enroll_gate: Callable[[str, datetime], Awaitable[None]] | None = None
+        # Lifecycle policy (issue 5): may a decommissioned device onboard again
+        # after a factory reset? Set from the config key reonboard_decommissioned.
+        self.reonboard_decommissioned = True
 
     async def check_enroll_gate(self, serial: str, *, now: datetime) -> None:
         if self.enroll_gate is not None:
@@ -97,7 +106,49 @@ class RegistrarContext:
             raise Forbidden("LDevID unknown to this registrar", check="ldevid.unknown")
         if record.state == "revoked":
             raise Forbidden("LDevID has been revoked", check="ldevid.revoked", serial=record.device_serial)
+        device = await self.store.get_device(record.device_serial)
+        if device is not None and device.state in DeviceStates.BLOCKED:
+            # Decommissioning revokes every LDevID; this also covers one that
+            # was issued concurrently with the revocation.
+            raise Forbidden(
+                f"device {device.serial} is {device.state}", check=f"ldevid.device-{device.state}",
+                serial=device.serial,
+            )
         return record
+
+    async def admit_known_device(self, serial: str, *, now: datetime) -> None:
+        """Lifecycle policy for a device asking for a voucher again (issue 5).
+
+        A *revoked* device stays quarantined: an operator must decommission it
+        first. A *decommissioned* device that comes back (after a factory
+        reset, with its IDevID) onboards again only if ``reonboard_decommissioned``;
+        it then restarts at "discovered" and will get a new LDevID (its old
+        keys stay certified, so EST refuses to reuse them). Both outcomes are
+        policy decisions and recorded as events.
+        """
+        device = await self.store.get_device(serial)
+        if device is None or device.state not in DeviceStates.BLOCKED:
+            return
+        if device.state == DeviceStates.REVOKED:
+            raise PolicyRefused(
+                f"device {serial} has a revoked LDevID; decommission it before it may onboard again",
+                check="registrar.device-revoked",
+                serial=serial,
+            )
+        if not self.reonboard_decommissioned:
+            raise PolicyRefused(
+                f"device {serial} is decommissioned and policy forbids onboarding it again",
+                check="registrar.decommissioned",
+                serial=serial,
+            )
+        await self.store.set_device_state(
+            serial, DeviceStates.DISCOVERED, at=now, reason="factory reset: onboarding again",
+            expect=DeviceStates.DECOMMISSIONED,
+        )
+        await self.event(
+            now=now, kind="policy.reonboard", serial=serial, outcome="allow",
+            check="registrar.reonboard-decommissioned",
+        )
 
     async def client_device(self, peer: PeerIdentity, *, now: datetime, what: str) -> str:
         """IDevID or LDevID: the device serial behind the TLS client."""

@@ -106,30 +106,65 @@ class EstService:
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
         if csr.subject != peer.leaf.subject:
             raise Forbidden("re-enrolment CSR subject differs from the current certificate", check="est.reenroll-subject", serial=serial)
-        # A renewal gets a fresh key: the store certifies each key once, which
-        # is what makes "a CSR for an already certified key" detectable.
-        if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
-            raise Forbidden(
-                "re-enrolment must use a new key pair", check="est.reenroll-same-key", serial=serial
-            )
-        cert = await self._issue(csr, serial=serial, now=now, kind="credential.renewed")
+        # RFC 7030 4.2.2 allows both "renew" (same key) and "rekey" (new key).
+        # Same key: the new row names the certificate it renews, and the store
+        # lets a key be renewed only by the device it was first certified for
+        # (migration 0003). New key: it must never have been certified, like
+        # any key at first enrolment.
+        same_key = spki_sha256(csr.public_key()) == spki_sha256(peer.leaf)  # type: ignore[arg-type]
+        cert = await self._issue(
+            csr, serial=serial, now=now, kind="credential.renewed",
+            renews=record.cert_serial if same_key else None,
+        )
         await self.ctx.store.set_device_state(serial, DeviceStates.RENEWED, at=now, reason="LDevID renewed")
         return est.encode_base64_body(est.build_certs_only([cert]))
 
     async def _issue(
-        self, csr: x509.CertificateSigningRequest, *, serial: str, now: datetime, kind: str
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        serial: str,
+        now: datetime,
+        kind: str,
+        renews: str | None = None,
     ) -> x509.Certificate:
-        """Reserve serial and key, sign, record, and only then return."""
+        """Reserve serial and key, sign, record, and only then return.
+
+        ``renews``: the serial of the certificate a same-key renewal replaces.
+        A reservation orphaned by a crash (row 'reserved' for this key and
+        device, never signed or never recorded as issued) is completed under
+        its reserved serial when the device asks again with the same key:
+        that certificate never left the registrar, so nothing was issued
+        twice, and complete_certificate lets only one request finish it.
+        """
         spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
-        if await self.ctx.store.certificate_by_spki(spki) is not None:
-            # Every LDevID has its own key: a key certified once is never certified again.
+        latest = await self.ctx.store.latest_certificate_for_key(spki)
+        if latest is not None and latest.state == "reserved" and latest.device_serial == serial:
+            serial_hex = latest.cert_serial
+            cert_serial = int(serial_hex, 16)
+        elif renews is None and latest is not None:
+            # Every key is certified afresh once: never for a second device or
+            # a second first enrolment (RFC 8995 5.9.3: a new key per LDevID).
             raise Forbidden("this public key is already certified", check="est.csr-key-reused", serial=serial)
-        cert_serial = new_serial()
-        serial_hex = format(cert_serial, "x")
-        try:
-            await self.ctx.store.reserve_certificate(cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, at=now)
-        except Conflict as exc:  # a concurrent request certified the same key
-            raise Forbidden("this public key is already certified", check="est.csr-key-reused", serial=serial) from exc
+        else:
+            cert_serial = new_serial()
+            serial_hex = format(cert_serial, "x")
+            try:
+                if renews is None:
+                    await self.ctx.store.reserve_certificate(
+                        cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, at=now
+                    )
+                else:
+                    await self.ctx.store.reserve_renewal(
+                        cert_serial=serial_hex, renews=renews, spki_sha256=spki, at=now
+                    )
+            except Conflict as exc:  # a concurrent request took the key, or this cert was renewed
+                raise Forbidden(
+                    "this public key is already certified" if renews is None
+                    else "this certificate was already renewed with its key; use the newest LDevID",
+                    check="est.csr-key-reused" if renews is None else "est.already-renewed",
+                    serial=serial,
+                ) from exc
         cert = issue_ldevid(
             csr,
             ca_cert=self.ctx.keys.ca_cert,
@@ -151,7 +186,8 @@ class EstService:
         await self.ctx.event(
             now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
             cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
-            not_after=cert.not_valid_after_utc.isoformat(),
+            not_after=cert.not_valid_after_utc.isoformat(), renews=renews,
+            spki_sha256=spki.hex(),
         )
         log.info(kv(kind, serial=serial, cert_serial=serial_hex))
         return cert

@@ -81,6 +81,8 @@ class VoucherService:
             manufacturer=self._manufacturer(anchor),
             at=now,
         )
+        # Lifecycle (issue 5): revoked devices stay out; decommissioned ones return only if policy allows.
+        await self.ctx.admit_known_device(serial, now=now)
         # Who may join: refusals raise (the middleware stores them as events),
         # an unknown device under "queue" gets 202 (RFC 8995 5.6); an
         # admission is stored here, so every decision is one event.

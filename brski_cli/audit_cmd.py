@@ -1,0 +1,140 @@
+"""``brski registrar|masa audit verify|export``: the evidence an auditor asks for.
+
+Both roles keep a hash-chained event log (:mod:`brski.storage.chain`).
+``verify`` re-walks it and exits 1 naming the first broken event and how
+it broke (edited, removed, reordered); ``export`` writes the events as JSON
+Lines or CSV, optionally only those at or after ``--since`` or about one
+``--device``, each with its hashes so the export can be checked on its own.
+
+The role CLIs call :func:`add_audit_commands` with their store opener, so
+this module needs neither role (it imports :mod:`brski.storage` only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from brski.errors import BrskiError, ConfigError
+from brski.storage.base import EventLog, EventRecord
+
+__all__ = ["add_audit_commands", "event_json", "parse_since"]
+
+OpenStore = Callable[[argparse.Namespace], Awaitable[EventLog]]
+_FIELDS = ["id", "at", "kind", "device_serial", "outcome", "check", "detail", "prev_hash", "hash"]
+
+
+def parse_since(text: str) -> datetime:
+    """ISO 8601 date or date-time; naive values are UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is not an ISO 8601 date or date-time", check="audit.since") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def event_json(e: EventRecord) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "device_serial": e.device_serial,
+        "outcome": e.outcome,
+        "check": e.check,
+        "detail": dict(e.detail),
+        "prev_hash": e.prev_hash.hex(),
+        "hash": e.hash.hex(),
+    }
+
+
+async def _all_events(store: EventLog, device: str | None) -> AsyncIterator[EventRecord]:
+    last = 0
+    while True:
+        page = await store.events(since_id=last, device_serial=device, limit=1000)
+        if not page:
+            return
+        for e in page:
+            yield e
+        last = page[-1].id
+
+
+async def _verify(store: EventLog, role: str, out: IO[str]) -> int:
+    report = await store.verify_event_chain()
+    if report.ok:
+        head = report.head_hash.hex() if report.head_hash else "-"
+        print(f"{role} event log intact: {report.count} events, head id {report.head_id}, head hash {head}", file=out)
+        return 0
+    print(
+        f"{role} event log TAMPERED: {report.problem} at event {report.first_bad_id}: {report.detail}"
+        f" ({report.count} events verified before it)",
+        file=out,
+    )
+    return 1
+
+
+async def _export(store: EventLog, args: argparse.Namespace, out: IO[str]) -> int:
+    since = parse_since(args.since) if args.since else None
+    writer = csv.DictWriter(out, fieldnames=_FIELDS, lineterminator="\n") if args.format == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    count = 0
+    async for e in _all_events(store, args.device):
+        if since is not None and e.at < since:
+            continue
+        record = event_json(e)
+        if writer is not None:
+            record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
+            writer.writerow(record)
+        else:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+        count += 1
+    print(f"exported {count} event(s)", file=sys.stderr)
+    return 0
+
+
+def add_audit_commands(
+    cmds: Any, *, role: str, common: Callable[[argparse.ArgumentParser], None], open_store: OpenStore
+) -> None:
+    """Add ``audit verify`` and ``audit export`` to a role's subcommands."""
+
+    def run(args: argparse.Namespace) -> int:
+        async def main() -> int:
+            store = await open_store(args)
+            try:
+                if args.audit_cmd == "verify":
+                    return await _verify(store, role, sys.stdout)
+                if args.out:
+                    with Path(args.out).open("w", encoding="utf-8", newline="") as fh:
+                        return await _export(store, args, fh)
+                return await _export(store, args, sys.stdout)
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(main())
+        except ConfigError as exc:
+            print(f"brski {role} audit: {exc.detail}", file=sys.stderr)
+            return 2
+        except BrskiError as exc:
+            print(f"brski {role} audit: {exc.detail} (check: {exc.check})", file=sys.stderr)
+            return 1
+
+    audit = cmds.add_parser("audit", help="verify or export the hash-chained event log")
+    acmds = audit.add_subparsers(dest="audit_cmd", required=True, metavar="COMMAND")
+    verify = acmds.add_parser("verify", help="exit 0 if the chain is intact, 1 naming the first bad event")
+    common(verify)
+    verify.set_defaults(func=run)
+    export = acmds.add_parser("export", help="events as JSON Lines or CSV, with their hashes")
+    common(export)
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--since", metavar="T", help="only events at or after T (ISO 8601)")
+    export.add_argument("--device", metavar="SERIAL", help="only events about this device")
+    export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    export.set_defaults(func=run)

@@ -1,0 +1,290 @@
+"""The registrar's admin HTTPS API (/admin/v1) and its CRL/OCSP publication routes.
+
+Admin API: JSON over the registrar's own HTTPS listener, for operators'
+tooling. The client authenticates with a TLS client certificate that chains
+to the domain CA and is configured as an admin credential by SHA-256
+fingerprint (``admin_fingerprints``) or RFC 4514 subject (``admin_subjects``);
+an LDevID this registrar issued to a device is never one, whatever its
+subject. No admin configured: the API answers 403 (check admin.disabled).
+Errors are RFC 9457 problem bodies from the shared middleware, which also
+records every refusal; every admin action that succeeds is an event naming
+the admin. Routes::
+
+    GET  /admin/v1/devices?state=S&manufacturer=M&after=SERIAL&limit=N
+    GET  /admin/v1/devices/{serial}
+    POST /admin/v1/devices/{serial}/revoke         {"reason": "keyCompromise"}
+    POST /admin/v1/devices/{serial}/decommission   {"reason": "..."} (optional)
+    GET  /admin/v1/audit/verify
+
+Publication (plain HTTP on ``http_port``, and also on HTTPS): ``GET /crl``
+(RFC 5280 4.2.1.13, application/pkix-crl, DER) and OCSP (RFC 6960 A.1):
+``POST /ocsp`` with application/ocsp-request, or ``GET /ocsp/{base64}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from brski.errors import (
+    ChainInvalid,
+    Forbidden,
+    MalformedInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from brski.est import parse_media_type
+from brski.ocsp import MAX_REQUEST
+from brski.oids import MT_JSON, MT_OCSP_REQUEST, MT_OCSP_RESPONSE, MT_PKIX_CRL
+from brski.pki import Role, fingerprint_sha256, verify_chain
+from brski.storage.base import CertificateRecord, DeviceRecord
+from brski_web.identity import peer_identity
+from brski_web.middleware import error_middleware
+from registrar.config import RegistrarConfig
+from registrar.revocation import RevocationPublisher, decommission_device, revoke_device
+from registrar.service import RegistrarService
+
+__all__ = [
+    "REVOCATION",
+    "add_admin_routes",
+    "add_revocation_routes",
+    "certificate_json",
+    "create_revocation_app",
+    "device_json",
+]
+
+REVOCATION: web.AppKey[RevocationPublisher] = web.AppKey("registrar_revocation", RevocationPublisher)
+MAX_PAGE = 1000
+
+
+def device_json(d: DeviceRecord) -> dict[str, Any]:
+    return {
+        "serial": d.serial,
+        "state": d.state,
+        "manufacturer": d.manufacturer,
+        "idevid_issuer": d.idevid_issuer,
+        "idevid_fingerprint": d.idevid_fingerprint,
+        "first_seen": d.first_seen.isoformat(),
+        "updated_at": d.updated_at.isoformat(),
+    }
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def certificate_json(c: CertificateRecord) -> dict[str, Any]:
+    return {
+        "serial": c.cert_serial,
+        "state": c.state,
+        "not_before": _ts(c.not_before),
+        "not_after": _ts(c.not_after),
+        "issued_at": _ts(c.issued_at),
+        "revoked_at": _ts(c.revoked_at),
+        "revocation_reason": c.revocation_reason,
+    }
+
+
+def _normalise_fp(value: str) -> str:
+    return value.replace(":", "").strip().lower()
+
+
+async def _admin(request: web.Request, svc: RegistrarService, cfg: RegistrarConfig, now: datetime) -> str:
+    """The admin's subject, or a refusal naming the failed check."""
+    if not cfg.admin_fingerprints and not cfg.admin_subjects:
+        raise Forbidden("the admin API is not enabled (no admin_subjects or admin_fingerprints)", check="admin.disabled")
+    leaf = peer_identity(request).leaf
+    if leaf is None:
+        raise Unauthenticated("the admin API needs an admin client certificate", check="admin.client-cert")
+    try:
+        verify_chain(leaf, anchors=[svc.ctx.keys.ca_cert], now=now, role=Role.LDEVID)
+    except ChainInvalid as exc:
+        raise Forbidden(f"admin certificate not valid: {exc.detail}", check="admin.chain") from exc
+    if await svc.ctx.store.get_certificate(leaf.serial_number) is not None:
+        raise Forbidden("a device LDevID is not an admin credential", check="admin.device-cert")
+    subject = leaf.subject.rfc4514_string()
+    fingerprints = {_normalise_fp(f) for f in cfg.admin_fingerprints}
+    if _normalise_fp(fingerprint_sha256(leaf)) not in fingerprints and subject not in cfg.admin_subjects:
+        raise Forbidden(f"{subject} is not an admin", check="admin.not-authorised")
+    return subject
+
+
+def _int_param(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MalformedInput(f"{name} must be an integer", check="admin.query") from None
+    if not low <= value <= high:
+        raise MalformedInput(f"{name} must be {low}..{high}", check="admin.query")
+    return value
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    media, _ = parse_media_type(request.headers.get("Content-Type"))
+    if media != MT_JSON:
+        raise UnsupportedMediaType("admin requests carry application/json", check="admin.content-type")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise MalformedInput("body is not JSON", check="admin.body") from None
+    if not isinstance(body, dict):
+        raise MalformedInput("body must be a JSON object", check="admin.body")
+    return body
+
+
+def _reason(body: dict[str, Any]) -> str | None:
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise MalformedInput("reason must be a string", check="admin.body")
+    return reason
+
+
+def add_admin_routes(
+    app: web.Application,
+    *,
+    service_key: web.AppKey[RegistrarService],
+    config_key: web.AppKey[RegistrarConfig],
+) -> None:
+    async def begin(request: web.Request) -> tuple[RegistrarService, str, datetime]:
+        svc, now = request.app[service_key], datetime.now(UTC)
+        return svc, await _admin(request, svc, request.app[config_key], now), now
+
+    async def list_devices(request: web.Request) -> web.Response:
+        svc, admin, now = await begin(request)
+        limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
+        state, manufacturer = request.query.get("state"), request.query.get("manufacturer")
+        after = request.query.get("after")
+        rows = await svc.ctx.store.list_devices(state=state, manufacturer=manufacturer, after_serial=after, limit=limit)
+        await svc.ctx.event(
+            now=now, kind="admin.devices-listed", serial=None, outcome="allow", check="admin.list",
+            admin=admin, state=state, manufacturer=manufacturer, after=after, returned=len(rows),
+        )
+        return web.json_response({
+            "devices": [device_json(d) for d in rows],
+            # Keyset paging: pass this back as ?after= (None: last page).
+            "next_after": rows[-1].serial if len(rows) == limit else None,
+        })
+
+    async def show_device(request: web.Request) -> web.Response:
+        svc, admin, now = await begin(request)
+        serial = request.match_info["serial"]
+        device = await svc.ctx.store.get_device(serial)
+        if device is None:
+            raise NotFound(f"unknown device {serial!r}", check="admin.unknown-device", serial=serial)
+        out = device_json(device)
+        out["transitions"] = [
+            {"from": t.from_state, "to": t.to_state, "at": t.at.isoformat(), "reason": t.reason}
+            for t in await svc.ctx.store.device_transitions(serial)
+        ]
+        out["certificates"] = [certificate_json(c) for c in await svc.ctx.store.list_certificates(serial)]
+        await svc.ctx.event(
+            now=now, kind="admin.device-shown", serial=serial, outcome="allow", check="admin.show", admin=admin,
+        )
+        return web.json_response(out)
+
+    async def revoke(request: web.Request) -> web.Response:
+        svc, admin, now = await begin(request)
+        serial = request.match_info["serial"]
+        reason = _reason(await _json_body(request))
+        revoked = await revoke_device(svc.ctx.store, serial, reason=reason, now=now, actor=admin)
+        await svc.ctx.event(
+            now=now, kind="admin.revoked", serial=serial, outcome="allow", check="admin.revoke",
+            admin=admin, reason=reason, certificates=[c.cert_serial for c in revoked],
+        )
+        await request.app[REVOCATION].crl_der(now=now)  # publish at once
+        device = await svc.ctx.store.get_device(serial)
+        assert device is not None
+        return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})
+
+    async def decommission(request: web.Request) -> web.Response:
+        svc, admin, now = await begin(request)
+        serial = request.match_info["serial"]
+        reason = _reason(await _json_body(request))
+        revoked = await decommission_device(svc.ctx.store, serial, reason=reason, now=now, actor=admin)
+        await svc.ctx.event(
+            now=now, kind="admin.decommissioned", serial=serial, outcome="allow", check="admin.decommission",
+            admin=admin, reason=reason, certificates=[c.cert_serial for c in revoked],
+        )
+        await request.app[REVOCATION].crl_der(now=now)
+        device = await svc.ctx.store.get_device(serial)
+        assert device is not None
+        return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})
+
+    async def audit_verify(request: web.Request) -> web.Response:
+        svc, admin, now = await begin(request)
+        report = await svc.ctx.store.verify_event_chain()
+        await svc.ctx.event(
+            now=now, kind="admin.audit-verified", serial=None, outcome="allow", check="admin.audit",
+            admin=admin, ok=report.ok, count=report.count,
+        )
+        return web.json_response({
+            "ok": report.ok, "count": report.count, "problem": report.problem,
+            "first_bad_id": report.first_bad_id, "detail": report.detail, "head_id": report.head_id,
+            "head_hash": report.head_hash.hex() if report.head_hash else None,
+        })
+
+    r = app.router
+    r.add_get("/admin/v1/devices", list_devices)
+    r.add_get("/admin/v1/devices/{serial}", show_device)
+    r.add_post("/admin/v1/devices/{serial}/revoke", revoke)
+    r.add_post("/admin/v1/devices/{serial}/decommission", decommission)
+    r.add_get("/admin/v1/audit/verify", audit_verify)
+
+
+def add_revocation_routes(app: web.Application, publisher: web.AppKey[RevocationPublisher], owner: web.Application) -> None:
+    """GET /crl, POST /ocsp, GET /ocsp/{b64}; ``owner`` is the app holding the publisher."""
+
+    async def crl(request: web.Request) -> web.Response:
+        der = await owner[publisher].crl_der(now=datetime.now(UTC))
+        return web.Response(body=der, content_type=MT_PKIX_CRL)
+
+    async def _ocsp(der: bytes) -> web.Response:
+        result = await owner[publisher].ocsp(der, now=datetime.now(UTC))
+        # RFC 6960 A.1: the answer is always an OCSPResponse, errors included.
+        return web.Response(body=result.der, content_type=MT_OCSP_RESPONSE)
+
+    async def ocsp_post(request: web.Request) -> web.Response:
+        media, _ = parse_media_type(request.headers.get("Content-Type"))
+        if media != MT_OCSP_REQUEST:
+            raise UnsupportedMediaType(f"Content-Type must be {MT_OCSP_REQUEST}", check="ocsp.content-type")
+        body = await request.content.read(MAX_REQUEST + 1)
+        if len(body) > MAX_REQUEST:
+            raise PayloadTooLarge("OCSP request too large", check="ocsp.too-large")
+        return await _ocsp(body)
+
+    async def ocsp_get(request: web.Request) -> web.Response:
+        # RFC 6960 A.1: {url}/{url-encoding of base64 encoding of the DER request}.
+        text = unquote(request.match_info["req"])
+        if len(text) > 2 * MAX_REQUEST:
+            raise PayloadTooLarge("OCSP request too large", check="ocsp.too-large")
+        try:
+            der = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            der = b""
+        return await _ocsp(der)
+
+    r = app.router
+    r.add_get("/crl", crl)
+    r.add_post("/ocsp", ocsp_post)
+    r.add_get("/ocsp/{req:.+}", ocsp_get)
+
+
+def create_revocation_app(main: web.Application) -> web.Application:
+    """The plain-HTTP app for ``http_port``: CRL and OCSP only, nothing else."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST * 2)
+    add_revocation_routes(app, REVOCATION, main)
+    return app

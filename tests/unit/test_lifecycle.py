@@ -1,0 +1,203 @@
+"""Issue 5 in the store and the CLI: unique credentials, same-key renewal,
+CRL numbers, inventory paging at scale, and `audit verify|export` on
+tampered database files of both roles."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from brski.ca import new_serial
+from brski.errors import Conflict, NotFound
+from brski.storage import RegistrarStore, open_masa_store, open_registrar_store
+from brski_cli import main as brski
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def key(n: int) -> bytes:
+    return hashlib.sha256(f"key-{n}".encode()).digest()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+    try:
+        for serial in ("DEV-1", "DEV-2"):
+            await s.upsert_device(serial, idevid_issuer="CN=ca", idevid_fingerprint=serial,
+                                  manufacturer="acme", at=T0)
+        yield s
+    finally:
+        await s.close()
+
+
+async def _issue(store: RegistrarStore, serial: int, device: str, spki: bytes, *, renews: int | None = None) -> None:
+    if renews is None:
+        await store.reserve_certificate(cert_serial=serial, device_serial=device, spki_sha256=spki, at=T0)
+    else:
+        await store.reserve_renewal(cert_serial=serial, renews=renews, spki_sha256=spki, at=T0)
+    await store.complete_certificate(serial, der=b"\x30\x00", not_before=T0, not_after=T0 + timedelta(days=1), at=T0)
+
+
+def test_serials_have_at_least_64_random_bits() -> None:
+    serials = [new_serial() for _ in range(2000)]
+    assert len(set(serials)) == len(serials)
+    assert all(s.bit_length() == 159 for s in serials)  # 158 random bits under a fixed top bit
+    # Every one of the low 64 bits takes both values across the sample.
+    for bit in range(64):
+        assert {(s >> bit) & 1 for s in serials} == {0, 1}
+
+
+async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, tmp_path: Path) -> None:
+    await _issue(store, 0x1001, "DEV-1", key(1))
+    with pytest.raises(Conflict) as exc:  # the same key again, even for another device
+        await store.reserve_certificate(cert_serial=0x1002, device_serial="DEV-2", spki_sha256=key(1), at=T0)
+    assert exc.value.check == "storage.duplicate-key"
+    with pytest.raises(Conflict):  # the same serial again
+        await store.reserve_certificate(cert_serial=0x1001, device_serial="DEV-2", spki_sha256=key(2), at=T0)
+    # The database itself refuses, not only the code: a raw insert fails.
+    conn = sqlite3.connect(tmp_path / "registrar.db")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state, reserved_at)"
+                     " VALUES ('abc', 'DEV-2', ?, 'reserved', 'x')", (key(1),))
+    conn.close()
+
+
+async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, tmp_path: Path) -> None:
+    await _issue(store, 0x2001, "DEV-1", key(3))
+    await _issue(store, 0x2002, "DEV-1", key(3), renews=0x2001)
+    latest = await store.latest_certificate_for_key(key(3))
+    assert latest is not None and latest.cert_serial == "2002" and latest.device_serial == "DEV-1"
+    with pytest.raises(Conflict):  # a certificate is renewed with its key once
+        await store.reserve_renewal(cert_serial=0x2003, renews=0x2001, spki_sha256=key(3), at=T0)
+    with pytest.raises(Conflict):  # a renewal keeps the key
+        await store.reserve_renewal(cert_serial=0x2004, renews=0x2002, spki_sha256=key(4), at=T0)
+    with pytest.raises(NotFound):
+        await store.reserve_renewal(cert_serial=0x2005, renews=0x9999, spki_sha256=key(3), at=T0)
+    await store.revoke_certificate(0x2002, reason="superseded", at=T0)
+    with pytest.raises(Conflict):  # a revoked certificate is not renewed
+        await store.reserve_renewal(cert_serial=0x2006, renews=0x2002, spki_sha256=key(3), at=T0)
+    # Raw SQL cannot move a key to another device through a "renewal" either.
+    conn = sqlite3.connect(tmp_path / "registrar.db")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state,"
+                     " reserved_at) VALUES ('77', 'DEV-2', ?, '2002', 'reserved', 'x')", (key(3),))
+    conn.close()
+    assert await store.revoked_count() == 1
+
+
+async def test_crl_numbers_are_unique_and_the_latest_is_served(store: RegistrarStore) -> None:
+    assert await store.latest_crl() is None
+    await store.add_crl(number=1, this_update=T0, next_update=T0 + timedelta(hours=1), revoked_count=0, der=b"a")
+    await store.add_crl(number=2, this_update=T0, next_update=T0 + timedelta(hours=1), revoked_count=3, der=b"b")
+    with pytest.raises(Conflict):
+        await store.add_crl(number=2, this_update=T0, next_update=T0, revoked_count=3, der=b"c")
+    latest = await store.latest_crl()
+    assert latest is not None and (latest.number, latest.der, latest.revoked_count) == (2, b"b", 3)
+
+
+async def test_inventory_of_thousands_filters_and_pages(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    s = await open_registrar_store(f"sqlite:///{path}")
+    await s.close()
+    ts = T0.isoformat(timespec="microseconds")
+    states = ["discovered", "voucher-obtained", "enrolled", "renewed", "revoked", "decommissioned"]
+    rows = [
+        (f"DEV-{i:06d}", "CN=ca", f"fp{i}", "acme" if i % 3 else "globex", states[i % len(states)], ts, ts)
+        for i in range(6000)
+    ]
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    async with await open_registrar_store(f"sqlite:///{path}") as store:
+        async def walk(**filters: str) -> list[str]:
+            seen: list[str] = []
+            after = None
+            while True:
+                page = await store.list_devices(after_serial=after, limit=250, **filters)  # type: ignore[arg-type]
+                seen += [d.serial for d in page]
+                if len(page) < 250:
+                    return seen
+                after = page[-1].serial
+
+        everything = await walk()
+        assert everything == sorted(r[0] for r in rows)
+        enrolled = await walk(state="enrolled")
+        assert enrolled == sorted(r[0] for r in rows if r[4] == "enrolled") and len(enrolled) == 1000
+        globex_renewed = await walk(state="renewed", manufacturer="globex")
+        assert globex_renewed == sorted(r[0] for r in rows if r[4] == "renewed" and r[3] == "globex")
+        assert len(globex_renewed) == 1000
+
+
+# --- audit verify / export on tampered files ------------------------------------------
+
+
+async def _events(url: str, role: str) -> None:
+    opener = open_registrar_store if role == "registrar" else open_masa_store
+    async with await opener(url) as s:
+        for i in range(10):
+            await s.append_event(at=T0 + timedelta(minutes=i), kind=f"k{i}", device_serial="DEV-1" if i % 2 else "DEV-2",
+                                 outcome="info", check=None, detail={"i": i})
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = brski(list(argv))
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("role", ["registrar", "masa"])
+@pytest.mark.parametrize(
+    ("tamper", "problem", "first_bad"),
+    [
+        (["UPDATE events SET detail = '{\"i\":42}' WHERE id = 4"], "edited", 4),
+        (["DELETE FROM events WHERE id = 6"], "removed", 6),
+        (["UPDATE events SET id = -1 WHERE id = 3", "UPDATE events SET id = 3 WHERE id = 4",
+          "UPDATE events SET id = 4 WHERE id = -1"], "reordered", 3),
+        (["DELETE FROM events WHERE id >= 9"], "removed", 9),
+    ],
+)
+def test_audit_verify_names_each_tampering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str, tamper: list[str], problem: str, first_bad: int
+) -> None:
+    db = tmp_path / f"{role}.db"
+    url = f"sqlite:///{db}"
+    asyncio.run(_events(url, role))
+    code, out = _cli(capsys, role, "audit", "verify", "--database", url)
+    assert code == 0 and "intact: 10 events" in out
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    for sql in tamper:
+        conn.execute(sql)
+    conn.execute("COMMIT")
+    conn.close()
+    code, out = _cli(capsys, role, "audit", "verify", "--database", url)
+    assert code == 1, out
+    assert f"TAMPERED: {problem} at event {first_bad}" in out
+
+
+@pytest.mark.parametrize("role", ["registrar", "masa"])
+def test_audit_export_jsonl_and_csv_with_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    asyncio.run(_events(url, role))
+    code, out = _cli(capsys, role, "audit", "export", "--database", url, "--format", "jsonl")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["id"] for r in records] == list(range(1, 11))
+    assert records[1]["prev_hash"] == records[0]["hash"] and records[0]["detail"] == {"i": 0}
+    since = (T0 + timedelta(minutes=6)).isoformat()
+    code, out = _cli(capsys, role, "audit", "export", "--database", url, "--format", "csv",
+                     "--since", since, "--device", "DEV-1")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [int(r["id"]) for r in table] == [8, 10]
+    assert all(r["device_serial"] == "DEV-1" for r in table) and json.loads(table[0]["detail"]) == {"i": 7}
+    code, _ = _cli(capsys, role, "audit", "export", "--database", url, "--since", "yesterday")
+    assert code == 2
