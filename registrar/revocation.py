@@ -150,6 +150,10 @@ class RevocationPublisher:
                     newest = await self.store.latest_crl()
                     number = (newest.number if newest else number) + 1
                     continue
+                await self.store.append_event(
+                    at=now, kind="crl.published", device_serial=None, outcome="info", check="registrar.crl",
+                    detail={"number": number, "revoked": count, "next_update": (now + CRL_VALIDITY).isoformat()},
+                )
                 log.info(kv("crl-published", number=number, revoked=count))
                 return der
             raise Conflict("could not allocate a CRL number", check="crl.number-race")

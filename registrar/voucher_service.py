@@ -127,6 +127,11 @@ class VoucherService:
                 check="idevid.masa-url",
                 serial=serial,
             )
+        # Evidence (issue 5): the request is on record even if the MASA never answers.
+        await self.ctx.event(
+            now=now, kind="voucher.requested", serial=serial, outcome="info", check="registrar.voucher-request",
+            masa=target, media_type=req_media,
+        )
         resp = await self.masa.request_voucher(target, body=raw_rvr, media_type=req_media, accept=resp_media)
         voucher = self._check_voucher(resp.body, resp.content_type, serial=serial, nonce=chk.request.nonce)
         await self.ctx.store.add_voucher(

@@ -10,11 +10,13 @@ key), decommission and re-onboarding run through the pledge CLI.
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,16 @@ def test_revocation_is_published_by_crl_and_ocsp_and_enforced(lab: Lab, tmp_path
     print("openssl ocsp (after):", revoked.stdout.strip(), revoked.stderr.strip())
     assert f"{ldevid}: revoked" in revoked.stdout and "Response verify OK" in revoked.stderr
     assert "Reason: keyCompromise" in revoked.stdout
+    # RFC 6960 A.1 GET form: {url}/{url-encoded base64 of the DER request}.
+    req = openssl("ocsp", "-issuer", str(ca), "-cert", str(ldevid), "-reqout", str(tmp_path / "req.der"), "-no_nonce")
+    assert req.returncode == 0, req.stderr
+    b64 = urllib.parse.quote(base64.b64encode((tmp_path / "req.der").read_bytes()).decode(), safe="")
+    with urllib.request.urlopen(f"{ocsp_url}/{b64}", timeout=30) as resp:
+        assert resp.headers["Content-Type"] == "application/ocsp-response"
+        (tmp_path / "get.der").write_bytes(resp.read())
+    shown = openssl("ocsp", "-respin", str(tmp_path / "get.der"), "-issuer", str(ca), "-cert", str(ldevid),
+                    "-CAfile", str(ca), "-no_nonce")
+    assert f"{ldevid}: revoked" in shown.stdout and "Response verify OK" in shown.stderr, shown.stdout + shown.stderr
     assert _pkilint("lint_ocsp_response", tmp_path / "ocsp-response.der") == []
 
     # /simplereenroll refuses the revoked LDevID; the admin API shows it revoked.
