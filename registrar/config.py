@@ -7,6 +7,7 @@ Example (``registrar.toml``)::
     port = 8444
     tls_cert = "certs/dev/registrar/tls.crt"
     tls_key = "certs/dev/registrar/tls.key"
+    http_port = 8445                                  # plain HTTP for CRL + OCSP only (issue 5)
 
     [registrar]
     database = "sqlite:///var/registrar.db"
@@ -17,7 +18,6 @@ Example (``registrar.toml``)::
     manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
     masa_trust = ["certs/dev/manufacturer/root-ca.crt"]   # verifies the MASA's TLS cert
     ldevid_validity_days = 365
-    http_port = 8445                                  # plain HTTP for CRL + OCSP only (issue 5)
     admin_subjects = ["CN=admin,O=brski dev domain"]  # admin API clients (or admin_fingerprints)
     body_read_timeout_s = 10.0                        # a request body must arrive within this
 
