@@ -3,7 +3,7 @@ many concurrent enrolments, restart them each time, then audit the stores.
 
 Default run: 10 pledges, 200 registrar kills (100-300 ms after each start)
 and 80 MASA kills (200-600 ms), about a minute on the 2-core CI machine. BRSKI_SLOW=1 runs
-a longer one (40 pledges, 1000 + 400 kills).
+a longer one (30 pledges, 1000 + 400 kills).
 
 How the kills stay fast: a restart is a fork of a *zygote* process that
 already imported the server code, so after a kill only the store open, the
@@ -55,7 +55,7 @@ from pledge_sim.config import load_config
 from pledge_sim.service import enroll_one
 
 SLOW = os.environ.get("BRSKI_SLOW") == "1"
-PLEDGES = 40 if SLOW else 10
+PLEDGES = 30 if SLOW else 10
 REGISTRAR_KILLS = 1000 if SLOW else 200
 MASA_KILLS = 400 if SLOW else 80
 
@@ -174,6 +174,7 @@ class _Quiet:
 
 async def _pledge_loop(pledge_dir: Path, url: str, out: Outcomes, stop: Any, *, until_enrolled: bool) -> None:
     cfg = load_config(None, {"dir": str(pledge_dir), "registrar": url, "timeout": 10.0})
+    streak = 0
     for _ in range(300 if until_enrolled else 1_000_000):
         if stop.is_set() if not until_enrolled else pledge_dir.name in out.enrolled:
             return
@@ -190,9 +191,13 @@ async def _pledge_loop(pledge_dir: Path, url: str, out: Outcomes, stop: Any, *, 
                                  result.ldevid.public_bytes(Encoding.DER)))
         if result is not None and result.ok and result.ldevid is not None:
             out.enrolled.add(pledge_dir.name)
+            streak = 0
         else:
             out.failures += 1
-            await asyncio.sleep(0.1)
+            # Back off with jitter, as a real device would, so the pledges do not
+            # keep a restarting server saturated with handshakes.
+            streak += 1
+            await asyncio.sleep(random.uniform(0.05, min(1.0, 0.1 * 2 ** min(streak, 4))))
 
 
 def _load_process(pledges: list[str], url: str, stop: Any, result_path: str) -> None:
