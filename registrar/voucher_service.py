@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from datetime import datetime
 
 from cryptography import x509
@@ -32,6 +33,9 @@ __all__ = ["VoucherService"]
 
 log = logging.getLogger("brski.registrar")
 
+# Devices whose MASA URL is remembered between voucher and audit-log fetch.
+_MASA_OF_MAX = 100_000
+
 
 class VoucherService:
     def __init__(
@@ -48,6 +52,9 @@ class VoucherService:
         self.masa = masa
         self.masa_url_override = masa_url_override
         self.supported_media = supported_media
+        # serial -> the MASA its IDevID names, learned while the chain was
+        # verified, so the audit-log fetch need not verify the request again.
+        self._masa_of: OrderedDict[str, str] = OrderedDict()
 
     def _manufacturer(self, chain_top: x509.Certificate) -> str:
         return chain_top.subject.rfc4514_string()
@@ -132,6 +139,10 @@ class VoucherService:
             now=now, kind="voucher.requested", serial=serial, outcome="info", check="registrar.voucher-request",
             masa=target, media_type=req_media,
         )
+        self._masa_of[serial] = target
+        self._masa_of.move_to_end(serial)
+        if len(self._masa_of) > _MASA_OF_MAX:
+            self._masa_of.popitem(last=False)
         resp = await self.masa.request_voucher(target, body=raw_rvr, media_type=req_media, accept=resp_media)
         voucher = self._check_voucher(resp.body, resp.content_type, serial=serial, nonce=chk.request.nonce)
         await self.ctx.store.add_voucher(
@@ -190,8 +201,8 @@ class VoucherService:
         last = requests[-1]
         assert last.registrar_request is not None
         device = await self.ctx.store.get_device(serial)
-        target = self.masa_url_override
-        if target is None:
+        target = self.masa_url_override or self._masa_of.get(serial)
+        if target is None:  # e.g. after a restart: read it from the stored request
             try:
                 art = verify_artifact(last.pledge_request, media_type=last.media_type, kind=VoucherRequest)
                 target = masa_url(art.signer)
