@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from brski.errors import ConfigError
+from cryptography import x509
 
-__all__ = ["load_sections", "merge", "resolve_sqlite_url"]
+from brski.errors import BrskiError, ConfigError
+from brski.pki import load_certs
+
+__all__ = ["load_sections", "merge", "read_certs", "resolve_sqlite_url"]
 
 
 def load_sections(path: Path | None, allowed: Mapping[str, set[str]]) -> tuple[dict[str, dict[str, Any]], Path]:
@@ -80,3 +83,16 @@ def resolve_sqlite_url(url: str, base: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         return prefix + str(base / url[len(prefix) :])
     return url
+
+
+def read_certs(paths: list[Path]) -> list[x509.Certificate]:
+    """Every certificate in the given PEM files, for trust settings read at start-up."""
+    out: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            out.extend(load_certs(path.read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}", check="config.file") from exc
+        except BrskiError as exc:
+            raise ConfigError(f"{path}: {exc.detail}", check="config.certificate") from exc
+    return out

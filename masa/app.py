@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aiohttp import web
-from cryptography import x509
 
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
-from brski.pki import load_cert, load_certs, load_private_key
+from brski.pki import load_cert, load_private_key
 from brski.storage import open_masa_store
+from brski_web.configfile import read_certs
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from masa import handlers
 from masa.config import MasaConfig
@@ -30,25 +29,18 @@ CONFIG: web.AppKey[MasaConfig] = web.AppKey("masa_config", MasaConfig)
 SERVICE: web.AppKey[MasaService] = web.AppKey("masa_service", MasaService)
 
 
-def _read_certs(paths: list[Path]) -> list[x509.Certificate]:
-    out: list[x509.Certificate] = []
-    for p in paths:
-        out.extend(load_certs(p.read_bytes()))
-    return out
-
-
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     store = await open_masa_store(cfg.database)
     signer = VoucherSigner(
         key=load_private_key(cfg.signer_key.read_bytes()),
         cert=load_cert(cfg.signer_cert.read_bytes()),
-        chain=tuple(_read_certs(cfg.signer_chain)),
+        chain=tuple(read_certs(cfg.signer_chain)),
     )
     app[SERVICE] = MasaService(
         store=store,
         signer=signer,
-        manufacturer_anchors=_read_certs(cfg.manufacturer_anchors),
+        manufacturer_anchors=read_certs(cfg.manufacturer_anchors),
         ownership=cfg.ownership,
         nonceless_validity=timedelta(days=cfg.nonceless_voucher_days),
         # RFC 8995 5.5/5.6: answer in any format the core can sign and verify.

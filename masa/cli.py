@@ -7,14 +7,12 @@ configuration error.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from brski.errors import BrskiError, ConfigError
 from brski.pki import (
     cert_der,
     device_serial,
@@ -24,6 +22,7 @@ from brski.pki import (
     spki_sha256,
 )
 from brski.storage import open_masa_store
+from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
 from masa.config import MasaConfig, database_url, load_config
@@ -54,28 +53,16 @@ def _database(args: argparse.Namespace) -> str:
     return database_url(args.config, args.database)
 
 
-def _run(coro_fn: Callable[[], Awaitable[int]]) -> int:
-    try:
-        return asyncio.run(coro_fn())  # type: ignore[arg-type]
-    except ConfigError as exc:
-        print(f"brski masa: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    except BrskiError as exc:
-        print(f"brski masa: {exc.title}: {exc.detail} (check: {exc.check})", file=sys.stderr)
-        return 1
+def _run(fn: Callable[[], Awaitable[int]]) -> int:
+    return run_command("brski masa", fn)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from masa.app import create_app
 
-    try:
-        cfg = _config(args)
-    except ConfigError as exc:
-        print(f"brski masa: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    configure_logging(cfg.log_level, role="masa")
-
     async def main() -> int:
+        cfg = _config(args)
+        configure_logging(cfg.log_level, role="masa")
         # RFC 8995 5.5.2: registrars may be unknown in advance; with the
         # pyOpenSSL backend any registrar client certificate is accepted and
         # the voucher-request's own chain is what gets checked.

@@ -10,14 +10,12 @@ import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aiohttp import web
-from cryptography import x509
 
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
-from brski.pki import load_cert, load_certs, load_private_key
+from brski.pki import load_cert, load_private_key
 from brski.storage import open_registrar_store
 from brski.validation import domain_id
 from brski_web.identity import peer_identity
@@ -38,13 +36,6 @@ __all__ = ["CONFIG", "SERVICE", "create_app"]
 
 CONFIG: web.AppKey[RegistrarConfig] = web.AppKey("registrar_config", RegistrarConfig)
 SERVICE: web.AppKey[RegistrarService] = web.AppKey("registrar_service", RegistrarService)
-
-
-def _certs(paths: list[Path]) -> list[x509.Certificate]:
-    out: list[x509.Certificate] = []
-    for p in paths:
-        out.extend(load_certs(p.read_bytes()))
-    return out
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:

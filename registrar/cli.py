@@ -7,16 +7,15 @@ configuration error.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from brski.errors import BrskiError, ConfigError
 from brski.storage import open_registrar_store
 from brski.storage.base import ApprovalDecision
+from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
 from registrar.config import RegistrarConfig, database_url, load_config
@@ -41,28 +40,16 @@ def _config(args: argparse.Namespace) -> RegistrarConfig:
 
 
 def _run(fn: Callable[[], Awaitable[int]]) -> int:
-    try:
-        return asyncio.run(fn())  # type: ignore[arg-type]
-    except ConfigError as exc:
-        print(f"brski registrar: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    except BrskiError as exc:
-        print(f"brski registrar: {exc.title}: {exc.detail} (check: {exc.check})", file=sys.stderr)
-        return 1
+    return run_command("brski registrar", fn)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from registrar.admin import create_revocation_app
     from registrar.app import create_app
 
-    try:
-        cfg = _config(args)
-    except ConfigError as exc:
-        print(f"brski registrar: configuration error: {exc.detail}", file=sys.stderr)
-        return 2
-    configure_logging(cfg.log_level, role="registrar")
-
     async def main() -> int:
+        cfg = _config(args)
+        configure_logging(cfg.log_level, role="registrar")
         # Pledges authenticate with IDevIDs (manufacturer anchors), renewing
         # devices with LDevIDs (the domain CA); nothing else is trusted.
         tls = server_tls(
