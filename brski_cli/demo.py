@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,19 +25,7 @@ def _say(text: str = "") -> None:
 
 
 def _enroll(lab: Lab, pledge_dir: Path, out: Path) -> dict[str, object]:
-    proc = subprocess.run(
-        [
-            lab.python, "-m", "brski_cli", "pledge", "enroll",
-            "--dir", str(pledge_dir),
-            "--registrar", lab.registrar_url,
-            "--anchor", str(lab.certs / "manufacturer" / "root-ca.crt"),
-            "--out", str(out),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = lab.enroll(pledge_dir, out)
     try:
         result: dict[str, object] = json.loads(proc.stdout)
     except ValueError:
@@ -55,7 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(f"generated the development PKI in {certs}/ ({args.pledges} pledges, MASA at {lab.masa_url})")
     else:
         _say(f"using the development PKI in {certs}/ (brski pki init --out {certs} --force regenerates it)")
-    pledges = sorted(p for p in (certs / "pledges").iterdir() if p.is_dir())[: args.pledges]
+    pledges = lab.pledge_dirs()[: args.pledges]
     if len(pledges) < args.pledges:
         _say(f"error: {certs}/pledges has {len(pledges)} pledges, {args.pledges} asked; regenerate with --force")
         return 1

@@ -157,6 +157,28 @@ class Lab:
             raise LabError(f"brski {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc.stdout
 
+    def pledge_dirs(self) -> list[Path]:
+        """The dev PKI's pledge directories, in serial order."""
+        return sorted(p for p in (self.certs / "pledges").iterdir() if p.is_dir())
+
+    def enroll(self, pledge_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        """``brski pledge enroll --json`` for one pledge, as its own process."""
+        return subprocess.run(
+            [
+                self.python, "-m", "brski_cli", "pledge", "enroll",
+                "--dir", str(pledge_dir),
+                "--registrar", self.registrar_url,
+                "--anchor", str(self.certs / "manufacturer" / "root-ca.crt"),
+                "--out", str(out),
+                "--json",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.extra_env},
+            timeout=120,
+        )
+
     def import_devices(self) -> str:
         """Tell the MASA which devices its factory made (the dev PKI's pledges)."""
         return self._run_cli("masa", "devices", "import", "--config", str(self.workdir / "masa.toml"), str(self.certs / "pledges"))

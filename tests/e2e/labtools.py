@@ -6,7 +6,6 @@ import json
 import sqlite3
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,25 +14,12 @@ from brski_cli.lab import Lab
 
 
 def pledge_dirs(lab: Lab) -> list[Path]:
-    return sorted(p for p in (lab.certs / "pledges").iterdir() if p.is_dir())
+    return lab.pledge_dirs()
 
 
 def enroll(lab: Lab, pledge_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """``brski pledge enroll`` as a separate process, as a lab would run it."""
-    return subprocess.run(
-        [
-            sys.executable, "-m", "brski_cli", "pledge", "enroll",
-            "--dir", str(pledge_dir),
-            "--registrar", lab.registrar_url,
-            "--anchor", str(lab.certs / "manufacturer" / "root-ca.crt"),
-            "--out", str(out),
-            "--json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return lab.enroll(pledge_dir, out, *extra)
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:
