@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from brski import est
 from brski.ca import csr_names_device, issue_ldevid, new_serial
+from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
 from brski.pki import device_serial, spki_sha256
 from brski.telemetry import parse_status
@@ -65,7 +66,7 @@ class EstService:
         serial = None
         if peer.leaf is not None:
             serial = device_serial(peer.leaf)
-        return est.encode_base64_body(est.csrattrs_for_device(serial_number=serial))
+        return est.encode_base64_body(csrattrs_for_device(serial_number=serial))
 
     async def simpleenroll(
         self, *, body: bytes, cte: str | None, peer: PeerIdentity, now: datetime

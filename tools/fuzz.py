@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from brski import asn1, cbor_limits, cms, est, oids, pki, telemetry  # noqa: E402
+from brski import asn1, cbor_limits, cms, csrattrs, est, oids, pki, telemetry  # noqa: E402
 from brski.artifact import sign_artifact, verify_artifact  # noqa: E402
 from brski.errors import BrskiError  # noqa: E402
 from brski.voucher import Assertion, Voucher, VoucherRequest  # noqa: E402
@@ -133,7 +133,7 @@ def build_targets() -> list[Target]:
         Target("voucher.VoucherRequest.from_json", VoucherRequest.from_json, json_seeds),
         Target("est.parse_csr", lambda b: est.parse_csr(b), _files("rfc7030/*.p10.der") + own["csr"]),
         Target("est.parse_certs_only", lambda b: est.parse_certs_only(b), _files("rfc7030/*.p7.der")),
-        Target("est.parse_csrattrs", lambda b: est.parse_csrattrs(b), _files("rfc7030/*csrattrs*.der", "csrattrs-draft/*.der")),
+        Target("csrattrs.parse_csrattrs", lambda b: csrattrs.parse_csrattrs(b), _files("rfc7030/*csrattrs*.der", "csrattrs-draft/*.der")),
         Target("est.decode_base64_body", lambda b: est.decode_base64_body(b), est_b64),
         Target("telemetry.parse_status", lambda b: telemetry.parse_status(b, kind="voucher-status"), status),
         Target("pki.load_cert", pki.load_cert, certs),

@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brski import est, oids
+from brski import csrattrs, est, oids
 from brski.errors import (
     BrskiError,
     MalformedInput,
@@ -325,13 +325,13 @@ def test_certs_only_refusals() -> None:
 @pytest.mark.parametrize("path", CSRATTRS_VECTORS, ids=lambda p: p.name)
 def test_csrattrs_vectors_parse_and_rebuild(path: Path) -> None:
     der = path.read_bytes()
-    attrs = est.parse_csrattrs(der)
+    attrs = csrattrs.parse_csrattrs(der)
     assert attrs.items
-    assert est.build_csrattrs(attrs) == der
+    assert csrattrs.build_csrattrs(attrs) == der
 
 
 def test_csrattrs_vector_contents() -> None:
-    sec = est.parse_csrattrs((RFC7030 / "sec4.5.2-csrattrs.der").read_bytes())
+    sec = csrattrs.parse_csrattrs((RFC7030 / "sec4.5.2-csrattrs.der").read_bytes())
     assert sec.oids == ("1.2.840.113549.1.9.7", "1.2.840.10045.4.3.3")
     ec_attr = sec.attribute("1.2.840.10045.2.1")
     assert ec_attr is not None and ec_attr.value_oids() == ("1.3.132.0.34",)
@@ -339,24 +339,24 @@ def test_csrattrs_vector_contents() -> None:
     assert ext is not None and ext.value_oids() == ("1.3.6.1.1.1.1.22",)
     assert sec.template() is None
 
-    a2 = est.parse_csrattrs((RFC7030 / "A.2-csrattrs-response.der").read_bytes())
+    a2 = csrattrs.parse_csrattrs((RFC7030 / "A.2-csrattrs-response.der").read_bytes())
     unknown = a2.attribute("2.999.2")
     assert unknown is not None and len(unknown.values) == 3
     assert unknown.value_oids() == ("2.999.3", "2.999.4")
 
-    h02 = est.parse_csrattrs((CSRATTRS / "harkins02.csrattr.der").read_bytes())
+    h02 = csrattrs.parse_csrattrs((CSRATTRS / "harkins02.csrattr.der").read_bytes())
     assert "2.5.4.5" in h02.oids  # "include your serial number"
 
-    acp = est.parse_csrattrs((CSRATTRS / "realistic-acp.csrattr.der").read_bytes())
+    acp = csrattrs.parse_csrattrs((CSRATTRS / "realistic-acp.csrattr.der").read_bytes())
     ext = acp.attribute(oids.ID_EXTENSION_REQUEST)
     assert ext is not None
     assert b"rfc8994+fd739fc23c34401122334455" in ext.values[0]
 
 
 def test_empty_csrattrs() -> None:
-    attrs = est.parse_csrattrs(b"\x30\x00")
+    attrs = csrattrs.parse_csrattrs(b"\x30\x00")
     assert attrs.items == ()
-    assert est.build_csrattrs(est.CsrAttrs()) == b"\x30\x00"
+    assert csrattrs.build_csrattrs(csrattrs.CsrAttrs()) == b"\x30\x00"
 
 
 @pytest.mark.parametrize(
@@ -370,25 +370,25 @@ def test_empty_csrattrs() -> None:
 )
 def test_malformed_csrattrs_refused(der: bytes) -> None:
     with pytest.raises(MalformedInput):
-        est.parse_csrattrs(der)
+        csrattrs.parse_csrattrs(der)
 
 
 def test_duplicate_extension_request_refused() -> None:
-    ext = est.CsrAttribute(type=oids.ID_EXTENSION_REQUEST, values=(b"\x30\x00",))
+    ext = csrattrs.CsrAttribute(type=oids.ID_EXTENSION_REQUEST, values=(b"\x30\x00",))
     with pytest.raises(MalformedInput) as info:
-        est.CsrAttrs(items=(ext, ext))
+        csrattrs.CsrAttrs(items=(ext, ext))
     assert info.value.check == "est.csrattrs-duplicate"
-    der = est.build_csrattrs(est.CsrAttrs(items=(ext,)))
+    der = csrattrs.build_csrattrs(csrattrs.CsrAttrs(items=(ext,)))
     doubled = b"\x30" + bytes([2 * (len(der) - 2)]) + der[2:] * 2
     with pytest.raises(MalformedInput):
-        est.parse_csrattrs(doubled)
+        csrattrs.parse_csrattrs(doubled)
 
 
 def test_csrattrs_for_device_template_and_legacy(tmp_path: Path) -> None:
-    der = est.csrattrs_for_device(serial_number="00-D0-E5-F2-00-02")
-    attrs = est.parse_csrattrs(der)
+    der = csrattrs.csrattrs_for_device(serial_number="00-D0-E5-F2-00-02")
+    attrs = csrattrs.parse_csrattrs(der)
     template = attrs.template()
-    assert template == est.CsrTemplate(
+    assert template == csrattrs.CsrTemplate(
         subject=(("2.5.4.5", "00-D0-E5-F2-00-02"),),
         key_algorithm="1.2.840.10045.2.1",
         key_parameters="1.2.840.10045.3.1.7",
@@ -412,40 +412,40 @@ def test_csrattrs_for_device_template_and_legacy(tmp_path: Path) -> None:
 
 
 def test_csrattrs_for_device_variants() -> None:
-    bare = est.parse_csrattrs(est.csrattrs_for_device(legacy=False))
+    bare = csrattrs.parse_csrattrs(csrattrs.csrattrs_for_device(legacy=False))
     assert [i if isinstance(i, str) else i.type for i in bare.items] == [
         oids.ID_AA_CERT_REQ_INFO_TEMPLATE,
         "1.2.840.10045.4.3.2",
     ]
     template = bare.template()
     assert template is not None and template.subject == (("2.5.4.5", None),)
-    p384 = est.parse_csrattrs(est.csrattrs_for_device(key_type="p384")).template()
+    p384 = csrattrs.parse_csrattrs(csrattrs.csrattrs_for_device(key_type="p384")).template()
     assert p384 is not None and p384.key_parameters == "1.3.132.0.34"
-    ed = est.parse_csrattrs(est.csrattrs_for_device(key_type="ed25519"))
+    ed = csrattrs.parse_csrattrs(csrattrs.csrattrs_for_device(key_type="ed25519"))
     assert "1.3.101.112" in ed.oids
     edt = ed.template()
     assert edt is not None and edt.key_algorithm == "1.3.101.112" and edt.key_parameters is None
     with pytest.raises(BrskiError):
-        est.csrattrs_for_device(key_type="dsa")
+        csrattrs.csrattrs_for_device(key_type="dsa")
 
 
 def test_template_round_trip_with_attributes() -> None:
-    ext = est.CsrAttribute(type=oids.ID_EXTENSION_REQUEST, values=(b"\x30\x00",))
-    template = est.CsrTemplate(
+    ext = csrattrs.CsrAttribute(type=oids.ID_EXTENSION_REQUEST, values=(b"\x30\x00",))
+    template = csrattrs.CsrTemplate(
         subject=(("2.5.4.3", None), ("2.5.4.11", "myDept"), ("2.5.4.11", "Größe")),
         attributes=(ext,),
     )
-    attrs = est.parse_csrattrs(est.build_csrattrs(est.CsrAttrs(items=(template.to_attribute(),))))
+    attrs = csrattrs.parse_csrattrs(csrattrs.build_csrattrs(csrattrs.CsrAttrs(items=(template.to_attribute(),))))
     assert attrs.template() == template
 
 
 def test_template_refuses_bad_version() -> None:
-    good = est.CsrTemplate(subject=(("2.5.4.3", None),)).to_attribute()
+    good = csrattrs.CsrTemplate(subject=(("2.5.4.3", None),)).to_attribute()
     assert good.values[0][2:5] == b"\x02\x01\x00"
     bad_value = good.values[0][:4] + b"\x01" + good.values[0][5:]
-    bad = est.CsrAttribute(type=good.type, values=(bad_value,))
+    bad = csrattrs.CsrAttribute(type=good.type, values=(bad_value,))
     with pytest.raises(MalformedInput) as info:
-        est.CsrTemplate.from_attribute(bad)
+        csrattrs.CsrTemplate.from_attribute(bad)
     assert info.value.check == "est.csr-template"
 
 
@@ -455,7 +455,7 @@ SEEDS = [
     (RFC7030 / "A.3-simpleenroll-response.p7.der").read_bytes(),
     (RFC7030 / "A.2-csrattrs-response.der").read_bytes(),
     (CSRATTRS / "realistic-acp.csrattr.der").read_bytes(),
-    est.csrattrs_for_device(serial_number="X1"),
+    csrattrs.csrattrs_for_device(serial_number="X1"),
 ]
 
 
@@ -477,13 +477,13 @@ ders = st.one_of(st.binary(max_size=300), mutated, st.sampled_from(SEEDS).map(la
 @settings(max_examples=300, deadline=None)
 @given(ders)
 def test_parsers_raise_only_brski_errors(data: bytes) -> None:
-    for parse in (est.parse_certs_only, est.parse_csrattrs, est.parse_csr):
+    for parse in (est.parse_certs_only, csrattrs.parse_csrattrs, est.parse_csr):
         try:
             parse(data)
         except BrskiError:
             pass
     try:
-        attrs = est.parse_csrattrs(data)
+        attrs = csrattrs.parse_csrattrs(data)
         attrs.template()
         for attr in attrs.attributes:
             attr.value_oids()
