@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from brski.errors import ConfigError
+from brski_web.logs import kv
 from brski_web.tls_context import (
     TLS12_CIPHERS,
     ClientAuth,
@@ -280,7 +281,9 @@ class TlsServerProtocol(asyncio.Protocol):
             self._flush()
             return
         except Exception as exc:  # SSL.Error, or a callback's exception re-raised by pyOpenSSL
-            log.debug("TLS handshake with %s failed: %r", self._peername(), exc)
+            # A refusal in the handshake (old protocol, no shared suite, a client
+            # chain refused): one line, like every other refusal.
+            log.info(kv("tls-handshake-refused", remote=_host_port(self._peername()), error=repr(exc)[:300]))
             self._cancel_timer()
             self._flush()  # the alert, if OpenSSL produced one
             self._state = _State.CLOSED
@@ -308,7 +311,7 @@ class TlsServerProtocol(asyncio.Protocol):
     def _handshake_timed_out(self) -> None:
         self._timer = None
         if self._state is _State.HANDSHAKE:
-            log.debug("TLS handshake with %s timed out", self._peername())
+            log.info(kv("tls-handshake-timeout", remote=_host_port(self._peername())))
             self._state = _State.CLOSED
             if self._raw is not None:
                 self._raw.abort()
@@ -502,6 +505,12 @@ class TlsServerProtocol(asyncio.Protocol):
         self._extra["peercert_chain"] = der_chain
         self._extra["peer_verified"] = leaf is not None and error is None
         self._extra["peer_verify_error"] = error
+
+
+def _host_port(peername: Any) -> str | None:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return None if peername is None else str(peername)
 
 
 def _exporter_for(conn: SSL.Connection) -> TlsExporter:
