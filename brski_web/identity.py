@@ -29,7 +29,7 @@ class PeerIdentity:
     tls_version: str | None = None
 
 
-PEER_KEY = "brski.peer"
+PEER_KEY: web.RequestKey[PeerIdentity] = web.RequestKey("brski_peer", PeerIdentity)
 
 
 def _from_transport(request: web.Request) -> PeerIdentity:

@@ -55,30 +55,40 @@ from tests.protocol.helpers import (
 )
 from tests.protocol.test_masa_refusals import rvr
 
-IDENTITIES = ("none", "unknown-mfr", "idevid-new", "idevid-vouched", "ldevid", "ldevid-revoked", "ldevid-expired", "registrar", "unrelated-ca")
+ADMIN_SUBJECT = "CN=admin,O=brski dev domain"
+IDENTITIES = ("none", "unknown-mfr", "idevid-new", "idevid-vouched", "ldevid", "ldevid-revoked", "ldevid-expired", "registrar", "unrelated-ca", "admin")
 
 # fmt: off
-#                                   none  unknown-mfr idevid-new idevid-vouched ldevid ldevid-revoked ldevid-expired registrar unrelated-ca
+#                                   none  unknown-mfr idevid-new idevid-vouched ldevid ldevid-revoked ldevid-expired registrar unrelated-ca admin
 MATRIX: dict[str, tuple[int, ...]] = {
-    "R POST requestvoucher":        (401,  403,        200,       200,           403,   403,           403,           403,      403),
-    "R POST voucher_status":        (401,  403,        403,       200,           403,   403,           403,           403,      403),
-    "R POST enrollstatus":          (401,  403,        403,       200,           200,   403,           403,           403,      403),
-    "R GET  cacerts":               (200,  200,        200,       200,           200,   200,           200,           200,      200),
-    "R GET  csrattrs":              (200,  200,        200,       200,           200,   200,           200,           200,      200),
-    "R POST simpleenroll":          (401,  403,        403,       200,           403,   403,           403,           403,      403),
-    "R POST simplereenroll":        (401,  401,        401,       401,           200,   403,           403,           403,      401),
-    "R GET  healthz":               (200,  200,        200,       200,           200,   200,           200,           200,      200),
-    "M POST requestvoucher":        (200,  200,        200,       200,           200,   200,           200,           200,      200),
-    "M POST requestvoucher nonceless": (403, 403,      403,       403,           403,   403,           403,           200,      403),
-    "M POST requestauditlog":       (200,  200,        200,       200,           200,   200,           200,           200,      200),
-    "M GET  healthz":               (200,  200,        200,       200,           200,   200,           200,           200,      200),
+    "R POST requestvoucher":        (401,  403,        200,       200,           403,   403,           403,           403,      403,         403),
+    "R POST voucher_status":        (401,  403,        403,       200,           403,   403,           403,           403,      403,         403),
+    "R POST enrollstatus":          (401,  403,        403,       200,           200,   403,           403,           403,      403,         403),
+    "R GET  cacerts":               (200,  200,        200,       200,           200,   200,           200,           200,      200,         200),
+    "R GET  csrattrs":              (200,  200,        200,       200,           200,   200,           200,           200,      200,         200),
+    "R POST simpleenroll":          (401,  403,        403,       200,           403,   403,           403,           403,      403,         403),
+    "R POST simplereenroll":        (401,  401,        401,       401,           200,   403,           403,           403,      401,         403),
+    "R GET  healthz":               (200,  200,        200,       200,           200,   200,           200,           200,      200,         200),
+    "R GET  admin devices":         (401,  403,        403,       403,           403,   403,           403,           403,      403,         200),
+    "R GET  admin device":          (401,  403,        403,       403,           403,   403,           403,           403,      403,         200),
+    "R POST admin revoke":          (401,  403,        403,       403,           403,   403,           403,           403,      403,         200),
+    "R GET  admin audit verify":    (401,  403,        403,       403,           403,   403,           403,           403,      403,         200),
+    "M POST requestvoucher":        (200,  200,        200,       200,           200,   200,           200,           200,      200,         200),
+    "M POST requestvoucher nonceless": (403, 403,      403,       403,           403,   403,           403,           200,      403,         403),
+    "M POST requestauditlog":       (200,  200,        200,       200,           200,   200,           200,           200,      200,         200),
+    "M GET  healthz":               (200,  200,        200,       200,           200,   200,           200,           200,      200,         200),
 }
 # fmt: on
+# Not in the matrix: GET /crl and /ocsp on the registrar's plain-HTTP port. They
+# serve signed objects to anyone, by design (RFC 5280 4.2.1.13, RFC 6960 A.1);
+# tests/e2e/test_revocation.py fetches them with openssl.
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("matrix"), pledges=110)
+    n = start_net(
+        tmp_path_factory.mktemp("matrix"), pledges=140, registrar={"admin_subjects": [ADMIN_SUBJECT]}
+    )
     yield n
     stop_net(n)
 
@@ -96,6 +106,7 @@ class Identities:
         from tests.protocol.conftest import unrelated_ca_identity
 
         self.unrelated = unrelated_ca_identity(net)
+        self.admin = write_identity(net.root, "admin", net.pki.cert("registrar/admin.crt"), net.pki.key("registrar/admin.key"))
         self._n = 0
 
     def ldevid(self, *, revoked: bool = False) -> Identity:
@@ -131,6 +142,8 @@ class Identities:
             return self.registrar
         if kind == "unrelated-ca":
             return self.unrelated
+        if kind == "admin":
+            return self.admin
         raise AssertionError(kind)
 
 
@@ -160,6 +173,23 @@ def _claimed_audit_request(net: Net) -> bytes:
     return rvr(net, net.pledge(result.serial))
 
 
+def _enrolled_serial(net: Net) -> str:
+    """A device with an LDevID, so that a permitted revoke has something to revoke."""
+    result = net.enroll()
+    assert result.ok
+    return result.serial
+
+
+_KNOWN: list[str] = []
+
+
+def _known_serial(net: Net) -> str:
+    """One enrolled device every cell may try to look at."""
+    if not _KNOWN:
+        _KNOWN.append(_enrolled_serial(net))
+    return _KNOWN[0]
+
+
 Send = Callable[[Net, Identity], int]
 
 
@@ -186,6 +216,15 @@ SENDERS: dict[str, Send] = {
     "R POST simpleenroll": _req("registrar", "POST", ENROLL, lambda n, i: device_csr(_serial(i)), CSR_HEADERS),
     "R POST simplereenroll": _req("registrar", "POST", REENROLL, _reenroll_body, CSR_HEADERS),
     "R GET  healthz": _req("registrar", "GET", "/healthz", lambda n, i: None, {}),
+    "R GET  admin devices": _req("registrar", "GET", "/admin/v1/devices", lambda n, i: None, {}),
+    "R GET  admin device": lambda n, i: n.request(
+        "registrar", "GET", f"/admin/v1/devices/{_known_serial(n)}", identity=i
+    ).status,
+    "R POST admin revoke": lambda n, i: n.request(
+        "registrar", "POST", f"/admin/v1/devices/{_enrolled_serial(n)}/revoke",
+        body=b'{"reason": "keyCompromise"}', headers={"Content-Type": "application/json"}, identity=i,
+    ).status,
+    "R GET  admin audit verify": _req("registrar", "GET", "/admin/v1/audit/verify", lambda n, i: None, {}),
     "M POST requestvoucher": _req("masa", "POST", VR, lambda n, i: _masa_vr(n), VR_HEADERS),
     "M POST requestvoucher nonceless": _req("masa", "POST", VR, lambda n, i: _masa_vr(n, nonceless=True), VR_HEADERS),
     "M POST requestauditlog": _req("masa", "POST", AUDIT, lambda n, i: _claimed_audit_request(n), VR_HEADERS),
@@ -197,7 +236,7 @@ def test_authorisation_matrix(net: Net) -> None:
     assert set(SENDERS) == set(MATRIX)
     ids = Identities(net)
     # Identities that never change state are reused; the rest are fresh per cell.
-    reusable = {"none", "unknown-mfr", "registrar", "unrelated-ca"}
+    reusable = {"none", "unknown-mfr", "registrar", "unrelated-ca", "admin"}
     cache: dict[str, Identity] = {}
     got: dict[str, tuple[int, ...]] = {}
     for row, send in SENDERS.items():
