@@ -28,6 +28,7 @@ class DeviceStates:
     """The registrar's device lifecycle states (stored as text)."""
 
     DISCOVERED = "discovered"
+    AWAITING_APPROVAL = "awaiting-approval"  # parked in the approval queue (RFC 8995 5.6: 202)
     VOUCHER_OBTAINED = "voucher-obtained"
     ENROLLED = "enrolled"
     RENEWED = "renewed"

@@ -16,7 +16,7 @@ from datetime import datetime
 from cryptography import x509
 
 from brski.artifact import sign_artifact, verify_artifact
-from brski.errors import BadGateway, BrskiError, Forbidden, Unauthenticated
+from brski.errors import BadGateway, BrskiError, Forbidden, Pending, Unauthenticated
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
@@ -93,7 +93,14 @@ class VoucherService:
         # Who may join: refusals raise (the middleware stores them as events),
         # an unknown device under "queue" gets 202 (RFC 8995 5.6); an
         # admission is stored here, so every decision is one event.
-        decision = await self.policy.admit(serial, mfr, now=now)
+        try:
+            decision = await self.policy.admit(serial, mfr, now=now)
+        except Pending:
+            if device.state != DeviceStates.AWAITING_APPROVAL:
+                await self.ctx.store.set_device_state(
+                    serial, DeviceStates.AWAITING_APPROVAL, at=now, reason="parked for operator approval"
+                )
+            raise
         await self.policy.commit_pin(mfr, serial=serial, now=now)
         await self.ctx.event(
             now=now, kind="admission.decided", serial=serial, outcome="allow",

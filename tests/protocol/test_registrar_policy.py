@@ -61,9 +61,14 @@ def test_unlisted_device_waits_in_the_queue_until_approved(net: Net) -> None:
     assert net.rows("registrar", "SELECT decision FROM device_approvals WHERE serial = ?", (serial,)) == [("pending",)]
     assert ("info", "registrar.approval-pending") in net.rows(
         "registrar", "SELECT outcome, check_name FROM events WHERE device_serial = ?", (serial,))
+    assert net.rows("registrar", "SELECT state FROM devices WHERE serial = ?", (serial,)) == [("awaiting-approval",)]
     assert _cli(net, "approve", serial, "--by", "test") == 0
     result = net.enroll(serial)
     assert result.ok, (result.failed_check, result.detail)
+    # Issue 5: the lifecycle shows the wait, recorded once however often the pledge asked.
+    assert net.rows(
+        "registrar", "SELECT from_state, to_state FROM device_transitions WHERE serial = ? ORDER BY id", (serial,)
+    )[:3] == [(None, "discovered"), ("discovered", "awaiting-approval"), ("awaiting-approval", "voucher-obtained")]
     assert net.rows("registrar", "SELECT check_name FROM events WHERE kind = 'admission.decided' AND device_serial = ?",
                     (serial,)) == [("registrar.approval-approved",)]
 
