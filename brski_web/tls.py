@@ -216,12 +216,18 @@ class TlsServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._raw = transport
-        conn = SSL.Connection(self._context, None)
-        conn.set_accept_state()
+        conn = self._new_connection()
         conn.set_app_data(self._verification)
         self._conn = conn
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._handshake_timeout, self._handshake_timed_out)
+
+    def _new_connection(self) -> SSL.Connection:
+        """The OpenSSL connection for this TCP connection (a client subclass
+        sets its credentials and speaks first)."""
+        conn = SSL.Connection(self._context, None)
+        conn.set_accept_state()
+        return conn
 
     def data_received(self, data: bytes) -> None:
         if self._state in (_State.CLOSING, _State.CLOSED) or self._conn is None:
@@ -281,12 +287,10 @@ class TlsServerProtocol(asyncio.Protocol):
             self._flush()
             return
         except Exception as exc:  # SSL.Error, or a callback's exception re-raised by pyOpenSSL
-            # A refusal in the handshake (old protocol, no shared suite, a client
-            # chain refused): one line, like every other refusal.
-            log.info(kv("tls-handshake-refused", remote=_host_port(self._peername()), error=repr(exc)[:300]))
             self._cancel_timer()
             self._flush()  # the alert, if OpenSSL produced one
             self._state = _State.CLOSED
+            self._handshake_failed(exc)
             if self._raw is not None:
                 self._raw.close()
             return
@@ -306,13 +310,23 @@ class TlsServerProtocol(asyncio.Protocol):
             return
         if self._write_paused:
             inner.pause_writing()
+        self._handshake_succeeded()
         self._pump()  # the client's first request may share a segment with its Finished
+
+    def _handshake_succeeded(self) -> None:
+        """Hook: the inner protocol is connected (a client wakes its opener)."""
+
+    def _handshake_failed(self, exc: BaseException, *, event: str = "tls-handshake-refused") -> None:
+        """Hook: the handshake failed or timed out.  A server refuses in the
+        handshake (old protocol, no shared suite, a client chain refused) and
+        says so in one line, like every other refusal."""
+        log.info(kv(event, remote=_host_port(self._peername()), error=repr(exc)[:300]))
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
         if self._state is _State.HANDSHAKE:
-            log.info(kv("tls-handshake-timeout", remote=_host_port(self._peername())))
             self._state = _State.CLOSED
+            self._handshake_failed(TimeoutError("TLS handshake timed out"), event="tls-handshake-timeout")
             if self._raw is not None:
                 self._raw.abort()
 

@@ -111,7 +111,7 @@ class Suite:
         conn = HttpConnection(
             host=self.cfg.host,
             port=self.cfg.port,
-            ssl_context=client_context(certs, key),
+            credentials=client_context(certs, key),
             server_hostname=self.cfg.server_hostname,
             timeout=self.cfg.timeout,
         )

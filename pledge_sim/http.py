@@ -25,11 +25,13 @@ Rules this client keeps:
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from OpenSSL import SSL
+
 from brski import errors
+from brski_web.tls_client import ClientCredentials, open_tls_connection
 
 __all__ = ["MAX_BODY", "Headers", "HttpConnection", "Response"]
 
@@ -98,14 +100,14 @@ class HttpConnection:
         *,
         host: str,
         port: int,
-        ssl_context: ssl.SSLContext,
+        credentials: ClientCredentials | None,
         server_hostname: str | None = None,
         timeout: float = 30.0,
         max_body: int = MAX_BODY,
     ) -> None:
         self.host = host
         self.port = port
-        self._ctx = ssl_context
+        self._credentials = credentials
         self._server_hostname = server_hostname if server_hostname is not None else host
         self.timeout = timeout
         self.max_body = max_body
@@ -130,29 +132,29 @@ class HttpConnection:
             raise errors.LocalError("already connected", check="http.already-connected")
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(
+                reader, writer, _ = await open_tls_connection(
                     self.host,
                     self.port,
-                    ssl=self._ctx,
+                    credentials=self._credentials,
                     server_hostname=self._server_hostname or None,
                     limit=MAX_HEADER_BYTES,
+                    handshake_timeout=self.timeout,
                 )
         except TimeoutError as exc:
             raise errors.LocalError(
                 f"TLS connect to {self.authority} timed out", check="http.timeout"
             ) from exc
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, SSL.Error) as exc:
             raise errors.LocalError(
-                f"cannot connect to {self.authority}: {exc}", check="http.connect"
+                f"cannot connect to {self.authority}: {exc!r}", check="http.connect"
             ) from exc
-        ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        der = writer.get_extra_info("peercert")
         if not der:
             writer.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
         self._reader, self._writer = reader, writer
         self.peer_cert_der = der
-        self.tls_version = ssl_object.version()
+        self.tls_version = writer.get_extra_info("tls_version")
         self.connections_opened += 1
         return bytes(der)
 
@@ -169,7 +171,7 @@ class HttpConnection:
         try:
             async with asyncio.timeout(2):
                 await writer.wait_closed()
-        except (TimeoutError, OSError, ssl.SSLError):
+        except (TimeoutError, OSError, SSL.Error):
             pass
 
     async def request(
@@ -194,7 +196,7 @@ class HttpConnection:
             raise errors.LocalError(
                 f"{method} {path} timed out after {self.timeout} s", check="http.timeout"
             ) from exc
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        except (OSError, SSL.Error, asyncio.IncompleteReadError) as exc:
             await self.close()
             raise _closed(f"{method} {path}: connection lost: {exc!r}") from exc
         except errors.BrskiError:

@@ -16,8 +16,6 @@ import asyncio
 import logging
 import os
 import secrets
-import ssl
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from brski.pledge import (
     retry_after_seconds,
     verify_issued_cert,
 )
+from brski_web.tls_client import ClientCredentials
 from pledge_sim.config import PledgeConfig
 from pledge_sim.http import HttpConnection, Response
 
@@ -141,24 +140,12 @@ def _pem_certs(certs: list[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def client_context(certs: list[x509.Certificate], key: PrivateKey) -> ssl.SSLContext:
-    """TLS client context for the *provisional* phase (RFC 8995 5.1): TLS 1.2+,
-    the server certificate accepted without validation (checked later against
-    the voucher or the domain CA), our certificate offered as client credential."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    # ssl only loads credentials from files: write them to a private temp dir
-    # (mode 0700) that disappears right after loading.
-    with tempfile.TemporaryDirectory(prefix="pledge-tls-") as tmp:
-        cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        cert_path.write_bytes(_pem_certs(certs))
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_pem_key(key))
-        ctx.load_cert_chain(cert_path, key_path)
-    return ctx
+def client_context(certs: list[x509.Certificate], key: PrivateKey) -> ClientCredentials:
+    """The pledge's TLS client credential: leaf (+ intermediates) and key, kept in
+    memory.  The connection is *provisional* (RFC 8995 5.1): TLS 1.2+, the
+    server certificate accepted without validation here and checked later
+    against the voucher or the domain CA (see :mod:`brski_web.tls_client`)."""
+    return ClientCredentials(certs=tuple(certs), key=key)
 
 
 def _read(path: Path | None, what: str) -> bytes:
@@ -298,7 +285,7 @@ async def enroll_one(
     conn = HttpConnection(
         host=cfg.host,
         port=cfg.port,
-        ssl_context=client_context([idevid, *chain], key),
+        credentials=client_context([idevid, *chain], key),
         server_hostname=cfg.server_hostname,
         timeout=cfg.timeout,
     )
@@ -551,7 +538,7 @@ async def _send_enroll_success(
         fresh = HttpConnection(
             host=cfg.host,
             port=cfg.port,
-            ssl_context=client_context([cert], key),
+            credentials=client_context([cert], key),
             server_hostname=cfg.server_hostname,
             timeout=cfg.timeout,
         )
@@ -612,7 +599,7 @@ async def reenroll(
     conn = HttpConnection(
         host=cfg.host,
         port=cfg.port,
-        ssl_context=client_context([ldevid_cert], ldevid_key),
+        credentials=client_context([ldevid_cert], ldevid_key),
         server_hostname=cfg.server_hostname,
         timeout=cfg.timeout,
     )
