@@ -18,7 +18,7 @@ from cryptography import x509
 
 from brski.errors import ChainInvalid, Forbidden, PolicyRefused, Unauthenticated
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
-from brski.storage.base import CertificateRecord, RegistrarStore
+from brski.storage.base import CertificateRecord, NewEvent, RegistrarStore
 from brski_web.identity import PeerIdentity
 
 __all__ = ["DeviceStates", "RegistrarContext", "RegistrarKeys"]
@@ -72,7 +72,18 @@ class RegistrarContext:
     async def event(
         self, *, now: datetime, kind: str, serial: str | None, outcome: str, check: str | None, **detail: Any
     ) -> None:
+        """An event on its own; one that records a write rides with it (new_event)."""
         await self.store.append_event(
+            at=now, kind=kind, device_serial=serial, outcome=outcome, check=check, detail=detail  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def new_event(
+        *, now: datetime, kind: str, serial: str | None, outcome: str, check: str | None, **detail: Any
+    ) -> NewEvent:
+        """An event for a store write's ``events=``: appended in the same
+        transaction as the change it records (brski.storage.NewEvent)."""
+        return NewEvent(
             at=now, kind=kind, device_serial=serial, outcome=outcome, check=check, detail=detail  # type: ignore[arg-type]
         )
 

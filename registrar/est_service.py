@@ -51,10 +51,12 @@ class EstService:
         await self.ctx.store.add_status_report(
             serial=serial, kind="enroll", status=report.status, reason=report.reason,
             body=body.decode("utf-8", "replace"), received_at=now,
-        )
-        await self.ctx.event(
-            now=now, kind="telemetry.enroll-status", serial=serial, outcome="info",
-            check="registrar.enroll-status", status=report.status, reason=report.reason,
+            events=(
+                self.ctx.new_event(
+                    now=now, kind="telemetry.enroll-status", serial=serial, outcome="info",
+                    check="registrar.enroll-status", status=report.status, reason=report.reason,
+                ),
+            ),
         )
 
     def cacerts(self) -> bytes:
@@ -183,12 +185,14 @@ class EstService:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             at=now,
-        )
-        await self.ctx.event(
-            now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
-            cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
-            not_after=cert.not_valid_after_utc.isoformat(), renews=renews,
-            spki_sha256=spki.hex(),
+            events=(
+                self.ctx.new_event(
+                    now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
+                    cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
+                    not_after=cert.not_valid_after_utc.isoformat(), renews=renews,
+                    spki_sha256=spki.hex(),
+                ),
+            ),
         )
         log.info(kv(kind, serial=serial, cert_serial=serial_hex))
         return cert

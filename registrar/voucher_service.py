@@ -102,7 +102,8 @@ class VoucherService:
                 )
             raise
         await self.policy.commit_pin(mfr, serial=serial, now=now)
-        await self.ctx.event(
+        # Stored with the voucher-request below, in one transaction.
+        admitted = self.ctx.new_event(
             now=now, kind="admission.decided", serial=serial, outcome="allow",
             check=decision.rule, manufacturer=device.manufacturer, manufacturer_policy=mfr.policy,
             manufacturer_name=mfr.name, first_use_pinned=mfr.pin is not None,
@@ -126,14 +127,6 @@ class VoucherService:
             cert=self.ctx.keys.ra_cert,
             chain=(self.ctx.keys.tls_cert, self.ctx.keys.ca_cert),
         )
-        await self.ctx.store.add_voucher_request(
-            serial=serial,
-            nonce=chk.request.nonce,
-            pledge_request=body,
-            registrar_request=raw_rvr,
-            media_type=req_media,
-            received_at=now,
-        )
         target = self.masa_url_override or masa_url(idevid)
         if not target:
             raise Forbidden(
@@ -141,10 +134,22 @@ class VoucherService:
                 check="idevid.masa-url",
                 serial=serial,
             )
-        # Evidence (issue 5): the request is on record even if the MASA never answers.
-        await self.ctx.event(
-            now=now, kind="voucher.requested", serial=serial, outcome="info", check="registrar.voucher-request",
-            masa=target, media_type=req_media,
+        # Evidence (issue 5): the request and the admission are on record,
+        # durably, before the MASA is asked, even if it never answers.
+        await self.ctx.store.add_voucher_request(
+            serial=serial,
+            nonce=chk.request.nonce,
+            pledge_request=body,
+            registrar_request=raw_rvr,
+            media_type=req_media,
+            received_at=now,
+            events=(
+                admitted,
+                self.ctx.new_event(
+                    now=now, kind="voucher.requested", serial=serial, outcome="info",
+                    check="registrar.voucher-request", masa=target, media_type=req_media,
+                ),
+            ),
         )
         self._masa_of[serial] = target
         self._masa_of.move_to_end(serial)
@@ -161,10 +166,14 @@ class VoucherService:
             expires_on=voucher.expires_on,
             received_at=now,
         )
-        await self.ctx.store.set_device_state(serial, DeviceStates.VOUCHER_OBTAINED, at=now, reason="voucher from MASA")
-        await self.ctx.event(
-            now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",
-            assertion=str(voucher.assertion), masa=target,
+        await self.ctx.store.set_device_state(
+            serial, DeviceStates.VOUCHER_OBTAINED, at=now, reason="voucher from MASA",
+            events=(
+                self.ctx.new_event(
+                    now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",
+                    assertion=str(voucher.assertion), masa=target,
+                ),
+            ),
         )
         log.info(kv("voucher-forwarded", serial=serial, assertion=str(voucher.assertion), masa=target))
         return resp.body, resp.content_type
@@ -191,10 +200,12 @@ class VoucherService:
         await self.ctx.store.add_status_report(
             serial=serial, kind="voucher", status=report.status, reason=report.reason,
             body=body.decode("utf-8", "replace"), received_at=now,
-        )
-        await self.ctx.event(
-            now=now, kind="telemetry.voucher-status", serial=serial,
-            outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
+            events=(
+                self.ctx.new_event(
+                    now=now, kind="telemetry.voucher-status", serial=serial,
+                    outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
+                ),
+            ),
         )
         if report.status:
             await self._fetch_audit_log(serial, now=now)
@@ -225,13 +236,18 @@ class VoucherService:
                 check=exc.check, detail=exc.detail,
             )
             return
-        await self.ctx.store.add_audit_log(serial=serial, fetched_at=now, body=json.dumps(doc).encode())
         # RFC 8995 5.8.3: review the log now; a refusal here is what makes the
-        # EST gate (RegistrarPolicy.enroll_gate) refuse this device.
+        # EST gate (RegistrarPolicy.enroll_gate) refuse this device.  The log
+        # and the verdict on it are stored together.
         decision = self.policy.review(doc)
-        await self.ctx.event(
-            now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
-            check=decision.rule, entries=len(doc["events"]), detail=decision.detail,
+        await self.ctx.store.add_audit_log(
+            serial=serial, fetched_at=now, body=json.dumps(doc).encode(),
+            events=(
+                self.ctx.new_event(
+                    now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
+                    check=decision.rule, entries=len(doc["events"]), detail=decision.detail,
+                ),
+            ),
         )
         if not decision.allow:
             log.warning(kv("auditlog-review-refused", serial=serial, rule=decision.rule, detail=decision.detail))

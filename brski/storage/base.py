@@ -7,6 +7,9 @@ PostgreSQL one are interchangeable behind ``open_registrar_store`` /
 
 Rules every backend keeps:
 
+* Writes that take ``events=`` append those events to the hash-chained log in
+  the same transaction as the change (:class:`NewEvent`): both or neither.
+
 * Every timestamp comes from the caller (``at=``, ``received_at=`` ...). The
   store never reads a clock, so tests and replays are deterministic and the
   protocol logic decides what "now" is.
@@ -23,13 +26,36 @@ Rules every backend keeps:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from brski.storage.lifecycle import LifecycleStore
+from brski.storage.records import (
+    ApprovalDecision,
+    ApprovalRecord,
+    AuditEntry,
+    AuditLogRecord,
+    CertificateRecord,
+    CertificateState,
+    ChainProblem,
+    ChainReport,
+    DeviceRecord,
+    EventRecord,
+    IssuedVoucher,
+    ManufacturedDevice,
+    MasaVoucherRecord,
+    NewEvent,
+    Outcome,
+    OwnerRecord,
+    PinnedManufacturer,
+    StatusKind,
+    StatusReportRecord,
+    TransitionRecord,
+    VoucherRecord,
+    VoucherRequestRecord,
+)
 
 __all__ = [
     "ApprovalDecision",
@@ -47,6 +73,7 @@ __all__ = [
     "ManufacturedDevice",
     "MasaStore",
     "MasaVoucherRecord",
+    "NewEvent",
     "Outcome",
     "OwnerRecord",
     "PinnedManufacturer",
@@ -58,238 +85,6 @@ __all__ = [
     "VoucherRecord",
     "VoucherRequestRecord",
 ]
-
-Outcome = Literal["allow", "refuse", "info"]
-StatusKind = Literal["voucher", "enroll"]
-CertificateState = Literal["reserved", "issued", "revoked"]
-ChainProblem = Literal["edited", "removed", "reordered"]
-ApprovalDecision = Literal["pending", "approved", "rejected"]
-
-# The state a device gets the first time the registrar sees it. Every other
-# state name belongs to the registrar's state machine, not to storage.
-INITIAL_DEVICE_STATE = "discovered"
-
-
-# --- records ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeviceRecord:
-    """A pledge as the registrar knows it; ``serial`` is the key."""
-
-    serial: str
-    idevid_issuer: str
-    idevid_fingerprint: str
-    manufacturer: str
-    state: str
-    first_seen: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class TransitionRecord:
-    """One state change; ``from_state`` is None for the first sighting."""
-
-    id: int
-    serial: str
-    from_state: str | None
-    to_state: str
-    at: datetime
-    reason: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class VoucherRequestRecord:
-    id: int
-    serial: str
-    nonce: bytes | None
-    pledge_request: bytes
-    registrar_request: bytes | None
-    media_type: str
-    received_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class VoucherRecord:
-    """A voucher the registrar received from a MASA, kept verbatim."""
-
-    id: int
-    serial: str
-    voucher: bytes
-    media_type: str
-    assertion: str
-    nonce: bytes | None
-    expires_on: datetime | None
-    received_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatusReportRecord:
-    """A pledge's voucher or enroll status telemetry (RFC 8995 5.7, 5.9.4)."""
-
-    id: int
-    serial: str
-    kind: StatusKind
-    status: bool
-    reason: str | None
-    body: str
-    received_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class CertificateRecord:
-    """An LDevID through its life: reserved -> issued -> revoked.
-
-    ``der``, ``not_before``, ``not_after`` and ``issued_at`` are None while
-    the row is only a reservation.
-    """
-
-    cert_serial: str
-    device_serial: str
-    spki_sha256: bytes
-    state: CertificateState
-    der: bytes | None
-    not_before: datetime | None
-    not_after: datetime | None
-    reserved_at: datetime
-    issued_at: datetime | None
-    revoked_at: datetime | None
-    revocation_reason: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditLogRecord:
-    """A MASA audit log as the registrar fetched it (RFC 8995 5.8)."""
-
-    id: int
-    serial: str
-    fetched_at: datetime
-    body: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventRecord:
-    """One entry of the tamper-evident event log.
-
-    ``hash`` = SHA-256(``prev_hash`` || canonical JSON of the other fields
-    except ``id``); see :mod:`brski.storage.chain`.
-    """
-
-    id: int
-    at: datetime
-    kind: str
-    device_serial: str | None
-    outcome: Outcome
-    check: str | None
-    detail: Mapping[str, Any]
-    prev_hash: bytes
-    hash: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChainReport:
-    """Result of re-walking the event chain.
-
-    ``head_hash`` is worth copying somewhere the database's owner cannot
-    write: dropping rows from the *end* of a hash chain leaves a valid shorter
-    chain, which only an external copy of the head can reveal.
-    """
-
-    ok: bool
-    count: int
-    first_bad_id: int | None = None
-    problem: ChainProblem | None = None
-    detail: str = ""
-    head_id: int | None = None
-    head_hash: bytes | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ManufacturedDevice:
-    serial: str
-    idevid_fingerprint: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class OwnerRecord:
-    """A domain CA the MASA will pin in vouchers for ``serial``."""
-
-    id: int
-    serial: str
-    domain_ca_spki_sha256: bytes
-    domain_ca_der: bytes
-    added_at: datetime
-
-
-@dataclass(frozen=True, kw_only=True)
-class MasaVoucherRecord:
-    id: int
-    serial: str
-    registrar_spki_sha256: bytes
-    domain_ca_spki_sha256: bytes
-    nonce: bytes | None
-    assertion: str
-    voucher: bytes
-    media_type: str
-    created_at: datetime
-    expires_on: datetime | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditEntry:
-    """One RFC 8995 section 5.8.1 audit log event.
-
-    ``domain_id`` is the base64 of the SHA-256 SubjectKeyIdentifier of the
-    domain CA ("domainID"); ``at`` is the entry's "date".
-    """
-
-    id: int
-    serial: str
-    at: datetime
-    domain_id: str
-    nonce: bytes | None
-    assertion: str
-    truncated: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class IssuedVoucher:
-    """What ``issue_voucher_atomically`` committed, all in one transaction."""
-
-    voucher: MasaVoucherRecord
-    audit_entry: AuditEntry
-    event: EventRecord
-
-
-@dataclass(frozen=True, kw_only=True)
-class ApprovalRecord:
-    """An operator's decision on a device in the manual approval queue.
-
-    ``decision`` is 'pending' while the device waits (RFC 8995 5.6: the
-    registrar answers 202), then 'approved' or 'rejected'. An operator may
-    decide before the device first asks; ``requested_at`` is then None.
-    """
-
-    serial: str
-    decision: ApprovalDecision
-    requested_at: datetime | None
-    decided_at: datetime | None
-    decided_by: str | None
-    reason: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class PinnedManufacturer:
-    """An IDevID issuer trusted on first use, keyed by its subject (RFC 4514)."""
-
-    issuer: str
-    cert_der: bytes
-    spki_sha256: bytes
-    policy_name: str
-    first_serial: str
-    pinned_at: datetime
-
 
 # --- interfaces ---------------------------------------------------------------
 
@@ -372,6 +167,7 @@ class RegistrarStore(LifecycleStore, EventLog):
         at: datetime,
         reason: str,
         expect: str | None = None,
+        events: Sequence[NewEvent] = (),
     ) -> DeviceRecord:
         """Change state and append a transition row in the same transaction.
 
@@ -405,6 +201,7 @@ class RegistrarStore(LifecycleStore, EventLog):
         registrar_request: bytes | None,
         media_type: str,
         received_at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> int: ...
 
     @abc.abstractmethod
@@ -421,6 +218,7 @@ class RegistrarStore(LifecycleStore, EventLog):
         nonce: bytes | None,
         expires_on: datetime | None,
         received_at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> int: ...
 
     @abc.abstractmethod
@@ -438,6 +236,7 @@ class RegistrarStore(LifecycleStore, EventLog):
         reason: str | None,
         body: str | Mapping[str, Any],
         received_at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> int:
         """A ``str`` body is stored verbatim; a mapping as canonical JSON."""
 
@@ -468,6 +267,7 @@ class RegistrarStore(LifecycleStore, EventLog):
         not_before: datetime,
         not_after: datetime,
         at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> CertificateRecord:
         """reserved -> issued; anything else is ``Conflict``, unknown is NotFound."""
 
@@ -496,7 +296,9 @@ class RegistrarStore(LifecycleStore, EventLog):
 
     # MASA audit logs fetched by the registrar
     @abc.abstractmethod
-    async def add_audit_log(self, *, serial: str, fetched_at: datetime, body: bytes) -> int: ...
+    async def add_audit_log(
+        self, *, serial: str, fetched_at: datetime, body: bytes, events: Sequence[NewEvent] = ()
+    ) -> int: ...
 
     @abc.abstractmethod
     async def audit_logs(self, serial: str) -> list[AuditLogRecord]: ...

@@ -35,13 +35,13 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
-from brski.storage.base import ChainReport, EventLog, EventRecord, Outcome
+from brski.storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
 from brski.storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
 from brski.storage.migrate import apply_sqlite_migrations
 
@@ -57,6 +57,7 @@ __all__ = [
     "to_ts",
     "to_ts_opt",
     "translate_error",
+    "with_events",
 ]
 
 T = TypeVar("T")
@@ -462,6 +463,17 @@ class PreparedEvent:
         # Fails here, in the caller, if detail is not JSON.
         self.detail_text = canonical_json(self.detail).decode("utf-8")
 
+    @classmethod
+    def from_new(cls, event: NewEvent) -> PreparedEvent:
+        return cls(
+            at=event.at,
+            kind=event.kind,
+            device_serial=event.device_serial,
+            outcome=event.outcome,
+            check=event.check,
+            detail=event.detail,
+        )
+
     def insert(self, conn: sqlite3.Connection) -> EventRecord:
         """Chain onto the current head; must run inside the writer transaction."""
         head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
@@ -501,6 +513,25 @@ class PreparedEvent:
             prev_hash=prev_hash,
             hash=digest,
         )
+
+
+def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent]) -> Callable[[sqlite3.Connection], T]:
+    """``fn``, then ``events`` chained in the same transaction (see NewEvent).
+
+    The events are validated and canonicalised here, on the caller's side,
+    so a bad event fails before anything reaches the writer.
+    """
+    if not events:
+        return fn
+    prepared = [PreparedEvent.from_new(e) for e in events]
+
+    def run(conn: sqlite3.Connection) -> T:
+        result = fn(conn)
+        for event in prepared:
+            event.insert(conn)
+        return result
+
+    return run
 
 
 class SqliteEventLog(EventLog):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from brski.errors import Conflict, NotFound
 from brski.storage.base import (
-    INITIAL_DEVICE_STATE,
     ApprovalDecision,
     ApprovalRecord,
     AuditLogRecord,
     CertificateRecord,
     DeviceRecord,
+    NewEvent,
     PinnedManufacturer,
     RegistrarStore,
     StatusKind,
@@ -24,6 +24,7 @@ from brski.storage.base import (
     VoucherRequestRecord,
 )
 from brski.storage.chain import canonical_json
+from brski.storage.records import INITIAL_DEVICE_STATE
 from brski.storage.sqlite import (
     SqliteEventLog,
     check_limit,
@@ -32,6 +33,7 @@ from brski.storage.sqlite import (
     require_device,
     to_ts,
     to_ts_opt,
+    with_events,
 )
 from brski.storage.sqlite_lifecycle import SqliteLifecycleMixin
 
@@ -215,6 +217,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
         at: datetime,
         reason: str,
         expect: str | None = None,
+        events: Sequence[NewEvent] = (),
     ) -> DeviceRecord:
         if not state:
             raise ValueError("device state must not be empty")
@@ -241,7 +244,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
             assert updated is not None
             return updated
 
-        return await self._db.write(run)
+        return await self._db.write(with_events(run, events))
 
     async def list_devices(
         self,
@@ -300,6 +303,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
         registrar_request: bytes | None,
         media_type: str,
         received_at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> int:
         params = (serial, nonce, pledge_request, registrar_request, media_type, to_ts(received_at))
         return await self._insert_for_device(
@@ -307,6 +311,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
             "INSERT INTO voucher_requests (serial, nonce, pledge_request, registrar_request,"
             " media_type, received_at) VALUES (?, ?, ?, ?, ?, ?)",
             params,
+            events,
         )
 
     async def voucher_requests(self, serial: str) -> list[VoucherRequestRecord]:
@@ -341,6 +346,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
         nonce: bytes | None,
         expires_on: datetime | None,
         received_at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> int:
         params = (
             serial,
@@ -356,6 +362,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
             "INSERT INTO vouchers (serial, voucher, media_type, assertion, nonce, expires_on,"
             " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             params,
+            events,
         )
 
     async def latest_voucher(self, serial: str) -> VoucherRecord | None:
@@ -391,6 +398,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
         reason: str | None,
         body: str | Mapping[str, Any],
         received_at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> int:
         if kind not in ("voucher", "enroll"):
             raise ValueError(f"status report kind must be voucher or enroll, not {kind!r}")
@@ -400,6 +408,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
             "INSERT INTO status_reports (serial, kind, status, reason, body, received_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (serial, kind, 1 if status else 0, reason, text, to_ts(received_at)),
+            events,
         )
 
     async def status_reports(self, serial: str) -> list[StatusReportRecord]:
@@ -454,6 +463,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
         not_before: datetime,
         not_after: datetime,
         at: datetime,
+        events: Sequence[NewEvent] = (),
     ) -> CertificateRecord:
         serial = normalize_cert_serial(cert_serial)
         params = (der, to_ts(not_before), to_ts(not_after), to_ts(at), serial)
@@ -472,7 +482,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
             )
             return _require_cert(conn, serial)
 
-        return await self._db.write(run)
+        return await self._db.write(with_events(run, events))
 
     async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
         serial = normalize_cert_serial(cert_serial)
@@ -535,11 +545,14 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
 
     # --- MASA audit logs ------------------------------------------------------------
 
-    async def add_audit_log(self, *, serial: str, fetched_at: datetime, body: bytes) -> int:
+    async def add_audit_log(
+        self, *, serial: str, fetched_at: datetime, body: bytes, events: Sequence[NewEvent] = ()
+    ) -> int:
         return await self._insert_for_device(
             serial,
             "INSERT INTO audit_logs (serial, fetched_at, body) VALUES (?, ?, ?)",
             (serial, to_ts(fetched_at), body),
+            events,
         )
 
     async def audit_logs(self, serial: str) -> list[AuditLogRecord]:
@@ -645,11 +658,13 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
 
     # --- helpers ---------------------------------------------------------------------
 
-    async def _insert_for_device(self, serial: str, sql: str, params: tuple[Any, ...]) -> int:
+    async def _insert_for_device(
+        self, serial: str, sql: str, params: tuple[Any, ...], events: Sequence[NewEvent] = ()
+    ) -> int:
         def run(conn: sqlite3.Connection) -> int:
             require_device(conn, serial)
             rowid = conn.execute(sql, params).lastrowid
             assert rowid is not None
             return rowid
 
-        return await self._db.write(run)
+        return await self._db.write(with_events(run, events))
