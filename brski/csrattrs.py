@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, PublicKeyAlgorithmOID, SignatureAlgorithmOID
 
 from brski import oids
-from brski.asn1 import check_der
+from brski.asn1 import check_der, encode_oid, encode_tlv
 from brski.errors import BrskiError, ConfigError, MalformedInput
 
 __all__ = ["CsrAttribute", "CsrAttrs", "CsrTemplate", "build_csrattrs", "csrattrs_for_device", "parse_csrattrs"]
@@ -98,15 +98,26 @@ def _check_oid(value: str, what: str) -> None:
         raise MalformedInput(f"{what} {value!r} is not a dotted OID", check="est.csrattrs-oid")
 
 
+# Encoding is direct DER (X.690): the registrar answers /csrattrs once per
+# pledge, and building the same bytes through asn1crypto objects cost 8% of
+# its CPU under load.  tests/unit/test_csrattrs.py checks the bytes against
+# asn1crypto's encoder of the same ASN.1 classes, which still do the parsing.
+
+
 def _oid_der(dotted: str) -> bytes:
-    return bytes(core.ObjectIdentifier(dotted).dump())
+    return encode_oid(dotted)
 
 
 def _string_der(text: str) -> bytes:
     """PrintableString when the text allows it (X.520 serialNumber), else UTF8String."""
     if _PRINTABLE.fullmatch(text):
-        return bytes(core.PrintableString(text).dump())
-    return bytes(core.UTF8String(text).dump())
+        return encode_tlv(0x13, text.encode("ascii"))
+    return encode_tlv(0x0C, text.encode("utf-8"))
+
+
+def _set_of(elements: list[bytes]) -> bytes:
+    """DER SET OF: the elements in ascending order of their encodings (X.690 11.6)."""
+    return encode_tlv(0x31, b"".join(sorted(elements)))
 
 
 def _decode_value(der: bytes, check: str) -> core.Asn1Value:
@@ -188,26 +199,22 @@ class CsrTemplate:
             )
 
     def to_attribute(self) -> CsrAttribute:
-        subject = None
+        # RFC 9908 Appendix A (IMPLICIT TAGS): version, subject NameTemplate,
+        # [0] SubjectPublicKeyInfoTemplate, [1] Attributes.
+        body = b"\x02\x01\x00"  # version v1(0)
         if self.subject:
             rdns = []
             for attr_type, value in self.subject:
-                single: dict[str, Any] = {"type": attr_type}
-                if value is not None:
-                    single["value"] = core.Any.load(_string_der(value))
-                rdns.append(_RdnTemplate([_SingleAttributeTemplate(single)]))
-            subject = _NameTemplate(rdns)
-        fields: dict[str, Any] = {"version": 0}
-        if subject is not None:
-            fields["subject"] = subject
+                single = _oid_der(attr_type) + (b"" if value is None else _string_der(value))
+                rdns.append(_set_of([encode_tlv(0x30, single)]))
+            body += encode_tlv(0x30, b"".join(rdns))
         if self.key_algorithm is not None:
-            alg: dict[str, Any] = {"algorithm": self.key_algorithm}
+            alg = _oid_der(self.key_algorithm)
             if self.key_parameters is not None:
-                alg["parameters"] = core.Any.load(_oid_der(self.key_parameters))
-            fields["subject_pk_info"] = _SpkiTemplate({"algorithm": _AlgorithmIdentifier(alg)})
-        fields["attributes"] = _Attributes([_attribute_asn(a) for a in self.attributes])
-        der = bytes(_CriTemplate(fields).dump(force=True))
-        return CsrAttribute(type=oids.ID_AA_CERT_REQ_INFO_TEMPLATE, values=(der,))
+                alg += _oid_der(self.key_parameters)
+            body += encode_tlv(0xA0, encode_tlv(0x30, alg))
+        body += encode_tlv(0xA1, b"".join(sorted(_attribute_der(a) for a in self.attributes)))
+        return CsrAttribute(type=oids.ID_AA_CERT_REQ_INFO_TEMPLATE, values=(encode_tlv(0x30, body),))
 
     @classmethod
     def from_attribute(cls, attr: CsrAttribute) -> CsrTemplate:
@@ -262,10 +269,8 @@ def _template_value(single: _SingleAttributeTemplate) -> str | None:
     return text
 
 
-def _attribute_asn(attr: CsrAttribute) -> _Attribute:
-    return _Attribute(
-        {"type": attr.type, "values": _AnyValues([core.Any.load(v) for v in attr.values])}
-    )
+def _attribute_der(attr: CsrAttribute) -> bytes:
+    return encode_tlv(0x30, _oid_der(attr.type) + _set_of(list(attr.values)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -316,13 +321,9 @@ class CsrAttrs:
 
 def build_csrattrs(attrs: CsrAttrs) -> bytes:
     """DER CsrAttrs (RFC 7030 section 4.5.2); base64 it with :func:`encode_base64_body`."""
-    items = [
-        _AttrOrOid(name="oid", value=core.ObjectIdentifier(i))
-        if isinstance(i, str)
-        else _AttrOrOid(name="attribute", value=_attribute_asn(i))
-        for i in attrs.items
-    ]
-    return bytes(_CsrAttrsAsn(items).dump(force=True))
+    return encode_tlv(
+        0x30, b"".join(_oid_der(i) if isinstance(i, str) else _attribute_der(i) for i in attrs.items)
+    )
 
 
 def parse_csrattrs(der: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> CsrAttrs:
