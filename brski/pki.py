@@ -376,29 +376,33 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _check_role(leaf: x509.Certificate, role: Role) -> None:
-    name = leaf.subject.rfc4514_string()
-    eku = _eku(leaf)
+    def name() -> str:  # only for the refusal text: formatting a Name is not free
+        return repr(leaf.subject.rfc4514_string())
+
     if role is Role.REGISTRAR_RA:
         # RFC 8995 section 5.5.4: the registrar voucher-request signer MUST
         # carry id-kp-cmcRA (RFC 7030 section 3.6.1); absence is a refusal.
+        eku = _eku(leaf)
         if eku is None or oids.ID_KP_CMC_RA not in eku:
-            raise ChainInvalid(f"{name!r} lacks EKU id-kp-cmcRA", check="chain.eku")
+            raise ChainInvalid(f"{name()} lacks EKU id-kp-cmcRA", check="chain.eku")
     elif role is Role.LDEVID:
         # An LDevID authenticates as a TLS client; a restricted EKU must allow it.
+        eku = _eku(leaf)
         if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-            raise ChainInvalid(f"{name!r} EKU does not include clientAuth", check="chain.eku")
+            raise ChainInvalid(f"{name()} EKU does not include clientAuth", check="chain.eku")
     elif role is Role.TLS_SERVER:
+        eku = _eku(leaf)
         if eku is not None and ExtendedKeyUsageOID.SERVER_AUTH not in eku:
-            raise ChainInvalid(f"{name!r} EKU does not include serverAuth", check="chain.eku")
+            raise ChainInvalid(f"{name()} EKU does not include serverAuth", check="chain.eku")
     elif role is Role.MASA_SIGNER:
         # RFC 8366 section 5.3 vouchers are CMS signatures: RFC 5280 section
         # 4.2.1.3 digitalSignature, when keyUsage restricts the key at all.
         ku = _key_usage(leaf)
         if ku is not None and not ku.digital_signature:
-            raise ChainInvalid(f"{name!r} keyUsage lacks digitalSignature", check="chain.key-usage")
+            raise ChainInvalid(f"{name()} keyUsage lacks digitalSignature", check="chain.key-usage")
     elif role is Role.CA:
         if not _is_ca(leaf):
-            raise ChainInvalid(f"{name!r} is not a CA certificate", check="chain.not-ca")
+            raise ChainInvalid(f"{name()} is not a CA certificate", check="chain.not-ca")
     # Role.IDEVID: RFC 8995 section 2.3 recommends no usage restrictions, so a
     # valid path is all that is asked.
 
@@ -427,11 +431,46 @@ def verify_chain(
     if not anchors:
         raise ChainInvalid("no trust anchors to validate against", check="chain.untrusted")
 
+    # A path found valid stays valid while every certificate on it is within
+    # its validity period: signatures, constraints and extensions do not
+    # depend on the time.  So the same question (same leaf, intermediates,
+    # anchors and role; the MASA's voucher signer on every voucher, an IDevID
+    # checked for its manufacturer and again as voucher-request signer) is
+    # answered from memory while ``now`` lies inside the path's common
+    # validity window.  Refusals are never remembered.
+    key = (cert_der(leaf), tuple(cert_der(c) for c in intermediates), tuple(cert_der(a) for a in anchors), role)
+    hit = _verified_paths.get(key)
+    if hit is not None and hit[1] <= now <= hit[2]:
+        return list(hit[0])
+    chain = _verify_chain_uncached(leaf, key[0], intermediates, anchors, now, role)
+    if len(_verified_paths) >= _VERIFIED_PATHS_MAX:
+        del _verified_paths[next(iter(_verified_paths))]  # oldest first
+    _verified_paths[key] = (
+        tuple(chain),
+        max(c.not_valid_before_utc for c in chain),
+        min(c.not_valid_after_utc for c in chain),
+    )
+    return chain
+
+
+# (leaf, intermediates, anchors as DER; role) -> (path, valid from, valid until)
+_VerifiedKey: TypeAlias = tuple[bytes, tuple[bytes, ...], tuple[bytes, ...], Role]
+_verified_paths: dict[_VerifiedKey, tuple[tuple[x509.Certificate, ...], datetime, datetime]] = {}
+_VERIFIED_PATHS_MAX = 1024
+
+
+def _verify_chain_uncached(
+    leaf: x509.Certificate,
+    leaf_der: bytes,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    now: datetime,
+    role: Role,
+) -> list[x509.Certificate]:
     err = _validity_error(leaf, now, "certificate")
     if err is not None:
         raise err
 
-    leaf_der = cert_der(leaf)
     if any(cert_der(a) == leaf_der for a in anchors):
         # The leaf is itself trusted (pinned): nothing to build.
         chain = [leaf]
