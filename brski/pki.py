@@ -49,6 +49,7 @@ __all__ = [
     "cert_der",
     "device_serial",
     "fingerprint_sha256",
+    "forget_verified_paths",
     "generate_key",
     "load_cert",
     "load_certs",
@@ -457,6 +458,11 @@ def verify_chain(
 _VerifiedKey: TypeAlias = tuple[bytes, tuple[bytes, ...], tuple[bytes, ...], Role]
 _verified_paths: dict[_VerifiedKey, tuple[tuple[x509.Certificate, ...], datetime, datetime]] = {}
 _VERIFIED_PATHS_MAX = 1024
+
+
+def forget_verified_paths() -> None:
+    """Empty verify_chain's memo (benchmarks measure first sight; tests isolate)."""
+    _verified_paths.clear()
 
 
 def _verify_chain_uncached(

@@ -87,7 +87,7 @@ def test_role_and_anchors_are_part_of_the_question(tree: dict[str, Any], counted
 
 def test_the_memo_is_bounded(tree: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pki_mod, "_VERIFIED_PATHS_MAX", 3)
-    monkeypatch.setattr(pki_mod, "_verified_paths", {})
+    pki_mod.forget_verified_paths()
     for role in (Role.IDEVID, Role.LDEVID, Role.MASA_SIGNER, Role.TLS_SERVER):
         try:
             _verify(tree, role=role)
