@@ -256,7 +256,7 @@ def sign(
     if signer_id == "ski":
         sid = encode_tlv(0x80, _key_identifier(cert))
     else:
-        sid = encode_tlv(0x30, cert.issuer.public_bytes() + encode_unsigned(cert.serial_number))
+        sid = encode_tlv(0x30, _issuer_der(cert) + encode_unsigned(cert.serial_number))
     digest_algorithm = encode_tlv(0x30, encode_oid(_DIGEST_NAMES[digest]))  # RFC 5754 2: no parameters
     signer_info = encode_tlv(
         0x30,
@@ -486,9 +486,25 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     return tuple(found)
 
 
+def _issuer_der(cert: x509.Certificate) -> bytes:
+    """The issuer Name exactly as encoded, read from the TBSCertificate
+    (``cert.issuer`` builds Python Name objects only to re-encode them)."""
+    tbs = cert.tbs_certificate_bytes
+    try:
+        _ident, _start, body, end = der_element(tbs, 0, len(tbs))
+        fields = der_children(tbs, body, end)
+        first = 1 if fields[0][0] == 0xA0 else 0  # [0] EXPLICIT version, when not v1
+        ident, start, _body, stop = fields[first + 2]  # serialNumber, signature, issuer
+        if ident == 0x30:
+            return tbs[start:stop]
+    except (NotPlainDer, BrskiError, IndexError):
+        pass
+    return cert.issuer.public_bytes()
+
+
 def _names_match(cert: x509.Certificate, issuer: bytes) -> bool:
     """Exact encoding first; then RFC 5280 section 7.1 comparison (asn1crypto)."""
-    cert_issuer = cert.issuer.public_bytes()
+    cert_issuer = _issuer_der(cert)
     if cert_issuer == issuer:
         return True
     return bool(asn1_x509.Name.load(cert_issuer) == asn1_x509.Name.load(issuer))

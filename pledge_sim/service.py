@@ -497,14 +497,15 @@ async def _enroll_phase(
         return
     assert isinstance(decision, Enrolled)
     cert = decision.cert
-    _step(
-        log,
-        "enrolled",
-        subject=cert.subject.rfc4514_string(),
-        serial=format(cert.serial_number, "x"),
-        issuer=cert.issuer.rfc4514_string(),
-        ms=timings["enroll"],
-    )
+    if log.isEnabledFor(logging.INFO):  # a fleet runs quiet: skip formatting two Names
+        _step(
+            log,
+            "enrolled",
+            subject=cert.subject.rfc4514_string(),
+            serial=format(cert.serial_number, "x"),
+            issuer=cert.issuer.rfc4514_string(),
+            ms=timings["enroll"],
+        )
     if cfg.out is not None:
         files.extend(_save(cfg.out, cert, new_key, [pledge.pinned_domain_cert, *pledge.cacerts]))
         _step(log, "saved", dir=cfg.out)

@@ -170,3 +170,33 @@ async def test_failed_handshake_is_a_named_error(pki: DevPki, tmp_path: Any, beh
         assert not conn.is_open
     finally:
         srv.close()
+
+
+async def test_a_name_is_resolved_once_per_ttl_and_forgotten_on_failure(
+    pki: DevPki, server: tuple[int, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, _seen = server
+    loop = asyncio.get_running_loop()
+    asked: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counting(host: Any, *args: Any, **kw: Any) -> Any:
+        asked.append(host)
+        return await real("127.0.0.1", *args, **kw)  # "registrar.test" is this server
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+    tls_client._resolved.clear()
+    for _ in range(3):
+        _r, writer, _p = await tls_client.open_tls_connection(
+            "registrar.test", port, credentials=_pledge(pki), server_hostname="registrar.test"
+        )
+        writer.close()
+    assert asked == ["registrar.test"]
+    # A connect that fails drops the entry: the next attempt asks again.
+    with pytest.raises(OSError):
+        await tls_client.open_tls_connection("registrar.test", 1, credentials=None)
+    assert ("registrar.test", 1) not in tls_client._resolved
+    monkeypatch.setattr(tls_client, "RESOLVE_TTL", -1.0)  # expired at once
+    _r, writer, _p = await tls_client.open_tls_connection("registrar.test", port, credentials=None)
+    writer.close()
+    assert asked.count("registrar.test") == 3
