@@ -277,11 +277,13 @@ class RegistrarPolicy:
         approval = await self.store.get_approval(serial)
         if approval is not None and approval.decision == "rejected":
             raise PolicyRefused(f"an operator rejected device {serial}", check="registrar.approval-rejected", serial=serial)
-        logs = await self.store.audit_logs(serial)
-        if not logs or not self.cfg.audit_review:
+        if not self.cfg.audit_review:
+            return
+        latest = await self.store.latest_audit_log(serial)
+        if latest is None:
             return
         try:
-            doc = json.loads(logs[-1].body)
+            doc = json.loads(latest.body)
         except ValueError:
             doc = {}
         decision = self.review(doc if isinstance(doc, dict) else {})

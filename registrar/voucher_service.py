@@ -213,11 +213,9 @@ class VoucherService:
     async def _fetch_audit_log(self, serial: str, *, now: datetime) -> None:
         """RFC 8995 5.8: the registrar SHOULD fetch the MASA audit log after
         the pledge's voucher status; a failure is recorded, not fatal."""
-        requests = await self.ctx.store.voucher_requests(serial)
-        if not requests or requests[-1].registrar_request is None:
+        last = await self.ctx.store.latest_voucher_request(serial)
+        if last is None or last.registrar_request is None:
             return
-        last = requests[-1]
-        assert last.registrar_request is not None
         device = await self.ctx.store.get_device(serial)
         target = self.masa_url_override or self._masa_of.get(serial)
         if target is None:  # e.g. after a restart: read it from the stored request

@@ -208,6 +208,10 @@ class RegistrarStore(LifecycleStore, EventLog):
     async def voucher_requests(self, serial: str) -> list[VoucherRequestRecord]: ...
 
     @abc.abstractmethod
+    async def latest_voucher_request(self, serial: str) -> VoucherRequestRecord | None:
+        """The most recently stored voucher-request (by insertion order)."""
+
+    @abc.abstractmethod
     async def add_voucher(
         self,
         *,
@@ -302,6 +306,10 @@ class RegistrarStore(LifecycleStore, EventLog):
 
     @abc.abstractmethod
     async def audit_logs(self, serial: str) -> list[AuditLogRecord]: ...
+
+    @abc.abstractmethod
+    async def latest_audit_log(self, serial: str) -> AuditLogRecord | None:
+        """The most recently fetched MASA audit log (by insertion order)."""
 
     @abc.abstractmethod
     async def stats(self) -> dict[str, int]:

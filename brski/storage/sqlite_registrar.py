@@ -9,13 +9,10 @@ from typing import Any
 
 from brski.errors import Conflict, NotFound
 from brski.storage.base import (
-    ApprovalDecision,
-    ApprovalRecord,
     AuditLogRecord,
     CertificateRecord,
     DeviceRecord,
     NewEvent,
-    PinnedManufacturer,
     RegistrarStore,
     StatusKind,
     StatusReportRecord,
@@ -35,6 +32,7 @@ from brski.storage.sqlite import (
     to_ts_opt,
     with_events,
 )
+from brski.storage.sqlite_admission import SqliteAdmissionMixin
 from brski.storage.sqlite_lifecycle import SqliteLifecycleMixin
 
 __all__ = ["SqliteRegistrarStore", "normalize_cert_serial"]
@@ -116,45 +114,22 @@ def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateReco
     return cert
 
 
-_APPROVAL_COLUMNS = "serial, decision, requested_at, decided_at, decided_by, reason"
-_PIN_COLUMNS = "issuer, cert_der, spki_sha256, policy_name, first_serial, pinned_at"
+_VR_COLUMNS = "id, serial, nonce, pledge_request, registrar_request, media_type, received_at"
 
 
-def _approval(row: tuple[Any, ...]) -> ApprovalRecord:
-    return ApprovalRecord(
-        serial=row[0],
-        decision=row[1],
-        requested_at=from_ts_opt(row[2]),
-        decided_at=from_ts_opt(row[3]),
-        decided_by=row[4],
-        reason=row[5],
+def _voucher_request(r: tuple[Any, ...]) -> VoucherRequestRecord:
+    return VoucherRequestRecord(
+        id=r[0],
+        serial=r[1],
+        nonce=r[2],
+        pledge_request=r[3],
+        registrar_request=r[4],
+        media_type=r[5],
+        received_at=from_ts(r[6]),
     )
 
 
-def _get_approval(conn: sqlite3.Connection, serial: str) -> ApprovalRecord | None:
-    row = conn.execute(
-        f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE serial = ?", (serial,)
-    ).fetchone()
-    return None if row is None else _approval(row)
-
-
-def _get_pin(conn: sqlite3.Connection, issuer: str) -> PinnedManufacturer | None:
-    row = conn.execute(
-        f"SELECT {_PIN_COLUMNS} FROM pinned_manufacturers WHERE issuer = ?", (issuer,)
-    ).fetchone()
-    if row is None:
-        return None
-    return PinnedManufacturer(
-        issuer=row[0],
-        cert_der=row[1],
-        spki_sha256=row[2],
-        policy_name=row[3],
-        first_serial=row[4],
-        pinned_at=from_ts(row[5]),
-    )
-
-
-class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
+class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
     # --- devices -----------------------------------------------------------
 
     async def upsert_device(
@@ -317,22 +292,9 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
     async def voucher_requests(self, serial: str) -> list[VoucherRequestRecord]:
         def run(conn: sqlite3.Connection) -> list[VoucherRequestRecord]:
             rows = conn.execute(
-                "SELECT id, serial, nonce, pledge_request, registrar_request, media_type,"
-                " received_at FROM voucher_requests WHERE serial = ? ORDER BY id",
-                (serial,),
+                f"SELECT {_VR_COLUMNS} FROM voucher_requests WHERE serial = ? ORDER BY id", (serial,)
             )
-            return [
-                VoucherRequestRecord(
-                    id=r[0],
-                    serial=r[1],
-                    nonce=r[2],
-                    pledge_request=r[3],
-                    registrar_request=r[4],
-                    media_type=r[5],
-                    received_at=from_ts(r[6]),
-                )
-                for r in rows
-            ]
+            return [_voucher_request(r) for r in rows]
 
         return await self._db.read(run)
 
@@ -365,6 +327,17 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
             events,
         )
 
+    async def latest_voucher_request(self, serial: str) -> VoucherRequestRecord | None:
+        def run(conn: sqlite3.Connection) -> VoucherRequestRecord | None:
+            r = conn.execute(
+                f"SELECT {_VR_COLUMNS} FROM voucher_requests WHERE serial = ? ORDER BY id DESC LIMIT 1",
+                (serial,),
+            ).fetchone()
+            return None if r is None else _voucher_request(r)
+
+        # One row through the (serial, id) index: inline (see read_now).
+        return self._db.read_now(run)
+
     async def latest_voucher(self, serial: str) -> VoucherRecord | None:
         def run(conn: sqlite3.Connection) -> VoucherRecord | None:
             r = conn.execute(
@@ -385,7 +358,7 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
                 received_at=from_ts(r[7]),
             )
 
-        return await self._db.read(run)
+        return self._db.read_now(run)
 
     # --- status telemetry ------------------------------------------------------
 
@@ -568,73 +541,16 @@ class SqliteRegistrarStore(SqliteLifecycleMixin, SqliteEventLog, RegistrarStore)
 
         return await self._db.read(run)
 
-    # --- admission policy (migration 0002) -------------------------------------------
+    async def latest_audit_log(self, serial: str) -> AuditLogRecord | None:
+        def run(conn: sqlite3.Connection) -> AuditLogRecord | None:
+            r = conn.execute(
+                "SELECT id, serial, fetched_at, body FROM audit_logs WHERE serial = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (serial,),
+            ).fetchone()
+            return None if r is None else AuditLogRecord(id=r[0], serial=r[1], fetched_at=from_ts(r[2]), body=r[3])
 
-    async def get_approval(self, serial: str) -> ApprovalRecord | None:
-        return await self._db.read(lambda conn: _get_approval(conn, serial))
-
-    async def request_approval(self, serial: str, *, at: datetime) -> ApprovalRecord:
-        ts = to_ts(at)
-
-        def run(conn: sqlite3.Connection) -> ApprovalRecord:
-            conn.execute(
-                "INSERT INTO device_approvals (serial, decision, requested_at) VALUES (?, 'pending', ?)"
-                " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(requested_at, excluded.requested_at)",
-                (serial, ts),
-            )
-            record = _get_approval(conn, serial)
-            assert record is not None
-            return record
-
-        return await self._db.write(run)
-
-    async def decide_approval(
-        self, serial: str, *, decision: ApprovalDecision, at: datetime, by: str, reason: str | None = None
-    ) -> ApprovalRecord:
-        if decision not in ("approved", "rejected"):
-            raise ValueError("an operator decides 'approved' or 'rejected'")
-        ts = to_ts(at)
-
-        def run(conn: sqlite3.Connection) -> ApprovalRecord:
-            conn.execute(
-                "INSERT INTO device_approvals (serial, decision, decided_at, decided_by, reason)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET decision = excluded.decision,"
-                " decided_at = excluded.decided_at, decided_by = excluded.decided_by, reason = excluded.reason",
-                (serial, decision, ts, by, reason),
-            )
-            record = _get_approval(conn, serial)
-            assert record is not None
-            return record
-
-        return await self._db.write(run)
-
-    async def list_approvals(self, *, decision: ApprovalDecision | None = None) -> list[ApprovalRecord]:
-        if decision is None:
-            sql, params = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals ORDER BY serial", ()
-        else:
-            sql = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE decision = ? ORDER BY serial"
-            params = (decision,)  # type: ignore[assignment]
-        return await self._db.read(lambda conn: [_approval(r) for r in conn.execute(sql, params)])
-
-    async def get_pinned_manufacturer(self, issuer: str) -> PinnedManufacturer | None:
-        return await self._db.read(lambda conn: _get_pin(conn, issuer))
-
-    async def pin_manufacturer(
-        self, *, issuer: str, cert_der: bytes, spki_sha256: bytes, policy_name: str, first_serial: str, at: datetime
-    ) -> PinnedManufacturer:
-        ts = to_ts(at)
-
-        def run(conn: sqlite3.Connection) -> PinnedManufacturer:
-            conn.execute(
-                f"INSERT INTO pinned_manufacturers ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (issuer) DO NOTHING",
-                (issuer, cert_der, spki_sha256, policy_name, first_serial, ts),
-            )
-            pin = _get_pin(conn, issuer)
-            assert pin is not None
-            return pin
-
-        return await self._db.write(run)
+        return self._db.read_now(run)
 
     # --- counters ------------------------------------------------------------------
 

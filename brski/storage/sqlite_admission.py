@@ -1,0 +1,124 @@
+"""SQLite side of the registrar's admission policy (migration 0002): the
+operator approval queue and first-use manufacturer pins.
+
+A mixin for :class:`brski.storage.sqlite_registrar.SqliteRegistrarStore`; it
+relies on the host class for ``self._db``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from brski.storage.base import ApprovalDecision, ApprovalRecord, PinnedManufacturer
+from brski.storage.sqlite import SqliteDatabase, from_ts, from_ts_opt, to_ts
+
+__all__ = ["SqliteAdmissionMixin"]
+
+_APPROVAL_COLUMNS = "serial, decision, requested_at, decided_at, decided_by, reason"
+_PIN_COLUMNS = "issuer, cert_der, spki_sha256, policy_name, first_serial, pinned_at"
+
+
+def _approval(row: tuple[Any, ...]) -> ApprovalRecord:
+    return ApprovalRecord(
+        serial=row[0],
+        decision=row[1],
+        requested_at=from_ts_opt(row[2]),
+        decided_at=from_ts_opt(row[3]),
+        decided_by=row[4],
+        reason=row[5],
+    )
+
+
+def _get_approval(conn: sqlite3.Connection, serial: str) -> ApprovalRecord | None:
+    row = conn.execute(
+        f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE serial = ?", (serial,)
+    ).fetchone()
+    return None if row is None else _approval(row)
+
+
+def _get_pin(conn: sqlite3.Connection, issuer: str) -> PinnedManufacturer | None:
+    row = conn.execute(
+        f"SELECT {_PIN_COLUMNS} FROM pinned_manufacturers WHERE issuer = ?", (issuer,)
+    ).fetchone()
+    if row is None:
+        return None
+    return PinnedManufacturer(
+        issuer=row[0],
+        cert_der=row[1],
+        spki_sha256=row[2],
+        policy_name=row[3],
+        first_serial=row[4],
+        pinned_at=from_ts(row[5]),
+    )
+
+
+class SqliteAdmissionMixin:
+    _db: SqliteDatabase
+
+    async def get_approval(self, serial: str) -> ApprovalRecord | None:
+        return self._db.read_now(lambda conn: _get_approval(conn, serial))
+
+    async def request_approval(self, serial: str, *, at: datetime) -> ApprovalRecord:
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> ApprovalRecord:
+            conn.execute(
+                "INSERT INTO device_approvals (serial, decision, requested_at) VALUES (?, 'pending', ?)"
+                " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(requested_at, excluded.requested_at)",
+                (serial, ts),
+            )
+            record = _get_approval(conn, serial)
+            assert record is not None
+            return record
+
+        return await self._db.write(run)
+
+    async def decide_approval(
+        self, serial: str, *, decision: ApprovalDecision, at: datetime, by: str, reason: str | None = None
+    ) -> ApprovalRecord:
+        if decision not in ("approved", "rejected"):
+            raise ValueError("an operator decides 'approved' or 'rejected'")
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> ApprovalRecord:
+            conn.execute(
+                "INSERT INTO device_approvals (serial, decision, decided_at, decided_by, reason)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET decision = excluded.decision,"
+                " decided_at = excluded.decided_at, decided_by = excluded.decided_by, reason = excluded.reason",
+                (serial, decision, ts, by, reason),
+            )
+            record = _get_approval(conn, serial)
+            assert record is not None
+            return record
+
+        return await self._db.write(run)
+
+    async def list_approvals(self, *, decision: ApprovalDecision | None = None) -> list[ApprovalRecord]:
+        if decision is None:
+            sql, params = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals ORDER BY serial", ()
+        else:
+            sql = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE decision = ? ORDER BY serial"
+            params = (decision,)  # type: ignore[assignment]
+        return await self._db.read(lambda conn: [_approval(r) for r in conn.execute(sql, params)])
+
+    async def get_pinned_manufacturer(self, issuer: str) -> PinnedManufacturer | None:
+        return self._db.read_now(lambda conn: _get_pin(conn, issuer))  # by primary key: inline
+
+    async def pin_manufacturer(
+        self, *, issuer: str, cert_der: bytes, spki_sha256: bytes, policy_name: str, first_serial: str, at: datetime
+    ) -> PinnedManufacturer:
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> PinnedManufacturer:
+            conn.execute(
+                f"INSERT INTO pinned_manufacturers ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (issuer) DO NOTHING",
+                (issuer, cert_der, spki_sha256, policy_name, first_serial, ts),
+            )
+            pin = _get_pin(conn, issuer)
+            assert pin is not None
+            return pin
+
+        return await self._db.write(run)
