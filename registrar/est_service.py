@@ -20,6 +20,7 @@ from brski.ca import csr_names_device, issue_ldevid, new_serial
 from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
 from brski.pki import device_serial, spki_sha256
+from brski.storage import StateChange
 from brski.telemetry import parse_status
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
@@ -92,8 +93,10 @@ class EstService:
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
         if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
-        cert = await self._issue(csr, serial=serial, now=now, kind="credential.issued")
-        await self.ctx.store.set_device_state(serial, DeviceStates.ENROLLED, at=now, reason="LDevID issued")
+        cert = await self._issue(
+            csr, serial=serial, now=now, kind="credential.issued",
+            then=StateChange(state=DeviceStates.ENROLLED, reason="LDevID issued"),
+        )
         return est.encode_base64_body(est.build_certs_only([cert]))
 
     async def simplereenroll(
@@ -118,8 +121,8 @@ class EstService:
         cert = await self._issue(
             csr, serial=serial, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
+            then=StateChange(state=DeviceStates.RENEWED, reason="LDevID renewed"),
         )
-        await self.ctx.store.set_device_state(serial, DeviceStates.RENEWED, at=now, reason="LDevID renewed")
         return est.encode_base64_body(est.build_certs_only([cert]))
 
     async def _issue(
@@ -129,6 +132,7 @@ class EstService:
         serial: str,
         now: datetime,
         kind: str,
+        then: StateChange,
         renews: str | None = None,
     ) -> x509.Certificate:
         """Reserve serial and key, sign, record, and only then return.
@@ -185,6 +189,7 @@ class EstService:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             at=now,
+            then=then,  # issued and enrolled/renewed commit together
             events=(
                 self.ctx.new_event(
                     now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",

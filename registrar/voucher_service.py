@@ -20,6 +20,7 @@ from brski.errors import BadGateway, BrskiError, Forbidden, Pending, Unauthentic
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
+from brski.storage import StateChange
 from brski.telemetry import parse_status
 from brski.validation import aki_key_id, check_pledge_request
 from brski.voucher import Assertion, Voucher, VoucherRequest
@@ -165,9 +166,7 @@ class VoucherService:
             nonce=voucher.nonce,
             expires_on=voucher.expires_on,
             received_at=now,
-        )
-        await self.ctx.store.set_device_state(
-            serial, DeviceStates.VOUCHER_OBTAINED, at=now, reason="voucher from MASA",
+            then=StateChange(state=DeviceStates.VOUCHER_OBTAINED, reason="voucher from MASA"),
             events=(
                 self.ctx.new_event(
                     now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",

@@ -50,6 +50,7 @@ from brski.storage.records import (
     Outcome,
     OwnerRecord,
     PinnedManufacturer,
+    StateChange,
     StatusKind,
     StatusReportRecord,
     TransitionRecord,
@@ -77,6 +78,7 @@ __all__ = [
     "Outcome",
     "OwnerRecord",
     "PinnedManufacturer",
+    "StateChange",
     "RegistrarStore",
     "StatusKind",
     "StatusReportRecord",
@@ -223,7 +225,10 @@ class RegistrarStore(LifecycleStore, EventLog):
         expires_on: datetime | None,
         received_at: datetime,
         events: Sequence[NewEvent] = (),
-    ) -> int: ...
+        then: StateChange | None = None,
+    ) -> int:
+        """Store a voucher; with ``then``, change the device's state in the same
+        transaction (see StateChange)."""
 
     @abc.abstractmethod
     async def latest_voucher(self, serial: str) -> VoucherRecord | None:
@@ -272,8 +277,11 @@ class RegistrarStore(LifecycleStore, EventLog):
         not_after: datetime,
         at: datetime,
         events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
     ) -> CertificateRecord:
-        """reserved -> issued; anything else is ``Conflict``, unknown is NotFound."""
+        """reserved -> issued; anything else is ``Conflict``, unknown is NotFound.
+        With ``then``, the certificate's device changes state in the same
+        transaction (see StateChange)."""
 
     @abc.abstractmethod
     async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None: ...

@@ -30,6 +30,7 @@ __all__ = [
     "Outcome",
     "OwnerRecord",
     "PinnedManufacturer",
+    "StateChange",
     "StatusKind",
     "StatusReportRecord",
     "TransitionRecord",
@@ -267,6 +268,25 @@ class PinnedManufacturer:
     policy_name: str
     first_serial: str
     pinned_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateChange:
+    """A device state change to commit with the write it follows from.
+
+    Why: "voucher stored" and "voucher-obtained", or "LDevID issued" and
+    "enrolled", written as two transactions, leave the device a step behind
+    its own records after a crash between them; carried by the write, the
+    state and the rows that justify it agree. The transition row is written
+    exactly as :meth:`RegistrarStore.set_device_state` writes it.
+    """
+
+    state: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.state:
+            raise ValueError("device state must not be empty")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ from brski.storage.base import (
     VoucherRequestRecord,
 )
 from brski.storage.chain import canonical_json
-from brski.storage.records import INITIAL_DEVICE_STATE
+from brski.storage.records import INITIAL_DEVICE_STATE, StateChange
 from brski.storage.sqlite import (
     SqliteEventLog,
     check_limit,
@@ -96,6 +96,29 @@ def _get_device(conn: sqlite3.Connection, serial: str) -> DeviceRecord | None:
         f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE serial = ?", (serial,)
     ).fetchone()
     return None if row is None else _device(row)
+
+
+def _change_state(
+    conn: sqlite3.Connection, serial: str, state: str, ts: str, reason: str, *, expect: str | None = None
+) -> DeviceRecord:
+    """The one way a device changes state: the row and its transition, together."""
+    current = _get_device(conn, serial)
+    if current is None:
+        raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")
+    if expect is not None and current.state != expect:
+        raise Conflict(
+            f"device {serial!r} is {current.state!r}, not {expect!r}",
+            check="storage.state-changed",
+        )
+    conn.execute("UPDATE devices SET state = ?, updated_at = ? WHERE serial = ?", (state, ts, serial))
+    conn.execute(
+        "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (serial, current.state, state, ts, reason),
+    )
+    updated = _get_device(conn, serial)
+    assert updated is not None
+    return updated
 
 
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
@@ -199,25 +222,7 @@ class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEve
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> DeviceRecord:
-            current = _get_device(conn, serial)
-            if current is None:
-                raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")
-            if expect is not None and current.state != expect:
-                raise Conflict(
-                    f"device {serial!r} is {current.state!r}, not {expect!r}",
-                    check="storage.state-changed",
-                )
-            conn.execute(
-                "UPDATE devices SET state = ?, updated_at = ? WHERE serial = ?", (state, ts, serial)
-            )
-            conn.execute(
-                "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (serial, current.state, state, ts, reason),
-            )
-            updated = _get_device(conn, serial)
-            assert updated is not None
-            return updated
+            return _change_state(conn, serial, state, ts, reason, expect=expect)
 
         return await self._db.write(with_events(run, events))
 
@@ -309,23 +314,24 @@ class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEve
         expires_on: datetime | None,
         received_at: datetime,
         events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
     ) -> int:
-        params = (
-            serial,
-            voucher,
-            media_type,
-            assertion,
-            nonce,
-            to_ts_opt(expires_on),
-            to_ts(received_at),
-        )
-        return await self._insert_for_device(
-            serial,
-            "INSERT INTO vouchers (serial, voucher, media_type, assertion, nonce, expires_on,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            params,
-            events,
-        )
+        ts = to_ts(received_at)
+        params = (serial, voucher, media_type, assertion, nonce, to_ts_opt(expires_on), ts)
+
+        def run(conn: sqlite3.Connection) -> int:
+            require_device(conn, serial)
+            rowid = conn.execute(
+                "INSERT INTO vouchers (serial, voucher, media_type, assertion, nonce, expires_on,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params,
+            ).lastrowid
+            assert rowid is not None
+            if then is not None:
+                _change_state(conn, serial, then.state, ts, then.reason)
+            return rowid
+
+        return await self._db.write(with_events(run, events))
 
     async def latest_voucher_request(self, serial: str) -> VoucherRequestRecord | None:
         def run(conn: sqlite3.Connection) -> VoucherRequestRecord | None:
@@ -437,9 +443,11 @@ class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEve
         not_after: datetime,
         at: datetime,
         events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
     ) -> CertificateRecord:
         serial = normalize_cert_serial(cert_serial)
-        params = (der, to_ts(not_before), to_ts(not_after), to_ts(at), serial)
+        ts = to_ts(at)
+        params = (der, to_ts(not_before), to_ts(not_after), ts, serial)
 
         def run(conn: sqlite3.Connection) -> CertificateRecord:
             current = _require_cert(conn, serial)
@@ -453,6 +461,8 @@ class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEve
                 " not_after = ?, issued_at = ? WHERE cert_serial = ?",
                 params,
             )
+            if then is not None:
+                _change_state(conn, current.device_serial, then.state, ts, then.reason)
             return _require_cert(conn, serial)
 
         return await self._db.write(with_events(run, events))

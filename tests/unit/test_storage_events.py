@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from brski.errors import Conflict, NotFound
-from brski.storage import NewEvent, RegistrarStore, open_registrar_store
+from brski.storage import NewEvent, RegistrarStore, StateChange, open_registrar_store
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -107,3 +107,38 @@ async def test_an_unstorable_event_fails_before_the_write(store: RegistrarStore)
         )
     assert await store.audit_logs("P-1") == []
     assert await _kinds(store) == []
+
+
+async def test_state_changes_commit_with_the_write_they_follow_from(store: RegistrarStore) -> None:
+    """``then=``: voucher stored and voucher-obtained, LDevID issued and enrolled,
+    are one transaction each; a refused completion changes no state."""
+    await store.add_voucher(
+        serial="P-1", voucher=b"v", media_type="application/voucher-cms+json", assertion="proximity",
+        nonce=b"n", expires_on=None, received_at=T0,
+        then=StateChange(state="voucher-obtained", reason="voucher from MASA"),
+    )
+    assert (await store.get_device("P-1")).state == "voucher-obtained"  # type: ignore[union-attr]
+    spki = hashlib.sha256(b"k2").digest()
+    await store.reserve_certificate(cert_serial="0c", device_serial="P-1", spki_sha256=spki, at=T0)
+    enrolled = StateChange(state="enrolled", reason="LDevID issued")
+    await store.complete_certificate(
+        "0c", der=b"\x30\x00", not_before=T0, not_after=T0 + timedelta(days=1), at=T0, then=enrolled
+    )
+    with pytest.raises(Conflict):  # already issued: neither the row nor the state moves
+        await store.complete_certificate(
+            "0c", der=b"\x30\x00", not_before=T0, not_after=T0, at=T0,
+            then=StateChange(state="renewed", reason="must not happen"),
+        )
+    with pytest.raises(NotFound):  # voucher for an unknown device: no row, no transition
+        await store.add_voucher(
+            serial="NO-SUCH", voucher=b"v", media_type="application/voucher-cms+json", assertion="proximity",
+            nonce=None, expires_on=None, received_at=T0, then=StateChange(state="voucher-obtained", reason="r"),
+        )
+    assert (await store.get_device("P-1")).state == "enrolled"  # type: ignore[union-attr]
+    assert [(t.from_state, t.to_state, t.reason) for t in await store.device_transitions("P-1")] == [
+        (None, "discovered", "first seen"),
+        ("discovered", "voucher-obtained", "voucher from MASA"),
+        ("voucher-obtained", "enrolled", "LDevID issued"),
+    ]
+    with pytest.raises(ValueError):
+        StateChange(state="", reason="r")
