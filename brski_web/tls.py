@@ -296,6 +296,15 @@ class TlsServerProtocol(asyncio.Protocol):
             return
         self._cancel_timer()
         self._flush()
+        if self._raw is None or self._raw.is_closing():
+            # The peer left before our post-handshake flight (TLS 1.3 tickets)
+            # could be written: s_time, scanners, health checks.  The TCP
+            # transport has already scheduled connection_lost; an inner
+            # protocol started now would see it before its first step (aiohttp
+            # logged an ERROR with a traceback for each such connection).
+            self._state = _State.CLOSED
+            log.debug("TLS handshake: peer %s left right after it", self._peername())
+            return
         self._state = _State.OPEN
         # aiohttp asks for "sslcontext" on every connection (truthy means https).
         self._extra.update(sslcontext=self._context, ssl_object=None, tls_connection=self._conn)

@@ -518,6 +518,38 @@ async def test_server_closes_with_close_notify(pki: Pki) -> None:
     assert data.startswith(b"HTTP/1.1 200")
 
 
+async def test_handshake_then_hang_up_is_quiet(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """What ``openssl s_time -new``, scanners and health checks do: a full
+    handshake, no request, and gone before the server's post-handshake flight
+    (the TLS 1.3 tickets) is written.  The transport must not start the inner
+    protocol on a transport that is already closing: aiohttp's request task then
+    found its connection lost before its first step and logged an ERROR with a
+    traceback for every such connection (about 400 a second under s_time)."""
+    import gc
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not installed")
+    caplog.set_level(logging.ERROR)
+    cert, key = pki.untrusted_client  # as a pledge is, to the TLS layer (RFC 8995 5.3)
+    async with serve(_cfg(pki, client_auth="optional", accept_untrusted_clients=True)) as port:
+        proc = await asyncio.create_subprocess_exec(
+            "openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", "1",
+            "-cert", cert, "-key", key,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await proc.communicate()
+        await asyncio.sleep(0.2)
+        gc.collect()  # "Task exception was never retrieved" is logged when the task is freed
+        await asyncio.sleep(0)
+        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client))
+    assert b"connections in" in out  # s_time completed handshakes
+    assert facts["verified"] is True
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors[:3]
+
+
 async def test_handshake_timeout_and_garbage_do_not_hurt_the_server(pki: Pki) -> None:
     cfg = replace(_cfg(pki), handshake_timeout=0.3)
     async with serve(cfg) as port:
