@@ -527,7 +527,6 @@ async def test_handshake_then_hang_up_is_quiet(pki: Pki, caplog: pytest.LogCaptu
     traceback for every such connection (about 400 a second under s_time)."""
     import gc
     import shutil
-    import subprocess
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not installed")
