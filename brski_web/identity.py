@@ -9,7 +9,9 @@ hand us the whole chain the client sent). Handlers see one shape either way.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from cryptography import x509
@@ -58,10 +60,25 @@ def _from_transport(request: web.Request) -> PeerIdentity:
     )
 
 
+# transport -> the identity its handshake established.  Renegotiation is off
+# and no post-handshake authentication is requested (brski_web.tls_context),
+# so a connection's client never changes: parse its chain once per connection,
+# not once per request (a pledge makes four or five requests on one).
+_by_transport: weakref.WeakKeyDictionary[Any, PeerIdentity] = weakref.WeakKeyDictionary()
+
+
 def peer_identity(request: web.Request) -> PeerIdentity:
-    """The client's TLS identity, parsed once per request."""
+    """The client's TLS identity, parsed once per connection."""
     cached = request.get(PEER_KEY)
     if cached is None:
-        cached = _from_transport(request)
+        transport = request.transport
+        cached = _by_transport.get(transport) if transport is not None else None
+        if cached is None:
+            cached = _from_transport(request)
+            if transport is not None:
+                try:
+                    _by_transport[transport] = cached
+                except TypeError:  # a transport without weak references: per request then
+                    pass
         request[PEER_KEY] = cached
     return cached

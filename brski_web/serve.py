@@ -50,7 +50,11 @@ def server_ssl_context(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(_TLS12_CIPHERS)
-    ctx.options |= ssl.OP_NO_TICKET | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    # No renegotiation: a TLS 1.2 client cannot swap its certificate mid-connection,
+    # so the identity brski_web.identity reads once per connection stays true.
+    ctx.options |= (
+        ssl.OP_NO_TICKET | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
+    )
     ctx.num_tickets = 0
     _read(cert, "certificate")
     _read(key, "private key")

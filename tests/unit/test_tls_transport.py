@@ -475,6 +475,42 @@ async def test_200_requests_on_one_keepalive_connection(pki: Pki) -> None:
     assert len(peers) == 1
 
 
+async def test_peer_identity_is_read_once_per_connection(pki: Pki) -> None:
+    """brski_web.identity parses a connection's client chain once: every request
+    on a keep-alive connection gets the same PeerIdentity, another connection
+    (another client certificate) its own."""
+    from brski_web.identity import peer_identity
+
+    async def who(request: web.Request) -> web.Response:
+        peer = peer_identity(request)
+        assert peer.leaf is not None
+        return web.json_response({"id": id(peer), "leaf": peer.leaf.public_bytes(DER).hex()})
+
+    app = web.Application()
+    app.router.add_get("/who", who)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert runner.server is not None
+    server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=_cfg(pki, accept_untrusted_clients=True))
+    port = bound_port(server)
+    try:
+        seen: dict[str, set[int]] = {}
+        for cert in (pki.trusted_client, pki.untrusted_client):
+            connector = aiohttp.TCPConnector(limit=1)
+            ctx = _client_ctx(pki, cert)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                for _ in range(5):
+                    async with session.get(f"https://127.0.0.1:{port}/who", ssl=ctx) as resp:
+                        body = await resp.json()
+                        seen.setdefault(body["leaf"], set()).add(body["id"])
+    finally:
+        server.close()
+        await runner.cleanup()
+        await server.wait_closed()
+    assert len(seen) == 2  # two clients, told apart
+    assert [len(ids) for ids in seen.values()] == [1, 1]  # one identity object per connection
+
+
 async def _raw_request(port: int, ctx: ssl.SSLContext) -> tuple[bytes, bytes]:
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
