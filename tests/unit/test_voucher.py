@@ -476,3 +476,11 @@ def test_mutated_vectors_raise_only_brski_errors(pos: int, byte: int, name: str)
     data = bytearray((VECTORS / name).read_bytes())
     data[pos % len(data)] = byte
     _parse_both(bytes(data))
+
+
+def test_many_shallow_brackets_are_not_depth() -> None:
+    """More openers than MAX_JSON_DEPTH, none deeper than three: the scan (not
+    the opener count that lets most input skip it) decides, and allows it."""
+    body = _voucher_body()
+    body["v:x"] = [[i] for i in range(40)]
+    assert Voucher.from_json(json.dumps({VOUCHER_CONTAINER: body}).encode()).serial_number
