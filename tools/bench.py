@@ -46,6 +46,9 @@ if str(ROOT) not in sys.path:
 from brski_cli.lab import Lab, ensure_dev_pki, free_port  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What a pledge asks the registrar per onboarding (pledge_sim.service): requestvoucher,
+# voucher_status, cacerts, csrattrs, simpleenroll, enrollstatus (RFC 8995 5.2-5.9).
+PLEDGE_REQUESTS = 6
 
 
 def cpu_model() -> str:
@@ -238,6 +241,79 @@ def openssl_p256(seconds: int) -> dict[str, float]:
     return {"sign_us": round(1e6 / float(m.group(1)), 2), "verify_us": round(1e6 / float(m.group(2)), 2)}
 
 
+def _bare_server(certs: Path, ready: Any) -> None:
+    """An aiohttp app on the registrar's TLS transport whose one handler reads the
+    body and answers 600 bytes: the framework's floor, no BRSKI in it."""
+    from aiohttp import web
+
+    from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=b"x" * 600, content_type="application/pkcs7-mime")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/bare", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        assert runner.server is not None
+        cfg = TlsServerConfig(
+            cert_chain_pem=(certs / "registrar/tls.crt").read_bytes(),
+            key_pem=(certs / "registrar/tls.key").read_bytes(),
+            client_auth="optional",
+            accept_untrusted_clients=True,
+        )
+        server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=cfg)
+        ready.put(bound_port(server))
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+
+
+def bare_http_cpu(certs: Path, requests: int = 3000) -> float:
+    """Server CPU (ms) per bare HTTP/1.1 exchange (500-byte POST, 600-byte answer)
+    on one keep-alive mutual-TLS connection, through aiohttp and brski_web.tls."""
+    import multiprocessing as mp
+    import socket
+    import ssl
+
+    ready: Any = mp.get_context("fork").Queue()
+    proc = mp.get_context("fork").Process(target=_bare_server, args=(certs, ready), daemon=True)
+    proc.start()
+    try:
+        port = ready.get(timeout=30)
+        client, key = _client_pem(certs)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the figure is the server's cost, not a trust check
+        ctx.load_cert_chain(str(client), str(key))
+        body = b"y" * 500
+        req = b"POST /bare HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n" + body
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30)) as conn:
+
+            def exchange() -> None:
+                conn.sendall(req)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    buf += conn.recv(65536)
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+
+            for _ in range(200):  # warm up
+                exchange()
+            c0 = cpu_seconds(proc.pid)
+            for _ in range(requests):
+                exchange()
+            c1 = cpu_seconds(proc.pid)
+        return round((c1 - c0) * 1000 / requests, 4)
+    finally:
+        proc.kill()
+        proc.join(timeout=10)
+
+
 def voucher_bench() -> dict[str, Any] | None:
     script = ROOT / "tools" / "bench_vouchers.py"
     if not script.exists():
@@ -304,6 +380,7 @@ def main() -> int:
 
     print("\n== ceilings (same machine, same certificate types) ==", flush=True)
     mtls = openssl_mtls(lab.certs, min(10.0, max(3.0, args.seconds / 6)))
+    bare_ms = bare_http_cpu(lab.certs)
     p256 = openssl_p256(3)
     vouchers = voucher_bench()
 
@@ -338,6 +415,12 @@ def main() -> int:
         "registrar_handshakes_ratio_vs_openssl": round(2 * reg_hs / ossl, 2) if ossl else None,
         "registrar_cpu_ms_per_enrollment_beyond_tls": round(reg_cpu - 2 * reg_hs, 3),
         "openssl_versions": openssl_versions(),
+        # A lower bound of the registrar's CPU per onboarding that no BRSKI code
+        # can go under: its two handshakes plus the pledge's six requests as
+        # bare aiohttp exchanges (no crypto, storage, policy or MASA round trips).
+        "bare_http_cpu_ms_per_request": bare_ms,
+        "registrar_floor_cpu_ms_per_enrollment": round(2 * reg_hs + PLEDGE_REQUESTS * bare_ms, 3),
+        "registrar_floor_ratio_vs_openssl": round((2 * reg_hs + PLEDGE_REQUESTS * bare_ms) / ossl, 2) if ossl else None,
         "registrar_peak_rss_mb": rss["registrar"],
         "masa_peak_rss_mb": rss["masa"],
         "rate_1m_vs_empty": round(big["enrollments_per_s"] / empty["enrollments_per_s"], 3) if big and empty["enrollments_per_s"] else None,
@@ -371,6 +454,9 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"registrar TLS alone:         {r['registrar_tls_cpu_ms_per_handshake']} ms CPU/handshake (s_time, {r['registrar_tls_handshakes_per_s']}/s);"
           f" its 2 handshakes per onboarding = {r['registrar_handshakes_ratio_vs_openssl']}x openssl,"
           f" the rest of an onboarding {r['registrar_cpu_ms_per_enrollment_beyond_tls']} ms")
+    print(f"bare HTTP exchange:          {r['bare_http_cpu_ms_per_request']} ms CPU (aiohttp on brski_web.tls, keep-alive, no BRSKI)")
+    print(f"registrar floor:             {r['registrar_floor_cpu_ms_per_enrollment']} ms = 2 handshakes + {PLEDGE_REQUESTS} bare exchanges"
+          f" = {r['registrar_floor_ratio_vs_openssl']}x openssl")
     v_ossl = r["openssl_versions"]
     print(f"OpenSSL:                     ceiling {v_ossl['system']}; servers {v_ossl['servers']}")
     if r["rate_1m_vs_empty"] is not None:
