@@ -179,6 +179,25 @@ class Lab:
             timeout=120,
         )
 
+    def fleet_command(self, *, count: int, concurrency: int, processes: int, json_path: Path, extra: tuple[str, ...] = ()) -> list[str]:
+        """``brski pledge fleet`` against this lab: IDevIDs generated from the dev
+        manufacturer CA and imported into the MASA's store before the clock starts
+        (the benchmark and the e2e test run the fleet this one way)."""
+        return [
+            self.python, "-m", "brski_cli", "pledge", "fleet",
+            "--registrar", self.registrar_url,
+            "--count", str(count),
+            "--concurrency", str(concurrency),
+            "--processes", str(processes),
+            "--manufacturer-ca", str(self.certs / "manufacturer/idevid-ca.crt"),
+            "--manufacturer-key", str(self.certs / "manufacturer/idevid-ca.key"),
+            "--masa-url", self.masa_url,
+            "--masa-db", f"sqlite:///{(self.workdir / 'masa.db').resolve()}",
+            "--anchor", str(self.certs / "manufacturer/root-ca.crt"),
+            "--json", str(json_path),
+            *extra,
+        ]
+
     def import_devices(self) -> str:
         """Tell the MASA which devices its factory made (the dev PKI's pledges)."""
         return self._run_cli("masa", "devices", "import", "--config", str(self.workdir / "masa.toml"), str(self.certs / "pledges"))

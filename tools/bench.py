@@ -121,24 +121,13 @@ def preload_registrar(db: Path, count: int) -> float:
 def run_fleet(lab: Lab, out: Path, *, count: int, concurrency: int, processes: int, seconds: float) -> dict[str, Any]:
     """One timed fleet run; the fleet generates its IDevIDs and registers them
     with the MASA's store before its clock starts."""
-    certs = lab.certs
     pids = {name: lab.pid(name) for name in ("registrar", "masa")}
     summary_path = out / "fleet.json"
     summary_path.unlink(missing_ok=True)
-    cmd = [
-        sys.executable, "-m", "brski_cli", "pledge", "fleet",
-        "--registrar", lab.registrar_url,
-        "--count", str(count),
-        "--concurrency", str(concurrency),
-        "--processes", str(processes),
-        "--duration", str(seconds),
-        "--manufacturer-ca", str(certs / "manufacturer/idevid-ca.crt"),
-        "--manufacturer-key", str(certs / "manufacturer/idevid-ca.key"),
-        "--masa-url", lab.masa_url,
-        "--masa-db", f"sqlite:///{(lab.workdir / 'masa.db').resolve()}",
-        "--anchor", str(certs / "manufacturer/root-ca.crt"),
-        "--json", str(summary_path),
-    ]
+    cmd = lab.fleet_command(
+        count=count, concurrency=concurrency, processes=processes, json_path=summary_path,
+        extra=("--duration", str(seconds)),
+    )
     # CPU is sampled when the fleet prints its first progress line, i.e. after
     # generation and the MASA import, and again when it exits.
     proc = subprocess.Popen(cmd, text=True, stderr=subprocess.PIPE)

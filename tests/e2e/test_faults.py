@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import random
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from pledge_sim.config import load_config
 from pledge_sim.service import enroll_one
+from tests.e2e.labtools import rows
 
 SLOW = os.environ.get("BRSKI_SLOW") == "1"
 PLEDGES = 30 if SLOW else 10
@@ -240,14 +240,6 @@ def _killer(server: WarmServer, kills: int, spacing: tuple[float, float], rng: r
         errors.append(f"{server.role}: {exc!r}")
 
 
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 @pytest.fixture
 def fault_lab(tmp_path: Path) -> Iterator[Lab]:
     masa_port, registrar_port = free_port(), free_port()
@@ -298,8 +290,8 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
 
     reg_db, masa_db = lab.workdir / "registrar.db", lab.workdir / "masa.db"
     certs = {str(s): (str(d), str(st), bytes(der) if der is not None else None)  # type: ignore[arg-type]
-             for s, d, st, der in _rows(reg_db, "SELECT cert_serial, device_serial, state, der FROM certificates")}
-    duplicates = _rows(reg_db, "SELECT cert_serial FROM certificates GROUP BY cert_serial HAVING count(*) > 1")
+             for s, d, st, der in rows(reg_db, "SELECT cert_serial, device_serial, state, der FROM certificates")}
+    duplicates = rows(reg_db, "SELECT cert_serial FROM certificates GROUP BY cert_serial HAVING count(*) > 1")
     received_serials = [s for _, s, _ in out.received]
     orphans = [s for s, (_, st, _) in certs.items() if st == "reserved"]
     issued = [s for s, (_, st, _) in certs.items() if st == "issued"]
@@ -335,9 +327,9 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
         assert proc.returncode == 0, proc.stdout + proc.stderr
     # Every voucher the registrar got, and every voucher a pledge accepted, is in the MASA audit log.
     audited = {(str(s), bytes(n).hex() if n is not None else None)  # type: ignore[arg-type]
-               for s, n in _rows(masa_db, "SELECT serial, nonce FROM audit_log")}
+               for s, n in rows(masa_db, "SELECT serial, nonce FROM audit_log")}
     stored = {(str(s), bytes(n).hex() if n is not None else None)  # type: ignore[arg-type]
-              for s, n in _rows(reg_db, "SELECT serial, nonce FROM vouchers")}
+              for s, n in rows(reg_db, "SELECT serial, nonce FROM vouchers")}
     assert stored and stored <= audited, stored - audited
     accepted = set(out.vouchers)
     assert accepted and accepted <= audited, accepted - audited

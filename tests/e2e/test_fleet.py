@@ -9,42 +9,21 @@ and the registrar's store holds one issued LDevID per generated device.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from brski_cli.lab import Lab
+from tests.e2e.labtools import rows
 
 COUNT = 24
 
 
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_fleet_over_two_processes_enrols_every_generated_pledge(lab: Lab, tmp_path: Path) -> None:
-    certs = lab.certs
     summary_path = tmp_path / "fleet.json"
     proc = subprocess.run(
-        [
-            sys.executable, "-m", "brski_cli", "pledge", "fleet",
-            "--registrar", lab.registrar_url,
-            "--count", str(COUNT),
-            "--concurrency", "6",
-            "--processes", "2",
-            "--manufacturer-ca", str(certs / "manufacturer/idevid-ca.crt"),
-            "--manufacturer-key", str(certs / "manufacturer/idevid-ca.key"),
-            "--masa-url", lab.masa_url,
-            "--masa-db", f"sqlite:///{(lab.workdir / 'masa.db').resolve()}",
-            "--anchor", str(certs / "manufacturer/root-ca.crt"),
-            "--json", str(summary_path),
-            "--no-progress",
-        ],
+        lab.fleet_command(
+            count=COUNT, concurrency=6, processes=2, json_path=summary_path, extra=("--no-progress",)
+        ),
         capture_output=True,
         text=True,
         timeout=300,
@@ -57,7 +36,7 @@ def test_fleet_over_two_processes_enrols_every_generated_pledge(lab: Lab, tmp_pa
         q = summary["latency_ms"][phase]
         assert q["p50"] is not None and q["p50"] <= q["p95"] <= q["p99"]
     # The store agrees with the summary: one issued LDevID per generated device.
-    enrolled = _rows(
+    enrolled = rows(
         lab.workdir / "registrar.db",
         "SELECT count(DISTINCT c.device_serial) FROM certificates c JOIN devices d"
         " ON d.serial = c.device_serial WHERE c.state = 'issued' AND d.state = 'enrolled'"
