@@ -21,6 +21,7 @@ from aiohttp import web
 
 from brski.errors import ConfigError
 from brski_web.logs import kv
+from brski_web.refusals import HANDSHAKE_REFUSALS
 from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
 
 # stdlib ``ssl`` (OpenSSL verifies clients against the configured CAs and the
@@ -152,7 +153,11 @@ async def run_server(
         plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else plain_http[1]
     tls_server = None
     if isinstance(tls, TlsServerConfig):
-        tls_server = await start_tls_server(runner.server, host=host, port=port, cfg=tls, backlog=1024)
+        refusals = app.get(HANDSHAKE_REFUSALS)
+        tls_server = await start_tls_server(
+            runner.server, host=host, port=port, cfg=tls, backlog=1024,
+            on_refused=refusals.add if refusals is not None else None,
+        )
         bound = bound_port(tls_server)
     else:
         site = web.TCPSite(runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True)

@@ -60,6 +60,7 @@ __all__ = [
     "TLS12_CIPHERS",
     "TLS_EXTRA_KEYS",
     "ClientAuth",
+    "RefusalHook",
     "TlsExporter",
     "TlsServerConfig",
     "TlsServerProtocol",
@@ -73,6 +74,8 @@ log = logging.getLogger(__name__)
 
 TlsExporter = Callable[[bytes, int, "bytes | None"], bytes]
 ProtocolFactory = Callable[[], asyncio.Protocol]
+# (remote host or None, event name, error text): a handshake refused or timed out.
+RefusalHook = Callable[["str | None", str, str], None]
 
 # RFC 9266 section 2: label for the tls-exporter channel binding, 32 bytes, empty context.
 RFC9266_EXPORTER_LABEL = b"EXPORTER-Channel-Binding"
@@ -195,8 +198,10 @@ class TlsServerProtocol(asyncio.Protocol):
         inner_factory: ProtocolFactory,
         *,
         handshake_timeout: float = 10.0,
+        on_refused: RefusalHook | None = None,
     ) -> None:
         self._context = context
+        self._on_refused = on_refused
         self._inner_factory = inner_factory
         self._handshake_timeout = handshake_timeout
         self._state = _State.HANDSHAKE
@@ -329,7 +334,15 @@ class TlsServerProtocol(asyncio.Protocol):
         """Hook: the handshake failed or timed out.  A server refuses in the
         handshake (old protocol, no shared suite, a client chain refused) and
         says so in one line, like every other refusal."""
-        log.info(kv(event, remote=_host_port(self._peername()), error=repr(exc)[:300]))
+        error = repr(exc)[:300]
+        log.info(kv(event, remote=_host_port(self._peername()), error=error))
+        if self._on_refused is not None:
+            peer = self._peername()
+            host = str(peer[0]) if isinstance(peer, tuple) and peer else None
+            try:
+                self._on_refused(host, event, error)
+            except Exception:  # the record is evidence, the transport must not depend on it
+                log.exception(kv("tls-refusal-record-failed", refusal=event))
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
@@ -562,17 +575,23 @@ async def start_tls_server(
     cfg: TlsServerConfig,
     reuse: bool = True,
     backlog: int = 128,
+    on_refused: RefusalHook | None = None,
 ) -> asyncio.Server:
     """Listen on *host*:*port* and serve *handler_factory()* protocols over TLS.
 
     For aiohttp pass ``runner.server`` (a ``web.Server``) after ``runner.setup()``.
     ``port=0`` binds an ephemeral port; read it back with :func:`bound_port`.
+    ``on_refused(remote_host, event, error)`` hears of every handshake the
+    server refused or that timed out: those never become HTTP requests, so
+    the error middleware cannot record them.
     """
     ctx = build_context(cfg)
     loop = asyncio.get_running_loop()
 
     def make_protocol() -> TlsServerProtocol:
-        return TlsServerProtocol(ctx, handler_factory, handshake_timeout=cfg.handshake_timeout)
+        return TlsServerProtocol(
+            ctx, handler_factory, handshake_timeout=cfg.handshake_timeout, on_refused=on_refused
+        )
 
     return await loop.create_server(
         make_protocol, host=host, port=port, reuse_address=reuse, backlog=backlog

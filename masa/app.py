@@ -16,6 +16,7 @@ from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert, load_private_key
 from brski.storage import open_masa_store
+from brski_web import refusals
 from brski_web.configfile import read_certs
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from masa import handlers
@@ -65,5 +66,6 @@ def create_app(config: MasaConfig) -> web.Application:
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
     app.cleanup_ctx.append(_service_ctx)
+    refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)
     return app

@@ -18,6 +18,7 @@ from brski.errors import BrskiError
 from brski.pki import load_cert, load_private_key
 from brski.storage import open_registrar_store
 from brski.validation import domain_id
+from brski_web import refusals
 from brski_web.identity import peer_identity
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
@@ -103,6 +104,7 @@ def create_app(config: RegistrarConfig) -> web.Application:
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
     app.cleanup_ctx.append(_service_ctx)
+    refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)
     add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
     add_revocation_routes(app, REVOCATION, app)
