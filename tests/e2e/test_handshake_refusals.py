@@ -10,25 +10,19 @@ from __future__ import annotations
 
 import socket
 import ssl
-import warnings
 
 import pytest
 
 from brski_cli.lab import Lab
 from tests.e2e.labtools import rows
+from tests.tls_old import restrict_to_tls11
 
 
 def _tls11(port: int) -> bool:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_1
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    except (ssl.SSLError, ValueError):
+    if not restrict_to_tls11(ctx):
         return False
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with pytest.raises((ssl.SSLError, ConnectionError)):

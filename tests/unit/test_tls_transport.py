@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import ssl
-import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -47,6 +46,7 @@ from brski_web.tls import (
     build_context,
     start_tls_server,
 )
+from tests.tls_old import restrict_to_tls11
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
@@ -391,13 +391,7 @@ async def test_tls12_and_tls13(pki: Pki, version: ssl.TLSVersion) -> None:
 
 async def test_tls11_refused(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     ctx = _client_ctx(pki, pki.trusted_client)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_1
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    except (ssl.SSLError, ValueError):
+    if not restrict_to_tls11(ctx):
         pytest.skip("local OpenSSL cannot offer TLS 1.1")
     calls: list[str] = []
     caplog.set_level(logging.DEBUG, logger="brski_web.tls")
