@@ -434,29 +434,35 @@ def verify_chain(
 
     # A path found valid stays valid while every certificate on it is within
     # its validity period: signatures, constraints and extensions do not
-    # depend on the time.  So the same question (same leaf, intermediates,
-    # anchors and role; the MASA's voucher signer on every voucher, an IDevID
-    # checked for its manufacturer and again as voucher-request signer) is
-    # answered from memory while ``now`` lies inside the path's common
-    # validity window.  Refusals are never remembered.
-    key = (cert_der(leaf), tuple(cert_der(c) for c in intermediates), tuple(cert_der(a) for a in anchors), role)
+    # depend on the time.  And it answers any question about the same leaf,
+    # anchors and role whose intermediates include the path's own: "is there
+    # a valid path through these certificates" is then yes, by that path.
+    # So an IDevID checked for its manufacturer (with the TLS chain) and again
+    # as voucher-request signer (with the CMS certificates as well), or the
+    # MASA's signer on every voucher, is verified once, while ``now`` lies
+    # inside the path's common validity window.  Refusals are never remembered.
+    leaf_der = cert_der(leaf)
+    key = (leaf_der, tuple(cert_der(a) for a in anchors), role)
     hit = _verified_paths.get(key)
-    if hit is not None and hit[1] <= now <= hit[2]:
+    if hit is not None and hit[2] <= now <= hit[3] and hit[1] <= {cert_der(c) for c in intermediates}:
         return list(hit[0])
-    chain = _verify_chain_uncached(leaf, key[0], intermediates, anchors, now, role)
-    if len(_verified_paths) >= _VERIFIED_PATHS_MAX:
+    chain = _verify_chain_uncached(leaf, leaf_der, intermediates, anchors, now, role)
+    if len(_verified_paths) >= _VERIFIED_PATHS_MAX and key not in _verified_paths:
         del _verified_paths[next(iter(_verified_paths))]  # oldest first
     _verified_paths[key] = (
         tuple(chain),
+        frozenset(cert_der(c) for c in chain[1:-1]),
         max(c.not_valid_before_utc for c in chain),
         min(c.not_valid_after_utc for c in chain),
     )
     return chain
 
 
-# (leaf, intermediates, anchors as DER; role) -> (path, valid from, valid until)
-_VerifiedKey: TypeAlias = tuple[bytes, tuple[bytes, ...], tuple[bytes, ...], Role]
-_verified_paths: dict[_VerifiedKey, tuple[tuple[x509.Certificate, ...], datetime, datetime]] = {}
+# (leaf, anchors as DER; role) -> (path, DER of its intermediates, valid from, valid until)
+_VerifiedKey: TypeAlias = tuple[bytes, tuple[bytes, ...], Role]
+_verified_paths: dict[
+    _VerifiedKey, tuple[tuple[x509.Certificate, ...], frozenset[bytes], datetime, datetime]
+] = {}
 _VERIFIED_PATHS_MAX = 1024
 
 

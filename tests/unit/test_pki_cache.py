@@ -1,8 +1,9 @@
 """verify_chain remembers valid paths, and only while they are valid.
 
 The memo must never change an answer: a path is reused only for the same
-leaf, intermediates, anchors and role, and only while ``now`` lies inside
-every certificate's validity period; refusals are recomputed each time.
+leaf, anchors and role, when the intermediates offered include the path's,
+and only while ``now`` lies inside every certificate's validity period;
+refusals are recomputed each time.
 """
 
 from __future__ import annotations
@@ -94,3 +95,21 @@ def test_the_memo_is_bounded(tree: dict[str, Any], monkeypatch: pytest.MonkeyPat
         except ChainInvalid:
             pass
     assert len(pki_mod._verified_paths) <= 3
+
+
+def test_a_remembered_path_answers_for_any_intermediates_that_include_it(
+    tree: dict[str, Any], counted: list[int]
+) -> None:
+    """The registrar checks an IDevID with the TLS chain, then with the CMS
+    certificates added: one verification.  A question that does not offer the
+    path's intermediate is verified afresh (and refused: there is no path)."""
+    other = make_cert("unrelated", ca=True)[0]
+    _verify(tree)
+    wider = verify_chain(
+        tree["leaf"], intermediates=[other, tree["leaf"], tree["inter"]], anchors=[tree["root"]], now=NOW, role=Role.IDEVID
+    )
+    assert wider == [tree["leaf"], tree["inter"], tree["root"]]
+    assert len(counted) == 1
+    with pytest.raises(ChainInvalid):
+        verify_chain(tree["leaf"], intermediates=[other], anchors=[tree["root"]], now=NOW, role=Role.IDEVID)
+    assert len(counted) == 2
