@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install demo test test-fast lint typecheck fuzz bench clean
+.PHONY: all install sysdeps demo test test-fast lint typecheck fuzz bench clean
 
 all: test
 
@@ -17,18 +17,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages listed in tools/sysdeps/*.txt (hostapd, FreeRADIUS, ...), when missing.
+sysdeps:
+	tools/install-sysdeps
+
 # Generate the dev PKI if absent, start MASA and registrar, onboard 3 pledges, stop.
-demo: $(STAMP)
+demo: $(STAMP) sysdeps
 	$(PY) -m brski_cli demo --pledges 3
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check brski brski_web brski_cli masa registrar pledge_sim tests
+	$(VENV)/bin/ruff check brski brski_storage brski_web brski_cli masa registrar pledge_sim tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -1,7 +1,7 @@
 """brski: the sans-IO core shared by the MASA, the registrar and the pledge simulator.
 
 Nothing in this package opens a socket, reads the clock or touches a database
-(that is ``brski.storage``'s job); callers pass bytes and ``now=`` in and get
+(that is ``brski_storage``'s job); callers pass bytes and ``now=`` in and get
 bytes and decisions out.
 """
 

@@ -1,13 +1,13 @@
 """``brski registrar|masa audit verify|export``: the evidence an auditor asks for.
 
-Both roles keep a hash-chained event log (:mod:`brski.storage.chain`).
+Both roles keep a hash-chained event log (:mod:`brski_storage.chain`).
 ``verify`` re-walks it and exits 1 naming the first broken event and how
 it broke (edited, removed, reordered); ``export`` writes the events as JSON
 Lines or CSV, optionally only those at or after ``--since`` or about one
 ``--device``, each with its hashes so the export can be checked on its own.
 
 The role CLIs call :func:`add_audit_commands` with their store opener, so
-this module needs neither role (it imports :mod:`brski.storage` only).
+this module needs neither role (it imports :mod:`brski_storage` only).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from brski.errors import BrskiError, ConfigError
-from brski.storage.base import EventLog, EventRecord
+from brski_storage.base import EventLog, EventRecord
 
 __all__ = ["add_audit_commands", "event_json", "parse_since"]
 

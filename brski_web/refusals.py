@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from brski.storage import EventLog
+from brski_storage import EventLog
 from brski_web.logs import kv
 
 __all__ = ["HANDSHAKE_REFUSALS", "HandshakeRefusals", "RefusalSink", "install"]

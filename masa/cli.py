@@ -21,7 +21,7 @@ from brski.pki import (
     load_certs,
     spki_sha256,
 )
-from brski.storage import open_masa_store
+from brski_storage import open_masa_store
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls

@@ -25,9 +25,9 @@ from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import PrivateKey, Role, cert_der, fingerprint_sha256, spki_sha256, verify_chain
 from brski.policy import masa_ownership
-from brski.storage.base import MasaStore
 from brski.validation import MasaRequestCheck, aki_key_id, check_registrar_request, domain_id
 from brski.voucher import Assertion, Voucher
+from brski_storage.base import MasaStore
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from masa.ratelimit import RateLimiter

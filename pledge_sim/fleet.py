@@ -167,7 +167,7 @@ async def import_into_masa(database: str, pledges: Sequence[FleetPledge]) -> int
     The store's own method is used (not SQL) so the MASA's rules hold; the
     writes are issued concurrently so the store can commit them in groups."""
     from brski.pki import device_serial, fingerprint_sha256
-    from brski.storage import open_masa_store
+    from brski_storage import open_masa_store
 
     now = datetime.now(UTC)
     async with await open_masa_store(database) as store:

@@ -45,7 +45,7 @@ from brski.est import parse_media_type
 from brski.ocsp import MAX_REQUEST
 from brski.oids import MT_JSON, MT_OCSP_REQUEST, MT_OCSP_RESPONSE, MT_PKIX_CRL
 from brski.pki import Role, fingerprint_sha256, verify_chain
-from brski.storage.base import CertificateRecord, DeviceRecord
+from brski_storage.base import CertificateRecord, DeviceRecord
 from brski_web.identity import peer_identity
 from brski_web.middleware import error_middleware
 from registrar.config import RegistrarConfig

@@ -16,8 +16,8 @@ from aiohttp import web
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert, load_private_key
-from brski.storage import open_registrar_store
 from brski.validation import domain_id
+from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware

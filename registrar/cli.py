@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from brski.storage import open_registrar_store
-from brski.storage.base import ApprovalDecision
+from brski_storage import open_registrar_store
+from brski_storage.base import ApprovalDecision
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls

@@ -18,7 +18,7 @@ from cryptography import x509
 
 from brski.errors import ChainInvalid, Forbidden, PolicyRefused, Unauthenticated
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
-from brski.storage.base import CertificateRecord, NewEvent, RegistrarStore
+from brski_storage.base import CertificateRecord, NewEvent, RegistrarStore
 from brski_web.identity import PeerIdentity
 
 __all__ = ["DeviceStates", "RegistrarContext", "RegistrarKeys"]
@@ -82,7 +82,7 @@ class RegistrarContext:
         *, now: datetime, kind: str, serial: str | None, outcome: str, check: str | None, **detail: Any
     ) -> NewEvent:
         """An event for a store write's ``events=``: appended in the same
-        transaction as the change it records (brski.storage.NewEvent)."""
+        transaction as the change it records (brski_storage.NewEvent)."""
         return NewEvent(
             at=now, kind=kind, device_serial=serial, outcome=outcome, check=check, detail=detail  # type: ignore[arg-type]
         )

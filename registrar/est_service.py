@@ -20,8 +20,8 @@ from brski.ca import csr_names_device, issue_ldevid, new_serial
 from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
 from brski.pki import device_serial, spki_sha256
-from brski.storage import StateChange
 from brski.telemetry import parse_status
+from brski_storage import StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarContext

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from brski.crl import REASONS
-from brski.storage import open_registrar_store
+from brski_storage import open_registrar_store
 from registrar.admin import certificate_json, device_json
 from registrar.revocation import decommission_device, revoke_device
 

@@ -48,7 +48,7 @@ from brski.policy import (
     audit_log_review,
     registrar_admission,
 )
-from brski.storage.base import RegistrarStore
+from brski_storage.base import RegistrarStore
 
 __all__ = [
     "AdmissionPolicy",

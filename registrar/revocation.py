@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from brski.crl import RevokedEntry, build_crl, parse_reason, reason_name
 from brski.errors import Conflict, NotFound
 from brski.ocsp import CertStatus, OcspAnswer, answer
-from brski.storage.base import CertificateRecord, RegistrarStore
+from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarKeys
 

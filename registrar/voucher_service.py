@@ -20,10 +20,10 @@ from brski.errors import BadGateway, BrskiError, Forbidden, Pending, Unauthentic
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
-from brski.storage import StateChange
 from brski.telemetry import parse_status
 from brski.validation import aki_key_id, check_pledge_request
 from brski.voucher import Assertion, Voucher, VoucherRequest
+from brski_storage import StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarContext

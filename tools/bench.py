@@ -78,7 +78,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def create_registrar_store(url: str) -> None:
     """The schema comes from the store's own migrations, never from here."""
-    from brski.storage import open_registrar_store
+    from brski_storage import open_registrar_store
 
     async def main() -> None:
         store = await open_registrar_store(url)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from brski.errors import Conflict, StorageError
-from brski.storage.sqlite import SqliteDatabase
+from brski_storage.sqlite import SqliteDatabase
 
 
 async def _db(tmp_path: Path) -> SqliteDatabase:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from brski.storage import open_registrar_store
+from brski_storage import open_registrar_store
 from brski_web.refusals import EVENT_KIND, HandshakeRefusals, install
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)

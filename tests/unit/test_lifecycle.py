@@ -18,8 +18,8 @@ import pytest
 
 from brski.ca import new_serial
 from brski.errors import Conflict, NotFound
-from brski.storage import RegistrarStore, open_masa_store, open_registrar_store
 from brski_cli import main as brski
+from brski_storage import RegistrarStore, open_masa_store, open_registrar_store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""brski.storage on real SQLite files: migrations, constraints, the writer
+"""brski_storage on real SQLite files: migrations, constraints, the writer
 thread, and tamper detection of the event chain (tampering through a raw
 sqlite3 connection, as an attacker with file access would)."""
 
@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 
 from brski.errors import ConfigError, Conflict, NotFound, StorageError
-from brski.storage import (
+from brski_storage import (
     MasaStore,
     RegistrarStore,
     open_masa_store,
     open_registrar_store,
 )
-from brski.storage import migrate as migrate_mod
-from brski.storage.chain import event_hash
-from brski.storage.migrate import Migration, apply_sqlite_migrations, split_sqlite_script
-from brski.storage.sqlite import SqliteDatabase, sqlite_path_from_url
-from brski.storage.sqlite_masa import SqliteMasaStore
-from brski.storage.sqlite_registrar import SqliteRegistrarStore
+from brski_storage import migrate as migrate_mod
+from brski_storage.chain import event_hash
+from brski_storage.migrate import Migration, apply_sqlite_migrations, split_sqlite_script
+from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
+from brski_storage.sqlite_masa import SqliteMasaStore
+from brski_storage.sqlite_registrar import SqliteRegistrarStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Events that ride with the write they record (``events=``, brski.storage.NewEvent).
+"""Events that ride with the write they record (``events=``, brski_storage.NewEvent).
 
 The promise: the hash-chained log and the tables agree.  A write that fails
 appends none of its events; one that commits appends all of them, in order,
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from brski.errors import Conflict, NotFound
-from brski.storage import NewEvent, RegistrarStore, StateChange, open_registrar_store
+from brski_storage import NewEvent, RegistrarStore, StateChange, open_registrar_store
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 

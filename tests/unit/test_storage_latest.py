@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from brski.storage import RegistrarStore, open_registrar_store
+from brski_storage import RegistrarStore, open_registrar_store
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
-from brski.storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
-from brski.storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
-from brski.storage.migrate import apply_sqlite_migrations
+from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
+from brski_storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
+from brski_storage.migrate import apply_sqlite_migrations
 
 __all__ = [
     "PreparedEvent",

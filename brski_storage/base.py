@@ -31,8 +31,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from brski.storage.lifecycle import LifecycleStore
-from brski.storage.records import (
+from brski_storage.lifecycle import LifecycleStore
+from brski_storage.records import (
     ApprovalDecision,
     ApprovalRecord,
     AuditEntry,

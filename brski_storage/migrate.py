@@ -1,6 +1,6 @@
 """Schema migrations: numbered SQL files applied once, in order, at open.
 
-Files live in ``brski/storage/migrations/<dialect>/<role>/NNNN_name.sql``.
+Files live in ``brski_storage/migrations/<dialect>/<role>/NNNN_name.sql``.
 Each pending file runs in its own transaction together with the row that
 records it in ``schema_migrations``, so a crash mid-migration leaves the
 database at the previous version rather than half-migrated (SQLite DDL is
@@ -53,7 +53,7 @@ class Migration:
 
 def load_migrations(dialect: str, role: str) -> list[Migration]:
     """The shipped migrations for one dialect and role, by version."""
-    folder = resources.files("brski.storage").joinpath("migrations", dialect, role)
+    folder = resources.files("brski_storage").joinpath("migrations", dialect, role)
     if not folder.is_dir():
         raise ConfigError(
             f"no {dialect} migrations for role {role!r}", check="storage.migrations-missing"

@@ -1,6 +1,6 @@
-"""SQLite side of :class:`brski.storage.lifecycle.LifecycleStore`.
+"""SQLite side of :class:`brski_storage.lifecycle.LifecycleStore`.
 
-A mixin for :class:`brski.storage.sqlite_registrar.SqliteRegistrarStore`; it
+A mixin for :class:`brski_storage.sqlite_registrar.SqliteRegistrarStore`; it
 relies on the host class for ``self._db`` and ``get_certificate``.
 """
 
@@ -11,17 +11,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from brski.errors import Conflict, NotFound
-from brski.storage.lifecycle import CrlRecord, LifecycleStore
-from brski.storage.sqlite import SqliteDatabase, from_ts, to_ts
+from brski_storage.lifecycle import CrlRecord, LifecycleStore
+from brski_storage.sqlite import SqliteDatabase, from_ts, to_ts
 
 if TYPE_CHECKING:
-    from brski.storage.base import CertificateRecord
+    from brski_storage.base import CertificateRecord
 
 __all__ = ["SqliteLifecycleMixin"]
 
 
 def _serial(value: int | str) -> str:
-    from brski.storage.sqlite_registrar import normalize_cert_serial
+    from brski_storage.sqlite_registrar import normalize_cert_serial
 
     return normalize_cert_serial(value)
 

@@ -1,7 +1,7 @@
 """SQLite side of the registrar's admission policy (migration 0002): the
 operator approval queue and first-use manufacturer pins.
 
-A mixin for :class:`brski.storage.sqlite_registrar.SqliteRegistrarStore`; it
+A mixin for :class:`brski_storage.sqlite_registrar.SqliteRegistrarStore`; it
 relies on the host class for ``self._db``.
 """
 
@@ -11,8 +11,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from brski.storage.base import ApprovalDecision, ApprovalRecord, PinnedManufacturer
-from brski.storage.sqlite import SqliteDatabase, from_ts, from_ts_opt, to_ts
+from brski_storage.base import ApprovalDecision, ApprovalRecord, PinnedManufacturer
+from brski_storage.sqlite import SqliteDatabase, from_ts, from_ts_opt, to_ts
 
 __all__ = ["SqliteAdmissionMixin"]
 

@@ -1,6 +1,6 @@
 """The records the storage interface hands out, and the events it appends.
 
-Kept apart from :mod:`brski.storage.base` (the abstract stores) so each stays
+Kept apart from :mod:`brski_storage.base` (the abstract stores) so each stays
 readable; ``base`` re-exports every name here.
 """
 
@@ -151,7 +151,7 @@ class EventRecord:
     """One entry of the tamper-evident event log.
 
     ``hash`` = SHA-256(``prev_hash`` || canonical JSON of the other fields
-    except ``id``); see :mod:`brski.storage.chain`.
+    except ``id``); see :mod:`brski_storage.chain`.
     """
 
     id: int

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from brski.errors import ConfigError
-from brski.storage.base import (
+from brski_storage.base import (
     AuditEntry,
     AuditLogRecord,
     CertificateRecord,
@@ -82,8 +82,8 @@ async def open_registrar_store(url: str, *, migrated_at: datetime | None = None)
     stamps them, so this package never reads the clock.
     """
     _backend(url)
-    from brski.storage.sqlite import SqliteDatabase, sqlite_path_from_url
-    from brski.storage.sqlite_registrar import SqliteRegistrarStore
+    from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
+    from brski_storage.sqlite_registrar import SqliteRegistrarStore
 
     db = await SqliteDatabase.open(
         sqlite_path_from_url(url), role="registrar", migrated_at=migrated_at
@@ -94,8 +94,8 @@ async def open_registrar_store(url: str, *, migrated_at: datetime | None = None)
 async def open_masa_store(url: str, *, migrated_at: datetime | None = None) -> MasaStore:
     """Open (creating and migrating if needed) the MASA's database."""
     _backend(url)
-    from brski.storage.sqlite import SqliteDatabase, sqlite_path_from_url
-    from brski.storage.sqlite_masa import SqliteMasaStore
+    from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
+    from brski_storage.sqlite_masa import SqliteMasaStore
 
     db = await SqliteDatabase.open(sqlite_path_from_url(url), role="masa", migrated_at=migrated_at)
     return SqliteMasaStore(db)

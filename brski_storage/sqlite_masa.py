@@ -1,4 +1,4 @@
-"""The MASA store on SQLite (see :mod:`brski.storage.sqlite` for the engine)."""
+"""The MASA store on SQLite (see :mod:`brski_storage.sqlite` for the engine)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from brski.errors import Conflict, NotFound
-from brski.storage.base import (
+from brski_storage.base import (
     AuditEntry,
     IssuedVoucher,
     ManufacturedDevice,
@@ -16,7 +16,7 @@ from brski.storage.base import (
     MasaVoucherRecord,
     OwnerRecord,
 )
-from brski.storage.sqlite import (
+from brski_storage.sqlite import (
     PreparedEvent,
     SqliteEventLog,
     from_ts,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from brski.storage.base import ChainReport
+from brski_storage.base import ChainReport
 
 __all__ = [
     "GENESIS",

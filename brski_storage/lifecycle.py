@@ -1,8 +1,8 @@
 """Storage for the LDevID lifecycle after issuance: renewal and published CRLs.
 
-Kept apart from :mod:`brski.storage.base` so that the certificate lifecycle
+Kept apart from :mod:`brski_storage.base` so that the certificate lifecycle
 (issue 5) and the admission policy (issue 4) grow the registrar store side
-by side; :class:`brski.storage.base.RegistrarStore` inherits this interface,
+by side; :class:`brski_storage.base.RegistrarStore` inherits this interface,
 so roles still program against one store.
 
 The rules (schema version 3, ``0003_renewal_and_crls.sql``):
@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from brski.storage.base import CertificateRecord
+    from brski_storage.base import CertificateRecord
 
 __all__ = ["CrlRecord", "LifecycleStore"]
 

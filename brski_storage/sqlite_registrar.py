@@ -1,4 +1,4 @@
-"""The registrar store on SQLite (see :mod:`brski.storage.sqlite` for the engine)."""
+"""The registrar store on SQLite (see :mod:`brski_storage.sqlite` for the engine)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from brski.errors import Conflict, NotFound
-from brski.storage.base import (
+from brski_storage.base import (
     AuditLogRecord,
     CertificateRecord,
     DeviceRecord,
@@ -20,9 +20,9 @@ from brski.storage.base import (
     VoucherRecord,
     VoucherRequestRecord,
 )
-from brski.storage.chain import canonical_json
-from brski.storage.records import INITIAL_DEVICE_STATE, StateChange
-from brski.storage.sqlite import (
+from brski_storage.chain import canonical_json
+from brski_storage.records import INITIAL_DEVICE_STATE, StateChange
+from brski_storage.sqlite import (
     SqliteEventLog,
     check_limit,
     from_ts,
@@ -32,8 +32,8 @@ from brski.storage.sqlite import (
     to_ts_opt,
     with_events,
 )
-from brski.storage.sqlite_admission import SqliteAdmissionMixin
-from brski.storage.sqlite_lifecycle import SqliteLifecycleMixin
+from brski_storage.sqlite_admission import SqliteAdmissionMixin
+from brski_storage.sqlite_lifecycle import SqliteLifecycleMixin
 
 __all__ = ["SqliteRegistrarStore", "normalize_cert_serial"]
 
