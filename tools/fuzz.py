@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from brski import asn1, cbor_limits, cms, csrattrs, est, oids, pki, telemetry  # noqa: E402
+from brski import asn1, cbor, cms, csrattrs, est, oids, pki, telemetry  # noqa: E402
 from brski.artifact import sign_artifact, verify_artifact  # noqa: E402
 from brski.errors import BrskiError  # noqa: E402
 from brski.voucher import Assertion, Voucher, VoucherRequest  # noqa: E402
@@ -128,7 +128,7 @@ def build_targets() -> list[Target]:
     targets = [
         Target("cms.verify", lambda b: cms.verify(b), cms_seeds),
         Target("asn1.check_der", lambda b: asn1.check_der(b), cms_seeds + est_der + certs),
-        Target("cbor_limits.decode_cbor", lambda b: cbor_limits.decode_cbor(b, allowed_tags=(18,)), cose_seeds),
+        Target("cbor.decode_cbor", lambda b: cbor.decode_cbor(b, allowed_tags=(18,)), cose_seeds),
         Target("voucher.Voucher.from_json", Voucher.from_json, json_seeds),
         Target("voucher.VoucherRequest.from_json", VoucherRequest.from_json, json_seeds),
         Target("est.parse_csr", lambda b: est.parse_csr(b), _files("rfc7030/*.p10.der") + own["csr"]),
