@@ -181,7 +181,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _build(subparsers.add_parser("masa", help="the manufacturer's MASA", description=__doc__))
 
 

@@ -202,7 +202,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     pending.set_defaults(func=cmd_approval)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _build(subparsers.add_parser("registrar", help="the enterprise registrar and EST CA", description=__doc__))
 
 
