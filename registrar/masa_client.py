@@ -16,14 +16,15 @@ import json
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
+from brski.auditlog import AuditLog
 from brski.errors import (
     BadGateway,
     BrskiError,
     Forbidden,
+    MalformedInput,
     NotAcceptable,
     NotFound,
     RateLimited,
@@ -135,7 +136,7 @@ class MasaClient:
             raise BadGateway(f"MASA answered {resp.status} without a voucher", check="masa.no-voucher")
         return resp
 
-    async def request_audit_log(self, masa_url: str, *, body: bytes, media_type: str) -> dict[str, Any]:
+    async def request_audit_log(self, masa_url: str, *, body: bytes, media_type: str) -> AuditLog:
         """RFC 8995 section 5.8: POST the same registrar voucher-request again."""
         resp = await self.transport.post(
             self._url(masa_url, "/.well-known/brski/requestauditlog"),
@@ -144,9 +145,6 @@ class MasaClient:
             accept="application/json",
         )
         try:
-            doc = json.loads(resp.body)
-        except ValueError as exc:
-            raise BadGateway("MASA audit log is not JSON", check="masa.auditlog-malformed") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
-            raise BadGateway("MASA audit log has no events list", check="masa.auditlog-malformed")
-        return doc
+            return AuditLog.from_json(resp.body)
+        except MalformedInput as exc:
+            raise BadGateway(f"MASA {exc.detail}", check="masa.auditlog-malformed") from exc

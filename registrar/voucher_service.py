@@ -8,7 +8,6 @@ returns is checked for transparency (5.6), stored, and passed on unchanged.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from datetime import datetime
@@ -238,11 +237,11 @@ class VoucherService:
         # and the verdict on it are stored together.
         decision = self.policy.review(doc)
         await self.ctx.store.add_audit_log(
-            serial=serial, fetched_at=now, body=json.dumps(doc).encode(),
+            serial=serial, fetched_at=now, body=doc.to_json(),
             events=(
                 self.ctx.new_event(
                     now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
-                    check=decision.rule, entries=len(doc["events"]), detail=decision.detail,
+                    check=decision.rule, entries=len(doc.events), detail=decision.detail,
                 ),
             ),
         )
