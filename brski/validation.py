@@ -27,7 +27,14 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from brski.artifact import SignedArtifact, verify_artifact
-from brski.errors import ChainInvalid, Forbidden, MalformedInput, Unauthenticated, VoucherInvalid
+from brski.errors import (
+    ChainInvalid,
+    Forbidden,
+    MalformedInput,
+    ProximityRefused,
+    Unauthenticated,
+    VoucherInvalid,
+)
 from brski.pki import Role, cert_der, device_serial, spki_sha256, verify_chain
 from brski.voucher import Assertion, VoucherRequest
 
@@ -156,9 +163,10 @@ def check_pledge_request(
             f"serial-number {req.serial_number!r} differs from the IDevID's {serial!r}",
             check="pledge-request.serial-number",
         )
-    # RFC 8995 section 5.2: the pledge asserts proximity.
+    # RFC 8995 section 5.2: the pledge asserts proximity; if not, "there is
+    # an on-path attacker": 401, then the connection is closed.
     if req.assertion != Assertion.PROXIMITY:
-        raise VoucherInvalid(
+        raise ProximityRefused(
             f"assertion must be proximity, got {req.assertion}",
             check="pledge-request.assertion",
         )
@@ -167,14 +175,15 @@ def check_pledge_request(
     # RFC 8995 section 5.2: proximity-registrar-cert is the certificate this
     # registrar presented in TLS; anything else means the pledge talked to
     # someone else (or a relay is replaying another registrar's request).
+    # A missing one fails the same confirmation: 401 and close, as above.
     if req.proximity_registrar_cert is None:
-        raise VoucherInvalid(
+        raise ProximityRefused(
             "voucher-request has no proximity-registrar-cert",
             check="pledge-request.proximity-registrar-cert-missing",
         )
     own = {cert_der(c) for c in own_certs}
     if req.proximity_registrar_cert not in own:
-        raise Forbidden(
+        raise ProximityRefused(
             "proximity-registrar-cert is not this registrar's certificate",
             check="pledge-request.proximity-registrar-cert",
         )
