@@ -20,6 +20,9 @@ manufacturer made, with the same serial-number and nonce.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +38,7 @@ from brski.errors import (
     Unauthenticated,
     VoucherInvalid,
 )
+from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import Role, cert_der, device_serial, spki_sha256, verify_chain
 from brski.voucher import Assertion, VoucherRequest
 
@@ -44,6 +48,7 @@ __all__ = [
     "MasaRequestCheck",
     "PledgeRequestCheck",
     "aki_key_id",
+    "base64_voucher_request",
     "check_nonce",
     "check_pledge_request",
     "check_registrar_request",
@@ -60,6 +65,32 @@ NONCE_MAX_BYTES = 64
 
 # How far in the future a created-on may be before we call it a clock error.
 _CREATED_ON_SKEW = timedelta(minutes=10)
+
+
+# Base64 text (RFC 4648 sections 4 and 5, padded or not), possibly wrapped.
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/_\-]+={0,2}")
+
+
+def base64_voucher_request(raw: bytes, *, media_type: str) -> bytes | None:
+    """The DER inside a CMS voucher-request sent as base64 text, else None.
+
+    RFC 8366 section 8.3: "CMS-signed JSON vouchers are ASN.1/DER encoded";
+    some pledges (NIST SP 1800-36 Build 5's) send the base64 of that DER.
+    DER cannot be mistaken for it: a SEQUENCE's length octets of a
+    voucher-request's size are not base64 characters.
+    """
+    if media_type != MT_VOUCHER_CMS_JSON:
+        return None
+    text = b"".join(raw.split())
+    if len(text) < 16 or not _BASE64_TEXT.fullmatch(text):
+        return None
+    text = text.rstrip(b"=")
+    padded = text + b"=" * (-len(text) % 4)
+    try:
+        der = base64.b64decode(padded.replace(b"-", b"+").replace(b"_", b"/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return der if der[:1] == b"\x30" else None
 
 
 def ski(cert: x509.Certificate) -> bytes:

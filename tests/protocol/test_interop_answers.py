@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -211,3 +212,24 @@ def test_proximity_refusal_closes_the_connection_for_openssl(
     )
     assert proc.stdout.startswith(b"HTTP/1.1 401 "), (proc.stdout[:300], proc.stderr[-500:])
     assert b"\r\nConnection: close\r\n" in proc.stdout
+
+
+# --- a voucher-request as base64 text (NIST SP 1800-36 Build 5 pledges) --------------------
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["one-line", "wrapped-76"])
+def test_base64_voucher_request_is_refused_by_name(net: Net, tmp_path: Path, wrap: bool) -> None:
+    """RFC 8366 8.3: CMS vouchers are DER; base64 text is named, not a DER length error."""
+    me = net.pledge(net.fresh_serial())
+    text = base64.b64encode(pledge_request(net, me))
+    if wrap:
+        text = b"\r\n".join(text[i : i + 76] for i in range(0, len(text), 76)) + b"\r\n"
+    before = net.count("registrar", "voucher_requests")
+    status, _, got, _ = curl(net, "registrar", VR, body=text,
+                                headers={"Content-Type": MT_VOUCHER_CMS_JSON, "Accept": MT_VOUCHER_CMS_JSON},
+                                ident=me, tmp=tmp_path)
+    assert status == 400, got
+    assert _text_check(got) == "pledge-request.base64-body"
+    assert b"RFC 8366 section 8.3" in got and b"DER" in got
+    assert net.count("registrar", "voucher_requests") == before
+    assert net.last_event("registrar")[1:3] == ("refuse", "pledge-request.base64-body")
