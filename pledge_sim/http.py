@@ -13,7 +13,9 @@ Rules this client keeps:
 * one connection; after ``Connection: close``, a close-delimited body or EOF
   it refuses further requests until the caller explicitly calls
   :meth:`HttpConnection.reconnect` (a new TLS session may present a different
-  certificate, which the caller must check);
+  certificate, which the caller must check); a caller that must see the
+  server end the connection (RFC 8995 5.2) asks ``hold_open=True`` and then
+  :meth:`HttpConnection.peer_closed`;
 * Content-Length, chunked and close-delimited response bodies, each capped at
   ``max_body`` (1 MiB): the peer is unauthenticated until the voucher is
   verified (RFC 8995 5.1: "received data ... MUST be considered untrusted");
@@ -116,6 +118,7 @@ class HttpConnection:
         self.peer_cert_der: bytes | None = None
         self.tls_version: str | None = None
         self.connections_opened = 0
+        self._peer_eof = False
 
     @property
     def is_open(self) -> bool:
@@ -153,6 +156,7 @@ class HttpConnection:
             writer.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
         self._reader, self._writer = reader, writer
+        self._peer_eof = False
         self.peer_cert_der = der
         self.tls_version = writer.get_extra_info("tls_version")
         self.connections_opened += 1
@@ -182,7 +186,13 @@ class HttpConnection:
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
         chunked: bool = False,
+        hold_open: bool = False,
     ) -> Response:
+        """One request and its response.
+
+        ``hold_open``: do not close our side after a ``Connection: close``
+        answer, so that :meth:`peer_closed` can watch the server close it.
+        """
         if not self.is_open:
             raise _closed("connection is closed; reconnect() first")
         if not path.startswith("/") or any(c in path for c in "\r\n "):
@@ -190,7 +200,7 @@ class HttpConnection:
         try:
             async with asyncio.timeout(self.timeout):
                 await self._send(method, path, headers or {}, body, chunked)
-                return await self._receive(method)
+                return await self._receive(method, hold_open=hold_open)
         except TimeoutError as exc:
             await self.close()
             raise errors.LocalError(
@@ -233,7 +243,23 @@ class HttpConnection:
 
     # -- receiving --
 
-    async def _receive(self, method: str) -> Response:
+    async def peer_closed(self, *, timeout: float) -> bool:
+        """Whether the server ends the connection (EOF or reset) within ``timeout`` s
+        of the last response; more bytes, or silence, mean it did not."""
+        if self._reader is None:
+            return self._peer_eof
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(1)
+        except TimeoutError:
+            return False
+        except (OSError, SSL.Error):
+            return True
+        finally:
+            await self.close()
+        return data == b""
+
+    async def _receive(self, method: str, *, hold_open: bool = False) -> Response:
         while True:
             version, status, reason, headers = await self._read_head()
             if 100 <= status < 200 and status != 101:
@@ -249,8 +275,8 @@ class HttpConnection:
             body = await self._read_exact(self._content_length(headers))
         else:
             body = await self._read_to_eof()
-            close_after = True
-        if close_after:
+            self._peer_eof = close_after = True
+        if close_after and (self._peer_eof or not hold_open):
             await self.close()
         return Response(status=status, reason=reason, headers=headers, body=body)
 
