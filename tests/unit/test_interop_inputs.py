@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -19,9 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from brski import cms
+from brski.errors import ConfigError
 from brski.oids import MT_VOUCHER_CMS_JSON, MT_VOUCHER_JWS_JSON
 from brski.validation import base64_voucher_request
 from brski_web.middleware import wants_problem_json
+from registrar.config import load_config
 
 
 def _signed() -> bytes:
@@ -81,3 +84,17 @@ def test_only_for_der_media_and_only_a_sequence() -> None:
 )
 def test_problem_json_only_when_named(accept: str | None, expected: bool) -> None:
     assert wants_problem_json(accept) is expected
+
+
+def test_base64_acceptance_is_off_by_default_and_strictly_boolean(tmp_path: Path) -> None:
+    toml = tmp_path / "registrar.toml"
+    base = ('[registrar]\nmanufacturer_anchors = ["m.crt"]\nmasa_trust = ["m.crt"]\nca_cert = "c"\nca_key = "k"\n'
+            'ra_cert = "r"\nra_key = "rk"\n[server]\ntls_cert = "t"\ntls_key = "tk"\n')
+    toml.write_text(base)
+    assert load_config(toml, {}).accept_base64_voucher_requests is False
+    toml.write_text(base.replace("[server]", "accept_base64_voucher_requests = true\n[server]"))
+    assert load_config(toml, {}).accept_base64_voucher_requests is True
+    toml.write_text(base.replace("[server]", 'accept_base64_voucher_requests = "yes"\n[server]'))
+    with pytest.raises(ConfigError) as exc:
+        load_config(toml, {})
+    assert exc.value.check == "config.interop"
