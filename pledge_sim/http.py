@@ -15,7 +15,9 @@ Rules this client keeps:
 * one connection; after ``Connection: close``, a close-delimited body or EOF
   it refuses further requests until the caller explicitly calls
   :meth:`HttpConnection.reconnect` (a new TLS session may present a different
-  certificate, which the caller must check);
+  certificate, which the caller must check); a caller that must see the
+  server end the connection (RFC 8995 5.2) asks ``hold_open=True`` and then
+  :meth:`HttpConnection.peer_closed`;
 * response heads capped at 64 KiB (h11's ``max_incomplete_event_size``) and
   bodies at ``max_body`` (1 MiB): the peer is unauthenticated until the voucher
   is verified (RFC 8995 5.1: "received data ... MUST be considered untrusted");
@@ -120,6 +122,7 @@ class HttpConnection:
         self.peer_cert_der: bytes | None = None
         self.tls_version: str | None = None
         self.connections_opened = 0
+        self._peer_eof = False
 
     @property
     def is_open(self) -> bool:
@@ -157,6 +160,7 @@ class HttpConnection:
             writer.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
         self._reader, self._writer = reader, writer
+        self._peer_eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.peer_cert_der = der
         self.tls_version = writer.get_extra_info("tls_version")
@@ -187,7 +191,13 @@ class HttpConnection:
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
         chunked: bool = False,
+        hold_open: bool = False,
     ) -> Response:
+        """One request and its response.
+
+        ``hold_open``: do not close our side after a ``Connection: close``
+        answer, so that :meth:`peer_closed` can watch the server close it.
+        """
         if not self.is_open or self._h11 is None:
             raise _closed("connection is closed; reconnect() first")
         if not path.startswith("/") or any(c in path for c in "\r\n "):
@@ -195,7 +205,7 @@ class HttpConnection:
         try:
             async with asyncio.timeout(self.timeout):
                 await self._send(method, path, headers or {}, body, chunked)
-                return await self._receive()
+                return await self._receive(hold_open=hold_open)
         except TimeoutError as exc:
             await self.close()
             raise errors.LocalError(
@@ -258,7 +268,23 @@ class HttpConnection:
                 raise _closed("server closed the connection")
             self._h11.receive_data(data)
 
-    async def _receive(self) -> Response:
+    async def peer_closed(self, *, timeout: float) -> bool:
+        """Whether the server ends the connection (EOF or reset) within ``timeout`` s
+        of the last response; more bytes, or silence, mean it did not."""
+        if self._reader is None:
+            return self._peer_eof
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(1)
+        except TimeoutError:
+            return False
+        except (OSError, SSL.Error):
+            return True
+        finally:
+            await self.close()
+        return data == b""
+
+    async def _receive(self, *, hold_open: bool = False) -> Response:
         while True:
             event = await self._next_event()
             if isinstance(event, h11.InformationalResponse):
@@ -300,8 +326,10 @@ class HttpConnection:
         assert self._h11 is not None
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()  # keep-alive: the next request may follow
-        else:
-            await self.close()  # Connection: close, HTTP/1.0 or a close-delimited body
+        elif self._h11.their_state is h11.CLOSED or not hold_open:
+            # Connection: close, HTTP/1.0 or a close-delimited body (which ended at EOF)
+            self._peer_eof = self._h11.their_state is h11.CLOSED
+            await self.close()
         return response
 
 

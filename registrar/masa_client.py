@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ log = logging.getLogger("brski.registrar.masa")
 
 # A voucher is a few KiB; refuse to buffer more than this from any MASA.
 _MAX_RESPONSE = 256 * 1024
+# The check name at the end of our plain-text error form (brski_web.middleware).
+_TEXT_CHECK = re.compile(r"\s*\(check: ([A-Za-z0-9_.\-]+)\)\s*$")
 
 _STATUS_ERRORS: dict[int, type[BrskiError]] = {
     403: Forbidden,
@@ -107,6 +110,9 @@ class MasaTransport:
                 check = f"masa.{problem.get('check', 'refused')}"
             except (ValueError, AttributeError):
                 pass
+        elif m := _TEXT_CHECK.search(reason):
+            # RFC 8995 5.6 plain text, ours ending in "(check: NAME)".
+            reason, check = reason[: m.start()].rstrip(), f"masa.{m.group(1)}"
         log.info(kv("masa-refused", url=url, status=resp.status, check=check, reason=reason))
         cls = _STATUS_ERRORS.get(resp.status)
         if cls is not None:

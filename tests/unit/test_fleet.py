@@ -111,3 +111,21 @@ def test_conformance_reports_table_and_junit() -> None:
     assert root.get("tests") == "3" and root.get("failures") == "1" and root.get("skipped") == "1"
     failed = root.find("testcase[@name='vr-x']/failure")
     assert failed is not None and "observed 200" in (failed.get("message") or "")
+
+
+def test_conformance_report_shows_inconclusive_and_reported_cases() -> None:
+    results = [
+        CaseResult(name="vr-x", section="RFC 8995 5.2", expected="4xx", outcome="inconclusive", observed="403 same"),
+        CaseResult(name="vs-y", section="RFC 8995 5.7", expected="any", outcome="report", observed="404"),
+    ]
+    table = format_table(results)
+    assert "INCONCLUSIVE" in table and "REPORT" in table
+    assert "2 cases: 0 passed, 0 failed, 0 skipped, 1 inconclusive, 1 reported" in table
+    root = ET.fromstring(junit_xml(results, registrar="https://r"))
+    assert root.get("failures") == "0" and root.get("skipped") == "1"
+    skipped = root.find("testcase[@name='vr-x']/skipped")
+    assert skipped is not None and (skipped.get("message") or "").startswith("inconclusive")
+    out = root.find("testcase[@name='vs-y']/system-out")
+    assert out is not None and out.text == "reported: 404"
+    with pytest.raises(ValueError):
+        CaseResult(name="z", section="s", expected="e", outcome="maybe", observed="o")
