@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from brski.errors import BrskiError, ConfigError
 from brski_storage.base import EventLog, EventRecord
+from brski_storage.chain import event_time_text
 
 __all__ = ["add_audit_commands", "event_json", "parse_since"]
 
@@ -43,7 +44,8 @@ def parse_since(text: str) -> datetime:
 def event_json(e: EventRecord) -> dict[str, Any]:
     return {
         "id": e.id,
-        "at": e.at.isoformat(),
+        # Exactly the text the chain hashed, so an export re-verifies on its own.
+        "at": event_time_text(e.at),
         "kind": e.kind,
         "device_serial": e.device_serial,
         "outcome": e.outcome,
