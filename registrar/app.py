@@ -27,6 +27,7 @@ from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
 from registrar.config import RegistrarConfig
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
+from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
 from registrar.policy import RegistrarPolicy
 from registrar.revocation import RevocationPublisher
@@ -37,6 +38,15 @@ __all__ = ["CONFIG", "SERVICE", "create_app"]
 
 CONFIG: web.AppKey[RegistrarConfig] = web.AppKey("registrar_config", RegistrarConfig)
 SERVICE: web.AppKey[RegistrarService] = web.AppKey("registrar_service", RegistrarService)
+
+
+def _manufacturer_names(cfg: RegistrarConfig) -> dict[str, list[str]]:
+    """Device rows name their manufacturer by anchor subject; profiles by entry name."""
+    names: dict[str, list[str]] = {}
+    for m in cfg.manufacturers:
+        if m.anchor is not None:
+            names.setdefault(load_cert(m.anchor.read_bytes()).subject.rfc4514_string(), []).append(m.name)
+    return names
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,6 +91,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
             crl_url=f"{public}/crl" if public else None,
             ocsp_url=f"{public}/ocsp" if public else None,
+            issuance=IssuancePolicy(
+                profiles=cfg.ldevid,
+                manufacturer_names=_manufacturer_names(cfg),
+                supersede=cfg.ldevid_supersede,
+                limit=cfg.ldevid_issuance_limit,
+                window=timedelta(seconds=cfg.ldevid_issuance_window_s),
+            ),
         ),
     )
     try:
