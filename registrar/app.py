@@ -30,7 +30,7 @@ from registrar.est_service import EstService
 from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
 from registrar.policy import RegistrarPolicy
-from registrar.revocation import RevocationPublisher
+from registrar.revocation import RevocationPublisher, check_published_crl
 from registrar.service import RegistrarService
 from registrar.voucher_service import VoucherService
 
@@ -75,7 +75,16 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=policy.anchors)
     ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
     ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
-    app[REVOCATION] = RevocationPublisher(store, keys)
+    try:
+        # RFC 5280 3.3: never serve on a store that contradicts its last CRL.
+        await check_published_crl(store, keys, now=datetime.now(UTC), allow_mismatch=cfg.allow_crl_mismatch)
+    except BaseException:
+        await transport.close()
+        await store.close()
+        raise
+    publisher = RevocationPublisher(store, keys)
+    ctx.listed_on_crl = publisher.listed_revoked
+    app[REVOCATION] = publisher
     app[SERVICE] = RegistrarService(
         ctx=ctx,
         # RFC 8995 5.2: every voucher format the core can sign and verify.

@@ -63,6 +63,7 @@ _REGISTRAR_KEYS = {
     "admin_fingerprints",
     "admin_subjects",
     "reonboard_decommissioned",
+    "allow_crl_mismatch",
     "body_read_timeout_s",
     # what an LDevID may say, how many a device gets (docs/security.md)
     *LDEVID_KEYS,
@@ -128,6 +129,10 @@ class RegistrarConfig:
     ldevid_supersede: bool = True
     ldevid_issuance_limit: int = 10
     ldevid_issuance_window_s: int = 86400
+    # Serve although the store contradicts the last published CRL (RFC 5280
+    # 3.3); the CRL's revocations stay in force. Normally only as the flag
+    # --allow-crl-mismatch, for the time it takes to restore the store.
+    allow_crl_mismatch: bool = False
 
     @property
     def revocation_base(self) -> str | None:
@@ -166,6 +171,8 @@ class RegistrarConfig:
             raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
+        if not isinstance(self.allow_crl_mismatch, bool):
+            raise ConfigError("allow_crl_mismatch must be true or false", check="config.allow-crl-mismatch")
         if not isinstance(self.ldevid_supersede, bool):
             raise ConfigError("ldevid_supersede must be true or false", check="config.ldevid-supersede")
         if not (isinstance(self.ldevid_issuance_limit, int) and 0 <= self.ldevid_issuance_limit <= 1_000_000):
