@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from brski.crl import reason_name
-from brski.errors import Conflict, PolicyRefused, RateLimited
+from brski.errors import PolicyRefused, RateLimited
 from brski.ldevid import LdevidGrant, LdevidProfiles, csr_beyond_grant
 from brski_storage.base import CertificateRecord, DeviceRecord, RegistrarStore
 from brski_web.logs import kv
+from registrar.revocation import revoke_issued
 
 __all__ = ["IssuancePolicy"]
 
@@ -86,21 +86,10 @@ class IssuancePolicy:
         """Revoke (superseded) every issued LDevID of ``serial`` but ``keep``."""
         if not self.supersede:
             return []
-        revoked: list[CertificateRecord] = []
-        reason = reason_name(x509.ReasonFlags.superseded)
-        for cert in await store.list_certificates(serial):
-            if cert.state != "issued" or cert.cert_serial == keep:
-                continue
-            try:
-                record = await store.revoke_certificate(cert.cert_serial, reason=reason, at=now)
-            except Conflict:  # revoked concurrently: already what we want
-                continue
-            revoked.append(record)
-            await store.append_event(
-                at=now, kind="credential.revoked", device_serial=serial, outcome="allow",
-                check="registrar.supersede",
-                detail={"cert_serial": record.cert_serial, "reason": reason, "by": "registrar",
-                        "superseded_by": keep},
-            )
+        revoked = await revoke_issued(
+            store, serial, reason=x509.ReasonFlags.superseded, now=now, actor=f"registrar (superseded by {keep})",
+            keep=keep, check="registrar.supersede",
+        )
+        for record in revoked:
             log.info(kv("superseded", serial=serial, cert_serial=record.cert_serial, by=keep))
         return revoked

@@ -59,6 +59,7 @@ __all__ = [
     "decommission_device",
     "describe_disagreements",
     "revoke_device",
+    "revoke_issued",
 ]
 
 log = logging.getLogger("brski.registrar")
@@ -69,11 +70,20 @@ CRL_REFRESH_MARGIN = timedelta(hours=1)
 OCSP_VALIDITY = timedelta(hours=1)
 
 
-async def _revoke_issued(
-    store: RegistrarStore, serial: str, *, reason: x509.ReasonFlags, now: datetime, actor: str
+async def revoke_issued(
+    store: RegistrarStore, serial: str, *, reason: x509.ReasonFlags, now: datetime, actor: str,
+    keep: str | None = None, check: str = "registrar.revoke",
 ) -> list[CertificateRecord]:
+    """Revoke every issued LDevID of ``serial``; one event each.
+
+    With ``keep``, only those issued before it (the store lists a device's
+    certificates in issuance order): of two concurrent enrolments the newer
+    one survives, never neither.
+    """
     revoked: list[CertificateRecord] = []
     for cert in await store.list_certificates(serial):
+        if cert.cert_serial == keep:
+            break
         if cert.state != "issued":
             continue
         try:
@@ -83,7 +93,7 @@ async def _revoke_issued(
         revoked.append(record)
         await store.append_event(
             at=now, kind="credential.revoked", device_serial=serial, outcome="allow",
-            check="registrar.revoke",
+            check=check,
             detail={"cert_serial": record.cert_serial, "reason": reason_name(reason), "by": actor},
         )
     return revoked
@@ -103,7 +113,7 @@ async def revoke_device(
         raise NotFound(f"unknown device {serial!r}", check="registrar.unknown-device")
     if device.state == DeviceStates.DECOMMISSIONED:
         raise Conflict(f"device {serial} is decommissioned", check="revocation.decommissioned")
-    revoked = await _revoke_issued(store, serial, reason=flag, now=now, actor=actor)
+    revoked = await revoke_issued(store, serial, reason=flag, now=now, actor=actor)
     if not revoked:
         raise Conflict(f"device {serial} has no issued LDevID to revoke", check="revocation.nothing-issued")
     await store.set_device_state(
@@ -124,7 +134,7 @@ async def decommission_device(
         raise NotFound(f"unknown device {serial!r}", check="registrar.unknown-device")
     if device.state == DeviceStates.DECOMMISSIONED:
         raise Conflict(f"device {serial} is already decommissioned", check="revocation.decommissioned")
-    revoked = await _revoke_issued(store, serial, reason=flag, now=now, actor=actor)
+    revoked = await revoke_issued(store, serial, reason=flag, now=now, actor=actor)
     await store.set_device_state(
         serial, DeviceStates.DECOMMISSIONED, at=now, reason=f"decommissioned by {actor}"
     )

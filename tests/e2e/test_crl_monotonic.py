@@ -11,7 +11,9 @@ serves with the published revocation still in force -- as OpenSSL sees it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -89,5 +91,12 @@ def test_edited_revocation_row_is_refused_and_never_good(lab: Lab, tmp_path: Pat
         capture_output=True, text=True, timeout=120,
     )
     assert again.returncode == 1 and "ldevid.revoked" in again.stdout, again.stdout + again.stderr
+    # The admin API's audit says so too.
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(lab.certs / "registrar" / "admin.crt"), str(lab.certs / "registrar" / "admin.key"))
+    with urllib.request.urlopen(lab.registrar_url + "/admin/v1/audit/verify", context=ctx, timeout=30) as resp:
+        report = json.loads(resp.read())
+    assert report["ok"] is False and report["chain_ok"] is True
+    assert any(serial_hex in line and "crl.entry-unrevoked" in line for line in report["crl_disagreements"])
     allowed = rows(db, "SELECT outcome FROM events WHERE kind = 'crl.store-disagrees' ORDER BY id")
     assert allowed == [("refuse",), ("info",)]
