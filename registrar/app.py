@@ -7,19 +7,23 @@ closed in reverse order on shutdown.
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from cryptography import x509
 
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
+from brski.oids import ID_KP_CMC_RA
 from brski.pki import load_cert, load_private_key
 from brski.validation import domain_id
 from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
+from brski_web.logs import kv
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
 from registrar import handlers
@@ -36,8 +40,17 @@ from registrar.voucher_service import VoucherService
 
 __all__ = ["CONFIG", "SERVICE", "create_app"]
 
+log = logging.getLogger("brski.registrar")
+
 CONFIG: web.AppKey[RegistrarConfig] = web.AppKey("registrar_config", RegistrarConfig)
 SERVICE: web.AppKey[RegistrarService] = web.AppKey("registrar_service", RegistrarService)
+
+
+def _is_ra(cert: x509.Certificate) -> bool:
+    try:
+        return ID_KP_CMC_RA in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _manufacturer_names(cfg: RegistrarConfig) -> dict[str, list[str]]:
@@ -82,6 +95,10 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await transport.close()
         await store.close()
         raise
+    if not _is_ra(keys.tls_cert):
+        # Discovered pledges require it (RFC 7030 3.6.1, RFC 8995 5.6.2).
+        log.warning(kv("registrar-tls-cert-lacks-cmcRA", subject=keys.tls_cert.subject.rfc4514_string(),
+                       effect="pledges that discovered this registrar refuse it (pledge.registrar-not-ra)"))
     publisher = RevocationPublisher(store, keys)
     ctx.listed_on_crl = publisher.listed_revoked
     app[REVOCATION] = publisher

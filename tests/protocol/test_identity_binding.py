@@ -235,3 +235,50 @@ def test_config_keys_build_the_policy(tmp_path: Path) -> None:
     grant = cfg.ldevid.grant(serial="D-1", manufacturers=("CN=root", "acme"))
     assert grant.profile == "gw" and ExtendedKeyUsageOID.SERVER_AUTH in grant.eku
     assert cfg.ldevid.grant(serial="D-1", manufacturers=("CN=root",)).eku == (ExtendedKeyUsageOID.CLIENT_AUTH,)
+
+
+def test_openssl_csr_posted_by_curl(net: Net) -> None:
+    """The same, with clients we did not write: openssl req makes the CSR, curl posts it."""
+    serial = net.fresh_serial()
+    me = net.pledge(serial)
+    vouched(net, me)
+    d = net.root / f"curl-{serial}"
+    d.mkdir()
+    made = subprocess.run(
+        [OPENSSL, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(d / "key.pem"), "-subj", "/CN=localhost",
+         "-addext", "extendedKeyUsage=serverAuth,clientAuth", "-addext", "subjectAltName=DNS:localhost",
+         "-outform", "DER", "-out", str(d / "csr.der")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    (d / "csr.b64").write_bytes(base64.b64encode((d / "csr.der").read_bytes()))
+    assert me.pem_path is not None and me.key_path is not None
+
+    def curl() -> tuple[str, bytes]:
+        out = subprocess.run(
+            [CURL, "-sS", "-o", str(d / "resp"), "-w", "%{http_code}", "--cacert", str(net.path("registrar/domain-ca.crt")),
+             "--cert", str(me.pem_path), "--key", str(me.key_path), "-H", f"Content-Type: {MT_PKCS10}",
+             "-H", "Content-Transfer-Encoding: base64", "-H", "Accept: */*", "--data-binary", f"@{d / 'csr.b64'}",
+             "--resolve", f"localhost:{net.registrar_port}:127.0.0.1", f"https://localhost:{net.registrar_port}{ENROLL}"],
+            capture_output=True, text=True, timeout=60,
+        )
+        return out.stdout, (d / "resp").read_bytes()
+
+    _policy(net, profiles=LdevidProfiles(csr_extras="refuse"))
+    code, body = curl()
+    assert code == "403" and b'"check": "est.csr-not-granted"' in body, body[:300]
+    _policy(net, profiles=LdevidProfiles(csr_extras="ignore"))
+    code, body = curl()
+    assert code == "200", body[:300]
+    (d / "p7.der").write_bytes(base64.b64decode(body))
+    shown = subprocess.run([OPENSSL, "pkcs7", "-inform", "DER", "-in", str(d / "p7.der"), "-print_certs",
+                            "-out", str(d / "leaf.pem")], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    verify = [OPENSSL, "verify", "-CAfile", str(net.path("registrar/domain-ca.crt"))]
+    as_server = subprocess.run([*verify, "-purpose", "sslserver", "-verify_hostname", "localhost", str(d / "leaf.pem")],
+                               capture_output=True, text=True, timeout=60)
+    assert as_server.returncode != 0, as_server.stdout
+    as_client = subprocess.run([*verify, "-purpose", "sslclient", str(d / "leaf.pem")],
+                               capture_output=True, text=True, timeout=60)
+    assert as_client.returncode == 0, as_client.stdout + as_client.stderr
