@@ -12,7 +12,7 @@ Hierarchy (all P-256, ECDSA-SHA256)::
       masa/voucher-signer           signs vouchers (keyUsage digitalSignature)
       masa/tls                      serverAuth + clientAuth
     registrar/domain-ca             self-signed, pathLen 0 (also issues LDevIDs)
-      registrar/tls                 serverAuth + clientAuth
+      registrar/tls                 serverAuth + clientAuth + id-kp-cmcRA
       registrar/ra                  id-kp-cmcRA + clientAuth
       registrar/admin               clientAuth, CN=admin
 
@@ -383,7 +383,9 @@ def build_dev_pki(
             issuer=domain_ca,
             not_before=nb,
             not_after=ee_until,
-            eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+            # id-kp-cmcRA: discovered pledges take it as the mark of the
+            # registrar (RFC 7030 3.6.1, RFC 8995 5.6.2).
+            eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, oids.ID_KP_CMC_RA),
             hosts=registrar_hosts,
         ),
     )

@@ -304,7 +304,8 @@ class RegistrarStore(LifecycleStore, EventLog):
         """Every revoked certificate, oldest revocation first (CRL input)."""
 
     @abc.abstractmethod
-    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]: ...
+    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
+        """A device's certificates in the order they were reserved (oldest first)."""
 
     # MASA audit logs fetched by the registrar
     @abc.abstractmethod

@@ -36,13 +36,20 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
 from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
-from brski_storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
+from brski_storage.chain import (
+    GENESIS,
+    StoredEvent,
+    canonical_json,
+    event_hash,
+    event_time_text,
+    verify_chain,
+)
 from brski_storage.migrate import apply_sqlite_migrations
 
 __all__ = [
@@ -71,9 +78,7 @@ _OUTCOMES = frozenset({"allow", "refuse", "info"})
 
 def to_ts(value: datetime) -> str:
     """Aware datetime -> fixed-width ISO 8601 UTC text (text order = time order)."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"timestamp must be timezone-aware, got {value!r}")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return event_time_text(value)  # the one spelling the event chain hashes
 
 
 def to_ts_opt(value: datetime | None) -> str | None:

@@ -49,7 +49,13 @@ from brski_storage.base import CertificateRecord, DeviceRecord
 from brski_web.identity import peer_identity
 from brski_web.middleware import error_middleware
 from registrar.config import RegistrarConfig
-from registrar.revocation import RevocationPublisher, decommission_device, revoke_device
+from registrar.revocation import (
+    RevocationPublisher,
+    crl_consistency,
+    decommission_device,
+    describe_disagreements,
+    revoke_device,
+)
 from registrar.service import RegistrarService
 
 __all__ = [
@@ -227,12 +233,15 @@ def add_admin_routes(
     async def audit_verify(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
         report = await svc.ctx.store.verify_event_chain()
+        # RFC 5280 3.3: the store must still back every entry of its last CRL.
+        crl = describe_disagreements(await crl_consistency(svc.ctx.store, ca_cert=svc.ctx.keys.ca_cert, now=now))
         await svc.ctx.event(
             now=now, kind="admin.audit-verified", serial=None, outcome="allow", check="admin.audit",
-            admin=admin, ok=report.ok, count=report.count,
+            admin=admin, ok=report.ok and not crl, count=report.count, crl_disagreements=len(crl),
         )
         return web.json_response({
-            "ok": report.ok, "count": report.count, "problem": report.problem,
+            "ok": report.ok and not crl, "chain_ok": report.ok, "crl_disagreements": crl,
+            "count": report.count, "problem": report.problem,
             "first_bad_id": report.first_bad_id, "detail": report.detail, "head_id": report.head_id,
             "head_hash": report.head_hash.hex() if report.head_hash else None,
         })

@@ -26,7 +26,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
-    "http_port",
+    "http_port", "allow_crl_mismatch",
 ]
 
 
@@ -146,6 +146,17 @@ def cmd_approval(args: argparse.Namespace) -> int:
     return _run(main)
 
 
+async def _revocation_checks(args: argparse.Namespace, store: Any) -> list[str]:
+    """RFC 5280 3.3: the store against its last published CRL (signature checked with --config)."""
+    from datetime import UTC, datetime
+
+    from brski.pki import load_cert
+    from registrar.revocation import crl_consistency, describe_disagreements
+
+    ca = load_cert(_config(args).ca_cert.read_bytes()) if args.config else None
+    return describe_disagreements(await crl_consistency(store, ca_cert=ca, now=datetime.now(UTC)))
+
+
 def _build(sub: argparse.ArgumentParser) -> None:
     cmds = sub.add_subparsers(dest="registrar_cmd", required=True, metavar="COMMAND")
     serve = cmds.add_parser("serve", help="run the registrar (BRSKI + EST) HTTPS server")
@@ -164,6 +175,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--masa-url-override", dest="masa_url_override", help="send every voucher-request to this MASA")
     serve.add_argument("--public-url", dest="public_url", help="base URL written into LDevIDs (CRL, OCSP)")
     serve.add_argument("--http-port", dest="http_port", type=int, help="plain-HTTP port serving /crl and /ocsp")
+    serve.add_argument(
+        "--allow-crl-mismatch", dest="allow_crl_mismatch", action="store_true", default=None,
+        help="serve although the store contradicts the last published CRL (logged; its revocations stay in force)",
+    )
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.set_defaults(func=cmd_serve)
 
@@ -188,6 +203,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     add_audit_commands(
         cmds, role="registrar", common=_common,
         open_store=lambda a: open_registrar_store(database_url(a.config, a.database)),
+        state_checks=_revocation_checks,
     )
     for verb, text in (("approve", "let a queued (or not yet seen) device join"), ("reject", "refuse a device")):
         p = dcmds.add_parser(verb, help=f"approval queue: {text}")

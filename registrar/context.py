@@ -64,6 +64,9 @@ class RegistrarContext:
         # Lifecycle policy (issue 5): may a decommissioned device onboard again
         # after a factory reset? Set from the config key reonboard_decommissioned.
         self.reonboard_decommissioned = True
+        # RFC 5280 3.3: is this LDevID serial on the last published CRL?
+        # (registrar/revocation.py). None: no CRL publication wired.
+        self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None
 
     async def check_enroll_gate(self, serial: str, *, now: datetime) -> None:
         if self.enroll_gate is not None:
@@ -116,7 +119,11 @@ class RegistrarContext:
         record = await self.store.get_certificate(format(peer.leaf.serial_number, "x"))
         if record is None:
             raise Forbidden("LDevID unknown to this registrar", check="ldevid.unknown")
-        if record.state == "revoked":
+        if record.state == "revoked" or (
+            self.listed_on_crl is not None and await self.listed_on_crl(peer.leaf.serial_number)
+        ):
+            # A certificate the domain published as revoked stays revoked,
+            # even if its row was since edited (RFC 5280 3.3).
             raise Forbidden("LDevID has been revoked", check="ldevid.revoked", serial=record.device_serial)
         device = await self.store.get_device(record.device_serial)
         if device is not None and device.state in DeviceStates.BLOCKED:

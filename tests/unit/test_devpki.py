@@ -154,7 +154,7 @@ def test_tls_and_ra_usages(dev: DevPki) -> None:
 
     both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert eku("masa/tls") == both
-    assert eku("registrar/tls") == both
+    assert eku("registrar/tls") == [*both, oids.ID_KP_CMC_RA]  # RFC 7030 3.6.1: what a pledge looks for
     assert eku("registrar/ra") == [oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert eku("registrar/admin") == [ExtendedKeyUsageOID.CLIENT_AUTH]
     admin_cn = dev.cert("registrar/admin").subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -203,9 +203,11 @@ def test_chains_with_verify_chain(dev: DevPki) -> None:
 
     with pytest.raises(ChainInvalid):
         verify_chain(dev.cert("registrar/tls"), anchors=[root], now=NOW, role=Role.TLS_SERVER)
+    # Only the registrar's certificates carry cmcRA (its TLS one too, for
+    # discovered pledges, RFC 7030 3.6.1); a domain client certificate does not.
     with pytest.raises(ChainInvalid) as exc:
         verify_chain(
-            dev.cert("registrar/tls"), anchors=[domain_ca], now=NOW, role=Role.REGISTRAR_RA
+            dev.cert("registrar/admin"), anchors=[domain_ca], now=NOW, role=Role.REGISTRAR_RA
         )
     assert exc.value.check == "chain.eku"
 

@@ -138,7 +138,7 @@ def w() -> World:
         masa=issue(_name("Test MASA voucher signer"), issuer=mfr),
         domain=domain,
         registrar=issue(
-            _name("registrar.test"), issuer=domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH]
+            _name("registrar.test"), issuer=domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH, oids.ID_KP_CMC_RA]
         ),
         evil=issue(_name("Someone Else CA"), ca=True),
     )
@@ -388,6 +388,32 @@ def test_registrar_not_chaining_to_pin(w: World) -> None:
     body = masa_voucher(w, nonce, pinned_domain_cert=der(w.evil.cert))
     decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
     _expect_refusal(pledge, decision, "pledge.registrar-cert-unpinned")
+
+
+@pytest.mark.parametrize("eku", [None, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]])
+def test_domain_certificate_without_cmc_ra_is_not_a_registrar(w: World, eku: list[x509.ObjectIdentifier] | None) -> None:
+    """RFC 7030 3.6.1 / RFC 8995 5.6.2: chaining to the pin is not enough for a
+    discovered registrar; e.g. another device's LDevID also chains to it."""
+    device = issue(_name("some device", "PLG-999"), issuer=w.domain, eku=eku)
+    pledge = new_pledge(w)
+    pledge.connected(der(device.cert))
+    nonce = secrets.token_bytes(32)
+    pledge.build_voucher_request(now=NOW, nonce=nonce)
+    body = masa_voucher(w, nonce)
+    decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
+    _expect_refusal(pledge, decision, "pledge.registrar-not-ra")
+
+
+def test_registrar_pinned_itself_needs_no_cmc_ra(w: World) -> None:
+    """5.6.2: the pinned-domain-cert may be the registrar's own certificate."""
+    own = issue(_name("registrar.self-pinned"), issuer=w.domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    pledge = new_pledge(w)
+    pledge.connected(der(own.cert))
+    nonce = secrets.token_bytes(32)
+    pledge.build_voucher_request(now=NOW, nonce=nonce)
+    body = masa_voucher(w, nonce, pinned_domain_cert=der(own.cert))
+    decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
+    assert isinstance(decision, VoucherAccepted), decision
 
 
 def test_voucher_signer_not_chaining_to_manufacturer(w: World) -> None:
