@@ -38,7 +38,7 @@ def test_the_onboarding_path() -> None:
     [
         (S.DISCOVERED, E.LDEVID_ISSUED, "est.not-authorised"),  # RFC 8995 5.9.3: vouched devices only
         (S.AWAITING_APPROVAL, E.LDEVID_ISSUED, "est.not-authorised"),
-        (S.VOUCHER_OBTAINED, E.LDEVID_RENEWED, "est.not-enrolled"),
+        (S.DISCOVERED, E.LDEVID_RENEWED, "est.not-enrolled"),
         (S.REVOKED, E.LDEVID_ISSUED, "est.not-authorised"),
         (S.REVOKED, E.VOUCHER_OBTAINED, "registrar.device-blocked"),
         (S.DECOMMISSIONED, E.VOUCHER_PARKED, "registrar.device-blocked"),
