@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from brski.errors import ConfigError
 
-__all__ = ["REQUIRED", "Setting", "check_tables", "example_toml", "load_settings", "sections_of", "setting"]
+__all__ = ["REQUIRED", "Setting", "check_keys", "check_tables", "example_toml", "load_settings", "sections_of", "setting"]
 
 T = TypeVar("T")
 
@@ -162,7 +162,11 @@ def _coerce(value: Any, tp: Any, *, path: bool, base: Path) -> Any:
 def check_tables(cls: type, tables: Mapping[str, Any], *, source: str) -> None:
     """Refuse sections and keys the schema does not declare (a typo must not
     silently fall back to a default in a security component)."""
-    allowed = sections_of(cls)
+    check_keys(sections_of(cls), tables, source=source)
+
+
+def check_keys(allowed: Mapping[str, set[str]], tables: Mapping[str, Any], *, source: str) -> None:
+    """Refuse sections and keys outside ``allowed`` (``{section: keys}``)."""
     for section, body in tables.items():
         if section not in allowed:
             raise ConfigError(

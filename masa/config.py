@@ -7,14 +7,13 @@ the documented example file it generates.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
-from brski_web.configfile import resolve_sqlite_url
+from brski_web.configfile import read_toml, resolve_sqlite_url
 
 __all__ = ["MasaConfig", "database_url", "example_config", "load_config"]
 
@@ -77,20 +76,8 @@ def example_config() -> str:
     return example_toml(MasaConfig, title="brski MASA configuration (brski masa serve --config masa.toml)")
 
 
-def _read(path: Path | None) -> tuple[dict[str, Any], str, Path]:
-    if path is None:
-        return {}, "flags", Path.cwd()
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}", check="config.file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}", check="config.syntax") from exc
-    return data, str(path), path.parent.resolve()
-
-
 def load_config(path: Path | None, overrides: dict[str, Any]) -> MasaConfig:
-    tables, source, base = _read(path)
+    tables, source, base = read_toml(path)
     db = tables.get(_M, {}).get("database")
     if isinstance(db, str):  # a relative SQLite path in the file is relative to the file
         tables = {**tables, _M: {**tables[_M], "database": resolve_sqlite_url(db, base)}}
@@ -101,7 +88,7 @@ def database_url(path: Path | None, override: str | None) -> str:
     """The store URL alone, for commands that need nothing else."""
     if override:
         return override
-    tables, source, base = _read(path)
+    tables, source, base = read_toml(path)
     check_tables(MasaConfig, tables, source=source)
     db = tables.get(_M, {}).get("database")
     if db is not None and not isinstance(db, str):
