@@ -229,11 +229,7 @@ def add_admin_routes(
 
     async def audit_verify(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
-        report = await svc.ctx.store.verify_event_chain()
-        await svc.ctx.event(
-            now=now, kind="admin.audit-verified", serial=None, outcome="allow", check="admin.audit",
-            admin=admin, ok=report.ok, count=report.count,
-        )
+        report = await actions.verify_audit(svc.ctx.store, now=now, admin=admin)
         return web.json_response({
             "ok": report.ok, "count": report.count, "problem": report.problem,
             "first_bad_id": report.first_bad_id, "detail": report.detail, "head_id": report.head_id,

@@ -173,7 +173,8 @@ class RevocationPublisher:
         )
         return crl.public_bytes(Encoding.DER)
 
-    async def _status(self, serial: int) -> CertStatus:
+    async def cert_status(self, serial: int) -> CertStatus:
+        """What OCSP answers for ``serial`` (the console shows the same)."""
         record = await self.store.get_certificate(serial) if serial > 0 else None
         if record is None or record.state == "reserved":
             return CertStatus(status="unknown")
@@ -186,7 +187,7 @@ class RevocationPublisher:
 
     async def ocsp(self, der: bytes, *, now: datetime) -> OcspAnswer:
         result = await answer(
-            der, ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, lookup=self._status,
+            der, ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, lookup=self.cert_status,
             now=now, validity=OCSP_VALIDITY,
         )
         log.info(kv(

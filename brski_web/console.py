@@ -1,0 +1,237 @@
+"""What the registrar's and the MASA's web consoles share.
+
+Each role mounts a console as an aiohttp sub-application under /console/
+(:func:`create_console_app`) and adds its own views; this module gives them:
+
+* Authentication by the admin client certificate, as for the admin API: the
+  role passes its own ``authenticate`` (the admin API's check), so there is
+  one rule for who is an admin. Every console URL, static files included,
+  needs it: a visitor without the certificate gets 401/403 and no data.
+* CSRF protection for every POST. A client certificate is an ambient
+  credential (the browser presents it to any request for the origin, also
+  one a hostile page triggers), so each form carries a token bound to the
+  admin's certificate (HMAC with a per-process key), and a request that the
+  browser marks cross-site (Sec-Fetch-Site, Origin) is refused as well.
+* Server-rendered HTML (Jinja2, autoescaped) under a strict
+  Content-Security-Policy: nothing inline, nothing from another origin, so it
+  works on an isolated network; the only script is a same-origin table sorter.
+* Errors as HTML pages with the RFC 9457 fields (status, title, check), and
+  refusals still handed to the app's recorder as evidence.
+* Bar charts as server-rendered SVG geometry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from brski.errors import BrskiError, Forbidden, LocalError, MalformedInput, PeerError
+from brski.pki import fingerprint_sha256
+from brski_web.identity import peer_identity
+from brski_web.logs import kv
+from brski_web.middleware import REFUSAL_RECORDER
+
+__all__ = [
+    "CSP",
+    "BarChart",
+    "Console",
+    "bar_chart",
+    "create_console_app",
+    "form",
+    "render",
+]
+
+log = logging.getLogger("brski.console")
+
+ASSETS = Path(__file__).parent / "console_assets"
+# Nothing inline (no script, no style attribute), nothing from another origin.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+CSRF_FIELD = "csrf_token"
+
+Authenticate = Callable[[web.Request], Awaitable[str]]
+
+
+class Console:
+    """One console's templates, admin check and CSRF key."""
+
+    def __init__(self, *, role: str, templates: Path, authenticate: Authenticate, nav: Sequence[tuple[str, str]]) -> None:
+        self.role = role
+        self.authenticate = authenticate
+        self.nav = tuple(nav)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(templates), str(ASSETS / "templates")]),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["ts"] = _ts
+        self.env.filters["hexs"] = lambda b: b.hex() if b else ""
+        # Per process: a restart invalidates open forms (reload the page).
+        self._csrf_key = secrets.token_bytes(32)
+
+    def csrf_token(self, request: web.Request) -> str:
+        return hmac.new(self._csrf_key, _cert_id(request).encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, request: web.Request, data: MultiDictProxy[Any]) -> None:
+        # Fetch metadata and Origin, where the browser sends them: only same-origin posts.
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in ("same-origin", "none"):
+            raise Forbidden(f"cross-site request ({site}) refused", check="console.csrf")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise Forbidden(f"request from origin {origin} refused", check="console.csrf")
+        token = data.get(CSRF_FIELD)
+        if not isinstance(token, str) or not hmac.compare_digest(token, self.csrf_token(request)):
+            raise Forbidden("the form's CSRF token is missing or wrong; reload the page", check="console.csrf")
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+ADMIN_KEY = "console.admin"
+
+
+def _cert_id(request: web.Request) -> str:
+    leaf = peer_identity(request).leaf
+    return fingerprint_sha256(leaf) if leaf is not None else ""
+
+
+def _ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def render(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
+    console = request.app[CONSOLE]
+    html = console.env.get_template(template).render(
+        role=console.role,
+        nav=console.nav,
+        path=request.path,
+        admin=request.get(ADMIN_KEY),
+        csrf_field=CSRF_FIELD,
+        csrf=console.csrf_token(request) if request.get(ADMIN_KEY) else "",
+        **context,
+    )
+    return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
+
+
+async def form(request: web.Request) -> MultiDictProxy[Any]:
+    """The POSTed form, after the CSRF check."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise MalformedInput("console forms are application/x-www-form-urlencoded", check="console.form")
+    data = await request.post()
+    request.app[CONSOLE].check_csrf(request, data)
+    return data
+
+
+@web.middleware
+async def _console_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    console = request.app[CONSOLE]
+    try:
+        request[ADMIN_KEY] = await console.authenticate(request)
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects
+        err: BrskiError = MalformedInput(exc.reason, check="http.not-found" if exc.status == 404 else "http.bad-request")
+        status = exc.status
+    except BrskiError as exc:
+        err, status = exc, exc.http_status
+    except Exception:
+        log.exception(kv("console-unhandled", method=request.method, path=request.path))
+        err = LocalError("internal error", check="internal")
+        status = err.http_status
+    if isinstance(err, PeerError):
+        recorder = request.config_dict.get(REFUSAL_RECORDER)
+        if recorder is not None:
+            try:
+                await recorder(request, err)
+            except Exception:
+                log.exception(kv("refusal-record-failed", check=err.check))
+    log.info(kv("console-refused", method=request.method, path=request.path, status=status, check=err.check))
+    return render(request, "error.html", status=status, err=err, status_code=status)
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def create_console_app(console: Console, add_views: Callable[[web.Application], None]) -> web.Application:
+    """The console sub-application (mount it with ``app.add_subapp("/console/", ...)``)."""
+    app = web.Application(middlewares=[_console_middleware])
+    app[CONSOLE] = console
+    app.on_response_prepare.append(_headers)
+    app.router.add_static("/static/", ASSETS / "static", append_version=False)
+    add_views(app)
+    return app
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    series: str
+    label: str
+    value: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BarChart:
+    """Geometry for an SVG bar chart (viewBox 0 0 width height)."""
+
+    width: int
+    height: int
+    bars: tuple[Bar, ...]
+    peak: int
+    ticks: tuple[tuple[float, str], ...]  # (x, text) along the bottom
+    plot_bottom: float
+
+
+def bar_chart(
+    series: dict[str, Sequence[int]], labels: Sequence[str], *, width: int = 720, height: int = 180, every: int = 10
+) -> BarChart:
+    """Grouped bars: one slot per label, one bar per series in each slot."""
+    top, bottom = 8.0, float(height - 20)
+    slots = max(len(labels), 1)
+    slot = (width - 40) / slots
+    names = list(series)
+    bar_w = max(slot / max(len(names), 1) - 0.5, 0.5)
+    peak = max([1, *(v for values in series.values() for v in values)])
+    bars: list[Bar] = []
+    for i, label in enumerate(labels):
+        for j, name in enumerate(names):
+            value = series[name][i]
+            h = (bottom - top) * value / peak
+            bars.append(Bar(
+                x=round(36 + i * slot + j * bar_w, 2), y=round(bottom - h, 2), width=round(bar_w, 2),
+                height=round(h, 2), series=name, label=label, value=value,
+            ))
+    ticks = tuple((round(36 + i * slot, 2), labels[i]) for i in range(0, len(labels), every))
+    return BarChart(width=width, height=height, bars=tuple(bars), peak=peak, ticks=ticks, plot_bottom=bottom)
+
