@@ -73,6 +73,8 @@ class Lab:
     host: str = "127.0.0.1"
     python: str = sys.executable
     ownership: str = "open"
+    # Extra lines for the registrar's [registrar] table (admission policy etc.).
+    registrar_extra: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
@@ -139,6 +141,7 @@ class Lab:
                     f'public_url = "https://localhost:{self.registrar_port}"',
                     f'revocation_url = "{self.revocation_url}"',
                     'admin_subjects = ["CN=admin,O=brski dev domain"]',
+                    *self.registrar_extra,
                     "",
                 ]
             )

@@ -63,7 +63,9 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null"
+    # on form posts, and the CSRF check compares Origin with the console's own.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
@@ -180,12 +182,29 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault(name, value)
 
 
+# Served from memory, not with sendfile (add_static): the pyOpenSSL transport
+# (brski_web.tls) writes what it is given and knows nothing of sendfile.
+_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+_STATIC = {
+    p.name: (p.read_bytes(), _STATIC_TYPES[p.suffix])
+    for p in sorted((ASSETS / "static").iterdir()) if p.suffix in _STATIC_TYPES
+}
+
+
+async def _static(request: web.Request) -> web.Response:
+    found = _STATIC.get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound()
+    body, content_type = found
+    return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "private, max-age=300"})
+
+
 def create_console_app(console: Console, add_views: Callable[[web.Application], None]) -> web.Application:
     """The console sub-application (mount it with ``app.add_subapp("/console/", ...)``)."""
     app = web.Application(middlewares=[_console_middleware])
     app[CONSOLE] = console
     app.on_response_prepare.append(_headers)
-    app.router.add_static("/static/", ASSETS / "static", append_version=False)
+    app.router.add_get("/static/{name}", _static)
     add_views(app)
     return app
 

@@ -92,7 +92,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
-    service = request.app.get(SERVICE)
+    service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(
             kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC)
