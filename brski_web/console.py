@@ -28,7 +28,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +38,25 @@ from multidict import MultiDictProxy
 
 from brski.errors import BrskiError, Forbidden, LocalError, MalformedInput, PeerError
 from brski.pki import fingerprint_sha256
+from brski_storage.base import ChainReport, EventLog
+from brski_storage.export import ExportFormat, all_events, export_header, export_line
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
 from brski_web.middleware import REFUSAL_RECORDER
 
 __all__ = [
+    "ADMIN_KEY",
     "CSP",
+    "LAST_VERIFY",
     "BarChart",
     "Console",
+    "add_audit_views",
     "bar_chart",
     "create_console_app",
     "form",
+    "parse_time",
     "render",
+    "verify_audit",
 ]
 
 log = logging.getLogger("brski.console")
@@ -74,14 +81,19 @@ SECURITY_HEADERS = {
 CSRF_FIELD = "csrf_token"
 
 Authenticate = Callable[[web.Request], Awaitable[str]]
+StoreOf = Callable[[web.Request], EventLog]  # the role's store (its hash-chained event log)
 
 
 class Console:
     """One console's templates, admin check and CSRF key."""
 
-    def __init__(self, *, role: str, templates: Path, authenticate: Authenticate, nav: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self, *, role: str, templates: Path, authenticate: Authenticate, store: StoreOf,
+        nav: Sequence[tuple[str, str]],
+    ) -> None:
         self.role = role
         self.authenticate = authenticate
+        self.store = store
         self.nav = tuple(nav)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(templates), str(ASSETS / "templates")]),
@@ -203,10 +215,107 @@ def create_console_app(console: Console, add_views: Callable[[web.Application], 
     """The console sub-application (mount it with ``app.add_subapp("/console/", ...)``)."""
     app = web.Application(middlewares=[_console_middleware])
     app[CONSOLE] = console
+    app[LAST_VERIFY] = LastVerify()
     app.on_response_prepare.append(_headers)
     app.router.add_get("/static/{name}", _static)
     add_views(app)
     return app
+
+
+# --- audit: verify the event chain, export it ---------------------------------------
+
+
+@dataclass
+class LastVerify:
+    """The latest verification run from this console (shown on the dashboard)."""
+
+    report: ChainReport | None = None
+    at: datetime | None = None
+    by: str | None = None
+
+
+LAST_VERIFY: web.AppKey[LastVerify] = web.AppKey("console_last_verify", LastVerify)
+_MAX_QUERY = 256
+
+
+async def verify_audit(store: EventLog, *, now: datetime, admin: str) -> ChainReport:
+    """Re-walk the hash-chained event log; the check itself is an event naming the admin."""
+    report = await store.verify_event_chain()
+    await store.append_event(
+        at=now, kind="admin.audit-verified", device_serial=None, outcome="allow", check="admin.audit",
+        detail={"admin": admin, "ok": report.ok, "count": report.count},
+    )
+    return report
+
+
+def parse_time(text: str, name: str) -> datetime | None:
+    """An ISO 8601 date or date-time from a form (naive: UTC); blank: None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedInput(f"{name} {text!r} is not an ISO 8601 date or date-time", check="console.query") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def query_text(request: web.Request, name: str) -> str:
+    value = request.query.get(name, "").strip()
+    if len(value) > _MAX_QUERY:
+        raise MalformedInput(f"{name} is longer than {_MAX_QUERY} characters", check="console.query")
+    return value
+
+
+async def _audit(request: web.Request) -> web.Response:
+    return render(request, "audit.html", last_verify=request.app[LAST_VERIFY])
+
+
+async def _audit_verify(request: web.Request) -> web.Response:
+    await form(request)
+    admin, now = request[ADMIN_KEY], datetime.now(UTC)
+    report = await verify_audit(request.app[CONSOLE].store(request), now=now, admin=admin)
+    last = request.app[LAST_VERIFY]
+    last.report, last.at, last.by = report, now, admin
+    raise web.HTTPSeeOther("/console/audit")
+
+
+async def _audit_export(request: web.Request) -> web.StreamResponse:
+    console, admin, now = request.app[CONSOLE], request[ADMIN_KEY], datetime.now(UTC)
+    store = console.store(request)
+    fmt_text = request.query.get("format", "jsonl")
+    if fmt_text not in ("jsonl", "csv"):
+        raise MalformedInput("format must be jsonl or csv", check="console.query")
+    fmt: ExportFormat = "csv" if fmt_text == "csv" else "jsonl"
+    device = query_text(request, "device") or None
+    since, until = parse_time(query_text(request, "since"), "since"), parse_time(query_text(request, "until"), "until")
+    # Taking the evidence away is itself evidence.
+    await store.append_event(
+        at=now, kind="admin.audit-exported", device_serial=device, outcome="allow", check="admin.audit-export",
+        detail={"admin": admin, "format": fmt, "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None},
+    )
+    name = "".join(c for c in f"{console.role}-events{'-' + device if device else ''}.{fmt}" if c.isalnum() or c in "-._")
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{name}"',
+    })
+    await resp.prepare(request)
+    await resp.write(export_header(fmt).encode())
+    async for e in all_events(store, device=device, since=since, until=until):
+        await resp.write(export_line(e, fmt).encode())
+    await resp.write_eof()
+    return resp
+
+
+def add_audit_views(app: web.Application) -> None:
+    """GET /audit, POST /audit/verify, GET /audit/export?format=jsonl|csv&device=&since=&until=."""
+    app.router.add_get("/audit", _audit)
+    app.router.add_post("/audit/verify", _audit_verify)
+    app.router.add_get("/audit/export", _audit_export)
+
+
+# --- charts ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)

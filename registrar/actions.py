@@ -17,9 +17,9 @@ from brski_storage.base import (
     ApprovalDecision,
     ApprovalRecord,
     CertificateRecord,
-    ChainReport,
     RegistrarStore,
 )
+from brski_web.console import verify_audit
 from registrar.revocation import RevocationPublisher, decommission_device, revoke_device
 
 __all__ = ["REASON_CHOICES", "decide_approval", "decommission", "revoke", "verify_audit"]
@@ -75,13 +75,3 @@ async def decommission(
     )
     await publisher.crl_der(now=now)
     return revoked
-
-
-async def verify_audit(store: RegistrarStore, *, now: datetime, admin: str) -> ChainReport:
-    """Re-walk the hash-chained event log; the check itself is an event naming the admin."""
-    report = await store.verify_event_chain()
-    await store.append_event(
-        at=now, kind="admin.audit-verified", device_serial=None, outcome="allow", check="admin.audit",
-        detail={"admin": admin, "ok": report.ok, "count": report.count},
-    )
-    return report

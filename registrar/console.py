@@ -28,16 +28,25 @@ from typing import Any
 from aiohttp import web
 
 from brski.errors import MalformedInput, NotFound
-from brski_storage.base import ChainReport, DeviceRecord, EventRecord, RegistrarStore
-from brski_storage.export import ExportFormat, all_events, export_header, export_line
-from brski_web.console import ADMIN_KEY, Console, bar_chart, create_console_app, form, render
+from brski_storage.base import DeviceRecord, EventRecord, RegistrarStore
+from brski_web.console import (
+    ADMIN_KEY,
+    LAST_VERIFY,
+    Console,
+    add_audit_views,
+    bar_chart,
+    create_console_app,
+    form,
+    query_text,
+    render,
+)
 from registrar import actions
 from registrar.admin import REVOCATION, authenticate_admin
 from registrar.config import RegistrarConfig
 from registrar.context import DeviceStates
 from registrar.service import RegistrarService
 
-__all__ = ["DEVICE_STATES", "create_registrar_console", "device_page", "parse_time"]
+__all__ = ["DEVICE_STATES", "create_registrar_console"]
 
 DEVICE_STATES = (
     DeviceStates.DISCOVERED, DeviceStates.AWAITING_APPROVAL, DeviceStates.VOUCHER_OBTAINED,
@@ -54,15 +63,6 @@ ONBOARDED_KINDS = frozenset({"credential.issued"})
 TEMPLATES = Path(__file__).parent / "console_templates"
 _MAX_TEXT = 256
 
-
-@dataclass
-class LastVerify:
-    report: ChainReport | None = None
-    at: datetime | None = None
-    by: str | None = None
-
-
-LAST_VERIFY: web.AppKey[LastVerify] = web.AppKey("console_last_verify", LastVerify)
 
 
 @dataclass(frozen=True)
@@ -82,25 +82,6 @@ def _svc(request: web.Request) -> RegistrarService:
 
 def _cfg(request: web.Request) -> RegistrarConfig:
     return request.config_dict[request.app[_ROLE_KEYS].config]
-
-
-def parse_time(text: str, name: str) -> datetime | None:
-    """An ISO 8601 date or date-time from a form (naive: UTC); blank: None."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise MalformedInput(f"{name} {text!r} is not an ISO 8601 date or date-time", check="console.query") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _text(request: web.Request, name: str) -> str:
-    value = request.query.get(name, "").strip()
-    if len(value) > _MAX_TEXT:
-        raise MalformedInput(f"{name} is longer than {_MAX_TEXT} characters", check="console.query")
-    return value
 
 
 async def _window(store: RegistrarStore, now: datetime) -> tuple[list[EventRecord], bool]:
@@ -186,7 +167,7 @@ async def _search(
 
 async def devices(request: web.Request) -> web.Response:
     svc = _svc(request)
-    q, state, manufacturer, after = (_text(request, n) for n in ("q", "state", "manufacturer", "after"))
+    q, state, manufacturer, after = (query_text(request, n) for n in ("q", "state", "manufacturer", "after"))
     if state and state not in DEVICE_STATES:
         raise MalformedInput(f"unknown state {state!r}", check="console.query")
     try:
@@ -278,44 +259,6 @@ async def act(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/devices/{serial}?done={action}")
 
 
-async def audit(request: web.Request) -> web.Response:
-    return render(request, "audit.html", last_verify=request.app[LAST_VERIFY])
-
-
-async def audit_verify(request: web.Request) -> web.Response:
-    await form(request)
-    svc, admin, now = _svc(request), request[ADMIN_KEY], datetime.now(UTC)
-    report = await actions.verify_audit(svc.ctx.store, now=now, admin=admin)
-    last = request.app[LAST_VERIFY]
-    last.report, last.at, last.by = report, now, admin
-    raise web.HTTPSeeOther("/console/audit")
-
-
-async def audit_export(request: web.Request) -> web.StreamResponse:
-    svc, admin, now = _svc(request), request[ADMIN_KEY], datetime.now(UTC)
-    fmt_text = request.query.get("format", "jsonl")
-    if fmt_text not in ("jsonl", "csv"):
-        raise MalformedInput("format must be jsonl or csv", check="console.query")
-    fmt: ExportFormat = "csv" if fmt_text == "csv" else "jsonl"
-    device = _text(request, "device") or None
-    since, until = parse_time(_text(request, "since"), "since"), parse_time(_text(request, "until"), "until")
-    await svc.ctx.event(
-        now=now, kind="admin.audit-exported", serial=device, outcome="allow", check="admin.audit-export",
-        admin=admin, format=fmt, since=since.isoformat() if since else None, until=until.isoformat() if until else None,
-    )
-    name = f"registrar-events{'-' + device if device else ''}.{fmt}"
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="{"".join(c for c in name if c.isalnum() or c in "-._")}"',
-    })
-    await resp.prepare(request)
-    await resp.write(export_header(fmt).encode())
-    async for e in all_events(svc.ctx.store, device=device, since=since, until=until):
-        await resp.write(export_line(e, fmt).encode())
-    await resp.write_eof()
-    return resp
-
-
 def create_registrar_console(
     service_key: web.AppKey[RegistrarService], config_key: web.AppKey[RegistrarConfig]
 ) -> web.Application:
@@ -328,11 +271,11 @@ def create_registrar_console(
 
     console = Console(
         role="registrar", templates=TEMPLATES, authenticate=authenticate,
+        store=lambda request: request.config_dict[service_key].ctx.store,
         nav=(("/console/", "Dashboard"), ("/console/devices", "Devices"), ("/console/audit", "Audit")),
     )
 
     def views(app: web.Application) -> None:
-        app[LAST_VERIFY] = LastVerify()
         app[_ROLE_KEYS] = _RoleKeys(service=service_key, config=config_key)
         r = app.router
         r.add_get("/", dashboard)
@@ -340,8 +283,6 @@ def create_registrar_console(
         r.add_get("/devices/{serial}", device_page)
         r.add_get("/devices/{serial}/{action:approve|reject|revoke|decommission}", confirm)
         r.add_post("/devices/{serial}/{action:approve|reject|revoke|decommission}", act)
-        r.add_get("/audit", audit)
-        r.add_post("/audit/verify", audit_verify)
-        r.add_get("/audit/export", audit_export)
+        add_audit_views(app)
 
     return create_console_app(console, views)
