@@ -115,6 +115,8 @@ class Lab:
                     f'signer_key = "{c}/masa/voucher-signer.key"',
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
                     f'ownership = "{self.ownership}"',
+                    f'admin_ca = ["{c}/manufacturer/root-ca.crt"]',
+                    'admin_subjects = ["CN=masa admin,O=brski dev manufacturer"]',
                     "",
                 ]
             )

@@ -388,6 +388,12 @@ class MasaStore(EventLog):
     async def count_devices(self) -> int: ...
 
     @abc.abstractmethod
+    async def list_manufactured_devices(
+        self, *, after_serial: str | None = None, limit: int = 100
+    ) -> list[ManufacturedDevice]:
+        """Devices made, in serial order after ``after_serial`` (keyset paging)."""
+
+    @abc.abstractmethod
     async def add_owner(
         self,
         serial: str,

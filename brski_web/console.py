@@ -26,9 +26,10 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from multidict import MultiDictProxy
 
 from brski.errors import BrskiError, Forbidden, LocalError, MalformedInput, PeerError
 from brski.pki import fingerprint_sha256
-from brski_storage.base import ChainReport, EventLog
+from brski_storage.base import ChainReport, EventLog, EventRecord
 from brski_storage.export import ExportFormat, all_events, export_header, export_line
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
@@ -46,6 +47,7 @@ from brski_web.middleware import REFUSAL_RECORDER
 
 __all__ = [
     "ADMIN_KEY",
+    "CONSOLE",
     "CSP",
     "LAST_VERIFY",
     "BarChart",
@@ -55,6 +57,9 @@ __all__ = [
     "create_console_app",
     "form",
     "parse_time",
+    "per_minute",
+    "recent_window",
+    "refusals_by_check",
     "render",
     "verify_audit",
 ]
@@ -315,6 +320,56 @@ def add_audit_views(app: web.Application) -> None:
     app.router.add_get("/audit/export", _audit_export)
 
 
+# --- the last hour, read backwards from the log's head -------------------------------
+
+WINDOW = timedelta(hours=1)
+WINDOW_SCAN_MAX = 50_000  # events read for a dashboard's last hour, at most
+
+
+async def recent_window(store: EventLog, now: datetime) -> tuple[list[EventRecord], bool]:
+    """Events of the last hour, newest first, read backwards from the head."""
+    since, out, before = now - WINDOW, [], None
+    while len(out) < WINDOW_SCAN_MAX:
+        page = await store.recent_events(before_id=before, limit=1000)
+        for e in page:
+            if e.at < since:
+                return out, False
+            out.append(e)
+        if len(page) < 1000:
+            return out, False
+        before = page[-1].id
+    return out, True
+
+
+def per_minute(events: list[EventRecord], now: datetime, *, counted: frozenset[str], label: str) -> dict[str, Any]:
+    """Per-minute counts over the last hour: events of the ``counted`` kinds that
+    were allowed (as ``label``) and refusals, as chart geometry and totals."""
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
+    onboard, refused = [0] * 60, [0] * 60
+    for e in events:
+        i = int((e.at - start).total_seconds() // 60)
+        if 0 <= i < 60:
+            if e.kind in counted and e.outcome == "allow":
+                onboard[i] += 1
+            elif e.outcome == "refuse":
+                refused[i] += 1
+    labels = [(start + timedelta(minutes=i)).strftime("%H:%M") for i in range(60)]
+    chart = bar_chart({label: onboard, "refused": refused}, labels)
+    return {"chart": chart, "label": label, "counted_total": sum(onboard), "refused_total": sum(refused)}
+
+
+def refusals_by_check(events: list[EventRecord]) -> list[tuple[str, int, EventRecord]]:
+    counts: Counter[str] = Counter()
+    latest: dict[str, EventRecord] = {}
+    for e in events:  # newest first: the first seen is the latest example
+        if e.outcome == "refuse":
+            check = e.check or "-"
+            counts[check] += 1
+            latest.setdefault(check, e)
+    return [(check, n, latest[check]) for check, n in counts.most_common()]
+
+
+
 # --- charts ------------------------------------------------------------------------
 
 
@@ -335,6 +390,7 @@ class BarChart:
 
     width: int
     height: int
+    series: tuple[str, ...]
     bars: tuple[Bar, ...]
     peak: int
     ticks: tuple[tuple[float, str], ...]  # (x, text) along the bottom
@@ -361,5 +417,5 @@ def bar_chart(
                 height=round(h, 2), series=name, label=label, value=value,
             ))
     ticks = tuple((round(36 + i * slot, 2), labels[i]) for i in range(0, len(labels), every))
-    return BarChart(width=width, height=height, bars=tuple(bars), peak=peak, ticks=ticks, plot_bottom=bottom)
+    return BarChart(width=width, height=height, series=tuple(names), bars=tuple(bars), peak=peak, ticks=ticks, plot_bottom=bottom)
 

@@ -20,11 +20,15 @@ Example (``masa.toml``)::
     rate_limit_per_minute = 0     # per registrar signing key (RFC 8995 11.1); 0 = off
     rate_limit_burst = 20
     body_read_timeout_s = 10.0    # a request body must arrive within this
+    # The web console (/console/): admins authenticate with a client certificate
+    # that chains to admin_ca and matches a subject or SHA-256 fingerprint.
+    admin_ca = ["certs/dev/manufacturer/root-ca.crt"]
+    admin_subjects = ["CN=masa admin,O=brski dev manufacturer"]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +50,14 @@ _MASA_KEYS = {
     "rate_limit_per_minute",
     "rate_limit_burst",
     "body_read_timeout_s",
+    "admin_ca",
+    "admin_subjects",
+    "admin_fingerprints",
 }
-_PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
+_PATHS = {
+    "tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain",
+    "manufacturer_anchors", "admin_ca",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,8 +83,14 @@ class MasaConfig:
     rate_limit_per_minute: float = 0.0
     rate_limit_burst: int = 20
     body_read_timeout_s: float = 10.0
+    # The console's admins (masa/console.py); none configured: the console answers 403.
+    admin_ca: list[Path] = field(default_factory=list)
+    admin_subjects: list[str] = field(default_factory=list)
+    admin_fingerprints: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
+            raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
         if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
             raise ConfigError("rate_limit_per_minute >= 0 and rate_limit_burst >= 1", check="config.rate-limit")
         if not self.body_read_timeout_s > 0:

@@ -33,21 +33,20 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from cryptography import x509
 
 from brski.errors import (
-    ChainInvalid,
     Forbidden,
     MalformedInput,
     NotFound,
     PayloadTooLarge,
-    Unauthenticated,
     UnsupportedMediaType,
 )
 from brski.est import parse_media_type
 from brski.ocsp import MAX_REQUEST
 from brski.oids import MT_JSON, MT_OCSP_REQUEST, MT_OCSP_RESPONSE, MT_PKIX_CRL
-from brski.pki import Role, fingerprint_sha256, verify_chain
 from brski_storage.base import ApprovalDecision, CertificateRecord, DeviceRecord
+from brski_web.admin_auth import admin_subject
 from brski_web.identity import peer_identity
 from brski_web.middleware import error_middleware
 from registrar import actions
@@ -98,28 +97,17 @@ def certificate_json(c: CertificateRecord) -> dict[str, Any]:
     }
 
 
-def _normalise_fp(value: str) -> str:
-    return value.replace(":", "").strip().lower()
-
-
 async def authenticate_admin(request: web.Request, svc: RegistrarService, cfg: RegistrarConfig, now: datetime) -> str:
     """The admin's subject, or a refusal naming the failed check."""
-    if not cfg.admin_fingerprints and not cfg.admin_subjects:
-        raise Forbidden("the admin API is not enabled (no admin_subjects or admin_fingerprints)", check="admin.disabled")
-    leaf = peer_identity(request).leaf
-    if leaf is None:
-        raise Unauthenticated("the admin API needs an admin client certificate", check="admin.client-cert")
-    try:
-        verify_chain(leaf, anchors=[svc.ctx.keys.ca_cert], now=now, role=Role.LDEVID)
-    except ChainInvalid as exc:
-        raise Forbidden(f"admin certificate not valid: {exc.detail}", check="admin.chain") from exc
-    if await svc.ctx.store.get_certificate(leaf.serial_number) is not None:
-        raise Forbidden("a device LDevID is not an admin credential", check="admin.device-cert")
-    subject = leaf.subject.rfc4514_string()
-    fingerprints = {_normalise_fp(f) for f in cfg.admin_fingerprints}
-    if _normalise_fp(fingerprint_sha256(leaf)) not in fingerprints and subject not in cfg.admin_subjects:
-        raise Forbidden(f"{subject} is not an admin", check="admin.not-authorised")
-    return subject
+
+    async def not_a_device(leaf: x509.Certificate) -> None:
+        if await svc.ctx.store.get_certificate(leaf.serial_number) is not None:
+            raise Forbidden("a device LDevID is not an admin credential", check="admin.device-cert")
+
+    return await admin_subject(
+        peer_identity(request).leaf, anchors=[svc.ctx.keys.ca_cert], subjects=cfg.admin_subjects,
+        fingerprints=cfg.admin_fingerprints, now=now, role_check=not_a_device,
+    )
 
 
 def _int_param(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:

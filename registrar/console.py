@@ -19,25 +19,26 @@ CRL publication as through the API. Authentication is the admin API's
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from brski.errors import MalformedInput, NotFound
-from brski_storage.base import DeviceRecord, EventRecord, RegistrarStore
+from brski_storage.base import DeviceRecord, RegistrarStore
 from brski_web.console import (
     ADMIN_KEY,
     LAST_VERIFY,
     Console,
     add_audit_views,
-    bar_chart,
     create_console_app,
     form,
+    per_minute,
     query_text,
+    recent_window,
+    refusals_by_check,
     render,
 )
 from registrar import actions
@@ -56,8 +57,6 @@ ACTIONS = {
     "approve": "Approve", "reject": "Reject", "revoke": "Revoke", "decommission": "Decommission",
 }
 PAGE_DEFAULT, PAGE_MAX = 50, 500
-WINDOW = timedelta(hours=1)
-WINDOW_SCAN_MAX = 50_000  # events read for the dashboard's last hour, at most
 # Kinds that count as an onboarding: a first LDevID issued (RFC 7030 4.2.1).
 ONBOARDED_KINDS = frozenset({"credential.issued"})
 TEMPLATES = Path(__file__).parent / "console_templates"
@@ -84,60 +83,19 @@ def _cfg(request: web.Request) -> RegistrarConfig:
     return request.config_dict[request.app[_ROLE_KEYS].config]
 
 
-async def _window(store: RegistrarStore, now: datetime) -> tuple[list[EventRecord], bool]:
-    """Events of the last hour, newest first, read backwards from the head."""
-    since, out, before = now - WINDOW, [], None
-    while len(out) < WINDOW_SCAN_MAX:
-        page = await store.recent_events(before_id=before, limit=1000)
-        for e in page:
-            if e.at < since:
-                return out, False
-            out.append(e)
-        if len(page) < 1000:
-            return out, False
-        before = page[-1].id
-    return out, True
-
-
-def _per_minute(events: list[EventRecord], now: datetime) -> dict[str, Any]:
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
-    onboard, refused = [0] * 60, [0] * 60
-    for e in events:
-        i = int((e.at - start).total_seconds() // 60)
-        if 0 <= i < 60:
-            if e.kind in ONBOARDED_KINDS and e.outcome == "allow":
-                onboard[i] += 1
-            elif e.outcome == "refuse":
-                refused[i] += 1
-    labels = [(start + timedelta(minutes=i)).strftime("%H:%M") for i in range(60)]
-    chart = bar_chart({"onboarded": onboard, "refused": refused}, labels)
-    return {"chart": chart, "onboarded_total": sum(onboard), "refused_total": sum(refused)}
-
-
-def _refusals_by_check(events: list[EventRecord]) -> list[tuple[str, int, EventRecord]]:
-    counts: Counter[str] = Counter()
-    latest: dict[str, EventRecord] = {}
-    for e in events:  # newest first: the first seen is the latest example
-        if e.outcome == "refuse":
-            check = e.check or "-"
-            counts[check] += 1
-            latest.setdefault(check, e)
-    return [(check, n, latest[check]) for check, n in counts.most_common()]
-
-
 async def dashboard(request: web.Request) -> web.Response:
     svc = _svc(request)
     store, now = svc.ctx.store, datetime.now(UTC)
     stats = await store.stats()
     by_state = [(s, stats.get(f"devices.{s}", 0)) for s in DEVICE_STATES]
-    events, partial = await _window(store, now)
+    events, partial = await recent_window(store, now)
     head = await store.recent_events(limit=1)
     return render(
         request, "dashboard.html",
         by_state=by_state, total=stats.get("devices", 0),
         pending=len(await store.list_approvals(decision="pending")),
-        minutes=_per_minute(events, now), partial=partial,
-        refusals=_refusals_by_check(events),
+        minutes=per_minute(events, now, counted=ONBOARDED_KINDS, label="onboarded"), partial=partial,
+        refusals=refusals_by_check(events),
         head=head[0] if head else None, last_verify=request.app[LAST_VERIFY],
         certs={k.split(".", 1)[1]: v for k, v in stats.items() if k.startswith("certificates.")},
     )
