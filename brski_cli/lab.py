@@ -244,6 +244,11 @@ class Lab:
         self.stop(name)
         raise LabError(f"{name} did not listen within {timeout:.0f} s:\n{self.log_tail(name)}")
 
+    def running(self, name: str) -> bool:
+        """Whether ``name`` was started and still runs."""
+        proc = self._procs.get(name)
+        return proc is not None and proc.popen.poll() is None
+
     def pid(self, name: str) -> int:
         return self._procs[name].popen.pid
 
