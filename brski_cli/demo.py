@@ -50,7 +50,7 @@ def _p12(cert: Path, key: Path, out: Path, password: str, name: str) -> bool:
     if not cert.exists():
         return False
     der = pkcs12.serialize_key_and_certificates(
-        name.encode(), load_private_key(key.read_bytes()), load_cert(cert.read_bytes()), None,  # type: ignore[arg-type]
+        name.encode(), load_private_key(key.read_bytes()), load_cert(cert.read_bytes()), None,
         BestAvailableEncryption(password.encode()),
     )
     out.write_bytes(der)

@@ -328,7 +328,8 @@ WINDOW_SCAN_MAX = 50_000  # events read for a dashboard's last hour, at most
 
 async def recent_window(store: EventLog, now: datetime) -> tuple[list[EventRecord], bool]:
     """Events of the last hour, newest first, read backwards from the head."""
-    since, out, before = now - WINDOW, [], None
+    since, before = now - WINDOW, None
+    out: list[EventRecord] = []
     while len(out) < WINDOW_SCAN_MAX:
         page = await store.recent_events(before_id=before, limit=1000)
         for e in page:

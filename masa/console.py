@@ -70,7 +70,7 @@ async def dashboard(request: web.Request) -> web.Response:
         request, "masa_dashboard.html", stats=stats, devices=await store.count_devices(),
         owners=len(await store.list_owners()), minutes=per_minute(events, now, counted=ISSUED_KINDS, label="issued"),
         partial=partial, refusals=refusals_by_check(events), issued=issued,
-        head=(await store.recent_events(limit=1) or [None])[0], last_verify=request.app[LAST_VERIFY],
+        head=next(iter(await store.recent_events(limit=1)), None), last_verify=request.app[LAST_VERIFY],
     )
 
 

@@ -163,12 +163,11 @@ async def device_page(request: web.Request) -> web.Response:
     ]
     timeline.sort(key=lambda r: r["at"])
     publisher = request.config_dict[REVOCATION]
-    certs = []
-    for c in await store.list_certificates(serial):
-        status = await publisher.cert_status(int(c.cert_serial, 16))  # what OCSP answers
-        certs.append({"record": c, "ocsp": status.status})
+    records = await store.list_certificates(serial)
+    # The status OCSP answers, from the same lookup the responder makes.
+    certs = [{"record": c, "ocsp": (await publisher.cert_status(int(c.cert_serial, 16))).status} for c in records]
     approval = await store.get_approval(serial)
-    issued = any(c["record"].state == "issued" for c in certs)
+    issued = any(c.state == "issued" for c in records)
     possible = []
     if device.state == DeviceStates.AWAITING_APPROVAL or (approval is not None and approval.decision == "pending"):
         possible += ["approve", "reject"]

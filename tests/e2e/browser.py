@@ -60,7 +60,7 @@ def browser_home(root: Path, *, cert: Path | None, key: Path | None, ca: Path, o
     if cert is not None and key is not None:
         p12 = root / "admin.p12"
         p12.write_bytes(pkcs12.serialize_key_and_certificates(
-            b"brski admin", load_private_key(key.read_bytes()), load_cert(cert.read_bytes()), None,  # type: ignore[arg-type]
+            b"brski admin", load_private_key(key.read_bytes()), load_cert(cert.read_bytes()), None,
             BestAvailableEncryption(P12_PASSWORD),
         ))
         _run("pk12util", "-i", str(p12), "-d", f"sql:{nss}", "-W", P12_PASSWORD.decode())
