@@ -85,10 +85,11 @@ def _submit(driver: Any) -> None:
     WebDriverWait(driver, WAIT_S).until(expected_conditions.staleness_of(button))
 
 
-def _shot(driver: Any, tmp_path: Path, name: str) -> Path:
+def _shot(driver: Any, tmp_path: Path, name: str, *, width: int = 1280) -> Path:
     # The whole page, not the first screenful.
+    driver.set_window_size(width, 900)
     height = driver.execute_script("return Math.ceil(document.body.getBoundingClientRect().bottom)")
-    driver.set_window_size(1280, min(max(int(height) + 120, 800), 2400))
+    driver.set_window_size(width, min(max(int(height) + 120, 800), 2400))
     out_dir = Path(os.environ.get("BRSKI_CONSOLE_SCREENSHOTS") or tmp_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"console-{name}.png"
@@ -168,6 +169,13 @@ def test_admin_approves_watches_enrolment_and_revokes_in_a_browser(queue_lab: La
         assert driver.find_element(By.ID, "state").text == "revoked"
         assert driver.find_element(By.CSS_SELECTOR, "#certs .ocsp").text == "revoked"
         assert "keyCompromise" in driver.find_element(By.ID, "certs").text
+
+        # Readable on a phone: nothing wider than the screen (no sideways scrolling).
+        driver.set_window_size(390, 844)
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"device page is {overflow}px wider than a phone screen"
+        _shot(driver, tmp_path, "phone", width=390)
+        driver.set_window_size(1280, 1000)
 
         # Sortable tables: a keyboard user sorts the timeline by outcome.
         header = driver.find_element(By.CSS_SELECTOR, "#timeline thead th:nth-child(3) button")
