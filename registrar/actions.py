@@ -9,6 +9,7 @@ BrskiErrors naming the check.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from brski.crl import REASONS
@@ -51,27 +52,30 @@ async def decide_approval(
     return rec
 
 
+async def _lifecycle(
+    op: Callable[..., Awaitable[list[CertificateRecord]]], kind: str, check: str, store: RegistrarStore,
+    publisher: RevocationPublisher, serial: str, *, reason: str | None, now: datetime, admin: str,
+) -> list[CertificateRecord]:
+    revoked = await op(store, serial, reason=reason, now=now, actor=admin)
+    await store.append_event(
+        at=now, kind=kind, device_serial=serial, outcome="allow", check=check,
+        detail={"admin": admin, "reason": reason, "certificates": [c.cert_serial for c in revoked]},
+    )
+    await publisher.crl_der(now=now)  # publish at once
+    return revoked
+
+
 async def revoke(
     store: RegistrarStore, publisher: RevocationPublisher, serial: str, *, reason: str | None, now: datetime, admin: str
 ) -> list[CertificateRecord]:
     """Revoke every issued LDevID of the device and publish a new CRL at once."""
-    revoked = await revoke_device(store, serial, reason=reason, now=now, actor=admin)
-    await store.append_event(
-        at=now, kind="admin.revoked", device_serial=serial, outcome="allow", check="admin.revoke",
-        detail={"admin": admin, "reason": reason, "certificates": [c.cert_serial for c in revoked]},
-    )
-    await publisher.crl_der(now=now)
-    return revoked
+    return await _lifecycle(revoke_device, "admin.revoked", "admin.revoke", store, publisher, serial, reason=reason, now=now, admin=admin)
 
 
 async def decommission(
     store: RegistrarStore, publisher: RevocationPublisher, serial: str, *, reason: str | None, now: datetime, admin: str
 ) -> list[CertificateRecord]:
     """Retire the device (its LDevIDs revoked) and publish a new CRL at once."""
-    revoked = await decommission_device(store, serial, reason=reason, now=now, actor=admin)
-    await store.append_event(
-        at=now, kind="admin.decommissioned", device_serial=serial, outcome="allow", check="admin.decommission",
-        detail={"admin": admin, "reason": reason, "certificates": [c.cert_serial for c in revoked]},
+    return await _lifecycle(
+        decommission_device, "admin.decommissioned", "admin.decommission", store, publisher, serial, reason=reason, now=now, admin=admin
     )
-    await publisher.crl_der(now=now)
-    return revoked
