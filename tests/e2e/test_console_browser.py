@@ -35,7 +35,7 @@ def queue_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("console-lab")
     masa_port, registrar_port = free_port(), free_port()
     certs = root / "certs"
-    ensure_dev_pki(certs, pledges=2, masa_url=f"https://localhost:{masa_port}")
+    ensure_dev_pki(certs, pledges=3, masa_url=f"https://localhost:{masa_port}")
     lab = Lab(
         workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
         registrar_extra=('unlisted_devices = "queue"', "approval_retry_after_s = 1"),
@@ -249,3 +249,30 @@ def test_forged_post_without_csrf_token_is_refused(queue_lab: Lab, tmp_path: Pat
     status, _ = _curl(lab, f"/console/devices/{serial}/approve", "-d", f"csrf_token={token}")
     assert status == 303
     assert rows(db, "SELECT decision FROM device_approvals WHERE serial = ?", (serial,)) == [("approved",)]
+
+
+def test_admin_api_approves_a_queued_device_like_the_console(queue_lab: Lab, tmp_path: Path) -> None:
+    """POST /admin/v1/devices/{serial}/approve: the same action, the same event."""
+    lab = queue_lab
+    pledge = lab.pledge_dirs()[2]
+    once = tmp_path / "pledge.toml"
+    once.write_text("[pledge]\nmax_voucher_attempts = 1\n")
+    subprocess.run(
+        [sys.executable, "-m", "brski_cli", "pledge", "enroll", "--config", str(once), "--dir", str(pledge),
+         "--registrar", lab.registrar_url, "--anchor", str(lab.certs / "manufacturer" / "root-ca.crt"),
+         "--out", str(tmp_path / "p"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    db = lab.workdir / "registrar.db"
+    assert rows(db, "SELECT decision FROM device_approvals WHERE serial = ?", (pledge.name,)) == [("pending",)]
+    json_args = ("-H", "Content-Type: application/json", "-H", "Accept: application/json", "-d", '{"reason": "api"}')
+    status, body = _curl(lab, f"/admin/v1/devices/{pledge.name}/approve", *json_args, cert=None)
+    assert status == 401 and "admin.client-cert" in body
+    status, body = _curl(lab, "/admin/v1/devices/NO-SUCH/approve", *json_args)
+    assert status == 404 and "admin.unknown-device" in body
+    status, body = _curl(lab, f"/admin/v1/devices/{pledge.name}/approve", *json_args)
+    assert status == 200 and '"decision": "approved"' in body, body
+    events = rows(db, "SELECT check_name, detail FROM events WHERE device_serial = ? AND kind = 'admission.operator'",
+                  (pledge.name,))
+    assert [c for c, _ in events] == ["registrar.approval-approved"]
+    assert "CN=admin,O=brski dev domain" in str(events[0][1])
