@@ -11,6 +11,7 @@ Hierarchy (all P-256, ECDSA-SHA256)::
         pledges/<SERIAL>/idevid     802.1AR IDevID (serialNumber, id-pe-masa-url)
       masa/voucher-signer           signs vouchers (keyUsage digitalSignature)
       masa/tls                      serverAuth + clientAuth
+      masa/admin                    clientAuth, CN=masa admin (the MASA console's operator)
     registrar/domain-ca             self-signed, pathLen 0 (also issues LDevIDs)
       registrar/tls                 serverAuth + clientAuth + id-kp-cmcRA
       registrar/ra                  id-kp-cmcRA + clientAuth
@@ -361,6 +362,17 @@ def build_dev_pki(
             not_after=ee_until,
             eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
             hosts=masa_hosts,
+        ),
+    )
+
+    put_ee(
+        "masa/admin",
+        _make_ee(
+            subject=_name("masa admin", mfr),
+            issuer=root,
+            not_before=nb,
+            not_after=ee_until,
+            eku=(ExtendedKeyUsageOID.CLIENT_AUTH,),
         ),
     )
 

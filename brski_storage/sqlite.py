@@ -595,6 +595,22 @@ class SqliteEventLog(EventLog):
 
         return await self._db.read(run)
 
+    async def recent_events(
+        self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        check_limit(limit)
+        clauses: list[str] = ["id < ?"]
+        params: list[Any] = [before_id if before_id is not None else 2**62]
+        if device_serial is not None:
+            clauses.append("device_serial = ?")  # events_by_device (device_serial, id)
+            params.append(device_serial)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
+
+        def run(conn: sqlite3.Connection) -> list[EventRecord]:
+            return [_event_record(r) for r in conn.execute(sql, (*params, limit))]
+
+        return await self._db.read(run)
+
     async def verify_event_chain(self) -> ChainReport:
         def run(conn: sqlite3.Connection) -> ChainReport:
             def rows() -> Iterator[StoredEvent]:

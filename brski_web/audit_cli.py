@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from brski.errors import BrskiError, ConfigError
-from brski_storage.base import EventLog, EventRecord
-from brski_storage.chain import event_time_text
+from brski_storage.base import EventLog
+from brski_storage.export import all_events, event_json, export_header, export_line
 
 __all__ = ["add_audit_commands", "event_json", "parse_since"]
 
@@ -32,7 +30,6 @@ OpenStore = Callable[[argparse.Namespace], Awaitable[EventLog]]
 # A role's checks of its tables against the evidence it published (e.g. the
 # registrar's store against its last CRL): one line per problem, check named.
 StateChecks = Callable[[argparse.Namespace, Any], Awaitable[list[str]]]
-_FIELDS = ["id", "at", "kind", "device_serial", "outcome", "check", "detail", "prev_hash", "hash"]
 
 
 def parse_since(text: str) -> datetime:
@@ -42,32 +39,6 @@ def parse_since(text: str) -> datetime:
     except ValueError:
         raise ConfigError(f"--since {text!r} is not an ISO 8601 date or date-time", check="audit.since") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def event_json(e: EventRecord) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        # Exactly the text the chain hashed, so an export re-verifies on its own.
-        "at": event_time_text(e.at),
-        "kind": e.kind,
-        "device_serial": e.device_serial,
-        "outcome": e.outcome,
-        "check": e.check,
-        "detail": dict(e.detail),
-        "prev_hash": e.prev_hash.hex(),
-        "hash": e.hash.hex(),
-    }
-
-
-async def _all_events(store: EventLog, device: str | None) -> AsyncIterator[EventRecord]:
-    last = 0
-    while True:
-        page = await store.events(since_id=last, device_serial=device, limit=1000)
-        if not page:
-            return
-        for e in page:
-            yield e
-        last = page[-1].id
 
 
 async def _verify(
@@ -97,19 +68,10 @@ async def _verify(
 
 async def _export(store: EventLog, args: argparse.Namespace, out: IO[str]) -> int:
     since = parse_since(args.since) if args.since else None
-    writer = csv.DictWriter(out, fieldnames=_FIELDS, lineterminator="\n") if args.format == "csv" else None
-    if writer is not None:
-        writer.writeheader()
+    out.write(export_header(args.format))
     count = 0
-    async for e in _all_events(store, args.device):
-        if since is not None and e.at < since:
-            continue
-        record = event_json(e)
-        if writer is not None:
-            record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
-            writer.writerow(record)
-        else:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
+    async for e in all_events(store, device=args.device, since=since):
+        out.write(export_line(e, args.format))
         count += 1
     print(f"exported {count} event(s)", file=sys.stderr)
     return 0

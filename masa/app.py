@@ -26,6 +26,7 @@ from brski_web.middleware import (
 )
 from masa import handlers
 from masa.config import MasaConfig
+from masa.console import create_masa_console
 from masa.ratelimit import RateLimiter
 from masa.service import MasaService, VoucherSigner
 
@@ -60,7 +61,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
-    service = request.app.get(SERVICE)
+    service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(kind=f"refused {request.path}", err=err, now=datetime.now(UTC))
 
@@ -76,4 +77,6 @@ def create_app(config: MasaConfig) -> web.Application:
     app.cleanup_ctx.append(_service_ctx)
     refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)
+    # The manufacturer's web console (masa/console.py).
+    app.add_subapp("/console/", create_masa_console(SERVICE, config))
     return app

@@ -65,6 +65,12 @@ class MasaConfig:
     rate_limit_burst: int = setting(20, section=_M, min=1, help="token bucket size for the rate limit")
     body_read_timeout_s: float = setting(10.0, section=_M, min=0.001,
                                          help="a request body must arrive within this many seconds")
+    # The web console (/console/, masa/console.py); no admin configured: it answers 403.
+    admin_ca: list[Path] = setting([], section=_M, path=True, example=["certs/dev/manufacturer/root-ca.crt"],
+                                   help="CAs an admin's client certificate must chain to (the web console)")
+    admin_subjects: list[str] = setting([], section=_M, example=["CN=masa admin,O=brski dev manufacturer"],
+                                        help="admin certificates by RFC 4514 subject")
+    admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
 
     def __post_init__(self) -> None:
         if not self.manufacturer_anchors:

@@ -29,6 +29,7 @@ from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
 from registrar.config import RegistrarConfig
+from registrar.console import create_registrar_console
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.issuance import IssuancePolicy
@@ -135,7 +136,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
-    service = request.app.get(SERVICE)
+    service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(
             kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC)
@@ -152,4 +153,6 @@ def create_app(config: RegistrarConfig) -> web.Application:
     handlers.add_routes(app, SERVICE)
     add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
     add_revocation_routes(app, REVOCATION, app)
+    # The operators' web console (registrar/console.py), same admin check as /admin/v1.
+    app.add_subapp("/console/", create_registrar_console(SERVICE, CONFIG))
     return app

@@ -121,6 +121,8 @@ def cmd_approval(args: argparse.Namespace) -> int:
     import getpass
     from datetime import UTC, datetime
 
+    from registrar.actions import decide_approval
+
     db = database_url(args.config, args.database)
 
     async def main() -> int:
@@ -133,13 +135,7 @@ def cmd_approval(args: argparse.Namespace) -> int:
             decision: ApprovalDecision = "approved" if args.devices_cmd == "approve" else "rejected"
             now = datetime.now(UTC)
             who = args.by or getpass.getuser()
-            rec = await store.decide_approval(args.serial, decision=decision, at=now, by=who, reason=args.reason)
-            # Every admission decision is an event with the rule that made it.
-            await store.append_event(
-                at=now, kind="admission.operator", device_serial=args.serial,
-                outcome="allow" if decision == "approved" else "refuse",
-                check=f"registrar.approval-{decision}", detail={"by": who, "reason": args.reason},
-            )
+            rec = await decide_approval(store, args.serial, decision=decision, now=now, by=who, reason=args.reason)
             print(f"{rec.serial}\t{rec.decision}")
             return 0
 

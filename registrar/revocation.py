@@ -292,7 +292,8 @@ class RevocationPublisher:
         )
         return crl.public_bytes(Encoding.DER)
 
-    async def _status(self, serial: int) -> CertStatus:
+    async def cert_status(self, serial: int) -> CertStatus:
+        """What OCSP answers for ``serial`` (the console shows the same)."""
         record = await self.store.get_certificate(serial) if serial > 0 else None
         if record is None or record.state == "reserved":
             return CertStatus(status="unknown")
@@ -309,7 +310,7 @@ class RevocationPublisher:
     async def ocsp(self, der: bytes, *, now: datetime) -> OcspAnswer:
         query = read_request(der, ca_cert=self.keys.ca_cert)
         result = query if isinstance(query, OcspAnswer) else respond(
-            query, await self._status(query.serial), ca_cert=self.keys.ca_cert,
+            query, await self.cert_status(query.serial), ca_cert=self.keys.ca_cert,
             ca_key=self.keys.ca_key, now=now, validity=OCSP_VALIDITY,
         )
         log.info(kv(
