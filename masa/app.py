@@ -18,7 +18,12 @@ from brski.pki import load_cert, load_private_key
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.configfile import read_certs
-from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
+from brski_web.middleware import (
+    BODY_READ_TIMEOUT,
+    PLAINTEXT_ERROR_PATHS,
+    REFUSAL_RECORDER,
+    error_middleware,
+)
 from masa import handlers
 from masa.config import MasaConfig
 from masa.ratelimit import RateLimiter
@@ -65,6 +70,9 @@ def create_app(config: MasaConfig) -> web.Application:
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
+    # RFC 8995 5.6: "the response data from the MASA MUST be a plaintext
+    # human-readable (UTF-8) error message".
+    app[PLAINTEXT_ERROR_PATHS] = frozenset({"/.well-known/brski/requestvoucher"})
     app.cleanup_ctx.append(_service_ctx)
     refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)

@@ -20,6 +20,7 @@ Example (``registrar.toml``)::
     ldevid_validity_days = 365
     admin_subjects = ["CN=admin,O=brski dev domain"]  # admin API clients (or admin_fingerprints)
     body_read_timeout_s = 10.0                        # a request body must arrive within this
+    accept_base64_voucher_requests = false            # labs only: decode base64 text bodies
 
     # Admission policy (issue 4; see registrar/policy.py for every key):
     # [[registrar.manufacturers]] name/anchor/policy ("brski", "first-use", "deny"),
@@ -64,6 +65,8 @@ _REGISTRAR_KEYS = {
     "admin_subjects",
     "reonboard_decommissioned",
     "allow_crl_mismatch",
+    # interop labs: accept base64 text where RFC 8366 8.3 says DER
+    "accept_base64_voucher_requests",
     "body_read_timeout_s",
     # what an LDevID may say, how many a device gets (docs/security.md)
     *LDEVID_KEYS,
@@ -133,6 +136,9 @@ class RegistrarConfig:
     # 3.3); the CRL's revocations stay in force. Normally only as the flag
     # --allow-crl-mismatch, for the time it takes to restore the store.
     allow_crl_mismatch: bool = False
+    # For interop labs only: decode a voucher-request sent as base64 text
+    # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
+    accept_base64_voucher_requests: bool = False
 
     @property
     def revocation_base(self) -> str | None:
@@ -169,6 +175,8 @@ class RegistrarConfig:
             raise ConfigError(f"http_port {self.http_port} out of range", check="config.port")
         if not isinstance(self.reonboard_decommissioned, bool):
             raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
+        if not isinstance(self.accept_base64_voucher_requests, bool):
+            raise ConfigError("accept_base64_voucher_requests must be true or false", check="config.interop")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
         if not isinstance(self.allow_crl_mismatch, bool):
