@@ -69,8 +69,9 @@ for _state in _HOLDS_VOUCHER:
     # RFC 8995 5.9.3 / RFC 7030 4.2.1: EST enrolment only for a device this
     # registrar vouched for; a device with an LDevID may enrol again (new key).
     _table[_state, _E.LDEVID_ISSUED] = _S.ENROLLED
-for _state in (_S.ENROLLED, _S.RENEWED):
-    # RFC 7030 4.2.2: re-enrolment with the current LDevID (renew or rekey).
+for _state in _HOLDS_VOUCHER:
+    # RFC 7030 4.2.2: re-enrolment with the current LDevID (renew or rekey); a
+    # device that asked for a voucher again still holds its valid LDevID.
     _table[_state, _E.LDEVID_RENEWED] = _S.RENEWED
 for _state in (*_ONBOARDING, _S.REVOKED):
     # RFC 5280 5.3.1: an operator revokes the device's LDevIDs; the device is

@@ -26,7 +26,7 @@ from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
-from masa.config import MasaConfig, database_url, load_config
+from masa.config import MasaConfig, database_url, example_config, load_config
 
 __all__ = ["add_parser", "main"]
 
@@ -161,6 +161,8 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.set_defaults(func=cmd_serve)
 
+    example = cmds.add_parser("config-example", help="print the documented example config (masa.toml)")
+    example.set_defaults(func=lambda _args: print(example_config(), end="") or 0)
     devices = cmds.add_parser("devices", help="the devices this manufacturer made")
     dcmds = devices.add_subparsers(dest="devices_cmd", required=True, metavar="COMMAND")
     imp = dcmds.add_parser("import", help="record IDevID certificates (files or dev-PKI pledge directories)")

@@ -64,9 +64,9 @@ _REGISTRAR_KEYS = {
     "admin_fingerprints",
     "admin_subjects",
     "reonboard_decommissioned",
-    "allow_crl_mismatch",
     # interop labs: accept base64 text where RFC 8366 8.3 says DER
     "accept_base64_voucher_requests",
+    "allow_crl_mismatch",
     "body_read_timeout_s",
     # what an LDevID may say, how many a device gets (docs/security.md)
     *LDEVID_KEYS,
@@ -123,6 +123,9 @@ class RegistrarConfig:
     admin_fingerprints: list[str] = field(default_factory=list)
     admin_subjects: list[str] = field(default_factory=list)
     reonboard_decommissioned: bool = True
+    # For interop labs only: decode a voucher-request sent as base64 text
+    # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
+    accept_base64_voucher_requests: bool = False
     # Identity binding (brski/ldevid.py, RFC 8995 5.9.2): the LDevID's subject,
     # key purposes and names come from these profiles, never from the CSR.
     ldevid: LdevidProfiles = field(default_factory=LdevidProfiles)
@@ -136,9 +139,6 @@ class RegistrarConfig:
     # 3.3); the CRL's revocations stay in force. Normally only as the flag
     # --allow-crl-mismatch, for the time it takes to restore the store.
     allow_crl_mismatch: bool = False
-    # For interop labs only: decode a voucher-request sent as base64 text
-    # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
-    accept_base64_voucher_requests: bool = False
 
     @property
     def revocation_base(self) -> str | None:

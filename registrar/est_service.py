@@ -19,13 +19,14 @@ from brski import est
 from brski.ca import csr_names_device, issue_ldevid, new_serial
 from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
+from brski.lifecycle import LifecycleEvent, next_state
 from brski.pki import device_serial, spki_sha256
 from brski.telemetry import parse_status
 from brski_storage import StateChange
 from brski_storage.base import DeviceRecord
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
-from registrar.context import DeviceStates, RegistrarContext
+from registrar.context import RegistrarContext
 from registrar.issuance import IssuancePolicy
 
 __all__ = ["EstService"]
@@ -47,10 +48,10 @@ class EstService:
         self.ldevid_validity = ldevid_validity
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
-        # What an LDevID says, how many a device gets (registrar/issuance.py).
-        self.issuance = issuance or IssuancePolicy()
         # RFC 7030 4.1.3: the same answer to every /cacerts for the life of the process.
         self._cacerts = est.encode_base64_body(est.build_certs_only([ctx.keys.ca_cert]))
+        # What an LDevID says, how many a device gets (registrar/issuance.py).
+        self.issuance = issuance or IssuancePolicy()
 
     async def enroll_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.9.4: the pledge reports whether its LDevID works."""
@@ -88,12 +89,7 @@ class EstService:
         device = await self.ctx.store.get_device(serial)
         assert device is not None
         # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
-        if device.state not in (DeviceStates.VOUCHER_OBTAINED, DeviceStates.ENROLLED, DeviceStates.RENEWED):
-            raise Forbidden(
-                f"device {serial} is {device.state}; it needs a voucher before enrolling",
-                check="est.not-authorised",
-                serial=serial,
-            )
+        enrolled = next_state(device.state, LifecycleEvent.LDEVID_ISSUED, serial=serial)
         await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
         await self.issuance.check_limit(self.ctx.store, serial, now=now)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
@@ -103,7 +99,7 @@ class EstService:
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
         cert = await self._issue(
             csr, device=device, now=now, kind="credential.issued",
-            then=StateChange(state=DeviceStates.ENROLLED, reason="LDevID issued"),
+            then=StateChange(state=enrolled, reason="LDevID issued"),
         )
         # A device holds one valid LDevID: enrolling again through the IDevID
         # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1).
@@ -124,6 +120,7 @@ class EstService:
         await self.issuance.check_limit(self.ctx.store, serial, now=now)
         device = await self.ctx.store.get_device(serial)
         assert device is not None  # a certificate row references its device
+        renewed = next_state(device.state, LifecycleEvent.LDEVID_RENEWED, serial=serial)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
         if csr.subject != peer.leaf.subject:
@@ -137,7 +134,7 @@ class EstService:
         cert = await self._issue(
             csr, device=device, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
-            then=StateChange(state=DeviceStates.RENEWED, reason="LDevID renewed"),
+            then=StateChange(state=renewed, reason="LDevID renewed"),
         )
         return est.encode_base64_body(est.build_certs_only([cert]))
 

@@ -16,6 +16,7 @@ from cryptography import x509
 
 from brski.artifact import sign_artifact, verify_artifact
 from brski.errors import BadGateway, BrskiError, Forbidden, MalformedInput, Pending, Unauthenticated
+from brski.lifecycle import LifecycleEvent, next_state
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
@@ -25,7 +26,7 @@ from brski.voucher import Assertion, Voucher, VoucherRequest
 from brski_storage import StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
-from registrar.context import DeviceStates, RegistrarContext
+from registrar.context import RegistrarContext
 from registrar.masa_client import MasaClient
 from registrar.policy import RegistrarPolicy
 
@@ -93,17 +94,16 @@ class VoucherService:
             at=now,
         )
         # Lifecycle (issue 5): revoked devices stay out; decommissioned ones return only if policy allows.
-        await self.ctx.admit_known_device(serial, now=now)
+        state = await self.ctx.admit_known_device(serial, now=now)
         # Who may join: refusals raise (the middleware stores them as events),
         # an unknown device under "queue" gets 202 (RFC 8995 5.6); an
         # admission is stored here, so every decision is one event.
         try:
             decision = await self.policy.admit(serial, mfr, now=now)
         except Pending:
-            if device.state != DeviceStates.AWAITING_APPROVAL:
-                await self.ctx.store.set_device_state(
-                    serial, DeviceStates.AWAITING_APPROVAL, at=now, reason="parked for operator approval"
-                )
+            parked = next_state(state, LifecycleEvent.VOUCHER_PARKED, serial=serial)
+            if state != parked:
+                await self.ctx.store.set_device_state(serial, parked, at=now, reason="parked for operator approval")
             raise
         await self.policy.commit_pin(mfr, serial=serial, now=now)
         # Stored with the voucher-request below, in one transaction.
@@ -170,7 +170,9 @@ class VoucherService:
             nonce=voucher.nonce,
             expires_on=voucher.expires_on,
             received_at=now,
-            then=StateChange(state=DeviceStates.VOUCHER_OBTAINED, reason="voucher from MASA"),
+            then=StateChange(
+                state=next_state(state, LifecycleEvent.VOUCHER_OBTAINED, serial=serial), reason="voucher from MASA"
+            ),
             events=(
                 self.ctx.new_event(
                     now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",

@@ -259,7 +259,7 @@ def test_openssl_csr_posted_by_curl(net: Net) -> None:
         out = subprocess.run(
             [CURL, "-sS", "-o", str(d / "resp"), "-w", "%{http_code}", "--cacert", str(net.path("registrar/domain-ca.crt")),
              "--cert", str(me.pem_path), "--key", str(me.key_path), "-H", f"Content-Type: {MT_PKCS10}",
-             "-H", "Content-Transfer-Encoding: base64", "-H", "Accept: application/problem+json", "--data-binary", f"@{d / 'csr.b64'}",
+             "-H", "Content-Transfer-Encoding: base64", "-H", "Accept: */*", "--data-binary", f"@{d / 'csr.b64'}",
              "--resolve", f"localhost:{net.registrar_port}:127.0.0.1", f"https://localhost:{net.registrar_port}{ENROLL}"],
             capture_output=True, text=True, timeout=60,
         )
@@ -267,7 +267,8 @@ def test_openssl_csr_posted_by_curl(net: Net) -> None:
 
     _policy(net, profiles=LdevidProfiles(csr_extras="refuse"))
     code, body = curl()
-    assert code == "403" and b'"check": "est.csr-not-granted"' in body, body[:300]
+    # curl asks for no media type, so the problem comes as text (brski_web.middleware).
+    assert code == "403" and b"(check: est.csr-not-granted)" in body, body[:300]
     _policy(net, profiles=LdevidProfiles(csr_extras="ignore"))
     code, body = curl()
     assert code == "200", body[:300]

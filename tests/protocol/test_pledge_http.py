@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from brski.errors import LocalError, MalformedInput, PayloadTooLarge
 from brski.pledge import retry_after_seconds
 from pledge_sim.http import HttpConnection
+from tests.protocol.conftest import issue, key_pem, name
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -28,28 +26,10 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def server_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, bytes]:
     """A throwaway self-signed server certificate (generated per run, never stored)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "canned registrar")])
-    start = datetime.now(UTC) - timedelta(minutes=5)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = issue(name("canned registrar"), issuer_cert=None, issuer_key=None)
     d = tmp_path_factory.mktemp("tls")
     (d / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (d / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    (d / "tls.key").write_bytes(key_pem(key))
     return d / "tls.crt", d / "tls.key", cert.public_bytes(serialization.Encoding.DER)
 
 
