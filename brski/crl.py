@@ -27,10 +27,10 @@ __all__ = [
     "REASONS",
     "CertRow",
     "CrlDisagreement",
+    "PublishedCrl",
     "RevokedEntry",
     "build_crl",
     "crl_disagreements",
-    "parse_crl_entries",
     "parse_reason",
     "reason_name",
 ]
@@ -113,26 +113,38 @@ def build_crl(
 # --- RFC 5280 3.3: a CRL never drops an unexpired revoked certificate ----------------
 
 
-def parse_crl_entries(der: bytes, *, ca_cert: x509.Certificate | None = None) -> list[RevokedEntry]:
-    """The entries of a CRL this CA published; with ``ca_cert``, its signature is checked."""
-    try:
-        crl = x509.load_der_x509_crl(der)
-        entries = [
-            RevokedEntry(serial=r.serial_number, revoked_at=r.revocation_date_utc, reason=_entry_reason(r))
-            for r in crl
-        ]
-    except ValueError as exc:
-        raise MalformedInput(f"stored CRL unreadable: {exc}", check="crl.unreadable") from exc
-    if ca_cert is not None and not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
-        raise SignatureInvalid("stored CRL is not signed by the domain CA", check="crl.signature")
-    return entries
+class PublishedCrl:
+    """A CRL this CA published, parsed once: O(1) "is this serial listed?".
+
+    Only the serial numbers are read up front; an entry's date and reason
+    only when it is asked for (OCSP answers for a listed serial).
+    """
+
+    def __init__(self, der: bytes, *, ca_cert: x509.Certificate | None = None) -> None:
+        try:
+            self._crl = x509.load_der_x509_crl(der)
+            self.serials = frozenset(r.serial_number for r in self._crl)
+        except ValueError as exc:
+            raise MalformedInput(f"stored CRL unreadable: {exc}", check="crl.unreadable") from exc
+        if ca_cert is not None and not self._crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+            raise SignatureInvalid("stored CRL is not signed by the domain CA", check="crl.signature")
+
+    def entry(self, serial: int) -> RevokedEntry | None:
+        if serial not in self.serials:
+            return None
+        found = self._crl.get_revoked_certificate_by_serial_number(serial)
+        return None if found is None else _entry(found)
+
+    def entries(self) -> list[RevokedEntry]:
+        return [_entry(r) for r in self._crl]
 
 
-def _entry_reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags:
+def _entry(revoked: x509.RevokedCertificate) -> RevokedEntry:
     try:
-        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
     except x509.ExtensionNotFound:
-        return x509.ReasonFlags.unspecified
+        reason = x509.ReasonFlags.unspecified
+    return RevokedEntry(serial=revoked.serial_number, revoked_at=revoked.revocation_date_utc, reason=reason)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +165,7 @@ class CrlDisagreement:
 
 
 def crl_disagreements(
-    published: Iterable[RevokedEntry], rows: Mapping[int, CertRow], *, now: datetime
+    published: Iterable[int], rows: Mapping[int, CertRow], *, now: datetime
 ) -> list[CrlDisagreement]:
     """Entries of the last published CRL that the store's rows contradict.
 
@@ -164,12 +176,12 @@ def crl_disagreements(
     backup) and must not be believed.
     """
     out: list[CrlDisagreement] = []
-    for entry in published:
-        row = rows.get(entry.serial)
+    for serial in sorted(published):
+        row = rows.get(serial)
         if row is None:
-            out.append(CrlDisagreement(serial=entry.serial, check="crl.entry-without-row",
+            out.append(CrlDisagreement(serial=serial, check="crl.entry-without-row",
                                        detail="listed as revoked, but the store has no such certificate"))
         elif row.state != "revoked" and (row.not_after is None or row.not_after > now):
-            out.append(CrlDisagreement(serial=entry.serial, check="crl.entry-unrevoked",
+            out.append(CrlDisagreement(serial=serial, check="crl.entry-unrevoked",
                                        detail=f"listed as revoked, but the store says {row.state!r}"))
     return out

@@ -37,10 +37,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from brski.crl import (
     CertRow,
     CrlDisagreement,
+    PublishedCrl,
     RevokedEntry,
     build_crl,
     crl_disagreements,
-    parse_crl_entries,
     parse_reason,
     reason_name,
 )
@@ -171,11 +171,11 @@ async def crl_consistency(
     if latest is None:
         return []
     try:
-        entries = parse_crl_entries(latest.der, ca_cert=ca_cert)
+        published = PublishedCrl(latest.der, ca_cert=ca_cert)
     except BrskiError as exc:
         return [CrlDisagreement(serial=0, check=exc.check, detail=f"CRL number {latest.number}: {exc.detail}")]
-    rows = await _rows_for(store, [e.serial for e in entries])
-    return crl_disagreements(entries, rows, now=now)
+    rows = await _rows_for(store, list(published.serials))
+    return crl_disagreements(published.serials, rows, now=now)
 
 
 def describe_disagreements(problems: list[CrlDisagreement]) -> list[str]:
@@ -218,22 +218,22 @@ class RevocationPublisher:
         self.store = store
         self.keys = keys
         self._lock = asyncio.Lock()
-        # The last published CRL's entries, parsed once per CRL number.
-        self._published: tuple[int, dict[int, RevokedEntry]] = (0, {})
+        # The last published CRL, parsed once per CRL number.
+        self._published: tuple[int, PublishedCrl] | None = None
 
-    async def published_entries(self) -> dict[int, RevokedEntry]:
-        """Serial -> entry of the newest CRL in the store (empty before the first)."""
+    async def published(self) -> PublishedCrl | None:
+        """The newest CRL in the store (None before the first)."""
         latest = await self.store.latest_crl()
         if latest is None:
-            return {}
-        if self._published[0] != latest.number:
-            entries = {e.serial: e for e in parse_crl_entries(latest.der)}
-            self._published = (latest.number, entries)
+            return None
+        if self._published is None or self._published[0] != latest.number:
+            self._published = (latest.number, PublishedCrl(latest.der))
         return self._published[1]
 
     async def listed_revoked(self, serial: int) -> bool:
         """Is ``serial`` on the last published CRL (whatever its row says now)?"""
-        return serial in await self.published_entries()
+        published = await self.published()
+        return published is not None and serial in published.serials
 
     async def crl_der(self, *, now: datetime) -> bytes:
         """The current CRL (DER), signing a new one if needed."""
@@ -278,14 +278,15 @@ class RevocationPublisher:
         }
         # RFC 5280 3.3: the previous CRL's entries stay until their
         # certificate expires, whatever the store says now.
-        previous = await self.published_entries()
-        missing = [s for s in previous if s not in entries]
-        if missing:
+        previous = await self.published()
+        missing = [s for s in previous.serials if s not in entries] if previous is not None else []
+        if previous is not None and missing:
             rows = await _rows_for(self.store, missing)
             for serial in missing:
                 row = rows.get(serial)
-                if row is None or row.not_after is None or row.not_after > now:
-                    entries[serial] = previous[serial]
+                kept = previous.entry(serial)
+                if kept is not None and (row is None or row.not_after is None or row.not_after > now):
+                    entries[serial] = kept
         crl = build_crl(
             ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, entries=entries.values(),
             number=number, now=now, validity=CRL_VALIDITY,
@@ -302,7 +303,8 @@ class RevocationPublisher:
                 status="revoked", revoked_at=record.revoked_at,
                 reason=parse_reason(record.revocation_reason),
             )
-        listed = (await self.published_entries()).get(serial)
+        published = await self.published()
+        listed = published.entry(serial) if published is not None else None
         if listed is not None:  # RFC 5280 3.3: never "good" once published as revoked
             return CertStatus(status="revoked", revoked_at=listed.revoked_at, reason=listed.reason)
         return CertStatus(status="good")

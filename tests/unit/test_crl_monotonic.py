@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from brski.crl import CertRow, RevokedEntry, build_crl, crl_disagreements, parse_crl_entries
+from brski.crl import CertRow, PublishedCrl, RevokedEntry, build_crl, crl_disagreements
 from brski.errors import SignatureInvalid
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -36,15 +36,17 @@ def test_parse_round_trips_and_checks_the_signature() -> None:
                RevokedEntry(serial=0xA2, revoked_at=NOW)]
     der = build_crl(ca_cert=cert, ca_key=key, entries=entries, number=3, now=NOW,
                     validity=timedelta(hours=1)).public_bytes(Encoding.DER)
-    assert parse_crl_entries(der, ca_cert=cert) == entries
+    published = PublishedCrl(der, ca_cert=cert)
+    assert published.entries() == entries and published.serials == {0xA1, 0xA2}
+    assert published.entry(0xA1) == entries[0] and published.entry(0xA3) is None
     other, _ = _ca()
     with pytest.raises(SignatureInvalid) as info:
-        parse_crl_entries(der, ca_cert=other)
+        PublishedCrl(der, ca_cert=other)
     assert info.value.check == "crl.signature"
 
 
 def test_only_unexpired_entries_the_store_no_longer_backs_disagree() -> None:
-    published = [RevokedEntry(serial=s, revoked_at=NOW) for s in (1, 2, 3, 4, 5)]
+    published = [1, 2, 3, 4, 5]
     rows = {
         1: CertRow(state="revoked", not_after=NOW + timedelta(days=1)),  # agrees
         2: CertRow(state="issued", not_after=NOW + timedelta(days=1)),   # edited back: refused
