@@ -21,6 +21,7 @@ from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
+from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
@@ -90,6 +91,21 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _mdns_ctx(app: web.Application) -> AsyncIterator[None]:
+    """RFC 8995 4.1 / Appendix B: announce _brski-registrar._tcp while serving."""
+    from brski_net.mdns import SERVICE_REGISTRAR, Announcer
+
+    cfg = app[CONFIG]
+    announcer = Announcer(
+        service=SERVICE_REGISTRAR, instance=cfg.mdns_instance, port=cfg.port, interfaces=cfg.mdns_interfaces
+    )
+    await announcer.start()
+    try:
+        yield
+    finally:
+        await announcer.stop()
+
+
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
     service = request.app.get(SERVICE)
     if service is not None:
@@ -103,6 +119,9 @@ def create_app(config: RegistrarConfig) -> web.Application:
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
+    app[PROXY_NETWORKS] = parse_proxy_addresses(config.proxy_addresses)
+    if config.mdns_interfaces:
+        app.cleanup_ctx.append(_mdns_ctx)
     app.cleanup_ctx.append(_service_ctx)
     refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)

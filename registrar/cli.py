@@ -25,7 +25,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
-    "http_port",
+    "http_port", "mdns_interfaces", "proxy_addresses",
 ]
 
 
@@ -164,6 +164,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--public-url", dest="public_url", help="base URL written into LDevIDs (CRL, OCSP)")
     serve.add_argument("--http-port", dest="http_port", type=int, help="plain-HTTP port serving /crl and /ocsp")
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.add_argument("--announce", dest="mdns_interfaces", action="append", metavar="IFACE",
+                       help="announce _brski-registrar._tcp over mDNS on this interface (repeatable)")
+    serve.add_argument("--proxy-address", dest="proxy_addresses", action="append", metavar="ADDR",
+                       help="a join proxy's address or network: its connections are logged via=proxy")
     serve.set_defaults(func=cmd_serve)
 
     devices = cmds.add_parser("devices", help="the device inventory")

@@ -68,6 +68,10 @@ _REGISTRAR_KEYS = {
     "audit_review",
     "audit_allowed_domains",
     "audit_other_domains",
+    # network (RFC 8995 4.1, 4.3): mDNS announcement and known join proxies
+    "mdns_interfaces",
+    "mdns_instance",
+    "proxy_addresses",
 }
 _POLICY_KEYS = (
     "allow_serials", "deny_serials", "unlisted_devices", "approval_retry_after_s",
@@ -111,6 +115,12 @@ class RegistrarConfig:
     admin_fingerprints: list[str] = field(default_factory=list)
     admin_subjects: list[str] = field(default_factory=list)
     reonboard_decommissioned: bool = True
+    # RFC 8995 4.1 / B: announce _brski-registrar._tcp over mDNS on these
+    # interfaces; proxy_addresses: join proxies whose connections are logged
+    # and recorded with via=proxy (RFC 8995 4.3; nothing is decided on it).
+    mdns_interfaces: list[str] = field(default_factory=list)
+    mdns_instance: str = "brski-registrar"
+    proxy_addresses: list[str] = field(default_factory=list)
 
     @property
     def revocation_base(self) -> str | None:
@@ -149,6 +159,10 @@ class RegistrarConfig:
             raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
+        if not all(isinstance(v, str) and v for v in [*self.mdns_interfaces, *self.proxy_addresses]):
+            raise ConfigError("mdns_interfaces and proxy_addresses are lists of strings", check="config.network")
+        if self.mdns_interfaces and self.port == 0:
+            raise ConfigError("mdns_interfaces: announcing needs a fixed port", check="config.network")
         if self.masa_url_override is not None and not self.masa_url_override.startswith("https://"):
             raise ConfigError("masa_url_override must be an https:// URL", check="config.masa-url")
 
