@@ -6,8 +6,9 @@ browses for both on its own links. Everything is IPv6 only: a pledge has nothing
 but a link-local address (RFC 8995 4.1: "The pledge ... uses link-local
 addresses"), so each answer is qualified with the scope of the link it arrived on.
 
-A browser runs one zeroconf instance per interface, so that it knows which link
-each answer came from and can give its link-local addresses that link's scope.
+Both sides run one zeroconf instance per interface, bound to it: an announcer
+speaks on each link with that link's addresses, a browser knows which link each
+answer came from and gives its link-local addresses that link's scope.
 """
 
 from __future__ import annotations
@@ -74,20 +75,35 @@ def _ifindex(name: str) -> int:
 
 
 def _zeroconf(ifname: str) -> AsyncZeroconf:
-    return AsyncZeroconf(interfaces=[_ifindex(ifname)], ip_version=IPVersion.V6Only)
+    """A zeroconf instance that hears and speaks on ``ifname`` only.
+
+    python-zeroconf reads the mDNS port on a socket bound to ``::`` and Linux
+    delivers a group's packets to it whatever link they arrived on, as soon as
+    any socket in the namespace joined the group on that link
+    (``inet6_mc_check`` compares the group, not the interface). A join proxy
+    would then answer pledges on links it was not told to serve, with addresses
+    of another link. Binding every socket of the instance to the interface
+    (SO_BINDTODEVICE) keeps each link's conversation on that link.
+    """
+    zc = AsyncZeroconf(interfaces=[_ifindex(ifname)], ip_version=IPVersion.V6Only)
+    engine = zc.zeroconf.engine
+    for sock in {engine._listen_socket, *engine._respond_sockets}:
+        if sock is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        except OSError as exc:  # not permitted: still works, but may hear other links
+            log.warning("mdns-bind-to-device interface=%s error=%r", ifname, exc)
+    return zc
 
 
 @dataclass
 class Announcer:
-    """Announce one service instance on ``interfaces`` until :meth:`stop`.
+    """Announce one service instance on each of ``interfaces`` until :meth:`stop`.
 
-    One responder serves all the interfaces and every answer carries the same
-    addresses, whichever link asked: a responder cannot tell reliably which link
-    a query came from (Linux delivers multicast to every socket bound to the
-    port), so an address valid on one link only would be handed out on the
-    others. Give a multi-link announcer one link-local address on all its links
-    (``fe80::1``, as routers do); the lab's edge does. ``addresses`` overrides
-    the default (every IPv6 address of the interfaces).
+    One responder per interface, bound to it: each link hears the service with
+    that link's own addresses (``addresses`` overrides them, e.g. ``fe80::1``
+    on every pledge port of the lab's edge).
     """
 
     service: str
@@ -95,63 +111,53 @@ class Announcer:
     port: int
     interfaces: Sequence[str]
     addresses: Sequence[str] = ()
+    # DNS-SD SRV priority (lower is tried first) and weight (RFC 2782).
+    priority: int = 0
+    weight: int = 0
     properties: dict[str, str] = field(default_factory=dict)
-    _zc: AsyncZeroconf | None = None
-    _info: AsyncServiceInfo | None = None
+    _running: list[tuple[AsyncZeroconf, AsyncServiceInfo]] = field(default_factory=list)
 
-    def announced_addresses(self) -> list[str]:
+    def announced_addresses(self, ifname: str) -> list[str]:
         if self.addresses:
             return [str(ipaddress.IPv6Address(a)) for a in self.addresses]
-        out: list[str] = []
-        for ifname in self.interfaces:
-            for addr in interface_addresses(ifname):
-                if str(addr) not in out:
-                    out.append(str(addr))
-        return out
+        return [str(a) for a in interface_addresses(ifname)]
 
     async def start(self) -> None:
         host = socket.gethostname().split(".")[0] or "brski"
-        addrs = self.announced_addresses()
-        if not addrs:
-            raise LookupError(f"interfaces {', '.join(self.interfaces)} have no IPv6 address to announce")
-        link_local = [a for a in addrs if ipaddress.IPv6Address(a).is_link_local]
-        if len(self.interfaces) > 1 and len(link_local) > 1:
-            log.warning(
-                "mdns-announce interfaces=%s have different link-local addresses %s: each link "
-                "hears all of them; give them one common address (e.g. fe80::1)",
-                ",".join(self.interfaces), ",".join(link_local),
-            )
-        self._info = AsyncServiceInfo(
-            self.service,
-            f"{self.instance}.{self.service}",
-            port=self.port,
-            properties=self.properties,
-            server=f"{host}.local.",
-            parsed_addresses=addrs,
-        )
-        self._zc = AsyncZeroconf(
-            interfaces=[_ifindex(i) for i in self.interfaces], ip_version=IPVersion.V6Only
-        )
         try:
-            await self._zc.async_register_service(self._info, allow_name_change=True)
+            for ifname in self.interfaces:
+                addrs = self.announced_addresses(ifname)
+                if not addrs:
+                    raise LookupError(f"interface {ifname!r} has no IPv6 address to announce")
+                info = AsyncServiceInfo(
+                    self.service,
+                    f"{self.instance}.{self.service}",
+                    port=self.port,
+                    priority=self.priority,
+                    weight=self.weight,
+                    properties=self.properties,
+                    server=f"{host}.local.",
+                    parsed_addresses=addrs,
+                )
+                zc = _zeroconf(ifname)
+                self._running.append((zc, info))
+                await zc.async_register_service(info, allow_name_change=True)
+                log.info(
+                    "mdns-announce service=%s instance=%s interface=%s port=%d priority=%d addresses=%s",
+                    self.service.removesuffix(".local."), info.name.split(".")[0], ifname, self.port,
+                    self.priority, ",".join(addrs),
+                )
         except BaseException:
             await self.stop()
             raise
-        log.info(
-            "mdns-announce service=%s instance=%s interfaces=%s port=%d addresses=%s",
-            self.service.removesuffix(".local."), self._info.name.split(".")[0],
-            ",".join(self.interfaces), self.port, ",".join(addrs),
-        )
 
     async def stop(self) -> None:
-        zc, info, self._zc, self._info = self._zc, self._info, None, None
-        if zc is None:
-            return
-        if info is not None:
+        running, self._running = self._running, []
+        for zc, info in running:
             with contextlib.suppress(Exception):
                 await zc.async_unregister_service(info)
-        with contextlib.suppress(Exception):
-            await zc.async_close()
+            with contextlib.suppress(Exception):
+                await zc.async_close()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from brski.errors import ConfigError
 __all__ = ["PROXY_NETWORKS", "ProxyNetworks", "parse_proxy_addresses", "via_proxy"]
 
 ProxyNetworks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-PROXY_NETWORKS: web.AppKey[ProxyNetworks] = web.AppKey("proxy_networks", tuple)  # type: ignore[arg-type]
+PROXY_NETWORKS: web.AppKey[ProxyNetworks] = web.AppKey("proxy_networks", tuple)
 
 
 def parse_proxy_addresses(values: Iterable[object]) -> ProxyNetworks:

@@ -70,6 +70,9 @@ class NetLab:
     discovery_timeout_s: float = 5.0
     candidate_timeout_s: float = 60.0
     proxy_limits: dict[str, Any] = field(default_factory=dict)
+    # MASA ownership: "sales-records" with every lab pledge sold to the lab's domain
+    # (a registrar of another domain is then refused a voucher, RFC 8995 5.5.4).
+    ownership: str = "open"
     lab: Lab = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +86,7 @@ class NetLab:
             registrar_http_port=t.registrar_http_port,
             host="::",
             python=self.python,
+            ownership=self.ownership,
             masa_public=t.vendor_address,
             registrar_public=t.domain_address,
             # RFC 8995 4.1 / B: the registrar announces itself on the domain link;
@@ -111,6 +115,8 @@ class NetLab:
         self.lab.write_configs()
         self._write_proxy_config()
         self.lab.import_devices()
+        if self.ownership == "sales-records":
+            self._sell_pledges()
         for name in ("masa", "registrar", "join_proxy"):
             self.lab.start(name, detach=detach)
 
@@ -135,6 +141,12 @@ class NetLab:
             for suffix in ("", "-wal", "-shm"):
                 (self.lab.workdir / (db + suffix)).unlink(missing_ok=True)
 
+    def _sell_pledges(self) -> None:
+        domain_ca = str(self.lab.certs / "registrar" / "domain-ca.crt")
+        for d in self.lab.pledge_dirs():
+            self.lab._run_cli("masa", "owners", "add", "--config", str(self.lab.workdir / "masa.toml"),
+                              d.name, "--domain-ca", domain_ca)
+
     def _write_proxy_config(self) -> None:
         t = self.topo
         limits = {
@@ -146,7 +158,7 @@ class NetLab:
             "[proxy]",
             'listen_host = "::"',
             f"listen_port = {t.proxy_port}",
-            "announce_interfaces = [" + ", ".join(f'"{p.edge_if}"' for p in t.pledge_ports()) + "]",
+            "announce_interfaces = [" + ", ".join(f'"{p.edge_if}"' for p in t.announced_ports()) + "]",
             'announce_addresses = ["fe80::1"]',
             'registrar = "auto"',
             'registrar_interfaces = ["dom0"]',

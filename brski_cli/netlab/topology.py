@@ -20,7 +20,7 @@ lists each port with both ends' namespaces and interface names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["EDGE_PLEDGE_ADDRESS", "Link", "PledgePort", "Topology"]
 
@@ -59,7 +59,9 @@ class Topology:
     registrar_port: int = 8443
     registrar_http_port: int = 8080
     masa_port: int = 8443
-    roles: tuple[str, ...] = field(default=("edge", "domain", "vendor"))
+    # Pledge ports (1-based) the join proxy does not announce on: a link where a
+    # pledge hears only what a test announces there.
+    quiet_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"brski-[a-z0-9-]*", self.prefix):
@@ -111,6 +113,9 @@ class Topology:
             PledgePort(index=i, pledge_ns=self.pledge_ns(i), pledge_if="eth0", edge_if=f"pl{i}")
             for i in range(1, self.pledges + 1)
         ]
+
+    def announced_ports(self) -> list[PledgePort]:
+        return [p for p in self.pledge_ports() if p.index not in self.quiet_ports]
 
     def links(self) -> list[Link]:
         out = [

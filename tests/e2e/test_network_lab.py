@@ -1,0 +1,239 @@
+"""The network lab, for real: namespaces, veths, nftables, mDNS, the join proxy.
+
+Pledges start with nothing but a link-local address and must discover the join
+proxy (RFC 8995 4.1); the refusals of the issue each get a test: a rogue
+registrar announcement costs time, never trust; nothing announced means exit 1;
+an idle flood from one pledge does not starve another; garbage and plain HTTP
+through the proxy are refused handshakes at the registrar, never a crash.
+
+Needs root (network namespaces): skipped with that reason otherwise. Pledge 4's
+port is not announced by the lab's proxy: only what a test announces is heard there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from brski_cli.lab import Lab, ensure_dev_pki
+from brski_cli.netlab import netns
+from brski_cli.netlab.run import NetLab
+from brski_cli.netlab.topology import Topology
+from tests.e2e.labtools import rows
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None,
+    reason="the network lab needs root, iproute2 and nftables (network namespaces)",
+)
+
+PER_SOURCE = 4
+
+
+@pytest.fixture(scope="module")
+def netlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetLab]:
+    topo = Topology(prefix=f"brski-t{os.getpid()}-", pledges=4, quiet_ports=(4,))
+    nl = NetLab(
+        topo=topo,
+        workdir=tmp_path_factory.mktemp("netlab"),
+        discovery_timeout_s=3.0,
+        candidate_timeout_s=40.0,
+        ownership="sales-records",
+        proxy_limits={"max_circuits_per_source": PER_SOURCE, "idle_timeout_s": 120.0},
+    )
+    try:
+        nl.up()
+        yield nl
+    finally:
+        nl.down()
+    left = [ns for ns in netns.existing() if topo.owns(ns)]
+    assert left == [], f"lab down left namespaces behind: {left}"
+
+
+def _in_ns(nl: NetLab, ns: str, script: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        netns.exec_argv(ns, [sys.executable, "-c", script, *args]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(what: str, check: object, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _log(nl: NetLab, name: str) -> str:
+    return (nl.lab.workdir / f"{name}.log").read_text(errors="replace")
+
+
+def test_pledge_onboards_through_the_proxy_by_discovery_alone(netlab: NetLab) -> None:
+    [r] = netlab.run_pledges([1])
+    assert r["ok"], r
+    assert (r["discovered"], r["voucher"], r["ldevid"]) == ("proxy", True, True)
+    assert r["via"] == "fe80::1%eth0"
+    # The pledge's namespace has no route off its link and no global address.
+    ns = netlab.topo.pledge_ns(1)
+    routes = subprocess.run(["ip", "-n", ns, "-6", "route"], capture_output=True, text=True).stdout
+    assert "default" not in routes
+    addrs = subprocess.run(["ip", "-n", ns, "-6", "-o", "addr"], capture_output=True, text=True).stdout
+    assert all("scope link" in ln or " lo " in ln for ln in addrs.splitlines()), addrs
+    # The registrar saw the proxy's address and says so; the proxy relayed a circuit.
+    assert "via=proxy" in _log(netlab, "registrar")
+    assert "event=circuit-open" in _log(netlab, "join_proxy")
+
+
+def test_edge_forwards_nothing_from_a_pledge_port(netlab: NetLab) -> None:
+    """nftables on the edge: the pledge cannot reach the registrar's address even
+    with a route added by hand; only the proxy answers it."""
+    ns = netlab.topo.pledge_ns(1)
+    subprocess.run(["ip", "-n", ns, "addr", "add", "fd00:b5c1:99::2/64", "dev", "eth0", "nodad"], check=True)
+    subprocess.run(["ip", "-n", ns, "-6", "route", "add", "::/0", "via", "fe80::1", "dev", "eth0"], check=True)
+    try:
+        ping = subprocess.run(netns.exec_argv(ns, ["ping", "-6", "-c", "1", "-W", "1", netlab.topo.domain_address]),
+                              capture_output=True, text=True)
+        assert ping.returncode != 0, ping.stdout
+        ruleset = subprocess.run(netns.exec_argv(netlab.topo.edge, ["nft", "list", "chain", "inet", "brski_lab", "forward"]),
+                                 capture_output=True, text=True).stdout
+        assert "packets 0 " not in ruleset.split("pledge ports forward nothing")[0].splitlines()[-1], ruleset
+    finally:
+        subprocess.run(["ip", "-n", ns, "-6", "route", "del", "::/0"], check=False)
+        subprocess.run(["ip", "-n", ns, "addr", "del", "fd00:b5c1:99::2/64", "dev", "eth0"], check=False)
+
+
+def test_no_proxy_within_the_budget_says_so_and_exits_1(netlab: NetLab) -> None:
+    run = netlab.start_pledge(4, "--discovery-timeout", "1")
+    r = run.result(60)
+    assert r["exit_code"] == 1
+    assert r["failed_check"] == "pledge.discovery.nothing-found"
+    assert "no join proxy" in r["detail"]
+    assert r["discovery"]["found"] == []
+
+
+FLOOD = """
+import socket, sys, time
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.create_connection(("fe80::1%eth0", int(sys.argv[2])))
+    socks.append(s)
+time.sleep(1.0)
+open_, closed = 0, 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        closed += s.recv(1) == b""
+    except BlockingIOError:
+        open_ += 1
+    except OSError:
+        closed += 1
+print(open_, closed, flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_idle_flood_from_one_pledge_does_not_starve_another(netlab: NetLab) -> None:
+    flood = _in_ns(netlab, netlab.topo.pledge_ns(2), FLOOD, "40", str(netlab.topo.proxy_port))
+    try:
+        assert flood.stdout is not None
+        held, refused = map(int, flood.stdout.readline().split())
+        assert (held, refused) == (PER_SOURCE, 40 - PER_SOURCE)
+        [r] = netlab.run_pledges([3])
+        assert r["ok"], r
+        assert r["discovered"] == "proxy"
+    finally:
+        flood.kill()
+        flood.wait()
+    log = _log(netlab, "join_proxy")
+    assert log.count("reason=source-limit") >= 40 - PER_SOURCE
+    assert "%pl2" in log
+
+
+GARBAGE = """
+import socket, sys
+for payload in (bytes(range(256)) * 4, b"GET / HTTP/1.1\\r\\nHost: registrar\\r\\n\\r\\n"):
+    s = socket.create_connection(("fe80::1%eth0", int(sys.argv[1])), timeout=30)
+    s.sendall(payload)
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    print(len(data), flush=True)
+    s.close()
+"""
+
+
+def test_garbage_and_plain_http_through_the_proxy_are_refused_handshakes(netlab: NetLab) -> None:
+    before = _log(netlab, "registrar").count("event=tls-handshake-refused")
+    proc = _in_ns(netlab, netlab.topo.pledge_ns(2), GARBAGE, str(netlab.topo.proxy_port))
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert len(out.split()) == 2  # both connections were closed by the far end, not hung
+    # Both reached the registrar as handshakes it refused, logged as coming through the proxy ...
+    _wait_for("two refused handshakes in the registrar's log",
+              lambda: _log(netlab, "registrar").count("event=tls-handshake-refused") >= before + 2)
+    # ... and recorded as events marked via=proxy (the refusals are stored per window).
+    db = netlab.lab.workdir / "registrar.db"
+
+    def recorded() -> bool:
+        return any(json.loads(str(d)).get("via") == "proxy"
+                   for (d,) in rows(db, "SELECT detail FROM events WHERE kind = 'tls.handshake-refused'"))
+
+    _wait_for("a tls.handshake-refused event with via=proxy", recorded)
+    # Never a crash: the registrar still serves, a pledge onboards after it.
+    assert netlab.lab._procs["registrar"].popen.poll() is None
+    [r] = netlab.run_pledges([2])
+    assert r["ok"], r
+
+
+def test_a_rogue_registrar_costs_time_never_trust(netlab: NetLab, tmp_path: Path) -> None:
+    """Pledge 4 hears two registrars: a rogue (another domain's registrar, announced
+    with the better SRV priority, so tried first) and the real one (its TLS port
+    reached through the edge's relay). The MASA sells the pledge to the real domain
+    only, so the rogue gets no voucher; the pledge moves on and ends with the real one."""
+    topo = netlab.topo
+    foreign = tmp_path / "foreign"
+    ensure_dev_pki(foreign, pledges=1, masa_url=netlab.lab.masa_url)
+    shutil.rmtree(foreign / "manufacturer")  # trust the same manufacturer as the lab's pledges
+    shutil.copytree(netlab.lab.certs / "manufacturer", foreign / "manufacturer")
+    rogue = Lab(
+        workdir=tmp_path / "rogue", certs=foreign, registrar_port=9443, host="::",
+        masa_public=topo.vendor_address, registrar_public="fe80::1",
+        registrar_extra=('mdns_interfaces = ["pl4"]', 'mdns_instance = "rogue-registrar"'),
+        command_prefix={"registrar": netns.exec_argv(topo.edge, [])},
+    )
+    rogue.write_configs()
+    real = subprocess.Popen(netns.exec_argv(topo.edge, [
+        sys.executable, "-m", "brski_net", "announce", "registrar", "--port", str(topo.proxy_port),
+        "--interface", "pl4", "--address", "fe80::1", "--priority", "10", "--instance", "domain-registrar",
+        "--ready-file", str(tmp_path / "announced")]), stderr=subprocess.DEVNULL)
+    try:
+        rogue.start("registrar")
+        _wait_for("the real registrar's announcement", (tmp_path / "announced").exists)
+        r = netlab.start_pledge(4, "--discovery-timeout", "3").result(120)
+    finally:
+        rogue.stop_all()
+        real.terminate()
+        real.wait()
+    attempts = r["discovery"]["attempts"]
+    assert [(a["kind"], a["name"], a["ok"]) for a in attempts] == [
+        ("registrar", "rogue-registrar", False),
+        ("registrar", "domain-registrar", True),
+    ], attempts
+    assert r["ok"] and r["voucher"] and r["ldevid"], r
+    # The LDevID comes from the real domain CA (both dev PKIs use the same names: check the key).
+    serial = r["serial"]
+    ldevid = x509.load_pem_x509_certificate((netlab.workdir / "pledges" / serial / "ldevid.crt").read_bytes())
+    real_ca = x509.load_pem_x509_certificate((netlab.lab.certs / "registrar" / "domain-ca.crt").read_bytes())
+    ldevid.verify_directly_issued_by(real_ca)
