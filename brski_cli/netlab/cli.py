@@ -66,6 +66,7 @@ def _picture(topo: Topology) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    netns.preflight()  # before anything that could touch an existing lab
     topo = _topology(args)
     nl = NetLab(topo=topo, workdir=args.workdir)
     t0 = time.monotonic()
@@ -108,6 +109,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    netns.preflight()
     topo = _topology(args, pledges=args.pledges)
     nl = NetLab(topo=topo, workdir=args.workdir, discovery_timeout_s=args.discovery_timeout)
     records: list[dict[str, Any]] = []
