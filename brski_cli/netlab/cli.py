@@ -77,8 +77,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise
     _say(f"lab up in {time.monotonic() - t0:.1f} s (logs: {nl.lab.workdir}/):")
     _say(_picture(topo))
-    _say(f"onboard pledge 1: ip netns exec {topo.pledge_ns(1)} brski pledge enroll --dir "
-         f"{nl.pledge_dir(1)} -v   |   brski lab down")
+    brski = Path(sys.executable).with_name("brski")
+    _say(f"onboard pledge 1: ip netns exec {topo.pledge_ns(1)} {brski} pledge enroll --dir {nl.pledge_dir(1)}")
+    _say(f"tear down:        {brski} lab down" + (f" --prefix {topo.prefix}" if topo.prefix != "brski-" else ""))
     return EXIT_OK
 
 

@@ -76,6 +76,13 @@ def _wait_for(what: str, check: object, timeout: float = 40.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _log(nl: NetLab, name: str) -> str:
     return (nl.lab.workdir / f"{name}.log").read_text(errors="replace")
 
@@ -237,3 +244,29 @@ def test_a_rogue_registrar_costs_time_never_trust(netlab: NetLab, tmp_path: Path
     ldevid = x509.load_pem_x509_certificate((netlab.workdir / "pledges" / serial / "ldevid.crt").read_bytes())
     real_ca = x509.load_pem_x509_certificate((netlab.lab.certs / "registrar" / "domain-ca.crt").read_bytes())
     ldevid.verify_directly_issued_by(real_ca)
+
+
+def test_down_cleans_up_after_an_up_killed_half_way(tmp_path: Path) -> None:
+    """``lab up`` killed with SIGKILL once its namespaces exist and its first server
+    runs: ``down`` leaves no namespace and no process behind, and a second ``down``
+    is a no-op."""
+    prefix = f"brski-c{os.getpid()}-"
+    topo = Topology(prefix=prefix, pledges=2)
+    cli = [sys.executable, "-m", "brski_cli", "lab"]
+    common = ["--prefix", prefix, "--workdir", str(tmp_path)]
+    up = subprocess.Popen([*cli, "up", "--pledges", "2", *common], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for("a server process in the vendor namespace",
+                  lambda: topo.vendor in netns.existing() and netns.netns_pids(topo.vendor), timeout=120)
+        pids = [p for ns in netns.existing() if topo.owns(ns) for p in netns.netns_pids(ns)]
+    finally:
+        up.kill()
+        up.wait()
+    assert pids
+    down = subprocess.run([*cli, "down", *common], capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert [ns for ns in netns.existing() if topo.owns(ns)] == []
+    # Signalled and gone (a zombie waits for its reaper, it runs nothing).
+    _wait_for("the lab's processes to exit", lambda: not any(_alive(p) for p in pids), timeout=20)
+    again = subprocess.run([*cli, "down", *common], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "removed 0" in again.stdout
