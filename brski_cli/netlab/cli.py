@@ -126,7 +126,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             nl.down()
     for r in records:
         if r["ok"]:
-            _say(f"pledge {r['serial']}: discovered {r['discovered']} {r['via']}, voucher and LDevID in {r['seconds']} s")
+            _say(f"pledge {r['serial']}: discovered {r['discovered']} {r['via']}, voucher and LDevID in {r['seconds']} s"
+                 f" (process {r['process_seconds']} s)")
         else:
             _say(f"pledge {r['serial']}: FAILED [{r['failed_check']}] {r['detail']}")
     if args.json is not None:

@@ -45,13 +45,18 @@ class PledgeRun:
             doc: dict[str, Any] = json.loads(stdout)
         except ValueError:
             doc = {"ok": False, "failed_check": "pledge.crashed", "detail": f"see {self.log_path}"}
+        # The pledge's own time: discovery plus every candidate it tried (the
+        # interpreter's start, which a loaded machine can stretch to seconds, is not onboarding).
+        disc = doc.get("discovery") or {}
+        own = disc.get("seconds", 0.0) + sum(a.get("seconds", 0.0) for a in disc.get("attempts", []))
         return {
             "serial": doc.get("serial") or self.serial,
             "discovered": doc.get("discovered"),
             "via": doc.get("via"),
             "voucher": doc.get("voucher") is not None,
             "ldevid": doc.get("ldevid") is not None,
-            "seconds": seconds,
+            "seconds": round(own, 3) if disc else seconds,
+            "process_seconds": seconds,
             "ok": bool(doc.get("ok")),
             "failed_check": doc.get("failed_check"),
             "detail": doc.get("detail"),
