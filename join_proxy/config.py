@@ -30,7 +30,7 @@ from typing import Any
 from brski.errors import ConfigError
 from brski_web.configfile import load_sections, merge
 
-__all__ = ["ProxyConfig", "Upstream", "load_config", "parse_upstream"]
+__all__ = ["CircuitLimits", "ProxyConfig", "Upstream", "load_config", "parse_upstream"]
 
 _KEYS = {
     "listen_host", "listen_port", "announce_interfaces", "announce_addresses", "instance",
@@ -93,6 +93,36 @@ def parse_upstream(text: str) -> Upstream:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CircuitLimits:
+    """The relay's bounds (RFC 8995 4.3 leaves them to the proxy; the pledge link is unauthenticated)."""
+
+    max_circuits: int
+    max_circuits_per_source: int
+    connect_timeout_s: float
+    idle_timeout_s: float
+    max_circuit_s: float
+    max_circuit_bytes: int
+
+    def __post_init__(self) -> None:
+        for name in ("max_circuits", "max_circuits_per_source", "max_circuit_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer", check="proxy.config.limits")
+        if self.max_circuits_per_source > self.max_circuits:
+            raise ConfigError("max_circuits_per_source exceeds max_circuits", check="proxy.config.limits")
+        for name in ("connect_timeout_s", "idle_timeout_s", "max_circuit_s"):
+            _seconds(getattr(self, name), name)
+
+
+_LIMIT_KEYS = tuple(CircuitLimits.__dataclass_fields__)
+
+
+def _seconds(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+        raise ConfigError(f"{name} must be seconds in (0, 86400]", check="proxy.config.timeouts")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
     listen_host: str
     listen_port: int
@@ -102,26 +132,12 @@ class ProxyConfig:
     registrar: Upstream | None  # None: discover by mDNS on registrar_interfaces
     registrar_interfaces: tuple[str, ...]
     discovery_timeout_s: float
-    max_circuits: int
-    max_circuits_per_source: int
-    connect_timeout_s: float
-    idle_timeout_s: float
-    max_circuit_s: float
-    max_circuit_bytes: int
+    limits: CircuitLimits
     ready_file: Path | None
     log_level: str
 
     def __post_init__(self) -> None:
-        for name in ("max_circuits", "max_circuits_per_source", "max_circuit_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer", check="proxy.config.limits")
-        if self.max_circuits_per_source > self.max_circuits:
-            raise ConfigError("max_circuits_per_source exceeds max_circuits", check="proxy.config.limits")
-        for name in ("discovery_timeout_s", "connect_timeout_s", "idle_timeout_s", "max_circuit_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
-                raise ConfigError(f"{name} must be seconds in (0, 86400]", check="proxy.config.timeouts")
+        _seconds(self.discovery_timeout_s, "discovery_timeout_s")
         if not 0 <= self.listen_port <= 65535:
             raise ConfigError(f"listen_port {self.listen_port} out of range", check="proxy.config.port")
         if self.announce_interfaces and self.listen_port == 0:
@@ -155,4 +171,5 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ProxyConfig:
         raise ConfigError('registrar must be "auto" or host:port', check="proxy.config.registrar")
     for name in ("announce_interfaces", "announce_addresses", "registrar_interfaces"):
         merged[name] = _strings(merged[name], name)
-    return ProxyConfig(registrar=None if registrar == "auto" else parse_upstream(registrar), **merged)
+    limits = CircuitLimits(**{k: merged.pop(k) for k in _LIMIT_KEYS})
+    return ProxyConfig(registrar=None if registrar == "auto" else parse_upstream(registrar), limits=limits, **merged)

@@ -20,25 +20,14 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from brski_web.logs import kv
-from join_proxy.config import Upstream
+from join_proxy.config import CircuitLimits, Upstream
 
-__all__ = ["CircuitLimits", "CircuitRelay", "source_key"]
+__all__ = ["CircuitRelay", "source_key"]
 
 log = logging.getLogger("join_proxy.relay")
 CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True, kw_only=True)
-class CircuitLimits:
-    max_circuits: int
-    max_circuits_per_source: int
-    connect_timeout_s: float
-    idle_timeout_s: float
-    max_circuit_s: float
-    max_circuit_bytes: int
 
 
 def source_key(peername: object) -> str:

@@ -12,7 +12,7 @@ from brski.errors import LocalError
 from brski_net.mdns import SERVICE_PROXY, SERVICE_REGISTRAR, Announcer, browse
 from brski_web.logs import kv
 from join_proxy.config import ProxyConfig, Upstream
-from join_proxy.relay import CircuitLimits, CircuitRelay
+from join_proxy.relay import CircuitRelay
 
 __all__ = ["find_registrars", "serve"]
 
@@ -40,17 +40,7 @@ async def find_registrars(cfg: ProxyConfig) -> list[Upstream]:
 
 async def serve(cfg: ProxyConfig, *, stop: asyncio.Event | None = None) -> int:
     upstreams = await find_registrars(cfg)
-    relay = CircuitRelay(
-        CircuitLimits(
-            max_circuits=cfg.max_circuits,
-            max_circuits_per_source=cfg.max_circuits_per_source,
-            connect_timeout_s=cfg.connect_timeout_s,
-            idle_timeout_s=cfg.idle_timeout_s,
-            max_circuit_s=cfg.max_circuit_s,
-            max_circuit_bytes=cfg.max_circuit_bytes,
-        ),
-        lambda: upstreams,
-    )
+    relay = CircuitRelay(cfg.limits, lambda: upstreams)
     server = await asyncio.start_server(relay.handle, cfg.listen_host, cfg.listen_port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     announcer = None

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from join_proxy.config import Upstream
-from join_proxy.relay import CircuitLimits, CircuitRelay
+from join_proxy.config import CircuitLimits, Upstream
+from join_proxy.relay import CircuitRelay
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -44,7 +44,7 @@ def test_proxy_config_file_and_flags(tmp_path: Path) -> None:
     f.write_text('[proxy]\nregistrar = "[fd00::2]:8443"\nannounce_interfaces = ["pl1"]\nmax_circuits_per_source = 2\n')
     cfg = load_config(f, {"max_circuits": 10})
     assert cfg.registrar == Upstream(host="fd00::2", port=8443)
-    assert (cfg.max_circuits, cfg.max_circuits_per_source, cfg.announce_interfaces) == (10, 2, ("pl1",))
+    assert (cfg.limits.max_circuits, cfg.limits.max_circuits_per_source, cfg.announce_interfaces) == (10, 2, ("pl1",))
 
 
 @pytest.mark.parametrize(
