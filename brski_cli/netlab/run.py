@@ -12,11 +12,12 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brski_cli.lab import Lab, ensure_dev_pki
+from brski_cli.lab import Lab, LabError, ensure_dev_pki
 from brski_cli.netlab import netns
 from brski_cli.netlab.topology import Topology
 
@@ -79,6 +80,7 @@ class NetLab:
     # (a registrar of another domain is then refused a voucher, RFC 8995 5.5.4).
     ownership: str = "open"
     lab: Lab = field(init=False)
+    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         t = self.topo
@@ -127,7 +129,45 @@ class NetLab:
 
     def down(self) -> list[str]:
         self.lab.stop_all()
+        for name in list(self.daemons):
+            self.stop_daemon(name)
         return netns.teardown(self.topo)
+
+    # --- other processes in the namespaces (authenticators, RADIUS, supplicants) ------
+
+    def start_daemon(
+        self, name: str, ns: str, argv: list[str], *, ready: Callable[[], bool] | None = None, timeout: float = 30.0
+    ) -> subprocess.Popen[bytes]:
+        """Run ``argv`` inside namespace ``ns`` with its output in ``run/NAME.log``;
+        wait until ``ready()`` (if given) or fail with the log's tail. ``down``
+        stops it (and :func:`netns.teardown` whatever is left in the namespace)."""
+        if name in self.daemons and self.daemons[name].poll() is None:
+            raise LabError(f"{name} is already running")
+        log_path = self.lab.workdir / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(netns.exec_argv(ns, argv), stdout=log, stderr=subprocess.STDOUT)
+        self.daemons[name] = popen
+        deadline = time.monotonic() + timeout
+        while ready is not None and not ready():
+            if popen.poll() is not None or time.monotonic() > deadline:
+                self.stop_daemon(name)
+                tail = log_path.read_text(errors="replace").splitlines()[-20:]
+                raise LabError(f"{name} in {ns} did not get ready:\n" + "\n".join(tail))
+            time.sleep(0.05)
+        return popen
+
+    def stop_daemon(self, name: str, *, timeout: float = 10.0) -> int | None:
+        popen = self.daemons.pop(name, None)
+        if popen is None:
+            return None
+        if popen.poll() is None:
+            popen.terminate()
+            try:
+                popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+        return popen.wait()
 
     def _pki(self) -> None:
         certs = self.lab.certs

@@ -83,6 +83,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _log_of(lab: Lab, name: str) -> str:
+    return (lab.workdir / f"{name}.log").read_text(errors="replace")
+
+
 def _log(nl: NetLab, name: str) -> str:
     return (nl.lab.workdir / f"{name}.log").read_text(errors="replace")
 
@@ -221,24 +225,29 @@ def test_a_rogue_registrar_costs_time_never_trust(netlab: NetLab, tmp_path: Path
         command_prefix={"registrar": netns.exec_argv(topo.edge, [])},
     )
     rogue.write_configs()
-    real = subprocess.Popen(netns.exec_argv(topo.edge, [
-        sys.executable, "-m", "brski_net", "announce", "registrar", "--port", str(topo.proxy_port),
-        "--interface", "pl4", "--address", "fe80::1", "--priority", "10", "--instance", "domain-registrar",
-        "--ready-file", str(tmp_path / "announced")]), stderr=subprocess.DEVNULL)
+    # The rogue sits on the edge, so the edge's input filter must let pledges reach its port
+    # (otherwise it would cost a timeout and prove nothing about the voucher).
+    subprocess.run(netns.exec_argv(topo.edge, ["nft", "insert", "rule", "inet", "brski_lab", "input",
+                                               "tcp", "dport", "9443", "accept"]), check=True)
     try:
         rogue.start("registrar")
-        _wait_for("the real registrar's announcement", (tmp_path / "announced").exists)
+        netlab.start_daemon("announce-real", topo.edge, [
+            sys.executable, "-m", "brski_net", "announce", "registrar", "--port", str(topo.proxy_port),
+            "--interface", "pl4", "--address", "fe80::1", "--priority", "10", "--instance", "domain-registrar",
+            "--ready-file", str(tmp_path / "announced")], ready=(tmp_path / "announced").exists)
         r = netlab.start_pledge(4, "--discovery-timeout", "3").result(120)
     finally:
         rogue.stop_all()
-        real.terminate()
-        real.wait()
+        netlab.stop_daemon("announce-real")
     attempts = r["discovery"]["attempts"]
     assert [(a["kind"], a["name"], a["ok"]) for a in attempts] == [
         ("registrar", "rogue-registrar", False),
         ("registrar", "domain-registrar", True),
     ], attempts
     assert r["ok"] and r["voucher"] and r["ldevid"], r
+    # The rogue answered (TLS up) but had no voucher for this pledge: the MASA sells it to the real domain only.
+    assert attempts[0]["failed_check"] == "pledge.voucher-http-status", attempts[0]
+    assert "event=masa-refused" in _log_of(rogue, "registrar") and "masa.not-owner" in _log_of(rogue, "registrar")
     # The LDevID comes from the real domain CA (both dev PKIs use the same names: check the key).
     serial = r["serial"]
     ldevid = x509.load_pem_x509_certificate((netlab.workdir / "pledges" / serial / "ldevid.crt").read_bytes())
