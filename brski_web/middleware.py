@@ -30,7 +30,7 @@ from brski.errors import (
 from brski.oids import MT_PROBLEM_JSON
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
-from brski_web.proxies import PROXY_NETWORKS, via_proxy
+from brski_web.proxies import request_via
 
 __all__ = ["BODY_READ_TIMEOUT", "REFUSAL_RECORDER", "RefusalRecorder", "error_middleware", "problem_response"]
 
@@ -126,7 +126,7 @@ async def error_middleware(
             status=response.status,
             client=peer.leaf.subject.rfc4514_string() if peer.leaf is not None else None,
             remote=request.remote,
-            **({"via": "proxy"} if via_proxy(request.app.get(PROXY_NETWORKS, ()), request.remote) else {}),
+            **({"via": via} if (via := request_via(request)) else {}),
             check=err.check if err is not None else None,
             detail=err.detail if err is not None else None,
             ms=round((time.perf_counter() - started) * 1000, 1),

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from brski.errors import ConfigError
 
-__all__ = ["PROXY_NETWORKS", "ProxyNetworks", "parse_proxy_addresses", "via_proxy"]
+__all__ = ["PROXY_NETWORKS", "ProxyNetworks", "parse_proxy_addresses", "request_via", "via_proxy"]
 
 ProxyNetworks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 PROXY_NETWORKS: web.AppKey[ProxyNetworks] = web.AppKey("proxy_networks", tuple)
@@ -43,3 +43,9 @@ def via_proxy(networks: ProxyNetworks, remote: str | None) -> bool:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     return any(addr in net for net in networks)
+
+
+def request_via(request: web.Request) -> str | None:
+    """``"proxy"`` when ``request`` came from one of the app's configured join
+    proxies, else None: for logs and event details, never for a decision."""
+    return "proxy" if via_proxy(request.app.get(PROXY_NETWORKS, ()), request.remote) else None

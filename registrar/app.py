@@ -21,7 +21,7 @@ from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
-from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses
+from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
@@ -110,7 +110,8 @@ async def _record_refusal(request: web.Request, err: BrskiError) -> None:
     service = request.app.get(SERVICE)
     if service is not None:
         await service.record_refusal(
-            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC)
+            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC),
+            via=request_via(request),
         )
 
 

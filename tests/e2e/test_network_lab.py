@@ -173,15 +173,23 @@ def test_an_idle_flood_from_one_pledge_does_not_starve_another(netlab: NetLab) -
 
 
 GARBAGE = """
-import socket, sys
+import socket, ssl, sys
+port = int(sys.argv[1])
 for payload in (bytes(range(256)) * 4, b"GET / HTTP/1.1\\r\\nHost: registrar\\r\\n\\r\\n"):
-    s = socket.create_connection(("fe80::1%eth0", int(sys.argv[1])), timeout=30)
+    s = socket.create_connection(("fe80::1%eth0", port), timeout=30)
     s.sendall(payload)
     data = b""
     while chunk := s.recv(4096):
         data += chunk
     print(len(data), flush=True)
     s.close()
+# And a well-formed TLS request the registrar refuses (no client certificate: no voucher).
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+with ctx.wrap_socket(socket.create_connection(("fe80::1%eth0", port), timeout=30)) as t:
+    t.sendall(b"POST /.well-known/brski/requestvoucher HTTP/1.1\\r\\nHost: r\\r\\nContent-Type: "
+              b"application/voucher-cms+json\\r\\nContent-Length: 4\\r\\nConnection: close\\r\\n\\r\\njunk")
+    print(t.recv(64).split(b"\\r\\n")[0].decode(), flush=True)
 """
 
 
@@ -190,18 +198,21 @@ def test_garbage_and_plain_http_through_the_proxy_are_refused_handshakes(netlab:
     proc = _in_ns(netlab, netlab.topo.pledge_ns(2), GARBAGE, str(netlab.topo.proxy_port))
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
-    assert len(out.split()) == 2  # both connections were closed by the far end, not hung
+    lines = out.splitlines()
+    assert len(lines) == 3, out  # each connection was answered or closed by the far end, not hung
+    assert lines[2].startswith("HTTP/1.1 4"), lines[2]
     # Both reached the registrar as handshakes it refused, logged as coming through the proxy ...
     _wait_for("two refused handshakes in the registrar's log",
               lambda: _log(netlab, "registrar").count("event=tls-handshake-refused") >= before + 2)
     # ... and recorded as events marked via=proxy (the refusals are stored per window).
     db = netlab.lab.workdir / "registrar.db"
 
-    def recorded() -> bool:
+    def recorded(kind: str) -> bool:
         return any(json.loads(str(d)).get("via") == "proxy"
-                   for (d,) in rows(db, "SELECT detail FROM events WHERE kind = 'tls.handshake-refused'"))
+                   for (d,) in rows(db, "SELECT detail FROM events WHERE kind = ?", (kind,)))
 
-    _wait_for("a tls.handshake-refused event with via=proxy", recorded)
+    assert recorded("refused /.well-known/brski/requestvoucher")
+    _wait_for("a tls.handshake-refused event with via=proxy", lambda: recorded("tls.handshake-refused"))
     # Never a crash: the registrar still serves, a pledge onboards after it.
     assert netlab.lab._procs["registrar"].popen.poll() is None
     [r] = netlab.run_pledges([2])
