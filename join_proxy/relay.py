@@ -53,9 +53,17 @@ class _Closed(Exception):
 class CircuitRelay:
     """``asyncio.start_server(relay.handle, ...)``: one circuit per accepted connection."""
 
-    def __init__(self, limits: CircuitLimits, upstreams: Callable[[], Sequence[Upstream]]) -> None:
+    def __init__(
+        self,
+        limits: CircuitLimits,
+        upstreams: Callable[[], Sequence[Upstream]],
+        *,
+        on_unreachable: Callable[[], None] | None = None,
+    ) -> None:
         self.limits = limits
         self._upstreams = upstreams
+        # Told when no registrar answered (the service then looks for it again).
+        self._on_unreachable = on_unreachable
         self._ids = itertools.count(1)
         self.active = 0
         self.per_source: Counter[str] = Counter()
@@ -103,6 +111,8 @@ class CircuitRelay:
         connected = await self._connect()
         if connected is None:
             self._refuse(p_writer, source, "registrar-unreachable")
+            if self._on_unreachable is not None:
+                self._on_unreachable()
             return
         upstream, r_reader, r_writer = connected
         self.opened += 1

@@ -38,9 +38,47 @@ async def find_registrars(cfg: ProxyConfig) -> list[Upstream]:
     return [Upstream(host=c.address, port=c.port) for c in found]
 
 
+REDISCOVER_AFTER_S = 10.0
+
+
+class _Registrars:
+    """The registrars the relay uses; found again by mDNS (``registrar = "auto"``)
+    when none of them answers, at most once per :data:`REDISCOVER_AFTER_S`."""
+
+    def __init__(self, cfg: ProxyConfig, found: list[Upstream]) -> None:
+        self.cfg, self.current = cfg, found
+        self._task: asyncio.Task[None] | None = None
+        self._last = asyncio.get_running_loop().time()
+
+    def unreachable(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.cfg.registrar is not None or (self._task is not None and not self._task.done()):
+            return
+        if loop.time() - self._last < REDISCOVER_AFTER_S:
+            return
+        self._last = loop.time()
+        self._task = loop.create_task(self._rediscover())
+
+    async def _rediscover(self) -> None:
+        try:
+            found = await find_registrars(self.cfg)
+        except LocalError as exc:
+            log.warning(kv("registrar-rediscovery-failed", detail=exc.detail))
+            return
+        if found != self.current:
+            log.info(kv("registrar-changed", before=",".join(map(str, self.current)), now=",".join(map(str, found))))
+            self.current = found
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 async def serve(cfg: ProxyConfig, *, stop: asyncio.Event | None = None) -> int:
-    upstreams = await find_registrars(cfg)
-    relay = CircuitRelay(cfg.limits, lambda: upstreams)
+    registrars = _Registrars(cfg, await find_registrars(cfg))
+    upstreams = registrars.current
+    relay = CircuitRelay(cfg.limits, lambda: registrars.current, on_unreachable=registrars.unreachable)
     server = await asyncio.start_server(relay.handle, cfg.listen_host, cfg.listen_port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     announcer = None
@@ -78,6 +116,7 @@ async def serve(cfg: ProxyConfig, *, stop: asyncio.Event | None = None) -> int:
     finally:
         log.info(kv("stopping", role="proxy", circuits=relay.opened, refused=dict(relay.refused) or None,
                     closed=dict(relay.closed) or None))
+        await registrars.close()
         if announcer is not None:
             await announcer.stop()
         server.close()

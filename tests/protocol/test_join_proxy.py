@@ -145,14 +145,17 @@ async def test_unreachable_registrar_is_refused_then_the_next_one_is_used(echo: 
     dead.close()
     await dead.wait_closed()
     upstreams = [Upstream(host="127.0.0.1", port=dead_port)]
-    relay = CircuitRelay(_limits(), lambda: upstreams)
+    told: list[bool] = []
+    relay = CircuitRelay(_limits(), lambda: upstreams, on_unreachable=lambda: told.append(True))
     server, port = await _relay(relay)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     assert await _eof_within(r) == b""
     assert relay.refused["registrar-unreachable"] == 1
+    assert told == [True]  # the service is told, to look for the registrar again
     upstreams.append(echo)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"second registrar")
     assert await r.readexactly(16) == b"second registrar"
+    assert told == [True]
     w.close()
     server.close()

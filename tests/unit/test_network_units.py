@@ -215,3 +215,29 @@ def test_lab_without_root_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     for cmd in (["lab", "up"], ["lab", "status"], ["lab", "down"], ["lab", "demo", "--pledges", "1"]):
         assert main(cmd) == 2
     assert "needs root" in capsys.readouterr().err
+
+
+async def test_proxy_looks_for_the_registrar_again_when_none_answers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from join_proxy import service
+
+    f = tmp_path / "proxy.toml"
+    f.write_text('[proxy]\nregistrar_interfaces = ["dom0"]\n')
+    cfg = load_config(f, {})
+    calls: list[int] = []
+    new = [Upstream(host="fd00::9", port=8443)]
+
+    async def fake_find(c: Any) -> list[Upstream]:
+        calls.append(1)
+        return new
+
+    monkeypatch.setattr(service, "find_registrars", fake_find)
+    regs = service._Registrars(cfg, [Upstream(host="fd00::2", port=8443)])
+    regs.unreachable()  # just found at start: not again so soon
+    assert calls == []
+    regs._last -= service.REDISCOVER_AFTER_S
+    regs.unreachable()
+    regs.unreachable()  # one search at a time
+    assert regs._task is not None
+    await regs._task
+    assert calls == [1] and regs.current == new
+    await regs.close()
