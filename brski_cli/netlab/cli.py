@@ -120,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(f"lab up in {time.monotonic() - t0:.1f} s:")
         _say(_picture(topo))
         _say(f"onboarding {topo.pledges} pledge(s) by discovery alone ...")
-        records = nl.run_pledges(list(range(1, topo.pledges + 1)))
+        records = nl.run_pledges(list(range(1, topo.pledges + 1)), concurrency=args.concurrency)
     finally:
         if not args.keep:
             nl.down()
@@ -164,5 +164,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     demo.add_argument("--pledges", type=int, default=3)
     demo.add_argument("--json", type=Path, metavar="FILE", help="write per-pledge results here")
     demo.add_argument("--discovery-timeout", type=float, default=5.0, metavar="S", help="each pledge's browse budget")
+    demo.add_argument("--concurrency", type=int, default=8, metavar="N", help="pledge processes at a time (8)")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     demo.set_defaults(func=lambda a: _guarded(cmd_demo, a))

@@ -234,9 +234,15 @@ class NetLab:
             popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
         return PledgeRun(index=index, serial=d.name, popen=popen, started=time.monotonic(), log_path=log_path)
 
-    def run_pledges(self, indexes: list[int], *extra: str, timeout: float = 300.0) -> list[dict[str, Any]]:
-        runs = [self.start_pledge(i, *extra) for i in indexes]
-        return [r.result(timeout) for r in runs]
+    def run_pledges(
+        self, indexes: list[int], *extra: str, timeout: float = 300.0, concurrency: int = 8
+    ) -> list[dict[str, Any]]:
+        """Run the pledges, ``concurrency`` processes at a time; results in ``indexes`` order."""
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(indexes), max(1, concurrency)):
+            runs = [self.start_pledge(i, *extra) for i in indexes[start : start + concurrency]]
+            results += [r.result(timeout) for r in runs]
+        return results
 
 
 def load_state(workdir: Path) -> dict[str, Any]:
