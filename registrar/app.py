@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from brski.artifact import supported_media_types
-from brski.errors import BrskiError
+from brski.errors import BrskiError, ConfigError
 from brski.pki import load_cert, load_private_key
 from brski.validation import domain_id
 from brski_storage import open_registrar_store
@@ -99,7 +99,10 @@ async def _mdns_ctx(app: web.Application) -> AsyncIterator[None]:
     announcer = Announcer(
         service=SERVICE_REGISTRAR, instance=cfg.mdns_instance, port=cfg.port, interfaces=cfg.mdns_interfaces
     )
-    await announcer.start()
+    try:
+        await announcer.start()
+    except (LookupError, OSError) as exc:
+        raise ConfigError(f"mdns_interfaces: cannot announce: {exc}", check="config.network") from exc
     try:
         yield
     finally:

@@ -159,3 +159,34 @@ async def test_unreachable_registrar_is_refused_then_the_next_one_is_used(echo: 
     assert told == [True]
     w.close()
     server.close()
+
+
+async def test_registrar_that_cannot_announce_does_not_start(tmp_path: object) -> None:
+    """``mdns_interfaces`` naming a missing interface: a configuration error at
+    startup (exit 2 from the CLI), not a registrar silently unannounced."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from brski.devpki import build_dev_pki
+    from brski.errors import ConfigError
+    from brski_cli.pki_cmd import write_dev_pki
+    from registrar.app import create_app
+    from registrar.config import load_config
+
+    root = Path(str(tmp_path))
+    write_dev_pki(root / "pki", build_dev_pki(pledges=0, masa_url="https://localhost:1", now=datetime.now(UTC)), force=True)
+    c = root / "pki"
+    cfg = load_config(None, {
+        "tls_cert": c / "registrar/tls.crt", "tls_key": c / "registrar/tls.key",
+        "ca_cert": c / "registrar/domain-ca.crt", "ca_key": c / "registrar/domain-ca.key",
+        "ra_cert": c / "registrar/ra.crt", "ra_key": c / "registrar/ra.key",
+        "masa_trust": [c / "manufacturer/root-ca.crt"], "manufacturer_anchors": [c / "manufacturer/root-ca.crt"],
+        "database": f"sqlite:///{root}/r.db", "port": 8443, "mdns_interfaces": ["nosuch0"],
+    })
+    runner = web.AppRunner(create_app(cfg))
+    with pytest.raises(ConfigError) as exc:
+        await runner.setup()
+    assert exc.value.check == "config.network"
+    await runner.cleanup()
