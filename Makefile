@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install sysdeps demo test test-fast lint typecheck fuzz bench clean
+.PHONY: all install sysdeps demo lab-demo test test-fast lint typecheck fuzz bench clean
 
 all: test
 
@@ -25,6 +25,12 @@ sysdeps:
 demo: $(STAMP) sysdeps
 	$(PY) -m brski_cli demo --pledges 3
 
+# The network lab (root): pledges in network namespaces discover the join proxy by
+# mDNS and onboard through it; per-pledge results in var/lab-demo.json (docs/network-lab.md).
+LAB_PLEDGES ?= 3
+lab-demo: $(STAMP) sysdeps
+	$(PY) -m brski_cli lab demo --pledges $(LAB_PLEDGES) --json var/lab-demo.json
+
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
@@ -32,7 +38,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check brski brski_storage brski_web brski_cli masa registrar pledge_sim tests
+	$(VENV)/bin/ruff check brski brski_storage brski_web brski_net brski_cli masa registrar pledge_sim join_proxy tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

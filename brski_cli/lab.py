@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Lab", "LabError", "ensure_dev_pki", "free_port"]
+__all__ = ["Lab", "LabError", "authority", "ensure_dev_pki", "free_port"]
 
 
 class LabError(RuntimeError):
@@ -34,7 +34,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ensure_dev_pki(certs: Path, *, pledges: int, masa_url: str, force: bool = False) -> bool:
+def authority(host: str, port: int) -> str:
+    """``host:port`` with an IPv6 literal bracketed."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def ensure_dev_pki(
+    certs: Path,
+    *,
+    pledges: int,
+    masa_url: str,
+    force: bool = False,
+    masa_hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    registrar_hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> bool:
     """Generate the development PKI into ``certs`` unless it is already there.
 
     Returns True when it generated one. An existing PKI whose IDevIDs name
@@ -46,7 +59,13 @@ def ensure_dev_pki(certs: Path, *, pledges: int, masa_url: str, force: bool = Fa
     marker = certs / "manufacturer" / "root-ca.crt"
     if marker.exists() and not force:
         return False
-    pki = build_dev_pki(pledges=pledges, masa_url=masa_url, now=datetime.now(UTC))
+    pki = build_dev_pki(
+        pledges=pledges,
+        masa_url=masa_url,
+        now=datetime.now(UTC),
+        masa_hosts=masa_hosts,
+        registrar_hosts=registrar_hosts,
+    )
     write_dev_pki(certs, pki, force=force)
     return True
 
@@ -73,23 +92,30 @@ class Lab:
     host: str = "127.0.0.1"
     python: str = sys.executable
     ownership: str = "open"
-    # Extra lines for the registrar's [registrar] table (admission policy etc.).
+    # Extra lines for the registrar's [registrar] table (admission policy; the
+    # network lab's mdns_interfaces and proxy_addresses).
     registrar_extra: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The names the servers are reached by (the network lab: their namespace's address).
+    masa_public: str = "localhost"
+    registrar_public: str = "localhost"
+    # Argv prefix per process (the network lab: ``ip netns exec NS``).
+    command_prefix: dict[str, list[str]] = field(default_factory=dict)
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
     @property
     def masa_url(self) -> str:
-        return f"https://localhost:{self.masa_port}"
+        return f"https://{authority(self.masa_public, self.masa_port)}"
 
     @property
     def registrar_url(self) -> str:
-        return f"https://localhost:{self.registrar_port}"
+        return f"https://{authority(self.registrar_public, self.registrar_port)}"
 
     @property
     def revocation_url(self) -> str:
         """Base of the CRL (``/crl``) and OCSP (``/ocsp``) URLs in every LDevID."""
-        return f"http://{self.host}:{self.registrar_http_port}"
+        host = self.registrar_public if self.host in ("::", "0.0.0.0") else self.host
+        return f"http://{authority(host, self.registrar_http_port)}"
 
     # --- configuration -----------------------------------------------------------
 
@@ -140,7 +166,7 @@ class Lab:
                     f'ra_key = "{c}/registrar/ra.key"',
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
                     f'masa_trust = ["{c}/manufacturer/root-ca.crt"]',
-                    f'public_url = "https://localhost:{self.registrar_port}"',
+                    f'public_url = "{self.registrar_url}"',
                     f'revocation_url = "{self.revocation_url}"',
                     'admin_subjects = ["CN=admin,O=brski dev domain"]',
                     *self.registrar_extra,
@@ -209,8 +235,10 @@ class Lab:
 
     # --- processes ---------------------------------------------------------------
 
-    def start(self, name: str, *, timeout: float = 30.0) -> str:
-        """Start ``masa`` or ``registrar`` and wait until it listens."""
+    def start(self, name: str, *, timeout: float = 30.0, detach: bool = False) -> str:
+        """Start ``masa``, ``registrar`` or ``join_proxy`` (``python -m NAME serve
+        --config WORKDIR/NAME.toml``) and wait until it listens. ``detach``: in a
+        session of its own, so that it outlives this process (``brski lab up``)."""
         if name in self._procs and self._procs[name].popen.poll() is None:
             raise LabError(f"{name} is already running")
         ready = self.workdir / f"{name}.ready"
@@ -219,6 +247,7 @@ class Lab:
         log = log_path.open("ab")
         popen = subprocess.Popen(
             [
+                *self.command_prefix.get(name, []),
                 self.python, "-m", name, "serve",
                 "--config", str(self.workdir / f"{name}.toml"),
                 "--ready-file", str(ready),
@@ -226,6 +255,7 @@ class Lab:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.extra_env},
+            start_new_session=detach,
         )
         log.close()
         proc = _Proc(name=name, popen=popen, ready_file=ready, log_path=log_path)

@@ -45,6 +45,7 @@ from brski.errors import (
 from brski.oids import MT_PROBLEM_JSON
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
+from brski_web.proxies import request_via
 
 __all__ = [
     "AUTH_CHALLENGE",
@@ -173,6 +174,7 @@ async def error_middleware(
             status=response.status,
             client=peer.leaf.subject.rfc4514_string() if peer.leaf is not None else None,
             remote=request.remote,
+            **({"via": via} if (via := request_via(request)) else {}),
             check=err.check if err is not None else None,
             detail=err.detail if err is not None else None,
             ms=round((time.perf_counter() - started) * 1000, 1),

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from brski_storage import EventLog
 from brski_web.logs import kv
+from brski_web.proxies import PROXY_NETWORKS, via_proxy
 
 __all__ = ["HANDSHAKE_REFUSALS", "HandshakeRefusals", "RefusalSink", "install"]
 
@@ -138,6 +139,8 @@ def install(
         store = store_of(app)
         if store is None:
             raise RuntimeError("the store is not open")
+        if via_proxy(app.get(PROXY_NETWORKS, ()), detail.get("remote")):
+            detail = {**detail, "via": "proxy"}  # RFC 8995 4.3: the pledge is behind a circuit proxy
         await store.append_event(at=at, kind=kind, device_serial=None, outcome="refuse", check=check, detail=detail)
 
     refusals = HandshakeRefusals(sink, window_s=window_s)

@@ -27,7 +27,12 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with a [pledge] table")
-    p.add_argument("--registrar", metavar="URL", help="registrar base URL, https://host:port")
+    p.add_argument(
+        "--registrar",
+        metavar="URL",
+        help='registrar base URL, https://host:port; "auto" (enroll\'s default) discovers a join '
+        "proxy or registrar by mDNS on the pledge's links",
+    )
     p.add_argument("--server-hostname", metavar="NAME", help="TLS SNI (default: URL host)")
     p.add_argument("--out", metavar="DIR", help="directory to store the LDevID in")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout")
@@ -69,6 +74,22 @@ def add_commands(sub: Any) -> None:
         help="manufacturer trust anchor for the voucher (repeatable)",
     )
     enroll.add_argument("--format", choices=sorted(FORMATS), help="voucher format (default cms)")
+    enroll.add_argument(
+        "--interface",
+        dest="interfaces",
+        action="append",
+        metavar="IFACE",
+        help="discovery: browse on this link (repeatable; default every link with a link-local address)",
+    )
+    enroll.add_argument(
+        "--discovery-timeout", type=float, metavar="SECONDS", help="discovery: browse at most this long (5)"
+    )
+    enroll.add_argument(
+        "--candidate-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="discovery: give each proxy or registrar found at most this long before the next (60)",
+    )
     enroll.set_defaults(func=cmd_enroll)
 
     re = sub.add_parser("reenroll", help="renew or rekey the LDevID (EST /simplereenroll)")
@@ -151,20 +172,41 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                         "timeout",
                         "chunked",
                         "key_type",
+                        "interfaces",
+                        "discovery_timeout",
+                        "candidate_timeout",
                     ],
                 ),
                 "anchor": args.anchor,
             },
         )
-        result = asyncio.run(enroll_one(cfg, log=logging.getLogger("pledge_sim")))
+        log = logging.getLogger("pledge_sim")
+        if cfg.discover:
+            from pledge_sim.discovery import discover_and_enroll
+
+            outcome = asyncio.run(discover_and_enroll(cfg, log=log))
+            result, doc = outcome.result, outcome.to_json()
+        else:
+            result = asyncio.run(enroll_one(cfg, log=log))
+            doc = result.to_json()
     except errors.ConfigError as exc:
         print(f"configuration error [{exc.check}]: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        print(json.dumps(doc, indent=2, sort_keys=True))
     else:
+        if cfg.discover:
+            _print_discovery(doc)
         _print_enroll(result)
     return EXIT_OK if result.ok else EXIT_REFUSED
+
+
+def _print_discovery(doc: dict[str, Any]) -> None:
+    d = doc["discovery"]
+    print(f"discovery on {', '.join(d['interfaces']) or '(no link)'}: {len(d['found'])} found in {d['seconds']} s")
+    for a in d["attempts"]:
+        outcome = "onboarded" if a["ok"] else f"rejected [{a['failed_check']}]"
+        print(f"  {a['kind']:<9} {a['name']} [{a['address']}]:{a['port']}: {outcome} ({a['seconds']} s)")
 
 
 def _renewal_due(cert: Any, fraction: float) -> bool:

@@ -45,6 +45,10 @@ _KEYS = {
     "enroll_status_reconnect",
     "key_type",
     "accept_nonceless",
+    # discovery (RFC 8995 4.1): registrar = "auto" (or absent) browses these
+    "interfaces",
+    "discovery_timeout",
+    "candidate_timeout",
 }
 KEY_TYPES = ("ec-p256", "ec-p384", "ed25519")
 
@@ -74,6 +78,14 @@ class PledgeConfig:
     enroll_status_reconnect: bool = True
     key_type: str = "ec-p256"
     accept_nonceless: bool = False
+    # Discovery (RFC 8995 4.1): no registrar URL given (or "auto"); the pledge
+    # browses mDNS on `interfaces` (default: every link with a link-local
+    # address) for at most `discovery_timeout` s, then gives each candidate at
+    # most `candidate_timeout` s before moving on to the next.
+    discover: bool = False
+    interfaces: tuple[str, ...] = ()
+    discovery_timeout: float = 5.0
+    candidate_timeout: float = 60.0
 
 
 def _path(value: Any, base: Path, name: str) -> Path:
@@ -167,7 +179,17 @@ def load_config(
     def p(name: str) -> Path | None:
         return _path(merged[name], bases[name], name) if merged.get(name) is not None else None
 
-    url, host, port = _parse_registrar(merged.get("registrar"))
+    discover = merged.get("registrar") in (None, "auto")
+    if discover and purpose != "enroll":
+        raise ConfigError(
+            "registrar: re-enrollment needs the registrar's URL", check="pledge.config.registrar"
+        )
+    url, host, port = ("auto", "", 0) if discover else _parse_registrar(merged.get("registrar"))
+    interfaces = merged.get("interfaces", [])
+    if isinstance(interfaces, str):
+        interfaces = [interfaces]
+    if not isinstance(interfaces, list | tuple) or not all(isinstance(i, str) and i for i in interfaces):
+        raise ConfigError("interfaces: expected a list of interface names", check="pledge.config")
     idevid, key, chain = p("idevid"), p("key"), p("chain")
     raw_anchors = merged.get("anchors", merged.get("anchor", []))
     anchor_base = bases.get("anchors", bases.get("anchor", file_base))
@@ -206,6 +228,14 @@ def load_config(
         raise ConfigError(
             f"timeout: expected seconds in (0, 3600], got {timeout!r}", check="pledge.config"
         )
+    bounds: dict[str, float] = {}
+    for name, default in (("discovery_timeout", 5.0), ("candidate_timeout", 60.0)):
+        value = merged.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+            raise ConfigError(
+                f"{name}: expected seconds in (0, 3600], got {value!r}", check="pledge.config"
+            )
+        bounds[name] = float(value)
     server_hostname = merged.get("server_hostname")
     if server_hostname is not None and not isinstance(server_hostname, str):
         raise ConfigError("server_hostname: expected a string", check="pledge.config")
@@ -251,4 +281,8 @@ def load_config(
         ),
         key_type=key_type,
         accept_nonceless=_bool(merged.get("accept_nonceless", False), "accept_nonceless"),
+        discover=discover,
+        interfaces=tuple(interfaces),
+        discovery_timeout=bounds["discovery_timeout"],
+        candidate_timeout=bounds["candidate_timeout"],
     )

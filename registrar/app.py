@@ -16,7 +16,7 @@ from aiohttp import web
 from cryptography import x509
 
 from brski.artifact import supported_media_types
-from brski.errors import BrskiError
+from brski.errors import BrskiError, ConfigError
 from brski.oids import ID_KP_CMC_RA
 from brski.pki import load_cert, load_private_key
 from brski.validation import domain_id
@@ -25,6 +25,7 @@ from brski_web import refusals
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
+from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
@@ -135,11 +136,30 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _mdns_ctx(app: web.Application) -> AsyncIterator[None]:
+    """RFC 8995 4.1 / Appendix B: announce _brski-registrar._tcp while serving."""
+    from brski_net.mdns import SERVICE_REGISTRAR, Announcer
+
+    cfg = app[CONFIG]
+    announcer = Announcer(
+        service=SERVICE_REGISTRAR, instance=cfg.mdns_instance, port=cfg.port, interfaces=cfg.mdns_interfaces
+    )
+    try:
+        await announcer.start()
+    except (LookupError, OSError) as exc:
+        raise ConfigError(f"mdns_interfaces: cannot announce: {exc}", check="config.network") from exc
+    try:
+        yield
+    finally:
+        await announcer.stop()
+
+
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
     service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(
-            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC)
+            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC),
+            via=request_via(request),
         )
 
 
@@ -148,6 +168,9 @@ def create_app(config: RegistrarConfig) -> web.Application:
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
+    app[PROXY_NETWORKS] = parse_proxy_addresses(config.proxy_addresses)
+    if config.mdns_interfaces:
+        app.cleanup_ctx.append(_mdns_ctx)
     app.cleanup_ctx.append(_service_ctx)
     refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)

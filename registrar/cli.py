@@ -26,7 +26,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
-    "http_port", "allow_crl_mismatch",
+    "http_port", "allow_crl_mismatch", "mdns_interfaces", "proxy_addresses",
 ]
 
 
@@ -176,6 +176,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
         help="serve although the store contradicts the last published CRL (logged; its revocations stay in force)",
     )
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.add_argument("--announce", dest="mdns_interfaces", action="append", metavar="IFACE",
+                       help="announce _brski-registrar._tcp over mDNS on this interface (repeatable)")
+    serve.add_argument("--proxy-address", dest="proxy_addresses", action="append", metavar="ADDR",
+                       help="a join proxy's address or network: its connections are logged via=proxy")
     serve.set_defaults(func=cmd_serve)
 
     devices = cmds.add_parser("devices", help="the device inventory")

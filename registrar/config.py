@@ -79,6 +79,10 @@ _REGISTRAR_KEYS = {
     "audit_review",
     "audit_allowed_domains",
     "audit_other_domains",
+    # network (RFC 8995 4.1, 4.3): mDNS announcement and known join proxies
+    "mdns_interfaces",
+    "mdns_instance",
+    "proxy_addresses",
 }
 _LDEVID_PROFILE_KEYS = ("ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles")
 _POLICY_KEYS = (
@@ -139,6 +143,12 @@ class RegistrarConfig:
     # 3.3); the CRL's revocations stay in force. Normally only as the flag
     # --allow-crl-mismatch, for the time it takes to restore the store.
     allow_crl_mismatch: bool = False
+    # RFC 8995 4.1 / B: announce _brski-registrar._tcp over mDNS on these
+    # interfaces; proxy_addresses: join proxies whose connections are logged
+    # and recorded with via=proxy (RFC 8995 4.3; nothing is decided on it).
+    mdns_interfaces: list[str] = field(default_factory=list)
+    mdns_instance: str = "brski-registrar"
+    proxy_addresses: list[str] = field(default_factory=list)
 
     @property
     def revocation_base(self) -> str | None:
@@ -187,6 +197,10 @@ class RegistrarConfig:
             raise ConfigError("ldevid_issuance_limit must be 0 (no limit)..1000000", check="config.ldevid-limit")
         if not (isinstance(self.ldevid_issuance_window_s, int) and 1 <= self.ldevid_issuance_window_s <= 366 * 86400):
             raise ConfigError("ldevid_issuance_window_s must be 1..31622400", check="config.ldevid-limit")
+        if not all(isinstance(v, str) and v for v in [*self.mdns_interfaces, *self.proxy_addresses]):
+            raise ConfigError("mdns_interfaces and proxy_addresses are lists of strings", check="config.network")
+        if self.mdns_interfaces and self.port == 0:
+            raise ConfigError("mdns_interfaces: announcing needs a fixed port", check="config.network")
         if self.masa_url_override is not None and not self.masa_url_override.startswith("https://"):
             raise ConfigError("masa_url_override must be an https:// URL", check="config.masa-url")
 

@@ -26,7 +26,9 @@ class RegistrarService:
         self.vouchers = vouchers
         self.est = est
 
-    async def record_refusal(self, *, kind: str, err: BrskiError, peer: PeerIdentity, now: datetime) -> None:
+    async def record_refusal(
+        self, *, kind: str, err: BrskiError, peer: PeerIdentity, now: datetime, via: str | None = None
+    ) -> None:
         serial = err.extra.get("serial")
         if not isinstance(serial, str) and peer.leaf is not None:
             serial = device_serial(peer.leaf)
@@ -41,5 +43,7 @@ class RegistrarService:
                 "status": err.http_status,
                 "detail": err.detail,
                 "client": peer.leaf.subject.rfc4514_string() if peer.leaf is not None else None,
+                # RFC 8995 4.3: came through a configured join proxy (recorded, never decided on).
+                **({"via": via} if via else {}),
             },
         )
