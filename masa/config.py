@@ -9,11 +9,13 @@ Example (``masa.toml``)::
     tls_key = "certs/dev/masa/tls.key"
     # CAs whose registrars may connect with a client certificate (stdlib TLS).
     client_cas = ["certs/dev/registrar/domain-ca.crt"]
+    metrics_port = 9443           # plain HTTP: /metrics, /healthz, /readyz
 
     [masa]
     database = "sqlite:///var/masa.db"
     signer_cert = "certs/dev/masa/voucher-signer.crt"
-    signer_key = "certs/dev/masa/voucher-signer.key"
+    signer_key = "certs/dev/masa/voucher-signer.key"   # or a pkcs11: URI (RFC 7512)
+    # pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"; pkcs11_pin_file or pkcs11_pin_env
     manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
     ownership = "open"            # or "sales-records"
     nonceless_voucher_days = 30
@@ -29,11 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
+from brski_hsm import KeyRef, Pkcs11Settings
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
 
 __all__ = ["MasaConfig", "database_url", "load_config"]
 
-_SERVER_KEYS = {"host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level"}
+_SERVER_KEYS = {
+    "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level",
+    "metrics_port", "metrics_host",
+}
 _MASA_KEYS = {
     "database",
     "signer_cert",
@@ -46,8 +52,11 @@ _MASA_KEYS = {
     "rate_limit_per_minute",
     "rate_limit_burst",
     "body_read_timeout_s",
+    "pkcs11_module",
+    "pkcs11_pin_file",
+    "pkcs11_pin_env",
 }
-_PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
+_PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors", "pkcs11_pin_file"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +70,7 @@ class MasaConfig:
     client_auth: str
     database: str
     signer_cert: Path
-    signer_key: Path
+    signer_key: KeyRef  # a PEM file or a pkcs11: URI
     signer_chain: list[Path]
     manufacturer_anchors: list[Path]
     ownership: str
@@ -73,6 +82,16 @@ class MasaConfig:
     rate_limit_per_minute: float = 0.0
     rate_limit_burst: int = 20
     body_read_timeout_s: float = 10.0
+    pkcs11_module: str | None = None
+    pkcs11_pin_file: Path | None = None
+    pkcs11_pin_env: str | None = None
+    # Plain-HTTP /metrics, /healthz, /readyz (brski_web.metrics); none without a port.
+    metrics_port: int | None = None
+    metrics_host: str | None = None
+
+    @property
+    def pkcs11(self) -> Pkcs11Settings:
+        return Pkcs11Settings(module=self.pkcs11_module, pin_file=self.pkcs11_pin_file, pin_env=self.pkcs11_pin_env)
 
     def __post_init__(self) -> None:
         if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
@@ -92,6 +111,8 @@ class MasaConfig:
             raise ConfigError("at least one manufacturer anchor is needed", check="config.anchors")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} out of range", check="config.port")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port {self.metrics_port} out of range", check="config.port")
 
 
 _DEFAULTS: dict[str, Any] = {
