@@ -26,16 +26,19 @@ _PATH_ATTRS = {
 }
 _QUERY_ATTRS = {"module-path", "module-name", "pin-source"}
 _TYPES = {"private", "public", "cert", "secret-key", "data"}
-# RFC 7512 section 2.3: pk11-pchar is unreserved / pct-encoded / a few specials.
-_PCHAR = set(string.ascii_letters + string.digits + "-._~" + ":[]@!$'()*+,=&%")
+# RFC 7512 section 2.3: unreserved / pct-encoded / pk11-res-avail, plus "&" in
+# the path (pk11-path-res-avail) or "/", "?", "|" in the query (pk11-query-res-avail).
+_UNRESERVED = string.ascii_letters + string.digits + "-._~" + ":[]@!$'()*+,=%"
+_PCHAR = set(_UNRESERVED + "&")
+_QCHAR = set(_UNRESERVED + "/?|")
 
 
 def is_pkcs11_uri(value: object) -> bool:
     return isinstance(value, str) and value[:7].lower() == "pkcs11:"
 
 
-def _decode(value: str, what: str) -> bytes:
-    if not set(value) <= _PCHAR or not _pct_ok(value):
+def _decode(value: str, what: str, *, query: bool = False) -> bytes:
+    if not set(value) <= (_QCHAR if query else _PCHAR) or not _pct_ok(value):
         raise ConfigError(f"pkcs11 URI attribute {what} has characters RFC 7512 does not allow", check="pkcs11.uri")
     return unquote_to_bytes(value)
 
@@ -99,7 +102,7 @@ class Pkcs11Uri:
                 )
             if not eq or name not in _QUERY_ATTRS:
                 raise ConfigError(f"{text!r}: unknown query attribute {name!r}", check="pkcs11.uri")
-            query_attrs[name] = _decode(value, name).decode("utf-8", "replace")
+            query_attrs[name] = _decode(value, name, query=True).decode("utf-8", "replace")
         if "module-name" in query_attrs:
             raise ConfigError(f"{text!r}: give module-path, not module-name", check="pkcs11.uri")
         pin_file = None

@@ -1,0 +1,153 @@
+"""pkcs11: URIs and PIN sources, key loading rules, and the metrics' bookkeeping
+(the token itself is exercised end to end in tests/e2e/test_hsm.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from brski.devpki import build_dev_pki
+from brski.errors import BrskiError, ConfigError
+from brski_cli.pki_cmd import key_uri
+from brski_hsm import KeyUnavailable, Pkcs11Settings, Pkcs11Uri, load_key, probe_key
+from brski_web.configfile import merge
+from brski_web.metrics import Metrics, _readiness
+from registrar.config import load_config
+
+
+@pytest.fixture(scope="module")
+def pki():  # type: ignore[no-untyped-def]
+    return build_dev_pki(pledges=0, masa_url="https://masa.example", now=datetime.now(UTC))
+
+
+def test_uri_attributes_and_percent_encoding() -> None:
+    uri = Pkcs11Uri.parse(
+        "pkcs11:token=my%20token;object=domain-ca;id=%01%ff;type=private"
+        "?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/brski/pin"
+    )
+    assert uri.token == "my token" and uri.object == "domain-ca" and uri.id == b"\x01\xff"
+    assert uri.module_path == "/usr/lib/softhsm/libsofthsm2.so"
+    assert uri.pin_file == Path("/etc/brski/pin")
+
+
+@pytest.mark.parametrize(
+    ("text", "check"),
+    [
+        ("pkcs11:token=t;object=k?pin-value=1234", "pkcs11.pin-in-config"),
+        ("pkcs11:token=t;object=k;colour=red", "pkcs11.uri"),
+        ("pkcs11:token=t", "pkcs11.uri"),  # which key?
+        ("pkcs11:object=k", "pkcs11.uri"),  # which token?
+        ("pkcs11:token=t;object=k;type=cert", "pkcs11.uri"),
+        ("pkcs11:token=t;object=k?pin-source=pin.txt", "pkcs11.uri"),  # relative
+        ("pkcs11:token=t;object=k%zz", "pkcs11.uri"),
+        ("pkcs11:token=t;token=u;object=k", "pkcs11.uri"),
+        ("file:/x", "pkcs11.uri"),
+    ],
+)
+def test_bad_uris_are_refused_by_rule(text: str, check: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Pkcs11Uri.parse(text)
+    assert err.value.check == check
+
+
+def test_pin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = Pkcs11Uri.parse("pkcs11:token=t;object=k")
+    (tmp_path / "pin").write_text("s3cret\nignored\n")
+    assert Pkcs11Settings(pin_file=tmp_path / "pin").pin_for(uri) == "s3cret"
+    monkeypatch.setenv("TEST_PIN", "from-env")
+    assert Pkcs11Settings(pin_env="TEST_PIN").pin_for(uri) == "from-env"
+    # The URI's own pin-source wins over the settings.
+    (tmp_path / "other").write_text("other\n")
+    own = Pkcs11Uri.parse(f"pkcs11:token=t;object=k?pin-source=file:{tmp_path / 'other'}")
+    assert Pkcs11Settings(pin_env="TEST_PIN").pin_for(own) == "other"
+    for settings in (Pkcs11Settings(), Pkcs11Settings(pin_env="UNSET_PIN_VAR"), Pkcs11Settings(pin_file=tmp_path / "nope")):
+        with pytest.raises(ConfigError) as err:
+            settings.pin_for(uri)
+        assert err.value.check == "pkcs11.pin"
+    with pytest.raises(ConfigError) as err:
+        Pkcs11Settings().module_for(uri)
+    assert err.value.check == "pkcs11.module"
+
+
+def test_a_key_must_be_its_certificates(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    probe_key(pki.key("registrar/ra"), pki.cert("registrar/ra"))
+    with pytest.raises(KeyUnavailable) as err:
+        probe_key(pki.key("registrar/ra"), pki.cert("registrar/domain-ca"))
+    assert err.value.check == "config.key-mismatch"
+    path = tmp_path / "ra.key"
+    path.write_bytes(pki.files["registrar/ra.key"])
+    assert load_key(path, cert=pki.cert("registrar/ra")) is not None
+    with pytest.raises(ConfigError) as cerr:
+        load_key(path, cert=pki.cert("masa/voucher-signer"))
+    assert cerr.value.check == "config.key-mismatch"
+
+
+def test_config_keeps_a_pkcs11_uri_as_text_and_needs_a_tls_key_for_the_masa(tmp_path: Path) -> None:
+    uri = "pkcs11:token=brski;object=brski-registrar-ra"
+    merged = merge({"ra_key": uri, "ca_key": "ca.key"}, {}, base=tmp_path, path_keys={"ra_key", "ca_key"}, defaults={})
+    assert merged == {"ra_key": uri, "ca_key": tmp_path / "ca.key"}
+    base = {
+        "tls_cert": "t.crt", "tls_key": "t.key", "ca_cert": "ca.crt", "ca_key": "ca.key", "ra_cert": "ra.crt",
+        "masa_trust": ["m.crt"], "manufacturer_anchors": ["m.crt"],
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {**base, "ra_key": uri})
+    assert err.value.check == "config.masa-client"
+    cfg = load_config(None, {**base, "ra_key": uri, "masa_client_cert": "c.crt", "masa_client_key": "c.key"})
+    assert cfg.ra_key == uri and cfg.masa_client == (Path("c.crt").resolve(), Path("c.key").resolve())
+    assert load_config(None, {**base, "ra_key": "ra.key"}).masa_client == (Path("ra.crt").resolve(), Path("ra.key").resolve())
+
+
+def test_key_uri_adds_the_label() -> None:
+    assert key_uri("pkcs11:token=brski", "k") == "pkcs11:token=brski;object=k"
+    assert key_uri("pkcs11:token=b?module-path=/m.so", "k") == "pkcs11:token=b;object=k?module-path=/m.so"
+    with pytest.raises(ConfigError):
+        key_uri("pkcs11:token=b;object=x", "k")
+
+
+def _values(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_onboardings_and_enrolments_from_successful_answers() -> None:
+    m = Metrics("registrar")
+    m.answered("/.well-known/brski/requestvoucher", "POST", 200, 0.01)
+    m.answered("/.well-known/brski/requestvoucher", "POST", 202, 0.01)  # queued: not onboarded
+    m.answered("/.well-known/brski/requestvoucher", "POST", 403, 0.01)
+    m.answered("/.well-known/est/simpleenroll", "POST", 200, 0.01)
+    m.answered("/.well-known/est/simplereenroll", "POST", 200, 0.01)
+    m.answered("/.well-known/est/simplereenroll", "POST", 400, 0.01)
+    m.write_started()
+    m.write_started()
+    m.write_finished(0.002)
+    v = _values(m)
+    assert v[("brski_onboardings_total", ())] == 1
+    assert v[("brski_enrollments_total", (("operation", "enroll"),))] == 1
+    assert v[("brski_enrollments_total", (("operation", "reenroll"),))] == 1
+    key = ("brski_http_requests_total", (("endpoint", "/.well-known/brski/requestvoucher"), ("method", "POST"), ("status", "403")))
+    assert v[key] == 1
+    assert v[("brski_store_writes_in_flight", ())] == 1
+    assert v[("brski_store_write_duration_seconds_count", ())] == 1
+    assert v[("brski_workers", ())] == 1
+
+
+async def test_readiness_names_the_failing_check() -> None:
+    async def ok(_app: web.Application) -> None:
+        return None
+
+    async def broken(_app: web.Application) -> None:
+        raise KeyUnavailable("token gone", check="pkcs11.sign-failed")
+
+    ready, results = await _readiness(web.Application(), {"store": ok, "key:ra": broken})
+    assert not ready
+    assert results == {"store": "ok", "key:ra": "pkcs11.sign-failed: token gone"}
+    assert (await _readiness(web.Application(), {"store": ok}))[0]
+    assert issubclass(KeyUnavailable, BrskiError)
