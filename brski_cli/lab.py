@@ -232,6 +232,13 @@ class Lab:
 
     # --- processes ---------------------------------------------------------------
 
+    def up(self) -> None:
+        """Configs written, the MASA told its devices, both servers listening."""
+        self.write_configs()
+        self.import_devices()
+        self.start("masa")
+        self.start("registrar")
+
     def start(self, name: str, *, timeout: float = 30.0) -> str:
         """Start ``masa`` or ``registrar`` and wait until it listens."""
         if name in self._procs and self._procs[name].popen.poll() is None:

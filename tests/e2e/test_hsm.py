@@ -79,10 +79,7 @@ def hsm_lab(tmp_path_factory: pytest.TempPathFactory, token_env: dict[str, str])
         workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
         extra_env=token_env, pkcs11_module=MODULE,
     )
-    lab.write_configs()
-    lab.import_devices()
-    lab.start("masa")
-    lab.start("registrar")
+    lab.up()
     yield lab
     lab.stop_all()
 

@@ -39,10 +39,7 @@ def metrics_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
         masa_metrics_port=free_port(), registrar_metrics_port=free_port(),
     )
-    lab.write_configs()
-    lab.import_devices()
-    lab.start("masa")
-    lab.start("registrar")
+    lab.up()
     yield lab
     lab.stop_all()
 
