@@ -182,3 +182,25 @@ def test_the_token_keys_cannot_be_extracted(hsm_lab: Lab, token_env: dict[str, s
         words = {w.strip() for w in flags.split(",")}
         assert {"sensitive", "always sensitive", "never extractable"} <= words, (label, flags)
         assert "extractable" not in words, (label, flags)
+
+
+def test_a_concurrent_fleet_onboards_through_the_token(hsm_lab: Lab, tmp_path: Path) -> None:
+    """Concurrent onboardings share each role's one token session (signatures
+    serialised by its lock): every pledge enrols, every LDevID verifies."""
+    count = 12
+    summary_path = tmp_path / "fleet.json"
+    proc = subprocess.run(
+        hsm_lab.fleet_command(count=count, concurrency=6, processes=1, json_path=summary_path, extra=("--no-progress",)),
+        capture_output=True, text=True, timeout=300, env={**os.environ, **hsm_lab.extra_env},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr + hsm_lab.log_tail("registrar")
+    summary = json.loads(summary_path.read_text())
+    assert summary["successes"] == count and summary["failures"] == 0, summary
+    domain_ca = x509.load_pem_x509_certificate((hsm_lab.certs / "registrar/domain-ca.crt").read_bytes())
+    issued = rows(
+        hsm_lab.workdir / "registrar.db",
+        "SELECT c.der FROM certificates c WHERE c.state = 'issued' AND c.device_serial NOT LIKE 'PLG-%'",
+    )
+    assert len(issued) == count
+    for (der,) in issued:
+        x509.load_der_x509_certificate(bytes(der)).verify_directly_issued_by(domain_ca)  # type: ignore[arg-type]

@@ -102,6 +102,9 @@ def test_counters_add_up_to_what_the_fleet_did(metrics_lab: Lab, tmp_path: Path)
     assert status == 400, problem
     refused_check = str(problem["check"])
     _tls11_handshake(lab.registrar_port)
+    # One CRL fetch on the plain-HTTP revocation port.
+    with urllib.request.urlopen(f"{lab.revocation_url}/crl", timeout=30) as resp:
+        assert resp.status == 200
 
     summary_path = tmp_path / "fleet.json"
     fleet = subprocess.Popen(
@@ -141,6 +144,7 @@ def test_counters_add_up_to_what_the_fleet_did(metrics_lab: Lab, tmp_path: Path)
     assert delta(reg, before_reg, "brski_refusals_total") == 1
     assert delta(reg, before_reg, "brski_refusals_total", check=refused_check, status="400") == 1
     assert delta(reg, before_reg, "brski_tls_handshake_refusals_total") == 1
+    assert delta(reg, before_reg, "brski_http_requests_total", endpoint="/crl", status="200") == 1
     # Store writes were timed, and none is left in flight; one worker.
     assert delta(reg, before_reg, "brski_store_write_duration_seconds_count") >= 2 * COUNT
     assert total(reg, "brski_store_writes_in_flight") == 0
