@@ -9,6 +9,7 @@ both sides; plus exactly the refusals and refused handshakes sent on purpose.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -160,3 +161,40 @@ def test_counters_add_up_to_what_the_fleet_did(metrics_lab: Lab, tmp_path: Path)
     seen = [total(s, "brski_onboardings_total") for s in during]
     assert seen == sorted(seen)
     assert all(v <= total(reg, "brski_onboardings_total") for v in seen)
+
+
+def test_two_processes_share_one_metrics_port_and_sum(tmp_path: Path) -> None:
+    """prometheus-client multiprocess mode, as --workers will run it: two MASA
+    processes with one PROMETHEUS_MULTIPROC_DIR bind the same metrics port
+    (SO_REUSEPORT); whichever answers a scrape reports both, and a process
+    that stops cleanly stops counting as a worker."""
+    masa_port = free_port()
+    certs = tmp_path / "certs"
+    ensure_dev_pki(certs, pledges=1, masa_url=f"https://localhost:{masa_port}")
+    prom_dir = tmp_path / "prom"
+    prom_dir.mkdir()
+    lab = Lab(
+        workdir=tmp_path / "run", certs=certs, masa_port=masa_port, masa_metrics_port=free_port(),
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)},
+    )
+    lab.write_configs()
+    with lab:
+        lab.start("masa")
+        second_ready = lab.workdir / "masa2.ready"
+        second = subprocess.Popen(
+            [lab.python, "-m", "masa", "serve", "--config", str(lab.workdir / "masa.toml"),
+             "--port", str(free_port()), "--ready-file", str(second_ready)],
+            env={**os.environ, **lab.extra_env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not second_ready.exists():
+                assert second.poll() is None and time.monotonic() < deadline, "second MASA did not start"
+                time.sleep(0.05)
+            for _ in range(8):  # whichever process the kernel picks, the sum is the same
+                assert total(scrape(lab.masa_metrics_port), "brski_workers") == 2
+        finally:
+            second.terminate()
+            assert second.wait(timeout=30) == 0
+        assert total(scrape(lab.masa_metrics_port), "brski_workers") == 1
