@@ -35,15 +35,16 @@ SERVICE: web.AppKey[MasaService] = web.AppKey("masa_service", MasaService)
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    store = await open_masa_store(cfg.database)
-    store.observe_writes(app[METRICS])
     signer_cert = load_cert(cfg.signer_cert.read_bytes())
     signer = VoucherSigner(
-        # A PEM file or a pkcs11: URI (the key then signs in the token, brski_hsm).
+        # A PEM file or a pkcs11: URI (the key then signs in the token, brski_hsm);
+        # loaded before the store opens, so a bad key leaves nothing open.
         key=load_key(cfg.signer_key, pkcs11=cfg.pkcs11, cert=signer_cert),
         cert=signer_cert,
         chain=tuple(read_certs(cfg.signer_chain)),
     )
+    store = await open_masa_store(cfg.database)
+    store.observe_writes(app[METRICS])
     app[SERVICE] = MasaService(
         store=store,
         signer=signer,

@@ -204,3 +204,32 @@ def test_a_concurrent_fleet_onboards_through_the_token(hsm_lab: Lab, tmp_path: P
     assert len(issued) == count
     for (der,) in issued:
         x509.load_der_x509_certificate(bytes(der)).verify_directly_issued_by(domain_ca)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "env", "message"),
+    [
+        ({}, {"BRSKI_PKCS11_PIN": "wrong-pin"}, "the token refused the PIN"),
+        ({}, {"BRSKI_PKCS11_PIN": ""}, "BRSKI_PKCS11_PIN (the PKCS#11 PIN) is not set"),
+        ({"signer_key": f"pkcs11:token={TOKEN};object=no-such-key"}, {}, "no EC key pair with that label/id"),
+        ({"signer_key": f"pkcs11:token={TOKEN};object=brski-domain-ca"}, {}, "is not the one certified"),
+        ({"signer_key": f"pkcs11:token={TOKEN};object=x?pin-value=1234"}, {}, "a PIN in the pkcs11 URI"),
+    ],
+    ids=["wrong-pin", "no-pin", "unknown-label", "key-of-another-cert", "pin-in-config"],
+)
+def test_a_misconfigured_token_key_stops_the_server_at_start(
+    hsm_lab: Lab, tmp_path: Path, change: dict[str, str], env: dict[str, str], message: str
+) -> None:
+    """Exit code 2 and a line naming the problem, before any port is opened."""
+    config = (hsm_lab.workdir / "masa.toml").read_text()
+    for key, value in change.items():
+        config = "\n".join(f'{key} = "{value}"' if line.startswith(f"{key} =") else line for line in config.splitlines())
+    bad = tmp_path / "masa.toml"
+    bad.write_text(config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "masa", "serve", "--config", str(bad), "--port", "0"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **hsm_lab.extra_env, **env},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert PIN not in proc.stderr
