@@ -8,7 +8,10 @@ role gets a ``brski.pki.PrivateKey`` and signs through it (see
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -39,7 +42,11 @@ __all__ = [
     "load_key",
     "load_token_key",
     "probe_key",
+    "signing",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: A configured key: a PEM file, or a ``pkcs11:`` URI (kept as text).
 KeyRef = Path | str
@@ -87,3 +94,16 @@ def probe_key(key: PrivateKey, cert: x509.Certificate) -> None:
         raise KeyUnavailable(
             f"the key is not the one certified in {cert.subject.rfc4514_string()}", check="config.key-mismatch"
         ) from None
+
+
+async def signing(key: object, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)``, run off the event loop when ``key`` is in a token.
+
+    A hardware HSM's C_Sign can take milliseconds (a network HSM tens), and
+    python-pkcs11 releases the GIL while it waits: in a thread, the worker
+    keeps serving other connections meanwhile. A PEM key signs in tens of
+    microseconds, less than the thread hand-off, so it stays inline.
+    """
+    if isinstance(key, TokenEcKey):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)

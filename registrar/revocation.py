@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from brski.crl import RevokedEntry, build_crl, parse_reason, reason_name
 from brski.errors import Conflict, NotFound
 from brski.ocsp import CertStatus, OcspAnswer, answer
+from brski_hsm import signing
 from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarKeys
@@ -167,7 +168,9 @@ class RevocationPublisher:
             )
             for r in await self.store.revoked_certificates()
         ]
-        crl = build_crl(
+        crl = await signing(  # in a thread when the CA key is in a token
+            self.keys.ca_key,
+            build_crl,
             ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, entries=entries,
             number=number, now=now, validity=CRL_VALIDITY,
         )

@@ -151,3 +151,15 @@ async def test_readiness_names_the_failing_check() -> None:
     assert results == {"store": "ok", "key:ra": "pkcs11.sign-failed: token gone"}
     assert (await _readiness(web.Application(), {"store": ok}))[0]
     assert issubclass(KeyUnavailable, BrskiError)
+
+
+async def test_token_signing_runs_off_the_event_loop(pki) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from brski_hsm import TokenEcKey, signing
+
+    loop_thread = threading.get_ident()
+    token_key = object.__new__(TokenEcKey)  # only its type matters here
+    assert await signing(token_key, threading.get_ident) != loop_thread
+    assert await signing(pki.key("registrar/ra"), threading.get_ident) == loop_thread
+    assert await signing(token_key, lambda a, *, b: a + b, 1, b=2) == 3
