@@ -50,6 +50,8 @@ ReadinessCheck = Callable[[web.Application], Awaitable[None]]
 # voucher delivered; RFC 7030 4.2.1/4.2.2: a certificate issued).
 _ONBOARDING = "/.well-known/brski/requestvoucher"
 _ENROLMENTS = {"/.well-known/est/simpleenroll": "enroll", "/.well-known/est/simplereenroll": "reenroll"}
+# Methods counted by name; anything else a client invents is "other" (bounded series).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 # Request latency buckets (seconds): a voucher round trip is tens of ms, a
 # slow MASA seconds.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -106,6 +108,7 @@ class Metrics:
             "brski_workers", "Worker processes serving this role", registry=r, multiprocess_mode="livesum",
         )
         self.workers.set(1)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.ready = Gauge(
             "brski_ready", "1 when the last readiness check passed", registry=r, multiprocess_mode="livemax",
         )
@@ -128,8 +131,14 @@ class Metrics:
         self.refusals.labels(err.check, str(err.http_status)).inc()
 
     def answered(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        # Children cached per label set: labels() takes a lock and builds a key each call.
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(endpoint, method, str(status)), self.latency.labels(endpoint))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if status == 200 and method == "POST":
             if endpoint == _ONBOARDING:
                 self.onboardings.inc()
@@ -174,7 +183,8 @@ async def metrics_middleware(
         status = exc.status
         raise
     finally:
-        metrics.answered(_endpoint(request), request.method, status, time.perf_counter() - started)
+        method = request.method if request.method in _METHODS else "other"
+        metrics.answered(_endpoint(request), method, status, time.perf_counter() - started)
 
 
 async def _readiness(app: web.Application, checks: dict[str, ReadinessCheck]) -> tuple[bool, dict[str, str]]:

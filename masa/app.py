@@ -15,7 +15,7 @@ from aiohttp import web
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert
-from brski_hsm import load_key, probe_key
+from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.configfile import read_certs
@@ -74,7 +74,7 @@ async def _store_ready(app: web.Application) -> None:
 
 async def _signer_ready(app: web.Application) -> None:
     signer = app[SERVICE].signer
-    probe_key(signer.key, signer.cert)
+    await signing(signer.key, probe_key, signer.key, signer.cert)
 
 
 def create_app(config: MasaConfig) -> web.Application:

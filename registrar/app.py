@@ -17,7 +17,7 @@ from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert
 from brski.validation import domain_id
-from brski_hsm import load_key, probe_key
+from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
@@ -115,12 +115,12 @@ async def _store_ready(app: web.Application) -> None:
 
 async def _ca_key_ready(app: web.Application) -> None:
     keys = app[SERVICE].ctx.keys
-    probe_key(keys.ca_key, keys.ca_cert)
+    await signing(keys.ca_key, probe_key, keys.ca_key, keys.ca_cert)
 
 
 async def _ra_key_ready(app: web.Application) -> None:
     keys = app[SERVICE].ctx.keys
-    probe_key(keys.ra_key, keys.ra_cert)
+    await signing(keys.ra_key, probe_key, keys.ra_key, keys.ra_cert)
 
 
 def create_app(config: RegistrarConfig) -> web.Application:
