@@ -8,6 +8,7 @@ both sides; plus exactly the refusals and refused handshakes sent on purpose.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -161,6 +162,25 @@ def test_counters_add_up_to_what_the_fleet_did(metrics_lab: Lab, tmp_path: Path)
     seen = [total(s, "brski_onboardings_total") for s in during]
     assert seen == sorted(seen)
     assert all(v <= total(reg, "brski_onboardings_total") for v in seen)
+
+
+def test_invented_methods_and_paths_do_not_create_series(metrics_lab: Lab) -> None:
+    """A scanner's methods and paths land in 'other' and 'unmatched'."""
+    ctx = ssl.create_default_context(cafile=str(metrics_lab.certs / "registrar" / "domain-ca.crt"))
+    # Methods HTTP parsers know but no route uses (an unknown token is a 400 from the parser).
+    for i, method in enumerate(("PROPFIND", "MKCOL", "LOCK")):
+        conn = http.client.HTTPSConnection("localhost", metrics_lab.registrar_port, context=ctx, timeout=30)
+        try:
+            conn.request(method, f"/no/such/path/{i}")
+            assert conn.getresponse().status in (404, 405)
+        finally:
+            conn.close()
+    samples = scrape(metrics_lab.registrar_metrics_port)
+    labels = {dict(lab).get("method") for (n, lab) in samples if n == "brski_http_requests_total"}
+    paths = {dict(lab).get("endpoint") for (n, lab) in samples if n == "brski_http_requests_total"}
+    assert not labels & {"PROPFIND", "MKCOL", "LOCK"}
+    assert total(samples, "brski_http_requests_total", method="other", endpoint="unmatched") == 3
+    assert not any(p and p.startswith("/no/such") for p in paths)
 
 
 def test_two_processes_share_one_metrics_port_and_sum(tmp_path: Path) -> None:
