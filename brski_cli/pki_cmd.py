@@ -137,10 +137,17 @@ def key_uri(token_uri: str, label: str) -> str:
 def _token_keys(args: argparse.Namespace) -> tuple[dict[str, str], Callable[[str], Any]] | None:
     if not args.pkcs11:
         return None
-    from brski_hsm import Pkcs11Settings, generate_token_key
+    from brski_hsm import Pkcs11Settings, generate_token_key, token_has_key
 
     settings = Pkcs11Settings(module=args.pkcs11_module, pin_file=args.pkcs11_pin_file, pin_env=args.pkcs11_pin_env)
     uris = {path: key_uri(args.pkcs11, label) for path, label in _TOKEN_LABELS.items()}
+    # All labels free before the first key is made: no half-made PKI in the token.
+    taken = [uri for uri in uris.values() if token_has_key(uri, settings)]
+    if taken:
+        raise ConfigError(
+            f"the token already holds {', '.join(taken)}; use a fresh token or delete those objects",
+            check="pkcs11.key-exists",
+        )
     return uris, lambda path: generate_token_key(uris[path], settings)
 
 

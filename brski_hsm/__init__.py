@@ -27,6 +27,7 @@ from brski_hsm.token import (
     close_tokens,
     generate_token_key,
     load_token_key,
+    token_has_key,
 )
 from brski_hsm.uri import Pkcs11Uri, is_pkcs11_uri
 
@@ -43,6 +44,7 @@ __all__ = [
     "load_token_key",
     "probe_key",
     "signing",
+    "token_has_key",
 ]
 
 P = ParamSpec("P")

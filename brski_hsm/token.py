@@ -40,6 +40,7 @@ __all__ = [
     "close_tokens",
     "generate_token_key",
     "load_token_key",
+    "token_has_key",
 ]
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {"secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1}
@@ -263,6 +264,20 @@ def load_token_key(uri_text: str, settings: Pkcs11Settings) -> TokenEcKey:
     if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.curve.name not in _CURVES:
         raise ConfigError(f"{uri_text}: only P-256 and P-384 token keys are supported", check="pkcs11.key-type")
     return TokenEcKey(token=tok, private=private, public=pub, uri=uri_text)
+
+
+def token_has_key(uri_text: str, settings: Pkcs11Settings) -> bool:
+    """Does the token already hold a private key under this URI's label/id?"""
+    uri = Pkcs11Uri.parse(uri_text)
+    tok = _open_token(uri, settings)
+    with tok.lock:
+        try:
+            _find(tok.session, ObjectClass.PRIVATE_KEY, uri)
+        except pkcs11.exceptions.NoSuchKey:
+            return False
+        except pkcs11.exceptions.MultipleObjectsReturned:
+            return True
+        return True
 
 
 def generate_token_key(uri_text: str, settings: Pkcs11Settings, *, curve: str = "secp256r1") -> TokenEcKey:

@@ -96,6 +96,20 @@ def test_pki_init_leaves_no_key_file_for_the_token_keys(hsm_lab: Lab) -> None:
         assert "pkcs11:" in text and PIN not in text  # the PIN is never in a config
 
 
+def test_pki_init_refuses_a_token_that_already_holds_the_keys(
+    hsm_lab: Lab, token_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A second init must not add keys beside the ones the running PKI uses."""
+    out = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, "-m", "brski_cli", "pki", "init", "--out", str(out),
+         "--pkcs11", f"pkcs11:token={TOKEN}", "--pkcs11-module", MODULE],
+        capture_output=True, text=True, env={**os.environ, **token_env}, timeout=120,
+    )
+    assert proc.returncode == 1 and "pkcs11.key-exists" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
 def test_pledges_onboard_in_every_format_with_every_signature_from_the_token(hsm_lab: Lab, tmp_path: Path) -> None:
     domain_ca = x509.load_pem_x509_certificate((hsm_lab.certs / "registrar/domain-ca.crt").read_bytes())
     ra = x509.load_pem_x509_certificate((hsm_lab.certs / "registrar/ra.crt").read_bytes())
