@@ -252,7 +252,7 @@ def issue_ldevid(
 # --- does the CSR claim this device? ----------------------------------------------
 
 
-class _HardwareModuleName(core.Sequence):  # type: ignore[misc]
+class _HardwareModuleName(core.Sequence):
     # RFC 4108 section 5
     _fields: ClassVar[list[Any]] = [
         ("hw_type", core.ObjectIdentifier),

@@ -90,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("demo", help="run MASA + registrar and onboard pledges, narrated", description=__doc__)
     p.add_argument("--pledges", type=int, default=3)
     p.add_argument("--certs", type=Path, default=Path("certs/dev"))

@@ -183,6 +183,7 @@ class SqliteDatabase:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._closed = False
+        self.commits = 0  # COMMITs (each one fsync) the writer has made
         self.applied_migrations: list[int] = []
         self.observer: WriteObserver | None = None
 
@@ -304,6 +305,7 @@ class SqliteDatabase:
             outcomes.append((job, result, None))
         try:
             conn.execute("COMMIT")
+            self.commits += 1
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

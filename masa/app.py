@@ -21,7 +21,12 @@ from brski_web import refusals
 from brski_web.configfile import read_certs
 from brski_web.metrics import METRICS, metrics_middleware
 from brski_web.metrics import install as metrics_install
-from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
+from brski_web.middleware import (
+    BODY_READ_TIMEOUT,
+    PLAINTEXT_ERROR_PATHS,
+    REFUSAL_RECORDER,
+    error_middleware,
+)
 from masa import handlers
 from masa.config import MasaConfig
 from masa.ratelimit import RateLimiter
@@ -82,6 +87,9 @@ def create_app(config: MasaConfig) -> web.Application:
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
+    # RFC 8995 5.6: "the response data from the MASA MUST be a plaintext
+    # human-readable (UTF-8) error message".
+    app[PLAINTEXT_ERROR_PATHS] = frozenset({"/.well-known/brski/requestvoucher"})
     app.cleanup_ctx.append(_service_ctx)
     handshakes = refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     metrics = metrics_install(

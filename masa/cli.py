@@ -22,6 +22,7 @@ from brski.pki import (
     spki_sha256,
 )
 from brski_storage import open_masa_store
+from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
@@ -178,13 +179,11 @@ def _build(sub: argparse.ArgumentParser) -> None:
         p.add_argument("serial", nargs="?" if name == "list" else None)
         p.add_argument("--domain-ca", dest="domain_ca", type=Path, help="the owner's domain CA certificate (PEM)")
         p.set_defaults(func=cmd_owners)
-    # issue 5: audit verify|export over the hash-chained event log.
-    from brski_cli.audit_cmd import add_audit_commands
-
+    # audit verify|export over the hash-chained event log.
     add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _build(subparsers.add_parser("masa", help="the manufacturer's MASA", description=__doc__))
 
 

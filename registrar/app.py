@@ -85,6 +85,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             masa=MasaClient(transport),
             masa_url_override=cfg.masa_url_override,
             supported_media=supported_media_types(),
+            accept_base64=cfg.accept_base64_voucher_requests,
         ),
         est=EstService(
             ctx,

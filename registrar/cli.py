@@ -15,6 +15,7 @@ from typing import Any
 
 from brski_storage import open_registrar_store
 from brski_storage.base import ApprovalDecision
+from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
@@ -183,8 +184,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     _common(show)
     show.add_argument("serial")
     show.set_defaults(func=cmd_devices)
-    # issue 5: lifecycle and evidence commands live in their own modules.
-    from brski_cli.audit_cmd import add_audit_commands
+    # Lifecycle and evidence commands live in their own modules.
     from registrar.lifecycle_cli import add_device_commands
 
     add_device_commands(dcmds, common=_common, database=lambda a: database_url(a.config, a.database), run=_run)
@@ -205,7 +205,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     pending.set_defaults(func=cmd_approval)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _build(subparsers.add_parser("registrar", help="the enterprise registrar and EST CA", description=__doc__))
 
 

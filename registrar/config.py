@@ -27,6 +27,7 @@ Example (``registrar.toml``)::
     ldevid_validity_days = 365
     admin_subjects = ["CN=admin,O=brski dev domain"]  # admin API clients (or admin_fingerprints)
     body_read_timeout_s = 10.0                        # a request body must arrive within this
+    accept_base64_voucher_requests = false            # labs only: decode base64 text bodies
 
     # Admission policy (issue 4; see registrar/policy.py for every key):
     # [[registrar.manufacturers]] name/anchor/policy ("brski", "first-use", "deny"),
@@ -69,6 +70,8 @@ _REGISTRAR_KEYS = {
     "admin_fingerprints",
     "admin_subjects",
     "reonboard_decommissioned",
+    # interop labs: accept base64 text where RFC 8366 8.3 says DER
+    "accept_base64_voucher_requests",
     "body_read_timeout_s",
     # keys in a PKCS#11 token (brski_hsm)
     "pkcs11_module",
@@ -131,6 +134,9 @@ class RegistrarConfig:
     admin_fingerprints: list[str] = field(default_factory=list)
     admin_subjects: list[str] = field(default_factory=list)
     reonboard_decommissioned: bool = True
+    # For interop labs only: decode a voucher-request sent as base64 text
+    # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
+    accept_base64_voucher_requests: bool = False
     pkcs11_module: str | None = None
     pkcs11_pin_file: Path | None = None
     pkcs11_pin_env: str | None = None
@@ -199,6 +205,8 @@ class RegistrarConfig:
             )
         if not isinstance(self.reonboard_decommissioned, bool):
             raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
+        if not isinstance(self.accept_base64_voucher_requests, bool):
+            raise ConfigError("accept_base64_voucher_requests must be true or false", check="config.interop")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
         if self.masa_url_override is not None and not self.masa_url_override.startswith("https://"):

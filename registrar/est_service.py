@@ -45,6 +45,8 @@ class EstService:
         self.ldevid_validity = ldevid_validity
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
+        # RFC 7030 4.1.3: the same answer to every /cacerts for the life of the process.
+        self._cacerts = est.encode_base64_body(est.build_certs_only([ctx.keys.ca_cert]))
 
     async def enroll_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.9.4: the pledge reports whether its LDevID works."""
@@ -63,7 +65,7 @@ class EstService:
 
     def cacerts(self) -> bytes:
         """RFC 7030 4.1.3: the domain CA as a certs-only CMS, base64."""
-        return est.encode_base64_body(est.build_certs_only([self.ctx.keys.ca_cert]))
+        return self._cacerts
 
     async def csrattrs(self, *, peer: PeerIdentity, now: datetime) -> bytes:
         """RFC 7030 4.5 / RFC 8995 5.9.2: what the LDevID CSR should contain."""

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from brski.crl import RevokedEntry, build_crl, parse_reason, reason_name
 from brski.errors import Conflict, NotFound
-from brski.ocsp import CertStatus, OcspAnswer, answer
+from brski.ocsp import CertStatus, OcspAnswer, read_request, respond
 from brski_hsm import signing
 from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.logs import kv
@@ -188,9 +188,11 @@ class RevocationPublisher:
         return CertStatus(status="good")
 
     async def ocsp(self, der: bytes, *, now: datetime) -> OcspAnswer:
-        result = await answer(
-            der, ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, lookup=self._status,
-            now=now, validity=OCSP_VALIDITY,
+        query = read_request(der, ca_cert=self.keys.ca_cert)
+        result = query if isinstance(query, OcspAnswer) else await signing(  # in a thread for a token key
+            self.keys.ca_key, respond,
+            query, await self._status(query.serial), ca_cert=self.keys.ca_cert,
+            ca_key=self.keys.ca_key, now=now, validity=OCSP_VALIDITY,
         )
         log.info(kv(
             "ocsp", response=result.response_status,

@@ -296,6 +296,8 @@ def bare_http_cpu(certs: Path, requests: int = 3000) -> float:
     ready: Any = mp.get_context("fork").Queue()
     proc = mp.get_context("fork").Process(target=_bare_server, args=(certs, ready), daemon=True)
     proc.start()
+    assert proc.pid is not None  # started
+    pid: int = proc.pid
     try:
         port = ready.get(timeout=30)
         client, key = _client_pem(certs)
@@ -319,10 +321,10 @@ def bare_http_cpu(certs: Path, requests: int = 3000) -> float:
 
             for _ in range(200):  # warm up
                 exchange()
-            c0 = cpu_seconds(proc.pid)
+            c0 = cpu_seconds(pid)
             for _ in range(requests):
                 exchange()
-            c1 = cpu_seconds(proc.pid)
+            c1 = cpu_seconds(pid)
         return round((c1 - c0) * 1000 / requests, 4)
     finally:
         proc.kill()
