@@ -3,17 +3,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pkcs11
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from brski.devpki import build_dev_pki
 from brski.errors import BrskiError, ConfigError
 from brski_cli.pki_cmd import key_uri
-from brski_hsm import KeyUnavailable, Pkcs11Settings, Pkcs11Uri, load_key, probe_key
+from brski_hsm import KeyUnavailable, Pkcs11Settings, Pkcs11Uri, TokenEcKey, load_key, probe_key
 from brski_web.configfile import merge
 from brski_web.metrics import Metrics, _readiness
 from registrar.config import load_config
@@ -163,3 +171,88 @@ async def test_token_signing_runs_off_the_event_loop(pki) -> None:  # type: igno
     assert await signing(token_key, threading.get_ident) != loop_thread
     assert await signing(pki.key("registrar/ra"), threading.get_ident) == loop_thread
     assert await signing(token_key, lambda a, *, b: a + b, 1, b=2) == 3
+
+
+# --- TokenEcKey through every signer, with a stand-in for the token ------------------
+
+
+class _SoftToken:
+    """Answers C_Sign(CKM_ECDSA) like a token: r || s over the given digest."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, *, fail: bool = False) -> None:
+        self.key, self.fail, self.calls = key, fail, 0
+
+    def sign(self, digest: bytes, *, mechanism: object) -> bytes:
+        self.calls += 1
+        if self.fail:
+            raise pkcs11.exceptions.DeviceRemoved()
+        r, s = decode_dss_signature(self.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def _token_key(key: ec.EllipticCurvePrivateKey, *, fail: bool = False) -> tuple[TokenEcKey, _SoftToken]:
+    from brski_hsm.token import _Token
+
+    soft = _SoftToken(key, fail=fail)
+    tok = _Token(None, pid=os.getpid(), label="stand-in", rw=False)
+    return TokenEcKey(token=tok, private=soft, public=key.public_key(), uri="pkcs11:token=t;object=k"), soft
+
+
+def test_every_signed_object_goes_through_the_token_key(pki) -> None:  # type: ignore[no-untyped-def]
+    from brski.artifact import sign_artifact, verify_artifact
+    from brski.ca import issue_ldevid
+    from brski.crl import build_crl
+    from brski.ocsp import CertStatus, read_request, respond
+    from brski.oids import MT_VOUCHER_CMS_JSON, MT_VOUCHER_COSE_CBOR, MT_VOUCHER_JWS_JSON
+    from brski.pki import cert_der
+    from brski.voucher import Assertion, Voucher
+
+    now = datetime.now(UTC)
+    ca_cert = pki.cert("registrar/domain-ca")
+    ca_key, ca_token = _token_key(pki.key("registrar/domain-ca"))  # type: ignore[arg-type]
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "PLG-1")]))
+        .sign(device_key, hashes.SHA256())
+    )
+    ldevid = issue_ldevid(
+        csr, ca_cert=ca_cert, ca_key=ca_key, serial=1234, now=now, validity=timedelta(days=1), device_serial="PLG-1"
+    )
+    ldevid.verify_directly_issued_by(ca_cert)
+    crl = build_crl(ca_cert=ca_cert, ca_key=ca_key, entries=[], number=1, now=now, validity=timedelta(hours=1))
+    assert crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
+    request = ocsp.OCSPRequestBuilder().add_certificate(ldevid, ca_cert, hashes.SHA256()).build()
+    query = read_request(request.public_bytes(serialization.Encoding.DER), ca_cert=ca_cert)
+    answer = respond(query, CertStatus(status="good"), ca_cert=ca_cert, ca_key=ca_key, now=now, validity=timedelta(hours=1))  # type: ignore[arg-type]
+    response = ocsp.load_der_ocsp_response(answer.der)
+    public = ca_cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
+    assert ca_token.calls == 3
+
+    signer_key, signer_token = _token_key(pki.key("masa/voucher-signer"))  # type: ignore[arg-type]
+    voucher = Voucher(
+        created_on=now, assertion=Assertion.PROXIMITY, serial_number="PLG-1", nonce=b"0123456789abcdef",
+        idevid_issuer=b"\x01" * 20, pinned_domain_cert=cert_der(ca_cert), domain_cert_revocation_checks=False,
+    )
+    for media in (MT_VOUCHER_CMS_JSON, MT_VOUCHER_COSE_CBOR, MT_VOUCHER_JWS_JSON):
+        raw = sign_artifact(voucher, media_type=media, key=signer_key, cert=pki.cert("masa/voucher-signer"))
+        art = verify_artifact(raw, media_type=media, kind=Voucher, extra_certs=[pki.cert("masa/voucher-signer")])
+        assert art.payload.serial_number == "PLG-1"
+    assert signer_token.calls == 3
+
+
+def test_a_failing_token_is_a_503_naming_the_check_through_every_builder(pki) -> None:  # type: ignore[no-untyped-def]
+    from brski.crl import build_crl
+
+    ca_key, _ = _token_key(pki.key("registrar/domain-ca"), fail=True)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    with pytest.raises(KeyUnavailable) as err:
+        build_crl(
+            ca_cert=pki.cert("registrar/domain-ca"), ca_key=ca_key, entries=[], number=1, now=now,
+            validity=timedelta(hours=1),
+        )
+    assert err.value.check == "pkcs11.sign-failed" and err.value.http_status == 503
+    with pytest.raises(KeyUnavailable):
+        probe_key(ca_key, pki.cert("registrar/domain-ca"))
