@@ -17,6 +17,12 @@ Hierarchy (all P-256, ECDSA-SHA256)::
       registrar/ra                  id-kp-cmcRA + clientAuth
       registrar/admin               clientAuth, CN=admin
 
+With ``external_key``, the domain CA, RA and voucher-signer keys come from
+the caller (e.g. generated in a PKCS#11 token) and no ``.key`` file is written
+for them; the registrar then also gets ``registrar/masa-client`` (cmcRA +
+clientAuth, a file key) for its TLS connection to the MASA, since TLS needs a
+key OpenSSL can read.
+
 The manufacturer CAs get the 802.1AR "no well-defined expiration" date as
 well: an IDevID that never expires is useless under a root that does.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -39,7 +45,10 @@ from brski import oids
 from brski.errors import ConfigError
 from brski.pki import PrivateKey, load_cert, load_certs, load_private_key
 
-__all__ = ["DevPki", "build_dev_pki", "idevid_masa_url_extension"]
+__all__ = ["EXTERNAL_KEY_PATHS", "DevPki", "build_dev_pki", "idevid_masa_url_extension"]
+
+#: The signing keys ``build_dev_pki(external_key=...)`` asks the caller for.
+EXTERNAL_KEY_PATHS = ("registrar/domain-ca", "registrar/ra", "masa/voucher-signer")
 
 # RFC 5280 section 4.1.2.5: "no well-defined expiration date" is 99991231235959Z,
 # the value 802.1AR and RFC 8995 section 2.6.2 ask for on IDevIDs.
@@ -201,8 +210,9 @@ def _make_ca(
     path_length: int,
     not_before: datetime,
     not_after: datetime,
+    key: ec.EllipticCurvePrivateKey | None = None,
 ) -> _Issuer:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     b = (
         _builder(
             subject=subject,
@@ -230,8 +240,9 @@ def _make_ee(
     eku: Sequence[x509.ObjectIdentifier] = (),
     hosts: Sequence[str] = (),
     extra: Sequence[x509.ExtensionType] = (),
+    key: ec.EllipticCurvePrivateKey | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     b = _builder(
         subject=subject,
         issuer=issuer,
@@ -304,8 +315,12 @@ def build_dev_pki(
     masa_hosts: Sequence[str] = ("localhost", "127.0.0.1"),
     now: datetime,
     serial_prefix: str = "PLG",
+    external_key: Callable[[str], ec.EllipticCurvePrivateKey] | None = None,
 ) -> DevPki:
-    """Generate the whole development PKI; see the module docstring for the tree."""
+    """Generate the whole development PKI; see the module docstring for the tree.
+
+    ``external_key(path)`` is called for each of :data:`EXTERNAL_KEY_PATHS`.
+    """
     _validate_args(pledges, masa_url, registrar_hosts, masa_hosts, now, serial_prefix)
     now = now.astimezone(UTC)
     nb = now - BACKDATE
@@ -314,13 +329,17 @@ def build_dev_pki(
     mfr = "brski dev manufacturer"
     dom = "brski dev domain"
 
+    external = {p: external_key(p) for p in EXTERNAL_KEY_PATHS} if external_key else {}
+
     def put_ca(path: str, iss: _Issuer) -> None:
         files[f"{path}.crt"] = _pem_cert(iss.cert)
-        files[f"{path}.key"] = _pem_key(iss.key)
+        if path not in external:
+            files[f"{path}.key"] = _pem_key(iss.key)
 
     def put_ee(path: str, pair: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> None:
         files[f"{path}.crt"] = _pem_cert(pair[0])
-        files[f"{path}.key"] = _pem_key(pair[1])
+        if path not in external:
+            files[f"{path}.key"] = _pem_key(pair[1])
 
     # --- manufacturer -----------------------------------------------------
     root = _make_ca(
@@ -351,6 +370,7 @@ def build_dev_pki(
             issuer=root,
             not_before=nb,
             not_after=ee_until,
+            key=external.get("masa/voucher-signer"),
         ),
     )
     put_ee(
@@ -383,6 +403,7 @@ def build_dev_pki(
         path_length=0,
         not_before=nb,
         not_after=now + DOMAIN_CA_LIFETIME,
+        key=external.get("registrar/domain-ca"),
     )
     put_ca("registrar/domain-ca", domain_ca)
     files["registrar/ca-bundle.pem"] = _pem_cert(domain_ca.cert)
@@ -412,8 +433,23 @@ def build_dev_pki(
             not_before=nb,
             not_after=ee_until,
             eku=(oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH),
+            key=external.get("registrar/ra"),
         ),
     )
+    if "registrar/ra" in external:
+        # The RA key signs voucher-requests in the token; the TLS connection to
+        # the MASA authenticates with this one (RFC 8995 5.5.4: the MASA
+        # accepts a cmcRA certificate under the domain CA the request pins).
+        put_ee(
+            "registrar/masa-client",
+            _make_ee(
+                subject=_name("brski dev registrar MASA client", dom),
+                issuer=domain_ca,
+                not_before=nb,
+                not_after=ee_until,
+                eku=(oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH),
+            ),
+        )
     put_ee(
         "registrar/admin",
         _make_ee(

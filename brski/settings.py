@@ -54,6 +54,7 @@ class Setting:
     max: float | None = None
     example: Any = None  # shown in the example file instead of the default
     raw: bool = False  # a table or array of tables the role parses itself
+    uri_schemes: tuple[str, ...] = ()  # a path setting that also takes such a URI, kept as text
 
 
 def setting(
@@ -67,10 +68,12 @@ def setting(
     max: float | None = None,
     example: Any = None,
     raw: bool = False,
+    uri_schemes: tuple[str, ...] = (),
 ) -> Any:
     """Declare a config field (use as the dataclass field's default)."""
     meta = Setting(
-        section=section, help=help, path=path, choices=choices, min=min, max=max, example=example, raw=raw
+        section=section, help=help, path=path, choices=choices, min=min, max=max, example=example, raw=raw,
+        uri_schemes=uri_schemes,
     )
     metadata = {_META: meta}
     if default is REQUIRED:
@@ -213,6 +216,9 @@ def load_settings(
             continue
         if meta.raw:
             values[f.name] = raw
+            continue
+        if isinstance(raw, str) and any(raw.startswith(f"{scheme}:") for scheme in meta.uri_schemes):
+            values[f.name] = raw  # e.g. an RFC 7512 pkcs11: URI where a key file may stand
             continue
         try:
             value = _coerce(raw, tp, path=meta.path, base=rel)

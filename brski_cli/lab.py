@@ -101,6 +101,13 @@ class Lab:
     registrar_public: str = "localhost"
     # Argv prefix per process (the network lab: ``ip netns exec NS``).
     command_prefix: dict[str, list[str]] = field(default_factory=dict)
+    # Keys in a PKCS#11 token (`brski pki init --pkcs11` wrote certs/pkcs11-keys.json):
+    # the module, and the environment variable holding the PIN (set it in extra_env).
+    pkcs11_module: str | None = None
+    pkcs11_pin_env: str = "BRSKI_PKCS11_PIN"
+    # Plain-HTTP /metrics, /healthz, /readyz per server (0: none).
+    masa_metrics_port: int = 0
+    registrar_metrics_port: int = 0
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
     @property
@@ -124,6 +131,18 @@ class Lab:
         if not self.registrar_http_port:
             self.registrar_http_port = free_port()
         c = self.certs.resolve()
+        index = c / "pkcs11-keys.json"
+        token = json.loads(index.read_text()) if index.exists() else {}
+
+        def key(path: str) -> str:
+            return token.get(path) or f"{c}/{path}.key"
+
+        def hsm() -> list[str]:
+            if not token:
+                return []
+            out = [f'pkcs11_pin_env = "{self.pkcs11_pin_env}"']
+            return [*out, f'pkcs11_module = "{self.pkcs11_module}"'] if self.pkcs11_module else out
+
         masa = self.workdir / "masa.toml"
         masa.write_text(
             "\n".join(
@@ -134,11 +153,13 @@ class Lab:
                     f'tls_cert = "{c}/masa/tls.crt"',
                     f'tls_key = "{c}/masa/tls.key"',
                     f'client_cas = ["{c}/registrar/domain-ca.crt"]',
+                    *([f"metrics_port = {self.masa_metrics_port}"] if self.masa_metrics_port else []),
                     "",
                     "[masa]",
                     f'database = "sqlite:///{self.workdir.resolve()}/masa.db"',
                     f'signer_cert = "{c}/masa/voucher-signer.crt"',
-                    f'signer_key = "{c}/masa/voucher-signer.key"',
+                    f'signer_key = "{key("masa/voucher-signer")}"',
+                    *hsm(),
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
                     f'ownership = "{self.ownership}"',
                     f'admin_ca = ["{c}/manufacturer/root-ca.crt"]',
@@ -155,15 +176,22 @@ class Lab:
                     f'host = "{self.host}"',
                     f"port = {self.registrar_port}",
                     f"http_port = {self.registrar_http_port}",
+                    *([f"metrics_port = {self.registrar_metrics_port}"] if self.registrar_metrics_port else []),
                     f'tls_cert = "{c}/registrar/tls.crt"',
                     f'tls_key = "{c}/registrar/tls.key"',
                     "",
                     "[registrar]",
                     f'database = "sqlite:///{self.workdir.resolve()}/registrar.db"',
                     f'ca_cert = "{c}/registrar/domain-ca.crt"',
-                    f'ca_key = "{c}/registrar/domain-ca.key"',
+                    f'ca_key = "{key("registrar/domain-ca")}"',
                     f'ra_cert = "{c}/registrar/ra.crt"',
-                    f'ra_key = "{c}/registrar/ra.key"',
+                    f'ra_key = "{key("registrar/ra")}"',
+                    *hsm(),
+                    *(
+                        [f'masa_client_cert = "{c}/registrar/masa-client.crt"',
+                         f'masa_client_key = "{c}/registrar/masa-client.key"']
+                        if "registrar/ra" in token else []
+                    ),
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
                     f'masa_trust = ["{c}/manufacturer/root-ca.crt"]',
                     f'public_url = "{self.registrar_url}"',
@@ -234,6 +262,13 @@ class Lab:
         return self._run_cli("masa", "devices", "import", "--config", str(self.workdir / "masa.toml"), str(self.certs / "pledges"))
 
     # --- processes ---------------------------------------------------------------
+
+    def up(self) -> None:
+        """Configs written, the MASA told its devices, both servers listening."""
+        self.write_configs()
+        self.import_devices()
+        self.start("masa")
+        self.start("registrar")
 
     def start(self, name: str, *, timeout: float = 30.0, detach: bool = False) -> str:
         """Start ``masa``, ``registrar`` or ``join_proxy`` (``python -m NAME serve

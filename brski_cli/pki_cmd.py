@@ -9,16 +9,19 @@ keeps private keys unreadable by other users.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
-from brski.devpki import DevPki, build_dev_pki
-from brski.errors import BrskiError
+from brski.devpki import EXTERNAL_KEY_PATHS, DevPki, build_dev_pki
+from brski.errors import BrskiError, ConfigError
 
 __all__ = ["add_parser", "run_init", "run_show"]
 
@@ -26,6 +29,14 @@ DEFAULT_OUT = "certs/dev"
 # The subdirectories build_dev_pki writes; --force clears only what it owns.
 _OWNED_DIRS = ("manufacturer", "masa", "registrar", "pledges")
 _MARKER = "manufacturer/root-ca.crt"
+#: Where `init --pkcs11` lists the token keys' URIs ({dev PKI path: pkcs11 URI}).
+PKCS11_INDEX = "pkcs11-keys.json"
+#: CKA_LABEL of each token key `init --pkcs11` generates.
+_TOKEN_LABELS = {
+    "registrar/domain-ca": "brski-domain-ca",
+    "registrar/ra": "brski-registrar-ra",
+    "masa/voucher-signer": "brski-masa-voucher-signer",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,6 +66,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="DNS name or IP for the MASA TLS SAN (repeatable; default localhost, 127.0.0.1)",
     )
     init.add_argument("--force", action="store_true", help="replace an existing PKI")
+    init.add_argument(
+        "--pkcs11",
+        metavar="URI",
+        help="RFC 7512 token URI (e.g. 'pkcs11:token=brski'): generate the domain CA, RA and "
+        f"voucher-signer keys in that token, non-extractable; their URIs go to {PKCS11_INDEX}",
+    )
+    init.add_argument("--pkcs11-module", metavar="PATH", help="PKCS#11 module (or module-path in the URI)")
+    init.add_argument("--pkcs11-pin-file", metavar="PATH", type=Path, help="file holding the user PIN")
+    init.add_argument(
+        "--pkcs11-pin-env", metavar="NAME", default="BRSKI_PKCS11_PIN",
+        help="environment variable holding the user PIN (default BRSKI_PKCS11_PIN)",
+    )
     init.set_defaults(func=run_init)
 
     show = sub.add_parser("show", help="list the certificates of a PKI directory")
@@ -103,13 +126,41 @@ def write_dev_pki(out: Path, pki: DevPki, *, force: bool) -> None:
         _write_file(out / rel, content, mode)
 
 
+def key_uri(token_uri: str, label: str) -> str:
+    """The token URI with ``object=label`` added to its path (RFC 7512 section 2.3)."""
+    path, sep, query = token_uri.partition("?")
+    if ";object=" in f";{path[7:]}" or ";id=" in f";{path[7:]}":
+        raise ConfigError("--pkcs11 names the token only; the key labels are chosen here", check="pkcs11.uri")
+    return f"{path.rstrip(';')}{';' if path[7:] else ''}object={label}{sep}{query}"
+
+
+def _token_keys(args: argparse.Namespace) -> tuple[dict[str, str], Callable[[str], Any]] | None:
+    if not args.pkcs11:
+        return None
+    from brski_hsm import Pkcs11Settings, generate_token_key, token_has_key
+
+    settings = Pkcs11Settings(module=args.pkcs11_module, pin_file=args.pkcs11_pin_file, pin_env=args.pkcs11_pin_env)
+    uris = {path: key_uri(args.pkcs11, label) for path, label in _TOKEN_LABELS.items()}
+    # All labels free before the first key is made: no half-made PKI in the token.
+    taken = [uri for uri in uris.values() if token_has_key(uri, settings)]
+    if taken:
+        raise ConfigError(
+            f"the token already holds {', '.join(taken)}; use a fresh token or delete those objects",
+            check="pkcs11.key-exists",
+        )
+    return uris, lambda path: generate_token_key(uris[path], settings)
+
+
 def run_init(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / _MARKER).exists() and not args.force:
         _err(f"{out} already holds a PKI ({_MARKER}); use --force to replace it")
         return 1
+    assert tuple(_TOKEN_LABELS) == EXTERNAL_KEY_PATHS
     try:
+        token = _token_keys(args)
         pki = build_dev_pki(
+            external_key=token[1] if token else None,
             pledges=args.pledges,
             masa_url=args.masa_url,
             registrar_hosts=tuple(args.registrar_hosts or ("localhost", "127.0.0.1")),
@@ -121,6 +172,10 @@ def run_init(args: argparse.Namespace) -> int:
         return 1
     try:
         write_dev_pki(out, pki, force=args.force)
+        if token:
+            _write_file(out / PKCS11_INDEX, json.dumps(token[0], indent=2).encode() + b"\n", 0o644)
+        elif args.force:
+            (out / PKCS11_INDEX).unlink(missing_ok=True)
     except OSError as exc:
         _err(f"cannot write {out}: {exc}")
         return 1
@@ -128,6 +183,8 @@ def run_init(args: argparse.Namespace) -> int:
         f"wrote development PKI to {out}: {len(pki.files)} files, "
         f"{len(pki.pledge_serials)} pledges (development fixtures, not for production)"
     )
+    for path, uri in (token[0] if token else {}).items():
+        print(f"  {path} key in the token: {uri}")
     return 0
 
 

@@ -29,7 +29,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from brski_storage.lifecycle import LifecycleStore
 from brski_storage.records import (
@@ -86,13 +86,26 @@ __all__ = [
     "TransitionRecord",
     "VoucherRecord",
     "VoucherRequestRecord",
+    "WriteObserver",
 ]
 
 # --- interfaces ---------------------------------------------------------------
 
 
+class WriteObserver(Protocol):
+    """Told about every write transaction (metrics: latency, writes in flight)."""
+
+    def write_started(self) -> None: ...
+
+    def write_finished(self, seconds: float) -> None: ...
+
+
 class Store(abc.ABC):
     """Lifecycle shared by both stores: open via the factory, then close."""
+
+    def observe_writes(self, observer: WriteObserver) -> None:  # noqa: B027 (a no-op by default, not abstract)
+        """Report each write, from submission to durable commit, to ``observer``.
+        An engine that cannot simply does not call it."""
 
     @abc.abstractmethod
     async def close(self) -> None:

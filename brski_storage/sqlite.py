@@ -35,13 +35,14 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
-from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
+from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome, WriteObserver
 from brski_storage.chain import (
     GENESIS,
     StoredEvent,
@@ -189,6 +190,7 @@ class SqliteDatabase:
         self._closed = False
         self.commits = 0  # COMMITs (each one fsync) the writer has made
         self.applied_migrations: list[int] = []
+        self.observer: WriteObserver | None = None
 
     @classmethod
     async def open(
@@ -341,8 +343,17 @@ class SqliteDatabase:
             raise StorageError("the store is closed", check="storage.closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, loop, fut))
-        return await fut
+        obs = self.observer
+        if obs is None:
+            self._jobs.put((fn, loop, fut))
+            return await fut
+        obs.write_started()
+        started = time.perf_counter()
+        try:
+            self._jobs.put((fn, loop, fut))
+            return await fut
+        finally:
+            obs.write_finished(time.perf_counter() - started)
 
     # reader side
 
@@ -553,6 +564,9 @@ class SqliteEventLog(EventLog):
 
     async def close(self) -> None:
         await self._db.close()
+
+    def observe_writes(self, observer: WriteObserver) -> None:
+        self._db.observer = observer
 
     async def append_event(
         self,

@@ -19,6 +19,7 @@ from cryptography import x509
 from brski.errors import BrskiError, ConfigError
 from brski.pki import load_certs
 from brski.settings import check_keys
+from brski_hsm.uri import is_pkcs11_uri
 
 __all__ = ["load_sections", "merge", "read_certs", "read_toml", "resolve_sqlite_url"]
 
@@ -57,16 +58,17 @@ def merge(
     path_keys: set[str],
     defaults: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Defaults < file < overrides; ``path_keys`` become absolute Paths."""
+    """Defaults < file < overrides; ``path_keys`` become absolute Paths
+    (except an RFC 7512 ``pkcs11:`` URI given for a key, kept as text)."""
     merged: dict[str, Any] = dict(defaults)
     for key, value in file_values.items():
-        if key in path_keys and value is not None:
+        if key in path_keys and value is not None and not is_pkcs11_uri(value):
             value = [base / v for v in value] if isinstance(value, list) else base / value
         merged[key] = value
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in path_keys:
+        if key in path_keys and not is_pkcs11_uri(value):
             value = [Path(v).resolve() for v in value] if isinstance(value, list) else Path(value).resolve()
         merged[key] = value
     return merged

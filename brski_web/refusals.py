@@ -68,9 +68,13 @@ class HandshakeRefusals:
         self._max_keys = max_keys
         self._clock = clock
         self._tallies: dict[tuple[str, str, str], _Tally] = {}
+        # Called with the transport's event name on every refusal (metrics).
+        self.listeners: list[Callable[[str], None]] = []
 
     def add(self, remote: str | None, event: str, error: str) -> None:
         """The transport's ``on_refused`` hook: count, never block, never write."""
+        for listener in self.listeners:
+            listener(event)
         now = self._clock()
         key = (remote or "unknown", event, error)
         tally = self._tallies.get(key)

@@ -14,10 +14,13 @@ from aiohttp import web
 
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
-from brski.pki import load_cert, load_private_key
+from brski.pki import load_cert
+from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.configfile import read_certs
+from brski_web.metrics import METRICS, metrics_middleware
+from brski_web.metrics import install as metrics_install
 from brski_web.middleware import (
     BODY_READ_TIMEOUT,
     PLAINTEXT_ERROR_PATHS,
@@ -38,12 +41,16 @@ SERVICE: web.AppKey[MasaService] = web.AppKey("masa_service", MasaService)
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    store = await open_masa_store(cfg.database)
+    signer_cert = load_cert(cfg.signer_cert.read_bytes())
     signer = VoucherSigner(
-        key=load_private_key(cfg.signer_key.read_bytes()),
-        cert=load_cert(cfg.signer_cert.read_bytes()),
+        # A PEM file or a pkcs11: URI (the key then signs in the token, brski_hsm);
+        # loaded before the store opens, so a bad key leaves nothing open.
+        key=load_key(cfg.signer_key, pkcs11=cfg.pkcs11, cert=signer_cert),
+        cert=signer_cert,
         chain=tuple(read_certs(cfg.signer_chain)),
     )
+    store = await open_masa_store(cfg.database)
+    store.observe_writes(app[METRICS])
     app[SERVICE] = MasaService(
         store=store,
         signer=signer,
@@ -61,13 +68,25 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
+    metrics = request.config_dict.get(METRICS)  # config_dict: also from the console sub-app
+    if metrics is not None:
+        metrics.refused(err)
     service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(kind=f"refused {request.path}", err=err, now=datetime.now(UTC))
 
 
+async def _store_ready(app: web.Application) -> None:
+    await app[SERVICE].store.get_manufactured_device("-")  # a point read: the store answers
+
+
+async def _signer_ready(app: web.Application) -> None:
+    signer = app[SERVICE].signer
+    await signing(signer.key, probe_key, signer.key, signer.cert)
+
+
 def create_app(config: MasaConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
@@ -75,7 +94,12 @@ def create_app(config: MasaConfig) -> web.Application:
     # human-readable (UTF-8) error message".
     app[PLAINTEXT_ERROR_PATHS] = frozenset({"/.well-known/brski/requestvoucher"})
     app.cleanup_ctx.append(_service_ctx)
-    refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
+    handshakes = refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
+    metrics = metrics_install(
+        app, role="masa", host=config.metrics_host or config.host, port=config.metrics_port,
+        checks={"store": _store_ready, "key:voucher-signer": _signer_ready},
+    )
+    handshakes.listeners.append(metrics.handshake_refused)
     handlers.add_routes(app, SERVICE)
     # The manufacturer's web console (masa/console.py).
     app.add_subapp("/console/", create_masa_console(SERVICE, config))

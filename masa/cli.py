@@ -41,7 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = [
         "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
-        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level",
+        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level", "metrics_port",
     ]
     return {k: getattr(args, k, None) for k in keys}
 
@@ -156,6 +156,9 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--signer-chain", dest="signer_chain", action="append")
     serve.add_argument("--manufacturer-anchor", dest="manufacturer_anchors", action="append")
     serve.add_argument("--ownership", choices=["open", "sales-records"])
+    serve.add_argument(
+        "--metrics-port", dest="metrics_port", type=int, help="plain-HTTP port serving /metrics, /healthz, /readyz"
+    )
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.set_defaults(func=cmd_serve)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
+from brski_hsm import KeyRef, Pkcs11Settings
 from brski_web.configfile import read_toml, resolve_sqlite_url
 
 __all__ = ["MasaConfig", "database_url", "example_config", "load_config"]
@@ -42,12 +43,16 @@ class MasaConfig:
                                       help="write {url, port, pid} here once listening")
     log_level: str = setting("info", section=_S, choices=("debug", "info", "warning", "error"),
                              help="log threshold (one key=value line per request and decision, on stderr)")
+    metrics_port: int | None = setting(None, section=_S, min=0, max=65535, example=9443,
+                                       help="plain-HTTP port serving /metrics, /healthz, /readyz (none: off)")
+    metrics_host: str | None = setting(None, section=_S, help="address for the metrics port (default: host)")
     database: str = setting(DEFAULT_DATABASE, section=_M,
                             help="store URL; a relative sqlite:/// path is relative to this file")
     signer_cert: Path = setting(REQUIRED, section=_M, path=True, example="certs/dev/masa/voucher-signer.crt",
                                 help="certificate that signs vouchers (RFC 8366)")
-    signer_key: Path = setting(REQUIRED, section=_M, path=True, example="certs/dev/masa/voucher-signer.key",
-                               help="its private key")
+    signer_key: KeyRef = setting(REQUIRED, section=_M, path=True, uri_schemes=("pkcs11",),
+                                 example="certs/dev/masa/voucher-signer.key",
+                                 help="its private key: a PEM file, or an RFC 7512 pkcs11: URI (keys in an HSM)")
     signer_chain: list[Path] = setting([], section=_M, path=True,
                                        help="intermediates carried in signed vouchers")
     manufacturer_anchors: list[Path] = setting(
@@ -71,6 +76,13 @@ class MasaConfig:
     admin_subjects: list[str] = setting([], section=_M, example=["CN=masa admin,O=brski dev manufacturer"],
                                         help="admin certificates by RFC 4514 subject")
     admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
+    pkcs11_module: str | None = setting(None, section=_M, help="PKCS#11 module for pkcs11: keys, e.g. /usr/lib/softhsm/libsofthsm2.so")
+    pkcs11_pin_file: Path | None = setting(None, section=_M, path=True, help="file holding the token PIN")
+    pkcs11_pin_env: str | None = setting(None, section=_M, help="environment variable holding the token PIN")
+
+    @property
+    def pkcs11(self) -> Pkcs11Settings:
+        return Pkcs11Settings(module=self.pkcs11_module, pin_file=self.pkcs11_pin_file, pin_env=self.pkcs11_pin_env)
 
     def __post_init__(self) -> None:
         if not self.manufacturer_anchors:

@@ -27,6 +27,7 @@ from brski.pki import PrivateKey, Role, cert_der, fingerprint_sha256, spki_sha25
 from brski.policy import masa_ownership
 from brski.validation import MasaRequestCheck, aki_key_id, check_registrar_request, domain_id
 from brski.voucher import Assertion, Voucher
+from brski_hsm import signing
 from brski_storage.base import MasaStore
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
@@ -186,7 +187,9 @@ class MasaService:
             pinned_domain_cert=cert_der(chk.domain_cert),
             domain_cert_revocation_checks=False,
         )
-        raw = sign_artifact(
+        raw = await signing(  # in a thread when the key is in a token
+            self.signer.key,
+            sign_artifact,
             voucher,
             media_type=resp_media,
             key=self.signer.key,

@@ -18,12 +18,15 @@ from cryptography import x509
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError, ConfigError
 from brski.oids import ID_KP_CMC_RA
-from brski.pki import load_cert, load_private_key
+from brski.pki import load_cert
 from brski.validation import domain_id
+from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
+from brski_web.metrics import METRICS, metrics_middleware
+from brski_web.metrics import install as metrics_install
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
@@ -66,20 +69,27 @@ def _manufacturer_names(cfg: RegistrarConfig) -> dict[str, list[str]]:
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
+    ca_cert, ra_cert = load_cert(cfg.ca_cert.read_bytes()), load_cert(cfg.ra_cert.read_bytes())
+    # Either key may be a pkcs11: URI: it then signs in the token (brski_hsm).
     keys = RegistrarKeys(
-        ca_cert=load_cert(cfg.ca_cert.read_bytes()),
-        ca_key=load_private_key(cfg.ca_key.read_bytes()),
-        ra_cert=load_cert(cfg.ra_cert.read_bytes()),
-        ra_key=load_private_key(cfg.ra_key.read_bytes()),
+        ca_cert=ca_cert,
+        ca_key=load_key(cfg.ca_key, pkcs11=cfg.pkcs11, cert=ca_cert),
+        ra_cert=ra_cert,
+        ra_key=load_key(cfg.ra_key, pkcs11=cfg.pkcs11, cert=ra_cert),
         tls_cert=load_cert(cfg.tls_cert.read_bytes()),
     )
     # The registrar authenticates to the MASA with its RA certificate
-    # (RFC 8995 5.5.4) and trusts only the configured MASA anchors.
+    # (RFC 8995 5.5.4), or another cmcRA one when the RA key is in a token,
+    # and trusts only the configured MASA anchors.
+    client_cert, client_key = cfg.masa_client
     transport = MasaTransport(
-        ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=cfg.ra_cert, key=cfg.ra_key),
+        ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=client_cert, key=client_key),
         timeout_s=cfg.masa_timeout_s,
     )
     store = await open_registrar_store(cfg.database)
+    metrics = app[METRICS]
+    store.observe_writes(metrics)
+    transport.observer = metrics.masa_round_trip
     # CRL DP and AIA OCSP written into every LDevID (issue 5; see registrar/revocation.py).
     public = cfg.revocation_base
     policy = RegistrarPolicy(
@@ -155,6 +165,9 @@ async def _mdns_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
+    metrics = request.config_dict.get(METRICS)  # config_dict: also from the console sub-app
+    if metrics is not None:
+        metrics.refused(err)
     service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(
@@ -163,8 +176,22 @@ async def _record_refusal(request: web.Request, err: BrskiError) -> None:
         )
 
 
+async def _store_ready(app: web.Application) -> None:
+    await app[SERVICE].ctx.store.get_device("-")  # a point read: the store answers
+
+
+async def _ca_key_ready(app: web.Application) -> None:
+    keys = app[SERVICE].ctx.keys
+    await signing(keys.ca_key, probe_key, keys.ca_key, keys.ca_cert)
+
+
+async def _ra_key_ready(app: web.Application) -> None:
+    keys = app[SERVICE].ctx.keys
+    await signing(keys.ra_key, probe_key, keys.ra_key, keys.ra_cert)
+
+
 def create_app(config: RegistrarConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
@@ -172,7 +199,12 @@ def create_app(config: RegistrarConfig) -> web.Application:
     if config.mdns_interfaces:
         app.cleanup_ctx.append(_mdns_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
+    handshakes = refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
+    metrics = metrics_install(
+        app, role="registrar", host=config.metrics_host or config.host, port=config.metrics_port,
+        checks={"store": _store_ready, "key:domain-ca": _ca_key_ready, "key:ra": _ra_key_ready},
+    )
+    handshakes.listeners.append(metrics.handshake_refused)
     handlers.add_routes(app, SERVICE)
     add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
     add_revocation_routes(app, REVOCATION, app)

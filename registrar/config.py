@@ -8,6 +8,7 @@ Example (``registrar.toml``)::
     tls_cert = "certs/dev/registrar/tls.crt"
     tls_key = "certs/dev/registrar/tls.key"
     http_port = 8445                                  # plain HTTP for CRL + OCSP only (issue 5)
+    metrics_port = 9444                               # plain HTTP: /metrics, /healthz, /readyz
 
     [registrar]
     database = "sqlite:///var/registrar.db"
@@ -15,6 +16,12 @@ Example (``registrar.toml``)::
     ca_key = "certs/dev/registrar/domain-ca.key"
     ra_cert = "certs/dev/registrar/ra.crt"           # id-kp-cmcRA: signs voucher-requests
     ra_key = "certs/dev/registrar/ra.key"
+    # Keys may instead live in a PKCS#11 token (RFC 7512 URI; docs/operations-hsm-metrics.md):
+    # ca_key = "pkcs11:token=brski;object=domain-ca"
+    # pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"
+    # pkcs11_pin_file = "/etc/brski/pin"              # or pkcs11_pin_env = "BRSKI_PKCS11_PIN"
+    # masa_client_cert/masa_client_key: the TLS client credential towards the MASA
+    # (default ra_cert/ra_key; required when ra_key is in a token: TLS needs a file key)
     manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
     masa_trust = ["certs/dev/manufacturer/root-ca.crt"]   # verifies the MASA's TLS cert
     ldevid_validity_days = 365
@@ -36,6 +43,7 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski.ldevid import LdevidProfiles, profiles_from_config
+from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
 from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
@@ -45,7 +53,10 @@ LDEVID_KEYS = (
     "ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles",
     "ldevid_supersede", "ldevid_issuance_limit", "ldevid_issuance_window_s",
 )
-_SERVER_KEYS = {"http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
+_SERVER_KEYS = {
+    "http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level",
+    "metrics_port", "metrics_host",
+}
 _REGISTRAR_KEYS = {
     "database",
     "ca_cert",
@@ -70,6 +81,12 @@ _REGISTRAR_KEYS = {
     "body_read_timeout_s",
     # what an LDevID may say, how many a device gets (docs/security.md)
     *LDEVID_KEYS,
+    # keys in a PKCS#11 token (brski_hsm)
+    "pkcs11_module",
+    "pkcs11_pin_file",
+    "pkcs11_pin_env",
+    "masa_client_cert",
+    "masa_client_key",
     # admission policy (registrar/policy.py)
     "manufacturers",
     "allow_serials",
@@ -89,7 +106,10 @@ _POLICY_KEYS = (
     "allow_serials", "deny_serials", "unlisted_devices", "approval_retry_after_s",
     "audit_review", "audit_allowed_domains", "audit_other_domains",
 )
-_PATHS = {"tls_cert", "tls_key", "ready_file", "ca_cert", "ca_key", "ra_cert", "ra_key", "manufacturer_anchors", "masa_trust"}
+_PATHS = {
+    "tls_cert", "tls_key", "ready_file", "ca_cert", "ca_key", "ra_cert", "ra_key", "manufacturer_anchors", "masa_trust",
+    "pkcs11_pin_file", "masa_client_cert", "masa_client_key",
+}
 _REQUIRED = ("tls_cert", "tls_key", "ca_cert", "ca_key", "ra_cert", "ra_key", "masa_trust")
 
 
@@ -102,9 +122,9 @@ class RegistrarConfig:
     tls_key: Path
     database: str
     ca_cert: Path
-    ca_key: Path
+    ca_key: KeyRef  # a PEM file or a pkcs11: URI
     ra_cert: Path
-    ra_key: Path
+    ra_key: KeyRef
     manufacturer_anchors: list[Path]
     masa_trust: list[Path]
     masa_url_override: str | None
@@ -149,6 +169,27 @@ class RegistrarConfig:
     mdns_interfaces: list[str] = field(default_factory=list)
     mdns_instance: str = "brski-registrar"
     proxy_addresses: list[str] = field(default_factory=list)
+    pkcs11_module: str | None = None
+    pkcs11_pin_file: Path | None = None
+    pkcs11_pin_env: str | None = None
+    masa_client_cert: Path | None = None
+    masa_client_key: Path | None = None
+    # Plain-HTTP /metrics, /healthz, /readyz (brski_web.metrics); none without a port.
+    metrics_port: int | None = None
+    metrics_host: str | None = None
+
+    @property
+    def pkcs11(self) -> Pkcs11Settings:
+        return Pkcs11Settings(module=self.pkcs11_module, pin_file=self.pkcs11_pin_file, pin_env=self.pkcs11_pin_env)
+
+    @property
+    def masa_client(self) -> tuple[Path, Path]:
+        """The TLS client certificate and key towards the MASA (RFC 8995 5.5.4:
+        the RA certificate, or another id-kp-cmcRA one under the domain CA)."""
+        if self.masa_client_cert is not None and self.masa_client_key is not None:
+            return self.masa_client_cert, self.masa_client_key
+        assert isinstance(self.ra_key, Path)
+        return self.ra_cert, self.ra_key
 
     @property
     def revocation_base(self) -> str | None:
@@ -181,8 +222,19 @@ class RegistrarConfig:
             raise ConfigError("ldevid_validity_days must be 1..36500", check="config.validity")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} out of range", check="config.port")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port {self.metrics_port} out of range", check="config.port")
         if self.http_port is not None and not 1 <= self.http_port <= 65535:
             raise ConfigError(f"http_port {self.http_port} out of range", check="config.port")
+        if (self.masa_client_cert is None) != (self.masa_client_key is None):
+            raise ConfigError("masa_client_cert and masa_client_key go together", check="config.masa-client")
+        if is_pkcs11_uri(self.ra_key) and self.masa_client_key is None:
+            # OpenSSL (Python's ssl) can only use a key it can read for TLS.
+            raise ConfigError(
+                "ra_key is in a PKCS#11 token: set masa_client_cert and masa_client_key "
+                "(a file key with id-kp-cmcRA and clientAuth) for the TLS connection to the MASA",
+                check="config.masa-client",
+            )
         if not isinstance(self.reonboard_decommissioned, bool):
             raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
         if not isinstance(self.accept_base64_voucher_requests, bool):

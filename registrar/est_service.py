@@ -22,6 +22,7 @@ from brski.errors import Conflict, Forbidden, Unauthenticated
 from brski.lifecycle import LifecycleEvent, next_state
 from brski.pki import device_serial, spki_sha256
 from brski.telemetry import parse_status
+from brski_hsm import signing
 from brski_storage import StateChange
 from brski_storage.base import DeviceRecord
 from brski_web.identity import PeerIdentity
@@ -191,7 +192,9 @@ class EstService:
                     check="est.csr-key-reused" if renews is None else "est.already-renewed",
                     serial=serial,
                 ) from exc
-        cert = issue_ldevid(
+        cert = await signing(  # in a thread when the CA key is in a token
+            self.ctx.keys.ca_key,
+            issue_ldevid,
             csr,
             ca_cert=self.ctx.keys.ca_cert,
             ca_key=self.ctx.keys.ca_key,

@@ -16,6 +16,8 @@ import json
 import logging
 import re
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -64,6 +66,10 @@ class MasaTransport:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # (seconds, call, outcome) of every round trip (metrics): call is the
+        # BRSKI resource ("requestvoucher", "requestauditlog"), outcome "ok",
+        # "refused" or "unreachable".
+        self.observer: Callable[[float, str, str], None] | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -79,6 +85,20 @@ class MasaTransport:
             self._session = None
 
     async def post(self, url: str, *, body: bytes, content_type: str, accept: str) -> MasaResponse:
+        started = time.perf_counter()
+        outcome = "unreachable"
+        try:
+            result = await self._post(url, body=body, content_type=content_type, accept=accept)
+            outcome = "ok"
+            return result
+        except BrskiError as exc:
+            outcome = "unreachable" if exc.check == "masa.unreachable" else "refused"
+            raise
+        finally:
+            if self.observer is not None:
+                self.observer(time.perf_counter() - started, url.rsplit("/", 1)[-1], outcome)
+
+    async def _post(self, url: str, *, body: bytes, content_type: str, accept: str) -> MasaResponse:
         try:
             async with self._get_session().post(
                 url,

@@ -46,6 +46,7 @@ from brski.crl import (
 )
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound
 from brski.ocsp import CertStatus, OcspAnswer, read_request, respond
+from brski_hsm import signing
 from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarKeys
@@ -287,8 +288,10 @@ class RevocationPublisher:
                 kept = previous.entry(serial)
                 if kept is not None and (row is None or row.not_after is None or row.not_after > now):
                     entries[serial] = kept
-        crl = build_crl(
-            ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, entries=entries.values(),
+        crl = await signing(  # in a thread when the CA key is in a token
+            self.keys.ca_key,
+            build_crl,
+            ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, entries=list(entries.values()),
             number=number, now=now, validity=CRL_VALIDITY,
         )
         return crl.public_bytes(Encoding.DER)
@@ -311,7 +314,8 @@ class RevocationPublisher:
 
     async def ocsp(self, der: bytes, *, now: datetime) -> OcspAnswer:
         query = read_request(der, ca_cert=self.keys.ca_cert)
-        result = query if isinstance(query, OcspAnswer) else respond(
+        result = query if isinstance(query, OcspAnswer) else await signing(  # in a thread for a token key
+            self.keys.ca_key, respond,
             query, await self.cert_status(query.serial), ca_cert=self.keys.ca_cert,
             ca_key=self.keys.ca_key, now=now, validity=OCSP_VALIDITY,
         )

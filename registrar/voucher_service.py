@@ -23,6 +23,7 @@ from brski.pki import fingerprint_sha256, masa_url
 from brski.telemetry import parse_status
 from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
 from brski.voucher import Assertion, Voucher, VoucherRequest
+from brski_hsm import signing
 from brski_storage import StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
@@ -124,7 +125,9 @@ class VoucherService:
         # RFC 8995 section 5.5: include the chain the MASA should pin; the TLS
         # certificate rides along so the MASA can see that the pledge's
         # proximity-registrar-cert is in our chain (section 5.5.5).
-        raw_rvr = sign_artifact(
+        raw_rvr = await signing(  # in a thread when the RA key is in a token
+            self.ctx.keys.ra_key,
+            sign_artifact,
             rvr,
             media_type=req_media,
             key=self.ctx.keys.ra_key,

@@ -23,9 +23,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     certs = root / "certs"
     ensure_dev_pki(certs, pledges=PLEDGES, masa_url=f"https://localhost:{masa_port}")
     lab = Lab(workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port)
-    lab.write_configs()
-    lab.import_devices()
-    lab.start("masa")
-    lab.start("registrar")
+    lab.up()
     yield lab
     lab.stop_all()
