@@ -322,12 +322,28 @@ def _encode_leaf(leaf: _Leaf, value: Any) -> Any:
 
 # --- construction-time checks ----------------------------------------------------
 
+# RFC 7950 section 9.4: a YANG string holds tab, LF, CR and the characters
+# %x20-D7FF / %xE000-FFFD / %x10000-10FFFF; no other control character, no
+# surrogate, no U+FFFE or U+FFFF.
+_NOT_YANG_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
 
 def _check_text(value: str, where: str, prefix: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise VoucherInvalid(f"{where} holds a lone surrogate", check=f"{prefix}.string") from None
+
+
+def _check_yang_string(value: str, where: str, prefix: str) -> None:
+    bad = _NOT_YANG_CHAR.search(value)
+    if bad is not None:
+        raise VoucherInvalid(
+            f"{where} holds U+{ord(bad.group()):04X} at index {bad.start()}, "
+            "not a YANG string character (RFC 7950 section 9.4)",
+            check=f"{prefix}.string",
+            leaf=where,
+        )
 
 
 def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
@@ -375,13 +391,13 @@ def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise bad_type
         for name in value:
-            _check_text(name, where, prefix)
+            _check_yang_string(name, where, prefix)
             if not name:
                 raise VoucherInvalid(f"empty name in {where}", check=f"{prefix}.extensions")
         return tuple(value)
     if not isinstance(value, str):
         raise bad_type
-    _check_text(value, where, prefix)
+    _check_yang_string(value, where, prefix)
     if kind == "serial" and not value:
         # RFC 8366 section 5.3: the pledge MUST match its serial-number to this
         # value; an empty one can match no IDevID (RFC 8995 section 2.3.1).
