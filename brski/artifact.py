@@ -185,11 +185,15 @@ def sign_artifact(
     cert: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
 ) -> bytes:
-    """Sign ``payload`` in the format ``media_type`` names; ``chain`` travels with it."""
+    """Sign ``payload`` in the format ``media_type`` names; ``chain`` travels with it.
+
+    Date-and-time leaves go out in whole seconds (``Voucher.whole_seconds``):
+    send conservatively, accept fractions.
+    """
     if not isinstance(payload, Voucher | VoucherRequest):
         raise TypeError("payload must be a Voucher or VoucherRequest")
     sign_fn, _ = _lookup(media_type)
-    return sign_fn(payload, key=key, cert=cert, chain=tuple(chain))
+    return sign_fn(payload.whole_seconds(), key=key, cert=cert, chain=tuple(chain))
 
 
 def verify_artifact(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 import re
@@ -500,6 +501,23 @@ class _Codec:
         for key in sorted(self.extensions):
             body[key] = _thaw_json(self.extensions[key])
         return {self._CONTAINER: body}
+
+    def whole_seconds(self) -> Self:
+        """This payload with every date-and-time leaf cut to whole seconds.
+
+        Fractional seconds are valid yang:date-and-time (RFC 6991) and are
+        accepted on input, but some deployed parsers refuse them, so what we
+        sign is conservative (RFC 1122 1.2.2): brski.artifact.sign_artifact
+        sends this form. Cutting (not rounding) never moves a time later.
+        """
+        changes = {
+            leaf.attr: value.replace(microsecond=0)
+            for leaf in self._LEAVES
+            if leaf.kind == "datetime"
+            and (value := getattr(self, leaf.attr)) is not None
+            and value.microsecond
+        }
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
 
     def to_json(self) -> bytes:
         """Compact, deterministic UTF-8 JSON: the bytes a signer puts in eContent."""
