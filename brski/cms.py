@@ -518,13 +518,9 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     found: list[x509.Certificate] = []
     for der in ders:
         try:
-            cert = x509.load_der_x509_certificate(der)
-            # cryptography decodes names lazily; RFC 5280 section 4.1.2.4
-            # string types are checked here, as OpenSSL does while decoding,
-            # so that an undecodable certificate never passes for a carried one.
-            cert.subject  # noqa: B018
-            cert.issuer  # noqa: B018
-            found.append(cert)
+            # Names and extensions are decoded lazily, by whoever reads them
+            # (chain validation, logs): their contents are not this layer's.
+            found.append(x509.load_der_x509_certificate(der))
         except (ValueError, x509.InvalidVersion) as exc:
             try:
                 check_der(der, max_size=len(der), allow_indefinite=False)

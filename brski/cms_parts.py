@@ -64,12 +64,30 @@ Children = Callable[[bytes, int, int], list[Element]]
 
 
 def _plain_children(data: bytes, start: int, end: int) -> list[Element]:
-    """DER children as BerElement tuples; any BER form raises NotPlainDer."""
+    """DER children as BerElement tuples; any BER form raises NotPlainDer.
+
+    The short and one- or two-octet length forms (all a voucher uses) are
+    read inline; anything else, and every bounds violation, goes through
+    der_element, which raises the precise error."""
     out: list[Element] = []
     pos = start
     while pos < end:
-        ident, first, cs, ce = der_element(data, pos, end)
-        out.append((ident, first, cs, ce, ce))
+        ident = data[pos]
+        first = data[pos + 1] if pos + 1 < end else 0xFF
+        if ident & 0x1F != 0x1F and first < 0x80:
+            cs = pos + 2
+            ce = cs + first
+        elif ident & 0x1F != 0x1F and first == 0x81 and pos + 3 <= end:
+            cs = pos + 3
+            ce = cs + data[pos + 2]
+        elif ident & 0x1F != 0x1F and first == 0x82 and pos + 4 <= end:
+            cs = pos + 4
+            ce = cs + ((data[pos + 2] << 8) | data[pos + 3])
+        else:
+            ident, _, cs, ce = der_element(data, pos, end)
+        if ce > end:
+            der_element(data, pos, end)  # raises: runs past its container
+        out.append((ident, pos, cs, ce, ce))
         pos = ce
     return out
 
