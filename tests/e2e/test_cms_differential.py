@@ -8,12 +8,13 @@ certificates, an empty unsignedAttrs), and the stricter cases are printed,
 not failed, since each is a rule cited where it is enforced.
 
 Justified exceptions: none among the mutations. Outside them, one known
-class: inside a carried certificate, a Name attribute value whose tag is not
-a DirectoryString type (say 0x0c turned into 0x0e) is refused by OpenSSL's
-X509_NAME decoder and loaded by cryptography's. Certificate contents are the
-chain validator's business (brski.pki), so byte flips skip the certificates;
-invalid UTF8String values there are caught (brski.cms forces the names to
-decode, as OpenSSL does).
+class: inside a carried certificate, a Name attribute value that is not a
+valid DirectoryString (an invalid UTF8String, a tag such as 0x0e) is refused
+by OpenSSL's X509_NAME decoder while decoding the message, and left to
+whoever reads the name by cryptography, which decodes names lazily.
+Certificate contents are the chain validator's business (brski.pki), not
+the CMS layer's, and such a certificate cannot carry a genuine issuer's
+signature; the byte flips therefore skip the certificates.
 """
 
 from __future__ import annotations
