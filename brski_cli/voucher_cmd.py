@@ -24,7 +24,6 @@ import base64
 import binascii
 import json
 import sys
-import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,31 +31,15 @@ from typing import Any
 from cryptography import x509
 
 from brski.artifact import SignedArtifact, detect_media_type, verify_artifact, verify_signature
+from brski.display import escape_controls
 from brski.errors import BrskiError, MalformedInput
 from brski.oids import ID_KP_CMC_RA
 from brski.pki import Role, load_certs, spki_sha256, verify_chain
 from brski.voucher import Voucher, VoucherRequest
 
-__all__ = ["add_parser", "escape_controls", "load_artifact"]
+__all__ = ["add_parser", "load_artifact"]
 
 _MAX_FILE = 1024 * 1024
-# Format characters that reorder what a terminal shows (Unicode TR #9 bidi
-# embeddings, overrides and isolates), escaped with the controls.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with every control character (C0, DEL, C1), line/paragraph
-    separator and bidi control written as a Python-style escape."""
-    out = []
-    for ch in text:
-        if unicodedata.category(ch) == "Cc" or ch in _BIDI or ch in "\u2028\u2029":
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
 
 def _raw_bytes(data: bytes) -> bytes:
     """Accept DER/CBOR/JSON as is, and base64 or PEM-armoured text."""

@@ -348,3 +348,10 @@ def test_control_characters_never_reach_the_terminal(tmp_path: Path, capsys: pyt
         assert "S\u00e9rie-1" in out or "S\\u00e9rie-1" in out
     code, out = _run(capsys, "verify", path, "--anchor", anchor, "--at", NOW.isoformat())
     assert code == 0 and "\\x1b[2J\\u202eMASA" in out, out
+
+
+def test_escape_controls_keeps_printable_text_and_escapes_the_rest() -> None:
+    from brski.display import escape_controls
+
+    assert escape_controls("Gerät 😀 ok") == "Gerät 😀 ok"
+    assert escape_controls("a\x1b[2Jb\x7f\x85\u202e\u2028") == "a\\x1b[2Jb\\x7f\\x85\\u202e\\u2028"
