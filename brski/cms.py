@@ -12,6 +12,11 @@ handled: fewer code paths an attacker can reach. It answers "who signed these
 bytes", never "should we trust the signer"; chain validation is
 ``brski.pki.verify_chain``'s job, on the certificate returned here.
 
+The unsigned structure is held to RFC 5652 as strictly as OpenSSL's template
+decoder holds it (:mod:`brski.cms_parts` walks the whole grammar; the
+differential test in tests/e2e compares both on hundreds of mutations), since
+bytes nobody signed must not ride along unexamined.
+
 Interop notes the tests pin down:
 
 * every published example (RFC 8995 Appendix C, rfc8366bis, Minerva, Siemens)
@@ -20,7 +25,10 @@ Interop notes the tests pin down:
   the [0] tag replaced by SET (RFC 5652 section 5.4), not over a re-encoding
   that could silently differ from what the signer hashed;
 * some producers name the signature algorithm by the key OID (ecPublicKey,
-  rsaEncryption); the digest algorithm then supplies the hash.
+  rsaEncryption); the digest algorithm then supplies the hash. Where the
+  signature algorithm names a hash, it must be the digest algorithm's;
+* BER indefinite lengths are accepted on the CMS layers, not inside
+  certificates, the SignerIdentifier or the signed attributes (named checks).
 """
 
 from __future__ import annotations
