@@ -63,7 +63,14 @@ from brski.asn1 import (
     encode_tlv,
     encode_unsigned,
 )
-from brski.cms_parts import Parts, Sid, extract_asn1crypto, extract_plain_der
+from brski.cms_parts import (
+    CERT_NOT_DER,
+    Parts,
+    Sid,
+    extract_asn1crypto,
+    extract_plain_der,
+    require_der,
+)
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
 
 if TYPE_CHECKING:
@@ -530,15 +537,9 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
             # (chain validation, logs): their contents are not this layer's.
             found.append(x509.load_der_x509_certificate(der))
         except (ValueError, x509.InvalidVersion) as exc:
-            try:
-                check_der(der, max_size=len(der), allow_indefinite=False)
-            except MalformedInput:
-                # RFC 5280 section 4.1: a certificate is DER; BER is allowed
-                # only on the CMS layers around it (RFC 5652 section 5.1).
-                raise MalformedInput(
-                    "a carried certificate uses BER indefinite lengths; certificates are DER",
-                    check="cms.certificate-not-der",
-                ) from exc
+            # RFC 5280 section 4.1: a certificate is DER; BER is allowed only
+            # on the CMS layers around it (RFC 5652 section 5.1).
+            require_der(der, CERT_NOT_DER, "cms.certificate-not-der")
             raise MalformedInput(
                 "a carried certificate does not parse", check="cms.certificate"
             ) from exc

@@ -29,7 +29,9 @@ from brski import oids
 from brski.asn1 import NotPlainDer, ber_children, check_der, decode_oid, der_element
 from brski.errors import MalformedInput
 
-__all__ = ["Parts", "Sid", "extract_asn1crypto", "extract_plain_der"]
+__all__ = ["CERT_NOT_DER", "Parts", "Sid", "extract_asn1crypto", "extract_plain_der", "require_der"]
+
+CERT_NOT_DER = "a carried certificate uses BER indefinite lengths; certificates are DER"
 
 # (issuer Name DER, serial number) or a subjectKeyIdentifier.
 Sid = tuple[bytes, int] | bytes
@@ -177,23 +179,23 @@ def _certificates(der: bytes, kids: Children, element: Element, *, plain: bool) 
                 "cms.certificates",
             )
         if not plain:
-            _certificate_is_der(der[cert[1] : cert[4]])
+            require_der(der[cert[1] : cert[4]], CERT_NOT_DER, "cms.certificate-not-der")
         out.append(der[cert[1] : cert[4]])
     return tuple(out)
 
 
-def _certificate_is_der(cert: bytes) -> None:
-    """RFC 5280 section 4.1: a certificate is DER; BER may wrap it (RFC 5652
-    section 5.1) but not reach inside it. Checked on the BER path only: on the
-    plain one, cms._load_certificates diagnoses the same way when a
-    certificate does not load."""
+def require_der(data: bytes, detail: str, check: str) -> None:
+    """Refuse BER indefinite lengths inside ``data`` with a CMS-level name.
+
+    Used where BER may wrap an element but not reach inside it: a carried
+    certificate (DER, RFC 5280 section 4.1; on the plain path
+    cms._load_certificates asks only once a certificate fails to load), and
+    the IssuerAndSerialNumber (asn1crypto misreads indefinite lengths inside
+    a CHOICE, and no producer we know streams a few dozen octets)."""
     try:
-        check_der(cert, max_size=len(cert), allow_indefinite=False)
+        check_der(data, max_size=len(data), allow_indefinite=False)
     except MalformedInput as exc:
-        raise MalformedInput(
-            "a carried certificate uses BER indefinite lengths; certificates are DER",
-            check="cms.certificate-not-der",
-        ) from exc
+        raise MalformedInput(detail, check=check) from exc
 
 
 def _crls(der: bytes, kids: Children, element: Element) -> tuple[bytes, ...]:
@@ -228,19 +230,6 @@ def _unsigned_attrs(der: bytes, kids: Children, element: Element) -> None:
         decode_oid(der[fields[0][2] : fields[0][3]])
 
 
-def _ias_is_definite(ias: bytes) -> None:
-    """BER allows indefinite lengths inside a SignerIdentifier, but asn1crypto
-    misreads them inside a CHOICE, and no producer we know streams a few
-    dozen octets: refused by name rather than half-decoded."""
-    try:
-        check_der(ias, max_size=len(ias), allow_indefinite=False)
-    except MalformedInput as exc:
-        raise MalformedInput(
-            "IssuerAndSerialNumber uses BER indefinite lengths; send it in DER",
-            check="cms.ber-unsupported",
-        ) from exc
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Signer:
     digest_oid: str
@@ -260,7 +249,11 @@ def _signer_info(der: bytes, kids: Children, element: Element, *, plain: bool) -
         # RFC 5652 section 5.3: version 1 with issuerAndSerialNumber.
         _version(der, si[0], "SignerInfo version with issuerAndSerialNumber", (1,))
         if not plain:
-            _ias_is_definite(der[si[1][1] : si[1][4]])
+            require_der(
+                der[si[1][1] : si[1][4]],
+                "IssuerAndSerialNumber uses BER indefinite lengths; send it in DER",
+                "cms.ber-unsupported",
+            )
         ias = kids(der, si[1][2], si[1][3])
         if len(ias) != 2:
             raise _bad("IssuerAndSerialNumber must be exactly an issuer and a serial number")
