@@ -39,6 +39,7 @@ __all__ = [
     "sign_artifact",
     "supported_media_types",
     "verify_artifact",
+    "verify_signature",
 ]
 
 Payload = Voucher | VoucherRequest
@@ -184,11 +185,15 @@ def sign_artifact(
     cert: x509.Certificate,
     chain: Sequence[x509.Certificate] = (),
 ) -> bytes:
-    """Sign ``payload`` in the format ``media_type`` names; ``chain`` travels with it."""
+    """Sign ``payload`` in the format ``media_type`` names; ``chain`` travels with it.
+
+    Date-and-time leaves go out in whole seconds (``Voucher.whole_seconds``):
+    send conservatively, accept fractions.
+    """
     if not isinstance(payload, Voucher | VoucherRequest):
         raise TypeError("payload must be a Voucher or VoucherRequest")
     sign_fn, _ = _lookup(media_type)
-    return sign_fn(payload, key=key, cert=cert, chain=tuple(chain))
+    return sign_fn(payload.whole_seconds(), key=key, cert=cert, chain=tuple(chain))
 
 
 def verify_artifact(
@@ -218,6 +223,39 @@ def verify_artifact(
             check="artifact.kind",
         )
     return result
+
+
+def verify_signature(
+    raw: bytes, *, media_type: str, extra_certs: Sequence[x509.Certificate] = ()
+) -> tuple[bytes, x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The signature alone: (payload octets, signer, carried certificates).
+
+    For tools that report signature and schema validity separately (a
+    voucher without created-on has a valid signature and an invalid
+    schema); protocol code uses :func:`verify_artifact`, which does both.
+    """
+    name = _normalise(media_type)
+    _lookup(name)  # refuses an unsupported media type by name
+    if name == oids.MT_VOUCHER_CMS_JSON:
+        from brski import cms
+
+        message = cms.verify(
+            bytes(raw),
+            extra_certs=extra_certs,
+            content_types=(oids.ID_CT_ANIMA_JSON_VOUCHER, oids.ID_DATA),
+        )
+        return message.content, message.signer, message.certificates
+    if name == oids.MT_VOUCHER_COSE_CBOR:
+        from brski.cose_voucher import verify_cose_sign1
+
+        return verify_cose_sign1(bytes(raw), candidates=extra_certs)
+    if name == oids.MT_VOUCHER_JWS_JSON:
+        from brski.jws_voucher import verify_jws
+
+        return verify_jws(bytes(raw), candidates=extra_certs)
+    raise UnsupportedMediaType(
+        f"no signature-only check for {media_type[:80]!r}", check="artifact.media-type"
+    )
 
 
 def detect_media_type(raw: bytes) -> str:

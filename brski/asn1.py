@@ -25,6 +25,8 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_SIZE",
     "NotPlainDer",
+    "ber_children",
+    "ber_element",
     "check_der",
     "decode_oid",
     "der_children",
@@ -326,3 +328,49 @@ def _decode_oid(contents: bytes) -> str:
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
     return ".".join(str(a) for a in (*head, *arcs[1:]))
+
+
+# --- reading BER (indefinite lengths) -------------------------------------------
+
+# (identifier octet, element start, contents start, contents end, element end):
+# for a definite length the contents end where the element does; for an
+# indefinite one the end-of-contents octets lie between the two.
+BerElement = tuple[int, int, int, int, int]
+
+
+def ber_element(data: bytes, pos: int, end: int) -> BerElement:
+    """One element at ``pos``, definite or indefinite (X.690 section 8.1.3.6).
+
+    For input that already passed :func:`check_der` (so nesting is bounded
+    and every indefinite element is terminated); bounds are re-checked so a
+    misuse cannot read past ``end``. A high tag number is reported by its
+    first identifier octet (low five bits all ones), which matches no tag a
+    caller expects, so such an element can be skipped but never mistaken.
+    """
+    start = pos
+    if pos >= end:
+        raise _fail("element runs past its container", "truncated", pos)
+    _number, constructed, pos = _read_tag(data, pos, end)
+    length, pos = _read_length(data, pos, end, constructed=constructed, allow_indefinite=True)
+    if length is not None:
+        if pos + length > end:
+            raise _fail("element runs past its container", "length", pos)
+        return data[start], start, pos, pos + length, pos + length
+    contents = pos
+    while True:
+        if pos + 2 > end:
+            raise _fail("indefinite-length element lacks end-of-contents", "length", pos)
+        if data[pos] == 0 and data[pos + 1] == 0:
+            return data[start], start, contents, pos, pos + 2
+        pos = ber_element(data, pos, end)[4]
+
+
+def ber_children(data: bytes, start: int, end: int) -> list[BerElement]:
+    """The elements directly inside contents ``data[start:end]`` (BER or DER)."""
+    out: list[BerElement] = []
+    pos = start
+    while pos < end:
+        element = ber_element(data, pos, end)
+        out.append(element)
+        pos = element[4]
+    return out

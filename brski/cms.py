@@ -12,6 +12,11 @@ handled: fewer code paths an attacker can reach. It answers "who signed these
 bytes", never "should we trust the signer"; chain validation is
 ``brski.pki.verify_chain``'s job, on the certificate returned here.
 
+The unsigned structure is held to RFC 5652 as strictly as OpenSSL's template
+decoder holds it (:mod:`brski.cms_parts` walks the whole grammar; the
+differential test in tests/e2e compares both on hundreds of mutations), since
+bytes nobody signed must not ride along unexamined.
+
 Interop notes the tests pin down:
 
 * every published example (RFC 8995 Appendix C, rfc8366bis, Minerva, Siemens)
@@ -20,7 +25,10 @@ Interop notes the tests pin down:
   the [0] tag replaced by SET (RFC 5652 section 5.4), not over a re-encoding
   that could silently differ from what the signer hashed;
 * some producers name the signature algorithm by the key OID (ecPublicKey,
-  rsaEncryption); the digest algorithm then supplies the hash.
+  rsaEncryption); the digest algorithm then supplies the hash. Where the
+  signature algorithm names a hash, it must be the digest algorithm's;
+* BER indefinite lengths are accepted on the CMS layers, not inside
+  certificates, the SignerIdentifier or the signed attributes (named checks).
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
 from brski import oids
 from brski.asn1 import (
     NotPlainDer,
+    ber_children,
+    ber_element,
     check_der,
     decode_oid,
     der_children,
@@ -53,7 +63,14 @@ from brski.asn1 import (
     encode_tlv,
     encode_unsigned,
 )
-from brski.cms_parts import Parts, Sid, extract_asn1crypto, extract_plain_der
+from brski.cms_parts import (
+    CERT_NOT_DER,
+    Parts,
+    Sid,
+    extract_asn1crypto,
+    extract_plain_der,
+    require_der,
+)
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
 
 if TYPE_CHECKING:
@@ -363,8 +380,23 @@ def _check_parts(
     digest_name = _DIGEST_OIDS.get(parts.digest_oid)
     if digest_name is None:
         raise MalformedInput(
-            f"digest algorithm {parts.digest_oid} not allowed", check="cms.digest-algorithm"
+            f"digest algorithm {_digest_label(parts.digest_oid)} not allowed (SHA-256, -384, -512)",
+            check="cms.digest-algorithm",
         )
+    # RFC 5652 section 5.1: digestAlgorithms lists the signers' algorithms
+    # (for one-pass processing); a weak one listed is refused by the same policy.
+    for listed in parts.digest_algorithms:
+        if listed not in _DIGEST_OIDS:
+            raise MalformedInput(
+                f"digestAlgorithms lists {_digest_label(listed)}, not allowed",
+                check="cms.digest-algorithms",
+            )
+    if parts.digest_oid not in parts.digest_algorithms:
+        raise MalformedInput(
+            f"digestAlgorithms does not list the signer's {digest_name}",
+            check="cms.digest-algorithms",
+        )
+    _load_crls(parts.crls)
     # rfc8366bis "CMS Format Voucher Artifact": decoders MUST verify that
     # SignedAttributes is present (RFC 5652 section 5.3 requires it for any
     # eContentType other than id-data; vouchers need it for all).
@@ -408,6 +440,29 @@ def _check_parts(
         signing_time=signing_time,
         digest_algorithm=digest_name,
     )
+
+
+# Digests refused by policy, named so that the refusal says why.
+_WEAK_DIGESTS = {
+    "1.2.840.113549.2.5": "MD5",
+    "1.3.14.3.2.26": "SHA-1",
+    "2.16.840.1.101.3.4.2.4": "SHA-224",
+}
+
+
+def _digest_label(oid: str) -> str:
+    weak = _WEAK_DIGESTS.get(oid)
+    return f"{oid} ({weak})" if weak else oid
+
+
+def _load_crls(ders: Sequence[bytes]) -> None:
+    """RFC 5652 section 10.2.1: each CertificateList must be one (RFC 5280
+    section 5.1). Vouchers carry none; a carried one is parsed, not trusted."""
+    for der in ders:
+        try:
+            x509.load_der_x509_crl(der)
+        except ValueError as exc:
+            raise MalformedInput("a carried CRL does not parse", check="cms.crls") from exc
 
 
 _ATTR_CHECKS = {
@@ -478,8 +533,13 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     found: list[x509.Certificate] = []
     for der in ders:
         try:
+            # Names and extensions are decoded lazily, by whoever reads them
+            # (chain validation, logs): their contents are not this layer's.
             found.append(x509.load_der_x509_certificate(der))
         except (ValueError, x509.InvalidVersion) as exc:
+            # RFC 5280 section 4.1: a certificate is DER; BER is allowed only
+            # on the CMS layers around it (RFC 5652 section 5.1).
+            require_der(der, CERT_NOT_DER, "cms.certificate-not-der")
             raise MalformedInput(
                 "a carried certificate does not parse", check="cms.certificate"
             ) from exc
@@ -573,21 +633,27 @@ def _pss_parameters(params: Any) -> tuple[str, padding.PSS]:
 def _check_signature(
     signer: x509.Certificate, *, algorithm: bytes, digest_name: str, signature: bytes, data: bytes
 ) -> None:
-    try:
-        _, _, cs, ce = der_element(algorithm, 0, len(algorithm))
-        fields = der_children(algorithm, cs, ce)
-        if not fields or fields[0][0] != 0x06:
-            raise MalformedInput("signature algorithm has no OID", check="cms.signature-algorithm")
-        oid = decode_oid(algorithm[fields[0][2] : fields[0][3]])
-    except NotPlainDer as exc:
-        raise MalformedInput("signature algorithm is not DER", check="cms.signature-algorithm") from exc
+    # The extractors checked it is an AlgorithmIdentifier (BER allowed there).
+    _, _, cs, ce, _ = ber_element(algorithm, 0, len(algorithm))
+    fields = ber_children(algorithm, cs, ce)
+    oid = decode_oid(algorithm[fields[0][2] : fields[0][3]])
     scheme = _SIGNATURE_ALGORITHMS.get(oid)
     if scheme is None:
         raise MalformedInput(
             f"signature algorithm {oid} not supported", check="cms.signature-algorithm"
         )
     kind, implied_hash = scheme
-    hash_name = implied_hash or digest_name
+    # RFC 5652 section 5.4 (RFC 5753 section 2.1.1 for ECDSA, RFC 4056
+    # section 2 for PSS): the signature over the signed attributes uses the
+    # SignerInfo's digestAlgorithm. A signatureAlgorithm naming another hash
+    # is refused: verifying with the hash it names would accept a SignerInfo
+    # that declares SHA-384 over a SHA-256 signature.
+    if implied_hash is not None and implied_hash != digest_name:
+        raise SignatureInvalid(
+            f"signatureAlgorithm {oid} hashes with {implied_hash}, digestAlgorithm is {digest_name}",
+            check="cms.digest-mismatch",
+        )
+    hash_name = digest_name
     public_key = signer.public_key()
     wrong_key = SignatureInvalid(
         f"signer key {type(public_key).__name__} does not fit {oid}", check="cms.signer-key"
@@ -606,8 +672,13 @@ def _check_signature(
                 raise wrong_key
             if kind == "pss":
                 identifier = asn1_algos.SignedDigestAlgorithm.load(algorithm, strict=True)
-                hash_name, pss = _pss_parameters(identifier["parameters"])
-                public_key.verify(signature, data, pss, _HASHES[hash_name]())
+                pss_hash, pss = _pss_parameters(identifier["parameters"])
+                if pss_hash != digest_name:
+                    raise SignatureInvalid(
+                        f"RSASSA-PSS hashes with {pss_hash}, digestAlgorithm is {digest_name}",
+                        check="cms.digest-mismatch",
+                    )
+                public_key.verify(signature, data, pss, _HASHES[pss_hash]())
             else:
                 public_key.verify(signature, data, padding.PKCS1v15(), _HASHES[hash_name]())
     except (InvalidSignature, ValueError) as exc:

@@ -269,6 +269,22 @@ def _verify_sha1_rsa(csr: x509.CertificateSigningRequest) -> bool:
     return True
 
 
+def _refuse_certificate_as_csr(der: bytes) -> None:
+    """A client that posts its certificate where RFC 7030 section 4.2.1 asks
+    for a PKCS#10 request (as some re-enrolment clients do) is told so."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        subject = cert.subject.rfc4514_string()
+    except (ValueError, x509.InvalidVersion):
+        return
+    raise MalformedInput(
+        f"the body is an X.509 certificate (subject {subject!r}), not a PKCS#10 "
+        "request: /simpleenroll and /simplereenroll take application/pkcs10 "
+        "(RFC 7030 section 4.2.1)",
+        check="est.csr-is-certificate",
+    )
+
+
 def parse_csr(
     der: bytes, *, max_size: int = DEFAULT_MAX_SIZE, allow_sha1: bool = False
 ) -> x509.CertificateSigningRequest:
@@ -283,6 +299,7 @@ def parse_csr(
     try:
         csr = x509.load_der_x509_csr(der)
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
+        _refuse_certificate_as_csr(der)
         raise MalformedInput(f"not a PKCS#10 request: {exc}", check="est.csr-der") from exc
     _check_csr_key(csr)
     try:

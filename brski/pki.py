@@ -355,6 +355,38 @@ def _diagnose_time(
     return None
 
 
+def _diagnose_path(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+) -> tuple[str, str | None]:
+    """After a failed build: (what went wrong, the issuer name nobody offered).
+
+    Follows issuer names from the leaf through what the peer sent (RFC 5280
+    section 6.1 chains by name first) and stops at the first issuer that is
+    neither an offered certificate nor a trust anchor: the certificate a lab
+    needs to find. When the names do link up to an anchor, the refusal lies
+    in a signature, a constraint or an extension, and says so.
+    """
+    by_subject = {c.subject.public_bytes(): c for c in intermediates}
+    anchor_names = {a.subject.public_bytes() for a in anchors}
+    cert = leaf
+    for _ in range(len(intermediates) + 1):
+        issuer = cert.issuer.public_bytes()
+        if issuer in anchor_names:
+            return (
+                f"a path by name reaches the trust anchor {cert.issuer.rfc4514_string()!r}, "
+                "but a signature, constraint or extension on it fails",
+                None,
+            )
+        following = by_subject.get(issuer)
+        if following is None or following is cert:
+            name = cert.issuer.rfc4514_string()
+            return f"no certificate for issuer {name!r} (of {cert.subject.rfc4514_string()!r})", name
+        cert = following
+    return "the offered certificates form a loop", None
+
+
 def _eku(cert: x509.Certificate) -> x509.ExtendedKeyUsage | None:
     try:
         return cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -501,9 +533,16 @@ def _verify_chain_uncached(
             diagnosis = _diagnose_time(leaf, intermediates, anchors, now)
             if diagnosis is not None:
                 raise diagnosis from exc
+            what, missing = _diagnose_path(leaf, intermediates, anchors)
+            sent = 1 + len(intermediates)
+            offered = "the leaf alone" if sent == 1 else f"the leaf and {sent - 1} more"
             raise ChainInvalid(
-                f"{leaf.subject.rfc4514_string()!r} does not chain to a trust anchor: {exc}",
+                f"{leaf.subject.rfc4514_string()!r} does not chain to a trust anchor: {what}; "
+                f"{sent} certificate(s) offered ({offered}), {len(anchors)} trust anchor(s) "
+                f"[verifier: {exc}]",
                 check="chain.untrusted",
+                missing_issuer=missing,
+                certificates_sent=sent,
             ) from exc
         chain = list(verified.chain)
 

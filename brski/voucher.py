@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 import re
@@ -322,12 +323,28 @@ def _encode_leaf(leaf: _Leaf, value: Any) -> Any:
 
 # --- construction-time checks ----------------------------------------------------
 
+# RFC 7950 section 9.4: a YANG string holds tab, LF, CR and the characters
+# %x20-D7FF / %xE000-FFFD / %x10000-10FFFF; no other control character, no
+# surrogate, no U+FFFE or U+FFFF.
+_NOT_YANG_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
 
 def _check_text(value: str, where: str, prefix: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise VoucherInvalid(f"{where} holds a lone surrogate", check=f"{prefix}.string") from None
+
+
+def _check_yang_string(value: str, where: str, prefix: str) -> None:
+    bad = _NOT_YANG_CHAR.search(value)
+    if bad is not None:
+        raise VoucherInvalid(
+            f"{where} holds U+{ord(bad.group()):04X} at index {bad.start()}, "
+            "not a YANG string character (RFC 7950 section 9.4)",
+            check=f"{prefix}.string",
+            leaf=where,
+        )
 
 
 def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
@@ -375,13 +392,13 @@ def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise bad_type
         for name in value:
-            _check_text(name, where, prefix)
+            _check_yang_string(name, where, prefix)
             if not name:
                 raise VoucherInvalid(f"empty name in {where}", check=f"{prefix}.extensions")
         return tuple(value)
     if not isinstance(value, str):
         raise bad_type
-    _check_text(value, where, prefix)
+    _check_yang_string(value, where, prefix)
     if kind == "serial" and not value:
         # RFC 8366 section 5.3: the pledge MUST match its serial-number to this
         # value; an empty one can match no IDevID (RFC 8995 section 2.3.1).
@@ -484,6 +501,23 @@ class _Codec:
         for key in sorted(self.extensions):
             body[key] = _thaw_json(self.extensions[key])
         return {self._CONTAINER: body}
+
+    def whole_seconds(self) -> Self:
+        """This payload with every date-and-time leaf cut to whole seconds.
+
+        Fractional seconds are valid yang:date-and-time (RFC 6991) and are
+        accepted on input, but some deployed parsers refuse them, so what we
+        sign is conservative (RFC 1122 1.2.2): brski.artifact.sign_artifact
+        sends this form. Cutting (not rounding) never moves a time later.
+        """
+        changes = {
+            leaf.attr: value.replace(microsecond=0)
+            for leaf in self._LEAVES
+            if leaf.kind == "datetime"
+            and (value := getattr(self, leaf.attr)) is not None
+            and value.microsecond
+        }
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
 
     def to_json(self) -> bytes:
         """Compact, deterministic UTF-8 JSON: the bytes a signer puts in eContent."""

@@ -1,10 +1,15 @@
 """``brski voucher inspect|verify``: what an operator reaches for instead of ``openssl cms``.
 
 ``inspect`` prints any voucher or voucher-request (CMS, COSE or JWS; DER,
-base64 or PEM-armoured) as JSON with its signer and carried certificates.
-``verify`` checks the signature, the chain to ``--anchor`` at ``--at`` (default:
-now), and optionally the serial-number and nonce; it exits 0 when valid,
-1 naming the rule that failed, and 2 when a file or an option is unusable.
+base64 or PEM-armoured) as JSON with its signer and carried certificates,
+and reports signature validity and schema validity separately.
+``verify`` checks a voucher (a voucher-request only with ``--request``): the
+signature, the chain to ``--anchor`` at ``--at`` (default: now), and
+optionally the serial-number and nonce; it exits 0 when valid, 1 naming the
+rule that failed, and 2 when a file or an option is unusable.
+
+Whatever a peer wrote (serial-number, names, error details) is printed with
+control characters escaped, so that no artifact can drive the terminal.
 
 A COSE voucher may carry no certificate at all (constrained-voucher section
 6.3 strips them for constrained pledges): ``--cert`` supplies candidates for
@@ -25,7 +30,8 @@ from typing import Any
 
 from cryptography import x509
 
-from brski.artifact import SignedArtifact, detect_media_type, verify_artifact
+from brski.artifact import SignedArtifact, detect_media_type, verify_artifact, verify_signature
+from brski.display import escape_controls
 from brski.errors import BrskiError, MalformedInput
 from brski.oids import ID_KP_CMC_RA
 from brski.pki import Role, load_certs, spki_sha256, verify_chain
@@ -34,7 +40,6 @@ from brski.voucher import Voucher, VoucherRequest
 __all__ = ["add_parser", "load_artifact"]
 
 _MAX_FILE = 1024 * 1024
-
 
 def _raw_bytes(data: bytes) -> bytes:
     """Accept DER/CBOR/JSON as is, and base64 or PEM-armoured text."""
@@ -55,12 +60,17 @@ def _raw_bytes(data: bytes) -> bytes:
     return decoded if decoded[:1] in (b"\x30", b"\xd2", b"\x84", b"{") else data
 
 
-def load_artifact(data: bytes, *, extra_certs: list[x509.Certificate] | None = None) -> SignedArtifact:
-    """Detect the format and the model (voucher or voucher-request) and verify the signature."""
+def load_artifact(
+    data: bytes,
+    *,
+    extra_certs: list[x509.Certificate] | None = None,
+    kinds: tuple[type[Voucher] | type[VoucherRequest], ...] = (Voucher, VoucherRequest),
+) -> SignedArtifact:
+    """Detect the format and the model (among ``kinds``) and verify the signature."""
     raw = _raw_bytes(data)
     media = detect_media_type(raw)
     errors: list[BrskiError] = []
-    for kind in (Voucher, VoucherRequest):
+    for kind in kinds:
         try:
             return verify_artifact(raw, media_type=media, kind=kind, extra_certs=extra_certs or ())
         except BrskiError as exc:
@@ -77,18 +87,6 @@ def _cert_info(cert: x509.Certificate) -> dict[str, Any]:
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "spki_sha256": spki_sha256(cert).hex(),
-    }
-
-
-def _summary(art: SignedArtifact) -> dict[str, Any]:
-    kind = "voucher" if isinstance(art.payload, Voucher) else "voucher-request"
-    return {
-        "media_type": art.media_type,
-        "kind": kind,
-        "signature": "valid",
-        "payload": art.payload.to_obj(),
-        "signer": _cert_info(art.signer),
-        "certificates": [_cert_info(c) for c in art.certificates],
     }
 
 
@@ -117,8 +115,44 @@ def _read_certs(paths: list[Path] | None, what: str) -> list[x509.Certificate]:
 
 
 def _usage(exc: _UsageError, cmd: str) -> int:
-    print(f"brski voucher {cmd}: {exc}", file=sys.stderr)
+    print(escape_controls(f"brski voucher {cmd}: {exc}"), file=sys.stderr)
     return 2
+
+
+def _inspect(data: bytes, certs: list[x509.Certificate]) -> tuple[dict[str, Any], bool]:
+    """Signature first, then the schema, each reported on its own."""
+    raw = _raw_bytes(data)
+    media = detect_media_type(raw)
+    report: dict[str, Any] = {"media_type": media}
+    try:
+        payload, signer, carried = verify_signature(raw, media_type=media, extra_certs=certs)
+    except BrskiError as exc:
+        report.update(signature="invalid", schema="not checked", check=exc.check, detail=exc.detail)
+        return report, False
+    report.update(
+        signature="valid",
+        signer=_cert_info(signer),
+        certificates=[_cert_info(c) for c in carried],
+    )
+    try:
+        art = load_artifact(raw, extra_certs=certs)
+    except BrskiError as exc:
+        report.update(schema="invalid", check=exc.check, detail=exc.detail, payload=_best_effort(payload))
+        return report, False
+    report.update(
+        schema="valid",
+        kind="voucher" if isinstance(art.payload, Voucher) else "voucher-request",
+        payload=art.payload.to_obj(),
+    )
+    return report, True
+
+
+def _best_effort(payload: bytes) -> Any:
+    """The signed payload as JSON if it is JSON, else base64 (CBOR)."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return {"base64": base64.b64encode(payload).decode()}
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -127,13 +161,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         certs = _read_certs(args.cert, "--cert")
     except _UsageError as exc:
         return _usage(exc, "inspect")
-    try:
-        art = load_artifact(data, extra_certs=certs)
-    except BrskiError as exc:
-        print(json.dumps({"signature": "invalid", "check": exc.check, "detail": exc.detail}, indent=2))
-        return 1
-    print(json.dumps(_summary(art), indent=2, default=str))
-    return 0
+    report, valid = _inspect(data, certs)
+    # ensure_ascii escapes every control character a peer put in the payload.
+    print(json.dumps(report, indent=2, default=str, ensure_ascii=True))
+    return 0 if valid else 1
 
 
 def _role_for(art: SignedArtifact) -> Role:
@@ -169,7 +200,7 @@ def _nonce_matches(actual: bytes | None, expected: str) -> bool:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     def fail(check: str, detail: str) -> int:
-        print(f"INVALID: {detail} (check: {check})")
+        print(escape_controls(f"INVALID: {detail} (check: {check})"))
         return 1
 
     try:
@@ -183,8 +214,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         data = _read(args.file)
     except _UsageError as exc:
         return _usage(exc, "verify")
+    wanted: type[Voucher] | type[VoucherRequest] = VoucherRequest if args.request else Voucher
     try:
-        art = load_artifact(data, extra_certs=candidates)
+        art = load_artifact(data, extra_certs=candidates, kinds=(wanted,))
+    except BrskiError as exc:
+        other = Voucher if wanted is VoucherRequest else VoucherRequest
+        try:
+            load_artifact(data, extra_certs=candidates, kinds=(other,))
+        except BrskiError:
+            return fail(exc.check, exc.detail)
+        # A script that reads only the exit status must never take a
+        # pledge-signed voucher-request for a voucher (or the reverse).
+        if wanted is Voucher:
+            return fail("verify.kind", "this is a voucher-request, not a voucher; pass --request to verify a voucher-request")
+        return fail("verify.kind", "this is a voucher, not a voucher-request; drop --request to verify a voucher")
+    try:
         chain = verify_chain(art.signer, intermediates=art.certificates, anchors=anchors, now=at, role=_role_for(art))
     except BrskiError as exc:
         return fail(exc.check, exc.detail)
@@ -194,16 +238,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.expect_nonce is not None and not _nonce_matches(payload.nonce, args.expect_nonce):
         return fail("expect.nonce", "nonce differs from the expected one")
     kind = "voucher" if isinstance(payload, Voucher) else "voucher-request"
-    print(f"VALID: {kind} ({art.media_type}) serial-number={payload.serial_number} signer={art.signer.subject.rfc4514_string()}")
+    print(escape_controls(f"VALID: {kind} ({art.media_type}) serial-number={payload.serial_number} signer={art.signer.subject.rfc4514_string()}"))
     for i, cert in enumerate(chain):
-        print(f"  chain[{i}]: {cert.subject.rfc4514_string()}")
+        print(escape_controls(f"  chain[{i}]: {cert.subject.rfc4514_string()}"))
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     voucher = subparsers.add_parser("voucher", help="inspect and verify vouchers and voucher-requests", description=__doc__)
     cmds = voucher.add_subparsers(dest="voucher_cmd", required=True, metavar="COMMAND")
-    inspect = cmds.add_parser("inspect", help="print any voucher or voucher-request as JSON")
+    inspect = cmds.add_parser(
+        "inspect", help="print any voucher or voucher-request as JSON; signature and schema validity apart"
+    )
     inspect.add_argument("file", type=Path, help="the artifact (DER, CBOR, JSON, base64 or PEM); - for stdin")
     inspect.add_argument("--cert", type=Path, action="append", help="candidate signer certificate(s), PEM or DER")
     inspect.set_defaults(func=cmd_inspect)
@@ -212,6 +258,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     verify.add_argument("--anchor", type=Path, action="append", required=True, help="trust anchor PEM (repeatable)")
     verify.add_argument("--cert", type=Path, action="append", help="candidate signer certificate(s), PEM or DER")
     verify.add_argument("--at", help="validate the chain at this RFC 3339 time (default: now)")
+    verify.add_argument("--request", action="store_true", help="the file is a voucher-request (default: a voucher)")
     verify.add_argument("--expect-serial", dest="expect_serial")
     verify.add_argument(
         "--expect-nonce", dest="expect_nonce", help="base64, base64url or literal (write --expect-nonce=-X... for a value starting with -)"

@@ -176,7 +176,8 @@ class MasaService:
             assertion = Assertion.VERIFIED
         else:
             assertion = Assertion.LOGGED
-        expires_on = now + self.nonceless_validity if nonceless else None
+        # Whole seconds, as the signed voucher carries it (sign_artifact).
+        expires_on = (now + self.nonceless_validity).replace(microsecond=0) if nonceless else None
         voucher = Voucher(
             created_on=now,
             expires_on=expires_on,

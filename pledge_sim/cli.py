@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from brski import errors
+from brski.display import escape_controls
 from brski.pki import load_cert, load_private_key
 from pledge_sim.config import FORMATS, KEY_TYPES, load_config
 from pledge_sim.service import EnrollResult, cert_summary, enroll_one, reenroll
@@ -129,27 +130,32 @@ def _overrides(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return {name: getattr(args, name, None) for name in names}
 
 
+def _say(text: str) -> None:
+    """Print what peers wrote (serials, names, details) with controls escaped."""
+    print(escape_controls(text))
+
+
 def _print_enroll(result: EnrollResult) -> None:
     if result.voucher is not None:
         v = result.voucher
-        print("voucher accepted")
-        print(f"  assertion:         {v.assertion}")
-        print(f"  serial-number:     {v.serial_number}")
-        print(f"  pinned domain CA:  {v.pinned_domain_subject or '(public key pin)'}")
+        _say("voucher accepted")
+        _say(f"  assertion:         {v.assertion}")
+        _say(f"  serial-number:     {v.serial_number}")
+        _say(f"  pinned domain CA:  {v.pinned_domain_subject or '(public key pin)'}")
     if result.ldevid is not None:
         s = cert_summary(result.ldevid)
-        print("LDevID issued")
-        print(f"  subject:           {s['subject']}")
-        print(f"  serial:            {s['serial']}")
-        print(f"  issuer:            {s['issuer']}")
-        print(f"  notBefore:         {s['not_before']}")
-        print(f"  notAfter:          {s['not_after']}")
+        _say("LDevID issued")
+        _say(f"  subject:           {s['subject']}")
+        _say(f"  serial:            {s['serial']}")
+        _say(f"  issuer:            {s['issuer']}")
+        _say(f"  notBefore:         {s['not_before']}")
+        _say(f"  notAfter:          {s['not_after']}")
     for path in result.files:
-        print(f"  saved:             {path}")
+        _say(f"  saved:             {path}")
     if result.timings_ms:
-        print("timings (ms): " + ", ".join(f"{k}={v}" for k, v in result.timings_ms.items()))
+        _say("timings (ms): " + ", ".join(f"{k}={v}" for k, v in result.timings_ms.items()))
     if not result.ok:
-        print(f"FAILED [{result.failed_check}]: {result.detail}")
+        _say(f"FAILED [{result.failed_check}]: {result.detail}")
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -268,7 +274,7 @@ def cmd_reenroll(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"ok": False, "failed_check": exc.check, "detail": exc.detail}))
         else:
-            print(f"FAILED [{exc.check}]: {exc.detail}")
+            _say(f"FAILED [{exc.check}]: {exc.detail}")
         return EXIT_REFUSED
     summary = cert_summary(new_cert)
     if args.json:
@@ -276,5 +282,5 @@ def cmd_reenroll(args: argparse.Namespace) -> int:
     else:
         print("LDevID " + ("rekeyed" if args.new_key else "renewed"))
         for k, v in summary.items():
-            print(f"  {k + ':':<18} {v}")
+            _say(f"  {k + ':':<18} {v}")
     return EXIT_OK

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from brski.display import escape_controls
 from brski_storage import open_registrar_store
 from brski_storage.base import ApprovalDecision
 from brski_web.audit_cli import add_audit_commands
@@ -28,6 +29,11 @@ _OVERRIDE_KEYS = [
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
     "http_port", "allow_crl_mismatch", "mdns_interfaces", "proxy_addresses", "metrics_port",
 ]
+
+
+def _row(*fields: object) -> str:
+    """A tab-separated line; fields a device supplied (serials) have controls escaped."""
+    return "\t".join(escape_controls(format(f)) for f in fields)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -95,7 +101,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
                     print(json.dumps([_device_json(d) for d in rows], indent=2))
                 else:
                     for d in rows:
-                        print(f"{d.serial}\t{d.state}\t{d.updated_at.isoformat()}\t{d.manufacturer}")
+                        print(_row(d.serial, d.state, d.updated_at.isoformat(), d.manufacturer))
                 return 0
             device = await store.get_device(args.serial)
             if device is None:
@@ -130,7 +136,7 @@ def cmd_approval(args: argparse.Namespace) -> int:
             if args.devices_cmd == "pending":
                 for a in await store.list_approvals(decision=None if args.all else "pending"):
                     asked = a.requested_at.isoformat() if a.requested_at else "-"
-                    print(f"{a.serial}\t{a.decision}\t{asked}\t{a.decided_by or ''}")
+                    print(_row(a.serial, a.decision, asked, a.decided_by or ""))
                 return 0
             decision: ApprovalDecision = "approved" if args.devices_cmd == "approve" else "rejected"
             now = datetime.now(UTC)

@@ -367,6 +367,16 @@ def test_17_malformed_base64(net: Net) -> None:
     refused(net, "registrar", lambda: enroll(net, me, b"not*base64!!"), status=400, check="est.base64")
 
 
+def test_17_certificate_posted_instead_of_a_csr(net: Net) -> None:
+    """Some clients post their certificate to /simpleenroll: the refusal says so."""
+    me = net.pledge(net.fresh_serial())
+    vouched(net, me)
+    assert me.cert is not None
+    body = base64.b64encode(cert_der(me.cert))
+    reply = refused(net, "registrar", lambda: enroll(net, me, body), status=400, check="est.csr-is-certificate")
+    assert "X.509 certificate" in str(reply.problem)
+
+
 @pytest.mark.parametrize(
     ("body", "check"),
     [

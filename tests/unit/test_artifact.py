@@ -318,3 +318,39 @@ def test_every_format_and_key_type_round_trips_and_detects_tampering(
         tampered = raw[:at] + b"X" + raw[at + 1 :]
         with pytest.raises(BrskiError):
             verify_artifact(tampered, media_type=media_type, kind=type(payload))
+
+
+# --- send conservatively: whole seconds ----------------------------------------------------
+
+
+@pytest.mark.parametrize("media_type", sorted(oids.VOUCHER_MEDIA_TYPES))
+def test_signed_date_times_are_whole_seconds(media_type: str, signer: tuple[Any, x509.Certificate]) -> None:
+    """Fractional seconds are valid yang:date-and-time but break deployed parsers:
+    what we sign carries whole seconds (cut, never later); fractions still parse."""
+    key, cert = signer
+    fraction = NOW.replace(microsecond=589000)
+    voucher = Voucher(
+        created_on=fraction,
+        expires_on=fraction + timedelta(days=1, microseconds=1),
+        last_renewal_date=fraction,
+        assertion=Assertion.LOGGED,
+        serial_number="SN-0001",
+        pinned_domain_cert=b"\x30\x03\x02\x01\x01",
+    )
+    assert b".589" in voucher.to_json()  # the model itself stays faithful
+    raw = sign_artifact(voucher, media_type=media_type, key=key, cert=cert)
+    payload = verify_artifact(raw, media_type=media_type, kind=Voucher, extra_certs=[cert]).payload
+    assert isinstance(payload, Voucher)
+    assert payload.created_on == NOW
+    assert payload.expires_on == NOW + timedelta(days=1)
+    assert payload.last_renewal_date == NOW
+    if media_type == oids.MT_VOUCHER_CMS_JSON:  # the JSON is in the clear in CMS
+        assert b".589" not in raw and b'"created-on":"2024-05-01T12:00:00Z"' in raw
+    request = VoucherRequest(created_on=fraction, serial_number="SN-0001")
+    raw = sign_artifact(request, media_type=media_type, key=key, cert=cert)
+    assert verify_artifact(raw, media_type=media_type, kind=VoucherRequest, extra_certs=[cert]).payload.created_on == NOW
+
+
+def test_fractional_seconds_are_still_accepted() -> None:
+    text = b'{"ietf-voucher:voucher":{"created-on":"2021-04-13T17:43:24.589-04:00","assertion":"logged","serial-number":"A","pinned-domain-cert":"MAA="}}'
+    assert Voucher.from_json(text).created_on.microsecond == 589000

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from brski import cms, cms_parts, oids
 from brski.asn1 import NotPlainDer, check_der
 from brski.errors import BrskiError
+from tests.cms_mutations import mutations
 from tests.unit.test_cms import _signed
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
@@ -99,3 +101,37 @@ def test_mutations_never_make_the_paths_disagree() -> None:
         assert fast == slow
         agreed += 1
     assert agreed > 100 and declined > 0
+
+
+def _outcome(extract: Any, der: bytes) -> object:
+    try:
+        return extract(der)
+    except NotPlainDer:
+        return NotPlainDer
+    except BrskiError as exc:
+        return exc.check
+
+
+def test_structural_mutations_get_one_answer_from_both_paths() -> None:
+    """Elements added, dropped, duplicated or swapped anywhere in the CMS
+    layers: both extractors refuse with the same check, or read the same
+    parts (the fast path may leave BER to the other, never decide otherwise)."""
+    der, _, _ = _signed("p256")
+    refused: set[str] = set()
+    compared = 0
+    for name, data in mutations(der, flips=200):
+        try:
+            check_der(data)
+        except BrskiError:
+            continue
+        fast = _outcome(cms_parts.extract_plain_der, data)
+        slow = _outcome(cms_parts.extract_asn1crypto, data)
+        if fast is NotPlainDer:
+            continue
+        assert fast == slow, name
+        compared += 1
+        if isinstance(fast, str):
+            refused.add(fast)
+    assert compared > 300
+    # The walk names what it refuses (RFC 5652 sections 5.1-5.3, 10.2).
+    assert {"cms.structure", "cms.version", "cms.certificates", "cms.crls", "cms.unsigned-attrs"} <= refused

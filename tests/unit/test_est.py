@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,25 @@ def test_bad_csr_signature_refused() -> None:
     with pytest.raises(SignatureInvalid) as info:
         est.parse_csr(bytes(der))
     assert info.value.check == "est.csr-signature"
+
+
+def test_certificate_posted_as_csr_is_named() -> None:
+    """A client posting its certificate instead of a PKCS#10 request is told so."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ldevid-7")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(7).not_valid_before(datetime(2025, 1, 1)).not_valid_after(datetime(2026, 1, 1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    with pytest.raises(MalformedInput) as info:
+        est.parse_csr(_der(cert))
+    assert info.value.check == "est.csr-is-certificate"
+    assert "X.509 certificate" in info.value.detail and "CN=ldevid-7" in info.value.detail
+    # Anything else that is not a request keeps the generic name.
+    with pytest.raises(MalformedInput) as info:
+        est.parse_csr(b"\x30\x03\x02\x01\x01")
+    assert info.value.check == "est.csr-der"
 
 
 def test_tampered_csr_subject_refused() -> None:

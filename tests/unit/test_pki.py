@@ -407,9 +407,24 @@ def test_wrong_anchor(pki: dict) -> None:  # type: ignore[type-arg]
 
 
 def test_missing_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
     with pytest.raises(ChainInvalid) as exc:
-        verify_chain(leaf_under(pki), anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID)
+        verify_chain(leaf, anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID)
     assert exc.value.check == "chain.untrusted"
+    # What a lab needs: which issuer is missing, and that the leaf came alone.
+    missing = leaf.issuer.rfc4514_string()
+    assert f"no certificate for issuer {missing!r}" in exc.value.detail
+    assert "1 certificate(s) offered (the leaf alone)" in exc.value.detail
+    problem = exc.value.problem()
+    assert problem["missing_issuer"] == missing and problem["certificates_sent"] == 1
+
+
+def test_untrusted_names_the_issuer_when_intermediates_were_sent(pki: dict) -> None:  # type: ignore[type-arg]
+    inter = pki["inter"][0]
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf_under(pki), intermediates=[inter], anchors=[pki["other"][0]], now=NOW, role=Role.IDEVID)
+    assert f"no certificate for issuer {inter.issuer.rfc4514_string()!r}" in exc.value.detail
+    assert "2 certificate(s) offered (the leaf and 1 more)" in exc.value.detail
 
 
 def test_forged_signature_refused(pki: dict) -> None:  # type: ignore[type-arg]
@@ -425,6 +440,7 @@ def test_forged_signature_refused(pki: dict) -> None:  # type: ignore[type-arg]
             role=Role.IDEVID,
         )
     assert exc.value.check == "chain.untrusted"
+    assert "reaches the trust anchor" in exc.value.detail and exc.value.problem()["missing_issuer"] is None
 
 
 def test_end_entity_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]

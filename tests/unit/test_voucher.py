@@ -484,3 +484,20 @@ def test_many_shallow_brackets_are_not_depth() -> None:
     body = _voucher_body()
     body["v:x"] = [[i] for i in range(40)]
     assert Voucher.from_json(json.dumps({VOUCHER_CONTAINER: body}).encode()).serial_number
+
+
+# --- RFC 7950 section 9.4: YANG strings --------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["\x1b[2J", "A\x00B", "A\x07", "A\uffff", "A\ufffe", "A\x1f"])
+def test_control_characters_and_nonchars_in_string_leaves_are_refused(text: str) -> None:
+    _refused(_voucher_json(serial_number=text), "voucher.string")
+    request = json.dumps({VOUCHER_REQUEST_CONTAINER: {"serial-number": text}}).encode()
+    _refused(request, "voucher-request.string", VoucherRequest)
+    _refused(_voucher_json(manufacturer_private=text), "voucher.string")
+    _refused(_voucher_json(extensions=[f"ext{text}"]), "voucher.string")
+
+
+def test_tab_line_breaks_and_non_ascii_are_yang_string_characters() -> None:
+    for text in ("A\tB", "A\nB\r", "Gerät-7", "\U0001f600", "\ud7ff\ue000\ufffd"):
+        assert Voucher.from_json(_voucher_json(serial_number=text)).serial_number == text

@@ -195,7 +195,7 @@ def test_inspect_garbage_fails_naming_the_rule(tmp_path: Path, capsys: pytest.Ca
 def test_verify_pledge_request_chains_as_an_idevid(
     lab: dict[str, Path], capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
-    code, out = _run(capsys, "verify", lab[f"vr.{fmt}"], "--anchor", lab["anchor"], "--at", NOW.isoformat())
+    code, out = _run(capsys, "verify", "--request", lab[f"vr.{fmt}"], "--anchor", lab["anchor"], "--at", NOW.isoformat())
     assert code == 0, out
     assert out.startswith(f"VALID: voucher-request ({FORMATS[fmt]})")
 
@@ -238,7 +238,7 @@ def test_verify_under_the_wrong_anchor_is_untrusted(lab: dict[str, Path], capsys
 
 def test_verify_registrar_request_needs_cmc_ra_and_uses_that_role(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = _run(
-        capsys, "verify", RFC8995 / "parboiled_vr_00-D0-E5-F2-00-02.der",
+        capsys, "verify", "--request", RFC8995 / "parboiled_vr_00-D0-E5-F2-00-02.der",
         "--anchor", RFC8995 / "ownerca_secp384r1.crt", "--at", "2021-05-01",
     )
     assert code == 0, out
@@ -254,7 +254,7 @@ def test_cose_without_carried_certs_needs_cert(capsys: pytest.CaptureFixture[str
     code, out = _run(capsys, "inspect", CB / "pvr.cbor", "--cert", pledge_pem)
     assert code == 0 and json.loads(out)["kind"] == "voucher-request"
     code, out = _run(
-        capsys, "verify", CB / "pvr.cbor", "--cert", pledge_pem, "--anchor", CB / "masa_ca.crt.der",
+        capsys, "verify", "--request", CB / "pvr.cbor", "--cert", pledge_pem, "--anchor", CB / "masa_ca.crt.der",
         "--at", "2024-06-01T00:00:00Z", "--expect-serial", "JADA123456789",
     )
     assert code == 0, out
@@ -269,3 +269,89 @@ def test_bad_options_exit_2(lab: dict[str, Path], capsys: pytest.CaptureFixture[
     not_a_cert.write_bytes(b"hello")
     assert main(["voucher", "verify", str(lab["voucher.cms"]), "--anchor", str(not_a_cert)]) == 2
     assert "--anchor" in capsys.readouterr().err
+
+
+# --- what a voucher is, and what the terminal shows ---------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_verify_refuses_a_voucher_request_unless_asked(
+    lab: dict[str, Path], capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """A script reading only the exit status must not take a pledge-signed request for a voucher."""
+    serial = str(lab["serial"])
+    args = [lab[f"vr.{fmt}"], "--anchor", lab["anchor"], "--at", NOW.isoformat(), "--expect-serial", serial]
+    code, out = _run(capsys, "verify", *args)
+    assert code == 1, out
+    assert "(check: verify.kind)" in out and "--request" in out
+    code, out = _run(capsys, "verify", "--request", lab[f"voucher.{fmt}"], "--anchor", lab["anchor"], "--at", NOW.isoformat())
+    assert code == 1 and "(check: verify.kind)" in out
+    code, out = _run(capsys, "verify", "--request", *args)
+    assert code == 0 and out.startswith("VALID: voucher-request")
+
+
+def test_verify_exit_status_on_the_real_process_for_a_request(lab: dict[str, Path]) -> None:
+    proc = _cli("verify", lab["vr.cms"], "--anchor", lab["anchor"], "--at", NOW.isoformat())
+    assert proc.returncode == 1 and "verify.kind" in proc.stdout
+
+
+def test_inspect_reports_signature_and_schema_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A voucher without created-on: the signature is valid, the schema is not."""
+    pki = build_dev_pki(pledges=1, masa_url="https://masa.example", now=NOW - timedelta(days=1))
+    key, cert = pki.key("masa/voucher-signer.key"), pki.cert("masa/voucher-signer.crt")
+    from brski import cms
+
+    body = json.dumps({"ietf-voucher:voucher": {"assertion": "logged", "serial-number": "X1", "pinned-domain-cert": "MAA="}})
+    path = tmp_path / "no-created-on.cms"
+    path.write_bytes(cms.sign(body.encode(), key=key, cert=cert))
+    code, out = _run(capsys, "inspect", path)
+    doc = json.loads(out)
+    assert code == 1
+    assert doc["signature"] == "valid" and doc["schema"] == "invalid"
+    assert doc["check"] == "voucher.mandatory" and "created-on" in doc["detail"]
+    assert doc["payload"]["ietf-voucher:voucher"]["serial-number"] == "X1"
+    assert doc["signer"]["subject"] == cert.subject.rfc4514_string()
+
+
+def test_inspect_valid_artifact_reports_both_valid(lab: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _run(capsys, "inspect", lab["voucher.cms"])
+    doc = json.loads(out)
+    assert code == 0 and doc["signature"] == "valid" and doc["schema"] == "valid" and doc["kind"] == "voucher"
+
+
+def test_control_characters_never_reach_the_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ESC[2J in a signer's name (a serial-number cannot carry it any more: RFC
+    7950 9.4) is printed escaped by verify and inspect."""
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "evil\x1b[2J\u202eMASA")])
+    cert = (
+        cx509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(7).not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1))
+        .add_extension(cx509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    voucher = Voucher(created_on=NOW, assertion=Assertion.LOGGED, serial_number="S\u00e9rie-1", pinned_domain_cert=b"0")
+    path = tmp_path / "v.cms"
+    path.write_bytes(sign_artifact(voucher, media_type=oids.MT_VOUCHER_CMS_JSON, key=key, cert=cert))
+    anchor = tmp_path / "anchor.pem"
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    anchor.write_bytes(cert.public_bytes(Encoding.PEM))
+    for argv in (["verify", path, "--anchor", anchor, "--at", NOW.isoformat()], ["inspect", path]):
+        code, out = _run(capsys, *argv)
+        assert "\x1b" not in out and "\u202e" not in out, argv
+        assert "S\u00e9rie-1" in out or "S\\u00e9rie-1" in out
+    code, out = _run(capsys, "verify", path, "--anchor", anchor, "--at", NOW.isoformat())
+    assert code == 0 and "\\x1b[2J\\u202eMASA" in out, out
+
+
+def test_escape_controls_keeps_printable_text_and_escapes_the_rest() -> None:
+    from brski.display import escape_controls
+
+    assert escape_controls("Gerät 😀 ok") == "Gerät 😀 ok"
+    assert escape_controls("a\x1b[2Jb\x7f\x85\u202e\u2028") == "a\\x1b[2Jb\\x7f\\x85\\u202e\\u2028"
