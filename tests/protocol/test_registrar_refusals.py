@@ -374,7 +374,7 @@ def test_17_certificate_posted_instead_of_a_csr(net: Net) -> None:
     assert me.cert is not None
     body = base64.b64encode(cert_der(me.cert))
     reply = refused(net, "registrar", lambda: enroll(net, me, body), status=400, check="est.csr-is-certificate")
-    assert "X.509 certificate" in str(reply.problem)
+    assert b"X.509 certificate" in reply.body  # whichever body form the client asked for
 
 
 @pytest.mark.parametrize(
