@@ -2,124 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski import oids
-from brski.ca import CLOCK_SKEW, csr_names_device, issue_ldevid, new_serial
+from brski.ca import CLOCK_SKEW, csr_names_device, new_serial
 from brski.errors import BrskiError, ConfigError, MalformedInput, PolicyRefused
 from brski.ldevid import LdevidProfile
-from brski.pki import PrivateKey
-
-OPENSSL = "/usr/bin/openssl"
-NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
-YEAR = timedelta(days=365)
-SERIAL = "00-D0-E5-F2-00-02"
-
-
-def _hash(key: PrivateKey) -> hashes.SHA256 | None:
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-
-
-def make_ca(
-    key: PrivateKey | None = None,
-    *,
-    not_after: datetime = NOW + 10 * YEAR,
-    with_ski: bool = True,
-    ca: bool = True,
-) -> tuple[x509.Certificate, PrivateKey]:
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Domain CA")])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - YEAR)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    )
-    if with_ski:
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    return builder.sign(key, _hash(key)), key
-
-
-def make_csr(
-    key: PrivateKey | None = None,
-    *,
-    subject: list[x509.NameAttribute[str]] | None = None,
-    san: list[x509.GeneralName] | None = None,
-) -> x509.CertificateSigningRequest:
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    attrs = subject if subject is not None else [x509.NameAttribute(NameOID.COMMON_NAME, "pledge")]
-    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(key, _hash(key))
-
-
-def issue(
-    csr: x509.CertificateSigningRequest | None = None,
-    *,
-    ca: tuple[x509.Certificate, PrivateKey] | None = None,
-    **kw: Any,
-) -> x509.Certificate:
-    ca_cert, ca_key = ca or make_ca()
-    args: dict[str, Any] = {
-        "ca_cert": ca_cert,
-        "ca_key": ca_key,
-        "serial": new_serial(),
-        "now": NOW,
-        "validity": YEAR,
-        "device_serial": SERIAL,
-    }
-    args.update(kw)
-    return issue_ldevid(csr or make_csr(), **args)
-
-
-def openssl_verify(tmp_path: Path, leaf: x509.Certificate, ca: x509.Certificate) -> str:
-    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    result = subprocess.run(
-        [
-            OPENSSL, "verify",
-            "-attime", str(int(NOW.timestamp())),
-            "-x509_strict",
-            "-purpose", "sslclient",
-            "-CAfile", str(tmp_path / "ca.pem"),
-            str(tmp_path / "leaf.pem"),
-        ],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
-    return result.stdout + result.stderr
-
+from tests.ca_helpers import NOW, SERIAL, YEAR, issue, make_ca, make_csr
 
 # --- serials --------------------------------------------------------------------
 
@@ -135,40 +32,6 @@ def test_new_serial_is_random_positive_and_20_octets() -> None:
 
 
 # --- issuance -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "ca_key",
-    [
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP384R1()),
-        ed25519.Ed25519PrivateKey.generate(),
-        rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    ],
-    ids=["p256", "p384", "ed25519", "rsa"],
-)
-def test_ldevid_chain_verifies_with_openssl(tmp_path: Path, ca_key: PrivateKey) -> None:
-    ca = make_ca(ca_key)
-    leaf = issue(ca=ca)
-    out = openssl_verify(tmp_path, leaf, ca[0])
-    assert "leaf.pem: OK" in out, out
-    expected = {
-        ec.SECP256R1: hashes.SHA256,
-        ec.SECP384R1: hashes.SHA384,
-    }
-    if isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        assert isinstance(leaf.signature_hash_algorithm, expected[type(ca_key.curve)])
-    elif isinstance(ca_key, ed25519.Ed25519PrivateKey):
-        assert leaf.signature_hash_algorithm is None
-
-
-def test_openssl_rejects_ldevid_from_another_ca(tmp_path: Path) -> None:
-    """The verification above can fail: a certificate from a different CA is refused."""
-    leaf = issue()
-    other, _ = make_ca()
-    out = openssl_verify(tmp_path, leaf, other)
-    assert "OK" not in out.replace("leaf.pem: OK", "")
-    assert "error" in out
 
 
 def test_ldevid_profile() -> None:
@@ -247,29 +110,6 @@ def test_expired_ca_refused() -> None:
     with pytest.raises(ConfigError) as info:
         issue(ca=ca)
     assert info.value.check == "ca.expired"
-
-
-def test_crl_and_ocsp_and_san_when_given(tmp_path: Path) -> None:
-    ca = make_ca()
-    leaf = issue(
-        ca=ca,
-        crl_url="http://ca.example.com/domain.crl",
-        ocsp_url="http://ocsp.example.com/",
-        grant=LdevidProfile(san=("dns:pledge.example.com", "dns:{serial}.example.com")).grant(serial=SERIAL),
-    )
-    crl = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    assert crl[0].full_name == [x509.UniformResourceIdentifier("http://ca.example.com/domain.crl")]
-    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    assert [(a.access_method, a.access_location.value) for a in aia] == [
-        (x509.oid.AuthorityInformationAccessOID.OCSP, "http://ocsp.example.com/")
-    ]
-    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert not san.critical
-    assert san.value.get_values_for_type(x509.DNSName) == [
-        "pledge.example.com",
-        f"{SERIAL.lower()}.example.com",
-    ]
-    assert "leaf.pem: OK" in openssl_verify(tmp_path, leaf, ca[0])
 
 
 def test_aki_computed_when_ca_has_no_ski() -> None:

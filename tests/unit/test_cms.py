@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +16,6 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,13 +28,12 @@ from brski.errors import (
     PayloadTooLarge,
     SignatureInvalid,
 )
+from tests.cms_helpers import NOW, VOUCHER_JSON, Key, _cert, _key, _name, _signed
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 RFC8995 = VECTORS / "rfc8995"
 BIS = VECTORS / "rfc8366bis"
 MINERVA = VECTORS / "interop-minerva"
-NOW = datetime(2025, 1, 1, tzinfo=UTC)
-VOUCHER_JSON = b'{"ietf-voucher:voucher":{"assertion":"logged","serial-number":"X1"}}'
 
 
 def _read(path: Path) -> bytes:
@@ -52,55 +48,6 @@ def _cert_file(path: Path) -> x509.Certificate:
 
 
 # --- test PKI -------------------------------------------------------------------
-
-Key = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-
-
-@functools.cache
-def _key(kind: str, index: int = 0) -> Key:
-    if kind == "p256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if kind == "p384":
-        return ec.generate_private_key(ec.SECP384R1())
-    if kind == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(
-    key: Key,
-    *,
-    cn: str = "signer",
-    serial: int = 0x1234,
-    issuer: tuple[x509.Name, Key] | None = None,
-    ski: bool = True,
-) -> x509.Certificate:
-    issuer_name, issuer_key = issuer or (_name(cn), key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(days=30))
-    )
-    if ski:
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    algorithm = None if isinstance(issuer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(issuer_key, algorithm)
-
-
-def _signed(kind: str = "p256", **kwargs: Any) -> tuple[bytes, Key, x509.Certificate]:
-    key = _key(kind)
-    cert = _cert(key)
-    return cms.sign(VOUCHER_JSON, key=key, cert=cert, **kwargs), key, cert
 
 
 # --- asn1crypto surgery for the negative tests ------------------------------------
@@ -665,62 +612,6 @@ def test_signed_message_validates_on_construction() -> None:
 
 
 # --- interop with OpenSSL (skipped where the binary is absent) -------------------------
-
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl binary not available")
-
-
-def _pem(tmp: Path, name: str, data: bytes) -> str:
-    path = tmp / name
-    path.write_bytes(data)
-    return str(path)
-
-
-@needs_openssl
-@pytest.mark.parametrize("kind", ["p256", "p384", "rsa"])
-@pytest.mark.parametrize("signer_id", ["issuer-serial", "ski"])
-def test_openssl_verifies_what_we_sign(tmp_path: Path, kind: str, signer_id: Any) -> None:
-    der, _, cert = _signed(kind, signer_id=signer_id)
-    result = subprocess.run(
-        [
-            str(OPENSSL), "cms", "-verify", "-binary", "-inform", "DER",
-            "-in", _pem(tmp_path, "msg.der", der),
-            "-certfile", _pem(tmp_path, "c.pem", cert.public_bytes(serialization.Encoding.PEM)),
-            "-noverify",
-        ],
-        capture_output=True,
-        check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == VOUCHER_JSON
-
-
-@needs_openssl
-@pytest.mark.parametrize("flags", [["-stream"], ["-keyid"]], ids=["ber-stream", "keyid"])
-def test_we_verify_what_openssl_signs(tmp_path: Path, flags: list[str]) -> None:
-    key = _key("p256")
-    cert = _cert(key)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    out = tmp_path / "out.der"
-    subprocess.run(
-        [
-            str(OPENSSL), "cms", "-sign", "-binary", "-nodetach", "-outform", "DER", *flags,
-            "-in", _pem(tmp_path, "content.json", VOUCHER_JSON),
-            "-signer", _pem(tmp_path, "c.pem", cert.public_bytes(serialization.Encoding.PEM)),
-            "-inkey", _pem(tmp_path, "k.pem", key_pem),
-            "-out", str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    message = cms.verify(out.read_bytes())
-    assert message.content == VOUCHER_JSON
-    assert message.signer == cert
-    assert message.content_type == oids.ID_DATA
 
 
 # --- fuzzing ----------------------------------------------------------------------------

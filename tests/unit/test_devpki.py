@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import stat
-import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +17,10 @@ from brski.devpki import NO_EXPIRY, DevPki, build_dev_pki
 from brski.errors import ConfigError
 from brski.pki import Role, device_serial, load_certs, masa_url, spki_sha256, verify_chain
 from brski_cli import pki_cmd
-
-NOW = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
-MASA_URL = "https://masa.example.com:8443"
+from tests.devpki_helpers import (
+    MASA_URL,
+    NOW,
+)
 
 CAS = ("manufacturer/root-ca", "manufacturer/idevid-ca", "registrar/domain-ca")
 EES = (
@@ -35,17 +34,6 @@ EES = (
     "pledges/PLG-000002/idevid",
     "pledges/PLG-000003/idevid",
 )
-
-
-@pytest.fixture(scope="module")
-def dev() -> DevPki:
-    return build_dev_pki(
-        pledges=3,
-        masa_url=MASA_URL,
-        registrar_hosts=("registrar.example", "192.0.2.7"),
-        masa_hosts=("masa.example.com",),
-        now=NOW,
-    )
 
 
 def _ext(
@@ -211,44 +199,6 @@ def test_chains_with_verify_chain(dev: DevPki) -> None:
             dev.cert("registrar/admin"), anchors=[domain_ca], now=NOW, role=Role.REGISTRAR_RA
         )
     assert exc.value.check == "chain.eku"
-
-
-def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/usr/bin/openssl", *args], capture_output=True, text=True, check=False)
-
-
-@pytest.mark.skipif(shutil.which("/usr/bin/openssl") is None, reason="openssl not installed")
-def test_openssl_verifies_generated_chains(dev: DevPki, tmp_path: Path) -> None:
-    for rel, content in dev.files.items():
-        target = tmp_path / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-    at = str(int(NOW.timestamp()))
-
-    def verify(anchor: str, leaf: str, *extra: str) -> None:
-        res = _openssl(
-            "verify", "-x509_strict", "-attime", at, "-CAfile", str(tmp_path / anchor), *extra,
-            str(tmp_path / leaf),
-        )  # fmt: skip
-        assert res.returncode == 0 and ": OK" in res.stdout, res.stdout + res.stderr
-
-    verify(
-        "manufacturer/anchors.pem",
-        "pledges/PLG-000002/idevid.crt",
-        "-untrusted",
-        str(tmp_path / "pledges/PLG-000002/chain.pem"),
-    )
-    verify("manufacturer/root-ca.crt", "masa/tls.crt", "-purpose", "sslserver")
-    verify("manufacturer/root-ca.crt", "masa/voucher-signer.crt")
-    verify("registrar/domain-ca.crt", "registrar/tls.crt", "-purpose", "sslserver")
-    verify("registrar/domain-ca.crt", "registrar/admin.crt", "-purpose", "sslclient")
-    verify("registrar/domain-ca.crt", "registrar/ra.crt", "-purpose", "sslclient")
-    # And openssl says no when it should (the test can fail).
-    bad = _openssl(
-        "verify", "-attime", at, "-CAfile", str(tmp_path / "registrar/domain-ca.crt"),
-        str(tmp_path / "masa/tls.crt"),
-    )  # fmt: skip
-    assert bad.returncode != 0
 
 
 def test_pledge_count_and_prefix() -> None:
