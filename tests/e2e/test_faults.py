@@ -14,8 +14,11 @@ Checked afterwards, against the SQLite files and with the real CLI:
 
 * no certificate serial was issued twice, and no two pledges received the
   same one;
-* every certificate any pledge received is in the registrar database, state
-  'issued', byte for byte;
+* every certificate any pledge received is in the registrar database, byte
+  for byte, and is 'issued' or revoked as 'superseded' by a later issuance for
+  the same device (a device holds one valid LDevID: an enrolment retried after
+  a kill supersedes the earlier one, even when its answer was lost); every
+  device holds an issued LDevID in the end;
 * both event chains verify (``brski registrar|masa audit verify``);
 * every pledge eventually enrols (failed ones are retried after the kills);
 * every voucher the registrar stored, and every voucher a pledge accepted,
@@ -291,6 +294,8 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
     reg_db, masa_db = lab.workdir / "registrar.db", lab.workdir / "masa.db"
     certs = {str(s): (str(d), str(st), bytes(der) if der is not None else None)  # type: ignore[arg-type]
              for s, d, st, der in rows(reg_db, "SELECT cert_serial, device_serial, state, der FROM certificates")}
+    reasons = dict(rows(reg_db, "SELECT cert_serial, revocation_reason FROM certificates WHERE state = 'revoked'"))
+    order = dict(rows(reg_db, "SELECT cert_serial, id FROM certificates"))
     duplicates = rows(reg_db, "SELECT cert_serial FROM certificates GROUP BY cert_serial HAVING count(*) > 1")
     received_serials = [s for _, s, _ in out.received]
     orphans = [s for s, (_, st, _) in certs.items() if st == "reserved"]
@@ -309,10 +314,17 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
     # No serial issued twice (the UNIQUE constraint, and what pledges hold).
     assert duplicates == []
     assert len(received_serials) == len(set(received_serials))
-    # Every certificate a pledge received is recorded as issued, byte for byte.
+    # Every certificate a pledge received is recorded, byte for byte, and is issued
+    # or superseded by a later issuance for the same device (RFC 5280 5.3.1).
     for device, serial, der in out.received:
         assert serial in certs, f"{device} holds {serial}, unknown to the registrar"
-        assert certs[serial] == (device, "issued", der)
+        owner, state, stored = certs[serial]
+        assert (owner, stored) == (device, der)
+        if state != "issued":
+            assert (state, reasons[serial]) == ("revoked", "superseded"), (serial, state)
+            later = [s for s, (d, st, _) in certs.items() if d == device and st != "reserved" and order[s] > order[serial]]
+            assert later, f"{device}'s {serial} was superseded by nothing"
+    assert {d for d, st, _ in certs.values() if st == "issued"} >= {p.name for p in pledges}
     # Orphaned reservations never reached anyone.
     assert not set(orphans) & set(received_serials)
     # Every pledge eventually enrolled.
