@@ -15,6 +15,10 @@ Hierarchy (all P-256, ECDSA-SHA256)::
       registrar/tls                 serverAuth + clientAuth
       registrar/ra                  id-kp-cmcRA + clientAuth
       registrar/admin               clientAuth, CN=admin
+      registrar/radius              serverAuth + clientAuth, CN=radius: the
+                                    RADIUS server's EAP-TLS certificate and its
+                                    client certificate towards the registrar's
+                                    network-access endpoint
 
 The manufacturer CAs get the 802.1AR "no well-defined expiration" date as
 well: an IDevID that never expires is useless under a root that does.
@@ -408,6 +412,19 @@ def build_dev_pki(
             not_before=nb,
             not_after=ee_until,
             eku=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+        ),
+    )
+    # RFC 5216 5.3: the EAP server presents a certificate the peer can check
+    # against the domain CA; the same key authenticates the RADIUS server to
+    # the registrar when it asks for a network-access decision.
+    put_ee(
+        "registrar/radius",
+        _make_ee(
+            subject=_name("radius", dom),
+            issuer=domain_ca,
+            not_before=nb,
+            not_after=ee_until,
+            eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
         ),
     )
 

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from brski_storage.lifecycle import LifecycleStore
+from brski_storage.netaccess import NetworkAccessStore
 from brski_storage.records import (
     ApprovalDecision,
     ApprovalRecord,
@@ -137,7 +138,7 @@ class EventLog(Store):
         """Re-walk every event and report the first one that breaks the chain."""
 
 
-class RegistrarStore(LifecycleStore, EventLog):
+class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
     # devices
     @abc.abstractmethod
     async def upsert_device(

@@ -49,6 +49,7 @@ from brski_storage.base import CertificateRecord, DeviceRecord
 from brski_web.identity import peer_identity
 from brski_web.middleware import error_middleware
 from registrar.config import RegistrarConfig
+from registrar.netaccess_api import session_json, start_enforcement
 from registrar.revocation import RevocationPublisher, decommission_device, revoke_device
 from registrar.service import RegistrarService
 
@@ -97,7 +98,7 @@ def _normalise_fp(value: str) -> str:
     return value.replace(":", "").strip().lower()
 
 
-async def _admin(request: web.Request, svc: RegistrarService, cfg: RegistrarConfig, now: datetime) -> str:
+async def admin_subject(request: web.Request, svc: RegistrarService, cfg: RegistrarConfig, now: datetime) -> str:
     """The admin's subject, or a refusal naming the failed check."""
     if not cfg.admin_fingerprints and not cfg.admin_subjects:
         raise Forbidden("the admin API is not enabled (no admin_subjects or admin_fingerprints)", check="admin.disabled")
@@ -161,7 +162,7 @@ def add_admin_routes(
 ) -> None:
     async def begin(request: web.Request) -> tuple[RegistrarService, str, datetime]:
         svc, now = request.app[service_key], datetime.now(UTC)
-        return svc, await _admin(request, svc, request.app[config_key], now), now
+        return svc, await admin_subject(request, svc, request.app[config_key], now), now
 
     async def list_devices(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
@@ -191,6 +192,7 @@ def add_admin_routes(
             for t in await svc.ctx.store.device_transitions(serial)
         ]
         out["certificates"] = [certificate_json(c) for c in await svc.ctx.store.list_certificates(serial)]
+        out["network_sessions"] = [session_json(s) for s in await svc.ctx.store.network_sessions(device_serial=serial)]
         await svc.ctx.event(
             now=now, kind="admin.device-shown", serial=serial, outcome="allow", check="admin.show", admin=admin,
         )
@@ -206,6 +208,7 @@ def add_admin_routes(
             admin=admin, reason=reason, certificates=[c.cert_serial for c in revoked],
         )
         await request.app[REVOCATION].crl_der(now=now)  # publish at once
+        start_enforcement(request.app, serial, now)  # RFC 5176: cut its sessions off
         device = await svc.ctx.store.get_device(serial)
         assert device is not None
         return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})
@@ -220,6 +223,7 @@ def add_admin_routes(
             admin=admin, reason=reason, certificates=[c.cert_serial for c in revoked],
         )
         await request.app[REVOCATION].crl_der(now=now)
+        start_enforcement(request.app, serial, now)
         device = await svc.ctx.store.get_device(serial)
         assert device is not None
         return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})

@@ -6,6 +6,7 @@ closed in reverse order on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -23,11 +24,13 @@ from brski_web.identity import peer_identity
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
 from registrar import handlers
-from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
+from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes, admin_subject
 from registrar.config import RegistrarConfig
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.masa_client import MasaClient, MasaTransport
+from registrar.netaccess import NetworkAccess
+from registrar.netaccess_api import NETACCESS, add_netaccess_routes
 from registrar.policy import RegistrarPolicy
 from registrar.revocation import RevocationPublisher
 from registrar.service import RegistrarService
@@ -66,6 +69,11 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
     ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
     app[REVOCATION] = RevocationPublisher(store, keys)
+    app[NETACCESS] = NetworkAccess(store, cfg.network_access)
+    assurance = (
+        asyncio.get_running_loop().create_task(app[NETACCESS].assurance_loop(lambda: datetime.now(UTC)))
+        if cfg.network_access.enabled else None
+    )
     app[SERVICE] = RegistrarService(
         ctx=ctx,
         # RFC 8995 5.2: every voucher format the core can sign and verify.
@@ -86,6 +94,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if assurance is not None:
+            assurance.cancel()
         await transport.close()
         await store.close()
 
@@ -108,4 +118,8 @@ def create_app(config: RegistrarConfig) -> web.Application:
     handlers.add_routes(app, SERVICE)
     add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
     add_revocation_routes(app, REVOCATION, app)
+    add_netaccess_routes(
+        app, ca_cert=lambda a: a[SERVICE].ctx.keys.ca_cert,
+        admin=lambda request, now: admin_subject(request, request.app[SERVICE], request.app[CONFIG], now),
+    )
     return app

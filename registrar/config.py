@@ -35,6 +35,7 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from registrar.netaccess import NetworkAccessConfig, parse_network_access
 from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
@@ -68,6 +69,8 @@ _REGISTRAR_KEYS = {
     "audit_review",
     "audit_allowed_domains",
     "audit_other_domains",
+    # 802.1X policy decision point and RFC 5176 client (registrar/netaccess.py)
+    "network_access",
 }
 _POLICY_KEYS = (
     "allow_serials", "deny_serials", "unlisted_devices", "approval_retry_after_s",
@@ -111,6 +114,8 @@ class RegistrarConfig:
     admin_fingerprints: list[str] = field(default_factory=list)
     admin_subjects: list[str] = field(default_factory=list)
     reonboard_decommissioned: bool = True
+    # [registrar.network_access] (registrar/netaccess.py); absent: disabled.
+    network_access: NetworkAccessConfig = field(default_factory=NetworkAccessConfig)
 
     @property
     def revocation_base(self) -> str | None:
@@ -191,6 +196,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RegistrarConfig
                 raise ConfigError(f"{k} must be a list of strings", check="config.policy")
             policy[k] = frozenset(policy[k])
     entries = parse_manufacturers(merged.pop("manufacturers", None), base)
+    merged["network_access"] = parse_network_access(merged.pop("network_access", None), base)
     merged["admission"] = AdmissionPolicy(manufacturers=tuple(entries), **policy)
     return RegistrarConfig(**merged)
 
