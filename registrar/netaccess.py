@@ -19,6 +19,7 @@ Authorization Client (continuous assurance).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping
@@ -55,6 +56,9 @@ class NetworkAccessConfig:
     # on das_port, with the secret shared with the authenticators' DAS.
     das_secret: bytes = b""
     das_port: int = 3799
+    # NAS-Identifier -> "IPv4:port" of its DAS, for authenticators whose DAS
+    # is not at NAS-IP-Address:das_port (several hostapd on one host).
+    das_endpoints: Mapping[str, str] = field(default_factory=dict)
     das_timeout_s: float = 1.0
     das_attempts: int = 5
     assurance_interval_s: float = 2.0
@@ -73,7 +77,7 @@ class NetworkAccessConfig:
 
 _KEYS = {
     "radius_subjects", "radius_fingerprints", "allowed_classes", "denied_classes", "default_class",
-    "das_secret", "das_secret_file", "das_port", "das_timeout_s", "das_attempts", "assurance_interval_s",
+    "das_secret", "das_secret_file", "das_port", "das_endpoints", "das_timeout_s", "das_attempts", "assurance_interval_s",
 }
 
 
@@ -114,10 +118,31 @@ def parse_network_access(raw: Any, base: Path) -> NetworkAccessConfig:
         ),
         das_secret=(secret or "").encode(),
         das_port=int(raw.get("das_port", 3799)),
+        das_endpoints=_endpoints(raw.get("das_endpoints", {})),
         das_timeout_s=float(raw.get("das_timeout_s", 1.0)),
         das_attempts=int(raw.get("das_attempts", 5)),
         assurance_interval_s=float(raw.get("assurance_interval_s", 2.0)),
     )
+
+
+def _endpoints(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise ConfigError("network_access.das_endpoints is a table NAS-Identifier = \"IPv4:port\"",
+                          check="config.netaccess-das")
+    for where in raw.values():
+        _split_endpoint(str(where))
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _split_endpoint(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    try:
+        if not sep or str(ipaddress.ip_address(host).version) != "4" or not 1 <= int(port) <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"DAS endpoint {value!r} is not IPv4:port (hostapd's DAS is IPv4 only)",
+                          check="config.netaccess-das") from None
+    return host, int(port)
 
 
 def rest_attribute(body: Mapping[str, Any], name: str) -> str | None:
@@ -240,8 +265,10 @@ class NetworkAccess:
 
     async def session_update(self, body: Mapping[str, Any], *, now: datetime, client: str) -> NetworkSession | None:
         """Post-auth (no Acct-Status-Type) or accounting Start/Stop."""
-        where = _Where.from_rest(body)
         status = rest_attribute(body, "Acct-Status-Type")
+        if status in ("Accounting-On", "Accounting-Off", "7", "8"):
+            return None  # the NAS (re)started: about no session (RFC 2866 5.1)
+        where = _Where.from_rest(body)
         if status in ("Stop", "2"):
             open_ = await self.store.find_network_session(authenticator=where.authenticator, mac=where.mac)
             if open_ is None:
@@ -262,9 +289,12 @@ class NetworkAccess:
             )
             return None
         serial, cert_serial = pending
+        das = self.cfg.das_endpoints.get(where.authenticator)
+        if das is None and where.das_address and ":" not in where.das_address:
+            das = f"{where.das_address}:{self.cfg.das_port}"
         session = await self.store.open_network_session(
             device_serial=serial, cert_serial=cert_serial, authenticator=where.authenticator,
-            das_address=where.das_address, port=where.port, mac=where.mac, session_id=where.session_id, at=now,
+            das_address=das, port=where.port, mac=where.mac, session_id=where.session_id, at=now,
         )
         await self._session_event(now, "netaccess.session-opened", session, reason="access-accept", client=client)
         return session
@@ -311,7 +341,8 @@ class NetworkAccess:
             user_name=None,
             acct_session_id=s.session_id,
         )
-        answer, attempts = await self._send(s.das_address, request)
+        host, port = _split_endpoint(s.das_address)
+        answer, attempts = await self._send(host, port, request)
         if answer is None:
             log.warning(kv("das-unanswered", das=s.das_address, mac=s.mac, attempts=attempts))
             await self.store.append_event(at=now, kind="netaccess.disconnect-unanswered", device_serial=s.device_serial,
@@ -331,12 +362,12 @@ class NetworkAccess:
                                       detail={**detail, "attempts": attempts, "error_cause": answer.error_text})
         return 0
 
-    async def _send(self, host: str, request: DisconnectRequest) -> tuple[DisconnectResponse | None, int]:
+    async def _send(self, host: str, port: int, request: DisconnectRequest) -> tuple[DisconnectResponse | None, int]:
         """RFC 5176 3 / RFC 2865 2.5: retransmit the same packet (same Identifier
         and Authenticator) until a valid answer or ``das_attempts``, doubling the wait."""
         packet, authenticator = request.encode(self.cfg.das_secret)
         loop = asyncio.get_running_loop()
-        transport, proto = await loop.create_datagram_endpoint(_DasProtocol, remote_addr=(host, self.cfg.das_port))
+        transport, proto = await loop.create_datagram_endpoint(_DasProtocol, remote_addr=(host, port))
         try:
             wait = self.cfg.das_timeout_s
             for attempt in range(1, self.cfg.das_attempts + 1):

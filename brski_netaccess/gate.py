@@ -1,0 +1,123 @@
+"""The edge's nftables port gate: a pledge port forwards nothing until
+802.1X authorised it, and again nothing once it is no longer authorised.
+
+One table per gate (``inet <table>``) holds a set ``open_ports`` of interface
+names and a forward chain that accepts traffic from a port in the set (and
+replies to it), rejects everything else coming from a gated port. hostapd
+tells the gate through its control interface (``hostapd_cli -a SCRIPT``):
+AP-STA-CONNECTED opens the port, AP-STA-DISCONNECTED closes it (RFC 5176
+Disconnect, EAPOL-Logoff, re-authentication failure).
+
+Per-device rules (a MUD profile, RFC 8520) go in a chain named after the
+port, jumped to from the forward chain instead of a plain accept.
+
+The action script is this module: ``python -m brski_netaccess.gate
+--table T --port IF [--rules FILE] IFNAME EVENT MAC`` (hostapd_cli appends
+interface, event and address).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from brski_netaccess.netns import run
+
+__all__ = ["Gate", "main"]
+
+
+class Gate:
+    def __init__(self, *, namespace: str | None, table: str, ports: Sequence[str], upstream: str) -> None:
+        self.ns = namespace
+        self.table = table
+        self.ports = list(ports)
+        self.upstream = upstream
+
+    def _chain(self, port: str) -> str:
+        return "port_" + "".join(c if c.isalnum() else "_" for c in port)
+
+    def setup(self) -> None:
+        """Create the table (replacing one of the same name): every port closed."""
+        run(self.ns, "nft", "delete", "table", "inet", self.table, check=False)
+        ports = ", ".join(f'"{p}"' for p in self.ports)
+        dispatch = "\n".join(f'        iifname "{p}" jump {self._chain(p)}' for p in self.ports)
+        chains = "\n".join(
+            f"    chain {self._chain(p)} {{\n        reject with icmpx admin-prohibited\n    }}" for p in self.ports
+        )
+        rules = f"""table inet {self.table} {{
+    set open_ports {{ type ifname; }}
+    set gated_ports {{ type ifname; elements = {{ {ports} }} }}
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+{dispatch}
+        oifname @gated_ports oifname != @open_ports reject with icmpx admin-prohibited
+        oifname @gated_ports ct state established,related accept
+        oifname @gated_ports reject with icmpx admin-prohibited
+    }}
+{chains}
+}}
+"""
+        run(self.ns, "nft", "-f", "-", input=rules)
+
+    def teardown(self) -> None:
+        run(self.ns, "nft", "delete", "table", "inet", self.table, check=False)
+
+    def open(self, port: str, profile: str | None = None) -> None:
+        """Authorise ``port``. ``profile``: nft rule bodies (a MUD policy) that
+        accept what the device may send; the rest is rejected. None: all."""
+        chain = f"inet {self.table} {self._chain(port)}"
+        lines = [f"flush chain {chain}", f"add rule {chain} ct state established,related accept"]
+        if profile is None:
+            lines.append(f"add rule {chain} accept")
+        else:
+            lines += [f"add rule {chain} {body}" for body in profile.splitlines() if body.strip()]
+            lines.append(f"add rule {chain} reject with icmpx admin-prohibited")
+        lines.append(f'add element inet {self.table} open_ports {{ "{port}" }}')
+        run(self.ns, "nft", "-f", "-", input="\n".join(lines) + "\n")
+
+    def close(self, port: str) -> None:
+        chain = f"inet {self.table} {self._chain(port)}"
+        lines = [f"flush chain {chain}", f"add rule {chain} reject with icmpx admin-prohibited"]
+        run(self.ns, "nft", "-f", "-", input="\n".join(lines) + "\n")
+        run(self.ns, "nft", "delete", "element", "inet", self.table, "open_ports", f'{{ "{port}" }}', check=False)
+
+    def is_open(self, port: str) -> bool:
+        out = run(self.ns, "nft", "-j", "list", "set", "inet", self.table, "open_ports")
+        for item in json.loads(out).get("nftables", []):
+            elems = item.get("set", {}).get("elem", [])
+            if port in elems:
+                return True
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """hostapd_cli action script: open/close the port on hostapd's events."""
+    p = argparse.ArgumentParser(prog="python -m brski_netaccess.gate")
+    p.add_argument("--table", required=True)
+    p.add_argument("--port", required=True, help="the pledge port this hostapd guards")
+    p.add_argument("--log", type=Path)
+    p.add_argument("--profile", type=Path, help="nft rule bodies for this port (MUD), else accept all")
+    p.add_argument("ifname")
+    p.add_argument("event")
+    p.add_argument("mac", nargs="?")
+    args = p.parse_args(argv)
+    gate = Gate(namespace=None, table=args.table, ports=[args.port], upstream="")
+    if args.event == "AP-STA-CONNECTED":
+        profile = args.profile.read_text() if args.profile and args.profile.exists() else None
+        gate.open(args.port, profile)
+    elif args.event == "AP-STA-DISCONNECTED":
+        gate.close(args.port)
+    else:
+        return 0
+    if args.log:
+        with args.log.open("a") as f:
+            f.write(json.dumps({"at": time.time(), "event": args.event, "port": args.port, "mac": args.mac}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""End to end: 802.1X EAP-TLS with the LDevID, in network namespaces.
+
+Real programs only: MASA and registrar (a real onboarding gives the LDevID),
+FreeRADIUS (EAP-TLS, OCSP to the registrar, rlm_rest to its decision point),
+hostapd (wired 802.1X authenticator with RFC 5176 DAS), wpa_supplicant, and
+the nftables gate driven by hostapd_cli. Reachability is tested from inside
+the pledge's namespace with curl against a service in the domain namespace.
+Namespaces are ``brx-<tag>-*`` (never the lab's ``brski-*``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from brski_cli.lab import Lab, ensure_dev_pki, free_port
+from brski_netaccess.freeradius import RadiusClient, RadiusServer
+from brski_netaccess.gate import Gate
+from brski_netaccess.hostapd import Authenticator
+from brski_netaccess.netns import Daemon, have_netns
+from brski_netaccess.supplicant import Supplicant
+from brski_netaccess.topology import MiniTopology
+
+pytestmark = pytest.mark.skipif(have_netns() is not None, reason=str(have_netns()))
+
+RADIUS_SECRET = "radius-" + secrets.token_hex(8)
+DAS_SECRET = "das-" + secrets.token_hex(8)
+SERVICE_PORT = 8080  # inside our own namespace
+PLEDGES = 8
+
+
+@dataclass
+class Net:
+    topo: MiniTopology
+    lab: Lab
+    gate: Gate
+    radius: RadiusServer
+    edges: dict[int, Authenticator]
+    root: Path
+    service: Daemon
+    next_pledge: int = 0
+
+    def reach(self, i: int) -> bool:
+        """Can pledge i open a TCP connection to the domain's service?"""
+        proc = subprocess.run(
+            ["ip", "netns", "exec", self.topo.pledge_ns(i), "curl", "-s", "-o", "/dev/null", "-m", "5",
+             "-w", "%{http_code}", f"http://{self.topo.dom_ip}:{SERVICE_PORT}/"],
+            capture_output=True, text=True,
+        )
+        return proc.stdout == "200"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.lab.python, "-m", "brski_cli", *args], capture_output=True, text=True, timeout=60)
+
+    def registrar(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("registrar", *args, "--config", str(self.lab.workdir / "registrar.toml"))
+
+    def enroll(self) -> tuple[str, Path]:
+        pledge = self.lab.pledge_dirs()[self.next_pledge]
+        self.next_pledge += 1
+        out = self.root / "ldevids" / pledge.name
+        proc = self.lab.enroll(pledge, out)
+        assert proc.returncode == 0, proc.stderr
+        return pledge.name, out
+
+    def supplicant(self, i: int, name: str, cert: Path, key: Path) -> Supplicant:
+        s = Supplicant(workdir=self.root / f"supp-{name}", namespace=self.topo.pledge_ns(i),
+                       interface=self.topo.pledge_if(i), identity=name, client_cert=cert, private_key=key,
+                       ca_cert=self.lab.certs / "registrar" / "domain-ca.crt")
+        s.start()
+        s.reauthenticate()  # no 2 s wait for the first EAPOL-Start
+        return s
+
+    def events(self, serial: str) -> list[tuple[str, str | None]]:
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.lab.workdir / 'registrar.db'}?mode=ro", uri=True)
+        try:
+            return list(conn.execute("SELECT kind, check_name FROM events WHERE device_serial = ? ORDER BY id", (serial,)))
+        finally:
+            conn.close()
+
+
+def wait(cond: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    root = tmp_path_factory.mktemp("netaccess")
+    topo = MiniTopology(tag=secrets.token_hex(2), pledges=2)
+    topo.up()
+    stack: list[object] = []
+    try:
+        # MASA and registrar run inside the domain namespace.
+        wrapper = root / "python-in-dom"
+        wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {topo.dom} {sys.executable} \"$@\"\n")
+        wrapper.chmod(0o755)
+        masa_port, registrar_port = free_port(), free_port()
+        certs = root / "certs"
+        ensure_dev_pki(certs, pledges=PLEDGES, masa_url=f"https://localhost:{masa_port}")
+        lab = Lab(workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
+                  python=str(wrapper))
+        lab.write_configs()
+        endpoints = ", ".join(f'"edge-{i}" = "{topo.edge_ip}:{3799 + i}"' for i in (1, 2))
+        with (lab.workdir / "registrar.toml").open("a") as f:
+            f.write(
+                "\n[registrar.network_access]\n"
+                'radius_subjects = ["CN=radius,O=brski dev domain"]\n'
+                f'das_secret = "{DAS_SECRET}"\n'
+                f"das_endpoints = {{ {endpoints} }}\n"
+                "assurance_interval_s = 0.5\n"
+                'denied_classes = ["quarantine"]\n'
+            )
+        lab.import_devices()
+        lab.start("masa")
+        lab.start("registrar")
+        stack.append(lab)
+        radius = RadiusServer(
+            workdir=root / "radius", namespace=topo.dom, listen=topo.dom_ip, auth_port=1812,
+            clients=[RadiusClient(name="edge", address=topo.edge_ip, secret=RADIUS_SECRET)],
+            server_cert=certs / "registrar/radius.crt", server_key=certs / "registrar/radius.key",
+            domain_ca=certs / "registrar/domain-ca.crt", registrar_url=f"https://localhost:{registrar_port}",
+            ocsp_url=f"{lab.revocation_url}/ocsp",
+        )
+        radius.start()
+        stack.append(radius)
+        gate = Gate(namespace=topo.edge, table="brx_gate", ports=[topo.edge_port(i) for i in (1, 2)], upstream="")
+        gate.setup()
+        edges = {}
+        for i in (1, 2):
+            a = Authenticator(
+                workdir=root / f"edge-{i}", namespace=topo.edge, port=topo.edge_port(i), nas_identifier=f"edge-{i}",
+                own_ip=topo.edge_ip, radius_server=topo.dom_ip, radius_port=1812, radius_secret=RADIUS_SECRET,
+                das_port=3799 + i, das_client=topo.dom_ip, das_secret=DAS_SECRET, gate_table="brx_gate",
+            )
+            a.start()
+            stack.append(a)
+            edges[i] = a
+        service = Daemon.start("service", topo.dom, [sys.executable, "-m", "http.server", "--bind", topo.dom_ip,
+                                                     str(SERVICE_PORT), "--directory", str(root)], root / "service.log")
+        yield Net(topo=topo, lab=lab, gate=gate, radius=radius, edges=edges, root=root, service=service)
+        service.stop()
+    finally:
+        for item in reversed(stack):
+            if isinstance(item, Lab):
+                item.stop_all()
+            else:
+                item.stop()  # type: ignore[attr-defined]
+        topo.down()
+
+
+def test_ldevid_opens_the_port_and_revocation_closes_it(net: Net) -> None:
+    serial, out = net.enroll()
+    assert not net.reach(1), "the pledge port forwards before 802.1X"
+    supp = net.supplicant(1, serial, out / "ldevid.crt", out / "ldevid.key")
+    try:
+        assert supp.wait_state({"SUCCESS", "FAILURE"}) == "SUCCESS", net.radius.daemon.tail() if net.radius.daemon else ""
+        wait(lambda: net.gate.is_open(net.topo.edge_port(1)), "the gate to open")
+        wait(lambda: net.reach(1), "the service to be reachable")
+        shown = json.loads(net.registrar("devices", "show", serial).stdout)
+        assert [s["mac"] for s in shown["network_sessions"]] == [net.topo.mac(1)]
+        assert shown["network_sessions"][0]["authenticator"] == "edge-1"
+        # Revoke with the CLI (on the store): the running registrar's assurance
+        # loop sends the Disconnect-Request to hostapd's DAS.
+        revoked = net.registrar("devices", "revoke", serial, "--reason", "keyCompromise")
+        assert revoked.returncode == 0, revoked.stderr
+        wait(lambda: not net.gate.is_open(net.topo.edge_port(1)), "the gate to close after revocation")
+        assert not net.reach(1)
+        kinds = [k for k, _ in net.events(serial)]
+        for kind in ("netaccess.decision", "netaccess.session-opened", "credential.revoked",
+                     "netaccess.disconnect-requested", "netaccess.cut-off"):
+            assert kind in kinds, (kind, kinds)
+        # Re-authentication is refused (OCSP says revoked).
+        supp.reauthenticate()
+        time.sleep(0.5)
+        assert supp.wait_state({"SUCCESS", "FAILURE"}) == "FAILURE"
+        assert not net.gate.is_open(net.topo.edge_port(1))
+    finally:
+        supp.stop()
