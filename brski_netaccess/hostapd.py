@@ -112,6 +112,23 @@ class Authenticator:
         )
         time.sleep(0.2)  # hostapd_cli attaches to the control socket
 
+    def verdict(self, mac: str, timeout: float = 30.0) -> str:
+        """"success" or "failure": how the authenticator ended the station's
+        last authentication (its log; a wired supplicant does not always see
+        the EAP-Failure that follows a TLS alert)."""
+        deadline = time.monotonic() + timeout
+        mac = mac.lower()
+        assert self.hostapd is not None
+        while time.monotonic() < deadline:
+            for line in reversed(self.hostapd.log.read_text(errors="replace").splitlines()):
+                if mac in line.lower():
+                    if "CTRL-EVENT-EAP-FAILURE" in line or "authentication failed" in line:
+                        return "failure"
+                    if "AP-STA-CONNECTED" in line or "authorizing port" in line and "unauthorizing" not in line:
+                        return "success"
+            time.sleep(0.1)
+        raise NetnsError(f"no 802.1X verdict for {mac} within {timeout} s:\n{self.hostapd.tail()}")
+
     def stop(self) -> None:
         for d in (self.events, self.hostapd):
             if d is not None:

@@ -17,15 +17,21 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from brski.pki import load_cert, load_private_key
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from brski_netaccess.freeradius import RadiusClient, RadiusServer
 from brski_netaccess.gate import Gate
 from brski_netaccess.hostapd import Authenticator
-from brski_netaccess.netns import Daemon, have_netns
+from brski_netaccess.netns import Daemon, have_netns, run
 from brski_netaccess.supplicant import Supplicant
 from brski_netaccess.topology import MiniTopology
 
@@ -191,3 +197,94 @@ def test_ldevid_opens_the_port_and_revocation_closes_it(net: Net) -> None:
         assert not net.gate.is_open(net.topo.edge_port(1))
     finally:
         supp.stop()
+
+
+# --- refusals: each one on pledge port 2, the port stays closed ------------------------
+
+
+def refused(net: Net, name: str, cert: Path, key: Path) -> None:
+    # A new device on the port: after a failure the authenticator holds the
+    # previous MAC for 802.1X quietPeriod (60 s in hostapd).
+    mac = "02:" + ":".join(secrets.token_hex(1) for _ in range(5))
+    ns, dev = net.topo.pledge_ns(2), net.topo.pledge_if(2)
+    run(ns, "ip", "link", "set", dev, "down")
+    run(ns, "ip", "link", "set", dev, "address", mac)
+    run(ns, "ip", "link", "set", dev, "up")
+    run(ns, "ip", "route", "replace", "default", "via", "10.78.2.1")
+    supp = net.supplicant(2, name, cert, key)
+    try:
+        assert net.edges[2].verdict(mac) == "failure"
+        assert not net.gate.is_open(net.topo.edge_port(2))
+        assert not net.reach(2)
+    finally:
+        supp.stop()
+
+
+def _write(root: Path, label: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    c, k = root / f"{label}.crt", root / f"{label}.key"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    return c, k
+
+
+def _leaf(subject: str, issuer: x509.Certificate | None, issuer_key: ec.EllipticCurvePrivateKey | None,
+          *, not_after: datetime, ca: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=30)).not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer_key or key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def test_refused_idevid_instead_of_ldevid(net: Net) -> None:
+    pledge = net.lab.pledge_dirs()[-1]
+    refused(net, "idevid", pledge / "idevid.crt", pledge / "idevid.key")
+
+
+def test_refused_ldevid_of_another_domain_ca(net: Net) -> None:
+    ca, ca_key = _leaf("another domain CA", None, None, not_after=datetime.now(UTC) + timedelta(days=365), ca=True)
+    cert, key = _leaf("PLG-999999", ca, ca_key, not_after=datetime.now(UTC) + timedelta(days=30))
+    refused(net, "other-ca", *_write(net.root / "other-ca", "ldevid", cert, key))
+
+
+def test_refused_expired_ldevid(net: Net) -> None:
+    ca = load_cert((net.lab.certs / "registrar/domain-ca.crt").read_bytes())
+    ca_key = load_private_key((net.lab.certs / "registrar/domain-ca.key").read_bytes())
+    cert, key = _leaf("PLG-expired", ca, ca_key, not_after=datetime.now(UTC) - timedelta(days=1))  # type: ignore[arg-type]
+    refused(net, "expired", *_write(net.root / "expired", "ldevid", cert, key))
+
+
+def test_refused_revoked_ldevid(net: Net) -> None:
+    serial, out = net.enroll()
+    assert net.registrar("devices", "revoke", serial).returncode == 0
+    refused(net, serial, out / "ldevid.crt", out / "ldevid.key")
+
+
+def test_refused_decommissioned_device(net: Net) -> None:
+    serial, out = net.enroll()
+    # Through the admin API, with curl inside the domain namespace.
+    c = net.lab.certs / "registrar"
+    proc = subprocess.run(
+        ["ip", "netns", "exec", net.topo.dom, "curl", "-s", "-X", "POST", "--cacert", str(c / "domain-ca.crt"),
+         "--cert", str(c / "admin.crt"), "--key", str(c / "admin.key"),
+         f"{net.lab.registrar_url}/admin/v1/devices/{serial}/decommission"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert json.loads(proc.stdout)["device"]["state"] == "decommissioned", proc.stdout
+    refused(net, serial, out / "ldevid.crt", out / "ldevid.key")
+
+
+def test_refused_by_class_policy(net: Net) -> None:
+    serial, out = net.enroll()
+    assert net.registrar("devices", "set-class", serial, "quarantine").returncode == 0
+    refused(net, serial, out / "ldevid.crt", out / "ldevid.key")
+    # OCSP said good: the registrar's decision refused it, with its rule.
+    assert ("netaccess.decision", "netaccess.class-denied") in net.events(serial)
