@@ -124,7 +124,7 @@ class Authenticator:
                 if mac in line.lower():
                     if "CTRL-EVENT-EAP-FAILURE" in line or "authentication failed" in line:
                         return "failure"
-                    if "AP-STA-CONNECTED" in line or "authorizing port" in line and "unauthorizing" not in line:
+                    if "AP-STA-CONNECTED" in line or ("authorizing port" in line and "unauthorizing" not in line):
                         return "success"
             time.sleep(0.1)
         raise NetnsError(f"no 802.1X verdict for {mac} within {timeout} s:\n{self.hostapd.tail()}")
