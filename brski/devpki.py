@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski import oids
 from brski.errors import ConfigError
+from brski.mud import mud_url_extension
 from brski.pki import PrivateKey, load_cert, load_certs, load_private_key
 
 __all__ = ["DevPki", "build_dev_pki", "idevid_masa_url_extension"]
@@ -307,8 +308,13 @@ def build_dev_pki(
     masa_hosts: Sequence[str] = ("localhost", "127.0.0.1"),
     now: datetime,
     serial_prefix: str = "PLG",
+    mud_urls: Mapping[str, str] | None = None,
 ) -> DevPki:
-    """Generate the whole development PKI; see the module docstring for the tree."""
+    """Generate the whole development PKI; see the module docstring for the tree.
+
+    ``mud_urls``: serial -> MUD URL written into that pledge's IDevID
+    (id-pe-mud-url, RFC 8520 10).
+    """
     _validate_args(pledges, masa_url, registrar_hosts, masa_hosts, now, serial_prefix)
     now = now.astimezone(UTC)
     nb = now - BACKDATE
@@ -446,7 +452,7 @@ def build_dev_pki(
                 not_before=nb,
                 not_after=NO_EXPIRY,
                 key_usage=False,
-                extra=(masa_ext,),
+                extra=(masa_ext, *((mud_url_extension(mud_urls[serial]),) if mud_urls and serial in mud_urls else ())),
             ),
         )
         files[f"pledges/{serial}/chain.pem"] = chain_pem
