@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from brski.errors import ConfigError
 from brski.policy import Decision
 
-__all__ = ["OPERATIONAL_STATES", "AccessPolicy", "network_access"]
+__all__ = ["MUD_FAILURE_POLICIES", "OPERATIONAL_STATES", "AccessPolicy", "mud_gate", "network_access"]
 
 # The lifecycle states in which a device holds a current LDevID of this
 # domain (registrar/context.py DeviceStates): only these may join.
@@ -95,3 +95,22 @@ def network_access(
         rule="netaccess.allowed",
         detail=f"{device_state} device of class {device_class!r} with a current LDevID",
     )
+
+
+MUD_FAILURE_POLICIES = ("deny", "default")
+
+
+def mud_gate(*, mud_url: str | None, profile_ok: bool, failure_policy: str, problem: str | None = None) -> Decision:
+    """RFC 8520 for a device the class policy already allows: its MUD file
+    must have been fetched and verified, or the configured failure policy
+    decides: "deny" keeps it off the network, "default" lets it on with the
+    operator's default profile."""
+    if mud_url is None:
+        return Decision(allow=True, rule="netaccess.mud-none", detail="the IDevID names no MUD URL")
+    if profile_ok:
+        return Decision(allow=True, rule="netaccess.mud-profile", detail=f"MUD profile of {mud_url}")
+    if failure_policy == "default":
+        return Decision(allow=True, rule="netaccess.mud-default-profile",
+                        detail=f"MUD file {mud_url} unusable ({problem}): default profile")
+    return Decision(allow=False, rule="netaccess.mud-unavailable",
+                    detail=f"MUD file {mud_url} unusable ({problem}) and mud_failure is deny")

@@ -12,16 +12,21 @@ Per-device rules (a MUD profile, RFC 8520) go in a chain named after the
 port, jumped to from the forward chain instead of a plain accept.
 
 The action script is this module: ``python -m brski_netaccess.gate
---table T --port IF [--rules FILE] IFNAME EVENT MAC`` (hostapd_cli appends
-interface, event and address).
+--table T --port IF [--profile-url URL --authenticator NAS-ID --cert C
+--key K --ca CA] IFNAME EVENT MAC`` (hostapd_cli appends interface, event
+and address). With ``--profile-url`` it asks the registrar for the
+device's rules first; if that fails the port stays closed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,11 +36,10 @@ __all__ = ["Gate", "main"]
 
 
 class Gate:
-    def __init__(self, *, namespace: str | None, table: str, ports: Sequence[str], upstream: str) -> None:
+    def __init__(self, *, namespace: str | None, table: str, ports: Sequence[str]) -> None:
         self.ns = namespace
         self.table = table
         self.ports = list(ports)
-        self.upstream = upstream
 
     def _chain(self, port: str) -> str:
         return "port_" + "".join(c if c.isalnum() else "_" for c in port)
@@ -94,28 +98,55 @@ class Gate:
         return False
 
 
+def fetch_rules(url: str, *, authenticator: str, mac: str, cert: Path, key: Path, ca: Path) -> list[str] | None:
+    """Ask the registrar what the device on this port may reach (RFC 8520
+    profile as nft rule bodies; None: unrestricted)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(cert), str(key))
+    query = urllib.parse.urlencode({"authenticator": authenticator, "mac": mac})
+    with urllib.request.urlopen(f"{url}?{query}", context=ctx, timeout=10) as resp:
+        body = json.loads(resp.read())
+    rules = body.get("rules")
+    if rules is not None and not (isinstance(rules, list) and all(isinstance(r, str) for r in rules)):
+        raise ValueError("rules must be a list of strings or null")
+    return rules
+
+
 def main(argv: list[str] | None = None) -> int:
     """hostapd_cli action script: open/close the port on hostapd's events."""
     p = argparse.ArgumentParser(prog="python -m brski_netaccess.gate")
     p.add_argument("--table", required=True)
     p.add_argument("--port", required=True, help="the pledge port this hostapd guards")
     p.add_argument("--log", type=Path)
-    p.add_argument("--profile", type=Path, help="nft rule bodies for this port (MUD), else accept all")
+    p.add_argument("--profile-url", help="the registrar's /netaccess/v1/profile (MUD rules per device)")
+    p.add_argument("--authenticator", help="this port's NAS-Identifier")
+    p.add_argument("--cert", type=Path)
+    p.add_argument("--key", type=Path)
+    p.add_argument("--ca", type=Path)
     p.add_argument("ifname")
     p.add_argument("event")
     p.add_argument("mac", nargs="?")
     args = p.parse_args(argv)
-    gate = Gate(namespace=None, table=args.table, ports=[args.port], upstream="")
+    gate = Gate(namespace=None, table=args.table, ports=[args.port])
+    record: dict[str, object] = {"at": time.time(), "event": args.event, "port": args.port, "mac": args.mac}
     if args.event == "AP-STA-CONNECTED":
-        profile = args.profile.read_text() if args.profile and args.profile.exists() else None
-        gate.open(args.port, profile)
+        rules: list[str] | None = None
+        try:
+            if args.profile_url:
+                rules = fetch_rules(args.profile_url, authenticator=args.authenticator, mac=args.mac,
+                                    cert=args.cert, key=args.key, ca=args.ca)
+            gate.open(args.port, "\n".join(rules) if rules is not None else None)
+            record["rules"] = rules
+        except Exception as exc:  # fail closed: the port stays shut
+            gate.close(args.port)
+            record["error"] = f"{type(exc).__name__}: {exc}"
     elif args.event == "AP-STA-DISCONNECTED":
         gate.close(args.port)
     else:
         return 0
     if args.log:
         with args.log.open("a") as f:
-            f.write(json.dumps({"at": time.time(), "event": args.event, "port": args.port, "mac": args.mac}) + "\n")
+            f.write(json.dumps(record) + "\n")
     return 0
 
 

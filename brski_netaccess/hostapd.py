@@ -40,7 +40,12 @@ class Authenticator:
     das_client: str  # the registrar's IPv4 address as the edge sees it
     das_secret: str
     gate_table: str
-    profile_file: Path | None = None  # MUD rules for this port (brski_netaccess.gate --profile)
+    # The registrar's /netaccess/v1/profile and the edge's client credentials:
+    # the gate asks it for the device's MUD rules when the port is authorised.
+    profile_url: str | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    registrar_ca: Path | None = None
     python: str = sys.executable
     hostapd: Daemon | None = field(default=None, init=False)
     events: Daemon | None = field(default=None, init=False)
@@ -88,8 +93,9 @@ class Authenticator:
         action = self.workdir / "gate-action.sh"
         argv = [self.python, "-m", "brski_netaccess.gate", "--table", self.gate_table, "--port", self.port,
                 "--log", str(self.event_log)]
-        if self.profile_file is not None:
-            argv += ["--profile", str(self.profile_file)]
+        if self.profile_url is not None:
+            argv += ["--profile-url", self.profile_url, "--authenticator", self.nas_identifier,
+                     "--cert", str(self.client_cert), "--key", str(self.client_key), "--ca", str(self.registrar_ca)]
         action.write_text(f"#!/bin/sh\nexec {shlex.join(argv)} \"$@\"\n")
         action.chmod(0o755)
         return conf

@@ -21,6 +21,7 @@ from brski_web.configfile import read_certs
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from masa import handlers
 from masa.config import MasaConfig
+from masa.mud import add_mud_routes
 from masa.ratelimit import RateLimiter
 from masa.service import MasaService, VoucherSigner
 
@@ -68,4 +69,6 @@ def create_app(config: MasaConfig) -> web.Application:
     app.cleanup_ctx.append(_service_ctx)
     refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)
+    if config.mud_dir is not None:
+        add_mud_routes(app, config.mud_dir)
     return app

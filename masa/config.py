@@ -46,8 +46,9 @@ _MASA_KEYS = {
     "rate_limit_per_minute",
     "rate_limit_burst",
     "body_read_timeout_s",
+    "mud_dir",  # RFC 8520: MUD files and their .p7s signatures, served at /mud/NAME
 }
-_PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
+_PATHS = {"mud_dir", "tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +74,7 @@ class MasaConfig:
     rate_limit_per_minute: float = 0.0
     rate_limit_burst: int = 20
     body_read_timeout_s: float = 10.0
+    mud_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:

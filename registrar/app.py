@@ -29,6 +29,7 @@ from registrar.config import RegistrarConfig
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.masa_client import MasaClient, MasaTransport
+from registrar.mud_service import MudService
 from registrar.netaccess import NetworkAccess
 from registrar.netaccess_api import NETACCESS, add_netaccess_routes
 from registrar.policy import RegistrarPolicy
@@ -69,7 +70,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
     ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
     app[REVOCATION] = RevocationPublisher(store, keys)
-    app[NETACCESS] = NetworkAccess(store, cfg.network_access)
+    mud = None
+    if cfg.network_access.enabled:
+        # RFC 8520: MUD files come from the manufacturer's server, trusted like its MASA.
+        mud = MudService(store, anchors=policy.anchors, timeout_s=cfg.network_access.mud_timeout_s,
+                         ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=None, key=None))
+        ctx.on_idevid = lambda serial, idevid, now: mud.note_idevid(serial, idevid, now=now)
+    app[NETACCESS] = NetworkAccess(store, cfg.network_access, mud)
     assurance = (
         asyncio.get_running_loop().create_task(app[NETACCESS].assurance_loop(lambda: datetime.now(UTC)))
         if cfg.network_access.enabled else None

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from brski.errors import BrskiError, ConfigError, MalformedInput
-from brski.netaccess import AccessPolicy, network_access
+from brski.mud import nft_rules
+from brski.netaccess import MUD_FAILURE_POLICIES, AccessPolicy, mud_gate, network_access
 from brski.policy import Decision
 from brski.radius import DisconnectRequest, DisconnectResponse, decode_response
 from brski_storage.base import RegistrarStore
 from brski_storage.netaccess import NetworkSession
 from brski_web.logs import kv
+from registrar.mud_service import MudService
 
 __all__ = ["NetworkAccess", "NetworkAccessConfig", "parse_network_access", "rest_attribute"]
 
@@ -62,8 +64,16 @@ class NetworkAccessConfig:
     das_timeout_s: float = 1.0
     das_attempts: int = 5
     assurance_interval_s: float = 2.0
+    # RFC 8520: when a device's MUD file cannot be fetched or verified,
+    # "deny" keeps it off the network, "default" applies mud_default_rules
+    # (nftables rule bodies, e.g. "ip daddr 10.0.0.53 udp dport 53 accept").
+    mud_failure: str = "deny"
+    mud_default_rules: tuple[str, ...] = ()
+    mud_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.mud_failure not in MUD_FAILURE_POLICIES:
+            raise ConfigError(f"mud_failure must be one of {MUD_FAILURE_POLICIES}", check="config.netaccess-mud")
         if self.enabled and not (self.radius_subjects or self.radius_fingerprints):
             raise ConfigError(
                 "network_access needs radius_subjects or radius_fingerprints", check="config.netaccess-clients"
@@ -78,6 +88,7 @@ class NetworkAccessConfig:
 _KEYS = {
     "radius_subjects", "radius_fingerprints", "allowed_classes", "denied_classes", "default_class",
     "das_secret", "das_secret_file", "das_port", "das_endpoints", "das_timeout_s", "das_attempts", "assurance_interval_s",
+    "mud_failure", "mud_default_rules", "mud_timeout_s",
 }
 
 
@@ -122,6 +133,9 @@ def parse_network_access(raw: Any, base: Path) -> NetworkAccessConfig:
         das_timeout_s=float(raw.get("das_timeout_s", 1.0)),
         das_attempts=int(raw.get("das_attempts", 5)),
         assurance_interval_s=float(raw.get("assurance_interval_s", 2.0)),
+        mud_failure=str(raw.get("mud_failure", "deny")),
+        mud_default_rules=strings("mud_default_rules"),
+        mud_timeout_s=float(raw.get("mud_timeout_s", 10.0)),
     )
 
 
@@ -212,9 +226,10 @@ class _DasProtocol(asyncio.DatagramProtocol):
 
 
 class NetworkAccess:
-    def __init__(self, store: RegistrarStore, cfg: NetworkAccessConfig) -> None:
+    def __init__(self, store: RegistrarStore, cfg: NetworkAccessConfig, mud: MudService | None = None) -> None:
         self.store = store
         self.cfg = cfg
+        self.mud = mud
         # (authenticator, mac) -> (device serial, cert serial): decided in the
         # EAP-TLS check, turned into a session when the Access-Accept goes out.
         self._pending: dict[tuple[str, str], tuple[str, str]] = {}
@@ -230,7 +245,7 @@ class NetworkAccess:
         profile = await self.store.get_device_profile(serial)
         return profile.device_class if profile else self.cfg.policy.default_class
 
-    async def decide(self, cert_serial: str | None) -> tuple[Decision, str | None]:
+    async def decide(self, cert_serial: str | None, *, now: datetime) -> tuple[Decision, str | None]:
         """The decision for the holder of ``cert_serial``, and the device's serial."""
         record = await self.store.get_certificate(cert_serial) if cert_serial else None
         if record is None or record.state == "reserved":
@@ -244,12 +259,31 @@ class NetworkAccess:
             device_class=await self.device_class(record.device_serial),
             policy=self.cfg.policy,
         )
+        if decision.allow and self.mud is not None:
+            profile = await self.store.get_device_profile(record.device_serial)
+            url = profile.mud_url if profile else None
+            outcome = await self.mud.outcome(record.device_serial, url, now=now) if url else None
+            gate = mud_gate(mud_url=url, profile_ok=bool(outcome and outcome.profile),
+                            failure_policy=self.cfg.mud_failure, problem=outcome.problem if outcome else None)
+            if not gate.allow:
+                return gate, record.device_serial
         return decision, record.device_serial
+
+    async def port_rules(self, serial: str, *, now: datetime) -> tuple[list[str] | None, str]:
+        """The nftables rule bodies for the device's port (None: unrestricted)
+        and the rule that chose them."""
+        profile = await self.store.get_device_profile(serial)
+        if self.mud is None or profile is None or not profile.mud_url:
+            return None, "netaccess.mud-none"
+        outcome = await self.mud.outcome(serial, profile.mud_url, now=now)
+        if outcome.profile is not None:
+            return nft_rules(outcome.profile), "netaccess.mud-profile"
+        return list(self.cfg.mud_default_rules), "netaccess.mud-default-profile"
 
     async def authorize(self, body: Mapping[str, Any], *, now: datetime, client: str) -> Decision:
         where = _Where.from_rest(body)
         cert_serial = _cert_serial(rest_attribute(body, "TLS-Client-Cert-Serial"))
-        decision, serial = await self.decide(cert_serial)
+        decision, serial = await self.decide(cert_serial, now=now)
         await self.store.append_event(
             at=now, kind="netaccess.decision", device_serial=serial,
             outcome="allow" if decision.allow else "refuse", check=decision.rule,
@@ -315,7 +349,7 @@ class NetworkAccess:
         for s in await self.store.network_sessions(device_serial=serial):
             if s.id in self._inflight:
                 continue
-            decision, _ = await self.decide(s.cert_serial)
+            decision, _ = await self.decide(s.cert_serial, now=now)
             if decision.allow:
                 continue
             self._inflight.add(s.id)

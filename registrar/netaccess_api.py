@@ -20,6 +20,9 @@ the store reachable from the RADIUS host.
 
 Admin API additions (same admin client certificate as /admin/v1)::
 
+    GET /netaccess/v1/profile?authenticator=A&mac=M   the edge's gate, on port
+         authorisation: {"serial", "rule", "rules": [nft rule bodies] | null}
+
     GET /admin/v1/network/sessions?all=1   current (or all) sessions
     PUT /admin/v1/devices/{serial}/class   {"class": "camera"}  then enforce
 """
@@ -33,11 +36,11 @@ from typing import Any
 
 from aiohttp import web
 
-from brski.errors import ChainInvalid, Forbidden, MalformedInput, Unauthenticated
+from brski.errors import ChainInvalid, Forbidden, MalformedInput, NotFound, Unauthenticated
 from brski.pki import Role, fingerprint_sha256, verify_chain
 from brski_storage.netaccess import NetworkSession
 from brski_web.identity import peer_identity
-from registrar.netaccess import NetworkAccess
+from registrar.netaccess import NetworkAccess, normalise_mac
 
 __all__ = ["NETACCESS", "add_netaccess_routes", "session_json"]
 
@@ -107,6 +110,21 @@ def add_netaccess_routes(
         await na.session_update(await _body(request), now=now, client=client)
         return web.Response(status=204)
 
+    async def profile(request: web.Request) -> web.Response:
+        """The edge's gate asks, on AP-STA-CONNECTED, what the device on a port may reach."""
+        na, now = service(request), datetime.now(UTC)
+        client = _radius_client(request, na, ca_cert(request.app), now)
+        authenticator = request.query.get("authenticator", "")
+        mac = normalise_mac(request.query.get("mac"))
+        session = await na.store.find_network_session(authenticator=authenticator, mac=mac)
+        if session is None:
+            raise NotFound(f"no open session for {mac} on {authenticator!r}", check="netaccess.no-session")
+        rules, rule = await na.port_rules(session.device_serial, now=now)
+        await na.store.append_event(at=now, kind="netaccess.port-profile", device_serial=session.device_serial,
+                                    outcome="info", check=rule,
+                                    detail={"authenticator": authenticator, "mac": mac, "rules": rules, "edge": client})
+        return web.json_response({"serial": session.device_serial, "rule": rule, "rules": rules})
+
     async def sessions(request: web.Request) -> web.Response:
         na, now = service(request), datetime.now(UTC)
         await admin(request, now)
@@ -127,6 +145,7 @@ def add_netaccess_routes(
 
     app.router.add_post("/netaccess/v1/authorize", authorize)
     app.router.add_post("/netaccess/v1/session", session)
+    app.router.add_get("/netaccess/v1/profile", profile)
     app.router.add_get("/admin/v1/network/sessions", sessions)
     app.router.add_put("/admin/v1/devices/{serial}/class", set_class)
 

@@ -144,7 +144,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         )
         radius.start()
         stack.append(radius)
-        gate = Gate(namespace=topo.edge, table="brx_gate", ports=[topo.edge_port(i) for i in (1, 2)], upstream="")
+        gate = Gate(namespace=topo.edge, table="brx_gate", ports=[topo.edge_port(i) for i in (1, 2)])
         gate.setup()
         edges = {}
         for i in (1, 2):
