@@ -1,15 +1,17 @@
 """The edge's nftables port gate: a pledge port forwards nothing until
 802.1X authorised it, and again nothing once it is no longer authorised.
 
-One table per gate (``inet <table>``) holds a set ``open_ports`` of interface
-names and a forward chain that accepts traffic from a port in the set (and
-replies to it), rejects everything else coming from a gated port. hostapd
+One table per gate (``inet <table>``) holds a verdict map ``stations``
+(port . MAC -> jump to that station's chain) and a forward chain that sends
+traffic from a gated port through the map and rejects the rest: 802.1X
+authorises a supplicant (its MAC) on a port, so a second device plugged
+into an authorised port gets nothing. hostapd
 tells the gate through its control interface (``hostapd_cli -a SCRIPT``):
 AP-STA-CONNECTED opens the port, AP-STA-DISCONNECTED closes it (RFC 5176
 Disconnect, EAPOL-Logoff, re-authentication failure).
 
-Per-device rules (a MUD profile, RFC 8520) go in a chain named after the
-port, jumped to from the forward chain instead of a plain accept.
+Per-device rules (a MUD profile, RFC 8520) go in the station's chain, in
+place of a plain accept.
 
 The action script is this module: ``python -m brski_netaccess.gate
 --table T --port IF [--profile-url URL --authenticator NAS-ID --cert C
@@ -41,28 +43,24 @@ class Gate:
         self.table = table
         self.ports = list(ports)
 
-    def _chain(self, port: str) -> str:
-        return "port_" + "".join(c if c.isalnum() else "_" for c in port)
+    @staticmethod
+    def _chain(port: str, mac: str) -> str:
+        return "sta_" + "".join(c if c.isalnum() else "_" for c in f"{port}_{mac}")
 
     def setup(self) -> None:
         """Create the table (replacing one of the same name): every port closed."""
         run(self.ns, "nft", "delete", "table", "inet", self.table, check=False)
         ports = ", ".join(f'"{p}"' for p in self.ports)
-        dispatch = "\n".join(f'        iifname "{p}" jump {self._chain(p)}' for p in self.ports)
-        chains = "\n".join(
-            f"    chain {self._chain(p)} {{\n        reject with icmpx admin-prohibited\n    }}" for p in self.ports
-        )
         rules = f"""table inet {self.table} {{
-    set open_ports {{ type ifname; }}
     set gated_ports {{ type ifname; elements = {{ {ports} }} }}
+    map stations {{ type ifname . ether_addr : verdict; }}
     chain forward {{
         type filter hook forward priority filter; policy accept;
-{dispatch}
-        oifname @gated_ports oifname != @open_ports reject with icmpx admin-prohibited
+        iifname @gated_ports iifname . ether saddr vmap @stations
+        iifname @gated_ports reject with icmpx admin-prohibited
         oifname @gated_ports ct state established,related accept
         oifname @gated_ports reject with icmpx admin-prohibited
     }}
-{chains}
 }}
 """
         run(self.ns, "nft", "-f", "-", input=rules)
@@ -70,31 +68,33 @@ class Gate:
     def teardown(self) -> None:
         run(self.ns, "nft", "delete", "table", "inet", self.table, check=False)
 
-    def open(self, port: str, profile: str | None = None) -> None:
-        """Authorise ``port``. ``profile``: nft rule bodies (a MUD policy) that
-        accept what the device may send; the rest is rejected. None: all."""
-        chain = f"inet {self.table} {self._chain(port)}"
-        lines = [f"flush chain {chain}", f"add rule {chain} ct state established,related accept"]
+    def open(self, port: str, mac: str, profile: str | None = None) -> None:
+        """Authorise station ``mac`` on ``port`` (802.1X authorises a supplicant,
+        not a cable). ``profile``: nft rule bodies (a MUD policy) that accept
+        what the device may send; the rest is rejected. None: all."""
+        mac = mac.lower()
+        chain = f"inet {self.table} {self._chain(port, mac)}"
+        lines = [f"add chain {chain}", f"flush chain {chain}", f"add rule {chain} ct state established,related accept"]
         if profile is None:
             lines.append(f"add rule {chain} accept")
         else:
             lines += [f"add rule {chain} {body}" for body in profile.splitlines() if body.strip()]
             lines.append(f"add rule {chain} reject with icmpx admin-prohibited")
-        lines.append(f'add element inet {self.table} open_ports {{ "{port}" }}')
+        lines.append(f'add element inet {self.table} stations {{ "{port}" . {mac} : jump {self._chain(port, mac)} }}')
         run(self.ns, "nft", "-f", "-", input="\n".join(lines) + "\n")
 
-    def close(self, port: str) -> None:
-        chain = f"inet {self.table} {self._chain(port)}"
-        lines = [f"flush chain {chain}", f"add rule {chain} reject with icmpx admin-prohibited"]
-        run(self.ns, "nft", "-f", "-", input="\n".join(lines) + "\n")
-        run(self.ns, "nft", "delete", "element", "inet", self.table, "open_ports", f'{{ "{port}" }}', check=False)
+    def close(self, port: str, mac: str) -> None:
+        mac = mac.lower()
+        run(self.ns, "nft", "delete", "element", "inet", self.table, "stations", f'{{ "{port}" . {mac} }}', check=False)
+        run(self.ns, "nft", "delete", "chain", "inet", self.table, self._chain(port, mac), check=False)
 
-    def is_open(self, port: str) -> bool:
-        out = run(self.ns, "nft", "-j", "list", "set", "inet", self.table, "open_ports")
+    def is_open(self, port: str, mac: str | None = None) -> bool:
+        out = run(self.ns, "nft", "-j", "list", "map", "inet", self.table, "stations")
         for item in json.loads(out).get("nftables", []):
-            elems = item.get("set", {}).get("elem", [])
-            if port in elems:
-                return True
+            for elem in item.get("map", {}).get("elem", []):
+                key = elem[0]["concat"] if isinstance(elem, list) else None
+                if key and key[0] == port and (mac is None or key[1].lower() == mac.lower()):
+                    return True
         return False
 
 
@@ -135,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile_url:
                 rules = fetch_rules(args.profile_url, authenticator=args.authenticator, mac=args.mac,
                                     cert=args.cert, key=args.key, ca=args.ca)
-            gate.open(args.port, "\n".join(rules) if rules is not None else None)
+            gate.open(args.port, args.mac, "\n".join(rules) if rules is not None else None)
             record["rules"] = rules
         except Exception as exc:  # fail closed: the port stays shut
-            gate.close(args.port)
+            gate.close(args.port, args.mac)
             record["error"] = f"{type(exc).__name__}: {exc}"
     elif args.event == "AP-STA-DISCONNECTED":
-        gate.close(args.port)
+        gate.close(args.port, args.mac)
     else:
         return 0
     if args.log:

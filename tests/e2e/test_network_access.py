@@ -24,10 +24,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
+from brski.devpki import DevPki, build_dev_pki
 from brski.pki import load_cert, load_private_key
-from brski_cli.lab import Lab, ensure_dev_pki, free_port
+from brski_cli.lab import Lab, free_port
+from brski_cli.pki_cmd import write_dev_pki
 from brski_netaccess.freeradius import RadiusClient, RadiusServer
 from brski_netaccess.gate import Gate
 from brski_netaccess.hostapd import Authenticator
@@ -39,8 +42,42 @@ pytestmark = pytest.mark.skipif(have_netns() is not None, reason=str(have_netns(
 
 RADIUS_SECRET = "radius-" + secrets.token_hex(8)
 DAS_SECRET = "das-" + secrets.token_hex(8)
-SERVICE_PORT = 8080  # inside our own namespace
-PLEDGES = 8
+SERVICE_PORT, OTHER_PORT = 8080, 8081  # inside our own namespace
+PLEDGES = 10
+# RFC 8520: three devices whose IDevIDs name a MUD file; "broken" has a bad signature.
+MUD_DEVICES = {"PLG-000008": "camera", "PLG-000009": "sensor", "PLG-000010": "broken"}
+
+
+def _mud(url: str, port: int) -> bytes:
+    return json.dumps({
+        "ietf-mud:mud": {
+            "mud-version": 1, "mud-url": url, "cache-validity": 48, "is-supported": True,
+            "systeminfo": f"dev device reaching tcp/{port}",
+            "from-device-policy": {"access-lists": {"access-list": [{"name": "from-ipv4"}]}},
+        },
+        "ietf-access-control-list:acls": {"acl": [{"name": "from-ipv4", "type": "ipv4-acl-type", "aces": {"ace": [{
+            "name": "service", "actions": {"forwarding": "accept"},
+            "matches": {"ipv4": {"destination-ipv4-network": "10.77.0.1/32"},
+                        "tcp": {"destination-port": {"operator": "eq", "port": port}}},
+        }]}}]},
+    }, indent=1).encode()
+
+
+def write_mud_files(d: Path, pki: DevPki, base: str) -> None:
+    """The manufacturer signs its MUD files (detached CMS, RFC 8520 13.2) with
+    a certificate under its root; signed here with pyca's PKCS#7 builder."""
+    d.mkdir(parents=True, exist_ok=True)
+    cert = pki.cert("masa/voucher-signer.crt")
+    key = serialization.load_pem_private_key(pki.files["masa/voucher-signer.key"], None)
+    for name, port in (("camera", SERVICE_PORT), ("sensor", OTHER_PORT), ("broken", SERVICE_PORT)):
+        data = _mud(f"{base}/{name}.json", port)
+        signed = data if name != "broken" else data.replace(b"8080", b"8081")  # signature over other bytes
+        sig = (pkcs7.PKCS7SignatureBuilder().set_data(signed).add_signer(cert, key, hashes.SHA256())  # type: ignore[arg-type]
+               .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature,
+                                                  pkcs7.PKCS7Options.NoCapabilities, pkcs7.PKCS7Options.Binary]))
+        (d / f"{name}.json").write_bytes(data)
+        (d / f"{name}.p7s").write_bytes(sig)
+    (d / "index.html").write_text("service\n")
 
 
 @dataclass
@@ -51,14 +88,13 @@ class Net:
     radius: RadiusServer
     edges: dict[int, Authenticator]
     root: Path
-    service: Daemon
     next_pledge: int = 0
 
-    def reach(self, i: int) -> bool:
-        """Can pledge i open a TCP connection to the domain's service?"""
+    def reach(self, i: int, port: int = 8080) -> bool:
+        """Can pledge i get a page from the domain's service on ``port``?"""
         proc = subprocess.run(
             ["ip", "netns", "exec", self.topo.pledge_ns(i), "curl", "-s", "-o", "/dev/null", "-m", "5",
-             "-w", "%{http_code}", f"http://{self.topo.dom_ip}:{SERVICE_PORT}/"],
+             "-w", "%{http_code}", f"http://{self.topo.dom_ip}:{port}/"],
             capture_output=True, text=True,
         )
         return proc.stdout == "200"
@@ -69,9 +105,12 @@ class Net:
     def registrar(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.cli("registrar", *args, "--config", str(self.lab.workdir / "registrar.toml"))
 
-    def enroll(self) -> tuple[str, Path]:
-        pledge = self.lab.pledge_dirs()[self.next_pledge]
-        self.next_pledge += 1
+    def enroll(self, serial: str | None = None) -> tuple[str, Path]:
+        if serial is None:
+            pledge = self.lab.pledge_dirs()[self.next_pledge]
+            self.next_pledge += 1
+        else:
+            pledge = self.lab.certs / "pledges" / serial
         out = self.root / "ldevids" / pledge.name
         proc = self.lab.enroll(pledge, out)
         assert proc.returncode == 0, proc.stderr
@@ -117,10 +156,20 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         wrapper.chmod(0o755)
         masa_port, registrar_port = free_port(), free_port()
         certs = root / "certs"
-        ensure_dev_pki(certs, pledges=PLEDGES, masa_url=f"https://localhost:{masa_port}")
+        mud_base = f"https://localhost:{masa_port}/mud"
+        pki = build_dev_pki(
+            pledges=PLEDGES, masa_url=f"https://localhost:{masa_port}", now=datetime.now(UTC),
+            # The edge's gate reaches the registrar on the domain link.
+            registrar_hosts=("localhost", "127.0.0.1", topo.dom_ip),
+            mud_urls={serial: f"{mud_base}/{name}.json" for serial, name in MUD_DEVICES.items()},
+        )
+        write_dev_pki(certs, pki, force=False)
+        write_mud_files(root / "mud", pki, mud_base)
         lab = Lab(workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
-                  python=str(wrapper))
+                  python=str(wrapper), host="0.0.0.0")
         lab.write_configs()
+        with (lab.workdir / "masa.toml").open("a") as f:
+            f.write(f'mud_dir = "{root / "mud"}"\n')
         endpoints = ", ".join(f'"edge-{i}" = "{topo.edge_ip}:{3799 + i}"' for i in (1, 2))
         with (lab.workdir / "registrar.toml").open("a") as f:
             f.write(
@@ -140,7 +189,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             clients=[RadiusClient(name="edge", address=topo.edge_ip, secret=RADIUS_SECRET)],
             server_cert=certs / "registrar/radius.crt", server_key=certs / "registrar/radius.key",
             domain_ca=certs / "registrar/domain-ca.crt", registrar_url=f"https://localhost:{registrar_port}",
-            ocsp_url=f"{lab.revocation_url}/ocsp",
+            ocsp_url=f"http://127.0.0.1:{lab.registrar_http_port}/ocsp",
         )
         radius.start()
         stack.append(radius)
@@ -152,14 +201,18 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                 workdir=root / f"edge-{i}", namespace=topo.edge, port=topo.edge_port(i), nas_identifier=f"edge-{i}",
                 own_ip=topo.edge_ip, radius_server=topo.dom_ip, radius_port=1812, radius_secret=RADIUS_SECRET,
                 das_port=3799 + i, das_client=topo.dom_ip, das_secret=DAS_SECRET, gate_table="brx_gate",
+                profile_url=f"https://{topo.dom_ip}:{registrar_port}/netaccess/v1/profile",
+                client_cert=certs / "registrar/radius.crt", client_key=certs / "registrar/radius.key",
+                registrar_ca=certs / "registrar/domain-ca.crt",
             )
             a.start()
             stack.append(a)
             edges[i] = a
-        service = Daemon.start("service", topo.dom, [sys.executable, "-m", "http.server", "--bind", topo.dom_ip,
-                                                     str(SERVICE_PORT), "--directory", str(root)], root / "service.log")
-        yield Net(topo=topo, lab=lab, gate=gate, radius=radius, edges=edges, root=root, service=service)
-        service.stop()
+        for port in (SERVICE_PORT, OTHER_PORT):
+            stack.append(Daemon.start(f"service-{port}", topo.dom, [
+                sys.executable, "-m", "http.server", "--bind", topo.dom_ip, str(port), "--directory", str(root / "mud"),
+            ], root / f"service-{port}.log"))
+        yield Net(topo=topo, lab=lab, gate=gate, radius=radius, edges=edges, root=root)
     finally:
         for item in reversed(stack):
             if isinstance(item, Lab):
@@ -214,7 +267,7 @@ def refused(net: Net, name: str, cert: Path, key: Path) -> None:
     supp = net.supplicant(2, name, cert, key)
     try:
         assert net.edges[2].verdict(mac) == "failure"
-        assert not net.gate.is_open(net.topo.edge_port(2))
+        assert not net.gate.is_open(net.topo.edge_port(2), mac)
         assert not net.reach(2)
     finally:
         supp.stop()
@@ -245,7 +298,7 @@ def _leaf(subject: str, issuer: x509.Certificate | None, issuer_key: ec.Elliptic
 
 
 def test_refused_idevid_instead_of_ldevid(net: Net) -> None:
-    pledge = net.lab.pledge_dirs()[-1]
+    pledge = net.lab.pledge_dirs()[6]  # never enrolled by another test
     refused(net, "idevid", pledge / "idevid.crt", pledge / "idevid.key")
 
 
@@ -288,3 +341,43 @@ def test_refused_by_class_policy(net: Net) -> None:
     refused(net, serial, out / "ldevid.crt", out / "ldevid.key")
     # OCSP said good: the registrar's decision refused it, with its rule.
     assert ("netaccess.decision", "netaccess.class-denied") in net.events(serial)
+
+
+# --- MUD (RFC 8520): each device class reaches only what its MUD file allows -------------
+
+
+def _join(net: Net, i: int, serial: str) -> Supplicant:
+    _, out = net.enroll(serial)
+    supp = net.supplicant(i, serial, out / "ldevid.crt", out / "ldevid.key")
+    assert net.edges[i].verdict(net.topo.mac(i)) == "success"
+    wait(lambda: net.gate.is_open(net.topo.edge_port(i)), f"port {i} to open")
+    return supp
+
+
+def test_two_device_classes_reach_only_what_their_mud_allows(net: Net) -> None:
+    for i in (1, 2):  # fresh MACs: earlier tests may have left a port in quietPeriod
+        ns, dev = net.topo.pledge_ns(i), net.topo.pledge_if(i)
+        run(ns, "ip", "link", "set", dev, "down")
+        run(ns, "ip", "link", "set", dev, "address", "02:" + ":".join(secrets.token_hex(1) for _ in range(5)))
+        run(ns, "ip", "link", "set", dev, "up")
+        run(ns, "ip", "route", "replace", "default", "via", f"10.78.{i}.1")
+    camera = _join(net, 1, "PLG-000008")
+    sensor = _join(net, 2, "PLG-000009")
+    try:
+        assert net.reach(1, SERVICE_PORT) and not net.reach(1, OTHER_PORT)
+        assert net.reach(2, OTHER_PORT) and not net.reach(2, SERVICE_PORT)
+        shown = json.loads(net.registrar("devices", "show", "PLG-000008").stdout)
+        assert shown["device_class"] == "camera" and shown["mud_url"].endswith("/mud/camera.json")
+        kinds = net.events("PLG-000008")
+        assert ("mud.fetched", "mud.verified") in kinds and ("netaccess.port-profile", "netaccess.mud-profile") in kinds
+    finally:
+        camera.stop()
+        sensor.stop()
+
+
+def test_invalid_mud_signature_follows_the_deny_policy(net: Net) -> None:
+    _, out = net.enroll("PLG-000010")
+    refused(net, "PLG-000010", out / "ldevid.crt", out / "ldevid.key")
+    events = net.events("PLG-000010")
+    assert ("mud.invalid", "cms.signature") in events or any(k == "mud.invalid" for k, _ in events), events
+    assert ("netaccess.decision", "netaccess.mud-unavailable") in events

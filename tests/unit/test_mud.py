@@ -40,7 +40,7 @@ def mud_file(url: str = URL, **over: object) -> bytes:
             ]}},
         ]},
     }
-    return json.dumps(doc).encode()
+    return json.dumps(doc, indent=1).encode()  # multi-line: CRLF canonicalisation would break it
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def sign(pki, data: bytes) -> bytes:  # type: ignore[no-untyped-def]
     key = serialization.load_pem_private_key(pki.files["masa/voucher-signer.key"], None)
     return (
         pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(cert, key, hashes.SHA256())  # type: ignore[arg-type]
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.NoCapabilities])
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.NoCapabilities, pkcs7.PKCS7Options.Binary])
     )
 
 
