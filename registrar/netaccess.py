@@ -22,9 +22,9 @@ import asyncio
 import ipaddress
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,7 @@ class NetworkAccess:
         self.store = store
         self.cfg = cfg
         self.mud = mud
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         # (authenticator, mac) -> (device serial, cert serial): decided in the
         # EAP-TLS check, turned into a session when the Access-Accept goes out.
         self._pending: dict[tuple[str, str], tuple[str, str]] = {}
@@ -377,6 +378,7 @@ class NetworkAccess:
         )
         host, port = _split_endpoint(s.das_address)
         answer, attempts = await self._send(host, port, request)
+        now = self.clock()  # the outcome is recorded when it happened, after the retransmissions
         if answer is None:
             log.warning(kv("das-unanswered", das=s.das_address, mac=s.mac, attempts=attempts))
             await self.store.append_event(at=now, kind="netaccess.disconnect-unanswered", device_serial=s.device_serial,
@@ -384,11 +386,11 @@ class NetworkAccess:
             return 0
         if answer.acked or answer.error_cause == 503:  # 503: the NAS holds no such session any more
             reason = f"disconnected:{decision.rule}" if answer.acked else "gone"
-            await self.store.end_network_session(s.id, at=now, reason=reason)
             await self.store.append_event(
                 at=now, kind="netaccess.cut-off", device_serial=s.device_serial, outcome="allow", check=decision.rule,
                 detail={**detail, "attempts": attempts, "answer": "ACK" if answer.acked else answer.error_text},
             )
+            await self.store.end_network_session(s.id, at=now, reason=reason)
             log.info(kv("cut-off", serial=s.device_serial, mac=s.mac, rule=decision.rule, attempts=attempts))
             return 1
         await self.store.append_event(at=now, kind="netaccess.disconnect-nak", device_serial=s.device_serial,

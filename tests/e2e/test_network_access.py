@@ -239,6 +239,7 @@ def test_ldevid_opens_the_port_and_revocation_closes_it(net: Net) -> None:
         assert revoked.returncode == 0, revoked.stderr
         wait(lambda: not net.gate.is_open(net.topo.edge_port(1)), "the gate to close after revocation")
         assert not net.reach(1)
+        wait(lambda: ("netaccess.cut-off", "netaccess.certificate-revoked") in net.events(serial), "the cut-off event")
         kinds = [k for k, _ in net.events(serial)]
         for kind in ("netaccess.decision", "netaccess.session-opened", "credential.revoked",
                      "netaccess.disconnect-requested", "netaccess.cut-off"):
