@@ -256,15 +256,22 @@ def test_ldevid_opens_the_port_and_revocation_closes_it(net: Net) -> None:
 # --- refusals: each one on pledge port 2, the port stays closed ------------------------
 
 
-def refused(net: Net, name: str, cert: Path, key: Path) -> None:
-    # A new device on the port: after a failure the authenticator holds the
-    # previous MAC for 802.1X quietPeriod (60 s in hostapd).
+def fresh_mac(net: Net, i: int) -> str:
+    """A new device on port i: after a failure the authenticator holds the
+    previous MAC for 802.1X quietPeriod (60 s in hostapd)."""
     mac = "02:" + ":".join(secrets.token_hex(1) for _ in range(5))
-    ns, dev = net.topo.pledge_ns(2), net.topo.pledge_if(2)
+    ns, dev = net.topo.pledge_ns(i), net.topo.pledge_if(i)
     run(ns, "ip", "link", "set", dev, "down")
     run(ns, "ip", "link", "set", dev, "address", mac)
     run(ns, "ip", "link", "set", dev, "up")
-    run(ns, "ip", "route", "replace", "default", "via", "10.78.2.1")
+    run(ns, "ip", "route", "replace", "default", "via", f"10.78.{i}.1")
+    return mac
+
+
+def refused(net: Net, name: str, cert: Path, key: Path) -> None:
+    # A new device on the port: after a failure the authenticator holds the
+    # previous MAC for 802.1X quietPeriod (60 s in hostapd).
+    mac = fresh_mac(net, 2)
     supp = net.supplicant(2, name, cert, key)
     try:
         assert net.edges[2].verdict(mac) == "failure"
@@ -357,11 +364,7 @@ def _join(net: Net, i: int, serial: str) -> Supplicant:
 
 def test_two_device_classes_reach_only_what_their_mud_allows(net: Net) -> None:
     for i in (1, 2):  # fresh MACs: earlier tests may have left a port in quietPeriod
-        ns, dev = net.topo.pledge_ns(i), net.topo.pledge_if(i)
-        run(ns, "ip", "link", "set", dev, "down")
-        run(ns, "ip", "link", "set", dev, "address", "02:" + ":".join(secrets.token_hex(1) for _ in range(5)))
-        run(ns, "ip", "link", "set", dev, "up")
-        run(ns, "ip", "route", "replace", "default", "via", f"10.78.{i}.1")
+        fresh_mac(net, i)
     camera = _join(net, 1, "PLG-000008")
     sensor = _join(net, 2, "PLG-000009")
     try:
@@ -382,3 +385,38 @@ def test_invalid_mud_signature_follows_the_deny_policy(net: Net) -> None:
     events = net.events("PLG-000010")
     assert ("mud.invalid", "cms.signature") in events or any(k == "mud.invalid" for k, _ in events), events
     assert ("netaccess.decision", "netaccess.mud-unavailable") in events
+
+
+def test_crl_fallback_when_ocsp_is_unreachable(net: Net) -> None:
+    """Last in the module: it replaces the RADIUS server. OCSP points at a
+    closed port with softfail; the registrar's CRL (installed in ca_path,
+    check_crl) still refuses the revoked LDevID and passes the good one."""
+    revoked, revoked_out = net.enroll()
+    assert net.registrar("devices", "revoke", revoked).returncode == 0
+    good, good_out = net.enroll()
+    crl = subprocess.run(["ip", "netns", "exec", net.topo.dom, "curl", "-sf",
+                          f"http://127.0.0.1:{net.lab.registrar_http_port}/crl"], capture_output=True, timeout=30)
+    assert crl.returncode == 0 and crl.stdout
+    net.radius.stop()
+    fallback = RadiusServer(
+        workdir=net.root / "radius-crl", namespace=net.topo.dom, listen=net.topo.dom_ip, auth_port=1812,
+        clients=net.radius.clients, server_cert=net.radius.server_cert, server_key=net.radius.server_key,
+        domain_ca=net.radius.domain_ca, registrar_url=net.radius.registrar_url,
+        ocsp_url="http://127.0.0.1:9/ocsp", ocsp_softfail=True, crl_der=crl.stdout,
+    )
+    fallback.start()
+    try:
+        refused(net, revoked, revoked_out / "ldevid.crt", revoked_out / "ldevid.key")
+        mac = fresh_mac(net, 1)
+        supp = net.supplicant(1, good, good_out / "ldevid.crt", good_out / "ldevid.key")
+        try:
+            assert net.edges[1].verdict(mac) == "success"
+        finally:
+            supp.stop()
+        log = fallback.daemon.log.read_text() if fallback.daemon else ""
+        # The CRL refused the revoked one in the TLS handshake (X509_V_ERR_CERT_REVOKED,
+        # before the registrar was asked); OCSP was unreachable and soft-failed.
+        assert "error 23 : certificate revoked" in log
+        assert "ocsp: Unable to check certificate" in log
+    finally:
+        fallback.stop()
