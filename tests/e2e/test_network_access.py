@@ -31,17 +31,16 @@ from brski.devpki import DevPki, build_dev_pki
 from brski.pki import load_cert, load_private_key
 from brski_cli.lab import Lab, free_port
 from brski_cli.pki_cmd import write_dev_pki
-from brski_netaccess.freeradius import RadiusClient, RadiusServer
+from brski_netaccess.freeradius import RadiusServer
 from brski_netaccess.gate import Gate
 from brski_netaccess.hostapd import Authenticator
 from brski_netaccess.netns import Daemon, have_netns, run
+from brski_netaccess.stack import NetworkAccessStack
 from brski_netaccess.supplicant import Supplicant
 from brski_netaccess.topology import MiniTopology
 
 pytestmark = pytest.mark.skipif(have_netns() is not None, reason=str(have_netns()))
 
-RADIUS_SECRET = "radius-" + secrets.token_hex(8)
-DAS_SECRET = "das-" + secrets.token_hex(8)
 SERVICE_PORT, OTHER_PORT = 8080, 8081  # inside our own namespace
 PLEDGES = 10
 # RFC 8520: three devices whose IDevIDs name a MUD file; "broken" has a bad signature.
@@ -170,44 +169,24 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         lab.write_configs()
         with (lab.workdir / "masa.toml").open("a") as f:
             f.write(f'mud_dir = "{root / "mud"}"\n')
-        endpoints = ", ".join(f'"edge-{i}" = "{topo.edge_ip}:{3799 + i}"' for i in (1, 2))
+        netstack = NetworkAccessStack(
+            workdir=root, domain_ns=topo.dom, edge_ns=topo.edge, radius_ip=topo.dom_ip, edge_ip=topo.edge_ip,
+            ports=[topo.edge_port(i) for i in (1, 2)], certs=certs,
+            registrar_url=f"https://localhost:{registrar_port}", registrar_http_port=lab.registrar_http_port,
+            profile_url=f"https://{topo.dom_ip}:{registrar_port}/netaccess/v1/profile", gate_table="brx_gate",
+        )
         with (lab.workdir / "registrar.toml").open("a") as f:
-            f.write(
-                "\n[registrar.network_access]\n"
-                'radius_subjects = ["CN=radius,O=brski dev domain"]\n'
-                f'das_secret = "{DAS_SECRET}"\n'
-                f"das_endpoints = {{ {endpoints} }}\n"
-                "assurance_interval_s = 0.5\n"
-                'denied_classes = ["quarantine"]\n'
-            )
+            f.write("\n" + netstack.registrar_config()
+                    + 'assurance_interval_s = 0.5\ndenied_classes = ["quarantine"]\n')
         lab.import_devices()
         lab.start("masa")
         lab.start("registrar")
         stack.append(lab)
-        radius = RadiusServer(
-            workdir=root / "radius", namespace=topo.dom, listen=topo.dom_ip, auth_port=1812,
-            clients=[RadiusClient(name="edge", address=topo.edge_ip, secret=RADIUS_SECRET)],
-            server_cert=certs / "registrar/radius.crt", server_key=certs / "registrar/radius.key",
-            domain_ca=certs / "registrar/domain-ca.crt", registrar_url=f"https://localhost:{registrar_port}",
-            ocsp_url=f"http://127.0.0.1:{lab.registrar_http_port}/ocsp",
-        )
-        radius.start()
-        stack.append(radius)
-        gate = Gate(namespace=topo.edge, table="brx_gate", ports=[topo.edge_port(i) for i in (1, 2)])
-        gate.setup()
-        edges = {}
-        for i in (1, 2):
-            a = Authenticator(
-                workdir=root / f"edge-{i}", namespace=topo.edge, port=topo.edge_port(i), nas_identifier=f"edge-{i}",
-                own_ip=topo.edge_ip, radius_server=topo.dom_ip, radius_port=1812, radius_secret=RADIUS_SECRET,
-                das_port=3799 + i, das_client=topo.dom_ip, das_secret=DAS_SECRET, gate_table="brx_gate",
-                profile_url=f"https://{topo.dom_ip}:{registrar_port}/netaccess/v1/profile",
-                client_cert=certs / "registrar/radius.crt", client_key=certs / "registrar/radius.key",
-                registrar_ca=certs / "registrar/domain-ca.crt",
-            )
-            a.start()
-            stack.append(a)
-            edges[i] = a
+        netstack.start()
+        stack.append(netstack)
+        assert netstack.radius is not None and netstack.gate is not None
+        radius, gate = netstack.radius, netstack.gate
+        edges = {i: netstack.authenticators[topo.edge_port(i)] for i in (1, 2)}
         for port in (SERVICE_PORT, OTHER_PORT):
             stack.append(Daemon.start(f"service-{port}", topo.dom, [
                 sys.executable, "-m", "http.server", "--bind", topo.dom_ip, str(port), "--directory", str(root / "mud"),
@@ -232,7 +211,7 @@ def test_ldevid_opens_the_port_and_revocation_closes_it(net: Net) -> None:
         wait(lambda: net.reach(1), "the service to be reachable")
         shown = json.loads(net.registrar("devices", "show", serial).stdout)
         assert [s["mac"] for s in shown["network_sessions"]] == [net.topo.mac(1)]
-        assert shown["network_sessions"][0]["authenticator"] == "edge-1"
+        assert shown["network_sessions"][0]["authenticator"] == f"edge-{net.topo.edge_port(1)}"
         # Revoke with the CLI (on the store): the running registrar's assurance
         # loop sends the Disconnect-Request to hostapd's DAS.
         revoked = net.registrar("devices", "revoke", serial, "--reason", "keyCompromise")
