@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,26 @@ def test_response_ack_nak_and_forgeries() -> None:
     pkt = head + hashlib.md5(head + auth + bad + SECRET).digest() + bad
     with pytest.raises(SignatureInvalid):
         decode_response(pkt, secret=SECRET, request_authenticator=auth, identifier=7)
+
+
+def test_network_access_config(tmp_path: Path) -> None:
+    from registrar.netaccess import parse_network_access
+
+    (tmp_path / "das.secret").write_text("from-file\n")
+    cfg = parse_network_access({
+        "radius_subjects": ["CN=radius"], "das_secret_file": "das.secret", "denied_classes": ["q"],
+        "das_endpoints": {"edge-1": "10.0.0.2:3800"}, "mud_failure": "default", "mud_default_rules": ["accept"],
+    }, tmp_path)
+    assert cfg.enabled and cfg.das_secret == b"from-file" and cfg.policy.denied_classes == {"q"}
+    assert cfg.das_endpoints == {"edge-1": "10.0.0.2:3800"} and cfg.mud_default_rules == ("accept",)
+    assert not parse_network_access(None, tmp_path).enabled
+    for bad, check in (
+        ({"radius_subjects": ["CN=r"], "typo": 1}, "config.unknown-key"),
+        ({}, "config.netaccess-clients"),
+        ({"radius_subjects": ["CN=r"], "das_endpoints": {"e": "[::1]:3799"}}, "config.netaccess-das"),
+        ({"radius_subjects": ["CN=r"], "mud_failure": "allow"}, "config.netaccess-mud"),
+        ({"radius_subjects": ["CN=r"], "das_attempts": 0}, "config.netaccess-das"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            parse_network_access(bad, tmp_path)
+        assert e.value.check == check, bad
