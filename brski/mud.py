@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from brski import oids
+from brski.asn1 import encode_tlv
 from brski.cms import verify_detached
 from brski.errors import ChainInvalid, MalformedInput, SignatureInvalid
 from brski.pki import Role, verify_chain
@@ -56,13 +57,7 @@ _ACTIONS = {"accept": "accept", "drop": "drop", "reject": "reject with icmpx adm
 def mud_url_extension(url: str) -> x509.UnrecognizedExtension:
     """id-pe-mud-url (RFC 8520 10): MUDURLSyntax ::= IA5String, an https URL."""
     _check_url(url)
-    raw = url.encode("ascii")
-    if len(raw) >= 128:
-        length = len(raw).to_bytes((len(raw).bit_length() + 7) // 8, "big")
-        header = bytes([0x16, 0x80 | len(length)]) + length
-    else:
-        header = bytes([0x16, len(raw)])
-    return x509.UnrecognizedExtension(oids.ID_PE_MUD_URL, header + raw)
+    return x509.UnrecognizedExtension(oids.ID_PE_MUD_URL, encode_tlv(0x16, url.encode("ascii")))  # IA5String
 
 
 def _check_url(url: str) -> None:
