@@ -62,6 +62,9 @@ class Supplicant:
         return run(self.namespace, "wpa_cli", "-p", str(self.ctrl_dir), "-i", self.interface, *args)
 
     def reauthenticate(self) -> None:
+        """Start EAP now (an EAPOL-Start), once the wired port is up ("associated")."""
+        if self.daemon is not None:
+            self.daemon.wait_for("Associated with", timeout=10)
         self.cli("reauthenticate")
 
     def status(self) -> dict[str, str]:
