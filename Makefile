@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check brski brski_storage brski_web brski_cli masa registrar pledge_sim tests
+	$(VENV)/bin/ruff check brski brski_storage brski_web brski_cli brski_netaccess masa registrar pledge_sim tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
