@@ -233,3 +233,27 @@ async def _wait_sessions_closed(net: Net, serial: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("session still open")
+
+
+def test_refusals_with_curl(net: Net) -> None:
+    """The same 4xx as a client we did not write sees them (curl, OpenSSL)."""
+    import subprocess
+
+    url = f"https://127.0.0.1:{net.registrar_port}/netaccess/v1/authorize"
+    ca = str(net.path("registrar/domain-ca.crt"))
+    base = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--cacert", ca, "-H", "Content-Type: application/json"]
+
+    def call(*extra: str) -> tuple[int, dict[str, Any]]:
+        out = subprocess.run([*base, *extra, url], capture_output=True, text=True, timeout=30).stdout
+        body, _, code = out.rpartition("\n")
+        return int(code), json.loads(body or "{}")
+
+    code, problem = call("--data", "{}")
+    assert (code, problem["check"]) == (401, "netaccess.client-cert")
+    cert, key = str(net.path("registrar/radius.crt")), str(net.path("registrar/radius.key"))
+    code, problem = call("--cert", cert, "--key", key, "--data", "not json")
+    assert (code, problem["check"]) == (400, "netaccess.body")
+    code, problem = call("--cert", cert, "--key", key, "--data", "{}")
+    assert (code, problem["check"]) == (400, "netaccess.nas")
+    code, reply = call("--cert", cert, "--key", key, "--data-binary", rest_body(0x7777, "02-00-00-00-00-09").decode())
+    assert code == 401 and "netaccess.certificate-unknown" in reply["reply:Reply-Message"]
