@@ -12,6 +12,7 @@ and again whenever the cached copy is older than its cache-validity
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class MudService:
         if url is None:
             return
         current = await self.store.get_device_profile(serial)
-        if current is not None and current.source.startswith("operator") :
+        if current is not None and current.source.startswith("operator"):
             return
         if current is None or current.mud_url != url:
             await self.store.set_device_profile(serial, device_class=device_class_from_url(url), mud_url=url,
@@ -115,8 +116,6 @@ class MudService:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             data = await self._get(session, url)
-            import json
-
             try:
                 doc = json.loads(data)
                 inner = doc.get("ietf-mud:mud") if isinstance(doc, dict) else None
