@@ -132,3 +132,14 @@ def test_network_access_config(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as e:
             parse_network_access(bad, tmp_path)
         assert e.value.check == check, bad
+
+
+def test_mud_gate_follows_the_failure_policy() -> None:
+    from brski.netaccess import mud_gate
+
+    assert mud_gate(mud_url=None, profile_ok=False, failure_policy="deny").rule == "netaccess.mud-none"
+    assert mud_gate(mud_url="https://m/x.json", profile_ok=True, failure_policy="deny").allow
+    denied = mud_gate(mud_url="https://m/x.json", profile_ok=False, failure_policy="deny", problem="mud.unreachable")
+    assert (denied.allow, denied.rule) == (False, "netaccess.mud-unavailable") and "mud.unreachable" in denied.detail
+    default = mud_gate(mud_url="https://m/x.json", profile_ok=False, failure_policy="default")
+    assert (default.allow, default.rule) == (True, "netaccess.mud-default-profile")
