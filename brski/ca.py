@@ -9,9 +9,7 @@ and keyUsage, and a validity that never outlives the issuing CA.
 
 from __future__ import annotations
 
-import re
 import secrets
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -21,11 +19,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.name import _ASN1Type  # no public spelling of the string types
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from brski import oids
 from brski.errors import ConfigError, MalformedInput, PolicyRefused
+from brski.ldevid import LdevidGrant, LdevidProfile
 from brski.pki import PrivateKey
 
 __all__ = [
@@ -42,14 +40,8 @@ __all__ = [
 CLOCK_SKEW = timedelta(minutes=5)
 # RFC 5280 section 4.1.2.2: serial numbers are positive and at most 20 octets.
 _SERIAL_BITS = 159
-# RFC 5280 Appendix A.1: ub-serial-number 64, ub-common-name 64.
+# RFC 5280 Appendix A.1: ub-serial-number 64.
 _UB_SERIAL_NUMBER = 64
-_UB_COMMON_NAME = 64
-_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
-_DNS_NAME = re.compile(
-    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-)
 
 
 def new_serial() -> int:
@@ -62,18 +54,6 @@ def new_serial() -> int:
     negative, and the remaining 158 bits are random.
     """
     return (1 << (_SERIAL_BITS - 1)) | secrets.randbits(_SERIAL_BITS - 1)
-
-
-def _directory_string(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
-    """X.520 serialNumber is a PrintableString; fall back to UTF8 only if impossible.
-
-    A device serial copied from an IDevID may contain characters outside
-    PrintableString (the IDevID may itself have used UTF8String); refusing
-    the device would be worse than mirroring its encoding.
-    """
-    if _PRINTABLE.fullmatch(value):
-        return x509.NameAttribute(oid, value, _ASN1Type.PrintableString)
-    return x509.NameAttribute(oid, value, _ASN1Type.UTF8String)
 
 
 def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
@@ -124,29 +104,6 @@ def _check_device_serial(device_serial: str) -> None:
         )
 
 
-def _subject(csr: x509.CertificateSigningRequest, device_serial: str) -> x509.Name:
-    """CN from the CSR (if usable) else the serial, plus serialNumber = device serial.
-
-    RFC 8995 section 5.9.2 leaves the CA "complete control over all fields";
-    the registrar keeps the pledge's identity (RFC 8995 section 2.3.1, the
-    IDevID subject serialNumber) in the LDevID so that the domain can tie
-    the new certificate to the device it vouched for.
-    """
-    common_name = device_serial
-    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if cns:
-        value = cns[0].value
-        text = value if isinstance(value, str) else value.decode("utf-8", "replace")
-        if 0 < len(text) <= _UB_COMMON_NAME:
-            common_name = text
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            _directory_string(NameOID.SERIAL_NUMBER, device_serial),
-        ]
-    )
-
-
 def issue_ldevid(
     csr: x509.CertificateSigningRequest,
     *,
@@ -158,15 +115,15 @@ def issue_ldevid(
     device_serial: str,
     crl_url: str | None = None,
     ocsp_url: str | None = None,
-    san_dns: Sequence[str] = (),
+    grant: LdevidGrant | None = None,
 ) -> x509.Certificate:
     """Sign the pledge's LDevID from a CSR already checked by ``brski.est.parse_csr``.
 
-    Only the public key is taken from the CSR (and the CN, as a label): every
-    other field is the registrar's decision (RFC 8995 section 5.9.2), so a
-    pledge cannot ask for extensions such as cA=true. Both clientAuth and
-    serverAuth are asserted because an LDevID authenticates the device as
-    TLS client (EST re-enrolment) and as server (device management, ACP).
+    Only the public key is taken from the CSR: the subject, the key purposes
+    and the names are the registrar's ``grant`` (RFC 8995 section 5.9.2,
+    :mod:`brski.ldevid`), by default ``CN=<serial>, serialNumber=<serial>``
+    with clientAuth only, so a pledge cannot ask for a name or a purpose
+    (serverAuth for ``localhost``, cA=true) the registrar did not decide.
     """
     if now.tzinfo is None:
         raise ConfigError("now must be timezone-aware", check="ca.now-naive")
@@ -177,6 +134,10 @@ def issue_ldevid(
         raise ConfigError("serial must be positive and fit in 20 octets", check="ca.serial")
     _check_device_serial(device_serial)
     _check_ca(ca_cert, ca_key)
+    if grant is None:
+        grant = LdevidProfile().grant(serial=device_serial)
+    if (NameOID.SERIAL_NUMBER, device_serial) not in {(a.oid, a.value) for a in grant.subject}:
+        raise ConfigError("the grant does not name this device", check="ca.grant-serial")
 
     # The certificate may not outlive its issuer (RFC 5280 section 6.1.3
     # would refuse it at the CA's expiry anyway) nor predate it.
@@ -193,7 +154,7 @@ def issue_ldevid(
 
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_subject(csr, device_serial))
+        .subject_name(grant.subject)
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(serial)
@@ -215,9 +176,7 @@ def issue_ldevid(
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
-            ),
+            x509.ExtendedKeyUsage(list(grant.eku)),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -238,21 +197,16 @@ def issue_ldevid(
             AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
         )
         builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
-    if san_dns:
-        for name in san_dns:
-            if _DNS_NAME.fullmatch(name) is None:
-                raise ConfigError(f"not a DNS name: {name!r}", check="ca.san-dns")
+    if grant.san:
         # RFC 5280 section 4.2.1.6: non-critical since the subject is not empty.
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in san_dns]), critical=False
-        )
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(grant.san)), critical=False)
     return builder.sign(ca_key, signature_hash(ca_key))
 
 
 # --- does the CSR claim this device? ----------------------------------------------
 
 
-class _HardwareModuleName(core.Sequence):  # type: ignore[misc]
+class _HardwareModuleName(core.Sequence):
     # RFC 4108 section 5
     _fields: ClassVar[list[Any]] = [
         ("hw_type", core.ObjectIdentifier),

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from brski import oids
-from brski.cbor_limits import DEFAULT_MAX_SIZE, Tagged, decode_cbor
+from brski.cbor import DEFAULT_MAX_SIZE, Tagged, decode_cbor
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid, VoucherInvalid
 from brski.sid import VOUCHER, VOUCHER_REQUEST, decode_payload, encode_payload
 

@@ -30,56 +30,56 @@ DEFAULT_MAX_SIZE = 65536
 # --- csrattrs (RFC 7030 section 4.5.2, RFC 9908) ----------------------------------
 
 
-class _AnyValues(core.SetOf):  # type: ignore[misc]
+class _AnyValues(core.SetOf):
     _child_spec = core.Any
 
 
-class _Attribute(core.Sequence):  # type: ignore[misc]
+class _Attribute(core.Sequence):
     _fields: ClassVar[list[Any]] = [("type", core.ObjectIdentifier), ("values", _AnyValues)]
 
 
-class _AttrOrOid(core.Choice):  # type: ignore[misc]
+class _AttrOrOid(core.Choice):
     _alternatives: ClassVar[list[Any]] = [("oid", core.ObjectIdentifier), ("attribute", _Attribute)]
 
 
-class _CsrAttrsAsn(core.SequenceOf):  # type: ignore[misc]
+class _CsrAttrsAsn(core.SequenceOf):
     _child_spec = _AttrOrOid
 
 
-class _SingleAttributeTemplate(core.Sequence):  # type: ignore[misc]
+class _SingleAttributeTemplate(core.Sequence):
     _fields: ClassVar[list[Any]] = [
         ("type", core.ObjectIdentifier),
         ("value", core.Any, {"optional": True}),
     ]
 
 
-class _RdnTemplate(core.SetOf):  # type: ignore[misc]
+class _RdnTemplate(core.SetOf):
     _child_spec = _SingleAttributeTemplate
 
 
-class _NameTemplate(core.SequenceOf):  # type: ignore[misc]
+class _NameTemplate(core.SequenceOf):
     _child_spec = _RdnTemplate
 
 
-class _AlgorithmIdentifier(core.Sequence):  # type: ignore[misc]
+class _AlgorithmIdentifier(core.Sequence):
     _fields: ClassVar[list[Any]] = [
         ("algorithm", core.ObjectIdentifier),
         ("parameters", core.Any, {"optional": True}),
     ]
 
 
-class _SpkiTemplate(core.Sequence):  # type: ignore[misc]
+class _SpkiTemplate(core.Sequence):
     _fields: ClassVar[list[Any]] = [
         ("algorithm", _AlgorithmIdentifier),
         ("subject_public_key", core.BitString, {"optional": True}),
     ]
 
 
-class _Attributes(core.SetOf):  # type: ignore[misc]
+class _Attributes(core.SetOf):
     _child_spec = _Attribute
 
 
-class _CriTemplate(core.Sequence):  # type: ignore[misc]
+class _CriTemplate(core.Sequence):
     # RFC 9908 Appendix A (module uses IMPLICIT TAGS)
     _fields: ClassVar[list[Any]] = [
         ("version", core.Integer),

@@ -11,8 +11,9 @@ Hierarchy (all P-256, ECDSA-SHA256)::
         pledges/<SERIAL>/idevid     802.1AR IDevID (serialNumber, id-pe-masa-url)
       masa/voucher-signer           signs vouchers (keyUsage digitalSignature)
       masa/tls                      serverAuth + clientAuth
+      masa/admin                    clientAuth, CN=masa admin (the MASA console's operator)
     registrar/domain-ca             self-signed, pathLen 0 (also issues LDevIDs)
-      registrar/tls                 serverAuth + clientAuth
+      registrar/tls                 serverAuth + clientAuth + id-kp-cmcRA
       registrar/ra                  id-kp-cmcRA + clientAuth
       registrar/admin               clientAuth, CN=admin
       registrar/radius              serverAuth + clientAuth, CN=radius: the
@@ -374,6 +375,17 @@ def build_dev_pki(
         ),
     )
 
+    put_ee(
+        "masa/admin",
+        _make_ee(
+            subject=_name("masa admin", mfr),
+            issuer=root,
+            not_before=nb,
+            not_after=ee_until,
+            eku=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+        ),
+    )
+
     # --- registrar (the owner's domain) -------------------------------------
     domain_ca = _make_ca(
         subject=_name("brski dev domain CA", dom),
@@ -393,7 +405,9 @@ def build_dev_pki(
             issuer=domain_ca,
             not_before=nb,
             not_after=ee_until,
-            eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+            # id-kp-cmcRA: discovered pledges take it as the mark of the
+            # registrar (RFC 7030 3.6.1, RFC 8995 5.6.2).
+            eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, oids.ID_KP_CMC_RA),
             hosts=registrar_hosts,
         ),
     )

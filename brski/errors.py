@@ -30,6 +30,7 @@ __all__ = [
     "PeerError",
     "Pending",
     "PolicyRefused",
+    "ProximityRefused",
     "RateLimited",
     "RequestTimeout",
     "SignatureInvalid",
@@ -45,6 +46,9 @@ class BrskiError(Exception):
 
     http_status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    # The server ends the connection after answering (RFC 9112 9.6
+    # "Connection: close"), where a rule demands it.
+    close_connection: ClassVar[bool] = False
 
     def __init__(self, detail: str, *, check: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -124,6 +128,18 @@ class Unauthenticated(PeerError):
 
     http_status = 401
     title = "Client not authenticated"
+
+
+class ProximityRefused(Unauthenticated):
+    """The pledge did not see this registrar: assertion not proximity, or its
+    proximity-registrar-cert is not our certificate.
+
+    RFC 8995 section 5.2: "there is an on-path attacker (MITM), and the
+    connection MUST be closed after the returning of an HTTP 401 error code".
+    """
+
+    title = "Voucher-request not made for this registrar"
+    close_connection = True
 
 
 class Forbidden(PeerError):

@@ -1,10 +1,10 @@
 """A pure OCSP responder core for the domain CA (RFC 6960).
 
-The registrar's HTTP layer hands the request bytes here together with a
-lookup function; this module parses the request, checks that it asks about
-a certificate of *our* CA (issuerNameHash and issuerKeyHash, RFC 6960 4.1.1),
-and signs a BasicOCSPResponse with the CA key (4.2.1; the CA itself is an
-authorised responder, 2.6). Status rules (2.2):
+Two pure steps around the registrar's store lookup: :func:`read_request`
+parses the request and checks that it asks about a certificate of *our* CA
+(issuerNameHash and issuerKeyHash, RFC 6960 4.1.1); :func:`respond` signs a
+BasicOCSPResponse with the CA key (4.2.1; the CA itself is an authorised
+responder, 2.6) for the status the caller looked up. Status rules (2.2):
 
 * ``good``: the serial is a certificate we issued and have not revoked;
 * ``revoked``: with revocationTime and, unless unspecified, the reason;
@@ -20,7 +20,7 @@ does by default) accept the answer. Nothing here reads a clock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -39,10 +39,12 @@ __all__ = [
     "MAX_REQUEST",
     "CertStatus",
     "OcspAnswer",
-    "answer",
+    "OcspQuery",
     "error_response",
     "issuer_hashes",
     "parse_request",
+    "read_request",
+    "respond",
 ]
 
 MAX_REQUEST = 8192  # one CertID plus a nonce and a signature fits easily
@@ -110,35 +112,54 @@ def _nonce(req: ocsp.OCSPRequest) -> bytes | None:
     return ext.value.nonce
 
 
-async def answer(
-    der: bytes,
-    *,
-    ca_cert: x509.Certificate,
-    ca_key: PrivateKey,
-    lookup: Callable[[int], Awaitable[CertStatus]],
-    now: datetime,
-    validity: timedelta,
-) -> OcspAnswer:
-    """Parse ``der`` and produce the DER OCSPResponse to send (always, even on error)."""
-    if now.tzinfo is None:
-        raise ConfigError("now must be timezone-aware", check="ocsp.now-naive")
+@dataclass(frozen=True, kw_only=True)
+class OcspQuery:
+    """A well-formed request about one certificate of our CA: what a lookup needs."""
+
+    serial: int
+    request: ocsp.OCSPRequest
+    issuer_name_hash: bytes
+    issuer_key_hash: bytes
+
+
+def read_request(der: bytes, *, ca_cert: x509.Certificate) -> OcspQuery | OcspAnswer:
+    """Step one: parse ``der``; a query to look up, or the answer when none is needed.
+
+    Malformed bytes get ``malformedRequest`` and a request about another issuer
+    ``unauthorized`` (RFC 6960 2.3) without consulting the store.
+    """
     try:
         req = parse_request(der)
-        algorithm = req.hash_algorithm.name
-        name_hash, key_hash = issuer_hashes(ca_cert, algorithm)
+        name_hash, key_hash = issuer_hashes(ca_cert, req.hash_algorithm.name)
     except BrskiError:
         return OcspAnswer(
             der=error_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
             response_status="malformedRequest",
         )
     if req.issuer_name_hash != name_hash or req.issuer_key_hash != key_hash:
-        # RFC 6960 2.3: not a certificate this responder can speak for.
         return OcspAnswer(
             der=error_response(ocsp.OCSPResponseStatus.UNAUTHORIZED),
             response_status="unauthorized",
             serial=req.serial_number,
         )
-    info = await lookup(req.serial_number)
+    return OcspQuery(
+        serial=req.serial_number, request=req, issuer_name_hash=name_hash, issuer_key_hash=key_hash
+    )
+
+
+def respond(
+    query: OcspQuery,
+    info: CertStatus,
+    *,
+    ca_cert: x509.Certificate,
+    ca_key: PrivateKey,
+    now: datetime,
+    validity: timedelta,
+) -> OcspAnswer:
+    """Step two: the signed BasicOCSPResponse for ``query`` given the status the store holds."""
+    if now.tzinfo is None:
+        raise ConfigError("now must be timezone-aware", check="ocsp.now-naive")
+    req = query.request
     cert_status = {
         "good": ocsp.OCSPCertStatus.GOOD,
         "revoked": ocsp.OCSPCertStatus.REVOKED,
@@ -147,9 +168,9 @@ async def answer(
     revoked = info.status == "revoked"
     reason = info.reason if revoked and info.reason is not x509.ReasonFlags.unspecified else None
     builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
-        issuer_name_hash=name_hash,
-        issuer_key_hash=key_hash,
-        serial_number=req.serial_number,
+        issuer_name_hash=query.issuer_name_hash,
+        issuer_key_hash=query.issuer_key_hash,
+        serial_number=query.serial,
         algorithm=req.hash_algorithm,
         cert_status=cert_status,
         this_update=now,
@@ -170,8 +191,6 @@ async def answer(
     return OcspAnswer(
         der=response.public_bytes(Encoding.DER),
         response_status="successful",
-        serial=req.serial_number,
+        serial=query.serial,
         cert_status=info.status,
     )
-
-

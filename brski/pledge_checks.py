@@ -176,6 +176,14 @@ def authenticate_server_cert(
     """RFC 8995 5.6.2: the registrar's TLS certificate must chain to the pinned
     domain certificate, used as the *sole* trust anchor, or be that certificate.
 
+    A pledge that found its registrar by discovery has no configured name to
+    check the certificate against, so, per RFC 7030 3.6.1 (and 5.6.2's
+    "any dynamically discovered EST server that contains the id-kp-cmcRA"),
+    the certificate must also carry id-kp-cmcRA: otherwise any certificate
+    the domain CA issued -- another device's LDevID -- could play registrar.
+    Only a certificate pinned itself (5.6.2: "the pinned-domain-cert matches
+    the End-Entity Certificate") is exempt: the voucher named it exactly.
+
     Also used by re-enrollment to authenticate the registrar against the
     domain CA once the pledge is no longer provisional.
     """
@@ -195,6 +203,18 @@ def authenticate_server_cert(
             check="pledge.registrar-cert-unpinned",
             cause=exc.check,
         ) from exc
+    if server_cert == pinned:
+        return
+    try:
+        eku = server_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is None or oids.ID_KP_CMC_RA not in eku:
+        raise errors.ChainInvalid(
+            "registrar certificate chains to the domain but lacks id-kp-cmcRA (RFC 7030 3.6.1): "
+            f"{server_cert.subject.rfc4514_string()!r} is not a registration authority",
+            check="pledge.registrar-not-ra",
+        )
 
 
 def build_csr_der(

@@ -10,9 +10,10 @@ a clock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from brski.auditlog import AuditEvent
 
 __all__ = [
     "AUDIT_OTHER_DOMAINS",
@@ -156,14 +157,14 @@ def registrar_admission(
 
 def audit_log_review(
     *,
-    events: Sequence[Mapping[str, Any]],
+    events: Sequence[AuditEvent],
     own_domain: str,
     allowed_domains: Collection[str],
     other_domains: str,
 ) -> Decision:
     """RFC 8995 5.8.3: does the MASA audit log allow bootstrapping to go on?
 
-    ``events`` are the log's "events" entries (domainID, nonce, ...);
+    ``events`` are the log's "events" entries (:class:`brski.auditlog.AuditEvent`);
     ``own_domain`` is this registrar's domainID (5.8.2). An entry by a domain
     that is neither ours nor in ``allowed_domains`` means the pledge may have
     imprinted elsewhere. A nonceless one is always refused: "the logged
@@ -174,20 +175,20 @@ def audit_log_review(
     broken the registrar "MUST then refuse any EST actions".
     """
     known = {own_domain, *allowed_domains}
-    others = [e for e in events if e.get("domainID") not in known]
-    nonceless = [e for e in others if e.get("nonce") is None]
+    others = [e for e in events if e.domain_id not in known]
+    nonceless = [e for e in others if e.nonce is None]
     if nonceless:
         return Decision(
             allow=False,
             rule="registrar.audit.nonceless-other-domain",
             detail=f"the MASA issued {len(nonceless)} nonceless voucher(s) to domain(s) "
-            f"{sorted({str(e.get('domainID')) for e in nonceless})}",
+            f"{sorted({e.domain_id for e in nonceless})}",
         )
     if others and other_domains != "allow-nonced":
         return Decision(
             allow=False,
             rule="registrar.audit.unexpected-domain",
-            detail=f"the MASA log shows claims by unexpected domain(s) {sorted({str(e.get('domainID')) for e in others})}",
+            detail=f"the MASA log shows claims by unexpected domain(s) {sorted({e.domain_id for e in others})}",
         )
     if others:
         return Decision(

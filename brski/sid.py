@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import cbor2
 
-from brski.cbor_limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, Tagged, decode_cbor
+from brski.cbor import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, Tagged, decode_cbor
 from brski.errors import MalformedInput, VoucherInvalid
 
 __all__ = [

@@ -20,6 +20,9 @@ manufacturer made, with the same serial-number and nonce.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +30,15 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from brski.artifact import SignedArtifact, verify_artifact
-from brski.errors import ChainInvalid, Forbidden, MalformedInput, Unauthenticated, VoucherInvalid
+from brski.errors import (
+    ChainInvalid,
+    Forbidden,
+    MalformedInput,
+    ProximityRefused,
+    Unauthenticated,
+    VoucherInvalid,
+)
+from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import Role, cert_der, device_serial, spki_sha256, verify_chain
 from brski.voucher import Assertion, VoucherRequest
 
@@ -37,6 +48,7 @@ __all__ = [
     "MasaRequestCheck",
     "PledgeRequestCheck",
     "aki_key_id",
+    "base64_voucher_request",
     "check_nonce",
     "check_pledge_request",
     "check_registrar_request",
@@ -53,6 +65,32 @@ NONCE_MAX_BYTES = 64
 
 # How far in the future a created-on may be before we call it a clock error.
 _CREATED_ON_SKEW = timedelta(minutes=10)
+
+
+# Base64 text (RFC 4648 sections 4 and 5, padded or not), possibly wrapped.
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/_\-]+={0,2}")
+
+
+def base64_voucher_request(raw: bytes, *, media_type: str) -> bytes | None:
+    """The DER inside a CMS voucher-request sent as base64 text, else None.
+
+    RFC 8366 section 8.3: "CMS-signed JSON vouchers are ASN.1/DER encoded";
+    some pledges (NIST SP 1800-36 Build 5's) send the base64 of that DER.
+    DER cannot be mistaken for it: a SEQUENCE's length octets of a
+    voucher-request's size are not base64 characters.
+    """
+    if media_type != MT_VOUCHER_CMS_JSON:
+        return None
+    text = b"".join(raw.split())
+    if len(text) < 16 or not _BASE64_TEXT.fullmatch(text):
+        return None
+    text = text.rstrip(b"=")
+    padded = text + b"=" * (-len(text) % 4)
+    try:
+        der = base64.b64decode(padded.replace(b"-", b"+").replace(b"_", b"/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return der if der[:1] == b"\x30" else None
 
 
 def ski(cert: x509.Certificate) -> bytes:
@@ -156,9 +194,10 @@ def check_pledge_request(
             f"serial-number {req.serial_number!r} differs from the IDevID's {serial!r}",
             check="pledge-request.serial-number",
         )
-    # RFC 8995 section 5.2: the pledge asserts proximity.
+    # RFC 8995 section 5.2: the pledge asserts proximity; if not, "there is
+    # an on-path attacker": 401, then the connection is closed.
     if req.assertion != Assertion.PROXIMITY:
-        raise VoucherInvalid(
+        raise ProximityRefused(
             f"assertion must be proximity, got {req.assertion}",
             check="pledge-request.assertion",
         )
@@ -167,14 +206,15 @@ def check_pledge_request(
     # RFC 8995 section 5.2: proximity-registrar-cert is the certificate this
     # registrar presented in TLS; anything else means the pledge talked to
     # someone else (or a relay is replaying another registrar's request).
+    # A missing one fails the same confirmation: 401 and close, as above.
     if req.proximity_registrar_cert is None:
-        raise VoucherInvalid(
+        raise ProximityRefused(
             "voucher-request has no proximity-registrar-cert",
             check="pledge-request.proximity-registrar-cert-missing",
         )
     own = {cert_der(c) for c in own_certs}
     if req.proximity_registrar_cert not in own:
-        raise Forbidden(
+        raise ProximityRefused(
             "proximity-registrar-cert is not this registrar's certificate",
             check="pledge-request.proximity-registrar-cert",
         )

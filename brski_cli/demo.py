@@ -5,16 +5,27 @@ registrar as two processes on loopback, onboards each pledge with the pledge
 simulator (its own process, real TLS), prints what each pledge accepted and
 received, then stops both servers with SIGTERM. Exit 0 only if every pledge
 enrolled and both servers shut down cleanly.
+
+With ``--keep-running`` both servers stay up after the onboarding: the demo
+prints the web consoles' URLs and how to load the admin certificates into a
+browser (PKCS#12 files it writes next to the stores), and stops the servers
+on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+from brski.pki import load_cert, load_private_key
 from brski_cli.lab import Lab, LabError, ensure_dev_pki
 
 __all__ = ["add_parser"]
@@ -32,6 +43,72 @@ def _enroll(lab: Lab, pledge_dir: Path, out: Path) -> dict[str, object]:
         result = {"ok": False, "failed_check": "pledge.crashed", "detail": proc.stderr.strip()[-2000:]}
     result["exit_code"] = proc.returncode
     return result
+
+
+def _p12(cert: Path, key: Path, out: Path, password: str, name: str) -> bool:
+    """The admin certificate and key as PKCS#12, the form browsers import."""
+    if not cert.exists():
+        return False
+    der = pkcs12.serialize_key_and_certificates(
+        name.encode(), load_private_key(key.read_bytes()), load_cert(cert.read_bytes()), None,
+        BestAvailableEncryption(password.encode()),
+    )
+    out.write_bytes(der)
+    out.chmod(0o600)
+    return True
+
+
+def console_help(lab: Lab, workdir: Path) -> str:
+    """Console URLs and how to load the admin certificates into a browser."""
+    password = secrets.token_urlsafe(9)
+    reg, mfr = lab.certs / "registrar", lab.certs / "manufacturer"
+    reg_p12, masa_p12 = workdir / "registrar-admin.p12", workdir / "masa-admin.p12"
+    _p12(reg / "admin.crt", reg / "admin.key", reg_p12, password, "brski registrar admin")
+    has_masa = _p12(lab.certs / "masa" / "admin.crt", lab.certs / "masa" / "admin.key", masa_p12, password, "brski MASA admin")
+    lines = [
+        "",
+        "web consoles (sign in with the admin client certificate):",
+        f"  registrar  {lab.registrar_url}/console/",
+        f"  MASA       {lab.masa_url}/console/" + ("" if has_masa else "  (this PKI has no masa/admin: regenerate it with brski pki init --force)"),
+        "",
+        f"admin certificates for a browser (PKCS#12, password {password}):",
+        f"  registrar  {reg_p12}",
+    ]
+    if has_masa:
+        lines.append(f"  MASA       {masa_p12}")
+    lines += [
+        "load them:",
+        "  Chromium/Chrome: Settings > Privacy and security > Security > Manage certificates:",
+        "    Your certificates > Import the .p12 file(s); Authorities > Import",
+        f"    {reg / 'domain-ca.crt'} and {mfr / 'root-ca.crt'} (trust for websites).",
+        "    On Linux, from a shell, into the same NSS database:",
+        f"      pk12util -i {reg_p12} -d sql:$HOME/.pki/nssdb -W {password}",
+        f"      certutil -A -d sql:$HOME/.pki/nssdb -n 'brski dev domain CA' -t C,, -i {reg / 'domain-ca.crt'}",
+        f"      certutil -A -d sql:$HOME/.pki/nssdb -n 'brski dev manufacturer' -t C,, -i {mfr / 'root-ca.crt'}",
+        "  Firefox: Settings > Privacy & Security > Certificates > View Certificates:",
+        "    Your Certificates > Import the .p12 file(s); Authorities > Import both CA files above.",
+        "  curl:",
+        f"    curl --cacert {reg / 'domain-ca.crt'} --cert {reg / 'admin.crt'} --key {reg / 'admin.key'} {lab.registrar_url}/console/",
+        "",
+        "servers keep running; Ctrl-C stops them.",
+    ]
+    return "\n".join(lines)
+
+
+def _wait_for_stop(lab: Lab) -> None:
+    """Until Ctrl-C, SIGTERM or a server exits."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(lab.running(name) for name in ("masa", "registrar")):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -76,6 +153,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say()
         _say("registrar inventory:")
         _say(lab._run_cli("registrar", "devices", "list", "--config", str(workdir / "registrar.toml")).rstrip())
+        if args.keep_running:
+            _say(console_help(lab, workdir))
+            _wait_for_stop(lab)
     except LabError as exc:
         _say(f"error: {exc}")
         lab.stop_all()
@@ -90,13 +170,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("demo", help="run MASA + registrar and onboard pledges, narrated", description=__doc__)
     p.add_argument("--pledges", type=int, default=3)
     p.add_argument("--certs", type=Path, default=Path("certs/dev"))
     p.add_argument("--workdir", type=Path, default=Path("var/demo"))
     p.add_argument("--masa-port", type=int, default=8443)
     p.add_argument("--registrar-port", type=int, default=8444)
+    p.add_argument("--keep-running", action="store_true",
+                   help="leave MASA and registrar up (web consoles) until Ctrl-C")
     p.set_defaults(func=cmd_demo)
 
 

@@ -73,6 +73,8 @@ class Lab:
     host: str = "127.0.0.1"
     python: str = sys.executable
     ownership: str = "open"
+    # Extra lines for the registrar's [registrar] table (admission policy etc.).
+    registrar_extra: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
@@ -113,6 +115,8 @@ class Lab:
                     f'signer_key = "{c}/masa/voucher-signer.key"',
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
                     f'ownership = "{self.ownership}"',
+                    f'admin_ca = ["{c}/manufacturer/root-ca.crt"]',
+                    'admin_subjects = ["CN=masa admin,O=brski dev manufacturer"]',
                     "",
                 ]
             )
@@ -139,6 +143,7 @@ class Lab:
                     f'public_url = "https://localhost:{self.registrar_port}"',
                     f'revocation_url = "{self.revocation_url}"',
                     'admin_subjects = ["CN=admin,O=brski dev domain"]',
+                    *self.registrar_extra,
                     "",
                 ]
             )
@@ -238,6 +243,11 @@ class Lab:
             time.sleep(0.05)
         self.stop(name)
         raise LabError(f"{name} did not listen within {timeout:.0f} s:\n{self.log_tail(name)}")
+
+    def running(self, name: str) -> bool:
+        """Whether ``name`` was started and still runs."""
+        proc = self._procs.get(name)
+        return proc is not None and proc.popen.poll() is None
 
     def pid(self, name: str) -> int:
         return self._procs[name].popen.pid

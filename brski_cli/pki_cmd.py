@@ -28,7 +28,7 @@ _OWNED_DIRS = ("manufacturer", "masa", "registrar", "pledges")
 _MARKER = "manufacturer/root-ca.crt"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pki = subparsers.add_parser("pki", help="development PKI (certificates and keys)")
     sub = pki.add_subparsers(dest="pki_command", required=True)
 

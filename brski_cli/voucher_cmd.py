@@ -200,7 +200,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     voucher = subparsers.add_parser("voucher", help="inspect and verify vouchers and voucher-requests", description=__doc__)
     cmds = voucher.add_subparsers(dest="voucher_cmd", required=True, metavar="COMMAND")
     inspect = cmds.add_parser("inspect", help="print any voucher or voucher-request as JSON")

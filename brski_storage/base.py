@@ -137,6 +137,27 @@ class EventLog(Store):
     async def verify_event_chain(self) -> ChainReport:
         """Re-walk every event and report the first one that breaks the chain."""
 
+    async def recent_events(
+        self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """The newest events (``id < before_id`` if given), newest first.
+
+        For views that read the log backwards from its head (a console's last
+        hour, a device's latest events) without walking it from the start.
+        This generic version pages forward with :meth:`events` and keeps the
+        tail; an engine overrides it with a descending index scan.
+        """
+        tail: list[EventRecord] = []
+        last = 0
+        while True:
+            page = await self.events(since_id=last, device_serial=device_serial, limit=1000)
+            if not page:
+                break
+            tail.extend(e for e in page if before_id is None or e.id < before_id)
+            tail = tail[-limit:]
+            last = page[-1].id
+        return tail[::-1]
+
 
 class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
     # devices
@@ -305,7 +326,8 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         """Every revoked certificate, oldest revocation first (CRL input)."""
 
     @abc.abstractmethod
-    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]: ...
+    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
+        """A device's certificates in the order they were reserved (oldest first)."""
 
     # MASA audit logs fetched by the registrar
     @abc.abstractmethod
@@ -366,6 +388,12 @@ class MasaStore(EventLog):
 
     @abc.abstractmethod
     async def count_devices(self) -> int: ...
+
+    @abc.abstractmethod
+    async def list_manufactured_devices(
+        self, *, after_serial: str | None = None, limit: int = 100
+    ) -> list[ManufacturedDevice]:
+        """Devices made, in serial order after ``after_serial`` (keyset paging)."""
 
     @abc.abstractmethod
     async def add_owner(

@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from brski_storage.base import ChainReport
@@ -26,6 +27,7 @@ __all__ = [
     "StoredEvent",
     "canonical_json",
     "event_hash",
+    "event_time_text",
     "verify_chain",
 ]
 
@@ -42,6 +44,18 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+def event_time_text(at: datetime) -> str:
+    """The text an event's ``at`` is hashed as: ISO 8601 UTC, always microseconds.
+
+    ``datetime.isoformat()`` drops ``.000000`` at a whole second, so the
+    same instant has two spellings; the chain (and every export that must
+    re-verify against it) uses this one only.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"timestamp must be timezone-aware, got {at!r}")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def event_hash(

@@ -36,13 +36,20 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
 from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
-from brski_storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
+from brski_storage.chain import (
+    GENESIS,
+    StoredEvent,
+    canonical_json,
+    event_hash,
+    event_time_text,
+    verify_chain,
+)
 from brski_storage.migrate import apply_sqlite_migrations
 
 __all__ = [
@@ -71,9 +78,7 @@ _OUTCOMES = frozenset({"allow", "refuse", "info"})
 
 def to_ts(value: datetime) -> str:
     """Aware datetime -> fixed-width ISO 8601 UTC text (text order = time order)."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"timestamp must be timezone-aware, got {value!r}")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return event_time_text(value)  # the one spelling the event chain hashes
 
 
 def to_ts_opt(value: datetime | None) -> str | None:
@@ -182,6 +187,7 @@ class SqliteDatabase:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._closed = False
+        self.commits = 0  # COMMITs (each one fsync) the writer has made
         self.applied_migrations: list[int] = []
 
     @classmethod
@@ -302,6 +308,7 @@ class SqliteDatabase:
             outcomes.append((job, result, None))
         try:
             conn.execute("COMMIT")
+            self.commits += 1
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -585,6 +592,22 @@ class SqliteEventLog(EventLog):
                     (device_serial, since_id, limit),
                 )
             return [_event_record(r) for r in rows]
+
+        return await self._db.read(run)
+
+    async def recent_events(
+        self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        check_limit(limit)
+        clauses: list[str] = ["id < ?"]
+        params: list[Any] = [before_id if before_id is not None else 2**62]
+        if device_serial is not None:
+            clauses.append("device_serial = ?")  # events_by_device (device_serial, id)
+            params.append(device_serial)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
+
+        def run(conn: sqlite3.Connection) -> list[EventRecord]:
+            return [_event_record(r) for r in conn.execute(sql, (*params, limit))]
 
         return await self._db.read(run)
 

@@ -19,6 +19,7 @@ from brski_storage.base import (
 from brski_storage.sqlite import (
     PreparedEvent,
     SqliteEventLog,
+    check_limit,
     from_ts,
     from_ts_opt,
     require_device,
@@ -139,6 +140,20 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         return await self._db.read(
             lambda conn: int(conn.execute("SELECT count(*) FROM devices").fetchone()[0])
         )
+
+    async def list_manufactured_devices(
+        self, *, after_serial: str | None = None, limit: int = 100
+    ) -> list[ManufacturedDevice]:
+        check_limit(limit)
+        sql = "SELECT serial, idevid_fingerprint, created_at FROM devices WHERE serial > ? ORDER BY serial LIMIT ?"
+
+        def run(conn: sqlite3.Connection) -> list[ManufacturedDevice]:
+            return [
+                ManufacturedDevice(serial=r[0], idevid_fingerprint=r[1], created_at=from_ts(r[2]))
+                for r in conn.execute(sql, (after_serial or "", limit))
+            ]
+
+        return await self._db.read(run)
 
     # --- owners ---------------------------------------------------------------------
 

@@ -18,8 +18,23 @@ from cryptography import x509
 
 from brski.errors import BrskiError, ConfigError
 from brski.pki import load_certs
+from brski.settings import check_keys
 
-__all__ = ["load_sections", "merge", "read_certs", "resolve_sqlite_url"]
+__all__ = ["load_sections", "merge", "read_certs", "read_toml", "resolve_sqlite_url"]
+
+
+def read_toml(path: Path | None) -> tuple[dict[str, Any], str, Path]:
+    """The parsed tables of ``path`` (none without a file), its name for error
+    messages, and the directory relative paths in it are resolved against."""
+    if path is None:
+        return {}, "flags", Path.cwd()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}", check="config.file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}", check="config.syntax") from exc
+    return data, str(path), path.parent.resolve()
 
 
 def load_sections(path: Path | None, allowed: Mapping[str, set[str]]) -> tuple[dict[str, dict[str, Any]], Path]:
@@ -27,31 +42,11 @@ def load_sections(path: Path | None, allowed: Mapping[str, set[str]]) -> tuple[d
 
     Returns the sections and the base directory for relative paths.
     """
-    if path is None:
-        return {name: {} for name in allowed}, Path.cwd()
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}", check="config.file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}", check="config.syntax") from exc
+    data, source, base = read_toml(path)
+    check_keys(allowed, data, source=source)
     out: dict[str, dict[str, Any]] = {name: {} for name in allowed}
-    for section, body in data.items():
-        if section not in allowed:
-            raise ConfigError(
-                f"{path}: unknown section [{section}] (known: {', '.join(sorted(allowed))})",
-                check="config.unknown-section",
-            )
-        if not isinstance(body, dict):
-            raise ConfigError(f"{path}: [{section}] must be a table", check="config.syntax")
-        unknown = set(body) - allowed[section]
-        if unknown:
-            raise ConfigError(
-                f"{path}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}",
-                check="config.unknown-key",
-            )
-        out[section] = dict(body)
-    return out, path.parent.resolve()
+    out.update({section: dict(body) for section, body in data.items()})
+    return out, base
 
 
 def merge(

@@ -1,10 +1,25 @@
 """The one place where errors become HTTP responses.
 
 Handlers and services raise :class:`brski.errors.BrskiError`; this middleware
-turns each into an RFC 9457 problem body (or, for a client that did not ask
-for JSON, the plain UTF-8 text RFC 8995 section 5.6 asks the MASA for),
-logs one line per request, and hands every refusal to the app's recorder so
-that it is stored as evidence as well as logged.
+turns each into one answer, logs one line per request, and hands every
+refusal to the app's recorder so that it is stored as evidence as well as
+logged.
+
+One negotiation rule for every error body: an RFC 9457 problem document
+(``application/problem+json``) only to a client whose Accept names
+``application/problem+json`` explicitly; to every other client the same
+problem as UTF-8 text, ``"<title>: <detail> (check: <name>)"``.  Paths an app
+lists under :data:`PLAINTEXT_ERROR_PATHS` always get the text form: RFC 8995
+section 5.6 says the MASA's voucher error "MUST be a plaintext
+human-readable (UTF-8) error message".
+
+Every 401 carries ``WWW-Authenticate`` (RFC 9110 15.5.2 MUST, RFC 7030
+3.2.3): the app's :data:`AUTH_CHALLENGE` where it configures HTTP
+authentication, otherwise :data:`DEFAULT_CHALLENGE`, which names the only
+authentication our servers accept, a TLS client certificate (RFC 7030
+3.3.2); no client can satisfy it with an Authorization header, so a client
+stops instead of retrying with a password.  An error whose rule demands it
+(``close_connection``) ends the connection after the answer.
 """
 
 from __future__ import annotations
@@ -31,7 +46,17 @@ from brski.oids import MT_PROBLEM_JSON
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
 
-__all__ = ["BODY_READ_TIMEOUT", "REFUSAL_RECORDER", "RefusalRecorder", "error_middleware", "problem_response"]
+__all__ = [
+    "AUTH_CHALLENGE",
+    "BODY_READ_TIMEOUT",
+    "DEFAULT_CHALLENGE",
+    "PLAINTEXT_ERROR_PATHS",
+    "REFUSAL_RECORDER",
+    "RefusalRecorder",
+    "error_middleware",
+    "problem_response",
+    "wants_problem_json",
+]
 
 log = logging.getLogger("brski.http")
 
@@ -41,11 +66,27 @@ REFUSAL_RECORDER: web.AppKey[RefusalRecorder] = web.AppKey("refusal_recorder", R
 # aiohttp bounds the size (client_max_size) but not the time: a chunked body
 # that never ends would hold a handler, a connection and a buffer forever.
 BODY_READ_TIMEOUT: web.AppKey[float] = web.AppKey("body_read_timeout", float)
+# The WWW-Authenticate challenge of the app's configured HTTP authentication.
+AUTH_CHALLENGE: web.AppKey[str] = web.AppKey("auth_challenge", str)
+# Paths whose errors are always plain text (RFC 8995 5.6 for the MASA).
+PLAINTEXT_ERROR_PATHS: web.AppKey[frozenset[str]] = web.AppKey("plaintext_error_paths", frozenset)
+# No HTTP authentication configured: the client certificate is the credential.
+DEFAULT_CHALLENGE = 'TLS-Client-Certificate realm="brski"'
 
 
-def _wants_json(request: web.Request) -> bool:
-    accept = request.headers.get("Accept", "*/*").lower()
-    return "json" in accept or "*/*" in accept or accept.strip() == ""
+def wants_problem_json(accept: str | None) -> bool:
+    """True when an Accept header names application/problem+json with q > 0."""
+    for item in (accept or "").split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        if media.lower() != MT_PROBLEM_JSON:
+            continue
+        q = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            if float(q) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def problem_response(request: web.Request, err: BrskiError) -> web.Response:
@@ -54,16 +95,23 @@ def problem_response(request: web.Request, err: BrskiError) -> web.Response:
         headers["Retry-After"] = str(err.extra.get("retry_after", 60))
     elif err.http_status == 429 and "retry_after" in err.extra:  # RFC 6585 section 4
         headers["Retry-After"] = str(err.extra["retry_after"])
-    if _wants_json(request):
-        return web.Response(
+    elif err.http_status == 401:
+        headers["WWW-Authenticate"] = request.app.get(AUTH_CHALLENGE, DEFAULT_CHALLENGE)
+    plaintext_only = request.path in request.app.get(PLAINTEXT_ERROR_PATHS, frozenset())
+    if not plaintext_only and wants_problem_json(request.headers.get("Accept")):
+        response = web.Response(
             status=err.http_status,
             body=json.dumps(err.problem()).encode(),
             content_type=MT_PROBLEM_JSON,
             headers=headers,
         )
-    # RFC 8995 section 5.6: a plaintext human-readable (UTF-8) error message.
-    text = f"{err.title}: {err.detail} (check: {err.check})\n"
-    return web.Response(status=err.http_status, text=text, headers=headers)
+    else:
+        # RFC 8995 section 5.6: a plaintext human-readable (UTF-8) error message.
+        text = f"{err.title}: {err.detail} (check: {err.check})\n"
+        response = web.Response(status=err.http_status, text=text, headers=headers)
+    if err.close_connection:
+        response.force_close()  # aiohttp sends "Connection: close" and closes after the body
+    return response
 
 
 def _translate_http_exception(exc: web.HTTPException) -> BrskiError | None:

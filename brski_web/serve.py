@@ -23,6 +23,7 @@ from brski.errors import ConfigError
 from brski_web.logs import kv
 from brski_web.refusals import HANDSHAKE_REFUSALS
 from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
+from brski_web.tls_policy import POLICY
 
 # stdlib ``ssl`` (OpenSSL verifies clients against the configured CAs and the
 # app sees only verified leaves) or the pyOpenSSL transport (the app sees every
@@ -32,9 +33,6 @@ ServerTls = ssl.SSLContext | TlsServerConfig
 __all__ = ["ServerTls", "client_ssl_context", "run_server", "server_ssl_context", "server_tls"]
 
 log = logging.getLogger("brski.server")
-
-# TLS 1.2 suites: forward secret, AEAD only. TLS 1.3 suites are all AEAD.
-_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!EXPORT:!DES:!RC4:!3DES:!MD5:!PSK"
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -49,14 +47,7 @@ def server_ssl_context(
 ) -> ssl.SSLContext:
     """A server context; ``client_auth`` is ``none``, ``optional`` or ``require``."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(_TLS12_CIPHERS)
-    # No renegotiation: a TLS 1.2 client cannot swap its certificate mid-connection,
-    # so the identity brski_web.identity reads once per connection stays true.
-    ctx.options |= (
-        ssl.OP_NO_TICKET | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
-    )
-    ctx.num_tickets = 0
+    POLICY.apply_stdlib(ctx, server=True)
     _read(cert, "certificate")
     _read(key, "private key")
     try:
@@ -108,8 +99,7 @@ def client_ssl_context(
 ) -> ssl.SSLContext:
     """A client context that trusts only ``trust`` and presents ``cert`` if given."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(_TLS12_CIPHERS)
+    POLICY.apply_stdlib(ctx, server=False)
     ctx.check_hostname = check_hostname
     ctx.verify_mode = ssl.CERT_REQUIRED
     for path in trust:
@@ -154,6 +144,7 @@ async def run_server(
     tls_server = None
     if isinstance(tls, TlsServerConfig):
         refusals = app.get(HANDSHAKE_REFUSALS)
+        assert runner.server is not None  # set by runner.setup()
         tls_server = await start_tls_server(
             runner.server, host=host, port=port, cfg=tls, backlog=1024,
             on_refused=refusals.add if refusals is not None else None,

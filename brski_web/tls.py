@@ -9,7 +9,8 @@ the handshake or its certificate is never requested; it has no TLS exporter
 (RFC 9266 ``tls-exporter`` channel binding); and on Python 3.11 it exposes only
 the peer's leaf, never the chain the client sent.
 
-How it works: :class:`TlsServerProtocol` is the protocol the event loop's
+How it works: :class:`TlsServerProtocol` (a :class:`TlsProtocol`, as is the
+pledge's client) is the protocol the event loop's
 plain TCP transport talks to.  It owns an ``OpenSSL.SSL.Connection`` built on
 memory BIOs: ciphertext from the socket is written into the incoming BIO, the
 handshake is driven with ``do_handshake``, and every byte OpenSSL wants to send
@@ -48,7 +49,6 @@ from OpenSSL import SSL
 from brski.errors import ConfigError
 from brski_web.logs import kv
 from brski_web.tls_context import (
-    TLS12_CIPHERS,
     ClientAuth,
     TlsServerConfig,
     _PeerVerification,
@@ -57,11 +57,11 @@ from brski_web.tls_context import (
 
 __all__ = [
     "RFC9266_EXPORTER_LABEL",
-    "TLS12_CIPHERS",
     "TLS_EXTRA_KEYS",
     "ClientAuth",
     "RefusalHook",
     "TlsExporter",
+    "TlsProtocol",
     "TlsServerConfig",
     "TlsServerProtocol",
     "TlsTransport",
@@ -113,11 +113,11 @@ _WRITE_CHUNK = 262144  # plaintext encrypted before the outgoing BIO is drained
 class TlsTransport(asyncio.Transport):
     """The plaintext side of one TLS connection, as the inner protocol sees it.
 
-    Every call is delegated to the owning :class:`TlsServerProtocol`, which keeps
+    Every call is delegated to the owning :class:`TlsProtocol`, which keeps
     the single source of truth about the connection's state.
     """
 
-    def __init__(self, owner: TlsServerProtocol) -> None:
+    def __init__(self, owner: TlsProtocol) -> None:
         super().__init__()
         self._owner = owner
 
@@ -184,12 +184,13 @@ class _State(enum.Enum):
 # --- the protocol the TCP transport sees ------------------------------------------------
 
 
-class TlsServerProtocol(asyncio.Protocol):
-    """One accepted TCP connection: TLS on the outside, *inner_factory()* inside.
+class TlsProtocol(asyncio.Protocol):
+    """One TCP connection: TLS on the outside, *inner_factory()* inside.
 
-    The inner protocol is only created after a successful handshake, so a failed
-    or timed-out handshake never reaches the application; such failures are
-    logged at debug level (scanners and misconfigured clients are routine).
+    The memory-BIO mechanics both sides share. The inner protocol is only
+    created after a successful handshake, so a failed or timed-out handshake
+    never reaches the application. Subclasses say which side they are
+    (:meth:`_new_connection`) and what a failed handshake means to them.
     """
 
     def __init__(
@@ -198,10 +199,8 @@ class TlsServerProtocol(asyncio.Protocol):
         inner_factory: ProtocolFactory,
         *,
         handshake_timeout: float = 10.0,
-        on_refused: RefusalHook | None = None,
     ) -> None:
         self._context = context
-        self._on_refused = on_refused
         self._inner_factory = inner_factory
         self._handshake_timeout = handshake_timeout
         self._state = _State.HANDSHAKE
@@ -228,11 +227,8 @@ class TlsServerProtocol(asyncio.Protocol):
         self._timer = loop.call_later(self._handshake_timeout, self._handshake_timed_out)
 
     def _new_connection(self) -> SSL.Connection:
-        """The OpenSSL connection for this TCP connection (a client subclass
-        sets its credentials and speaks first)."""
-        conn = SSL.Connection(self._context, None)
-        conn.set_accept_state()
-        return conn
+        """The OpenSSL connection for this TCP connection, in accept or connect state."""
+        raise NotImplementedError
 
     def data_received(self, data: bytes) -> None:
         if self._state in (_State.CLOSING, _State.CLOSED) or self._conn is None:
@@ -331,18 +327,7 @@ class TlsServerProtocol(asyncio.Protocol):
         """Hook: the inner protocol is connected (a client wakes its opener)."""
 
     def _handshake_failed(self, exc: BaseException, *, event: str = "tls-handshake-refused") -> None:
-        """Hook: the handshake failed or timed out.  A server refuses in the
-        handshake (old protocol, no shared suite, a client chain refused) and
-        says so in one line, like every other refusal."""
-        error = repr(exc)[:300]
-        log.info(kv(event, remote=_host_port(self._peername()), error=error))
-        if self._on_refused is not None:
-            peer = self._peername()
-            host = str(peer[0]) if isinstance(peer, tuple) and peer else None
-            try:
-                self._on_refused(host, event, error)
-            except Exception:  # the record is evidence, the transport must not depend on it
-                log.exception(kv("tls-refusal-record-failed", refusal=event))
+        """Hook: the handshake failed or timed out."""
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
@@ -565,6 +550,44 @@ def _exporter_for(conn: SSL.Connection) -> TlsExporter:
 
 
 # --- server -------------------------------------------------------------------------
+
+
+class TlsServerProtocol(TlsProtocol):
+    """One accepted TCP connection; refused handshakes are logged and reported.
+
+    Refusals are logged at info level, one line each, and handed to
+    ``on_refused`` (scanners and misconfigured clients are routine, but a
+    refused handshake has no HTTP request, so this is its only evidence).
+    """
+
+    def __init__(
+        self,
+        context: SSL.Context,
+        inner_factory: ProtocolFactory,
+        *,
+        handshake_timeout: float = 10.0,
+        on_refused: RefusalHook | None = None,
+    ) -> None:
+        super().__init__(context, inner_factory, handshake_timeout=handshake_timeout)
+        self._on_refused = on_refused
+
+    def _new_connection(self) -> SSL.Connection:
+        conn = SSL.Connection(self._context, None)
+        conn.set_accept_state()
+        return conn
+
+    def _handshake_failed(self, exc: BaseException, *, event: str = "tls-handshake-refused") -> None:
+        """A server refuses in the handshake (old protocol, no shared suite, a
+        client chain refused) and says so in one line, like every other refusal."""
+        error = repr(exc)[:300]
+        log.info(kv(event, remote=_host_port(self._peername()), error=error))
+        if self._on_refused is not None:
+            peer = self._peername()
+            host = str(peer[0]) if isinstance(peer, tuple) and peer else None
+            try:
+                self._on_refused(host, event, error)
+            except Exception:  # the record is evidence, the transport must not depend on it
+                log.exception(kv("tls-refusal-record-failed", refusal=event))
 
 
 async def start_tls_server(

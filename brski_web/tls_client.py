@@ -10,7 +10,7 @@ every pledge of a process, and the private key never touches a file system.
 It is also the OpenSSL that ``cryptography`` bundles, the one the servers
 use, rather than the system's.
 
-The server's protocol (:class:`brski_web.tls.TlsServerProtocol`) does the BIO
+The shared protocol (:class:`brski_web.tls.TlsProtocol`) does the BIO
 pumping; the client differs only in who speaks first, in the credentials it
 sets per connection, and in waking whoever opened the connection once the
 handshake is over.
@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from brski.pki import PrivateKey
-from brski_web.tls import TlsServerProtocol
+from brski_web.tls import TlsProtocol
+from brski_web.tls_policy import POLICY
 
 __all__ = ["ClientCredentials", "TlsClientProtocol", "open_tls_connection"]
 
@@ -60,15 +61,14 @@ def _provisional_context(chain_der: tuple[bytes, ...]) -> SSL.Context:
     with whatever leaf a connection sets.
     """
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    POLICY.apply_openssl(ctx, server=False)
     ctx.set_verify(SSL.VERIFY_NONE)
-    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_TICKET)
     for der in chain_der:
         ctx.add_extra_chain_cert(x509.load_der_x509_certificate(der))
     return ctx
 
 
-class TlsClientProtocol(TlsServerProtocol):
+class TlsClientProtocol(TlsProtocol):
     """One outgoing TCP connection: TLS on the outside, *inner_factory()* inside."""
 
     def __init__(
@@ -142,7 +142,7 @@ async def _connect(
     cached = _resolved.get(key)
     if cached is None or loop.time() - cached[0] > RESOLVE_TTL:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-        if any(family == socket.AF_INET6 and addr[3] for family, _t, _p, _c, addr in infos):
+        if any(family == socket.AF_INET6 and len(addr) > 3 and addr[3] for family, _t, _p, _c, addr in infos):
             # Link-local with a scope (a join proxy): let asyncio carry the scope id.
             raw, _ = await loop.create_connection(factory, host, port)
             return raw

@@ -1,7 +1,7 @@
 """The server side of TLS, configured once: what :mod:`brski_web.tls` serves with.
 
-Separate from the transport because this is policy (protocol versions,
-cipher suites, no tickets, whom to ask for client certificates and how to
+Separate from the transport because this is policy (the protocol versions,
+suites and options of :mod:`brski_web.tls_policy`, whom to ask for client certificates and how to
 judge them) while the transport is mechanics (moving bytes through memory
 BIOs). The verify callback is the BRSKI-specific part: with
 ``accept_untrusted_clients`` every client chain is let through the handshake
@@ -21,20 +21,11 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 
 from brski.errors import ConfigError
+from brski_web.tls_policy import POLICY
 
-__all__ = ["TLS12_CIPHERS", "ClientAuth", "TlsServerConfig", "build_context"]
+__all__ = ["ClientAuth", "TlsServerConfig", "build_context"]
 
 ClientAuth = Literal["none", "optional", "require"]
-
-# TLS 1.2 only (TLS 1.3 suites are all AEAD with ephemeral key exchange already):
-# forward secrecy (ECDHE) and AEAD only, so no static-RSA key exchange, no CBC
-# (Lucky13-style padding oracles), no anonymous, export or NULL suites.
-TLS12_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-)
-
 
 @dataclass(frozen=True, kw_only=True)
 class TlsServerConfig:
@@ -158,17 +149,10 @@ def build_context(cfg: TlsServerConfig) -> SSL.Context:
             raise ConfigError(f"client_trust_pem: {exc}", check="tls.client-trust") from exc
 
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-    ctx.set_options(
-        SSL.OP_NO_TICKET
-        | SSL.OP_NO_COMPRESSION
-        | SSL.OP_CIPHER_SERVER_PREFERENCE
-        | SSL.OP_NO_RENEGOTIATION
-    )
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     ctx.set_session_id(b"brski-tls")  # harmless; avoids "session id context uninitialized"
     try:
-        ctx.set_cipher_list(TLS12_CIPHERS.encode("ascii"))
+        POLICY.apply_openssl(ctx, server=True)
         ctx.use_certificate(chain[0])
         for extra in chain[1:]:
             ctx.add_extra_chain_cert(extra)

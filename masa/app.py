@@ -18,9 +18,15 @@ from brski.pki import load_cert, load_private_key
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.configfile import read_certs
-from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
+from brski_web.middleware import (
+    BODY_READ_TIMEOUT,
+    PLAINTEXT_ERROR_PATHS,
+    REFUSAL_RECORDER,
+    error_middleware,
+)
 from masa import handlers
 from masa.config import MasaConfig
+from masa.console import create_masa_console
 from masa.mud import add_mud_routes
 from masa.ratelimit import RateLimiter
 from masa.service import MasaService, VoucherSigner
@@ -56,7 +62,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
-    service = request.app.get(SERVICE)
+    service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(kind=f"refused {request.path}", err=err, now=datetime.now(UTC))
 
@@ -66,9 +72,14 @@ def create_app(config: MasaConfig) -> web.Application:
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s
+    # RFC 8995 5.6: "the response data from the MASA MUST be a plaintext
+    # human-readable (UTF-8) error message".
+    app[PLAINTEXT_ERROR_PATHS] = frozenset({"/.well-known/brski/requestvoucher"})
     app.cleanup_ctx.append(_service_ctx)
     refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     handlers.add_routes(app, SERVICE)
+    # The manufacturer's web console (masa/console.py).
+    app.add_subapp("/console/", create_masa_console(SERVICE, config))
     if config.mud_dir is not None:
         add_mud_routes(app, config.mud_dir)
     return app

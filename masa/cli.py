@@ -7,6 +7,7 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from brski.pki import (
-    cert_der,
     device_serial,
     fingerprint_sha256,
     load_cert,
@@ -22,10 +22,12 @@ from brski.pki import (
     spki_sha256,
 )
 from brski_storage import open_masa_store
+from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
-from masa.config import MasaConfig, database_url, load_config
+from masa.config import MasaConfig, database_url, example_config, load_config
+from masa.owners import add_owner, remove_owner
 
 __all__ = ["add_parser", "main"]
 
@@ -70,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cfg.tls_backend,
             cert=cfg.tls_cert,
             key=cfg.tls_key,
-            client_cas=cfg.client_cas or cfg.manufacturer_anchors,
+            client_cas=[*(cfg.client_cas or cfg.manufacturer_anchors), *cfg.admin_ca],  # + console admins
             client_auth=cfg.client_auth,
         )
         await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="masa")
@@ -127,15 +129,12 @@ def cmd_owners(args: argparse.Namespace) -> int:
                 print("brski masa owners: --domain-ca PEM is required", file=sys.stderr)
                 return 2
             ca = load_cert(args.domain_ca.read_bytes())
+            who = f"cli:{getpass.getuser()}"
             if args.owners_cmd == "add":
-                await store.add_owner(args.serial, domain_ca_spki_sha256=spki_sha256(ca), domain_ca_der=cert_der(ca), at=now)
-                await store.append_event(at=now, kind="owner.added", device_serial=args.serial, outcome="info",
-                                         check="masa.owners.add", detail={"domain_ca": ca.subject.rfc4514_string()})
+                await add_owner(store, args.serial, ca, now=now, by=who)
                 print(f"{args.serial}: owner {ca.subject.rfc4514_string()} added")
             else:
-                await store.remove_owner(args.serial, domain_ca_spki_sha256=spki_sha256(ca))
-                await store.append_event(at=now, kind="owner.removed", device_serial=args.serial, outcome="info",
-                                         check="masa.owners.remove", detail={"domain_ca": ca.subject.rfc4514_string()})
+                await remove_owner(store, args.serial, spki_sha256(ca), subject=ca.subject.rfc4514_string(), now=now, by=who)
                 print(f"{args.serial}: owner {ca.subject.rfc4514_string()} removed")
         return 0
 
@@ -160,6 +159,8 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.set_defaults(func=cmd_serve)
 
+    example = cmds.add_parser("config-example", help="print the documented example config (masa.toml)")
+    example.set_defaults(func=lambda _args: print(example_config(), end="") or 0)
     devices = cmds.add_parser("devices", help="the devices this manufacturer made")
     dcmds = devices.add_subparsers(dest="devices_cmd", required=True, metavar="COMMAND")
     imp = dcmds.add_parser("import", help="record IDevID certificates (files or dev-PKI pledge directories)")
@@ -175,13 +176,11 @@ def _build(sub: argparse.ArgumentParser) -> None:
         p.add_argument("serial", nargs="?" if name == "list" else None)
         p.add_argument("--domain-ca", dest="domain_ca", type=Path, help="the owner's domain CA certificate (PEM)")
         p.set_defaults(func=cmd_owners)
-    # issue 5: audit verify|export over the hash-chained event log.
-    from brski_cli.audit_cmd import add_audit_commands
-
+    # audit verify|export over the hash-chained event log.
     add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _build(subparsers.add_parser("masa", help="the manufacturer's MASA", description=__doc__))
 
 

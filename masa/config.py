@@ -1,25 +1,8 @@
 """MASA configuration: a TOML file (``--config``) and flags that override it.
 
-Example (``masa.toml``)::
-
-    [server]
-    host = "127.0.0.1"
-    port = 8443
-    tls_cert = "certs/dev/masa/tls.crt"
-    tls_key = "certs/dev/masa/tls.key"
-    # CAs whose registrars may connect with a client certificate (stdlib TLS).
-    client_cas = ["certs/dev/registrar/domain-ca.crt"]
-
-    [masa]
-    database = "sqlite:///var/masa.db"
-    signer_cert = "certs/dev/masa/voucher-signer.crt"
-    signer_key = "certs/dev/masa/voucher-signer.key"
-    manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
-    ownership = "open"            # or "sales-records"
-    nonceless_voucher_days = 30
-    rate_limit_per_minute = 0     # per registrar signing key (RFC 8995 11.1); 0 = off
-    rate_limit_burst = 20
-    body_read_timeout_s = 10.0    # a request body must arrive within this
+The dataclass below is the schema (``brski.settings``): every key, its
+section, default, type, range and help. ``brski masa config-example`` prints
+the documented example file it generates.
 """
 
 from __future__ import annotations
@@ -29,111 +12,94 @@ from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
-from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
+from brski_web.configfile import read_toml, resolve_sqlite_url
 
-__all__ = ["MasaConfig", "database_url", "load_config"]
+__all__ = ["MasaConfig", "database_url", "example_config", "load_config"]
 
-_SERVER_KEYS = {"host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level"}
-_MASA_KEYS = {
-    "database",
-    "signer_cert",
-    "signer_key",
-    "signer_chain",
-    "manufacturer_anchors",
-    "ownership",
-    "nonceless_voucher_days",
-    "max_body_bytes",
-    "rate_limit_per_minute",
-    "rate_limit_burst",
-    "body_read_timeout_s",
-    "mud_dir",  # RFC 8520: MUD files and their .p7s signatures, served at /mud/NAME
-}
-_PATHS = {"mud_dir", "tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
+_S, _M = "server", "masa"
+DEFAULT_DATABASE = "sqlite:///var/masa.db"
 
 
 @dataclass(frozen=True, kw_only=True)
 class MasaConfig:
-    host: str
-    port: int
-    tls_backend: str
-    tls_cert: Path
-    tls_key: Path
-    client_cas: list[Path]
-    client_auth: str
-    database: str
-    signer_cert: Path
-    signer_key: Path
-    signer_chain: list[Path]
-    manufacturer_anchors: list[Path]
-    ownership: str
-    nonceless_voucher_days: int
-    max_body_bytes: int
-    ready_file: Path | None
-    log_level: str
-    # RFC 8995 11.1: token bucket per registrar signing key; 0 switches it off.
-    rate_limit_per_minute: float = 0.0
-    rate_limit_burst: int = 20
-    body_read_timeout_s: float = 10.0
-    mud_dir: Path | None = None
+    host: str = setting("127.0.0.1", section=_S, help="address to listen on")
+    port: int = setting(8443, section=_S, min=0, max=65535, help="HTTPS port (0: any free port)")
+    tls_backend: str = setting(
+        "pyopenssl", section=_S, choices=("pyopenssl", "stdlib"),
+        help="pyopenssl: any registrar chain reaches the application, which decides (RFC 8995 5.5.4);\n"
+        "stdlib: OpenSSL refuses registrars outside client_cas in the handshake",
+    )
+    tls_cert: Path = setting(REQUIRED, section=_S, path=True, example="certs/dev/masa/tls.crt",
+                             help="the MASA's TLS certificate chain (PEM, leaf first)")
+    tls_key: Path = setting(REQUIRED, section=_S, path=True, example="certs/dev/masa/tls.key",
+                            help="its private key (PEM)")
+    client_cas: list[Path] = setting([], section=_S, path=True, example=["certs/dev/registrar/domain-ca.crt"],
+                                     help="CAs whose registrars may connect with a client certificate (stdlib TLS)")
+    client_auth: str = setting("optional", section=_S, choices=("optional", "require"),
+                               help="ask registrars for a client certificate, or require one")
+    ready_file: Path | None = setting(None, section=_S, path=True,
+                                      help="write {url, port, pid} here once listening")
+    log_level: str = setting("info", section=_S, choices=("debug", "info", "warning", "error"),
+                             help="log threshold (one key=value line per request and decision, on stderr)")
+    database: str = setting(DEFAULT_DATABASE, section=_M,
+                            help="store URL; a relative sqlite:/// path is relative to this file")
+    signer_cert: Path = setting(REQUIRED, section=_M, path=True, example="certs/dev/masa/voucher-signer.crt",
+                                help="certificate that signs vouchers (RFC 8366)")
+    signer_key: Path = setting(REQUIRED, section=_M, path=True, example="certs/dev/masa/voucher-signer.key",
+                               help="its private key")
+    signer_chain: list[Path] = setting([], section=_M, path=True,
+                                       help="intermediates carried in signed vouchers")
+    manufacturer_anchors: list[Path] = setting(
+        REQUIRED, section=_M, path=True, example=["certs/dev/manufacturer/root-ca.crt"],
+        help="roots of the IDevIDs this manufacturer made (pledge voucher-requests chain to them)",
+    )
+    ownership: str = setting("open", section=_M, choices=("open", "sales-records"),
+                             help="open: any authenticated registrar; sales-records: only a device's recorded owner")
+    nonceless_voucher_days: int = setting(30, section=_M, min=1, max=3650,
+                                          help="validity of a nonceless voucher (RFC 8366 expires-on)")
+    max_body_bytes: int = setting(65536, section=_M, min=1024, max=16 * 1024 * 1024,
+                                  help="largest request body accepted")
+    rate_limit_per_minute: float = setting(0.0, section=_M, min=0,
+                                           help="vouchers per minute per registrar signing key (RFC 8995 11.1); 0 = off")
+    rate_limit_burst: int = setting(20, section=_M, min=1, help="token bucket size for the rate limit")
+    body_read_timeout_s: float = setting(10.0, section=_M, min=0.001,
+                                         help="a request body must arrive within this many seconds")
+    # The web console (/console/, masa/console.py); no admin configured: it answers 403.
+    admin_ca: list[Path] = setting([], section=_M, path=True, example=["certs/dev/manufacturer/root-ca.crt"],
+                                   help="CAs an admin's client certificate must chain to (the web console)")
+    admin_subjects: list[str] = setting([], section=_M, example=["CN=masa admin,O=brski dev manufacturer"],
+                                        help="admin certificates by RFC 4514 subject")
+    admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
+    # RFC 8520: MUD files and their detached signatures, served at /mud/NAME (masa/mud.py).
+    mud_dir: Path | None = setting(None, section=_M, path=True,
+                                   help="directory of MUD files (NAME.json) and signatures (NAME.p7s) served at /mud/")
 
     def __post_init__(self) -> None:
-        if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
-            raise ConfigError("rate_limit_per_minute >= 0 and rate_limit_burst >= 1", check="config.rate-limit")
-        if not self.body_read_timeout_s > 0:
-            raise ConfigError("body_read_timeout_s must be positive", check="config.body-timeout")
-        if self.tls_backend not in ("pyopenssl", "stdlib"):
-            raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
-        if self.ownership not in ("open", "sales-records"):
-            raise ConfigError(
-                f"ownership must be 'open' or 'sales-records', not {self.ownership!r}",
-                check="config.ownership",
-            )
-        if self.client_auth not in ("optional", "require"):
-            raise ConfigError("client_auth must be 'optional' or 'require'", check="config.tls")
         if not self.manufacturer_anchors:
             raise ConfigError("at least one manufacturer anchor is needed", check="config.anchors")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} out of range", check="config.port")
 
 
-_DEFAULTS: dict[str, Any] = {
-    "host": "127.0.0.1",
-    "tls_backend": "pyopenssl",
-    "port": 8443,
-    "client_cas": [],
-    "client_auth": "optional",
-    "database": "sqlite:///var/masa.db",
-    "signer_chain": [],
-    "ownership": "open",
-    "nonceless_voucher_days": 30,
-    "max_body_bytes": 65536,
-    "ready_file": None,
-    "log_level": "info",
-}
+def example_config() -> str:
+    """The documented ``masa.toml``, generated from the schema."""
+    return example_toml(MasaConfig, title="brski MASA configuration (brski masa serve --config masa.toml)")
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> MasaConfig:
-    sections, base = load_sections(path, {"server": _SERVER_KEYS, "masa": _MASA_KEYS})
-    merged = merge(
-        {**sections["server"], **sections["masa"]},
-        overrides,
-        base=base,
-        path_keys=_PATHS,
-        defaults=_DEFAULTS,
-    )
-    missing = [k for k in ("tls_cert", "tls_key", "signer_cert", "signer_key", "manufacturer_anchors") if k not in merged]
-    if missing:
-        raise ConfigError(f"missing required setting(s): {', '.join(missing)}", check="config.missing")
-    if "database" in sections["masa"] and overrides.get("database") is None:
-        merged["database"] = resolve_sqlite_url(merged["database"], base)
-    return MasaConfig(**merged)
-
+    tables, source, base = read_toml(path)
+    db = tables.get(_M, {}).get("database")
+    if isinstance(db, str):  # a relative SQLite path in the file is relative to the file
+        tables = {**tables, _M: {**tables[_M], "database": resolve_sqlite_url(db, base)}}
+    return load_settings(MasaConfig, tables, overrides, source=source, base=base)
 
 
 def database_url(path: Path | None, override: str | None) -> str:
     """The store URL alone, for commands that need nothing else."""
     if override:
         return override
-    sections, base = load_sections(path, {"server": _SERVER_KEYS, "masa": _MASA_KEYS})
-    db = sections["masa"].get("database")
-    return resolve_sqlite_url(db, base) if db else str(_DEFAULTS["database"])
+    tables, source, base = read_toml(path)
+    check_tables(MasaConfig, tables, source=source)
+    db = tables.get(_M, {}).get("database")
+    if db is not None and not isinstance(db, str):
+        raise ConfigError(f"{source}: [masa] database = {db!r:.60}: expected a string", check="config.type")
+    return resolve_sqlite_url(db, base) if db else DEFAULT_DATABASE

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -31,7 +30,7 @@ def add_routes(app: web.Application, service_key: web.AppKey[MasaService]) -> No
         log = await request.app[service_key].request_audit_log(
             body=body, content_type=request.headers.get("Content-Type"), now=datetime.now(UTC)
         )
-        return web.Response(body=json.dumps(log).encode(), content_type=MT_JSON)
+        return web.Response(body=log.to_json(), content_type=MT_JSON)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "role": "masa"})

@@ -15,11 +15,11 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 
 from brski.artifact import sign_artifact
+from brski.auditlog import AuditEvent, AuditLog
 from brski.errors import BrskiError, ChainInvalid, Forbidden, NotFound, PolicyRefused
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
@@ -237,7 +237,7 @@ class MasaService:
 
     async def request_audit_log(
         self, *, body: bytes, content_type: str | None, now: datetime
-    ) -> dict[str, Any]:
+    ) -> AuditLog:
         """RFC 8995 section 5.8: the log of a device, for a domain that claimed it."""
         req_media, _ = negotiate_voucher_media(content_type, None, self.supported_media)
         chk = await self._check(body, req_media, now=now)
@@ -258,21 +258,19 @@ class MasaService:
             check="masa.auditlog.claimed",
             detail={"domain_id": did, "entries": len(entries)},
         )
-        return {
-            "version": "1",
-            "events": [
-                {
-                    "date": e.at.isoformat().replace("+00:00", "Z"),
-                    "domainID": e.domain_id,
-                    # RFC 8995 5.8.1: JSON null when the voucher had no nonce.
-                    "nonce": _b64(e.nonce) if e.nonce is not None else None,
-                    "assertion": e.assertion,
-                    "truncated": e.truncated,
-                }
+        return AuditLog(
+            events=tuple(
+                AuditEvent(
+                    date=e.at,
+                    domain_id=e.domain_id,
+                    # RFC 8995 5.8.1: null when the voucher had no nonce.
+                    nonce=_b64(e.nonce) if e.nonce is not None else None,
+                    assertion=e.assertion,
+                    truncated=e.truncated,
+                )
                 for e in entries
-            ],
-            "truncation": {"nonced duplicates": 0, "nonceless duplicates": 0, "arbitrary": 0},
-        }
+            )
+        )
 
     async def record_refusal(self, *, kind: str, err: BrskiError, now: datetime) -> None:
         serial = err.extra.get("serial")

@@ -90,10 +90,10 @@ def add_commands(sub: Any) -> None:
     re.set_defaults(func=cmd_reenroll)
 
     # Lab tools: imported lazily so `enroll` does not pay for them.
-    from pledge_sim import conformance, fleet
+    from pledge_sim import conformance_cli, fleet
 
     fleet.add_parser(sub)
-    conformance.add_parser(sub)
+    conformance_cli.add_parser(sub)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import time
 from collections import Counter
@@ -37,6 +38,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from rich import progress as rich_progress
+from rich.console import Console
 
 from brski.devpki import NO_EXPIRY, idevid_masa_url_extension
 from brski.errors import BrskiError, ConfigError
@@ -267,14 +270,27 @@ BATCH_S = 0.1  # how stale the parent's progress line may get
 
 
 class ProgressBar:
-    """One self-overwriting line on stderr: bar, count, rate, errors."""
+    """A rich progress bar on stderr: bar, count, rate, errors, elapsed time."""
 
     def __init__(self, total: int, *, stream: Any = sys.stderr, width: int = 30) -> None:
-        self.total, self.stream, self.width = total, stream, width
+        self.total = total
         self.done = self.errors = 0
+        self.enabled = True
+        # Rich redraws in place on a terminal and prints the final line elsewhere (logs).
+        console = Console(file=stream, width=100)
+        self._progress = rich_progress.Progress(
+            rich_progress.BarColumn(bar_width=width),
+            rich_progress.MofNCompleteColumn(),
+            rich_progress.TextColumn("{task.fields[rate]:>7.1f}/s  errors {task.fields[errors]}"),
+            rich_progress.TimeElapsedColumn(),
+            console=console,
+            auto_refresh=False,
+            transient=False,
+        )
+        self._task = self._progress.add_task("fleet", total=total, rate=0.0, errors=0)
+        self._started_display = False
         self.started = time.monotonic()
         self._last = 0.0
-        self.enabled = True
 
     def add(self, ok: bool) -> None:
         self.done += 1
@@ -284,17 +300,23 @@ class ProgressBar:
             self._last = now
             self.draw()
 
-    def draw(self, end: str = "") -> None:
+    def draw(self) -> None:
         if not self.enabled:
             return
+        if not self._started_display:
+            self._progress.start()
+            self._started_display = True
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        filled = int(self.width * self.done / max(self.total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(
-            f"\r[{bar}] {self.done}/{self.total}  {self.done / elapsed:7.1f}/s"
-            f"  errors {self.errors}  {elapsed:6.1f} s{end}"
+        self._progress.update(
+            self._task, completed=self.done, rate=self.done / elapsed, errors=self.errors
         )
-        self.stream.flush()
+        self._progress.refresh()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.draw()
+            self._progress.stop()
+            self.enabled = False
 
 
 def run(
@@ -354,21 +376,21 @@ def run(
     wall = time.monotonic() - started
     cpu1 = os.times()
     cpu = sum(cpu1[:4]) - sum(cpu0[:4])  # user, system, children's user and system
-    if progress:
-        sys.stderr.write("\n")
+    bar.close()
     return samples, wall, cpu
 
 
 # --- figures ----------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (no interpolation: every figure is a real sample)."""
+def percentile(values: Sequence[float], q: int) -> float | None:
+    """The q-th percentile (``statistics.quantiles``, inclusive method: the range of the
+    samples, linear between them)."""
     if not values:
         return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else float(max(values))
 
 
 def summarize(samples: Sequence[Sample], wall_s: float) -> dict[str, Any]:

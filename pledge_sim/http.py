@@ -1,4 +1,4 @@
-"""A deliberately small HTTP/1.1 client over exactly one asyncio TLS stream.
+"""The pledge's HTTP/1.1 client: h11 over exactly one asyncio TLS stream.
 
 Why not aiohttp: RFC 8995 section 5.1 makes the pledge accept the
 registrar's certificate *provisionally*, put that exact certificate in the
@@ -6,17 +6,21 @@ voucher-request, validate it later against the voucher (5.6.2), and then run
 EST on the *same* connection (5.9: "use of HTTP persistent connections
 simplifies the pledge state machine").  That needs the peer certificate before
 the first request and a guarantee that no request silently lands on a
-different connection, neither of which a pooled client gives.
+different connection, neither of which a pooled client gives.  h11 does the
+HTTP/1.1 framing (Content-Length, chunked, close-delimited, interim 1xx,
+keep-alive); this module owns the connection and the limits.
 
 Rules this client keeps:
 
 * one connection; after ``Connection: close``, a close-delimited body or EOF
   it refuses further requests until the caller explicitly calls
   :meth:`HttpConnection.reconnect` (a new TLS session may present a different
-  certificate, which the caller must check);
-* Content-Length, chunked and close-delimited response bodies, each capped at
-  ``max_body`` (1 MiB): the peer is unauthenticated until the voucher is
-  verified (RFC 8995 5.1: "received data ... MUST be considered untrusted");
+  certificate, which the caller must check); a caller that must see the
+  server end the connection (RFC 8995 5.2) asks ``hold_open=True`` and then
+  :meth:`HttpConnection.peer_closed`;
+* response heads capped at 64 KiB (h11's ``max_incomplete_event_size``) and
+  bodies at ``max_body`` (1 MiB): the peer is unauthenticated until the voucher
+  is verified (RFC 8995 5.1: "received data ... MUST be considered untrusted");
 * a timeout per request covering send and receive;
 * request bodies with Content-Length or, on request, chunked (for interop
   testing of registrars).
@@ -25,9 +29,10 @@ Rules this client keeps:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import h11
 from OpenSSL import SSL
 
 from brski import errors
@@ -37,8 +42,8 @@ __all__ = ["MAX_BODY", "Headers", "HttpConnection", "Response"]
 
 MAX_BODY = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
-MAX_HEADERS = 100
 CHUNK_SIZE = 4096
+READ_SIZE = 65536
 USER_AGENT = "brski-pledge-sim/0.1"
 
 
@@ -113,9 +118,11 @@ class HttpConnection:
         self.max_body = max_body
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._h11: h11.Connection | None = None
         self.peer_cert_der: bytes | None = None
         self.tls_version: str | None = None
         self.connections_opened = 0
+        self._peer_eof = False
 
     @property
     def is_open(self) -> bool:
@@ -153,6 +160,8 @@ class HttpConnection:
             writer.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
         self._reader, self._writer = reader, writer
+        self._peer_eof = False
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.peer_cert_der = der
         self.tls_version = writer.get_extra_info("tls_version")
         self.connections_opened += 1
@@ -164,7 +173,7 @@ class HttpConnection:
         return await self.connect()
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
+        writer, self._writer, self._reader, self._h11 = self._writer, None, None, None
         if writer is None:
             return
         writer.close()
@@ -182,23 +191,39 @@ class HttpConnection:
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
         chunked: bool = False,
+        hold_open: bool = False,
     ) -> Response:
-        if not self.is_open:
+        """One request and its response.
+
+        ``hold_open``: do not close our side after a ``Connection: close``
+        answer, so that :meth:`peer_closed` can watch the server close it.
+        """
+        if not self.is_open or self._h11 is None:
             raise _closed("connection is closed; reconnect() first")
         if not path.startswith("/") or any(c in path for c in "\r\n "):
             raise errors.LocalError(f"bad request path {path!r}", check="http.bad-path")
         try:
             async with asyncio.timeout(self.timeout):
                 await self._send(method, path, headers or {}, body, chunked)
-                return await self._receive(method)
+                return await self._receive(hold_open=hold_open)
         except TimeoutError as exc:
             await self.close()
             raise errors.LocalError(
                 f"{method} {path} timed out after {self.timeout} s", check="http.timeout"
             ) from exc
-        except (OSError, SSL.Error, asyncio.IncompleteReadError) as exc:
+        except (OSError, SSL.Error) as exc:
             await self.close()
             raise _closed(f"{method} {path}: connection lost: {exc!r}") from exc
+        except h11.RemoteProtocolError as exc:
+            await self.close()
+            if exc.error_status_hint == 431:
+                raise errors.PayloadTooLarge(
+                    "response header too large", check="http.response-too-large"
+                ) from exc
+            raise _malformed(f"{method} {path}: {exc}") from exc
+        except h11.LocalProtocolError as exc:
+            await self.close()
+            raise errors.LocalError(f"{method} {path}: {exc}", check="http.bad-header") from exc
         except errors.BrskiError:
             await self.close()
             raise
@@ -208,161 +233,109 @@ class HttpConnection:
     async def _send(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes, chunked: bool
     ) -> None:
-        assert self._writer is not None
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.authority}"]
+        assert self._writer is not None and self._h11 is not None
+        items = [("Host", self.authority)]
         given = {k.lower() for k in headers}
         for key, value in headers.items():
             if any(c in key + value for c in "\r\n"):
                 raise errors.LocalError(f"bad header {key!r}", check="http.bad-header")
-            lines.append(f"{key}: {value}")
+            items.append((key, value))
         if "user-agent" not in given:
-            lines.append(f"User-Agent: {USER_AGENT}")
+            items.append(("User-Agent", USER_AGENT))
         if chunked:
-            lines.append("Transfer-Encoding: chunked")
+            items.append(("Transfer-Encoding", "chunked"))
         elif body or method in ("POST", "PUT"):
-            lines.append(f"Content-Length: {len(body)}")
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        if chunked:
-            for start in range(0, len(body), CHUNK_SIZE):
-                piece = body[start : start + CHUNK_SIZE]
-                self._writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            self._writer.write(b"0\r\n\r\n")
-        elif body:
-            self._writer.write(body)
+            items.append(("Content-Length", str(len(body))))
+        conn = self._h11
+        out = [conn.send(h11.Request(method=method, target=path, headers=items))]
+        step = CHUNK_SIZE if chunked else max(len(body), 1)
+        for start in range(0, len(body), step):
+            out.append(conn.send(h11.Data(data=body[start : start + step])))
+        out.append(conn.send(h11.EndOfMessage()))
+        self._writer.write(b"".join(o for o in out if o))
         await self._writer.drain()
 
     # -- receiving --
 
-    async def _receive(self, method: str) -> Response:
+    async def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        assert self._reader is not None and self._h11 is not None
         while True:
-            version, status, reason, headers = await self._read_head()
-            if 100 <= status < 200 and status != 101:
-                continue  # interim response (RFC 9110 15.2); the real one follows
-            break
-        no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
-        close_after = self._wants_close(version, headers)
-        if no_body:
-            body = b""
-        elif self._is_chunked(headers):
-            body = await self._read_chunked()
-        elif headers.get_all("Content-Length"):
-            body = await self._read_exact(self._content_length(headers))
-        else:
-            body = await self._read_to_eof()
-            close_after = True
-        if close_after:
-            await self.close()
-        return Response(status=status, reason=reason, headers=headers, body=body)
+            event = self._h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self._reader.read(READ_SIZE)
+            if not data and self._h11.their_state is h11.SEND_RESPONSE:
+                raise _closed("server closed the connection")
+            self._h11.receive_data(data)
 
-    async def _readline(self) -> bytes:
-        assert self._reader is not None
+    async def peer_closed(self, *, timeout: float) -> bool:
+        """Whether the server ends the connection (EOF or reset) within ``timeout`` s
+        of the last response; more bytes, or silence, mean it did not."""
+        if self._reader is None:
+            return self._peer_eof
         try:
-            line = await self._reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            raise _malformed("header line too long") from exc
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise _closed("server closed the connection") from exc
-            raise _malformed("truncated line") from exc
-        return line
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(1)
+        except TimeoutError:
+            return False
+        except (OSError, SSL.Error):
+            return True
+        finally:
+            await self.close()
+        return data == b""
 
-    async def _read_head(self) -> tuple[str, int, str, Headers]:
-        status_line = (await self._readline()).decode("latin-1").rstrip("\r\n")
-        parts = status_line.split(" ", 2)
-        if (
-            len(parts) < 2
-            or not parts[0].startswith("HTTP/1.")
-            or not (len(parts[1]) == 3 and parts[1].isdigit())
-        ):
-            raise _malformed(f"bad status line {status_line[:80]!r}")
-        items: list[tuple[str, str]] = []
-        total = len(status_line)
+    async def _receive(self, *, hold_open: bool = False) -> Response:
         while True:
-            raw = await self._readline()
-            total += len(raw)
-            if total > MAX_HEADER_BYTES or len(items) > MAX_HEADERS:
-                raise errors.PayloadTooLarge(
-                    "response header too large", check="http.response-too-large"
-                )
-            line = raw.decode("latin-1").rstrip("\r\n")
-            if not line:
+            event = await self._next_event()
+            if isinstance(event, h11.InformationalResponse):
+                continue  # interim response (RFC 9110 15.2); the real one follows
+            if isinstance(event, h11.Response):
                 break
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _malformed(f"bad header line {line[:80]!r}")
-            items.append((name, value.strip()))
-        return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "", Headers(items)
-
-    @staticmethod
-    def _wants_close(version: str, headers: Headers) -> bool:
-        tokens = {t.strip().lower() for v in headers.get_all("Connection") for t in v.split(",")}
-        if version == "HTTP/1.0":
-            return "keep-alive" not in tokens
-        return "close" in tokens
-
-    @staticmethod
-    def _is_chunked(headers: Headers) -> bool:
-        codings = [
-            t.strip().lower()
-            for v in headers.get_all("Transfer-Encoding")
-            for t in v.split(",")
-            if t.strip()
-        ]
-        if codings and codings[-1] != "chunked":
-            raise _malformed(f"unsupported Transfer-Encoding {codings!r}")
-        return bool(codings)
-
-    def _content_length(self, headers: Headers) -> int:
-        values = {v.strip() for raw in headers.get_all("Content-Length") for v in raw.split(",")}
-        if len(values) != 1:
-            raise _malformed("conflicting Content-Length")
-        value = values.pop()
-        if not value.isdigit() or len(value) > 12:
-            raise _malformed(f"bad Content-Length {value[:20]!r}")
-        length = int(value)
-        if length > self.max_body:
+            raise _malformed(f"unexpected {type(event).__name__} before the response")
+        head = event
+        # h11's max_incomplete_event_size bounds a head still arriving; one that
+        # arrives whole in a read can be larger, so its size is checked here too.
+        size = len(head.reason) + sum(len(k) + len(v) + 4 for k, v in head.headers.raw_items())
+        if size > MAX_HEADER_BYTES:
+            raise errors.PayloadTooLarge("response header too large", check="http.response-too-large")
+        declared = _content_length(head.headers)
+        if declared is not None and declared > self.max_body:
             raise errors.PayloadTooLarge(
-                f"response body of {length} bytes exceeds {self.max_body}",
+                f"response body of {declared} bytes exceeds {self.max_body}",
                 check="http.response-too-large",
             )
-        return length
-
-    async def _read_exact(self, n: int) -> bytes:
-        assert self._reader is not None
-        return await self._reader.readexactly(n)
-
-    async def _read_chunked(self) -> bytes:
         body = bytearray()
         while True:
-            size_line = (await self._readline()).decode("latin-1").strip()
-            size_text = size_line.split(";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError as exc:
-                raise _malformed(f"bad chunk size {size_text[:20]!r}") from exc
-            if size < 0 or len(size_text) > 8:
-                raise _malformed("bad chunk size")
-            if size == 0:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > self.max_body:
+                    raise errors.PayloadTooLarge(
+                        "response body too large", check="http.response-too-large"
+                    )
+            elif isinstance(event, h11.EndOfMessage):
                 break
-            if len(body) + size > self.max_body:
-                raise errors.PayloadTooLarge(
-                    "chunked body too large", check="http.response-too-large"
-                )
-            body += await self._read_exact(size)
-            if await self._read_exact(2) != b"\r\n":
-                raise _malformed("chunk not terminated by CRLF")
-        while True:  # trailer section, ignored
-            if not (await self._readline()).strip():
-                break
-        return bytes(body)
+            else:
+                raise _malformed(f"unexpected {type(event).__name__} inside the response body")
+        response = Response(
+            status=head.status_code,
+            reason=head.reason.decode("latin-1"),
+            headers=Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers.raw_items()]),
+            body=bytes(body),
+        )
+        assert self._h11 is not None
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()  # keep-alive: the next request may follow
+        elif self._h11.their_state is h11.CLOSED or not hold_open:
+            # Connection: close, HTTP/1.0 or a close-delimited body (which ended at EOF)
+            self._peer_eof = self._h11.their_state is h11.CLOSED
+            await self.close()
+        return response
 
-    async def _read_to_eof(self) -> bytes:
-        assert self._reader is not None
-        body = bytearray()
-        while chunk := await self._reader.read(65536):
-            body += chunk
-            if len(body) > self.max_body:
-                raise errors.PayloadTooLarge(
-                    "response body too large", check="http.response-too-large"
-                )
-        return bytes(body)
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The declared body length, if any (h11 has already checked its syntax)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None

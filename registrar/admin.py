@@ -14,6 +14,7 @@ the admin. Routes::
     GET  /admin/v1/devices/{serial}
     POST /admin/v1/devices/{serial}/revoke         {"reason": "keyCompromise"}
     POST /admin/v1/devices/{serial}/decommission   {"reason": "..."} (optional)
+    POST /admin/v1/devices/{serial}/approve|reject {"reason": "..."} (optional; RFC 8995 5.6 queue)
     GET  /admin/v1/audit/verify
 
 Publication (plain HTTP on ``http_port``, and also on HTTPS): ``GET /crl``
@@ -26,42 +27,49 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+from cryptography import x509
 
 from brski.errors import (
-    ChainInvalid,
     Forbidden,
     MalformedInput,
     NotFound,
     PayloadTooLarge,
-    Unauthenticated,
     UnsupportedMediaType,
 )
 from brski.est import parse_media_type
 from brski.ocsp import MAX_REQUEST
 from brski.oids import MT_JSON, MT_OCSP_REQUEST, MT_OCSP_RESPONSE, MT_PKIX_CRL
-from brski.pki import Role, fingerprint_sha256, verify_chain
-from brski_storage.base import CertificateRecord, DeviceRecord
+from brski_storage.base import ApprovalDecision, CertificateRecord, DeviceRecord
+from brski_web.admin_auth import admin_subject
 from brski_web.identity import peer_identity
 from brski_web.middleware import error_middleware
+from registrar import actions
 from registrar.config import RegistrarConfig
 from registrar.netaccess_api import session_json, start_enforcement
-from registrar.revocation import RevocationPublisher, decommission_device, revoke_device
+from registrar.revocation import (
+    RevocationPublisher,
+    crl_consistency,
+    describe_disagreements,
+)
 from registrar.service import RegistrarService
 
 __all__ = [
     "REVOCATION",
     "add_admin_routes",
     "add_revocation_routes",
+    "authenticate_admin",
     "certificate_json",
     "create_revocation_app",
     "device_json",
 ]
 
+LifecycleAction = Callable[..., Awaitable[list[CertificateRecord]]]
 REVOCATION: web.AppKey[RevocationPublisher] = web.AppKey("registrar_revocation", RevocationPublisher)
 MAX_PAGE = 1000
 
@@ -94,28 +102,17 @@ def certificate_json(c: CertificateRecord) -> dict[str, Any]:
     }
 
 
-def _normalise_fp(value: str) -> str:
-    return value.replace(":", "").strip().lower()
-
-
-async def admin_subject(request: web.Request, svc: RegistrarService, cfg: RegistrarConfig, now: datetime) -> str:
+async def authenticate_admin(request: web.Request, svc: RegistrarService, cfg: RegistrarConfig, now: datetime) -> str:
     """The admin's subject, or a refusal naming the failed check."""
-    if not cfg.admin_fingerprints and not cfg.admin_subjects:
-        raise Forbidden("the admin API is not enabled (no admin_subjects or admin_fingerprints)", check="admin.disabled")
-    leaf = peer_identity(request).leaf
-    if leaf is None:
-        raise Unauthenticated("the admin API needs an admin client certificate", check="admin.client-cert")
-    try:
-        verify_chain(leaf, anchors=[svc.ctx.keys.ca_cert], now=now, role=Role.LDEVID)
-    except ChainInvalid as exc:
-        raise Forbidden(f"admin certificate not valid: {exc.detail}", check="admin.chain") from exc
-    if await svc.ctx.store.get_certificate(leaf.serial_number) is not None:
-        raise Forbidden("a device LDevID is not an admin credential", check="admin.device-cert")
-    subject = leaf.subject.rfc4514_string()
-    fingerprints = {_normalise_fp(f) for f in cfg.admin_fingerprints}
-    if _normalise_fp(fingerprint_sha256(leaf)) not in fingerprints and subject not in cfg.admin_subjects:
-        raise Forbidden(f"{subject} is not an admin", check="admin.not-authorised")
-    return subject
+
+    async def not_a_device(leaf: x509.Certificate) -> None:
+        if await svc.ctx.store.get_certificate(leaf.serial_number) is not None:
+            raise Forbidden("a device LDevID is not an admin credential", check="admin.device-cert")
+
+    return await admin_subject(
+        peer_identity(request).leaf, anchors=[svc.ctx.keys.ca_cert], subjects=cfg.admin_subjects,
+        fingerprints=cfg.admin_fingerprints, now=now, role_check=not_a_device,
+    )
 
 
 def _int_param(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
@@ -162,7 +159,7 @@ def add_admin_routes(
 ) -> None:
     async def begin(request: web.Request) -> tuple[RegistrarService, str, datetime]:
         svc, now = request.app[service_key], datetime.now(UTC)
-        return svc, await admin_subject(request, svc, request.app[config_key], now), now
+        return svc, await authenticate_admin(request, svc, request.app[config_key], now), now
 
     async def list_devices(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
@@ -198,45 +195,45 @@ def add_admin_routes(
         )
         return web.json_response(out)
 
-    async def revoke(request: web.Request) -> web.Response:
+    async def _lifecycle(request: web.Request, op: LifecycleAction) -> web.Response:
         svc, admin, now = await begin(request)
         serial = request.match_info["serial"]
         reason = _reason(await _json_body(request))
-        revoked = await revoke_device(svc.ctx.store, serial, reason=reason, now=now, actor=admin)
-        await svc.ctx.event(
-            now=now, kind="admin.revoked", serial=serial, outcome="allow", check="admin.revoke",
-            admin=admin, reason=reason, certificates=[c.cert_serial for c in revoked],
-        )
-        await request.app[REVOCATION].crl_der(now=now)  # publish at once
+        revoked = await op(svc.ctx.store, request.app[REVOCATION], serial, reason=reason, now=now, admin=admin)
         start_enforcement(request.app, serial, now)  # RFC 5176: cut its sessions off
         device = await svc.ctx.store.get_device(serial)
         assert device is not None
         return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})
 
+    async def revoke(request: web.Request) -> web.Response:
+        return await _lifecycle(request, actions.revoke)
+
     async def decommission(request: web.Request) -> web.Response:
+        return await _lifecycle(request, actions.decommission)
+
+    async def decide(request: web.Request) -> web.Response:
+        # RFC 8995 5.6: release or refuse a device parked in the approval queue.
         svc, admin, now = await begin(request)
         serial = request.match_info["serial"]
         reason = _reason(await _json_body(request))
-        revoked = await decommission_device(svc.ctx.store, serial, reason=reason, now=now, actor=admin)
-        await svc.ctx.event(
-            now=now, kind="admin.decommissioned", serial=serial, outcome="allow", check="admin.decommission",
-            admin=admin, reason=reason, certificates=[c.cert_serial for c in revoked],
+        decision: ApprovalDecision = "approved" if request.match_info["verb"] == "approve" else "rejected"
+        rec = await actions.decide_approval(
+            svc.ctx.store, serial, decision=decision, now=now, by=admin, reason=reason, require_device=True
         )
-        await request.app[REVOCATION].crl_der(now=now)
-        start_enforcement(request.app, serial, now)
-        device = await svc.ctx.store.get_device(serial)
-        assert device is not None
-        return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})
+        return web.json_response({"serial": rec.serial, "decision": rec.decision, "decided_by": rec.decided_by})
 
     async def audit_verify(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
         report = await svc.ctx.store.verify_event_chain()
+        # RFC 5280 3.3: the store must still back every entry of its last CRL.
+        crl = describe_disagreements(await crl_consistency(svc.ctx.store, ca_cert=svc.ctx.keys.ca_cert, now=now))
         await svc.ctx.event(
             now=now, kind="admin.audit-verified", serial=None, outcome="allow", check="admin.audit",
-            admin=admin, ok=report.ok, count=report.count,
+            admin=admin, ok=report.ok and not crl, count=report.count, crl_disagreements=len(crl),
         )
         return web.json_response({
-            "ok": report.ok, "count": report.count, "problem": report.problem,
+            "ok": report.ok and not crl, "chain_ok": report.ok, "crl_disagreements": crl,
+            "count": report.count, "problem": report.problem,
             "first_bad_id": report.first_bad_id, "detail": report.detail, "head_id": report.head_id,
             "head_hash": report.head_hash.hex() if report.head_hash else None,
         })
@@ -246,6 +243,7 @@ def add_admin_routes(
     r.add_get("/admin/v1/devices/{serial}", show_device)
     r.add_post("/admin/v1/devices/{serial}/revoke", revoke)
     r.add_post("/admin/v1/devices/{serial}/decommission", decommission)
+    r.add_post("/admin/v1/devices/{serial}/{verb:approve|reject}", decide)
     r.add_get("/admin/v1/audit/verify", audit_verify)
 
 

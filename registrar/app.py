@@ -8,39 +8,63 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from cryptography import x509
 
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
+from brski.oids import ID_KP_CMC_RA
 from brski.pki import load_cert, load_private_key
 from brski.validation import domain_id
 from brski_storage import open_registrar_store
 from brski_web import refusals
 from brski_web.identity import peer_identity
+from brski_web.logs import kv
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
 from brski_web.serve import client_ssl_context
 from registrar import handlers
-from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes, admin_subject
+from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes, authenticate_admin
 from registrar.config import RegistrarConfig
+from registrar.console import create_registrar_console
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
+from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
 from registrar.mud_service import MudService
 from registrar.netaccess import NetworkAccess
 from registrar.netaccess_api import NETACCESS, add_netaccess_routes
 from registrar.policy import RegistrarPolicy
-from registrar.revocation import RevocationPublisher
+from registrar.revocation import RevocationPublisher, check_published_crl
 from registrar.service import RegistrarService
 from registrar.voucher_service import VoucherService
 
 __all__ = ["CONFIG", "SERVICE", "create_app"]
 
+log = logging.getLogger("brski.registrar")
+
 CONFIG: web.AppKey[RegistrarConfig] = web.AppKey("registrar_config", RegistrarConfig)
 SERVICE: web.AppKey[RegistrarService] = web.AppKey("registrar_service", RegistrarService)
+
+
+def _is_ra(cert: x509.Certificate) -> bool:
+    try:
+        return ID_KP_CMC_RA in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _manufacturer_names(cfg: RegistrarConfig) -> dict[str, list[str]]:
+    """Device rows name their manufacturer by anchor subject; profiles by entry name."""
+    names: dict[str, list[str]] = {}
+    for m in cfg.manufacturers:
+        if m.anchor is not None:
+            names.setdefault(load_cert(m.anchor.read_bytes()).subject.rfc4514_string(), []).append(m.name)
+    return names
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -69,7 +93,20 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=policy.anchors)
     ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
     ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
-    app[REVOCATION] = RevocationPublisher(store, keys)
+    try:
+        # RFC 5280 3.3: never serve on a store that contradicts its last CRL.
+        await check_published_crl(store, keys, now=datetime.now(UTC), allow_mismatch=cfg.allow_crl_mismatch)
+    except BaseException:
+        await transport.close()
+        await store.close()
+        raise
+    if not _is_ra(keys.tls_cert):
+        # Discovered pledges require it (RFC 7030 3.6.1, RFC 8995 5.6.2).
+        log.warning(kv("registrar-tls-cert-lacks-cmcRA", subject=keys.tls_cert.subject.rfc4514_string(),
+                       effect="pledges that discovered this registrar refuse it (pledge.registrar-not-ra)"))
+    publisher = RevocationPublisher(store, keys)
+    ctx.listed_on_crl = publisher.listed_revoked
+    app[REVOCATION] = publisher
     mud = None
     if cfg.network_access.enabled:
         # RFC 8520: MUD files come from the manufacturer's server, trusted like its MASA.
@@ -90,12 +127,20 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             masa=MasaClient(transport),
             masa_url_override=cfg.masa_url_override,
             supported_media=supported_media_types(),
+            accept_base64=cfg.accept_base64_voucher_requests,
         ),
         est=EstService(
             ctx,
             ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
             crl_url=f"{public}/crl" if public else None,
             ocsp_url=f"{public}/ocsp" if public else None,
+            issuance=IssuancePolicy(
+                profiles=cfg.ldevid,
+                manufacturer_names=_manufacturer_names(cfg),
+                supersede=cfg.ldevid_supersede,
+                limit=cfg.ldevid_issuance_limit,
+                window=timedelta(seconds=cfg.ldevid_issuance_window_s),
+            ),
         ),
     )
     try:
@@ -108,7 +153,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _record_refusal(request: web.Request, err: BrskiError) -> None:
-    service = request.app.get(SERVICE)
+    service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
         await service.record_refusal(
             kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC)
@@ -125,8 +170,10 @@ def create_app(config: RegistrarConfig) -> web.Application:
     handlers.add_routes(app, SERVICE)
     add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
     add_revocation_routes(app, REVOCATION, app)
+    # The operators' web console (registrar/console.py), same admin check as /admin/v1.
     add_netaccess_routes(
         app, ca_cert=lambda a: a[SERVICE].ctx.keys.ca_cert,
-        admin=lambda request, now: admin_subject(request, request.app[SERVICE], request.app[CONFIG], now),
+        admin=lambda request, now: authenticate_admin(request, request.app[SERVICE], request.app[CONFIG], now),
     )
+    app.add_subapp("/console/", create_registrar_console(SERVICE, CONFIG))
     return app

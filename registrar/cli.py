@@ -15,6 +15,7 @@ from typing import Any
 
 from brski_storage import open_registrar_store
 from brski_storage.base import ApprovalDecision
+from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
@@ -26,7 +27,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
-    "http_port",
+    "http_port", "allow_crl_mismatch",
 ]
 
 
@@ -122,6 +123,8 @@ def cmd_approval(args: argparse.Namespace) -> int:
     import getpass
     from datetime import UTC, datetime
 
+    from registrar.actions import decide_approval
+
     db = database_url(args.config, args.database)
 
     async def main() -> int:
@@ -134,17 +137,22 @@ def cmd_approval(args: argparse.Namespace) -> int:
             decision: ApprovalDecision = "approved" if args.devices_cmd == "approve" else "rejected"
             now = datetime.now(UTC)
             who = args.by or getpass.getuser()
-            rec = await store.decide_approval(args.serial, decision=decision, at=now, by=who, reason=args.reason)
-            # Every admission decision is an event with the rule that made it.
-            await store.append_event(
-                at=now, kind="admission.operator", device_serial=args.serial,
-                outcome="allow" if decision == "approved" else "refuse",
-                check=f"registrar.approval-{decision}", detail={"by": who, "reason": args.reason},
-            )
+            rec = await decide_approval(store, args.serial, decision=decision, now=now, by=who, reason=args.reason)
             print(f"{rec.serial}\t{rec.decision}")
             return 0
 
     return _run(main)
+
+
+async def _revocation_checks(args: argparse.Namespace, store: Any) -> list[str]:
+    """RFC 5280 3.3: the store against its last published CRL (signature checked with --config)."""
+    from datetime import UTC, datetime
+
+    from brski.pki import load_cert
+    from registrar.revocation import crl_consistency, describe_disagreements
+
+    ca = load_cert(_config(args).ca_cert.read_bytes()) if args.config else None
+    return describe_disagreements(await crl_consistency(store, ca_cert=ca, now=datetime.now(UTC)))
 
 
 def _build(sub: argparse.ArgumentParser) -> None:
@@ -165,6 +173,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--masa-url-override", dest="masa_url_override", help="send every voucher-request to this MASA")
     serve.add_argument("--public-url", dest="public_url", help="base URL written into LDevIDs (CRL, OCSP)")
     serve.add_argument("--http-port", dest="http_port", type=int, help="plain-HTTP port serving /crl and /ocsp")
+    serve.add_argument(
+        "--allow-crl-mismatch", dest="allow_crl_mismatch", action="store_true", default=None,
+        help="serve although the store contradicts the last published CRL (logged; its revocations stay in force)",
+    )
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.set_defaults(func=cmd_serve)
 
@@ -182,14 +194,14 @@ def _build(sub: argparse.ArgumentParser) -> None:
     _common(show)
     show.add_argument("serial")
     show.set_defaults(func=cmd_devices)
-    # issue 5: lifecycle and evidence commands live in their own modules.
-    from brski_cli.audit_cmd import add_audit_commands
+    # Lifecycle and evidence commands live in their own modules.
     from registrar.lifecycle_cli import add_device_commands
 
     add_device_commands(dcmds, common=_common, database=lambda a: database_url(a.config, a.database), run=_run)
     add_audit_commands(
         cmds, role="registrar", common=_common,
         open_store=lambda a: open_registrar_store(database_url(a.config, a.database)),
+        state_checks=_revocation_checks,
     )
     for verb, text in (("approve", "let a queued (or not yet seen) device join"), ("reject", "refuse a device")):
         p = dcmds.add_parser(verb, help=f"approval queue: {text}")
@@ -204,7 +216,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     pending.set_defaults(func=cmd_approval)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _build(subparsers.add_parser("registrar", help="the enterprise registrar and EST CA", description=__doc__))
 
 

@@ -20,6 +20,7 @@ Example (``registrar.toml``)::
     ldevid_validity_days = 365
     admin_subjects = ["CN=admin,O=brski dev domain"]  # admin API clients (or admin_fingerprints)
     body_read_timeout_s = 10.0                        # a request body must arrive within this
+    accept_base64_voucher_requests = false            # labs only: decode base64 text bodies
 
     # Admission policy (issue 4; see registrar/policy.py for every key):
     # [[registrar.manufacturers]] name/anchor/policy ("brski", "first-use", "deny"),
@@ -34,12 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
+from brski.ldevid import LdevidProfiles, profiles_from_config
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
 from registrar.netaccess import NetworkAccessConfig, parse_network_access
 from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
 
+LDEVID_KEYS = (
+    "ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles",
+    "ldevid_supersede", "ldevid_issuance_limit", "ldevid_issuance_window_s",
+)
 _SERVER_KEYS = {"http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
 _REGISTRAR_KEYS = {
     "database",
@@ -59,7 +65,12 @@ _REGISTRAR_KEYS = {
     "admin_fingerprints",
     "admin_subjects",
     "reonboard_decommissioned",
+    # interop labs: accept base64 text where RFC 8366 8.3 says DER
+    "accept_base64_voucher_requests",
+    "allow_crl_mismatch",
     "body_read_timeout_s",
+    # what an LDevID may say, how many a device gets (docs/security.md)
+    *LDEVID_KEYS,
     # admission policy (registrar/policy.py)
     "manufacturers",
     "allow_serials",
@@ -72,6 +83,7 @@ _REGISTRAR_KEYS = {
     # 802.1X policy decision point and RFC 5176 client (registrar/netaccess.py)
     "network_access",
 }
+_LDEVID_PROFILE_KEYS = ("ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles")
 _POLICY_KEYS = (
     "allow_serials", "deny_serials", "unlisted_devices", "approval_retry_after_s",
     "audit_review", "audit_allowed_domains", "audit_other_domains",
@@ -116,6 +128,22 @@ class RegistrarConfig:
     reonboard_decommissioned: bool = True
     # [registrar.network_access] (registrar/netaccess.py); absent: disabled.
     network_access: NetworkAccessConfig = field(default_factory=NetworkAccessConfig)
+    # For interop labs only: decode a voucher-request sent as base64 text
+    # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
+    accept_base64_voucher_requests: bool = False
+    # Identity binding (brski/ldevid.py, RFC 8995 5.9.2): the LDevID's subject,
+    # key purposes and names come from these profiles, never from the CSR.
+    ldevid: LdevidProfiles = field(default_factory=LdevidProfiles)
+    # A new LDevID through the IDevID path revokes the device's previous ones
+    # (reason superseded); at most ldevid_issuance_limit issuances per device
+    # in any ldevid_issuance_window_s (0: no limit), else 429 + Retry-After.
+    ldevid_supersede: bool = True
+    ldevid_issuance_limit: int = 10
+    ldevid_issuance_window_s: int = 86400
+    # Serve although the store contradicts the last published CRL (RFC 5280
+    # 3.3); the CRL's revocations stay in force. Normally only as the flag
+    # --allow-crl-mismatch, for the time it takes to restore the store.
+    allow_crl_mismatch: bool = False
 
     @property
     def revocation_base(self) -> str | None:
@@ -152,8 +180,18 @@ class RegistrarConfig:
             raise ConfigError(f"http_port {self.http_port} out of range", check="config.port")
         if not isinstance(self.reonboard_decommissioned, bool):
             raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
+        if not isinstance(self.accept_base64_voucher_requests, bool):
+            raise ConfigError("accept_base64_voucher_requests must be true or false", check="config.interop")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
+        if not isinstance(self.allow_crl_mismatch, bool):
+            raise ConfigError("allow_crl_mismatch must be true or false", check="config.allow-crl-mismatch")
+        if not isinstance(self.ldevid_supersede, bool):
+            raise ConfigError("ldevid_supersede must be true or false", check="config.ldevid-supersede")
+        if not (isinstance(self.ldevid_issuance_limit, int) and 0 <= self.ldevid_issuance_limit <= 1_000_000):
+            raise ConfigError("ldevid_issuance_limit must be 0 (no limit)..1000000", check="config.ldevid-limit")
+        if not (isinstance(self.ldevid_issuance_window_s, int) and 1 <= self.ldevid_issuance_window_s <= 366 * 86400):
+            raise ConfigError("ldevid_issuance_window_s must be 1..31622400", check="config.ldevid-limit")
         if self.masa_url_override is not None and not self.masa_url_override.startswith("https://"):
             raise ConfigError("masa_url_override must be an https:// URL", check="config.masa-url")
 
@@ -195,6 +233,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RegistrarConfig
             if not isinstance(policy[k], list) or not all(isinstance(v, str) for v in policy[k]):
                 raise ConfigError(f"{k} must be a list of strings", check="config.policy")
             policy[k] = frozenset(policy[k])
+    ldevid = {k: merged.pop(k) for k in _LDEVID_PROFILE_KEYS if k in merged}
+    merged["ldevid"] = profiles_from_config(**{k.removeprefix("ldevid_"): v for k, v in ldevid.items()})
     entries = parse_manufacturers(merged.pop("manufacturers", None), base)
     merged["network_access"] = parse_network_access(merged.pop("network_access", None), base)
     merged["admission"] = AdmissionPolicy(manufacturers=tuple(entries), **policy)

@@ -17,6 +17,7 @@ from typing import Any
 from cryptography import x509
 
 from brski.errors import ChainInvalid, Forbidden, PolicyRefused, Unauthenticated
+from brski.lifecycle import BLOCKED, INITIAL_STATE, DeviceState, LifecycleEvent, next_state
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
 from brski_storage.base import CertificateRecord, NewEvent, RegistrarStore
 from brski_web.identity import PeerIdentity
@@ -24,22 +25,8 @@ from brski_web.identity import PeerIdentity
 __all__ = ["DeviceStates", "RegistrarContext", "RegistrarKeys"]
 
 
-class DeviceStates:
-    """The registrar's device lifecycle states (stored as text)."""
-
-    DISCOVERED = "discovered"
-    AWAITING_APPROVAL = "awaiting-approval"  # parked in the approval queue (RFC 8995 5.6: 202)
-    VOUCHER_OBTAINED = "voucher-obtained"
-    ENROLLED = "enrolled"
-    RENEWED = "renewed"
-    REVOKED = "revoked"
-    DECOMMISSIONED = "decommissioned"
-
-    # States in which the device holds no usable credential and may not use
-    # EST: "revoked" (an operator revoked its LDevID: quarantined until it is
-    # decommissioned) and "decommissioned" (retired; it may onboard again
-    # after a factory reset if policy allows, see RegistrarContext.admit_known_device).
-    BLOCKED = frozenset({REVOKED, DECOMMISSIONED})
+# The lifecycle states, as the services spell them (brski.lifecycle holds the table).
+DeviceStates = DeviceState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +54,9 @@ class RegistrarContext:
         # Network access (registrar/mud_service.py): told of every IDevID seen
         # in a voucher exchange, to learn its MUD URL (RFC 8520 10).
         self.on_idevid: Callable[[str, x509.Certificate, datetime], Awaitable[None]] | None = None
+        # RFC 5280 3.3: is this LDevID serial on the last published CRL?
+        # (registrar/revocation.py). None: no CRL publication wired.
+        self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None
 
     async def check_enroll_gate(self, serial: str, *, now: datetime) -> None:
         if self.enroll_gate is not None:
@@ -119,10 +109,14 @@ class RegistrarContext:
         record = await self.store.get_certificate(format(peer.leaf.serial_number, "x"))
         if record is None:
             raise Forbidden("LDevID unknown to this registrar", check="ldevid.unknown")
-        if record.state == "revoked":
+        if record.state == "revoked" or (
+            self.listed_on_crl is not None and await self.listed_on_crl(peer.leaf.serial_number)
+        ):
+            # A certificate the domain published as revoked stays revoked,
+            # even if its row was since edited (RFC 5280 3.3).
             raise Forbidden("LDevID has been revoked", check="ldevid.revoked", serial=record.device_serial)
         device = await self.store.get_device(record.device_serial)
-        if device is not None and device.state in DeviceStates.BLOCKED:
+        if device is not None and device.state in BLOCKED:
             # Decommissioning revokes every LDevID; this also covers one that
             # was issued concurrently with the revocation.
             raise Forbidden(
@@ -131,8 +125,8 @@ class RegistrarContext:
             )
         return record
 
-    async def admit_known_device(self, serial: str, *, now: datetime) -> None:
-        """Lifecycle policy for a device asking for a voucher again (issue 5).
+    async def admit_known_device(self, serial: str, *, now: datetime) -> DeviceState:
+        """Lifecycle policy for a device asking for a voucher again; its state after.
 
         A *revoked* device stays quarantined: an operator must decommission it
         first. A *decommissioned* device that comes back (after a factory
@@ -142,9 +136,11 @@ class RegistrarContext:
         policy decisions and recorded as events.
         """
         device = await self.store.get_device(serial)
-        if device is None or device.state not in DeviceStates.BLOCKED:
-            return
-        if device.state == DeviceStates.REVOKED:
+        if device is None:
+            return INITIAL_STATE
+        if device.state not in BLOCKED:
+            return DeviceState(device.state)
+        if device.state == DeviceState.REVOKED:
             raise PolicyRefused(
                 f"device {serial} has a revoked LDevID; decommission it before it may onboard again",
                 check="registrar.device-revoked",
@@ -156,14 +152,16 @@ class RegistrarContext:
                 check="registrar.decommissioned",
                 serial=serial,
             )
+        state = next_state(device.state, LifecycleEvent.REONBOARDED, serial=serial)
         await self.store.set_device_state(
-            serial, DeviceStates.DISCOVERED, at=now, reason="factory reset: onboarding again",
-            expect=DeviceStates.DECOMMISSIONED,
+            serial, state, at=now, reason="factory reset: onboarding again",
+            expect=DeviceState.DECOMMISSIONED,
         )
         await self.event(
             now=now, kind="policy.reonboard", serial=serial, outcome="allow",
             check="registrar.reonboard-decommissioned",
         )
+        return state
 
     async def client_device(self, peer: PeerIdentity, *, now: datetime, what: str) -> str:
         """IDevID or LDevID: the device serial behind the TLS client."""

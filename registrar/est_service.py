@@ -19,12 +19,15 @@ from brski import est
 from brski.ca import csr_names_device, issue_ldevid, new_serial
 from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
+from brski.lifecycle import LifecycleEvent, next_state
 from brski.pki import device_serial, spki_sha256
 from brski.telemetry import parse_status
 from brski_storage import StateChange
+from brski_storage.base import DeviceRecord
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
-from registrar.context import DeviceStates, RegistrarContext
+from registrar.context import RegistrarContext
+from registrar.issuance import IssuancePolicy
 
 __all__ = ["EstService"]
 
@@ -39,11 +42,16 @@ class EstService:
         ldevid_validity: timedelta,
         crl_url: str | None = None,
         ocsp_url: str | None = None,
+        issuance: IssuancePolicy | None = None,
     ) -> None:
         self.ctx = ctx
         self.ldevid_validity = ldevid_validity
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
+        # RFC 7030 4.1.3: the same answer to every /cacerts for the life of the process.
+        self._cacerts = est.encode_base64_body(est.build_certs_only([ctx.keys.ca_cert]))
+        # What an LDevID says, how many a device gets (registrar/issuance.py).
+        self.issuance = issuance or IssuancePolicy()
 
     async def enroll_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.9.4: the pledge reports whether its LDevID works."""
@@ -62,7 +70,7 @@ class EstService:
 
     def cacerts(self) -> bytes:
         """RFC 7030 4.1.3: the domain CA as a certs-only CMS, base64."""
-        return est.encode_base64_body(est.build_certs_only([self.ctx.keys.ca_cert]))
+        return self._cacerts
 
     async def csrattrs(self, *, peer: PeerIdentity, now: datetime) -> bytes:
         """RFC 7030 4.5 / RFC 8995 5.9.2: what the LDevID CSR should contain."""
@@ -81,21 +89,22 @@ class EstService:
         device = await self.ctx.store.get_device(serial)
         assert device is not None
         # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
-        if device.state not in (DeviceStates.VOUCHER_OBTAINED, DeviceStates.ENROLLED, DeviceStates.RENEWED):
-            raise Forbidden(
-                f"device {serial} is {device.state}; it needs a voucher before enrolling",
-                check="est.not-authorised",
-                serial=serial,
-            )
+        enrolled = next_state(device.state, LifecycleEvent.LDEVID_ISSUED, serial=serial)
         await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
+        await self.issuance.check_limit(self.ctx.store, serial, now=now)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         if not csr_names_device(csr, serial):
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
         if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
         cert = await self._issue(
-            csr, serial=serial, now=now, kind="credential.issued",
-            then=StateChange(state=DeviceStates.ENROLLED, reason="LDevID issued"),
+            csr, device=device, now=now, kind="credential.issued",
+            then=StateChange(state=enrolled, reason="LDevID issued"),
+        )
+        # A device holds one valid LDevID: enrolling again through the IDevID
+        # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1).
+        await self.issuance.supersede_previous(
+            self.ctx.store, serial, keep=format(cert.serial_number, "x"), now=now
         )
         return est.encode_base64_body(est.build_certs_only([cert]))
 
@@ -108,6 +117,10 @@ class EstService:
         record = await self.ctx.ldevid_record(peer, now=now)
         serial = record.device_serial
         await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
+        await self.issuance.check_limit(self.ctx.store, serial, now=now)
+        device = await self.ctx.store.get_device(serial)
+        assert device is not None  # a certificate row references its device
+        renewed = next_state(device.state, LifecycleEvent.LDEVID_RENEWED, serial=serial)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
         if csr.subject != peer.leaf.subject:
@@ -119,9 +132,9 @@ class EstService:
         # any key at first enrolment.
         same_key = spki_sha256(csr.public_key()) == spki_sha256(peer.leaf)  # type: ignore[arg-type]
         cert = await self._issue(
-            csr, serial=serial, now=now, kind="credential.renewed",
+            csr, device=device, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
-            then=StateChange(state=DeviceStates.RENEWED, reason="LDevID renewed"),
+            then=StateChange(state=renewed, reason="LDevID renewed"),
         )
         return est.encode_base64_body(est.build_certs_only([cert]))
 
@@ -129,7 +142,7 @@ class EstService:
         self,
         csr: x509.CertificateSigningRequest,
         *,
-        serial: str,
+        device: DeviceRecord,
         now: datetime,
         kind: str,
         then: StateChange,
@@ -143,7 +156,13 @@ class EstService:
         its reserved serial when the device asks again with the same key:
         that certificate never left the registrar, so nothing was issued
         twice, and complete_certificate lets only one request finish it.
+
+        The subject and extensions are the device's grant (RFC 8995 5.9.2);
+        what the CSR asked beyond it is refused or, ignored, recorded.
         """
+        serial = device.serial
+        grant = self.issuance.grant(device)
+        ignored = self.issuance.beyond_grant(csr, grant, serial=serial)
         spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
         latest = await self.ctx.store.latest_certificate_for_key(spki)
         if latest is not None and latest.state == "reserved" and latest.device_serial == serial:
@@ -182,7 +201,21 @@ class EstService:
             device_serial=serial,
             crl_url=self.crl_url,
             ocsp_url=self.ocsp_url,
+            grant=grant,
         )
+        events = [
+            self.ctx.new_event(
+                now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
+                cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
+                not_after=cert.not_valid_after_utc.isoformat(), renews=renews,
+                spki_sha256=spki.hex(), **grant.describe(),
+            ),
+        ]
+        if ignored:
+            events.append(self.ctx.new_event(
+                now=now, kind="credential.csr-ignored", serial=serial, outcome="info",
+                check="est.csr-not-granted", cert_serial=serial_hex, ignored=list(ignored),
+            ))
         await self.ctx.store.complete_certificate(
             serial_hex,
             der=cert.public_bytes(Encoding.DER),
@@ -190,14 +223,7 @@ class EstService:
             not_after=cert.not_valid_after_utc,
             at=now,
             then=then,  # issued and enrolled/renewed commit together
-            events=(
-                self.ctx.new_event(
-                    now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
-                    cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
-                    not_after=cert.not_valid_after_utc.isoformat(), renews=renews,
-                    spki_sha256=spki.hex(),
-                ),
-            ),
+            events=tuple(events),
         )
         log.info(kv(kind, serial=serial, cert_serial=serial_hex))
         return cert

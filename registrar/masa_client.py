@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
+from brski.auditlog import AuditLog
 from brski.errors import (
     BadGateway,
     BrskiError,
     Forbidden,
+    MalformedInput,
     NotAcceptable,
     NotFound,
     RateLimited,
@@ -37,6 +39,8 @@ log = logging.getLogger("brski.registrar.masa")
 
 # A voucher is a few KiB; refuse to buffer more than this from any MASA.
 _MAX_RESPONSE = 256 * 1024
+# The check name at the end of our plain-text error form (brski_web.middleware).
+_TEXT_CHECK = re.compile(r"\s*\(check: ([A-Za-z0-9_.\-]+)\)\s*$")
 
 _STATUS_ERRORS: dict[int, type[BrskiError]] = {
     403: Forbidden,
@@ -106,6 +110,9 @@ class MasaTransport:
                 check = f"masa.{problem.get('check', 'refused')}"
             except (ValueError, AttributeError):
                 pass
+        elif m := _TEXT_CHECK.search(reason):
+            # RFC 8995 5.6 plain text, ours ending in "(check: NAME)".
+            reason, check = reason[: m.start()].rstrip(), f"masa.{m.group(1)}"
         log.info(kv("masa-refused", url=url, status=resp.status, check=check, reason=reason))
         cls = _STATUS_ERRORS.get(resp.status)
         if cls is not None:
@@ -135,7 +142,7 @@ class MasaClient:
             raise BadGateway(f"MASA answered {resp.status} without a voucher", check="masa.no-voucher")
         return resp
 
-    async def request_audit_log(self, masa_url: str, *, body: bytes, media_type: str) -> dict[str, Any]:
+    async def request_audit_log(self, masa_url: str, *, body: bytes, media_type: str) -> AuditLog:
         """RFC 8995 section 5.8: POST the same registrar voucher-request again."""
         resp = await self.transport.post(
             self._url(masa_url, "/.well-known/brski/requestauditlog"),
@@ -144,9 +151,6 @@ class MasaClient:
             accept="application/json",
         )
         try:
-            doc = json.loads(resp.body)
-        except ValueError as exc:
-            raise BadGateway("MASA audit log is not JSON", check="masa.auditlog-malformed") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
-            raise BadGateway("MASA audit log has no events list", check="masa.auditlog-malformed")
-        return doc
+            return AuditLog.from_json(resp.body)
+        except MalformedInput as exc:
+            raise BadGateway(f"MASA {exc.detail}", check="masa.auditlog-malformed") from exc

@@ -29,7 +29,6 @@ running server.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,8 @@ from typing import Any
 
 from cryptography import x509
 
-from brski.errors import ChainInvalid, ConfigError, Pending, PolicyRefused
+from brski.auditlog import AuditLog
+from brski.errors import ChainInvalid, ConfigError, MalformedInput, Pending, PolicyRefused
 from brski.pki import Role, cert_der, load_certs, spki_sha256, verify_chain
 from brski.policy import (
     AUDIT_OTHER_DOMAINS,
@@ -256,15 +256,12 @@ class RegistrarPolicy:
             raise PolicyRefused(decision.detail, check=decision.rule, serial=serial)
         return decision
 
-    def review(self, audit_log: dict[str, Any]) -> Decision:
+    def review(self, audit_log: AuditLog) -> Decision:
         """RFC 8995 5.8.3 on one fetched audit log."""
         if not self.cfg.audit_review:
             return Decision(allow=True, rule="registrar.audit.review-off", detail="audit-log review is switched off")
-        events = audit_log.get("events")
-        if not isinstance(events, list):
-            return Decision(allow=False, rule="registrar.audit.malformed", detail="audit log has no events list")
         return audit_log_review(
-            events=[e for e in events if isinstance(e, dict)],
+            events=audit_log.events,
             own_domain=self.own_domain_id,
             allowed_domains=self.cfg.audit_allowed_domains,
             other_domains=self.cfg.audit_other_domains,
@@ -283,9 +280,8 @@ class RegistrarPolicy:
         if latest is None:
             return
         try:
-            doc = json.loads(latest.body)
-        except ValueError:
-            doc = {}
-        decision = self.review(doc if isinstance(doc, dict) else {})
+            decision = self.review(AuditLog.from_json(latest.body))
+        except MalformedInput as exc:
+            decision = Decision(allow=False, rule="registrar.audit.malformed", detail=exc.detail)
         if not decision.allow:
             raise PolicyRefused(decision.detail, check=decision.rule, serial=serial)

@@ -12,6 +12,13 @@ CA key and lives in :class:`RevocationPublisher`, inside the server:
   one is signed with the next cRLNumber and recorded before it is served.
 * OCSP (RFC 6960): every query reads the certificate's row, so an answer is
   never staler than the last committed revocation.
+* RFC 5280 3.3: revocation is never undone, so an entry stays on every CRL
+  until its certificate expires. Each new CRL keeps the previous CRL's
+  unexpired entries even if the store lost a row, a certificate the last
+  CRL lists is never "good" to OCSP nor accepted for /simplereenroll, and a
+  store that contradicts its last CRL (a row edited back to 'issued', an old
+  backup) is refused at start-up (:func:`check_published_crl`) and reported
+  by ``brski registrar audit verify``.
 
 Both are served over plain HTTP (RFC 5280 4.2.1.13 and RFC 6960 Appendix A.1
 use http URIs: the objects are signed, and a relying party checking a TLS
@@ -27,9 +34,18 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from brski.crl import RevokedEntry, build_crl, parse_reason, reason_name
-from brski.errors import Conflict, NotFound
-from brski.ocsp import CertStatus, OcspAnswer, answer
+from brski.crl import (
+    CertRow,
+    CrlDisagreement,
+    PublishedCrl,
+    RevokedEntry,
+    build_crl,
+    crl_disagreements,
+    parse_reason,
+    reason_name,
+)
+from brski.errors import BrskiError, ConfigError, Conflict, NotFound
+from brski.ocsp import CertStatus, OcspAnswer, read_request, respond
 from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.logs import kv
 from registrar.context import DeviceStates, RegistrarKeys
@@ -38,8 +54,12 @@ __all__ = [
     "CRL_VALIDITY",
     "OCSP_VALIDITY",
     "RevocationPublisher",
+    "check_published_crl",
+    "crl_consistency",
     "decommission_device",
+    "describe_disagreements",
     "revoke_device",
+    "revoke_issued",
 ]
 
 log = logging.getLogger("brski.registrar")
@@ -50,11 +70,20 @@ CRL_REFRESH_MARGIN = timedelta(hours=1)
 OCSP_VALIDITY = timedelta(hours=1)
 
 
-async def _revoke_issued(
-    store: RegistrarStore, serial: str, *, reason: x509.ReasonFlags, now: datetime, actor: str
+async def revoke_issued(
+    store: RegistrarStore, serial: str, *, reason: x509.ReasonFlags, now: datetime, actor: str,
+    keep: str | None = None, check: str = "registrar.revoke",
 ) -> list[CertificateRecord]:
+    """Revoke every issued LDevID of ``serial``; one event each.
+
+    With ``keep``, only those issued before it (the store lists a device's
+    certificates in issuance order): of two concurrent enrolments the newer
+    one survives, never neither.
+    """
     revoked: list[CertificateRecord] = []
     for cert in await store.list_certificates(serial):
+        if cert.cert_serial == keep:
+            break
         if cert.state != "issued":
             continue
         try:
@@ -64,7 +93,7 @@ async def _revoke_issued(
         revoked.append(record)
         await store.append_event(
             at=now, kind="credential.revoked", device_serial=serial, outcome="allow",
-            check="registrar.revoke",
+            check=check,
             detail={"cert_serial": record.cert_serial, "reason": reason_name(reason), "by": actor},
         )
     return revoked
@@ -84,7 +113,7 @@ async def revoke_device(
         raise NotFound(f"unknown device {serial!r}", check="registrar.unknown-device")
     if device.state == DeviceStates.DECOMMISSIONED:
         raise Conflict(f"device {serial} is decommissioned", check="revocation.decommissioned")
-    revoked = await _revoke_issued(store, serial, reason=flag, now=now, actor=actor)
+    revoked = await revoke_issued(store, serial, reason=flag, now=now, actor=actor)
     if not revoked:
         raise Conflict(f"device {serial} has no issued LDevID to revoke", check="revocation.nothing-issued")
     await store.set_device_state(
@@ -105,7 +134,7 @@ async def decommission_device(
         raise NotFound(f"unknown device {serial!r}", check="registrar.unknown-device")
     if device.state == DeviceStates.DECOMMISSIONED:
         raise Conflict(f"device {serial} is already decommissioned", check="revocation.decommissioned")
-    revoked = await _revoke_issued(store, serial, reason=flag, now=now, actor=actor)
+    revoked = await revoke_issued(store, serial, reason=flag, now=now, actor=actor)
     await store.set_device_state(
         serial, DeviceStates.DECOMMISSIONED, at=now, reason=f"decommissioned by {actor}"
     )
@@ -118,6 +147,70 @@ async def decommission_device(
     return revoked
 
 
+async def _rows_for(store: RegistrarStore, serials: list[int]) -> dict[int, CertRow]:
+    """Store rows for ``serials``: the revoked ones in one query, the rest one by one."""
+    rows = {int(r.cert_serial, 16): CertRow(state=r.state, not_after=r.not_after)
+            for r in await store.revoked_certificates()}
+    for serial in serials:
+        if serial not in rows:
+            record = await store.get_certificate(serial)
+            if record is not None:
+                rows[serial] = CertRow(state=record.state, not_after=record.not_after)
+    return rows
+
+
+async def crl_consistency(
+    store: RegistrarStore, *, ca_cert: x509.Certificate | None, now: datetime
+) -> list[CrlDisagreement]:
+    """Every entry of the last published CRL that the store contradicts (RFC 5280 3.3).
+
+    With ``ca_cert`` the stored CRL's signature is checked too, so a forged
+    row in ``crls`` cannot vouch for an edited store.
+    """
+    latest = await store.latest_crl()
+    if latest is None:
+        return []
+    try:
+        published = PublishedCrl(latest.der, ca_cert=ca_cert)
+    except BrskiError as exc:
+        return [CrlDisagreement(serial=0, check=exc.check, detail=f"CRL number {latest.number}: {exc.detail}")]
+    rows = await _rows_for(store, list(published.serials))
+    return crl_disagreements(published.serials, rows, now=now)
+
+
+def describe_disagreements(problems: list[CrlDisagreement]) -> list[str]:
+    return [f"certificate {p.serial:x}: {p.detail} [{p.check}]" for p in problems]
+
+
+async def check_published_crl(
+    store: RegistrarStore, keys: RegistrarKeys, *, now: datetime, allow_mismatch: bool
+) -> None:
+    """At start-up: refuse to serve on a store that contradicts its last CRL.
+
+    Serving would answer OCSP "good" for a certificate the domain already
+    declared revoked. ``allow_mismatch`` (``--allow-crl-mismatch``) serves
+    anyway, logged and recorded; the CRL, OCSP and re-enrolment still treat
+    every listed certificate as revoked (RevocationPublisher).
+    """
+    problems = await crl_consistency(store, ca_cert=keys.ca_cert, now=now)
+    if not problems:
+        return
+    lines = describe_disagreements(problems)
+    await store.append_event(
+        at=now, kind="crl.store-disagrees", device_serial=None,
+        outcome="info" if allow_mismatch else "refuse", check="crl.store-disagrees",
+        detail={"problems": lines, "allowed": allow_mismatch},
+    )
+    if not allow_mismatch:
+        raise ConfigError(
+            "the store contradicts the last published CRL (RFC 5280 3.3: a revocation is never undone); "
+            f"refusing to serve [check crl.store-disagrees]: {'; '.join(lines)}. "
+            "Restore the store, or start with --allow-crl-mismatch to serve with the CRL's revocations in force",
+            check="crl.store-disagrees",
+        )
+    log.warning(kv("crl-store-disagrees-allowed", problems=len(lines), first=lines[0]))
+
+
 class RevocationPublisher:
     """Signs and serves the CRL and OCSP answers with the domain CA key."""
 
@@ -125,6 +218,22 @@ class RevocationPublisher:
         self.store = store
         self.keys = keys
         self._lock = asyncio.Lock()
+        # The last published CRL, parsed once per CRL number.
+        self._published: tuple[int, PublishedCrl] | None = None
+
+    async def published(self) -> PublishedCrl | None:
+        """The newest CRL in the store (None before the first)."""
+        latest = await self.store.latest_crl()
+        if latest is None:
+            return None
+        if self._published is None or self._published[0] != latest.number:
+            self._published = (latest.number, PublishedCrl(latest.der))
+        return self._published[1]
+
+    async def listed_revoked(self, serial: int) -> bool:
+        """Is ``serial`` on the last published CRL (whatever its row says now)?"""
+        published = await self.published()
+        return published is not None and serial in published.serials
 
     async def crl_der(self, *, now: datetime) -> bytes:
         """The current CRL (DER), signing a new one if needed."""
@@ -159,21 +268,33 @@ class RevocationPublisher:
             raise Conflict("could not allocate a CRL number", check="crl.number-race")
 
     async def _sign(self, number: int, *, now: datetime) -> bytes:
-        entries = [
-            RevokedEntry(
+        entries = {
+            int(r.cert_serial, 16): RevokedEntry(
                 serial=int(r.cert_serial, 16),
                 revoked_at=r.revoked_at or now,
                 reason=parse_reason(r.revocation_reason),
             )
             for r in await self.store.revoked_certificates()
-        ]
+        }
+        # RFC 5280 3.3: the previous CRL's entries stay until their
+        # certificate expires, whatever the store says now.
+        previous = await self.published()
+        missing = [s for s in previous.serials if s not in entries] if previous is not None else []
+        if previous is not None and missing:
+            rows = await _rows_for(self.store, missing)
+            for serial in missing:
+                row = rows.get(serial)
+                kept = previous.entry(serial)
+                if kept is not None and (row is None or row.not_after is None or row.not_after > now):
+                    entries[serial] = kept
         crl = build_crl(
-            ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, entries=entries,
+            ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, entries=entries.values(),
             number=number, now=now, validity=CRL_VALIDITY,
         )
         return crl.public_bytes(Encoding.DER)
 
-    async def _status(self, serial: int) -> CertStatus:
+    async def cert_status(self, serial: int) -> CertStatus:
+        """What OCSP answers for ``serial`` (the console shows the same)."""
         record = await self.store.get_certificate(serial) if serial > 0 else None
         if record is None or record.state == "reserved":
             return CertStatus(status="unknown")
@@ -182,12 +303,17 @@ class RevocationPublisher:
                 status="revoked", revoked_at=record.revoked_at,
                 reason=parse_reason(record.revocation_reason),
             )
+        published = await self.published()
+        listed = published.entry(serial) if published is not None else None
+        if listed is not None:  # RFC 5280 3.3: never "good" once published as revoked
+            return CertStatus(status="revoked", revoked_at=listed.revoked_at, reason=listed.reason)
         return CertStatus(status="good")
 
     async def ocsp(self, der: bytes, *, now: datetime) -> OcspAnswer:
-        result = await answer(
-            der, ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, lookup=self._status,
-            now=now, validity=OCSP_VALIDITY,
+        query = read_request(der, ca_cert=self.keys.ca_cert)
+        result = query if isinstance(query, OcspAnswer) else respond(
+            query, await self.cert_status(query.serial), ca_cert=self.keys.ca_cert,
+            ca_key=self.keys.ca_key, now=now, validity=OCSP_VALIDITY,
         )
         log.info(kv(
             "ocsp", response=result.response_status,

@@ -8,7 +8,6 @@ returns is checked for transparency (5.6), stored, and passed on unchanged.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from datetime import datetime
@@ -16,17 +15,18 @@ from datetime import datetime
 from cryptography import x509
 
 from brski.artifact import sign_artifact, verify_artifact
-from brski.errors import BadGateway, BrskiError, Forbidden, Pending, Unauthenticated
+from brski.errors import BadGateway, BrskiError, Forbidden, MalformedInput, Pending, Unauthenticated
+from brski.lifecycle import LifecycleEvent, next_state
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
 from brski.telemetry import parse_status
-from brski.validation import aki_key_id, check_pledge_request
+from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
 from brski.voucher import Assertion, Voucher, VoucherRequest
 from brski_storage import StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
-from registrar.context import DeviceStates, RegistrarContext
+from registrar.context import RegistrarContext
 from registrar.masa_client import MasaClient
 from registrar.policy import RegistrarPolicy
 
@@ -47,12 +47,15 @@ class VoucherService:
         masa: MasaClient,
         masa_url_override: str | None,
         supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
+        accept_base64: bool = False,
     ) -> None:
         self.ctx = ctx
         self.policy = policy
         self.masa = masa
         self.masa_url_override = masa_url_override
         self.supported_media = supported_media
+        # Interop labs only (config accept_base64_voucher_requests).
+        self.accept_base64 = accept_base64
         # serial -> the MASA its IDevID names, learned while the chain was
         # verified, so the audit-log fetch need not verify the request again.
         self._masa_of: OrderedDict[str, str] = OrderedDict()
@@ -68,6 +71,7 @@ class VoucherService:
         if peer.leaf is None:
             # RFC 8995 section 5.3: the pledge authenticates with its IDevID.
             raise Unauthenticated("no TLS client certificate (IDevID) presented", check="tls.client-cert")
+        body, encoding = self._der_body(body, req_media, peer)
         # RFC 8995 5.3: which manufacturer (anchor, or first-use pin) vouches for this IDevID.
         mfr = await self.policy.manufacturer(peer.leaf, chain=peer.chain, now=now)
         chk = check_pledge_request(
@@ -92,17 +96,16 @@ class VoucherService:
         if self.ctx.on_idevid is not None:
             await self.ctx.on_idevid(serial, idevid, now)
         # Lifecycle (issue 5): revoked devices stay out; decommissioned ones return only if policy allows.
-        await self.ctx.admit_known_device(serial, now=now)
+        state = await self.ctx.admit_known_device(serial, now=now)
         # Who may join: refusals raise (the middleware stores them as events),
         # an unknown device under "queue" gets 202 (RFC 8995 5.6); an
         # admission is stored here, so every decision is one event.
         try:
             decision = await self.policy.admit(serial, mfr, now=now)
         except Pending:
-            if device.state != DeviceStates.AWAITING_APPROVAL:
-                await self.ctx.store.set_device_state(
-                    serial, DeviceStates.AWAITING_APPROVAL, at=now, reason="parked for operator approval"
-                )
+            parked = next_state(state, LifecycleEvent.VOUCHER_PARKED, serial=serial)
+            if state != parked:
+                await self.ctx.store.set_device_state(serial, parked, at=now, reason="parked for operator approval")
             raise
         await self.policy.commit_pin(mfr, serial=serial, now=now)
         # Stored with the voucher-request below, in one transaction.
@@ -151,6 +154,7 @@ class VoucherService:
                 self.ctx.new_event(
                     now=now, kind="voucher.requested", serial=serial, outcome="info",
                     check="registrar.voucher-request", masa=target, media_type=req_media,
+                    **({"body_encoding": encoding} if encoding != "der" else {}),
                 ),
             ),
         )
@@ -168,7 +172,9 @@ class VoucherService:
             nonce=voucher.nonce,
             expires_on=voucher.expires_on,
             received_at=now,
-            then=StateChange(state=DeviceStates.VOUCHER_OBTAINED, reason="voucher from MASA"),
+            then=StateChange(
+                state=next_state(state, LifecycleEvent.VOUCHER_OBTAINED, serial=serial), reason="voucher from MASA"
+            ),
             events=(
                 self.ctx.new_event(
                     now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",
@@ -178,6 +184,23 @@ class VoucherService:
         )
         log.info(kv("voucher-forwarded", serial=serial, assertion=str(voucher.assertion), masa=target))
         return resp.body, resp.content_type
+
+    def _der_body(self, body: bytes, media_type: str, peer: PeerIdentity) -> tuple[bytes, str]:
+        """RFC 8366 8.3: a CMS voucher-request is DER; base64 text of it is
+        recognised and refused by name, or decoded where a lab configured it."""
+        der = base64_voucher_request(body, media_type=media_type)
+        if der is None:
+            return body, "der"
+        if not self.accept_base64:
+            raise MalformedInput(
+                f"the voucher-request is base64 text ({len(body)} bytes), not DER: RFC 8366 section 8.3 "
+                f"says CMS-signed vouchers are ASN.1/DER encoded; send the {len(der)} decoded bytes "
+                "(a lab may set accept_base64_voucher_requests = true)",
+                check="pledge-request.base64-body",
+            )
+        subject = peer.leaf.subject.rfc4514_string() if peer.leaf is not None else None
+        log.warning(kv("voucher-request-base64-decoded", client=subject, bytes=len(body)))
+        return der, "base64"
 
     def _check_voucher(self, raw: bytes, media_type: str, *, serial: str, nonce: bytes | None) -> Voucher:
         """RFC 8995 5.6: the registrar looks at the voucher for audit; a voucher
@@ -240,11 +263,11 @@ class VoucherService:
         # and the verdict on it are stored together.
         decision = self.policy.review(doc)
         await self.ctx.store.add_audit_log(
-            serial=serial, fetched_at=now, body=json.dumps(doc).encode(),
+            serial=serial, fetched_at=now, body=doc.to_json(),
             events=(
                 self.ctx.new_event(
                     now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
-                    check=decision.rule, entries=len(doc["events"]), detail=decision.detail,
+                    check=decision.rule, entries=len(doc.events), detail=decision.detail,
                 ),
             ),
         )

@@ -17,9 +17,14 @@ What is measured, and how:
   certificate, a pledge IDevID as client certificate, tickets off) driven by
   ``openssl s_time -new``, and ``openssl speed ecdsap256`` sign and verify;
 * the same fleet again after 1,000,000 device rows were inserted straight
-  into the registrar's store (schema created by the store's own migrations).
+  into the registrar's store (schema created by the store's own migrations);
+* the web console's device list on that store: every keyset page of
+  ``/console/devices`` walked over one keep-alive HTTPS connection with the
+  admin certificate (wall time per page, registrar CPU per page), a page deep
+  in the list and a serial-prefix search. ``--console-only N`` measures just
+  this, on a fresh lab with N preloaded devices (e.g. 10000).
 
-Usage: ``python tools/bench.py [--seconds S] [--concurrency C] [--skip-1m]``.
+Usage: ``python tools/bench.py [--seconds S] [--concurrency C] [--skip-1m] [--console-only N]``.
 """
 
 from __future__ import annotations
@@ -113,6 +118,66 @@ def preload_registrar(db: Path, count: int) -> float:
             )
     con.close()
     return time.perf_counter() - t0
+
+
+# --- the web console's device list ------------------------------------------------
+
+
+def console_paging(lab: Lab, devices: int, *, page: int = 100, max_pages: int = 200) -> dict[str, Any]:
+    """Walk ``/console/devices`` pages (keyset, by serial) as the admin; ms per page."""
+    import http.client
+    import ssl
+    from urllib.parse import quote
+
+    reg = lab.certs / "registrar"
+    ctx = ssl.create_default_context(cafile=str(reg / "domain-ca.crt"))
+    ctx.load_cert_chain(str(reg / "admin.crt"), str(reg / "admin.key"))
+    conn = http.client.HTTPSConnection("localhost", lab.registrar_port, context=ctx, timeout=60)
+
+    def get(path: str) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        if resp.status != 200:
+            raise RuntimeError(f"{path}: {resp.status} {body[:300]}")
+        return (time.perf_counter() - t0) * 1000, body
+
+    get("/console/devices?limit=1")  # handshake and first-request costs out of the figures
+    pid = lab.pid("registrar")
+    cpu0, walls, after, pages = cpu_seconds(pid), [], "", 0
+    while pages < max_pages:
+        ms, body = get(f"/console/devices?limit={page}" + (f"&after={quote(after)}" if after else ""))
+        walls.append(ms)
+        pages += 1
+        found = re.search(r'id="next-page" href="[^"]*after=([^"&]+)"', body)
+        if not found:
+            break
+        after = found.group(1).replace("%2D", "-")
+    cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / pages
+    deep_ms, _ = get(f"/console/devices?limit={page}&after=PRE-{devices // 2:08d}")
+    search_ms, _ = get(f"/console/devices?limit={page}&q=PRE-{devices // 2 // 1000:05d}&state=enrolled")
+    conn.close()
+    walls.sort()
+    return {
+        "devices": devices, "page_size": page, "pages_walked": pages,
+        "page_ms_p50": round(walls[len(walls) // 2], 2), "page_ms_max": round(walls[-1], 2),
+        "registrar_cpu_ms_per_page": round(cpu_ms, 2),
+        "deep_page_ms": round(deep_ms, 2), "prefix_search_ms": round(search_ms, 2),
+    }
+
+
+def console_only(work: Path, devices: int) -> int:
+    lab = start_lab(work)
+    try:
+        lab.stop("registrar")
+        preload_registrar(lab.workdir / "registrar.db", devices)
+        lab.start("registrar")
+        result = console_paging(lab, devices)
+    finally:
+        lab.stop_all()
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 # --- the fleet ----------------------------------------------------------------------
@@ -296,6 +361,8 @@ def bare_http_cpu(certs: Path, requests: int = 3000) -> float:
     ready: Any = mp.get_context("fork").Queue()
     proc = mp.get_context("fork").Process(target=_bare_server, args=(certs, ready), daemon=True)
     proc.start()
+    assert proc.pid is not None  # started
+    pid: int = proc.pid
     try:
         port = ready.get(timeout=30)
         client, key = _client_pem(certs)
@@ -319,10 +386,10 @@ def bare_http_cpu(certs: Path, requests: int = 3000) -> float:
 
             for _ in range(200):  # warm up
                 exchange()
-            c0 = cpu_seconds(proc.pid)
+            c0 = cpu_seconds(pid)
             for _ in range(requests):
                 exchange()
-            c1 = cpu_seconds(proc.pid)
+            c1 = cpu_seconds(pid)
         return round((c1 - c0) * 1000 / requests, 4)
     finally:
         proc.kill()
@@ -367,8 +434,11 @@ def main() -> int:
     ap.add_argument("--skip-1m", action="store_true", help="skip the preloaded-store run")
     ap.add_argument("--workdir", default="var/bench")
     ap.add_argument("--out", default="bench-results.json")
+    ap.add_argument("--console-only", type=int, metavar="N", help="only the console paging, N preloaded devices")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
+    if args.console_only:
+        return console_only(work, args.console_only)
     count = int(args.seconds * 300) + 500  # more IDevIDs than the fleet can use in the time
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}")
     print(f"fleet: concurrency {args.concurrency}, {args.processes} processes, {args.seconds:g} s per run")
@@ -379,6 +449,7 @@ def main() -> int:
         empty = run_fleet(lab, work, count=count, concurrency=args.concurrency, processes=args.processes, seconds=args.seconds)
         rss = {name: peak_rss_mb(lab.pid(name)) for name in ("registrar", "masa")}
         big: dict[str, Any] | None = None
+        console: dict[str, Any] | None = None
         preload_s = None
         if not args.skip_1m:
             lab.stop("registrar")
@@ -387,6 +458,7 @@ def main() -> int:
             print(f"\n== {args.preload:,} devices preloaded into the registrar store ({preload_s:.1f} s) ==", flush=True)
             big = run_fleet(lab, work, count=count, concurrency=args.concurrency, processes=args.processes, seconds=args.seconds)
             rss["registrar_after_preload"] = peak_rss_mb(lab.pid("registrar"))
+            console = console_paging(lab, args.preload)
         print("\n== ceilings (same machine, same certificate types) ==", flush=True)
         mtls, reg_tls = handshake_rounds(lab, min(10.0, max(3.0, args.seconds / 6)))
     finally:
@@ -444,6 +516,7 @@ def main() -> int:
         "preload_devices": None if args.skip_1m else args.preload,
         "preload_seconds": round(preload_s, 1) if preload_s is not None else None,
         "vouchers": vouchers,
+        "console_paging": console,
     }
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print_report(results)
@@ -477,6 +550,11 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"OpenSSL:                     ceiling {v_ossl['system']}; servers {v_ossl['servers']}")
     if r["rate_1m_vs_empty"] is not None:
         print(f"1M-device store:             {r['rate_1m_enrollments_per_s']}/s = {r['rate_1m_vs_empty']} x empty (errors {r['errors_1m']}, registrar RSS {r['registrar_peak_rss_mb_1m']} MB)")
+    c = r.get("console_paging")
+    if c:
+        print(f"console device list:         {c['devices']:,} devices, {c['pages_walked']} pages of {c['page_size']}: p50 {c['page_ms_p50']} ms,"
+              f" max {c['page_ms_max']} ms, registrar CPU {c['registrar_cpu_ms_per_page']} ms/page;"
+              f" deep page {c['deep_page_ms']} ms, prefix search {c['prefix_search_ms']} ms")
     v = r.get("vouchers")
     if isinstance(v, dict) and "error" not in v:
         print("voucher sign/verify (tools/bench_vouchers.py): " + json.dumps(v)[:400])

@@ -70,7 +70,7 @@ def _admin(lab: Lab, method: str, path: str, body: dict[str, Any] | None = None,
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
         lab.registrar_url + path, data=data, method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        headers={"Content-Type": "application/json", "Accept": "application/json, application/problem+json"},
     )
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:

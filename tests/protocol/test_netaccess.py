@@ -241,7 +241,8 @@ def test_refusals_with_curl(net: Net) -> None:
 
     url = f"https://127.0.0.1:{net.registrar_port}/netaccess/v1/authorize"
     ca = str(net.path("registrar/domain-ca.crt"))
-    base = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--cacert", ca, "-H", "Content-Type: application/json"]
+    base = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--cacert", ca, "-H", "Content-Type: application/json",
+            "-H", "Accept: application/json, application/problem+json"]
 
     def call(*extra: str) -> tuple[int, dict[str, Any]]:
         out = subprocess.run([*base, *extra, url], capture_output=True, text=True, timeout=30).stdout

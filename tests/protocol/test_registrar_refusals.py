@@ -139,21 +139,26 @@ def test_05_serial_number_differs_from_the_idevid(net: Net) -> None:
 def test_06_assertion_other_than_proximity(net: Net) -> None:
     me = net.pledge(net.fresh_serial())
     body = pledge_request(net, me, assertion=Assertion.LOGGED)
-    refused(net, "registrar", lambda: post_vr(net, me, body), status=400, check="pledge-request.assertion")
+    reply = refused(net, "registrar", lambda: post_vr(net, me, body), status=401, check="pledge-request.assertion")
+    # RFC 8995 5.2: 401, then the connection is closed (tests/protocol/test_interop_answers.py).
+    assert reply.headers["connection"] == "close"
 
 
 def test_07_proximity_registrar_cert_missing(net: Net) -> None:
     me = net.pledge(net.fresh_serial())
     body = pledge_request(net, me, omit_proximity=True)
-    refused(net, "registrar", lambda: post_vr(net, me, body), status=400,
-            check="pledge-request.proximity-registrar-cert-missing")
+    reply = refused(net, "registrar", lambda: post_vr(net, me, body), status=401,
+                    check="pledge-request.proximity-registrar-cert-missing")
+    assert reply.headers["connection"] == "close"
 
 
 def test_07_proximity_registrar_cert_not_ours(net: Net, stranger: tuple[DevPki, Identity]) -> None:
     pki, _ = stranger
     me = net.pledge(net.fresh_serial())
     body = pledge_request(net, me, proximity=cert_der(pki.cert("registrar/tls.crt")))
-    refused(net, "registrar", lambda: post_vr(net, me, body), status=403, check="pledge-request.proximity-registrar-cert")
+    reply = refused(net, "registrar", lambda: post_vr(net, me, body), status=401,
+                    check="pledge-request.proximity-registrar-cert")
+    assert reply.headers["connection"] == "close"
 
 
 @pytest.mark.parametrize(
@@ -389,7 +394,8 @@ def test_17_chunked_body_that_never_ends(net: Net) -> None:
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(
                 b"POST /.well-known/brski/requestvoucher HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/voucher-cms+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"Content-Type: application/voucher-cms+json\r\nAccept: application/problem+json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
                 b"4\r\n\x30\x80\x30\x80\r\n"  # one chunk, then silence: no terminating 0-chunk
             )
             data = b""

@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from brski import oids
 from brski.ca import CLOCK_SKEW, csr_names_device, issue_ldevid, new_serial
 from brski.errors import BrskiError, ConfigError, MalformedInput, PolicyRefused
+from brski.ldevid import LdevidProfile
 from brski.pki import PrivateKey
 
 OPENSSL = "/usr/bin/openssl"
@@ -176,7 +177,8 @@ def test_ldevid_profile() -> None:
     leaf = issue(csr, ca=(ca_cert, ca_key), serial=12345)
     assert leaf.serial_number == 12345
     assert leaf.issuer == ca_cert.subject
-    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pledge"
+    # RFC 8995 5.9.2: the registrar's subject, not the CSR's CN "pledge".
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SERIAL
     assert leaf.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == SERIAL
     assert leaf.public_key() == csr.public_key()
     assert leaf.not_valid_before_utc == NOW - CLOCK_SKEW
@@ -188,7 +190,7 @@ def test_ldevid_profile() -> None:
     assert ku.critical and ku.value.digital_signature and not ku.value.key_cert_sign
     eku = ext.get_extension_for_class(x509.ExtendedKeyUsage)
     assert not eku.critical
-    assert set(eku.value) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
+    assert list(eku.value) == [ExtendedKeyUsageOID.CLIENT_AUTH]  # no serverAuth unless a profile grants it
     ski = ext.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert ski == x509.SubjectKeyIdentifier.from_public_key(csr.public_key())
     aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
@@ -215,11 +217,14 @@ def test_csr_extensions_are_not_copied() -> None:
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
 
 
-def test_subject_falls_back_to_device_serial() -> None:
+def test_subject_is_the_registrars_whatever_the_csr_says() -> None:
     leaf = issue(make_csr(subject=[]))
     assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SERIAL
-    long_cn = make_csr(subject=[x509.NameAttribute(NameOID.COMMON_NAME, "x" * 64)])
-    assert issue(long_cn).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "x" * 64
+    localhost = make_csr(subject=[x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    assert issue(localhost).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SERIAL
+    grant = LdevidProfile(subject="serialNumber={serial},CN=device {serial},O=Example").grant(serial=SERIAL)
+    text = issue(localhost, grant=grant).subject.rfc4514_string({NameOID.SERIAL_NUMBER: "serialNumber"})
+    assert text == f"serialNumber={SERIAL},CN=device {SERIAL},O=Example"  # the template, filled in
 
 
 def test_serial_number_encoding() -> None:
@@ -250,7 +255,7 @@ def test_crl_and_ocsp_and_san_when_given(tmp_path: Path) -> None:
         ca=ca,
         crl_url="http://ca.example.com/domain.crl",
         ocsp_url="http://ocsp.example.com/",
-        san_dns=["pledge.example.com", "device-1.example.com"],
+        grant=LdevidProfile(san=("dns:pledge.example.com", "dns:{serial}.example.com")).grant(serial=SERIAL),
     )
     crl = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert crl[0].full_name == [x509.UniformResourceIdentifier("http://ca.example.com/domain.crl")]
@@ -262,7 +267,7 @@ def test_crl_and_ocsp_and_san_when_given(tmp_path: Path) -> None:
     assert not san.critical
     assert san.value.get_values_for_type(x509.DNSName) == [
         "pledge.example.com",
-        "device-1.example.com",
+        f"{SERIAL.lower()}.example.com",
     ]
     assert "leaf.pem: OK" in openssl_verify(tmp_path, leaf, ca[0])
 
@@ -285,7 +290,7 @@ def test_aki_computed_when_ca_has_no_ski() -> None:
         ({"validity": timedelta(0)}, "ca.validity"),
         ({"device_serial": ""}, "ca.device-serial"),
         ({"device_serial": "x" * 65}, "ca.device-serial"),
-        ({"san_dns": ["bad name"]}, "ca.san-dns"),
+        ({"grant": LdevidProfile().grant(serial="other-device")}, "ca.grant-serial"),
     ],
 )
 def test_issue_refusals(kwargs: dict[str, Any], check: str) -> None:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brski import cose_voucher, sid
-from brski.cbor_limits import Tagged, decode_cbor
+from brski.cbor import Tagged, decode_cbor
 from brski.errors import (
     BrskiError,
     MalformedInput,
@@ -508,6 +508,37 @@ def test_bounded_decoder_refuses_duplicates_and_huge_counts() -> None:
         decode_cbor(bytes.fromhex("5bffffffffffffffff"))  # bstr of 2**64-1 bytes
     assert decode_cbor(bytes.fromhex("9f0102ff")) == [1, 2]
     assert decode_cbor(bytes.fromhex("5f4101420203ff")) == b"\x01\x02\x03"
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "check"),
+    [
+        ("d81c81d81d00", "cbor.tag"),  # value sharing (tags 28/29) could build a cycle
+        ("c11a514b67b0", "cbor.tag"),  # tag 1 would become a datetime
+        ("c249010000000000000000", "cbor.tag"),  # bignum
+        ("d90100 63616263".replace(" ", ""), "cbor.tag"),  # tag 256 (string references)
+        ("f0", "cbor.simple"),  # unassigned simple value 16
+        ("f7", "cbor.simple"),  # undefined
+        ("0102", "cbor.trailing"),
+        ("a1810101", "cbor.key-type"),  # an array as map key
+        ("a1fb7ff800000000000001", "cbor.key-type"),  # NaN as map key
+        ("1c", "cbor.malformed"),  # reserved additional information
+        ("62c328", "cbor.utf8"),
+        ("9bffffffffffffffff", "cbor.truncated"),
+    ],
+)
+def test_bounded_decoder_refuses_by_name(hexdata: str, check: str) -> None:
+    with pytest.raises(MalformedInput) as exc:
+        decode_cbor(bytes.fromhex(hexdata), allowed_tags=(18, 47))
+    assert exc.value.check == check
+
+
+def test_allowed_tags_stay_inert_and_arrays_stay_lists() -> None:
+    # Tag 47 (absolute SID) around a map key, tag 18 around an array: cbor2 decodes tag
+    # content as immutable (tuple, frozendict); callers still get lists and dicts.
+    value = decode_cbor(bytes.fromhex("d28201a1d82f0102"), allowed_tags=(18, 47))
+    assert value == Tagged(tag=18, value=[1, {Tagged(tag=47, value=1): 2}])
+    assert isinstance(value.value, list) and type(value.value[1]) is dict
 
 
 # --- hypothesis: only BrskiError escapes ------------------------------------------------

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from brski.ca import new_serial
 from brski.crl import REASONS, RevokedEntry, build_crl, parse_reason, reason_name
 from brski.errors import ConfigError, MalformedInput, PayloadTooLarge
-from brski.ocsp import CertStatus, answer, issuer_hashes, parse_request
+from brski.ocsp import CertStatus, OcspAnswer, issuer_hashes, parse_request, read_request, respond
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -92,7 +92,7 @@ def _request(cert: x509.Certificate, ca: x509.Certificate, *, nonce: bytes | Non
 
 
 @pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.SHA256()])
-async def test_ocsp_good_revoked_unknown_with_nonce(algorithm: hashes.HashAlgorithm) -> None:
+def test_ocsp_good_revoked_unknown_with_nonce(algorithm: hashes.HashAlgorithm) -> None:
     ca, key = _ca()
     leaf = _leaf(ca, key)
     statuses = {
@@ -102,13 +102,10 @@ async def test_ocsp_good_revoked_unknown_with_nonce(algorithm: hashes.HashAlgori
         "unknown": CertStatus(status="unknown"),
     }
     for name, info in statuses.items():
-        async def lookup(serial: int, info: CertStatus = info) -> CertStatus:
-            assert serial == leaf.serial_number
-            return info
-
         nonce = os.urandom(16)
-        result = await answer(_request(leaf, ca, nonce=nonce, algorithm=algorithm), ca_cert=ca, ca_key=key,
-                              lookup=lookup, now=NOW, validity=timedelta(hours=1))
+        query = read_request(_request(leaf, ca, nonce=nonce, algorithm=algorithm), ca_cert=ca)
+        assert not isinstance(query, OcspAnswer) and query.serial == leaf.serial_number
+        result = respond(query, info, ca_cert=ca, ca_key=key, now=NOW, validity=timedelta(hours=1))
         assert result.response_status == "successful" and result.cert_status == name
         resp = ocsp.load_der_ocsp_response(result.der)
         assert resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
@@ -123,20 +120,17 @@ async def test_ocsp_good_revoked_unknown_with_nonce(algorithm: hashes.HashAlgori
             assert resp.revocation_time_utc == NOW - timedelta(minutes=5)
 
 
-async def test_ocsp_other_issuer_is_unauthorized_and_garbage_is_malformed() -> None:
-    ca, key = _ca()
+def test_ocsp_other_issuer_is_unauthorized_and_garbage_is_malformed() -> None:
+    ca, _key = _ca()
     other, other_key = _ca("someone else")
-
-    async def lookup(serial: int) -> CertStatus:
-        raise AssertionError("must not be consulted")
-
+    # Answered without a query: the store is never consulted for these.
     foreign = _request(_leaf(other, other_key), other)
-    result = await answer(foreign, ca_cert=ca, ca_key=key, lookup=lookup, now=NOW, validity=timedelta(hours=1))
-    assert result.response_status == "unauthorized"
+    result = read_request(foreign, ca_cert=ca)
+    assert isinstance(result, OcspAnswer) and result.response_status == "unauthorized"
     assert ocsp.load_der_ocsp_response(result.der).response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
     for junk in (b"", b"\x30\x03\x02\x01", b"not der at all", b"\x30" + b"\x80" * 40):
-        result = await answer(junk, ca_cert=ca, ca_key=key, lookup=lookup, now=NOW, validity=timedelta(hours=1))
-        assert result.response_status == "malformedRequest"
+        result = read_request(junk, ca_cert=ca)
+        assert isinstance(result, OcspAnswer) and result.response_status == "malformedRequest"
     with pytest.raises(PayloadTooLarge):
         parse_request(b"\x30" * 20000)
 

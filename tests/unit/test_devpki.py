@@ -27,6 +27,7 @@ CAS = ("manufacturer/root-ca", "manufacturer/idevid-ca", "registrar/domain-ca")
 EES = (
     "masa/voucher-signer",
     "masa/tls",
+    "masa/admin",
     "registrar/tls",
     "registrar/ra",
     "registrar/admin",
@@ -155,7 +156,7 @@ def test_tls_and_ra_usages(dev: DevPki) -> None:
 
     both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert eku("masa/tls") == both
-    assert eku("registrar/tls") == both
+    assert eku("registrar/tls") == [*both, oids.ID_KP_CMC_RA]  # RFC 7030 3.6.1: what a pledge looks for
     assert eku("registrar/ra") == [oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert eku("registrar/admin") == [ExtendedKeyUsageOID.CLIENT_AUTH]
     admin_cn = dev.cert("registrar/admin").subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -204,9 +205,11 @@ def test_chains_with_verify_chain(dev: DevPki) -> None:
 
     with pytest.raises(ChainInvalid):
         verify_chain(dev.cert("registrar/tls"), anchors=[root], now=NOW, role=Role.TLS_SERVER)
+    # Only the registrar's certificates carry cmcRA (its TLS one too, for
+    # discovered pledges, RFC 7030 3.6.1); a domain client certificate does not.
     with pytest.raises(ChainInvalid) as exc:
         verify_chain(
-            dev.cert("registrar/tls"), anchors=[domain_ca], now=NOW, role=Role.REGISTRAR_RA
+            dev.cert("registrar/admin"), anchors=[domain_ca], now=NOW, role=Role.REGISTRAR_RA
         )
     assert exc.value.check == "chain.eku"
 
@@ -326,7 +329,7 @@ def test_cli_init_writes_keys_0600_and_refuses_overwrite(
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "registrar/ra.crt").stat().st_mode) == 0o644
     keys = list(out.rglob("*.key"))
-    assert len(keys) == 9 + 2 and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+    assert len(keys) == 10 + 2 and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
     san = x509.load_pem_x509_certificate((out / "registrar/tls.crt").read_bytes()).extensions
     names = san.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["reg.example"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -268,6 +269,17 @@ def test_rfc7030_a3_simpleenroll_response() -> None:
     certs = est.parse_certs_only((RFC7030 / "A.3-simpleenroll-response.p7.der").read_bytes())
     issued = x509.load_pem_x509_certificate((RFC7030 / "A.3-issued.pem").read_bytes())
     assert certs == [issued]
+
+
+def test_certs_only_is_der_whatever_the_order_given() -> None:
+    """X.690 11.6: the SET OF certificates is sorted, so every ordering encodes alike."""
+    certs = est.parse_certs_only((RFC7030 / "A.1-cacerts-response.p7.der").read_bytes())
+    outputs = {est.build_certs_only(list(p)) for p in itertools.permutations(certs)}
+    assert len(outputs) == 1
+    der = outputs.pop()
+    ders = [_der(c) for c in certs]
+    positions = sorted((der.index(d), d) for d in ders)
+    assert [d for _, d in positions] == sorted(ders)
 
 
 def test_certs_only_round_trip_and_openssl(tmp_path: Path) -> None:

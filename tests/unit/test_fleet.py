@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from brski.devpki import build_dev_pki
 from brski.pki import (
     Role,
@@ -32,10 +34,10 @@ from pledge_sim.fleet import (
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
-def test_percentile_is_nearest_rank() -> None:
+def test_percentile_interpolates_within_the_samples() -> None:
     values = list(range(1, 101))
-    assert percentile(values, 50) == 50
-    assert percentile(values, 99) == 99
+    assert percentile(values, 50) == 50.5
+    assert percentile(values, 99) == pytest.approx(99.01)
     assert percentile([7.0], 99) == 7.0
     assert percentile([], 50) is None
     assert percentile([3, 1, 2], 100) == 3
@@ -53,8 +55,9 @@ def test_summary_counts_failures_by_check_and_phases_of_successes_only() -> None
     assert s["attempted"] == 5 and s["successes"] == 2 and s["failures"] == 3
     assert s["failures_by_check"] == {"http.timeout": 2, "pledge.voucher-nonce": 1}
     assert s["enrollments_per_s"] == 1.0
-    assert s["latency_ms"]["tls"] == {"p50": 1.0, "p95": 3.0, "p99": 3.0}
-    assert s["latency_ms"]["total"]["p50"] == 20.0
+    tls = s["latency_ms"]["tls"]  # failures (900 ms) left out
+    assert tls["p50"] == 2.0 and tls["p95"] == pytest.approx(2.9) and tls["p99"] == pytest.approx(2.98)
+    assert s["latency_ms"]["total"]["p50"] == 30.0
     text = format_summary(s)
     assert "http.timeout" in text and "p99" in text
 
@@ -91,8 +94,9 @@ def test_progress_bar_shows_count_rate_and_errors() -> None:
     bar = ProgressBar(4, stream=out, width=8)
     for ok in (True, False, True, True):
         bar.add(ok)
-    last = out.getvalue().split("\r")[-1]
-    assert "4/4" in last and "errors 1" in last and "[########]" in last and "/s" in last
+    bar.close()
+    last = out.getvalue().strip().splitlines()[-1]
+    assert "4/4" in last and "errors 1" in last and "/s" in last
 
 
 def test_conformance_reports_table_and_junit() -> None:
@@ -107,3 +111,21 @@ def test_conformance_reports_table_and_junit() -> None:
     assert root.get("tests") == "3" and root.get("failures") == "1" and root.get("skipped") == "1"
     failed = root.find("testcase[@name='vr-x']/failure")
     assert failed is not None and "observed 200" in (failed.get("message") or "")
+
+
+def test_conformance_report_shows_inconclusive_and_reported_cases() -> None:
+    results = [
+        CaseResult(name="vr-x", section="RFC 8995 5.2", expected="4xx", outcome="inconclusive", observed="403 same"),
+        CaseResult(name="vs-y", section="RFC 8995 5.7", expected="any", outcome="report", observed="404"),
+    ]
+    table = format_table(results)
+    assert "INCONCLUSIVE" in table and "REPORT" in table
+    assert "2 cases: 0 passed, 0 failed, 0 skipped, 1 inconclusive, 1 reported" in table
+    root = ET.fromstring(junit_xml(results, registrar="https://r"))
+    assert root.get("failures") == "0" and root.get("skipped") == "1"
+    skipped = root.find("testcase[@name='vr-x']/skipped")
+    assert skipped is not None and (skipped.get("message") or "").startswith("inconclusive")
+    out = root.find("testcase[@name='vs-y']/system-out")
+    assert out is not None and out.text == "reported: 404"
+    with pytest.raises(ValueError):
+        CaseResult(name="z", section="s", expected="e", outcome="maybe", observed="o")

@@ -138,7 +138,7 @@ def w() -> World:
         masa=issue(_name("Test MASA voucher signer"), issuer=mfr),
         domain=domain,
         registrar=issue(
-            _name("registrar.test"), issuer=domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH]
+            _name("registrar.test"), issuer=domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH, oids.ID_KP_CMC_RA]
         ),
         evil=issue(_name("Someone Else CA"), ca=True),
     )
@@ -390,6 +390,32 @@ def test_registrar_not_chaining_to_pin(w: World) -> None:
     _expect_refusal(pledge, decision, "pledge.registrar-cert-unpinned")
 
 
+@pytest.mark.parametrize("eku", [None, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]])
+def test_domain_certificate_without_cmc_ra_is_not_a_registrar(w: World, eku: list[x509.ObjectIdentifier] | None) -> None:
+    """RFC 7030 3.6.1 / RFC 8995 5.6.2: chaining to the pin is not enough for a
+    discovered registrar; e.g. another device's LDevID also chains to it."""
+    device = issue(_name("some device", "PLG-999"), issuer=w.domain, eku=eku)
+    pledge = new_pledge(w)
+    pledge.connected(der(device.cert))
+    nonce = secrets.token_bytes(32)
+    pledge.build_voucher_request(now=NOW, nonce=nonce)
+    body = masa_voucher(w, nonce)
+    decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
+    _expect_refusal(pledge, decision, "pledge.registrar-not-ra")
+
+
+def test_registrar_pinned_itself_needs_no_cmc_ra(w: World) -> None:
+    """5.6.2: the pinned-domain-cert may be the registrar's own certificate."""
+    own = issue(_name("registrar.self-pinned"), issuer=w.domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    pledge = new_pledge(w)
+    pledge.connected(der(own.cert))
+    nonce = secrets.token_bytes(32)
+    pledge.build_voucher_request(now=NOW, nonce=nonce)
+    body = masa_voucher(w, nonce, pinned_domain_cert=der(own.cert))
+    decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
+    assert isinstance(decision, VoucherAccepted), decision
+
+
 def test_voucher_signer_not_chaining_to_manufacturer(w: World) -> None:
     rogue = issue(_name("Rogue MASA"), issuer=w.evil)
     pledge, nonce, _ = to_voucher_requested(w)
@@ -604,128 +630,6 @@ def test_table_shape() -> None:
                 reached.add(dst)
                 frontier.append(dst)
     assert reached == set(State)
-
-
-# --- the one-connection HTTP client (pledge_sim.http) -----------------------------------
-
-
-@pytest.fixture
-def tls_server_ctx(w: World, tmp_path: Any) -> Any:
-    import ssl
-
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_bytes(w.registrar.cert.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        w.registrar.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-async def _serve(ctx: Any, responses: list[bytes], seen: list[bytes]) -> Any:
-    """A canned HTTP/1.1 server: reads one request (with its body), answers the next response."""
-    import asyncio
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while responses:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
-            body = b""
-            if b"transfer-encoding: chunked" in head.lower():
-                while size := int((await reader.readline()).split(b";")[0], 16):
-                    body += (await reader.readexactly(size + 2))[:-2]
-                await reader.readexactly(2)
-            elif b"content-length:" in head.lower():
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                body = await reader.readexactly(length)
-            seen.append(head + body)
-            answer = responses.pop(0)
-            writer.write(answer)
-            await writer.drain()
-            if b"close" in answer.lower():
-                writer.close()
-                return
-
-    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
-
-
-def _client(port: int, **kw: Any) -> Any:
-    from pledge_sim.http import HttpConnection
-
-    # No client certificate: these servers do not ask for one.
-    return HttpConnection(host="127.0.0.1", port=port, credentials=None, **kw)
-
-
-async def test_http_client_keepalive_chunked_and_close(w: World, tls_server_ctx: Any) -> None:
-    seen: list[bytes] = []
-    responses = [
-        b"HTTP/1.1 100 Continue\r\n\r\n"
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
-        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nRetry-After: 3600\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-    ]
-    server = await _serve(tls_server_ctx, responses, seen)
-    client = _client(server.sockets[0].getsockname()[1])
-    try:
-        # The exact end-entity certificate is available before any request (RFC 8995 5.1).
-        assert await client.connect() == der(w.registrar.cert)
-        body = b"x" * 10_000
-        first = await client.request(
-            "POST", "/a", headers={"Content-Type": "t/x"}, body=body, chunked=True
-        )
-        assert (first.status, first.body) == (200, b"hello world")
-        assert first.headers.get_all("X-A") == ["1", "2"] and first.headers["x-a"] == "1"
-        assert seen[0].endswith(body) and b"Transfer-Encoding: chunked" in seen[0]
-        second = await client.request("GET", "/b")
-        assert retry_after_seconds(second.headers, NOW) == 60
-        third = await client.request("GET", "/c")
-        assert third.body == b"ok" and not client.is_open
-        with pytest.raises(LocalError) as info:  # no silent reconnection
-            await client.request("GET", "/d")
-        assert info.value.check == "http.connection-closed"
-        assert client.connections_opened == 1
-    finally:
-        await client.close()
-        server.close()
-
-
-async def test_http_client_refuses_oversized_body(tls_server_ctx: Any) -> None:
-    from brski.errors import PayloadTooLarge
-
-    seen: list[bytes] = []
-    server = await _serve(
-        tls_server_ctx, [b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n"], seen
-    )
-    client = _client(server.sockets[0].getsockname()[1])
-    try:
-        await client.connect()
-        with pytest.raises(PayloadTooLarge):
-            await client.request("GET", "/")
-    finally:
-        await client.close()
-        server.close()
-
-
-async def test_http_client_timeout(tls_server_ctx: Any) -> None:
-    seen: list[bytes] = []
-    server = await _serve(tls_server_ctx, [b"HTTP/1.1 200 OK\r\n"], seen)  # never finishes
-    client = _client(server.sockets[0].getsockname()[1], timeout=0.3)
-    try:
-        await client.connect()
-        with pytest.raises(LocalError) as info:
-            await client.request("GET", "/")
-        assert info.value.check == "http.timeout"
-    finally:
-        await client.close()
-        server.close()
 
 
 @pytest.mark.parametrize("right_key", [True, False])

@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from brski.errors import BrskiError, ConfigError
-from brski_storage.base import EventLog, EventRecord
+from brski_storage.base import EventLog
+from brski_storage.export import all_events, event_json, export_header, export_line
 
 __all__ = ["add_audit_commands", "event_json", "parse_since"]
 
 OpenStore = Callable[[argparse.Namespace], Awaitable[EventLog]]
-_FIELDS = ["id", "at", "kind", "device_serial", "outcome", "check", "detail", "prev_hash", "hash"]
+# A role's checks of its tables against the evidence it published (e.g. the
+# registrar's store against its last CRL): one line per problem, check named.
+StateChecks = Callable[[argparse.Namespace, Any], Awaitable[list[str]]]
 
 
 def parse_since(text: str) -> datetime:
@@ -40,67 +41,45 @@ def parse_since(text: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def event_json(e: EventRecord) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "at": e.at.isoformat(),
-        "kind": e.kind,
-        "device_serial": e.device_serial,
-        "outcome": e.outcome,
-        "check": e.check,
-        "detail": dict(e.detail),
-        "prev_hash": e.prev_hash.hex(),
-        "hash": e.hash.hex(),
-    }
-
-
-async def _all_events(store: EventLog, device: str | None) -> AsyncIterator[EventRecord]:
-    last = 0
-    while True:
-        page = await store.events(since_id=last, device_serial=device, limit=1000)
-        if not page:
-            return
-        for e in page:
-            yield e
-        last = page[-1].id
-
-
-async def _verify(store: EventLog, role: str, out: IO[str]) -> int:
+async def _verify(
+    store: EventLog, role: str, out: IO[str], *, checks: StateChecks | None = None,
+    args: argparse.Namespace | None = None,
+) -> int:
     report = await store.verify_event_chain()
+    code = 0
     if report.ok:
         head = report.head_hash.hex() if report.head_hash else "-"
         print(f"{role} event log intact: {report.count} events, head id {report.head_id}, head hash {head}", file=out)
-        return 0
-    print(
-        f"{role} event log TAMPERED: {report.problem} at event {report.first_bad_id}: {report.detail}"
-        f" ({report.count} events verified before it)",
-        file=out,
-    )
-    return 1
+    else:
+        print(
+            f"{role} event log TAMPERED: {report.problem} at event {report.first_bad_id}: {report.detail}"
+            f" ({report.count} events verified before it)",
+            file=out,
+        )
+        code = 1
+    if checks is not None:
+        problems = await checks(args or argparse.Namespace(), store)
+        for line in problems:
+            print(f"{role} store INCONSISTENT: {line}", file=out)
+        if problems:
+            code = 1
+    return code
 
 
 async def _export(store: EventLog, args: argparse.Namespace, out: IO[str]) -> int:
     since = parse_since(args.since) if args.since else None
-    writer = csv.DictWriter(out, fieldnames=_FIELDS, lineterminator="\n") if args.format == "csv" else None
-    if writer is not None:
-        writer.writeheader()
+    out.write(export_header(args.format))
     count = 0
-    async for e in _all_events(store, args.device):
-        if since is not None and e.at < since:
-            continue
-        record = event_json(e)
-        if writer is not None:
-            record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"))
-            writer.writerow(record)
-        else:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
+    async for e in all_events(store, device=args.device, since=since):
+        out.write(export_line(e, args.format))
         count += 1
     print(f"exported {count} event(s)", file=sys.stderr)
     return 0
 
 
 def add_audit_commands(
-    cmds: Any, *, role: str, common: Callable[[argparse.ArgumentParser], None], open_store: OpenStore
+    cmds: Any, *, role: str, common: Callable[[argparse.ArgumentParser], None], open_store: OpenStore,
+    state_checks: StateChecks | None = None,
 ) -> None:
     """Add ``audit verify`` and ``audit export`` to a role's subcommands."""
 
@@ -109,7 +88,7 @@ def add_audit_commands(
             store = await open_store(args)
             try:
                 if args.audit_cmd == "verify":
-                    return await _verify(store, role, sys.stdout)
+                    return await _verify(store, role, sys.stdout, checks=state_checks, args=args)
                 if args.out:
                     with Path(args.out).open("w", encoding="utf-8", newline="") as fh:
                         return await _export(store, args, fh)
@@ -128,7 +107,9 @@ def add_audit_commands(
 
     audit = cmds.add_parser("audit", help="verify or export the hash-chained event log")
     acmds = audit.add_subparsers(dest="audit_cmd", required=True, metavar="COMMAND")
-    verify = acmds.add_parser("verify", help="exit 0 if the chain is intact, 1 naming the first bad event")
+    verify = acmds.add_parser(
+        "verify", help="exit 0 if the chain is intact (and the store agrees with what it published), 1 naming each problem"
+    )
     common(verify)
     verify.set_defaults(func=run)
     export = acmds.add_parser("export", help="events as JSON Lines or CSV, with their hashes")

@@ -1,0 +1,169 @@
+"""The pledge's one-connection HTTP/1.1 client (pledge_sim.http) against canned servers.
+
+Each server is an asyncio TLS listener that answers fixed bytes, so every framing the
+client must handle (RFC 9112: Content-Length, chunked, close-delimited, interim 1xx,
+keep-alive, Connection: close) and every limit it keeps is exercised on a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from brski.errors import LocalError, MalformedInput, PayloadTooLarge
+from brski.pledge import retry_after_seconds
+from pledge_sim.http import HttpConnection
+from tests.protocol.conftest import issue, key_pem, name
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def server_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, bytes]:
+    """A throwaway self-signed server certificate (generated per run, never stored)."""
+    cert, key = issue(name("canned registrar"), issuer_cert=None, issuer_key=None)
+    d = tmp_path_factory.mktemp("tls")
+    (d / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "tls.key").write_bytes(key_pem(key))
+    return d / "tls.crt", d / "tls.key", cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture
+def tls_server_ctx(server_cert: tuple[Path, Path, bytes]) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert[0], server_cert[1])
+    return ctx
+
+
+async def _serve(ctx: ssl.SSLContext, responses: list[bytes], seen: list[bytes]) -> asyncio.Server:
+    """A canned HTTP/1.1 server: reads one request (with its body), answers the next response."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while responses:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            body = b""
+            if b"transfer-encoding: chunked" in head.lower():
+                while size := int((await reader.readline()).split(b";")[0], 16):
+                    body += (await reader.readexactly(size + 2))[:-2]
+                await reader.readexactly(2)
+            elif b"content-length:" in head.lower():
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+            seen.append(head + body)
+            answer = responses.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if b"close" in answer.lower() or answer.startswith(b"HTTP/1.0"):
+                writer.close()
+                return
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+
+
+def _client(server: asyncio.Server, **kw: float) -> HttpConnection:
+    # No client certificate: these servers do not ask for one.
+    port = server.sockets[0].getsockname()[1]
+    return HttpConnection(host="127.0.0.1", port=port, credentials=None, **kw)
+
+
+async def test_keepalive_chunked_interim_and_close(
+    tls_server_ctx: ssl.SSLContext, server_cert: tuple[Path, Path, bytes]
+) -> None:
+    seen: list[bytes] = []
+    responses = [
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nRetry-After: 3600\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    ]
+    server = await _serve(tls_server_ctx, responses, seen)
+    client = _client(server)
+    try:
+        # The exact end-entity certificate is available before any request (RFC 8995 5.1).
+        assert await client.connect() == server_cert[2]
+        body = b"x" * 10_000
+        first = await client.request(
+            "POST", "/a", headers={"Content-Type": "t/x"}, body=body, chunked=True
+        )
+        assert (first.status, first.body) == (200, b"hello world")
+        assert first.headers.get_all("X-A") == ["1", "2"] and first.headers["x-a"] == "1"
+        assert seen[0].endswith(body) and b"transfer-encoding: chunked" in seen[0].lower()
+        second = await client.request("GET", "/b")
+        assert retry_after_seconds(second.headers, NOW) == 60
+        third = await client.request("GET", "/c")
+        assert third.body == b"ok" and not client.is_open
+        with pytest.raises(LocalError) as info:  # no silent reconnection
+            await client.request("GET", "/d")
+        assert info.value.check == "http.connection-closed"
+        assert client.connections_opened == 1
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_close_delimited_body_ends_the_connection(tls_server_ctx: ssl.SSLContext) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.0 200 OK\r\n\r\nuntil eof"], seen)
+    client = _client(server)
+    try:
+        await client.connect()
+        answer = await client.request("GET", "/")
+        assert answer.body == b"until eof" and not client.is_open
+    finally:
+        await client.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "check"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", PayloadTooLarge, "http.response-too-large"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n", PayloadTooLarge, "http.response-too-large"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + (b"ffff\r\n" + b"a" * 0xFFFF + b"\r\n") * 20,  # 1.3 MB, no length announced
+            PayloadTooLarge,
+            "http.response-too-large",
+        ),
+        (b"HTTQ/1.1 200 OK\r\n\r\n", MalformedInput, "http.malformed-response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", MalformedInput, "http.malformed-response"),
+    ],
+)
+async def test_refusals(
+    tls_server_ctx: ssl.SSLContext, answer: bytes, error: type[Exception], check: str
+) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [answer], seen)
+    client = _client(server, max_body=1 << 20)
+    try:
+        await client.connect()
+        with pytest.raises(error) as info:
+            await client.request("GET", "/")
+        assert info.value.check == check  # type: ignore[attr-defined]
+        assert not client.is_open
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_timeout(tls_server_ctx: ssl.SSLContext) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.1 200 OK\r\n"], seen)  # never finishes
+    client = _client(server, timeout=0.3)
+    try:
+        await client.connect()
+        with pytest.raises(LocalError) as info:
+            await client.request("GET", "/")
+        assert info.value.check == "http.timeout"
+    finally:
+        await client.close()
+        server.close()

@@ -1,0 +1,56 @@
+"""`audit export` writes what the chain hashed, so an export re-verifies alone.
+
+The chain hashes ``at`` as ISO 8601 with microseconds; ``isoformat()``
+drops ``.000000`` at a whole second, which would make such an event fail to
+re-verify from the export. Both roles share the exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brski_cli import main as brski
+from brski_storage import open_masa_store, open_registrar_store
+from brski_storage.chain import GENESIS, event_hash
+
+WHOLE_SECOND = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+async def _events(url: str, role: str) -> None:
+    opener = open_registrar_store if role == "registrar" else open_masa_store
+    async with await opener(url) as s:
+        for i, at in enumerate((WHOLE_SECOND, WHOLE_SECOND + timedelta(microseconds=7), WHOLE_SECOND + timedelta(seconds=1))):
+            await s.append_event(at=at, kind=f"k{i}", device_serial="DEV-1", outcome="info", check=None,
+                                 detail={"i": i})
+
+
+def _reverify(records: list[dict[str, Any]]) -> None:
+    """Recompute every hash from the exported fields only."""
+    prev = GENESIS
+    for r in records:
+        assert bytes.fromhex(r["prev_hash"]) == prev
+        digest = event_hash(prev, at=r["at"], kind=r["kind"], device_serial=r["device_serial"] or None,
+                            outcome=r["outcome"], check=r["check"] or None, detail=r["detail"])
+        assert digest.hex() == r["hash"], r
+        prev = digest
+
+
+@pytest.mark.parametrize("role", ["registrar", "masa"])
+def test_export_at_whole_second_reverifies(tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    asyncio.run(_events(url, role))
+    assert brski([role, "audit", "export", "--database", url, "--format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[0]["at"] == "2026-03-01T12:00:00.000000+00:00"
+    _reverify(records)
+    assert brski([role, "audit", "export", "--database", url, "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    _reverify([{**r, "detail": json.loads(r["detail"])} for r in table])

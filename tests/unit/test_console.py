@@ -1,0 +1,186 @@
+"""The consoles' logic without a server: keyset search, the last hour read
+backwards, the chart geometry, the CSRF rules and the security headers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict, MultiDict, MultiDictProxy
+
+from brski.errors import Forbidden
+from brski_storage import open_masa_store, open_registrar_store
+from brski_storage.base import MasaStore, RegistrarStore
+from brski_web.console import (
+    CSP,
+    SECURITY_HEADERS,
+    Console,
+    bar_chart,
+    per_minute,
+    recent_window,
+    refusals_by_check,
+)
+from registrar.console import _search
+
+NOW = datetime(2026, 12, 2, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _devices(store: RegistrarStore, serials: list[str], state: str = "discovered") -> None:
+    for serial in serials:
+        await store.upsert_device(
+            serial, idevid_issuer="CN=ca", idevid_fingerprint=hashlib.sha256(serial.encode()).hexdigest(),
+            manufacturer="acme" if serial < "M" else "zeta", at=NOW,
+        )
+        if state != "discovered":
+            await store.set_device_state(serial, state, at=NOW, reason="test")
+
+
+async def test_search_pages_by_serial_and_prefix(store: RegistrarStore) -> None:
+    await _devices(store, ["A1", "AB", "AB1", "AB2", "AC", "B", "N1", "N2"])
+    rows, nxt = await _search(store, q="", state=None, manufacturer=None, after=None, limit=3)
+    assert [d.serial for d in rows] == ["A1", "AB", "AB1"] and nxt == "AB1"
+    rows, nxt = await _search(store, q="", state=None, manufacturer=None, after=nxt, limit=3)
+    assert [d.serial for d in rows] == ["AB2", "AC", "B"] and nxt == "B"
+    rows, nxt = await _search(store, q="", state=None, manufacturer=None, after=nxt, limit=3)
+    assert [d.serial for d in rows] == ["N1", "N2"] and nxt is None
+    # A prefix: the exact serial first, then the contiguous range, then stop.
+    rows, nxt = await _search(store, q="AB", state=None, manufacturer=None, after=None, limit=2)
+    assert [d.serial for d in rows] == ["AB", "AB1"] and nxt == "AB1"
+    rows, nxt = await _search(store, q="AB", state=None, manufacturer=None, after=nxt, limit=2)
+    assert [d.serial for d in rows] == ["AB2"] and nxt is None
+    rows, _ = await _search(store, q="N", state=None, manufacturer="zeta", after=None, limit=10)
+    assert [d.serial for d in rows] == ["N1", "N2"]
+    rows, _ = await _search(store, q="AB", state=None, manufacturer="zeta", after=None, limit=10)
+    assert rows == []
+    rows, _ = await _search(store, q="Q", state=None, manufacturer=None, after=None, limit=10)
+    assert rows == []
+
+
+async def test_search_filters_by_state(store: RegistrarStore) -> None:
+    await _devices(store, ["E1", "E2"], state="enrolled")
+    await _devices(store, ["E3"])
+    rows, _ = await _search(store, q="E", state="enrolled", manufacturer=None, after=None, limit=10)
+    assert [d.serial for d in rows] == ["E1", "E2"]
+    rows, _ = await _search(store, q="E3", state="enrolled", manufacturer=None, after=None, limit=10)
+    assert rows == []
+
+
+async def test_last_hour_is_read_backwards_and_grouped(store: RegistrarStore) -> None:
+    async def ev(minutes_ago: float, kind: str, outcome: str, check: str | None) -> None:
+        await store.append_event(at=NOW - timedelta(minutes=minutes_ago), kind=kind, device_serial=None,
+                                 outcome=outcome, check=check, detail={"n": minutes_ago})  # type: ignore[arg-type]
+
+    await ev(90, "credential.issued", "allow", "x")  # outside the hour
+    await ev(30, "credential.issued", "allow", "est.enroll")
+    await ev(20, "refused /x", "refuse", "admin.chain")
+    await ev(10, "refused /x", "refuse", "admin.client-cert")
+    await ev(5, "refused /y", "refuse", "admin.client-cert")
+    await ev(0, "credential.issued", "allow", "est.enroll")
+    events, partial = await recent_window(store, NOW)
+    assert not partial and [e.detail["n"] for e in events] == [0, 5, 10, 20, 30]
+    grouped = refusals_by_check(events)
+    assert [(c, n) for c, n, _ in grouped] == [("admin.client-cert", 2), ("admin.chain", 1)]
+    assert grouped[0][2].detail["n"] == 5  # the latest example
+    minutes = per_minute(events, NOW, counted=frozenset({"credential.issued"}), label="onboarded")
+    assert minutes["counted_total"] == 2 and minutes["refused_total"] == 3
+    bars = {(b.series, b.label): b.value for b in minutes["chart"].bars}
+    assert bars[("onboarded", "12:00")] == 1 and bars[("onboarded", "11:30")] == 1
+    assert bars[("refused", "11:55")] == 1 and bars[("refused", "11:40")] == 1
+
+
+def test_bar_chart_scales_to_the_peak() -> None:
+    chart = bar_chart({"a": [0, 2, 4], "b": [1, 0, 0]}, ["x", "y", "z"], width=140, height=120, every=1)
+    tallest = max(chart.bars, key=lambda b: b.height)
+    assert chart.peak == 4 and tallest.series == "a" and tallest.label == "z"
+    assert tallest.y == 8.0 and tallest.y + tallest.height == chart.plot_bottom
+    assert next(b for b in chart.bars if b.label == "y" and b.series == "a").height == tallest.height / 2
+    assert [t for _, t in chart.ticks] == ["x", "y", "z"]
+
+
+async def test_masa_lists_devices_made_in_serial_order(tmp_path: Path) -> None:
+    masa: MasaStore = await open_masa_store(f"sqlite:///{tmp_path / 'masa.db'}")
+    try:
+        for serial in ["S3", "S1", "S2"]:
+            await masa.add_manufactured_device(serial, idevid_fingerprint=serial * 8, at=NOW)
+        assert [d.serial for d in await masa.list_manufactured_devices(limit=2)] == ["S1", "S2"]
+        assert [d.serial for d in await masa.list_manufactured_devices(after_serial="S2")] == ["S3"]
+    finally:
+        await masa.close()
+
+
+def _console() -> Console:
+    async def auth(request: web.Request) -> str:
+        return "CN=admin"
+
+    return Console(role="test", templates=Path("."), authenticate=auth, store=lambda r: None,  # type: ignore[arg-type,return-value]
+                   nav=())
+
+
+def _form(**fields: str) -> MultiDictProxy[str]:
+    return MultiDictProxy(MultiDict(fields))
+
+
+def _request(**headers: str) -> web.Request:
+    return make_mocked_request("POST", "/console/x", headers=CIMultiDict({"Host": "localhost:1", **headers}))
+
+
+def test_csrf_token_is_required_and_bound_to_this_console() -> None:
+    console, other = _console(), _console()
+    req = _request()
+    token = console.csrf_token(req)
+    console.check_csrf(req, _form(csrf_token=token))
+    for bad in ({}, {"csrf_token": ""}, {"csrf_token": other.csrf_token(req)}):
+        with pytest.raises(Forbidden) as err:
+            console.check_csrf(req, _form(**bad))
+        assert err.value.check == "console.csrf"
+
+
+def test_cross_site_posts_are_refused_even_with_the_token() -> None:
+    console = _console()
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        req = _request(**headers)
+        with pytest.raises(Forbidden):
+            console.check_csrf(req, _form(csrf_token=console.csrf_token(req)))
+    req = _request(**{"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost:1"})
+    console.check_csrf(req, _form(csrf_token=console.csrf_token(req)))
+
+
+def test_csp_allows_nothing_inline_or_from_elsewhere() -> None:
+    directives = dict(d.strip().split(" ", 1) for d in CSP.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == directives["style-src"] == "'self'"
+    assert "unsafe" not in CSP and "http" not in CSP and "data:" not in CSP
+    assert directives["frame-ancestors"] == "'none'" and directives["form-action"] == "'self'"
+    assert SECURITY_HEADERS["X-Content-Type-Options"] == "nosniff"
+
+
+def test_templates_and_assets_have_nothing_inline_or_external() -> None:
+    """What the CSP would block anyway, kept out at the source: inline scripts,
+    style attributes, event-handler attributes, and any other origin."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    files = [*root.glob("*/console_templates/*.html"), *root.glob("brski_web/console_assets/*/*")]
+    assert len(files) >= 12
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), path
+        assert not re.search(r"\sstyle=", text), path
+        assert not re.search(r"\son[a-z]+=", text), path
+        assert not re.search(r"(?:src|href|url)\s*[=(]\s*[\"']?(?:https?:)?//", text), path
+        assert "@import" not in text, path
