@@ -72,7 +72,7 @@ class MasaConfig:
                                         help="admin certificates by RFC 4514 subject")
     admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
     # RFC 8520: MUD files and their detached signatures, served at /mud/NAME (masa/mud.py).
-    mud_dir: Path | None = setting(None, section=_M, path=True,
+    mud_dir: Path | None = setting(None, section=_M, path=True, example="mud",
                                    help="directory of MUD files (NAME.json) and signatures (NAME.p7s) served at /mud/")
 
     def __post_init__(self) -> None:
