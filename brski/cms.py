@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -320,8 +320,13 @@ def verify(
         raise MalformedInput("CMS input must be bytes", check="cms.type")
     der = bytes(der)
     check_der(der, max_size=max_size)
+    return _decoding(lambda: _verify(der, extra_certs=extra_certs, content_types=content_types))
+
+
+def _decoding(run: Callable[[], SignedMessage]) -> SignedMessage:
+    """``run()``, with a decoder's own exceptions refused as cms.structure."""
     try:
-        return _verify(der, extra_certs=extra_certs, content_types=content_types)
+        return run()
     except BrskiError:
         raise
     except _PARSE_ERRORS as exc:
@@ -345,17 +350,14 @@ def verify_detached(
         raise MalformedInput("CMS input and content must be bytes", check="cms.type")
     der = bytes(der)
     check_der(der, max_size=max_size)
-    try:
+
+    def run() -> SignedMessage:
         parts = extract_asn1crypto(der)
         if parts.content is not None:
             raise MalformedInput("expected a detached signature (no eContent)", check="cms.not-detached")
         return _check_parts(replace(parts, content=content), extra_certs=extra_certs, content_types=content_types)
-    except BrskiError:
-        raise
-    except _PARSE_ERRORS as exc:
-        raise MalformedInput(
-            f"CMS structure does not decode: {type(exc).__name__}", check="cms.structure"
-        ) from exc
+
+    return _decoding(run)
 
 
 def _verify(
