@@ -344,8 +344,12 @@ def test_refused_by_class_policy(net: Net) -> None:
 def _join(net: Net, i: int, serial: str) -> Supplicant:
     _, out = net.enroll(serial)
     supp = net.supplicant(i, serial, out / "ldevid.crt", out / "ldevid.key")
-    assert net.edges[i].verdict(net.topo.mac(i)) == "success"
-    wait(lambda: net.gate.is_open(net.topo.edge_port(i)), f"port {i} to open")
+    try:
+        assert net.edges[i].verdict(net.topo.mac(i)) == "success"
+        wait(lambda: net.gate.is_open(net.topo.edge_port(i)), f"port {i} to open")
+    except BaseException:
+        supp.stop()
+        raise
     return supp
 
 
@@ -353,7 +357,11 @@ def test_two_device_classes_reach_only_what_their_mud_allows(net: Net) -> None:
     for i in (1, 2):  # fresh MACs: earlier tests may have left a port in quietPeriod
         fresh_mac(net, i)
     camera = _join(net, 1, "PLG-000008")
-    sensor = _join(net, 2, "PLG-000009")
+    try:
+        sensor = _join(net, 2, "PLG-000009")
+    except BaseException:
+        camera.stop()
+        raise
     try:
         assert net.reach(1, SERVICE_PORT) and not net.reach(1, OTHER_PORT)
         assert net.reach(2, OTHER_PORT) and not net.reach(2, SERVICE_PORT)
