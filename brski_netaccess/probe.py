@@ -51,16 +51,18 @@ def join(
     supp = Supplicant(workdir=workdir, namespace=pledge_ns, interface=interface, identity=identity,
                       client_cert=ldevid, private_key=key, ca_cert=domain_ca)
     start = time.monotonic()
-    supp.start()
-    supp.reauthenticate()
-    ok = authenticator.verdict(mac, timeout=timeout) == "success"
-    if ok:
+    try:
+        supp.start()
+        supp.reauthenticate()
+        ok = authenticator.verdict(mac, timeout=timeout) == "success"
         deadline = time.monotonic() + timeout
-        while not gate.is_open(authenticator.port, mac):
+        while ok and not gate.is_open(authenticator.port, mac):
             if time.monotonic() > deadline:
                 ok = False
-                break
             time.sleep(0.05)
+    except BaseException:
+        supp.stop()  # the caller gets no handle to stop it with
+        raise
     return JoinResult(network_access=ok, seconds=round(time.monotonic() - start, 3), supplicant=supp, mac=mac)
 
 
