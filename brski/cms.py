@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,7 +76,7 @@ from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInval
 if TYPE_CHECKING:
     from brski.pki import PrivateKey
 
-__all__ = ["DIGEST_ALGORITHMS", "SignedMessage", "sign", "verify"]
+__all__ = ["DIGEST_ALGORITHMS", "SignedMessage", "sign", "verify", "verify_detached"]
 
 # RFC 5754 section 2 / RFC 8419 section 3: the digests a BRSKI peer may use.
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -337,14 +337,44 @@ def verify(
         raise MalformedInput("CMS input must be bytes", check="cms.type")
     der = bytes(der)
     check_der(der, max_size=max_size)
+    return _decoding(lambda: _verify(der, extra_certs=extra_certs, content_types=content_types))
+
+
+def _decoding(run: Callable[[], SignedMessage]) -> SignedMessage:
+    """``run()``, with a decoder's own exceptions refused as cms.structure."""
     try:
-        return _verify(der, extra_certs=extra_certs, content_types=content_types)
+        return run()
     except BrskiError:
         raise
     except _PARSE_ERRORS as exc:
         raise MalformedInput(
             f"CMS structure does not decode: {type(exc).__name__}", check="cms.structure"
         ) from exc
+
+
+def verify_detached(
+    der: bytes,
+    content: bytes,
+    *,
+    extra_certs: Sequence[x509.Certificate] = (),
+    content_types: Collection[str] = (oids.ID_DATA,),
+    max_size: int = 65536,
+) -> SignedMessage:
+    """Check a detached SignedData (RFC 5652 5.2: eContent absent) over
+    ``content``, e.g. a MUD file signature (RFC 8520 13.2). Same checks as
+    :func:`verify`; a SignedData that carries its own content is refused."""
+    if not isinstance(der, bytes | bytearray | memoryview) or not isinstance(content, bytes):
+        raise MalformedInput("CMS input and content must be bytes", check="cms.type")
+    der = bytes(der)
+    check_der(der, max_size=max_size)
+
+    def run() -> SignedMessage:
+        parts = extract_asn1crypto(der)
+        if parts.content is not None:
+            raise MalformedInput("expected a detached signature (no eContent)", check="cms.not-detached")
+        return _check_parts(replace(parts, content=content), extra_certs=extra_certs, content_types=content_types)
+
+    return _decoding(run)
 
 
 def _verify(

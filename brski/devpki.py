@@ -16,6 +16,10 @@ Hierarchy (all P-256, ECDSA-SHA256)::
       registrar/tls                 serverAuth + clientAuth + id-kp-cmcRA
       registrar/ra                  id-kp-cmcRA + clientAuth
       registrar/admin               clientAuth, CN=admin
+      registrar/radius              serverAuth + clientAuth, CN=radius: the
+                                    RADIUS server's EAP-TLS certificate and its
+                                    client certificate towards the registrar's
+                                    network-access endpoint
 
 With ``external_key``, the domain CA, RA and voucher-signer keys come from
 the caller (e.g. generated in a PKCS#11 token) and no ``.key`` file is written
@@ -43,6 +47,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski import oids
 from brski.errors import ConfigError
+from brski.mud import mud_url_extension
 from brski.pki import PrivateKey, load_cert, load_certs, load_private_key
 
 __all__ = ["EXTERNAL_KEY_PATHS", "DevPki", "build_dev_pki", "idevid_masa_url_extension"]
@@ -316,10 +321,13 @@ def build_dev_pki(
     now: datetime,
     serial_prefix: str = "PLG",
     external_key: Callable[[str], ec.EllipticCurvePrivateKey] | None = None,
+    mud_urls: Mapping[str, str] | None = None,
 ) -> DevPki:
     """Generate the whole development PKI; see the module docstring for the tree.
 
     ``external_key(path)`` is called for each of :data:`EXTERNAL_KEY_PATHS`.
+    ``mud_urls``: serial -> MUD URL written into that pledge's IDevID
+    (id-pe-mud-url, RFC 8520 10).
     """
     _validate_args(pledges, masa_url, registrar_hosts, masa_hosts, now, serial_prefix)
     now = now.astimezone(UTC)
@@ -460,6 +468,19 @@ def build_dev_pki(
             eku=(ExtendedKeyUsageOID.CLIENT_AUTH,),
         ),
     )
+    # RFC 5216 5.3: the EAP server presents a certificate the peer can check
+    # against the domain CA; the same key authenticates the RADIUS server to
+    # the registrar when it asks for a network-access decision.
+    put_ee(
+        "registrar/radius",
+        _make_ee(
+            subject=_name("radius", dom),
+            issuer=domain_ca,
+            not_before=nb,
+            not_after=ee_until,
+            eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        ),
+    )
 
     # --- pledges ---------------------------------------------------------------
     masa_ext = idevid_masa_url_extension(masa_url)
@@ -479,7 +500,7 @@ def build_dev_pki(
                 not_before=nb,
                 not_after=NO_EXPIRY,
                 key_usage=False,
-                extra=(masa_ext,),
+                extra=(masa_ext, *((mud_url_extension(mud_urls[serial]),) if mud_urls and serial in mud_urls else ())),
             ),
         )
         files[f"pledges/{serial}/chain.pem"] = chain_pem

@@ -180,6 +180,10 @@ def respond(
     )
     # RFC 6960 4.2.2.3: byKey, the SHA-1 hash of the responder's public key.
     builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, ca_cert)
+    # RFC 6960 4.2.1 "certs" (optional): carry the signer. OpenSSL's
+    # OCSP_basic_verify finds the signer only there or in a list the caller
+    # passes, and FreeRADIUS passes none ("signer certificate not found").
+    builder = builder.certificates([ca_cert])
     nonce = _nonce(req)
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)

@@ -19,6 +19,7 @@ __all__ = [
     "ID_KP_CMC_RA",
     "ID_ON_HARDWARE_MODULE_NAME",
     "ID_PE_MASA_URL",
+    "ID_PE_MUD_URL",
     "ID_SIGNED_DATA",
     "MT_CSRATTRS",
     "MT_JSON",
@@ -46,6 +47,8 @@ ID_CT_ANIMA_JSON_VOUCHER = "1.2.840.113549.1.9.16.1.40"
 ID_CT_ANIMA_CBOR_VOUCHER = "1.2.840.113549.1.9.16.1.44"
 # RFC 8995 section 2.3.2: MASA URI extension in the IDevID
 ID_PE_MASA_URL = ObjectIdentifier("1.3.6.1.5.5.7.1.32")
+# RFC 8520 section 10: id-pe-mud-url, MUDURLSyntax ::= IA5String.
+ID_PE_MUD_URL = ObjectIdentifier("1.3.6.1.5.5.7.1.25")
 # RFC 6402 section 2.10: id-kp-cmcRA, required on the registrar's
 # voucher-request signing certificate (RFC 8995 section 5.5.4)
 ID_KP_CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from brski_storage.lifecycle import LifecycleStore
+from brski_storage.netaccess import NetworkAccessStore
 from brski_storage.records import (
     ApprovalDecision,
     ApprovalRecord,
@@ -171,7 +172,7 @@ class EventLog(Store):
         return tail[::-1]
 
 
-class RegistrarStore(LifecycleStore, EventLog):
+class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
     # devices
     @abc.abstractmethod
     async def upsert_device(

@@ -34,6 +34,7 @@ from brski_storage.sqlite import (
 )
 from brski_storage.sqlite_admission import SqliteAdmissionMixin
 from brski_storage.sqlite_lifecycle import SqliteLifecycleMixin
+from brski_storage.sqlite_netaccess import SqliteNetworkAccessMixin
 
 __all__ = ["SqliteRegistrarStore", "normalize_cert_serial"]
 
@@ -152,7 +153,7 @@ def _voucher_request(r: tuple[Any, ...]) -> VoucherRequestRecord:
     )
 
 
-class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
+class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
     # --- devices -----------------------------------------------------------
 
     async def upsert_device(

@@ -30,6 +30,7 @@ from brski_web.middleware import (
 from masa import handlers
 from masa.config import MasaConfig
 from masa.console import create_masa_console
+from masa.mud import add_mud_routes
 from masa.ratelimit import RateLimiter
 from masa.service import MasaService, VoucherSigner
 
@@ -103,4 +104,6 @@ def create_app(config: MasaConfig) -> web.Application:
     handlers.add_routes(app, SERVICE)
     # The manufacturer's web console (masa/console.py).
     app.add_subapp("/console/", create_masa_console(SERVICE, config))
+    if config.mud_dir is not None:
+        add_mud_routes(app, config.mud_dir)
     return app

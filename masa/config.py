@@ -76,6 +76,9 @@ class MasaConfig:
     admin_subjects: list[str] = setting([], section=_M, example=["CN=masa admin,O=brski dev manufacturer"],
                                         help="admin certificates by RFC 4514 subject")
     admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
+    # RFC 8520: MUD files and their detached signatures, served at /mud/NAME (masa/mud.py).
+    mud_dir: Path | None = setting(None, section=_M, path=True, example="mud",
+                                   help="directory of MUD files (NAME.json) and signatures (NAME.p7s) served at /mud/")
     pkcs11_module: str | None = setting(None, section=_M, help="PKCS#11 module for pkcs11: keys, e.g. /usr/lib/softhsm/libsofthsm2.so")
     pkcs11_pin_file: Path | None = setting(None, section=_M, path=True, help="file holding the token PIN")
     pkcs11_pin_env: str | None = setting(None, section=_M, help="environment variable holding the token PIN")

@@ -52,6 +52,7 @@ from brski_web.metrics import METRICS, metrics_middleware
 from brski_web.middleware import error_middleware
 from registrar import actions
 from registrar.config import RegistrarConfig
+from registrar.netaccess_api import session_json, start_enforcement
 from registrar.revocation import (
     RevocationPublisher,
     crl_consistency,
@@ -189,6 +190,7 @@ def add_admin_routes(
             for t in await svc.ctx.store.device_transitions(serial)
         ]
         out["certificates"] = [certificate_json(c) for c in await svc.ctx.store.list_certificates(serial)]
+        out["network_sessions"] = [session_json(s) for s in await svc.ctx.store.network_sessions(device_serial=serial)]
         await svc.ctx.event(
             now=now, kind="admin.device-shown", serial=serial, outcome="allow", check="admin.show", admin=admin,
         )
@@ -199,6 +201,7 @@ def add_admin_routes(
         serial = request.match_info["serial"]
         reason = _reason(await _json_body(request))
         revoked = await op(svc.ctx.store, request.app[REVOCATION], serial, reason=reason, now=now, admin=admin)
+        start_enforcement(request.app, serial, now)  # RFC 5176: cut its sessions off
         device = await svc.ctx.store.get_device(serial)
         assert device is not None
         return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})

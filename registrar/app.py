@@ -6,6 +6,7 @@ closed in reverse order on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
@@ -31,13 +32,16 @@ from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_midd
 from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
 from registrar import handlers
-from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
+from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes, authenticate_admin
 from registrar.config import RegistrarConfig
 from registrar.console import create_registrar_console
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
+from registrar.mud_service import MudService
+from registrar.netaccess import NetworkAccess
+from registrar.netaccess_api import NETACCESS, add_netaccess_routes
 from registrar.policy import RegistrarPolicy
 from registrar.revocation import RevocationPublisher, check_published_crl
 from registrar.service import RegistrarService
@@ -114,6 +118,17 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher = RevocationPublisher(store, keys)
     ctx.listed_on_crl = publisher.listed_revoked
     app[REVOCATION] = publisher
+    mud = None
+    if cfg.network_access.enabled:
+        # RFC 8520: MUD files come from the manufacturer's server, trusted like its MASA.
+        mud = MudService(store, anchors=policy.anchors, timeout_s=cfg.network_access.mud_timeout_s,
+                         ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=None, key=None))
+        ctx.on_idevid = lambda serial, idevid, now: mud.note_idevid(serial, idevid, now=now)
+    app[NETACCESS] = NetworkAccess(store, cfg.network_access, mud)
+    assurance = (
+        asyncio.get_running_loop().create_task(app[NETACCESS].assurance_loop(lambda: datetime.now(UTC)))
+        if cfg.network_access.enabled else None
+    )
     app[SERVICE] = RegistrarService(
         ctx=ctx,
         # RFC 8995 5.2: every voucher format the core can sign and verify.
@@ -142,6 +157,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if assurance is not None:
+            assurance.cancel()
         await transport.close()
         await store.close()
 
@@ -209,5 +226,9 @@ def create_app(config: RegistrarConfig) -> web.Application:
     add_admin_routes(app, service_key=SERVICE, config_key=CONFIG)
     add_revocation_routes(app, REVOCATION, app)
     # The operators' web console (registrar/console.py), same admin check as /admin/v1.
+    add_netaccess_routes(
+        app, ca_cert=lambda a: a[SERVICE].ctx.keys.ca_cert,
+        admin=lambda request, now: authenticate_admin(request, request.app[SERVICE], request.app[CONFIG], now),
+    )
     app.add_subapp("/console/", create_registrar_console(SERVICE, CONFIG))
     return app

@@ -21,6 +21,7 @@ from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
 from registrar.config import RegistrarConfig, database_url, load_config
+from registrar.lifecycle_cli import network_json
 
 __all__ = ["add_parser", "main"]
 
@@ -116,6 +117,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
                 {"serial": c.cert_serial, "state": c.state, "not_after": c.not_after.isoformat() if c.not_after else None}
                 for c in await store.list_certificates(args.serial)
             ]
+            out.update(await network_json(store, args.serial))
             print(json.dumps(out, indent=2))
             return 0
 

@@ -45,6 +45,7 @@ from brski.errors import ConfigError
 from brski.ldevid import LdevidProfiles, profiles_from_config
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from registrar.netaccess import NetworkAccessConfig, parse_network_access
 from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
@@ -100,6 +101,8 @@ _REGISTRAR_KEYS = {
     "mdns_interfaces",
     "mdns_instance",
     "proxy_addresses",
+    # 802.1X policy decision point and RFC 5176 client (registrar/netaccess.py)
+    "network_access",
 }
 _LDEVID_PROFILE_KEYS = ("ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles")
 _POLICY_KEYS = (
@@ -147,6 +150,8 @@ class RegistrarConfig:
     admin_fingerprints: list[str] = field(default_factory=list)
     admin_subjects: list[str] = field(default_factory=list)
     reonboard_decommissioned: bool = True
+    # [registrar.network_access] (registrar/netaccess.py); absent: disabled.
+    network_access: NetworkAccessConfig = field(default_factory=NetworkAccessConfig)
     # For interop labs only: decode a voucher-request sent as base64 text
     # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
     accept_base64_voucher_requests: bool = False
@@ -297,6 +302,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RegistrarConfig
     ldevid = {k: merged.pop(k) for k in _LDEVID_PROFILE_KEYS if k in merged}
     merged["ldevid"] = profiles_from_config(**{k.removeprefix("ldevid_"): v for k, v in ldevid.items()})
     entries = parse_manufacturers(merged.pop("manufacturers", None), base)
+    merged["network_access"] = parse_network_access(merged.pop("network_access", None), base)
     merged["admission"] = AdmissionPolicy(manufacturers=tuple(entries), **policy)
     return RegistrarConfig(**merged)
 

@@ -51,6 +51,9 @@ class RegistrarContext:
         # Lifecycle policy (issue 5): may a decommissioned device onboard again
         # after a factory reset? Set from the config key reonboard_decommissioned.
         self.reonboard_decommissioned = True
+        # Network access (registrar/mud_service.py): told of every IDevID seen
+        # in a voucher exchange, to learn its MUD URL (RFC 8520 10).
+        self.on_idevid: Callable[[str, x509.Certificate, datetime], Awaitable[None]] | None = None
         # RFC 5280 3.3: is this LDevID serial on the last published CRL?
         # (registrar/revocation.py). None: no CRL publication wired.
         self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None

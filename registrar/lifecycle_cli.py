@@ -21,7 +21,19 @@ from brski_storage import open_registrar_store
 from registrar.admin import certificate_json, device_json
 from registrar.revocation import decommission_device, revoke_device
 
-__all__ = ["add_device_commands"]
+__all__ = ["add_device_commands", "network_json"]
+
+
+async def network_json(store: Any, serial: str) -> dict[str, Any]:
+    """``devices show``: the device's class and its current 802.1X sessions."""
+    from registrar.netaccess_api import session_json
+
+    profile = await store.get_device_profile(serial)
+    return {
+        "device_class": profile.device_class if profile else None,
+        "mud_url": profile.mud_url if profile else None,
+        "network_sessions": [session_json(s) for s in await store.network_sessions(device_serial=serial)],
+    }
 
 
 def add_device_commands(
@@ -46,6 +58,33 @@ def add_device_commands(
                 return 0
 
         return run(main)
+
+    def set_class(args: argparse.Namespace) -> int:
+        from brski.netaccess import AccessPolicy
+
+        async def main() -> int:
+            AccessPolicy(default_class=args.device_class)  # validates the name
+            async with await open_registrar_store(database(args)) as store:
+                now, by = datetime.now(UTC), f"cli:{getpass.getuser()}"
+                await store.set_device_profile(
+                    args.serial, device_class=args.device_class, mud_url=None, source=f"operator:{by}", at=now
+                )
+                # A running registrar re-decides open sessions within
+                # network_access.assurance_interval_s and cuts refused ones off.
+                await store.append_event(
+                    at=now, kind="netaccess.class-set", device_serial=args.serial, outcome="info",
+                    check="netaccess.class", detail={"class": args.device_class, "by": by},
+                )
+                print(json.dumps({"serial": args.serial, **await network_json(store, args.serial)}, indent=2))
+                return 0
+
+        return run(main)
+
+    p = dcmds.add_parser("set-class", help="set the device class the network-access policy is chosen by")
+    common(p)
+    p.add_argument("serial")
+    p.add_argument("device_class", metavar="CLASS")
+    p.set_defaults(func=set_class)
 
     for name, text in (
         ("revoke", "revoke the device's LDevIDs (published in the CRL and by OCSP)"),

@@ -94,6 +94,8 @@ class VoucherService:
             manufacturer=self._manufacturer(anchor),
             at=now,
         )
+        if self.ctx.on_idevid is not None:
+            await self.ctx.on_idevid(serial, idevid, now)
         # Lifecycle (issue 5): revoked devices stay out; decommissioned ones return only if policy allows.
         state = await self.ctx.admit_known_device(serial, now=now)
         # Who may join: refusals raise (the middleware stores them as events),

@@ -30,6 +30,7 @@ EES = (
     "registrar/tls",
     "registrar/ra",
     "registrar/admin",
+    "registrar/radius",
     "pledges/PLG-000001/idevid",
     "pledges/PLG-000002/idevid",
     "pledges/PLG-000003/idevid",
@@ -278,7 +279,7 @@ def test_cli_init_writes_keys_0600_and_refuses_overwrite(
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "registrar/ra.crt").stat().st_mode) == 0o644
     keys = list(out.rglob("*.key"))
-    assert len(keys) == 9 + 2 and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+    assert len(keys) == 10 + 2 and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
     san = x509.load_pem_x509_certificate((out / "registrar/tls.crt").read_bytes()).extensions
     names = san.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["reg.example"]
