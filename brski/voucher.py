@@ -1,9 +1,9 @@
 """The voucher and voucher-request YANG data as Python objects, with their JSON codec.
 
-Sources: RFC 8366 section 5.3 (ietf-voucher), RFC 8995 section 3.4
-(ietf-voucher-request), and draft-ietf-anima-rfc8366bis, which merges both
-modules, adds raw-public-key pinning, the cloud and PRM leaves, the
-``agent-proximity`` assertion, and an extension mechanism.
+The model itself (every leaf, its type, SIDs, which structure holds it, what
+is mandatory) is declared once in :mod:`brski.voucher_model`, after RFC 8366
+section 5.3, RFC 8995 section 3.4 and draft-ietf-anima-rfc8366bis; this
+module reads that table for the JSON names, order and checks.
 
 Why a hand-written codec rather than ``json.loads`` and a dict: the bytes come
 from the network, the MASA signs whatever the object says, and a pledge trusts
@@ -28,11 +28,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
-from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from brski.errors import MalformedInput, PayloadTooLarge, VoucherInvalid
+from brski.voucher_model import OWN_MODULES, REQUEST, VOUCHER, Assertion, Leaf, Structure
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -42,88 +42,15 @@ __all__ = [
     "Assertion",
     "Voucher",
     "VoucherRequest",
+    "declared",
 ]
 
 MAX_JSON_SIZE = 65536
 MAX_JSON_DEPTH = 16
 
-# RFC 7951 section 4: the top-level member is qualified by its module name.
-VOUCHER_CONTAINER = "ietf-voucher:voucher"
-# RFC 8995 section 3.4 / rfc8366bis: the voucher-request structure is named
-# "voucher" inside module ietf-voucher-request.
-VOUCHER_REQUEST_CONTAINER = "ietf-voucher-request:voucher"
-_OWN_MODULES = frozenset({"ietf-voucher", "ietf-voucher-request"})
+VOUCHER_CONTAINER = VOUCHER.container
+VOUCHER_REQUEST_CONTAINER = REQUEST.container
 
-
-class Assertion(StrEnum):
-    """RFC 8366 section 5.3 enumeration; ``agent-proximity`` is rfc8366bis (BRSKI-PRM)."""
-
-    VERIFIED = "verified"
-    LOGGED = "logged"
-    PROXIMITY = "proximity"
-    AGENT_PROXIMITY = "agent-proximity"
-
-
-_Kind = Literal[
-    "datetime",
-    "assertion",
-    "serial",
-    "binary",
-    "nonce",
-    "sha256",
-    "boolean",
-    "uri",
-    "opaque",
-    "names",
-]
-
-
-@dataclass(frozen=True)
-class _Leaf:
-    wire: str
-    attr: str
-    kind: _Kind
-
-
-# Leaves of the shared grouping, in the order they are emitted (RFC 8366 5.3 order,
-# then the rfc8366bis additions). The voucher-request uses the same grouping.
-_COMMON_LEAVES: tuple[_Leaf, ...] = (
-    _Leaf("created-on", "created_on", "datetime"),
-    _Leaf("expires-on", "expires_on", "datetime"),
-    _Leaf("assertion", "assertion", "assertion"),
-    _Leaf("serial-number", "serial_number", "serial"),
-    _Leaf("idevid-issuer", "idevid_issuer", "binary"),
-    _Leaf("pinned-domain-cert", "pinned_domain_cert", "binary"),
-    _Leaf("pinned-domain-pubk", "pinned_domain_pubk", "binary"),
-    _Leaf("pinned-domain-pubk-sha256", "pinned_domain_pubk_sha256", "sha256"),
-    _Leaf("domain-cert-revocation-checks", "domain_cert_revocation_checks", "boolean"),
-    _Leaf("nonce", "nonce", "nonce"),
-    _Leaf("last-renewal-date", "last_renewal_date", "datetime"),
-    # rfc8366bis section "Detailed changes": est-domain and
-    # additional-configuration-url come from the cloud-registrar draft.
-    _Leaf("est-domain", "est_domain", "uri"),
-    _Leaf("additional-configuration-url", "additional_configuration", "uri"),
-    # rfc8366bis "Manufacturer Proprietary Extensions": in JSON "the manufacturer
-    # MAY use any encoding", so the value is kept as an opaque string.
-    _Leaf("manufacturer-private", "manufacturer_private", "opaque"),
-    # rfc8366bis "Voucher Extensions": the list of extension module names.
-    _Leaf("extensions", "extension_names", "names"),
-)
-# RFC 8995 section 3.4 augment, plus the rfc8366bis (cBRSKI, PRM) additions.
-_REQUEST_LEAVES: tuple[_Leaf, ...] = (
-    *_COMMON_LEAVES,
-    _Leaf("prior-signed-voucher-request", "prior_signed_voucher_request", "binary"),
-    _Leaf("proximity-registrar-cert", "proximity_registrar_cert", "binary"),
-    _Leaf("proximity-registrar-pubk", "proximity_registrar_pubk", "binary"),
-    _Leaf("proximity-registrar-pubk-sha256", "proximity_registrar_pubk_sha256", "sha256"),
-    _Leaf("agent-signed-data", "agent_signed_data", "binary"),
-    _Leaf(
-        "agent-provided-proximity-registrar-cert",
-        "agent_provided_proximity_registrar_cert",
-        "binary",
-    ),
-    _Leaf("agent-sign-cert", "agent_sign_cert", "binary"),
-)
 
 _DATE_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
@@ -260,8 +187,8 @@ def _parse_base64(text: str, where: str, prefix: str, *, lenient: bool) -> bytes
         raise VoucherInvalid(f"{where} is not base64", check=f"{prefix}.base64") from None
 
 
-def _decode_leaf(leaf: _Leaf, value: Any, prefix: str) -> Any:
-    where = leaf.wire
+def _decode_leaf(leaf: Leaf, value: Any, prefix: str) -> Any:
+    where = leaf.name
     if leaf.kind == "boolean":
         if isinstance(value, str) and value in ("true", "false"):
             # RFC 8366 section 5.2 example 2 writes "true" as a string; the YANG type
@@ -309,7 +236,7 @@ def _format_datetime(value: datetime) -> str:
     return f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _encode_leaf(leaf: _Leaf, value: Any) -> Any:
+def _encode_leaf(leaf: Leaf, value: Any) -> Any:
     if leaf.kind == "datetime":
         return _format_datetime(value)
     if leaf.kind in ("binary", "sha256", "nonce"):
@@ -347,9 +274,9 @@ def _check_yang_string(value: str, where: str, prefix: str) -> None:
         )
 
 
-def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
+def _normalise(leaf: Leaf, value: Any, prefix: str) -> Any:
     """Check one field's Python value against its YANG type; return the stored form."""
-    where = leaf.wire
+    where = leaf.name
     bad_type = VoucherInvalid(
         f"{where} has the wrong type {type(value).__name__}", check=f"{prefix}.type", leaf=where
     )
@@ -446,7 +373,7 @@ def _thaw_json(value: Any) -> Any:
 
 def _check_extension_key(key: str, prefix: str) -> None:
     m = _QUALIFIED_RE.fullmatch(key)
-    if m is None or m.group(1) in _OWN_MODULES:
+    if m is None or m.group(1) in OWN_MODULES:
         # RFC 7951 section 4: members of the container's own module are
         # unqualified, so only another module's qualified member is an extension
         # (rfc8366bis "Voucher Extensions", e.g. "extension:example-my-extension").
@@ -461,25 +388,31 @@ def _check_extension_key(key: str, prefix: str) -> None:
 class _Codec:
     """JSON codec shared by Voucher and VoucherRequest, driven by the leaf tables."""
 
-    _CONTAINER: ClassVar[str]
-    _LEAVES: ClassVar[tuple[_Leaf, ...]]
-    _PREFIX: ClassVar[str]
+    _MODEL: ClassVar[Structure]
     extensions: Mapping[str, object]
 
     def _validate_common(self) -> None:
-        for leaf in self._LEAVES:
+        prefix = self._MODEL.check_prefix
+        for leaf in self._MODEL.mandatory:
+            if getattr(self, leaf.attr) is None:
+                raise VoucherInvalid(
+                    f"mandatory leaf {leaf.name} is missing",
+                    check=f"{prefix}.mandatory",
+                    leaf=leaf.name,
+                )
+        for leaf in self._MODEL.leaves:
             value = getattr(self, leaf.attr)
             if value is None or (leaf.kind == "names" and value == ()):
                 continue
-            object.__setattr__(self, leaf.attr, _normalise(leaf, value, self._PREFIX))
+            object.__setattr__(self, leaf.attr, _normalise(leaf, value, prefix))
         if not isinstance(self.extensions, Mapping):
-            raise VoucherInvalid("extensions must be a mapping", check=f"{self._PREFIX}.type")
+            raise VoucherInvalid("extensions must be a mapping", check=f"{prefix}.type")
         frozen: dict[str, Any] = {}
         for key, value in self.extensions.items():
             if not isinstance(key, str):
-                raise VoucherInvalid("extension key is not a string", check=f"{self._PREFIX}.type")
-            _check_extension_key(key, self._PREFIX)
-            frozen[key] = _freeze_json(value, key, self._PREFIX, 1)
+                raise VoucherInvalid("extension key is not a string", check=f"{prefix}.type")
+            _check_extension_key(key, prefix)
+            frozen[key] = _freeze_json(value, key, prefix, 1)
         object.__setattr__(self, "extensions", MappingProxyType(frozen))
         expires_on = getattr(self, "expires_on", None)
         if expires_on is not None and getattr(self, "nonce", None) is not None:
@@ -487,20 +420,20 @@ class _Codec:
             # "must 'not(../expires-on)'".
             raise VoucherInvalid(
                 "expires-on and nonce are mutually exclusive",
-                check=f"{self._PREFIX}.expires-on-with-nonce",
+                check=f"{prefix}.expires-on-with-nonce",
             )
 
     def to_obj(self) -> dict[str, Any]:
         """The RFC 7951 JSON-form dict, members in YANG order, extensions last (sorted)."""
         body: dict[str, Any] = {}
-        for leaf in self._LEAVES:
+        for leaf in self._MODEL.leaves:
             value = getattr(self, leaf.attr)
             if value is None or (leaf.kind == "names" and not value):
                 continue
-            body[leaf.wire] = _encode_leaf(leaf, value)
+            body[leaf.name] = _encode_leaf(leaf, value)
         for key in sorted(self.extensions):
             body[key] = _thaw_json(self.extensions[key])
-        return {self._CONTAINER: body}
+        return {self._MODEL.container: body}
 
     def whole_seconds(self) -> Self:
         """This payload with every date-and-time leaf cut to whole seconds.
@@ -512,7 +445,7 @@ class _Codec:
         """
         changes = {
             leaf.attr: value.replace(microsecond=0)
-            for leaf in self._LEAVES
+            for leaf in self._MODEL.leaves
             if leaf.kind == "datetime"
             and (value := getattr(self, leaf.attr)) is not None
             and value.microsecond
@@ -526,39 +459,36 @@ class _Codec:
     @classmethod
     def from_obj(cls, obj: Any) -> Self:
         """Build from a parsed JSON-form object (from_json, or brski.sid's CBOR mapping)."""
-        prefix = cls._PREFIX
+        model = cls._MODEL
+        prefix = model.check_prefix
         if not isinstance(obj, Mapping):
             raise VoucherInvalid("top level is not a JSON object", check=f"{prefix}.container")
-        if list(obj.keys()) != [cls._CONTAINER]:
+        if list(obj.keys()) != [model.container]:
             names = ", ".join(repr(str(k)[:64]) for k in list(obj.keys())[:4])
             raise VoucherInvalid(
-                f"expected exactly the member {cls._CONTAINER!r}, got {names or 'none'}",
+                f"expected exactly the member {model.container!r}, got {names or 'none'}",
                 check=f"{prefix}.container",
             )
-        body = obj[cls._CONTAINER]
+        body = obj[model.container]
         if not isinstance(body, Mapping):
-            raise VoucherInvalid(f"{cls._CONTAINER} is not an object", check=f"{prefix}.container")
-        by_wire = {leaf.wire: leaf for leaf in cls._LEAVES}
+            raise VoucherInvalid(f"{model.container} is not an object", check=f"{prefix}.container")
         kwargs: dict[str, Any] = {}
         extensions: dict[str, Any] = {}
         for key, value in body.items():
             if not isinstance(key, str):
                 raise VoucherInvalid("member name is not a string", check=f"{prefix}.type")
-            leaf = by_wire.get(key)
+            leaf = model.by_name.get(key)
             if leaf is not None:
                 kwargs[leaf.attr] = _decode_leaf(leaf, value, prefix)
             else:
                 _check_extension_key(key, prefix)
                 extensions[key] = value
-        missing = [
-            f.name
-            for f in fields(cls)  # type: ignore[arg-type]
-            if f.name not in kwargs and f.name != "extensions" and _is_required(f)
-        ]
+        missing = [leaf.name for leaf in model.mandatory if leaf.attr not in kwargs]
         if missing:
-            wire = next(leaf.wire for leaf in cls._LEAVES if leaf.attr == missing[0])
             raise VoucherInvalid(
-                f"mandatory leaf {wire} is missing", check=f"{prefix}.mandatory", leaf=wire
+                f"mandatory leaf {missing[0]} is missing",
+                check=f"{prefix}.mandatory",
+                leaf=missing[0],
             )
         kwargs["extensions"] = extensions
         return cls(**kwargs)
@@ -566,17 +496,36 @@ class _Codec:
     @classmethod
     def from_json(cls, data: bytes) -> Self:
         """Parse untrusted JSON bytes: size, depth, duplicates, then the YANG model."""
-        return cls.from_obj(_load_json(data, cls._PREFIX))
+        return cls.from_obj(_load_json(data, cls._MODEL.check_prefix))
+
+
+_C = TypeVar("_C", bound=type["_Codec"])
 
 
 def _is_required(f: Field[Any]) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
 
 
+def declared(cls: _C) -> _C:
+    """Class decorator: the dataclass fields are exactly its model's leaves.
+
+    The model (brski.voucher_model) is the one declaration; the fields are the
+    typed Python view of it. A leaf without a field, a field without a leaf,
+    or a required field that is not a mandatory leaf fails at import.
+    """
+    declared_fields = fields(cls)  # type: ignore[arg-type]  # _Codec subclasses are dataclasses
+    have = {f.name: _is_required(f) for f in declared_fields if f.name != "extensions"}
+    want = {leaf.attr: leaf in cls._MODEL.mandatory for leaf in cls._MODEL.leaves}
+    if have != want:
+        raise TypeError(f"{cls.__name__} fields disagree with {cls._MODEL.container}")
+    return cls
+
+
 def _empty_extensions() -> Mapping[str, object]:
     return MappingProxyType({})
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class Voucher(_Codec):
     """An ietf-voucher voucher (RFC 8366 section 5.3, rfc8366bis).
@@ -586,9 +535,7 @@ class Voucher(_Codec):
     ``additional_configuration`` is the rfc8366bis leaf additional-configuration-url.
     """
 
-    _CONTAINER: ClassVar[str] = VOUCHER_CONTAINER
-    _LEAVES: ClassVar[tuple[_Leaf, ...]] = _COMMON_LEAVES
-    _PREFIX: ClassVar[str] = "voucher"
+    _MODEL: ClassVar[Structure] = VOUCHER
 
     created_on: datetime
     assertion: Assertion
@@ -608,13 +555,8 @@ class Voucher(_Codec):
     extensions: Mapping[str, object] = field(default_factory=_empty_extensions)
 
     def __post_init__(self) -> None:
-        # RFC 8366 section 5.3: created-on, assertion and serial-number are mandatory.
-        for leaf in ("created_on", "assertion", "serial_number"):
-            if getattr(self, leaf) is None:
-                wire = leaf.replace("_", "-")
-                raise VoucherInvalid(
-                    f"mandatory leaf {wire} is missing", check="voucher.mandatory", leaf=wire
-                )
+        # RFC 8366 section 5.3: created-on, assertion and serial-number are
+        # mandatory (brski.voucher_model marks them); _validate_common checks.
         self._validate_common()
         if (
             self.pinned_domain_cert is None
@@ -635,6 +577,7 @@ class Voucher(_Codec):
             )
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class VoucherRequest(_Codec):
     """An ietf-voucher-request voucher (RFC 8995 section 3.4, rfc8366bis).
@@ -646,9 +589,7 @@ class VoucherRequest(_Codec):
     they "MUST be ignored": consumers ignore them, the codec stays faithful.
     """
 
-    _CONTAINER: ClassVar[str] = VOUCHER_REQUEST_CONTAINER
-    _LEAVES: ClassVar[tuple[_Leaf, ...]] = _REQUEST_LEAVES
-    _PREFIX: ClassVar[str] = "voucher-request"
+    _MODEL: ClassVar[Structure] = REQUEST
 
     created_on: datetime | None = None
     assertion: Assertion | None = None
