@@ -216,14 +216,13 @@ class _Codec:
             _check_extension_key(key, prefix)
             frozen[key] = _freeze_json(value, key, prefix, 1)
         object.__setattr__(self, "extensions", MappingProxyType(frozen))
-        expires_on = getattr(self, "expires_on", None)
-        if expires_on is not None and getattr(self, "nonce", None) is not None:
-            # RFC 8366 section 5.3: expires-on "must 'not(../nonce)'" and nonce
-            # "must 'not(../expires-on)'".
-            raise VoucherInvalid(
-                "expires-on and nonce are mutually exclusive",
-                check=f"{prefix}.expires-on-with-nonce",
-            )
+        # The YANG "must" statements (RFC 8366 section 5.3), declared in the model.
+        present = frozenset(
+            leaf.name for leaf in self._MODEL.leaves if getattr(self, leaf.attr) not in (None, ())
+        )
+        for must in self._MODEL.musts:
+            if must.violated(present):
+                raise VoucherInvalid(must.message, check=f"{prefix}.{must.check}")
 
     def to_obj(self) -> dict[str, Any]:
         """The RFC 7951 JSON-form dict, members in YANG order, extensions last (sorted)."""
@@ -357,26 +356,9 @@ class Voucher(_Codec):
     extensions: Mapping[str, object] = field(default_factory=_empty_extensions)
 
     def __post_init__(self) -> None:
-        # RFC 8366 section 5.3: created-on, assertion and serial-number are
-        # mandatory (brski.voucher_model marks them); _validate_common checks.
+        # Mandatory leaves and the YANG "must" rules (RFC 8366 section 5.3,
+        # rfc8366bis pinning) are rows of brski.voucher_model.VOUCHER.
         self._validate_common()
-        if (
-            self.pinned_domain_cert is None
-            and self.pinned_domain_pubk is None
-            and self.pinned_domain_pubk_sha256 is None
-        ):
-            # RFC 8366 section 5.3 makes pinned-domain-cert mandatory; rfc8366bis
-            # lets pinned-domain-pubk(-sha256) stand in for it. One must be there.
-            raise VoucherInvalid(
-                "no pinned-domain-cert, pinned-domain-pubk or pinned-domain-pubk-sha256",
-                check="voucher.pinned-domain",
-            )
-        if self.last_renewal_date is not None and self.expires_on is None:
-            # RFC 8366 section 5.3: last-renewal-date "must '../expires-on'".
-            raise VoucherInvalid(
-                "last-renewal-date requires expires-on",
-                check="voucher.last-renewal-date-without-expires-on",
-            )
 
 
 @declared

@@ -36,6 +36,7 @@ __all__ = [
     "CborType",
     "Kind",
     "Leaf",
+    "Must",
     "Structure",
     "structure",
 ]
@@ -186,6 +187,65 @@ LEAVES: tuple[Leaf, ...] = (
 
 
 @dataclass(frozen=True, kw_only=True)
+class Must:
+    """A YANG ``must`` between leaves of one structure, checked on construction.
+
+    ``not-both``: the two leaves exclude each other; ``one-of``: at least one
+    is present; ``requires``: the first needs the second. ``check`` is the rule
+    name after the structure's check prefix.
+    """
+
+    rule: Literal["not-both", "one-of", "requires"]
+    leaves: tuple[str, ...]
+    check: str
+    ref: str
+
+    def violated(self, present: frozenset[str]) -> bool:
+        here = [name in present for name in self.leaves]
+        if self.rule == "not-both":
+            return all(here)
+        if self.rule == "one-of":
+            return not any(here)
+        return here[0] and not all(here[1:])
+
+    @property
+    def message(self) -> str:
+        first, *rest = self.leaves
+        if self.rule == "not-both":
+            return f"{first} and {rest[0]} are mutually exclusive"
+        if self.rule == "one-of":
+            return f"no {', '.join(self.leaves[:-1])} or {self.leaves[-1]}"
+        return f"{first} requires {' and '.join(rest)}"
+
+
+# RFC 8366 section 5.3: expires-on "must 'not(../nonce)'" and nonce "must
+# 'not(../expires-on)'", in the shared grouping, so in both structures.
+_NONCE_OR_EXPIRY = Must(
+    rule="not-both", leaves=("expires-on", "nonce"), check="expires-on-with-nonce", ref=_R8366
+)
+_VOUCHER_MUSTS = (
+    _NONCE_OR_EXPIRY,
+    # RFC 8366 section 5.3 makes pinned-domain-cert mandatory; rfc8366bis lets
+    # pinned-domain-pubk(-sha256) stand in for it. One must be there.
+    Must(
+        rule="one-of",
+        leaves=("pinned-domain-cert", "pinned-domain-pubk", "pinned-domain-pubk-sha256"),
+        check="pinned-domain",
+        ref=_BIS,
+    ),
+    # RFC 8366 section 5.3: last-renewal-date "must '../expires-on'". A
+    # voucher-request keeps the leaf unchecked: RFC 8995 3.4 says it "MUST be
+    # ignored" there.
+    Must(
+        rule="requires",
+        leaves=("last-renewal-date", "expires-on"),
+        check="last-renewal-date-without-expires-on",
+        ref=_R8366,
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Structure:
     """One YANG structure: module, JSON container name, container SID and leaves."""
 
@@ -194,6 +254,7 @@ class Structure:
     sid: int
     check_prefix: str
     leaves: tuple[Leaf, ...]
+    musts: tuple[Must, ...] = ()
     by_name: Mapping[str, Leaf] = field(init=False, repr=False)
     by_sid: Mapping[int, Leaf] = field(init=False, repr=False)
 
@@ -206,6 +267,8 @@ class Structure:
             raise ValueError(f"{self.container}: leaf names or SIDs repeat")
         if any(sid <= self.sid for sid in by_sid):
             raise ValueError(f"{self.container}: a leaf SID precedes the container SID")
+        if any(name not in by_name for must in self.musts for name in must.leaves):
+            raise ValueError(f"{self.container}: a must names a leaf it does not have")
         object.__setattr__(self, "by_name", MappingProxyType(by_name))
         object.__setattr__(self, "by_sid", MappingProxyType(by_sid))
 
@@ -218,7 +281,12 @@ class Structure:
 
 
 def structure(
-    module: str, *, sid: int, check_prefix: str, leaves: tuple[Leaf, ...] = LEAVES
+    module: str,
+    *,
+    sid: int,
+    check_prefix: str,
+    leaves: tuple[Leaf, ...] = LEAVES,
+    musts: tuple[Must, ...] = (),
 ) -> Structure:
     """The structure named "<module>:voucher" with every leaf ``leaves`` gives ``module``."""
     return Structure(
@@ -229,10 +297,13 @@ def structure(
         sid=sid,
         check_prefix=check_prefix,
         leaves=tuple(leaf for leaf in leaves if module in leaf.sids),
+        musts=musts,
     )
 
 
-VOUCHER = structure(VOUCHER_MODULE, sid=2451, check_prefix="voucher")
-REQUEST = structure(REQUEST_MODULE, sid=2501, check_prefix="voucher-request")
+VOUCHER = structure(VOUCHER_MODULE, sid=2451, check_prefix="voucher", musts=_VOUCHER_MUSTS)
+REQUEST = structure(
+    REQUEST_MODULE, sid=2501, check_prefix="voucher-request", musts=(_NONCE_OR_EXPIRY,)
+)
 # What brski.sid converts; read at call time, so a derived model can stand in.
 STRUCTURES: tuple[Structure, ...] = (VOUCHER, REQUEST)

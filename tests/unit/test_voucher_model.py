@@ -20,8 +20,8 @@ import pytest
 
 from brski import sid, voucher_model
 from brski.errors import VoucherInvalid
-from brski.voucher import Voucher, VoucherRequest, declared
-from brski.voucher_model import LEAVES, Leaf, Structure, structure
+from brski.voucher import Assertion, Voucher, VoucherRequest, declared
+from brski.voucher_model import LEAVES, Leaf, Must, Structure, structure
 
 CB = Path(__file__).resolve().parent.parent / "vectors" / "cbrski-draft31"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -81,7 +81,7 @@ def test_a_leaf_added_to_the_table_is_read_checked_and_sid_encoded() -> None:
 
     voucher = ExtVoucher(
         created_on=T0,
-        assertion="logged",
+        assertion=Assertion.LOGGED,
         serial_number="JADA123456789",
         pinned_domain_cert=b"\x30\x00",
         example_digest=DIGEST,
@@ -179,3 +179,53 @@ def test_a_structure_refuses_a_repeated_sid() -> None:
         structure("ietf-voucher", sid=2451, check_prefix="voucher", leaves=(*LEAVES, clash))
     with pytest.raises(ValueError, match="precedes"):
         structure("ietf-voucher", sid=2470, check_prefix="voucher")
+
+
+def test_the_must_rules_are_read_from_the_model() -> None:
+    """A YANG "must" added to a derived structure is enforced with its check name."""
+    rule = Must(
+        rule="requires", leaves=("example-digest", "nonce"), check="digest-needs-nonce", ref="test"
+    )
+    model = structure(
+        "ietf-voucher-request",
+        sid=2501,
+        check_prefix="voucher-request",
+        leaves=(*LEAVES, EXTRA),
+        musts=(*voucher_model.REQUEST.musts, rule),
+    )
+
+    @declared
+    @dataclass(frozen=True, kw_only=True)
+    class Ruled(ExtRequest):
+        _MODEL: ClassVar[Structure] = model
+
+    with pytest.raises(VoucherInvalid) as info:
+        Ruled(example_digest=DIGEST)
+    assert info.value.check == "voucher-request.digest-needs-nonce"
+    assert str(info.value).startswith("example-digest requires nonce")
+    assert Ruled(example_digest=DIGEST, nonce=b"12345678").nonce == b"12345678"
+    assert ExtRequest(example_digest=DIGEST).nonce is None  # the base model has no such rule
+    with pytest.raises(ValueError, match="must names a leaf"):
+        structure("ietf-voucher-request", sid=2501, check_prefix="x", musts=(rule,))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "check"),
+    [
+        ({"expires_on": T0, "nonce": b"12345678"}, "voucher.expires-on-with-nonce"),
+        ({"pinned_domain_cert": None}, "voucher.pinned-domain"),
+        ({"last_renewal_date": T0}, "voucher.last-renewal-date-without-expires-on"),
+    ],
+)
+def test_the_voucher_musts_of_rfc8366_keep_their_check_names(
+    kwargs: dict[str, Any], check: str
+) -> None:
+    base: dict[str, Any] = {
+        "created_on": T0,
+        "assertion": "logged",
+        "serial_number": "JADA123456789",
+        "pinned_domain_cert": b"\x30\x00",
+    }
+    with pytest.raises(VoucherInvalid) as info:
+        Voucher(**{**base, **kwargs})
+    assert info.value.check == check
