@@ -53,7 +53,6 @@ VOUCHER_REQUEST_CONTAINER = REQUEST.container
 
 # RFC 7950 section 6.2 identifier; an extension member is "module:name" (RFC 7951 section 4).
 _IDENT = r"[A-Za-z_][A-Za-z0-9_.-]*"
-_IDENT_RE = re.compile(_IDENT)
 _QUALIFIED_RE = re.compile(rf"({_IDENT}):({_IDENT})")
 
 
