@@ -8,7 +8,8 @@ form instead; this module converts between the two so that ``brski.voucher``
 keeps a single model and a single set of validation rules.
 
 CBOR form, per RFC 9254 and the SID values of draft-ietf-anima-rfc8366bis
-(ietf-voucher@2025-12-18.sid, ietf-voucher-request@2025-12-18.sid):
+(ietf-voucher@2025-12-18.sid, ietf-voucher-request@2025-12-18.sid), which,
+like every leaf's YANG type, are declared once in :mod:`brski.voucher_model`:
 
 * the top-level key is the container SID (2451 voucher, 2501 voucher-request);
 * member keys are SID *deltas* from the container SID (RFC 9254 section 3.2),
@@ -32,22 +33,20 @@ import base64
 import binascii
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import cbor2
 
+from brski import voucher_model
 from brski.cbor import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, Tagged, decode_cbor
 from brski.errors import MalformedInput, VoucherInvalid
+from brski.voucher_model import ASSERTION_CBOR, OWN_MODULES, CborType, Leaf, Structure
 
 __all__ = [
-    "ASSERTION_VALUES",
     "SID_VOUCHER",
     "SID_VOUCHER_REQUEST",
     "VOUCHER",
     "VOUCHER_REQUEST",
-    "LeafType",
-    "SidModule",
     "cbor_to_json",
     "decode_payload",
     "encode_payload",
@@ -55,141 +54,24 @@ __all__ = [
     "module_for",
 ]
 
-VOUCHER = "ietf-voucher:voucher"
-VOUCHER_REQUEST = "ietf-voucher-request:voucher"
-SID_VOUCHER = 2451
-SID_VOUCHER_REQUEST = 2501
+VOUCHER = voucher_model.VOUCHER.container
+VOUCHER_REQUEST = voucher_model.REQUEST.container
+SID_VOUCHER = voucher_model.VOUCHER.sid
+SID_VOUCHER_REQUEST = voucher_model.REQUEST.sid
 # RFC 9254 section 4.2.1: tag 47 marks an absolute SID used as a map key.
 TAG_ABSOLUTE_SID = 47
 
-LeafType = Literal[
-    "binary", "opaque", "string", "date-and-time", "boolean", "assertion", "extensions"
-]
-_OWN_MODULES = frozenset({"ietf-voucher", "ietf-voucher-request"})
-
-# RFC 8366bis, YANG enumeration "assertion" values.
-ASSERTION_VALUES: Mapping[str, int] = {
-    "verified": 0,
-    "logged": 1,
-    "proximity": 2,
-    "agent-proximity": 3,
-}
-_ASSERTION_NAMES = {v: k for k, v in ASSERTION_VALUES.items()}
-
-# Leaves shared by both modules (grouping voucher-artifact), with their YANG
-# types. "uri" is a string subtype and travels as text.
-_COMMON_TYPES: Mapping[str, LeafType] = {
-    "assertion": "assertion",
-    "created-on": "date-and-time",
-    "domain-cert-revocation-checks": "boolean",
-    "expires-on": "date-and-time",
-    "idevid-issuer": "binary",
-    "last-renewal-date": "date-and-time",
-    "nonce": "binary",
-    "pinned-domain-cert": "binary",
-    "pinned-domain-pubk": "binary",
-    "pinned-domain-pubk-sha256": "binary",
-    "serial-number": "string",
-    "additional-configuration-url": "string",
-    "est-domain": "string",
-    # rfc8366bis "Manufacturer Proprietary Extensions": a bstr in CBOR, any
-    # string in JSON with base64url RECOMMENDED, which is what we emit.
-    "manufacturer-private": "opaque",
-    "extensions": "extensions",
-}
-_REQUEST_TYPES: Mapping[str, LeafType] = {
-    **_COMMON_TYPES,
-    "prior-signed-voucher-request": "binary",
-    "proximity-registrar-cert": "binary",
-    "proximity-registrar-pubk": "binary",
-    "proximity-registrar-pubk-sha256": "binary",
-    "agent-provided-proximity-registrar-cert": "binary",
-    "agent-sign-cert": "binary",
-    "agent-signed-data": "binary",
-}
-
-# ietf-voucher@2025-12-18.sid
-_VOUCHER_SIDS: Mapping[str, int] = {
-    "assertion": 2452,
-    "created-on": 2453,
-    "domain-cert-revocation-checks": 2454,
-    "expires-on": 2455,
-    "idevid-issuer": 2456,
-    "last-renewal-date": 2457,
-    "nonce": 2458,
-    "pinned-domain-cert": 2459,
-    "pinned-domain-pubk": 2460,
-    "pinned-domain-pubk-sha256": 2461,
-    "serial-number": 2462,
-    "additional-configuration-url": 2463,
-    "est-domain": 2464,
-    "manufacturer-private": 2465,
-    "extensions": 2466,
-}
-# ietf-voucher-request@2025-12-18.sid
-_REQUEST_SIDS: Mapping[str, int] = {
-    "assertion": 2502,
-    "created-on": 2503,
-    "domain-cert-revocation-checks": 2504,
-    "expires-on": 2505,
-    "idevid-issuer": 2506,
-    "last-renewal-date": 2507,
-    "nonce": 2508,
-    "pinned-domain-cert": 2509,
-    "prior-signed-voucher-request": 2510,
-    "proximity-registrar-cert": 2511,
-    "proximity-registrar-pubk-sha256": 2512,
-    "proximity-registrar-pubk": 2513,
-    "serial-number": 2514,
-    "agent-provided-proximity-registrar-cert": 2515,
-    "agent-sign-cert": 2516,
-    "agent-signed-data": 2517,
-    "pinned-domain-pubk": 2518,
-    "pinned-domain-pubk-sha256": 2519,
-    "additional-configuration-url": 2520,
-    "est-domain": 2521,
-    "extensions": 2522,
-    "manufacturer-private": 2523,
-}
+_ASSERTION_VALUES: Mapping[str, int] = {str(a): n for a, n in ASSERTION_CBOR.items()}
+_ASSERTION_NAMES = {n: str(a) for a, n in ASSERTION_CBOR.items()}
 
 
-@dataclass(frozen=True, kw_only=True)
-class SidModule:
-    """One YANG structure: its JSON container name, container SID and leaves."""
+def module_for(container: str | int) -> Structure:
+    """The structure whose container is named (JSON) or numbered (SID) ``container``.
 
-    name: str
-    sid: int
-    leaf_sids: Mapping[str, int]
-    leaf_types: Mapping[str, LeafType]
-
-    def __post_init__(self) -> None:
-        # The two tables must describe the same leaves; a typo here would
-        # silently drop a leaf on one side of the conversion.
-        if set(self.leaf_sids) != set(self.leaf_types):
-            raise AssertionError(f"SID and type tables disagree for {self.name}")
-
-    def name_for_sid(self, sid: int) -> str | None:
-        for leaf, leaf_sid in self.leaf_sids.items():
-            if leaf_sid == sid:
-                return leaf
-        return None
-
-
-_MODULES = (
-    SidModule(name=VOUCHER, sid=SID_VOUCHER, leaf_sids=_VOUCHER_SIDS, leaf_types=_COMMON_TYPES),
-    SidModule(
-        name=VOUCHER_REQUEST,
-        sid=SID_VOUCHER_REQUEST,
-        leaf_sids=_REQUEST_SIDS,
-        leaf_types=_REQUEST_TYPES,
-    ),
-)
-
-
-def module_for(container: str | int) -> SidModule:
-    """The module whose container is named (JSON) or numbered (SID) ``container``."""
-    for module in _MODULES:
-        if container in (module.name, module.sid) and not isinstance(container, bool):
+    The structures, their leaves and SIDs come from brski.voucher_model.
+    """
+    for module in voucher_model.STRUCTURES:
+        if container in (module.container, module.sid) and not isinstance(container, bool):
             return module
     raise VoucherInvalid(f"unknown voucher container {container!r}", check="sid.container")
 
@@ -210,25 +92,27 @@ def json_to_cbor(obj: Mapping[str, Any]) -> dict[int, dict[int | str, Any]]:
     if not isinstance(members, Mapping):
         raise VoucherInvalid("the voucher container must be an object", check="sid.container")
     out: dict[int | str, Any] = {}
-    for leaf, value in members.items():
-        sid = module.leaf_sids.get(leaf)
-        if sid is not None:
-            out[sid - module.sid] = _json_leaf_to_cbor(leaf, module.leaf_types[leaf], value)
-        elif _is_foreign_member(leaf):
+    for name, value in members.items():
+        leaf = module.by_name.get(name)
+        if leaf is not None:
+            out[module.leaf_sid(leaf) - module.sid] = _json_leaf_to_cbor(
+                name, leaf.cbor_type, value
+            )
+        elif _is_foreign_member(name):
             # An extension module's member (rfc8366bis "Voucher Extensions").
             # Its SID is unknown here, so it keeps its name key (RFC 9254
             # allows names; the draft says receivers must accept a mix).
-            out[leaf] = _check_json_data(value, leaf, 0)
+            out[name] = _check_json_data(value, name, 0)
         else:
             raise VoucherInvalid(
-                f"leaf {leaf!r} has no SID in {module.name}", check="sid.unknown-leaf"
+                f"leaf {name!r} has no SID in {module.container}", check="sid.unknown-leaf"
             )
     return {module.sid: out}
 
 
 def _is_foreign_member(name: str) -> bool:
     module, sep, rest = name.partition(":")
-    return bool(sep) and bool(module) and bool(rest) and module not in _OWN_MODULES
+    return bool(sep) and bool(module) and bool(rest) and module not in OWN_MODULES
 
 
 def _check_json_data(value: Any, where: str, depth: int) -> Any:
@@ -246,7 +130,7 @@ def _check_json_data(value: Any, where: str, depth: int) -> Any:
     raise VoucherInvalid(f"{where} holds data JSON cannot carry", check="sid.extension")
 
 
-def _json_leaf_to_cbor(leaf: str, kind: LeafType, value: Any) -> Any:
+def _json_leaf_to_cbor(leaf: str, kind: CborType, value: Any) -> Any:
     if kind == "binary":
         if not isinstance(value, str):
             raise VoucherInvalid(f"{leaf} must be a base64 string", check="sid.leaf-type")
@@ -256,9 +140,9 @@ def _json_leaf_to_cbor(leaf: str, kind: LeafType, value: Any) -> Any:
             raise VoucherInvalid(f"{leaf} must be a string", check="sid.leaf-type")
         return _b64decode(leaf, value)
     if kind == "assertion":
-        if value not in ASSERTION_VALUES:
+        if value not in _ASSERTION_VALUES:
             raise VoucherInvalid(f"unknown assertion {value!r}", check="sid.assertion")
-        return ASSERTION_VALUES[value]
+        return _ASSERTION_VALUES[value]
     if kind == "boolean":
         if not isinstance(value, bool):
             raise VoucherInvalid(f"{leaf} must be a boolean", check="sid.leaf-type")
@@ -305,9 +189,9 @@ def cbor_to_json(obj: Any, *, container: str | None = None) -> dict[str, dict[st
     if not isinstance(key, int | str) or isinstance(key, bool):
         raise VoucherInvalid("the top-level key must be a SID or a name", check="sid.container")
     module = module_for(key)
-    if container is not None and module.name != container:
+    if container is not None and module.container != container:
         raise VoucherInvalid(
-            f"expected {container}, found {module.name}", check="sid.container-kind"
+            f"expected {container}, found {module.container}", check="sid.container-kind"
         )
     if not isinstance(members, dict):
         raise VoucherInvalid("the voucher container must be a map", check="sid.container")
@@ -316,20 +200,21 @@ def cbor_to_json(obj: Any, *, container: str | None = None) -> dict[str, dict[st
         if isinstance(member_key, str) and _is_foreign_member(member_key):
             out[member_key] = _check_json_data(value, member_key, 0)
             continue
-        leaf = _leaf_name(module, member_key)
-        if leaf in out:
-            raise VoucherInvalid(f"leaf {leaf!r} appears twice", check="sid.duplicate-leaf")
-        out[leaf] = _cbor_leaf_to_json(leaf, module.leaf_types[leaf], value)
-    return {module.name: out}
+        leaf = _leaf_for(module, member_key)
+        if leaf.name in out:
+            raise VoucherInvalid(f"leaf {leaf.name!r} appears twice", check="sid.duplicate-leaf")
+        out[leaf.name] = _cbor_leaf_to_json(leaf.name, leaf.cbor_type, value)
+    return {module.container: out}
 
 
-def _leaf_name(module: SidModule, key: Any) -> str:
+def _leaf_for(module: Structure, key: Any) -> Leaf:
     if isinstance(key, str):
         # A name key may be qualified with its own module (RFC 7951 style).
         prefix, sep, rest = key.partition(":")
-        bare = rest if sep and prefix in _OWN_MODULES else key
-        if bare in module.leaf_types:
-            return bare
+        bare = rest if sep and prefix in OWN_MODULES else key
+        by_name = module.by_name.get(bare)
+        if by_name is not None:
+            return by_name
         raise VoucherInvalid(f"unknown leaf name {key!r}", check="sid.unknown-leaf")
     if isinstance(key, Tagged) and key.tag == TAG_ABSOLUTE_SID:
         sid = key.value
@@ -339,13 +224,15 @@ def _leaf_name(module: SidModule, key: Any) -> str:
         raise VoucherInvalid(f"unusable member key {key!r}", check="sid.key-type")
     if not isinstance(sid, int) or isinstance(sid, bool):
         raise VoucherInvalid("an absolute SID must be an integer", check="sid.key-type")
-    leaf = module.name_for_sid(sid)
+    leaf = module.by_sid.get(sid)
     if leaf is None:
-        raise VoucherInvalid(f"SID {sid} is not a leaf of {module.name}", check="sid.unknown-leaf")
+        raise VoucherInvalid(
+            f"SID {sid} is not a leaf of {module.container}", check="sid.unknown-leaf"
+        )
     return leaf
 
 
-def _cbor_leaf_to_json(leaf: str, kind: LeafType, value: Any) -> Any:
+def _cbor_leaf_to_json(leaf: str, kind: CborType, value: Any) -> Any:
     if kind == "binary":
         if not isinstance(value, bytes):
             raise VoucherInvalid(f"{leaf} must be a byte string", check="sid.leaf-type")

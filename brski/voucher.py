@@ -1,9 +1,9 @@
 """The voucher and voucher-request YANG data as Python objects, with their JSON codec.
 
-Sources: RFC 8366 section 5.3 (ietf-voucher), RFC 8995 section 3.4
-(ietf-voucher-request), and draft-ietf-anima-rfc8366bis, which merges both
-modules, adds raw-public-key pinning, the cloud and PRM leaves, the
-``agent-proximity`` assertion, and an extension mechanism.
+The model itself (every leaf, its type, SIDs, which structure holds it, what
+is mandatory) is declared once in :mod:`brski.voucher_model`, after RFC 8366
+section 5.3, RFC 8995 section 3.4 and draft-ietf-anima-rfc8366bis; this
+module reads that table for the JSON names, order and checks.
 
 Why a hand-written codec rather than ``json.loads`` and a dict: the bytes come
 from the network, the MASA signs whatever the object says, and a pledge trusts
@@ -19,20 +19,19 @@ would itself refuse to parse, and ``from_obj`` goes through the constructor.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
-from datetime import UTC, datetime, timedelta, timezone
-from enum import StrEnum
+from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from brski.errors import MalformedInput, PayloadTooLarge, VoucherInvalid
+from brski.voucher_model import OWN_MODULES, REQUEST, VOUCHER, Assertion, Structure
+from brski.voucher_values import decode_leaf, encode_leaf, normalise
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -42,101 +41,19 @@ __all__ = [
     "Assertion",
     "Voucher",
     "VoucherRequest",
+    "declared",
 ]
 
 MAX_JSON_SIZE = 65536
 MAX_JSON_DEPTH = 16
 
-# RFC 7951 section 4: the top-level member is qualified by its module name.
-VOUCHER_CONTAINER = "ietf-voucher:voucher"
-# RFC 8995 section 3.4 / rfc8366bis: the voucher-request structure is named
-# "voucher" inside module ietf-voucher-request.
-VOUCHER_REQUEST_CONTAINER = "ietf-voucher-request:voucher"
-_OWN_MODULES = frozenset({"ietf-voucher", "ietf-voucher-request"})
+VOUCHER_CONTAINER = VOUCHER.container
+VOUCHER_REQUEST_CONTAINER = REQUEST.container
 
 
-class Assertion(StrEnum):
-    """RFC 8366 section 5.3 enumeration; ``agent-proximity`` is rfc8366bis (BRSKI-PRM)."""
-
-    VERIFIED = "verified"
-    LOGGED = "logged"
-    PROXIMITY = "proximity"
-    AGENT_PROXIMITY = "agent-proximity"
-
-
-_Kind = Literal[
-    "datetime",
-    "assertion",
-    "serial",
-    "binary",
-    "nonce",
-    "sha256",
-    "boolean",
-    "uri",
-    "opaque",
-    "names",
-]
-
-
-@dataclass(frozen=True)
-class _Leaf:
-    wire: str
-    attr: str
-    kind: _Kind
-
-
-# Leaves of the shared grouping, in the order they are emitted (RFC 8366 5.3 order,
-# then the rfc8366bis additions). The voucher-request uses the same grouping.
-_COMMON_LEAVES: tuple[_Leaf, ...] = (
-    _Leaf("created-on", "created_on", "datetime"),
-    _Leaf("expires-on", "expires_on", "datetime"),
-    _Leaf("assertion", "assertion", "assertion"),
-    _Leaf("serial-number", "serial_number", "serial"),
-    _Leaf("idevid-issuer", "idevid_issuer", "binary"),
-    _Leaf("pinned-domain-cert", "pinned_domain_cert", "binary"),
-    _Leaf("pinned-domain-pubk", "pinned_domain_pubk", "binary"),
-    _Leaf("pinned-domain-pubk-sha256", "pinned_domain_pubk_sha256", "sha256"),
-    _Leaf("domain-cert-revocation-checks", "domain_cert_revocation_checks", "boolean"),
-    _Leaf("nonce", "nonce", "nonce"),
-    _Leaf("last-renewal-date", "last_renewal_date", "datetime"),
-    # rfc8366bis section "Detailed changes": est-domain and
-    # additional-configuration-url come from the cloud-registrar draft.
-    _Leaf("est-domain", "est_domain", "uri"),
-    _Leaf("additional-configuration-url", "additional_configuration", "uri"),
-    # rfc8366bis "Manufacturer Proprietary Extensions": in JSON "the manufacturer
-    # MAY use any encoding", so the value is kept as an opaque string.
-    _Leaf("manufacturer-private", "manufacturer_private", "opaque"),
-    # rfc8366bis "Voucher Extensions": the list of extension module names.
-    _Leaf("extensions", "extension_names", "names"),
-)
-# RFC 8995 section 3.4 augment, plus the rfc8366bis (cBRSKI, PRM) additions.
-_REQUEST_LEAVES: tuple[_Leaf, ...] = (
-    *_COMMON_LEAVES,
-    _Leaf("prior-signed-voucher-request", "prior_signed_voucher_request", "binary"),
-    _Leaf("proximity-registrar-cert", "proximity_registrar_cert", "binary"),
-    _Leaf("proximity-registrar-pubk", "proximity_registrar_pubk", "binary"),
-    _Leaf("proximity-registrar-pubk-sha256", "proximity_registrar_pubk_sha256", "sha256"),
-    _Leaf("agent-signed-data", "agent_signed_data", "binary"),
-    _Leaf(
-        "agent-provided-proximity-registrar-cert",
-        "agent_provided_proximity_registrar_cert",
-        "binary",
-    ),
-    _Leaf("agent-sign-cert", "agent_sign_cert", "binary"),
-)
-
-_DATE_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
-    r"(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})"
-)
-_B64_STD_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_B64_ANY_RE = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 # RFC 7950 section 6.2 identifier; an extension member is "module:name" (RFC 7951 section 4).
 _IDENT = r"[A-Za-z_][A-Za-z0-9_.-]*"
-_IDENT_RE = re.compile(_IDENT)
 _QUALIFIED_RE = re.compile(rf"({_IDENT}):({_IDENT})")
-# RFC 3986 section 3.1 scheme, then no whitespace or controls (inet:uri, RFC 6991).
-_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]*")
 
 
 # --- the bytes-level guards ------------------------------------------------------
@@ -209,124 +126,7 @@ def _load_json(data: bytes, prefix: str) -> Any:
         raise MalformedInput(f"not valid JSON: {exc}", check=f"{prefix}.json") from None
 
 
-# --- leaf values: JSON -> Python -------------------------------------------------
-
-
-def _parse_datetime(text: str, where: str, prefix: str) -> datetime:
-    # RFC 6991 yang:date-and-time (RFC 3339 profile): 'Z' or a numeric offset,
-    # e.g. RFC 8995 Appendix C writes "2021-04-13T17:43:24.589-04:00".
-    m = _DATE_RE.fullmatch(text)
-    if m is None:
-        raise VoucherInvalid(
-            f"{where} is not a yang:date-and-time: {text[:40]!r}", check=f"{prefix}.date-and-time"
-        )
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac, offset = m.group(7), m.group(8)
-    micro = int((frac or "0").ljust(6, "0")[:6])
-    if offset == "Z":
-        tz = UTC
-    else:
-        oh, om = int(offset[1:3]), int(offset[4:6])
-        if oh > 23 or om > 59:
-            raise VoucherInvalid(f"{where} has a bad UTC offset", check=f"{prefix}.date-and-time")
-        sign = -1 if offset[0] == "-" else 1
-        tz = timezone(sign * timedelta(hours=oh, minutes=om))
-    try:
-        # A leap second (:60) is legal RFC 3339 but not representable; refused.
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-    except ValueError as exc:
-        raise VoucherInvalid(f"{where}: {exc}", check=f"{prefix}.date-and-time") from None
-
-
-def _parse_base64(text: str, where: str, prefix: str, *, lenient: bool) -> bytes:
-    """RFC 7951 section 6.6 / RFC 8995 section 5: binary travels as RFC 4648 base64.
-
-    ``lenient`` (nonces only) also takes the base64url, unpadded form that RFC
-    8995 Appendix C uses ("-_XE9zK9q8Ll1qylMtLKeg"), since deployed pledges send it.
-    """
-    if lenient:
-        mixed = ("-" in text or "_" in text) and ("+" in text or "/" in text)
-        if _B64_ANY_RE.fullmatch(text) is None or mixed:
-            raise VoucherInvalid(f"{where} is not base64", check=f"{prefix}.base64")
-        body = text.rstrip("=")
-        if len(body) % 4 == 1 or (text != body and len(text) % 4 != 0):
-            raise VoucherInvalid(f"{where} has a bad base64 length", check=f"{prefix}.base64")
-        text = body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4)
-    elif _B64_STD_RE.fullmatch(text) is None or len(text) % 4 != 0:
-        raise VoucherInvalid(f"{where} is not padded base64", check=f"{prefix}.base64")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise VoucherInvalid(f"{where} is not base64", check=f"{prefix}.base64") from None
-
-
-def _decode_leaf(leaf: _Leaf, value: Any, prefix: str) -> Any:
-    where = leaf.wire
-    if leaf.kind == "boolean":
-        if isinstance(value, str) and value in ("true", "false"):
-            # RFC 8366 section 5.2 example 2 writes "true" as a string; the YANG type
-            # is boolean (RFC 7951 section 6.3: a JSON literal). rfc8366bis fixes it.
-            raise VoucherInvalid(
-                f"{where} must be JSON true/false, not the string {value!r}",
-                check=f"{prefix}.boolean-as-string",
-            )
-        if not isinstance(value, bool):
-            raise VoucherInvalid(f"{where} must be a boolean", check=f"{prefix}.type", leaf=where)
-        return value
-    if leaf.kind == "names":
-        # RFC 7951 section 5.3: a leaf-list is a JSON array.
-        if not isinstance(value, list):
-            raise VoucherInvalid(f"{where} must be an array", check=f"{prefix}.type", leaf=where)
-        return tuple(value)
-    if not isinstance(value, str):
-        raise VoucherInvalid(f"{where} must be a JSON string", check=f"{prefix}.type", leaf=where)
-    if leaf.kind == "datetime":
-        return _parse_datetime(value, where, prefix)
-    if leaf.kind in ("binary", "sha256", "nonce"):
-        return _parse_base64(value, where, prefix, lenient=leaf.kind == "nonce")
-    return value  # assertion, serial, uri, opaque: checked by the constructor
-
-
-# --- leaf values: Python -> JSON -------------------------------------------------
-
-
-def _format_datetime(value: datetime) -> str:
-    offset = value.utcoffset() or timedelta(0)
-    if offset.seconds % 60 or offset.microseconds:
-        value, offset = value.astimezone(UTC), timedelta(0)
-    text = (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
-        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
-    )
-    if value.microsecond % 1000 == 0 and value.microsecond:
-        text += f".{value.microsecond // 1000:03d}"
-    elif value.microsecond:
-        text += f".{value.microsecond:06d}"
-    if offset == timedelta(0):
-        return text + "Z"
-    minutes = int(offset.total_seconds()) // 60
-    sign = "-" if minutes < 0 else "+"
-    return f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def _encode_leaf(leaf: _Leaf, value: Any) -> Any:
-    if leaf.kind == "datetime":
-        return _format_datetime(value)
-    if leaf.kind in ("binary", "sha256", "nonce"):
-        return base64.b64encode(value).decode("ascii")
-    if leaf.kind == "names":
-        return list(value)
-    if leaf.kind == "assertion":
-        return str(value.value)
-    return value
-
-
-# --- construction-time checks ----------------------------------------------------
-
-# RFC 7950 section 9.4: a YANG string holds tab, LF, CR and the characters
-# %x20-D7FF / %xE000-FFFD / %x10000-10FFFF; no other control character, no
-# surrogate, no U+FFFE or U+FFFF.
-_NOT_YANG_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# --- extension members (rfc8366bis "Voucher Extensions") -------------------------
 
 
 def _check_text(value: str, where: str, prefix: str) -> None:
@@ -334,78 +134,6 @@ def _check_text(value: str, where: str, prefix: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise VoucherInvalid(f"{where} holds a lone surrogate", check=f"{prefix}.string") from None
-
-
-def _check_yang_string(value: str, where: str, prefix: str) -> None:
-    bad = _NOT_YANG_CHAR.search(value)
-    if bad is not None:
-        raise VoucherInvalid(
-            f"{where} holds U+{ord(bad.group()):04X} at index {bad.start()}, "
-            "not a YANG string character (RFC 7950 section 9.4)",
-            check=f"{prefix}.string",
-            leaf=where,
-        )
-
-
-def _normalise(leaf: _Leaf, value: Any, prefix: str) -> Any:
-    """Check one field's Python value against its YANG type; return the stored form."""
-    where = leaf.wire
-    bad_type = VoucherInvalid(
-        f"{where} has the wrong type {type(value).__name__}", check=f"{prefix}.type", leaf=where
-    )
-    kind = leaf.kind
-    if kind == "datetime":
-        if not isinstance(value, datetime):
-            raise bad_type
-        if value.tzinfo is None or value.utcoffset() is None:
-            # yang:date-and-time always carries an offset; a naive datetime would
-            # be emitted as local time of whichever host serialises it.
-            raise VoucherInvalid(f"{where} is a naive datetime", check=f"{prefix}.naive-datetime")
-        return value
-    if kind == "assertion":
-        if not isinstance(value, str):
-            raise bad_type
-        try:
-            return Assertion(value)
-        except ValueError:
-            raise VoucherInvalid(
-                f"assertion {value[:40]!r} is not in the enumeration", check=f"{prefix}.assertion"
-            ) from None
-    if kind in ("binary", "sha256", "nonce"):
-        if not isinstance(value, bytes | bytearray):
-            raise bad_type
-        value = bytes(value)
-        if kind == "nonce" and not 8 <= len(value) <= 32:
-            # RFC 8366 section 5.3: nonce is binary { length "8..32" }.
-            raise VoucherInvalid(
-                f"nonce is {len(value)} bytes, not 8..32", check=f"{prefix}.nonce-length"
-            )
-        if kind == "sha256" and len(value) != 32:
-            # rfc8366bis: the *-pubk-sha256 leaves hold a SHA-256 digest.
-            raise VoucherInvalid(f"{where} is not 32 bytes", check=f"{prefix}.sha256-length")
-        return value
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise bad_type
-        return value
-    if kind == "names":
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise bad_type
-        for name in value:
-            _check_yang_string(name, where, prefix)
-            if not name:
-                raise VoucherInvalid(f"empty name in {where}", check=f"{prefix}.extensions")
-        return tuple(value)
-    if not isinstance(value, str):
-        raise bad_type
-    _check_yang_string(value, where, prefix)
-    if kind == "serial" and not value:
-        # RFC 8366 section 5.3: the pledge MUST match its serial-number to this
-        # value; an empty one can match no IDevID (RFC 8995 section 2.3.1).
-        raise VoucherInvalid("serial-number is empty", check=f"{prefix}.serial-number")
-    if kind == "uri" and _URI_RE.fullmatch(value) is None:
-        raise VoucherInvalid(f"{where} is not a URI", check=f"{prefix}.uri")
-    return value
 
 
 def _freeze_json(value: Any, where: str, prefix: str, depth: int) -> Any:
@@ -446,7 +174,7 @@ def _thaw_json(value: Any) -> Any:
 
 def _check_extension_key(key: str, prefix: str) -> None:
     m = _QUALIFIED_RE.fullmatch(key)
-    if m is None or m.group(1) in _OWN_MODULES:
+    if m is None or m.group(1) in OWN_MODULES:
         # RFC 7951 section 4: members of the container's own module are
         # unqualified, so only another module's qualified member is an extension
         # (rfc8366bis "Voucher Extensions", e.g. "extension:example-my-extension").
@@ -461,46 +189,51 @@ def _check_extension_key(key: str, prefix: str) -> None:
 class _Codec:
     """JSON codec shared by Voucher and VoucherRequest, driven by the leaf tables."""
 
-    _CONTAINER: ClassVar[str]
-    _LEAVES: ClassVar[tuple[_Leaf, ...]]
-    _PREFIX: ClassVar[str]
+    _MODEL: ClassVar[Structure]
     extensions: Mapping[str, object]
 
     def _validate_common(self) -> None:
-        for leaf in self._LEAVES:
+        prefix = self._MODEL.check_prefix
+        for leaf in self._MODEL.mandatory:
+            if getattr(self, leaf.attr) is None:
+                raise VoucherInvalid(
+                    f"mandatory leaf {leaf.name} is missing",
+                    check=f"{prefix}.mandatory",
+                    leaf=leaf.name,
+                )
+        for leaf in self._MODEL.leaves:
             value = getattr(self, leaf.attr)
             if value is None or (leaf.kind == "names" and value == ()):
                 continue
-            object.__setattr__(self, leaf.attr, _normalise(leaf, value, self._PREFIX))
+            object.__setattr__(self, leaf.attr, normalise(leaf, value, prefix))
         if not isinstance(self.extensions, Mapping):
-            raise VoucherInvalid("extensions must be a mapping", check=f"{self._PREFIX}.type")
+            raise VoucherInvalid("extensions must be a mapping", check=f"{prefix}.type")
         frozen: dict[str, Any] = {}
         for key, value in self.extensions.items():
             if not isinstance(key, str):
-                raise VoucherInvalid("extension key is not a string", check=f"{self._PREFIX}.type")
-            _check_extension_key(key, self._PREFIX)
-            frozen[key] = _freeze_json(value, key, self._PREFIX, 1)
+                raise VoucherInvalid("extension key is not a string", check=f"{prefix}.type")
+            _check_extension_key(key, prefix)
+            frozen[key] = _freeze_json(value, key, prefix, 1)
         object.__setattr__(self, "extensions", MappingProxyType(frozen))
-        expires_on = getattr(self, "expires_on", None)
-        if expires_on is not None and getattr(self, "nonce", None) is not None:
-            # RFC 8366 section 5.3: expires-on "must 'not(../nonce)'" and nonce
-            # "must 'not(../expires-on)'".
-            raise VoucherInvalid(
-                "expires-on and nonce are mutually exclusive",
-                check=f"{self._PREFIX}.expires-on-with-nonce",
-            )
+        # The YANG "must" statements (RFC 8366 section 5.3), declared in the model.
+        present = frozenset(
+            leaf.name for leaf in self._MODEL.leaves if getattr(self, leaf.attr) not in (None, ())
+        )
+        for must in self._MODEL.musts:
+            if must.violated(present):
+                raise VoucherInvalid(must.message, check=f"{prefix}.{must.check}")
 
     def to_obj(self) -> dict[str, Any]:
         """The RFC 7951 JSON-form dict, members in YANG order, extensions last (sorted)."""
         body: dict[str, Any] = {}
-        for leaf in self._LEAVES:
+        for leaf in self._MODEL.leaves:
             value = getattr(self, leaf.attr)
             if value is None or (leaf.kind == "names" and not value):
                 continue
-            body[leaf.wire] = _encode_leaf(leaf, value)
+            body[leaf.name] = encode_leaf(leaf, value)
         for key in sorted(self.extensions):
             body[key] = _thaw_json(self.extensions[key])
-        return {self._CONTAINER: body}
+        return {self._MODEL.container: body}
 
     def whole_seconds(self) -> Self:
         """This payload with every date-and-time leaf cut to whole seconds.
@@ -512,7 +245,7 @@ class _Codec:
         """
         changes = {
             leaf.attr: value.replace(microsecond=0)
-            for leaf in self._LEAVES
+            for leaf in self._MODEL.leaves
             if leaf.kind == "datetime"
             and (value := getattr(self, leaf.attr)) is not None
             and value.microsecond
@@ -526,39 +259,36 @@ class _Codec:
     @classmethod
     def from_obj(cls, obj: Any) -> Self:
         """Build from a parsed JSON-form object (from_json, or brski.sid's CBOR mapping)."""
-        prefix = cls._PREFIX
+        model = cls._MODEL
+        prefix = model.check_prefix
         if not isinstance(obj, Mapping):
             raise VoucherInvalid("top level is not a JSON object", check=f"{prefix}.container")
-        if list(obj.keys()) != [cls._CONTAINER]:
+        if list(obj.keys()) != [model.container]:
             names = ", ".join(repr(str(k)[:64]) for k in list(obj.keys())[:4])
             raise VoucherInvalid(
-                f"expected exactly the member {cls._CONTAINER!r}, got {names or 'none'}",
+                f"expected exactly the member {model.container!r}, got {names or 'none'}",
                 check=f"{prefix}.container",
             )
-        body = obj[cls._CONTAINER]
+        body = obj[model.container]
         if not isinstance(body, Mapping):
-            raise VoucherInvalid(f"{cls._CONTAINER} is not an object", check=f"{prefix}.container")
-        by_wire = {leaf.wire: leaf for leaf in cls._LEAVES}
+            raise VoucherInvalid(f"{model.container} is not an object", check=f"{prefix}.container")
         kwargs: dict[str, Any] = {}
         extensions: dict[str, Any] = {}
         for key, value in body.items():
             if not isinstance(key, str):
                 raise VoucherInvalid("member name is not a string", check=f"{prefix}.type")
-            leaf = by_wire.get(key)
+            leaf = model.by_name.get(key)
             if leaf is not None:
-                kwargs[leaf.attr] = _decode_leaf(leaf, value, prefix)
+                kwargs[leaf.attr] = decode_leaf(leaf, value, prefix)
             else:
                 _check_extension_key(key, prefix)
                 extensions[key] = value
-        missing = [
-            f.name
-            for f in fields(cls)  # type: ignore[arg-type]
-            if f.name not in kwargs and f.name != "extensions" and _is_required(f)
-        ]
+        missing = [leaf.name for leaf in model.mandatory if leaf.attr not in kwargs]
         if missing:
-            wire = next(leaf.wire for leaf in cls._LEAVES if leaf.attr == missing[0])
             raise VoucherInvalid(
-                f"mandatory leaf {wire} is missing", check=f"{prefix}.mandatory", leaf=wire
+                f"mandatory leaf {missing[0]} is missing",
+                check=f"{prefix}.mandatory",
+                leaf=missing[0],
             )
         kwargs["extensions"] = extensions
         return cls(**kwargs)
@@ -566,17 +296,36 @@ class _Codec:
     @classmethod
     def from_json(cls, data: bytes) -> Self:
         """Parse untrusted JSON bytes: size, depth, duplicates, then the YANG model."""
-        return cls.from_obj(_load_json(data, cls._PREFIX))
+        return cls.from_obj(_load_json(data, cls._MODEL.check_prefix))
+
+
+_C = TypeVar("_C", bound=type["_Codec"])
 
 
 def _is_required(f: Field[Any]) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
 
 
+def declared(cls: _C) -> _C:
+    """Class decorator: the dataclass fields are exactly its model's leaves.
+
+    The model (brski.voucher_model) is the one declaration; the fields are the
+    typed Python view of it. A leaf without a field, a field without a leaf,
+    or a required field that is not a mandatory leaf fails at import.
+    """
+    declared_fields = fields(cls)  # type: ignore[arg-type]  # _Codec subclasses are dataclasses
+    have = {f.name: _is_required(f) for f in declared_fields if f.name != "extensions"}
+    want = {leaf.attr: leaf in cls._MODEL.mandatory for leaf in cls._MODEL.leaves}
+    if have != want:
+        raise TypeError(f"{cls.__name__} fields disagree with {cls._MODEL.container}")
+    return cls
+
+
 def _empty_extensions() -> Mapping[str, object]:
     return MappingProxyType({})
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class Voucher(_Codec):
     """An ietf-voucher voucher (RFC 8366 section 5.3, rfc8366bis).
@@ -586,9 +335,7 @@ class Voucher(_Codec):
     ``additional_configuration`` is the rfc8366bis leaf additional-configuration-url.
     """
 
-    _CONTAINER: ClassVar[str] = VOUCHER_CONTAINER
-    _LEAVES: ClassVar[tuple[_Leaf, ...]] = _COMMON_LEAVES
-    _PREFIX: ClassVar[str] = "voucher"
+    _MODEL: ClassVar[Structure] = VOUCHER
 
     created_on: datetime
     assertion: Assertion
@@ -608,33 +355,12 @@ class Voucher(_Codec):
     extensions: Mapping[str, object] = field(default_factory=_empty_extensions)
 
     def __post_init__(self) -> None:
-        # RFC 8366 section 5.3: created-on, assertion and serial-number are mandatory.
-        for leaf in ("created_on", "assertion", "serial_number"):
-            if getattr(self, leaf) is None:
-                wire = leaf.replace("_", "-")
-                raise VoucherInvalid(
-                    f"mandatory leaf {wire} is missing", check="voucher.mandatory", leaf=wire
-                )
+        # Mandatory leaves and the YANG "must" rules (RFC 8366 section 5.3,
+        # rfc8366bis pinning) are rows of brski.voucher_model.VOUCHER.
         self._validate_common()
-        if (
-            self.pinned_domain_cert is None
-            and self.pinned_domain_pubk is None
-            and self.pinned_domain_pubk_sha256 is None
-        ):
-            # RFC 8366 section 5.3 makes pinned-domain-cert mandatory; rfc8366bis
-            # lets pinned-domain-pubk(-sha256) stand in for it. One must be there.
-            raise VoucherInvalid(
-                "no pinned-domain-cert, pinned-domain-pubk or pinned-domain-pubk-sha256",
-                check="voucher.pinned-domain",
-            )
-        if self.last_renewal_date is not None and self.expires_on is None:
-            # RFC 8366 section 5.3: last-renewal-date "must '../expires-on'".
-            raise VoucherInvalid(
-                "last-renewal-date requires expires-on",
-                check="voucher.last-renewal-date-without-expires-on",
-            )
 
 
+@declared
 @dataclass(frozen=True, kw_only=True)
 class VoucherRequest(_Codec):
     """An ietf-voucher-request voucher (RFC 8995 section 3.4, rfc8366bis).
@@ -646,9 +372,7 @@ class VoucherRequest(_Codec):
     they "MUST be ignored": consumers ignore them, the codec stays faithful.
     """
 
-    _CONTAINER: ClassVar[str] = VOUCHER_REQUEST_CONTAINER
-    _LEAVES: ClassVar[tuple[_Leaf, ...]] = _REQUEST_LEAVES
-    _PREFIX: ClassVar[str] = "voucher-request"
+    _MODEL: ClassVar[Structure] = REQUEST
 
     created_on: datetime | None = None
     assertion: Assertion | None = None

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from brski import asn1, cbor, cms, csrattrs, est, oids, pki, telemetry  # noqa: E402
+from brski import asn1, cbor, cms, csrattrs, est, oids, pki, sid, telemetry  # noqa: E402
 from brski.artifact import sign_artifact, verify_artifact  # noqa: E402
 from brski.errors import BrskiError  # noqa: E402
 from brski.voucher import Assertion, Voucher, VoucherRequest  # noqa: E402
@@ -115,6 +115,13 @@ def _verify_as(data: bytes, *, media_type: str, kind: type[Voucher] | type[Vouch
     return verify_artifact(data, media_type=media_type, kind=kind)
 
 
+def _sid_model(data: bytes) -> object:
+    """SID-keyed CBOR through brski.sid and into the model it names (brski.voucher_model)."""
+    obj = sid.decode_payload(data)
+    kind = Voucher if sid.VOUCHER in obj else VoucherRequest
+    return kind.from_obj(obj)
+
+
 def build_targets() -> list[Target]:
     own = _own_artifacts()
     cms_seeds = _files("rfc8995/*.der", "rfc8366bis/*.pkcs", "interop-minerva/*.der", "interop-minerva/*.pkcs")
@@ -134,6 +141,7 @@ def build_targets() -> list[Target]:
         Target("cms.verify", lambda b: cms.verify(b), cms_seeds),
         Target("asn1.check_der", lambda b: asn1.check_der(b), cms_seeds + est_der + certs),
         Target("cbor.decode_cbor", lambda b: cbor.decode_cbor(b, allowed_tags=(18,)), cose_seeds),
+        Target("sid.decode_payload+from_obj", _sid_model, _files("cbrski-draft31/*-nonsigned.cbor")),
         Target("voucher.Voucher.from_json", Voucher.from_json, json_seeds),
         Target("voucher.VoucherRequest.from_json", VoucherRequest.from_json, json_seeds),
         Target("est.parse_csr", lambda b: est.parse_csr(b), _files("rfc7030/*.p10.der") + own["csr"]),
