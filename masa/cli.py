@@ -134,7 +134,7 @@ def cmd_owners(args: argparse.Namespace) -> int:
                                          check="masa.owners.add", detail={"domain_ca": ca.subject.rfc4514_string()})
                 print(f"{args.serial}: owner {ca.subject.rfc4514_string()} added")
             else:
-                await store.remove_owner(args.serial, domain_ca_spki_sha256=spki_sha256(ca))
+                await store.remove_owner(args.serial, domain_ca_spki_sha256=spki_sha256(ca), at=now)
                 await store.append_event(at=now, kind="owner.removed", device_serial=args.serial, outcome="info",
                                          check="masa.owners.remove", detail={"domain_ca": ca.subject.rfc4514_string()})
                 print(f"{args.serial}: owner {ca.subject.rfc4514_string()} removed")
