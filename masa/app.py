@@ -18,6 +18,7 @@ from brski.pki import load_cert, load_private_key
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.configfile import read_certs
+from brski_web.evidence import check_store_evidence
 from brski_web.middleware import (
     BODY_READ_TIMEOUT,
     PLAINTEXT_ERROR_PATHS,
@@ -38,6 +39,13 @@ SERVICE: web.AppKey[MasaService] = web.AppKey("masa_service", MasaService)
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     store = await open_masa_store(cfg.database)
+    try:
+        # The tables against the state the event log implies (docs/evidence.md).
+        await check_store_evidence(store, role="masa", now=datetime.now(UTC),
+                                   allow_inconsistent=cfg.allow_inconsistent)
+    except BaseException:
+        await store.close()
+        raise
     signer = VoucherSigner(
         key=load_private_key(cfg.signer_key.read_bytes()),
         cert=load_cert(cfg.signer_cert.read_bytes()),

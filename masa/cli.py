@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = [
         "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
-        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level",
+        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level", "allow_inconsistent",
     ]
     return {k: getattr(args, k, None) for k in keys}
 
@@ -159,6 +159,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--manufacturer-anchor", dest="manufacturer_anchors", action="append")
     serve.add_argument("--ownership", choices=["open", "sales-records"])
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.add_argument(
+        "--allow-inconsistent", dest="allow_inconsistent", action="store_true", default=None,
+        help="serve although the store disagrees with its own event log (logged and recorded as an event)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     devices = cmds.add_parser("devices", help="the devices this manufacturer made")

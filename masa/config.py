@@ -46,6 +46,7 @@ _MASA_KEYS = {
     "rate_limit_per_minute",
     "rate_limit_burst",
     "body_read_timeout_s",
+    "allow_inconsistent",
 }
 _PATHS = {"tls_cert", "tls_key", "client_cas", "ready_file", "signer_cert", "signer_key", "signer_chain", "manufacturer_anchors"}
 
@@ -73,8 +74,14 @@ class MasaConfig:
     rate_limit_per_minute: float = 0.0
     rate_limit_burst: int = 20
     body_read_timeout_s: float = 10.0
+    # Serve although the store disagrees with its own event log (edited
+    # vouchers, owners or audit entries; docs/evidence.md), logged and
+    # recorded. Normally only as the flag --allow-inconsistent.
+    allow_inconsistent: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.allow_inconsistent, bool):
+            raise ConfigError("allow_inconsistent must be true or false", check="config.allow-inconsistent")
         if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
             raise ConfigError("rate_limit_per_minute >= 0 and rate_limit_burst >= 1", check="config.rate-limit")
         if not self.body_read_timeout_s > 0:

@@ -67,6 +67,7 @@ _REGISTRAR_KEYS = {
     # interop labs: accept base64 text where RFC 8366 8.3 says DER
     "accept_base64_voucher_requests",
     "allow_crl_mismatch",
+    "allow_inconsistent",
     "body_read_timeout_s",
     # what an LDevID may say, how many a device gets (docs/security.md)
     *LDEVID_KEYS,
@@ -139,6 +140,10 @@ class RegistrarConfig:
     # 3.3); the CRL's revocations stay in force. Normally only as the flag
     # --allow-crl-mismatch, for the time it takes to restore the store.
     allow_crl_mismatch: bool = False
+    # Serve although the store disagrees with its own event log (edited
+    # rows, see docs/evidence.md); logged and recorded. Normally only as the
+    # flag --allow-inconsistent, while investigating.
+    allow_inconsistent: bool = False
 
     @property
     def revocation_base(self) -> str | None:
@@ -179,6 +184,8 @@ class RegistrarConfig:
             raise ConfigError("accept_base64_voucher_requests must be true or false", check="config.interop")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
+        if not isinstance(self.allow_inconsistent, bool):
+            raise ConfigError("allow_inconsistent must be true or false", check="config.allow-inconsistent")
         if not isinstance(self.allow_crl_mismatch, bool):
             raise ConfigError("allow_crl_mismatch must be true or false", check="config.allow-crl-mismatch")
         if not isinstance(self.ldevid_supersede, bool):
