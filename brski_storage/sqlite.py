@@ -616,21 +616,7 @@ class SqliteEventLog(EventLog):
         return await self._db.read(run)
 
     async def verify_event_chain(self) -> ChainReport:
-        def run(conn: sqlite3.Connection) -> ChainReport:
-            def rows() -> Iterator[StoredEvent]:
-                for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id"):
-                    yield _stored_event(r)
-
-            def locate(digest: bytes) -> int | None:
-                hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
-                return None if hit is None else int(hit[0])
-
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            return verify_chain(
-                rows(), locate=locate, last_issued_id=None if seq is None else seq[0]
-            )
-
-        return await self._db.read(run)
+        return await self._db.read(lambda conn: _walk_chain(conn, None))
 
     async def verify_event_chain_since_checkpoint(self) -> ChainReport:
         def run(conn: sqlite3.Connection) -> ChainReport:
@@ -638,20 +624,7 @@ class SqliteEventLog(EventLog):
                 "SELECT id, prev_hash FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
                 (evidence.CHECKPOINT_EVENT,),
             ).fetchone()
-            first, start = (1, None) if row is None else (int(row[0]), (int(row[0]) - 1, bytes(row[1])))
-
-            def rows() -> Iterator[StoredEvent]:
-                for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id >= ? ORDER BY id", (first,)):
-                    yield _stored_event(r)
-
-            def locate(digest: bytes) -> int | None:
-                hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
-                return None if hit is None else int(hit[0])
-
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            return verify_chain(
-                rows(), locate=locate, last_issued_id=None if seq is None else seq[0], start=start
-            )
+            return _walk_chain(conn, None if row is None else (int(row[0]) - 1, bytes(row[1])))
 
         return await self._db.read(run)
 
@@ -688,6 +661,22 @@ class SqliteEventLog(EventLog):
             reason="store created before state evidence: rows adopted as found when the"
             " state_evidence migration was applied",
         )
+
+
+def _walk_chain(conn: sqlite3.Connection, start: tuple[int, bytes] | None) -> ChainReport:
+    """verify_chain over the events after ``start`` (id, prev_hash), or all."""
+    after = 0 if start is None else start[0]
+
+    def rows() -> Iterator[StoredEvent]:
+        for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (after,)):
+            yield _stored_event(r)
+
+    def locate(digest: bytes) -> int | None:
+        hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
+        return None if hit is None else int(hit[0])
+
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return verify_chain(rows(), locate=locate, last_issued_id=None if seq is None else seq[0], start=start)
 
 
 def check_limit(limit: int) -> None:
