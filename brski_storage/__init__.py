@@ -12,6 +12,7 @@ roles.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from brski.errors import ConfigError
 from brski_storage.base import (
@@ -36,6 +37,7 @@ from brski_storage.base import (
     VoucherRecord,
     VoucherRequestRecord,
 )
+from brski_storage.evidence import StateDisagreement, StateReport
 
 __all__ = [
     "AuditEntry",
@@ -53,6 +55,8 @@ __all__ = [
     "OwnerRecord",
     "RegistrarStore",
     "StateChange",
+    "StateDisagreement",
+    "StateReport",
     "StatusReportRecord",
     "Store",
     "TransitionRecord",
@@ -88,7 +92,9 @@ async def open_registrar_store(url: str, *, migrated_at: datetime | None = None)
     db = await SqliteDatabase.open(
         sqlite_path_from_url(url), role="registrar", migrated_at=migrated_at
     )
-    return SqliteRegistrarStore(db)
+    store = SqliteRegistrarStore(db)
+    await _baseline(store)
+    return store
 
 
 async def open_masa_store(url: str, *, migrated_at: datetime | None = None) -> MasaStore:
@@ -98,4 +104,14 @@ async def open_masa_store(url: str, *, migrated_at: datetime | None = None) -> M
     from brski_storage.sqlite_masa import SqliteMasaStore
 
     db = await SqliteDatabase.open(sqlite_path_from_url(url), role="masa", migrated_at=migrated_at)
-    return SqliteMasaStore(db)
+    store = SqliteMasaStore(db)
+    await _baseline(store)
+    return store
+
+
+async def _baseline(store: Any) -> None:
+    try:
+        await store.adopt_baseline_if_migrated()
+    except BaseException:
+        await store.close()
+        raise

@@ -31,6 +31,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from brski_storage.evidence import StateReport
 from brski_storage.lifecycle import LifecycleStore
 from brski_storage.netaccess import NetworkAccessStore
 from brski_storage.records import (
@@ -149,6 +150,27 @@ class EventLog(Store):
     @abc.abstractmethod
     async def verify_event_chain(self) -> ChainReport:
         """Re-walk every event and report the first one that breaks the chain."""
+
+    @abc.abstractmethod
+    async def verify_event_chain_since_checkpoint(self) -> ChainReport:
+        """Walk only the events from the last state checkpoint on (start-up):
+        O(changes since), anchored at the checkpoint event's stored hash."""
+
+    @abc.abstractmethod
+    async def verify_state(self) -> StateReport:
+        """Compare the state-bearing tables with the state the log implies
+        (brski_storage.evidence), naming every row that disagrees."""
+
+    @abc.abstractmethod
+    async def checkpoint_state(self, *, at: datetime, expect_checkpoint: int | None) -> int | None:
+        """Fold the state events since the last checkpoint into a new one
+        (chained); None if there was nothing to fold or another checkpoint
+        was taken since ``expect_checkpoint``."""
+
+    @abc.abstractmethod
+    async def adopt_state_baseline(self, *, at: datetime | None, reason: str) -> int:
+        """Take the tables as found as the evidence, recorded as a chained
+        baseline checkpoint naming ``reason``; returns its event id."""
 
     async def recent_events(
         self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
@@ -420,8 +442,11 @@ class MasaStore(EventLog):
         """Unknown serial: NotFound; the same (serial, key) twice: Conflict."""
 
     @abc.abstractmethod
-    async def remove_owner(self, serial: str, *, domain_ca_spki_sha256: bytes) -> None:
-        """NotFound if that owner was not registered."""
+    async def remove_owner(
+        self, serial: str, *, domain_ca_spki_sha256: bytes, at: datetime | None = None
+    ) -> None:
+        """NotFound if that owner was not registered. ``at`` stamps the
+        state evidence of the removal (the database's clock without it)."""
 
     @abc.abstractmethod
     async def owners(self, serial: str) -> list[OwnerRecord]: ...

@@ -124,6 +124,7 @@ def verify_chain(
     *,
     locate: Callable[[bytes], int | None],
     last_issued_id: int | None = None,
+    start: tuple[int, bytes] | None = None,
 ) -> ChainReport:
     """Walk ``rows`` in id order and stop at the first break.
 
@@ -132,11 +133,13 @@ def verify_chain(
     rewrite, so the walk itself needs O(1) memory. ``last_issued_id`` is the
     backend's high-water mark of issued ids (SQLite's ``sqlite_sequence``),
     which exposes rows dropped from the end of the chain unless the attacker
-    also edited it.
+    also edited it. ``start`` begins the walk after a known row instead of
+    at the genesis.
     """
     count = 0
-    prev_id = 0
-    expected_prev = GENESIS
+    # ``start`` = (id before the first row, the prev_hash it must carry): a
+    # walk from a checkpoint instead of from the genesis.
+    prev_id, expected_prev = start if start is not None else (0, GENESIS)
     for row in rows:
         if row.id != prev_id + 1:
             missing = f"{prev_id + 1}" if row.id == prev_id + 2 else f"{prev_id + 1}..{row.id - 1}"

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
+from brski_storage import evidence
 from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome, WriteObserver
 from brski_storage.chain import (
     GENESIS,
@@ -61,6 +62,7 @@ __all__ = [
     "from_ts",
     "from_ts_opt",
     "require_device",
+    "sqlite_now",
     "sqlite_path_from_url",
     "to_ts",
     "to_ts_opt",
@@ -92,6 +94,12 @@ def from_ts(text: str) -> datetime:
 
 def from_ts_opt(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def sqlite_now(conn: sqlite3.Connection) -> str:
+    """The current time as the stores spell it, from SQLite's clock (this
+    package never reads Python's), for writes whose caller gave no time."""
+    return str(conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')").fetchone()[0])
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -191,6 +199,18 @@ class SqliteDatabase:
         self.commits = 0  # COMMITs (each one fsync) the writer has made
         self.applied_migrations: list[int] = []
         self.observer: WriteObserver | None = None
+
+    @property
+    def migrated_at(self) -> str | None:
+        return self._migrated_at
+
+    @property
+    def applied_migration_names(self) -> list[str]:
+        """File names of the migrations this open applied."""
+        from brski_storage.migrate import load_migrations
+
+        done = set(self.applied_migrations)
+        return [m.name for m in load_migrations("sqlite", self.role) if m.version in done]
 
     @classmethod
     async def open(
@@ -626,21 +646,67 @@ class SqliteEventLog(EventLog):
         return await self._db.read(run)
 
     async def verify_event_chain(self) -> ChainReport:
+        return await self._db.read(lambda conn: _walk_chain(conn, None))
+
+    async def verify_event_chain_since_checkpoint(self) -> ChainReport:
         def run(conn: sqlite3.Connection) -> ChainReport:
-            def rows() -> Iterator[StoredEvent]:
-                for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id"):
-                    yield _stored_event(r)
-
-            def locate(digest: bytes) -> int | None:
-                hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
-                return None if hit is None else int(hit[0])
-
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            return verify_chain(
-                rows(), locate=locate, last_issued_id=None if seq is None else seq[0]
-            )
+            row = conn.execute(
+                "SELECT id, prev_hash FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
+                (evidence.CHECKPOINT_EVENT,),
+            ).fetchone()
+            return _walk_chain(conn, None if row is None else (int(row[0]) - 1, bytes(row[1])))
 
         return await self._db.read(run)
+
+    async def verify_state(self) -> evidence.StateReport:
+        role = self._db.role
+        return await self._db.read(lambda conn: evidence.verify_state(conn, role))
+
+    async def checkpoint_state(self, *, at: datetime, expect_checkpoint: int | None) -> int | None:
+        return await self._db.write(
+            lambda conn: evidence.checkpoint_state(conn, at=at, expect_checkpoint=expect_checkpoint)
+        )
+
+    async def adopt_state_baseline(self, *, at: datetime | None, reason: str) -> int:
+        role = self._db.role
+
+        def run(conn: sqlite3.Connection) -> int:
+            when = at if at is not None else from_ts(sqlite_now(conn))
+            return evidence.adopt_baseline(conn, role, at=when, reason=reason)
+
+        return await self._db.write(run)
+
+    async def adopt_baseline_if_migrated(self) -> int | None:
+        """A store that held rows before state evidence existed gets its
+        baseline the first time it is opened after the migration (recorded,
+        with the reason, and reported by every later verify)."""
+        if not any(name.endswith("_state_evidence.sql") for name in self._db.applied_migration_names):
+            return None
+        role = self._db.role
+        if not await self._db.read(lambda conn: evidence.has_evidenced_rows(conn, role)):
+            return None
+        migrated = self._db.migrated_at
+        return await self.adopt_state_baseline(
+            at=None if migrated is None else from_ts(migrated),
+            reason="store created before state evidence: rows adopted as found when the"
+            " state_evidence migration was applied",
+        )
+
+
+def _walk_chain(conn: sqlite3.Connection, start: tuple[int, bytes] | None) -> ChainReport:
+    """verify_chain over the events after ``start`` (id, prev_hash), or all."""
+    after = 0 if start is None else start[0]
+
+    def rows() -> Iterator[StoredEvent]:
+        for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (after,)):
+            yield _stored_event(r)
+
+    def locate(digest: bytes) -> int | None:
+        hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
+        return None if hit is None else int(hit[0])
+
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return verify_chain(rows(), locate=locate, last_issued_id=None if seq is None else seq[0], start=start)
 
 
 def check_limit(limit: int) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from brski_storage.base import ApprovalDecision, ApprovalRecord, PinnedManufacturer
+from brski_storage.evidence import record_state
 from brski_storage.sqlite import SqliteDatabase, from_ts, from_ts_opt, to_ts
 
 __all__ = ["SqliteAdmissionMixin"]
@@ -69,6 +70,7 @@ class SqliteAdmissionMixin:
                 " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(requested_at, excluded.requested_at)",
                 (serial, ts),
             )
+            record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)
             record = _get_approval(conn, serial)
             assert record is not None
             return record
@@ -89,6 +91,7 @@ class SqliteAdmissionMixin:
                 " decided_at = excluded.decided_at, decided_by = excluded.decided_by, reason = excluded.reason",
                 (serial, decision, ts, by, reason),
             )
+            record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)
             record = _get_approval(conn, serial)
             assert record is not None
             return record
@@ -112,11 +115,13 @@ class SqliteAdmissionMixin:
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> PinnedManufacturer:
-            conn.execute(
+            cur = conn.execute(
                 f"INSERT INTO pinned_manufacturers ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (issuer) DO NOTHING",
                 (issuer, cert_der, spki_sha256, policy_name, first_serial, ts),
             )
+            if cur.rowcount:
+                record_state(conn, "registrar", [("pin", issuer)], at=ts, device_serial=first_serial)
             pin = _get_pin(conn, issuer)
             assert pin is not None
             return pin

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from brski.errors import Conflict, NotFound
+from brski_storage.evidence import record_state
 from brski_storage.lifecycle import CrlRecord, LifecycleStore
 from brski_storage.sqlite import SqliteDatabase, from_ts, to_ts
 
@@ -68,6 +69,7 @@ class SqliteLifecycleMixin(LifecycleStore):
                 " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
                 (serial, row[0], spki_sha256, previous, ts),
             )
+            record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=row[0])
 
         await self._db.write(run)
         record = await self.get_certificate(serial)

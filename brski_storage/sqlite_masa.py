@@ -16,6 +16,7 @@ from brski_storage.base import (
     MasaVoucherRecord,
     OwnerRecord,
 )
+from brski_storage.evidence import record_state
 from brski_storage.sqlite import (
     PreparedEvent,
     SqliteEventLog,
@@ -23,6 +24,7 @@ from brski_storage.sqlite import (
     from_ts,
     from_ts_opt,
     require_device,
+    sqlite_now,
     to_ts,
     to_ts_opt,
 )
@@ -126,6 +128,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                 "INSERT INTO devices (serial, idevid_fingerprint, created_at) VALUES (?, ?, ?)",
                 (serial, idevid_fingerprint, ts),
             )
+            record_state(conn, "masa", [("device", serial)], at=ts, device_serial=serial)
             created = _get_device(conn, serial)
             assert created is not None
             return created
@@ -176,6 +179,8 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                 " VALUES (?, ?, ?, ?)",
                 (serial, domain_ca_spki_sha256, domain_ca_der, ts),
             ).lastrowid
+            assert rowid is not None
+            record_state(conn, "masa", [("owner", rowid)], at=ts, device_serial=serial)
             r = conn.execute(
                 f"SELECT {_OWNER_COLUMNS} FROM owners WHERE id = ?", (rowid,)
             ).fetchone()
@@ -183,16 +188,26 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
 
         return await self._db.write(run)
 
-    async def remove_owner(self, serial: str, *, domain_ca_spki_sha256: bytes) -> None:
+    async def remove_owner(
+        self, serial: str, *, domain_ca_spki_sha256: bytes, at: datetime | None = None
+    ) -> None:
+        stamp = to_ts_opt(at)
+
         def run(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "DELETE FROM owners WHERE serial = ? AND domain_ca_spki_sha256 = ?",
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM owners WHERE serial = ? AND domain_ca_spki_sha256 = ?",
                 (serial, domain_ca_spki_sha256),
-            )
-            if cur.rowcount == 0:
+            )]
+            if not ids:
                 raise NotFound(
                     f"no such owner registered for {serial!r}", check="storage.unknown-owner"
                 )
+            conn.execute(
+                "DELETE FROM owners WHERE serial = ? AND domain_ca_spki_sha256 = ?",
+                (serial, domain_ca_spki_sha256),
+            )
+            rows = [("owner", i) for i in ids]
+            record_state(conn, "masa", rows, at=stamp or sqlite_now(conn), device_serial=serial)
 
         await self._db.write(run)
 
@@ -221,7 +236,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
 
         def run(conn: sqlite3.Connection) -> AuditEntry:
             require_device(conn, serial)
-            return _insert_audit(
+            entry = _insert_audit(
                 conn,
                 serial=serial,
                 at=ts,
@@ -230,6 +245,8 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                 assertion=assertion,
                 truncated=truncated,
             )
+            record_state(conn, "masa", [("audit", entry.id)], at=ts, device_serial=serial)
+            return entry
 
         return await self._db.write(run)
 
@@ -309,6 +326,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                 assertion=assertion,
                 truncated=truncated,
             )
+            record_state(conn, "masa", [("voucher", row[0]), ("audit", entry.id)], at=created, device_serial=serial)
             return IssuedVoucher(voucher=_voucher(row), audit_entry=entry, event=event.insert(conn))
 
         return await self._db.write(run)

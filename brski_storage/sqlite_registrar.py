@@ -21,6 +21,7 @@ from brski_storage.base import (
     VoucherRequestRecord,
 )
 from brski_storage.chain import canonical_json
+from brski_storage.evidence import record_state
 from brski_storage.records import INITIAL_DEVICE_STATE, StateChange
 from brski_storage.sqlite import (
     SqliteEventLog,
@@ -122,6 +123,11 @@ def _change_state(
     return updated
 
 
+def _evidence(conn: sqlite3.Connection, ts: str, device: str | None, *rows: tuple[str, str | int]) -> None:
+    """The changed rows' facts, chained in this transaction (brski_storage.evidence)."""
+    record_state(conn, "registrar", rows, at=ts, device_serial=device)
+
+
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
     row = conn.execute(
         f"SELECT {_CERT_COLUMNS} FROM certificates WHERE cert_serial = ?", (cert_serial,)
@@ -198,6 +204,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
                 " VALUES (?, NULL, ?, ?, 'first seen')",
                 (serial, INITIAL_DEVICE_STATE, ts),
             )
+            _evidence(conn, ts, serial, ("device", serial))
             record = _get_device(conn, serial)
             assert record is not None
             return record
@@ -223,7 +230,9 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> DeviceRecord:
-            return _change_state(conn, serial, state, ts, reason, expect=expect)
+            updated = _change_state(conn, serial, state, ts, reason, expect=expect)
+            _evidence(conn, ts, serial, ("device", serial))
+            return updated
 
         return await self._db.write(with_events(run, events))
 
@@ -330,6 +339,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
             assert rowid is not None
             if then is not None:
                 _change_state(conn, serial, then.state, ts, then.reason)
+            _evidence(conn, ts, serial, ("voucher", rowid), ("device", serial))
             return rowid
 
         return await self._db.write(with_events(run, events))
@@ -431,6 +441,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
                 " reserved_at) VALUES (?, ?, ?, 'reserved', ?)",
                 (serial, device_serial, spki_sha256, ts),
             )
+            _evidence(conn, ts, device_serial, ("certificate", serial))
             return _require_cert(conn, serial)
 
         return await self._db.write(run)
@@ -464,6 +475,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
             )
             if then is not None:
                 _change_state(conn, current.device_serial, then.state, ts, then.reason)
+            _evidence(conn, ts, current.device_serial, ("certificate", serial), ("device", current.device_serial))
             return _require_cert(conn, serial)
 
         return await self._db.write(with_events(run, events))
@@ -510,6 +522,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
                 " WHERE cert_serial = ?",
                 (ts, reason, serial),
             )
+            _evidence(conn, ts, current.device_serial, ("certificate", serial))
             return _require_cert(conn, serial)
 
         return await self._db.write(run)

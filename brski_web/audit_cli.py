@@ -2,7 +2,10 @@
 
 Both roles keep a hash-chained event log (:mod:`brski_storage.chain`).
 ``verify`` re-walks it and exits 1 naming the first broken event and how
-it broke (edited, removed, reordered); ``export`` writes the events as JSON
+it broke (edited, removed, reordered), then compares every evidenced table
+with the state the log implies, naming each row that disagrees
+(:mod:`brski_web.evidence`); ``checkpoint`` and ``adopt`` write the state
+evidence's checkpoints; ``export`` writes the events as JSON
 Lines or CSV, optionally only those at or after ``--since`` or about one
 ``--device``, each with its hashes so the export can be checked on its own.
 
@@ -23,6 +26,7 @@ from typing import IO, Any
 from brski.errors import BrskiError, ConfigError
 from brski_storage.base import EventLog
 from brski_storage.export import all_events, event_json, export_header, export_line
+from brski_web.evidence import audit_report, checkpoint_after, state_summary
 
 __all__ = ["add_audit_commands", "event_json", "parse_since"]
 
@@ -45,7 +49,10 @@ async def _verify(
     store: EventLog, role: str, out: IO[str], *, checks: StateChecks | None = None,
     args: argparse.Namespace | None = None,
 ) -> int:
-    report = await store.verify_event_chain()
+    """The whole chain, then every evidenced table against the state the
+    log implies (brski_web.evidence), then the role's own checks."""
+    audit = await audit_report(store)
+    report = audit.chain
     code = 0
     if report.ok:
         head = report.head_hash.hex() if report.head_hash else "-"
@@ -57,6 +64,14 @@ async def _verify(
             file=out,
         )
         code = 1
+    if audit.state.ok:
+        print(f"{role} store consistent with its event log: {state_summary(audit.state)}", file=out)
+    else:
+        for line in audit.state.lines():
+            print(f"{role} store INCONSISTENT: {line}", file=out)
+        print(f"{role} store: {len(audit.state.disagreements)} row(s) disagree with the event log"
+              f" ({state_summary(audit.state)})", file=out)
+        code = 1
     if checks is not None:
         problems = await checks(args or argparse.Namespace(), store)
         for line in problems:
@@ -64,6 +79,23 @@ async def _verify(
         if problems:
             code = 1
     return code
+
+
+async def _checkpoint(store: EventLog, role: str, out: IO[str]) -> int:
+    """Verify, then fold the state events since the last checkpoint (chained)."""
+    audit = await audit_report(store)
+    made = await checkpoint_after(store, audit, audit.state, now=datetime.now(UTC))
+    if not audit.chain.ok:
+        print(f"{role} event log TAMPERED ({audit.chain.detail}): no checkpoint taken", file=out)
+        return 1
+    print(f"{role} checkpoint: {'event ' + str(made) if made else 'nothing new to fold'}", file=out)
+    return 0 if audit.state.ok else 1
+
+
+async def _adopt(store: EventLog, role: str, reason: str, out: IO[str]) -> int:
+    event = await store.adopt_state_baseline(at=datetime.now(UTC), reason=reason)
+    print(f"{role} store adopted as found: baseline checkpoint event {event} ({reason})", file=out)
+    return 0
 
 
 async def _export(store: EventLog, args: argparse.Namespace, out: IO[str]) -> int:
@@ -89,6 +121,10 @@ def add_audit_commands(
             try:
                 if args.audit_cmd == "verify":
                     return await _verify(store, role, sys.stdout, checks=state_checks, args=args)
+                if args.audit_cmd == "checkpoint":
+                    return await _checkpoint(store, role, sys.stdout)
+                if args.audit_cmd == "adopt":
+                    return await _adopt(store, role, args.reason, sys.stdout)
                 if args.out:
                     with Path(args.out).open("w", encoding="utf-8", newline="") as fh:
                         return await _export(store, args, fh)
@@ -105,13 +141,24 @@ def add_audit_commands(
             print(f"brski {role} audit: {exc.detail} (check: {exc.check})", file=sys.stderr)
             return 1
 
-    audit = cmds.add_parser("audit", help="verify or export the hash-chained event log")
+    audit = cmds.add_parser("audit", help="verify, checkpoint or export the hash-chained event log")
     acmds = audit.add_subparsers(dest="audit_cmd", required=True, metavar="COMMAND")
     verify = acmds.add_parser(
         "verify", help="exit 0 if the chain is intact (and the store agrees with what it published), 1 naming each problem"
     )
     common(verify)
     verify.set_defaults(func=run)
+    checkpoint = acmds.add_parser(
+        "checkpoint", help="verify, then fold the state evidence so far into a chained checkpoint (faster verifies)"
+    )
+    common(checkpoint)
+    checkpoint.set_defaults(func=run)
+    adopt = acmds.add_parser(
+        "adopt", help="take the tables as they are now as the evidence (recorded with --reason; for a store checked by other means)"
+    )
+    common(adopt)
+    adopt.add_argument("--reason", required=True, help="why the store is trusted as found (stored in the chain)")
+    adopt.set_defaults(func=run)
     export = acmds.add_parser("export", help="events as JSON Lines or CSV, with their hashes")
     common(export)
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")

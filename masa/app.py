@@ -19,6 +19,7 @@ from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.configfile import read_certs
+from brski_web.evidence import check_store_evidence
 from brski_web.metrics import METRICS, metrics_middleware
 from brski_web.metrics import install as metrics_install
 from brski_web.middleware import (
@@ -51,6 +52,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         chain=tuple(read_certs(cfg.signer_chain)),
     )
     store = await open_masa_store(cfg.database)
+    try:
+        # The tables against the state the event log implies (docs/evidence.md).
+        await check_store_evidence(store, role="masa", now=datetime.now(UTC),
+                                   allow_inconsistent=cfg.allow_inconsistent)
+    except BaseException:
+        await store.close()
+        raise
     store.observe_writes(app[METRICS])
     app[SERVICE] = MasaService(
         store=store,

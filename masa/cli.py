@@ -42,6 +42,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = [
         "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
         "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level", "metrics_port",
+        "allow_inconsistent",
     ]
     return {k: getattr(args, k, None) for k in keys}
 
@@ -160,6 +161,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
         "--metrics-port", dest="metrics_port", type=int, help="plain-HTTP port serving /metrics, /healthz, /readyz"
     )
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.add_argument(
+        "--allow-inconsistent", dest="allow_inconsistent", action="store_true", default=None,
+        help="serve although the store disagrees with its own event log (logged and recorded as an event)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     example = cmds.add_parser("config-example", help="print the documented example config (masa.toml)")

@@ -76,6 +76,11 @@ class MasaConfig:
     admin_subjects: list[str] = setting([], section=_M, example=["CN=masa admin,O=brski dev manufacturer"],
                                         help="admin certificates by RFC 4514 subject")
     admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
+    allow_inconsistent: bool = setting(
+        False, section=_M,
+        help="serve although the store disagrees with its own event log (docs/evidence.md);\n"
+        "logged and recorded; normally only as the flag --allow-inconsistent",
+    )
     # RFC 8520: MUD files and their detached signatures, served at /mud/NAME (masa/mud.py).
     mud_dir: Path | None = setting(None, section=_M, path=True, example="mud",
                                    help="directory of MUD files (NAME.json) and signatures (NAME.p7s) served at /mud/")

@@ -24,6 +24,7 @@ from brski.validation import domain_id
 from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_registrar_store
 from brski_web import refusals
+from brski_web.evidence import check_store_evidence
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
 from brski_web.metrics import METRICS, metrics_middleware
@@ -107,6 +108,9 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         # RFC 5280 3.3: never serve on a store that contradicts its last CRL.
         await check_published_crl(store, keys, now=datetime.now(UTC), allow_mismatch=cfg.allow_crl_mismatch)
+        # The tables against the state the event log implies (docs/evidence.md).
+        await check_store_evidence(store, role="registrar", now=datetime.now(UTC),
+                                   allow_inconsistent=cfg.allow_inconsistent)
     except BaseException:
         await transport.close()
         await store.close()

@@ -28,7 +28,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
-    "http_port", "allow_crl_mismatch", "mdns_interfaces", "proxy_addresses", "metrics_port",
+    "http_port", "allow_crl_mismatch", "allow_inconsistent", "mdns_interfaces", "proxy_addresses", "metrics_port",
 ]
 
 
@@ -185,6 +185,10 @@ def _build(sub: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--metrics-port", dest="metrics_port", type=int, help="plain-HTTP port serving /metrics, /healthz, /readyz"
+    )
+    serve.add_argument(
+        "--allow-inconsistent", dest="allow_inconsistent", action="store_true", default=None,
+        help="serve although the store disagrees with its own event log (logged and recorded as an event)",
     )
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
     serve.add_argument("--announce", dest="mdns_interfaces", action="append", metavar="IFACE",

@@ -79,6 +79,7 @@ _REGISTRAR_KEYS = {
     # interop labs: accept base64 text where RFC 8366 8.3 says DER
     "accept_base64_voucher_requests",
     "allow_crl_mismatch",
+    "allow_inconsistent",
     "body_read_timeout_s",
     # what an LDevID may say, how many a device gets (docs/security.md)
     *LDEVID_KEYS,
@@ -182,6 +183,10 @@ class RegistrarConfig:
     # Plain-HTTP /metrics, /healthz, /readyz (brski_web.metrics); none without a port.
     metrics_port: int | None = None
     metrics_host: str | None = None
+    # Serve although the store disagrees with its own event log (edited
+    # rows, see docs/evidence.md); logged and recorded. Normally only as the
+    # flag --allow-inconsistent, while investigating.
+    allow_inconsistent: bool = False
 
     @property
     def pkcs11(self) -> Pkcs11Settings:
@@ -246,6 +251,8 @@ class RegistrarConfig:
             raise ConfigError("accept_base64_voucher_requests must be true or false", check="config.interop")
         if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
             raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
+        if not isinstance(self.allow_inconsistent, bool):
+            raise ConfigError("allow_inconsistent must be true or false", check="config.allow-inconsistent")
         if not isinstance(self.allow_crl_mismatch, bool):
             raise ConfigError("allow_crl_mismatch must be true or false", check="config.allow-crl-mismatch")
         if not isinstance(self.ldevid_supersede, bool):

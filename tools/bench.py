@@ -117,7 +117,24 @@ def preload_registrar(db: Path, count: int) -> float:
                 ),
             )
     con.close()
+    adopt_preload(db, count)
     return time.perf_counter() - t0
+
+
+def adopt_preload(db: Path, count: int) -> None:
+    """Rows written behind the store's back have no state evidence: adopt
+    them as a recorded baseline, as an operator would (``audit adopt``), or
+    the registrar refuses to start on them."""
+    from brski_storage import open_registrar_store
+
+    async def main() -> None:
+        store = await open_registrar_store(str(db))
+        try:
+            await store.adopt_state_baseline(at=None, reason=f"benchmark preload of {count} synthetic devices")
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 # --- the web console's device list ------------------------------------------------

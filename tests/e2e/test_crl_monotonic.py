@@ -71,10 +71,13 @@ def test_edited_revocation_row_is_refused_and_never_good(lab: Lab, tmp_path: Pat
     audit = _cli("registrar", "audit", "verify", "--config", str(config))
     assert audit.returncode == 1, audit.stdout + audit.stderr
     assert "intact" in audit.stdout and f"certificate {serial_hex}" in audit.stdout and "crl.entry-unrevoked" in audit.stdout
+    # ... and so does the state evidence: the log recorded the revocation.
+    assert f"certificates row '{serial_hex}': evidence says [" in audit.stdout and "state=7:revoked" in audit.stdout
 
     # Served anyway on the operator's word: the published revocation stays in force.
     with config.open("a") as fh:  # [registrar] is the file's last table
         fh.write("allow_crl_mismatch = true\n")
+        fh.write("allow_inconsistent = true\n")  # the edited rows also contradict the event log
     lab.start("registrar")
     ocsp = openssl("ocsp", "-issuer", str(ca), "-cert", str(ldevid), "-url", f"{lab.revocation_url}/ocsp",
                    "-CAfile", str(ca))

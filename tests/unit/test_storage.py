@@ -130,10 +130,13 @@ async def test_persistence_across_reopen(db_path: Path) -> None:
         assert device.first_seen == t(0) and device.updated_at == t(1)
         cert = await s.get_certificate("1234")
         assert cert is not None and cert.state == "reserved"
+        # The service's event, after the state evidence of the three writes.
         events = await s.events()
-        assert [(e.id, e.kind, e.check, dict(e.detail)) for e in events] == [
-            (1, "k", "x.y", {"a": 1})
+        assert [(e.id, e.kind, e.check, dict(e.detail)) for e in events][3:] == [
+            (4, "k", "x.y", {"a": 1})
         ]
+        assert [e.kind for e in events[:3]] == ["state.recorded"] * 3
+        assert (await s.verify_state()).ok
         assert (await s.verify_event_chain()).ok
 
 
@@ -715,7 +718,8 @@ async def test_masa_issue_voucher_atomically(masa: MasaStore, tmp_path: Path) ->
             expires_on=None,
         )
     stats = await masa.stats()
-    assert (stats["vouchers"], stats["audit_log"], stats["events"]) == (1, 1, 1)
+    # the device's state evidence, the voucher's, and the service event
+    assert (stats["vouchers"], stats["audit_log"], stats["events"]) == (1, 1, 3)
 
 
 async def test_masa_audit_entries_and_shared_event_chain(masa: MasaStore, tmp_path: Path) -> None:
