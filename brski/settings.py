@@ -146,7 +146,7 @@ def _coerce(value: Any, tp: Any, *, path: bool, base: Path) -> Any:
     if tp is Path:
         if not isinstance(value, str | Path) or not str(value):
             raise TypeError
-        return base / value if path else Path(value)
+        return base / Path(value).expanduser() if path else Path(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise TypeError

@@ -27,3 +27,10 @@ def test_registrar_refuses_a_string_where_a_number_goes(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "configuration error" in proc.stderr and "Traceback" not in proc.stderr
     assert f"{tmp_path}/registrar.toml: [registrar] ldevid_validity_days = '365': expected an integer" in proc.stderr
+
+
+def test_pledge_refuses_a_string_where_a_number_goes(tmp_path: Path) -> None:
+    proc = _serve("pledge_sim", "pledge.toml", 'max_voucher_attempts = "10"', tmp_path, "enroll")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "configuration error [config.type]" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"{tmp_path}/pledge.toml: [pledge] max_voucher_attempts = '10': expected an integer" in proc.stderr
