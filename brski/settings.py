@@ -111,7 +111,7 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
+    if origin in (list, tuple):
         return f"a list of {_PLURALS.get(typing.get_args(tp)[0], 'values')}"
     return {
         str: "a string", int: "an integer", float: "a number", bool: "true or false",
@@ -141,6 +141,11 @@ def _coerce(value: Any, tp: Any, *, path: bool, base: Path) -> Any:
             raise TypeError
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, path=path, base=base) for v in value]
+    if origin is tuple:  # tuple[X, ...]: a TOML array (or the flags' list), kept immutable
+        if not isinstance(value, list | tuple):
+            raise TypeError
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item, path=path, base=base) for v in value)
     if tp is Any:
         return value
     if tp is Path:
@@ -239,7 +244,7 @@ def load_settings(
 
 
 def _check_bounds(where: str, value: Any, meta: Setting) -> None:
-    items = value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list | tuple) else [value]
     for item in items:
         if item is None:
             continue

@@ -34,3 +34,10 @@ def test_pledge_refuses_a_string_where_a_number_goes(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "configuration error [config.type]" in proc.stderr and "Traceback" not in proc.stderr
     assert f"{tmp_path}/pledge.toml: [pledge] max_voucher_attempts = '10': expected an integer" in proc.stderr
+
+
+def test_proxy_refuses_a_string_where_a_number_goes(tmp_path: Path) -> None:
+    proc = _serve("join_proxy", "proxy.toml", 'max_circuits = "256"', tmp_path, "serve")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "configuration error" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"{tmp_path}/proxy.toml: [proxy] max_circuits = '256': expected an integer" in proc.stderr
