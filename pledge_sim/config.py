@@ -200,27 +200,10 @@ def _resolve(s: PledgeSettings, purpose: str) -> PledgeConfig:
     for anchor in anchors:
         if not anchor.is_file():
             raise ConfigError(f"anchor: {anchor} does not exist", check="pledge.config")
-    return PledgeConfig(
-        registrar_url=url,
-        host=host,
-        port=port,
-        idevid=idevid,
-        key=key,
-        chain=chain,
-        anchors=tuple(anchors),
-        out=s.out,
-        media_type=FORMATS[s.format],
-        domain_ca=s.domain_ca,
-        server_hostname=s.server_hostname,
-        timeout=s.timeout,
-        max_voucher_attempts=s.max_voucher_attempts,
-        max_enroll_attempts=s.max_enroll_attempts,
-        chunked=s.chunked,
-        enroll_status_reconnect=s.enroll_status_reconnect,
-        key_type=s.key_type,
-        accept_nonceless=s.accept_nonceless,
-        discover=discover,
-        interfaces=tuple(interfaces),
-        discovery_timeout=s.discovery_timeout,
-        candidate_timeout=s.candidate_timeout,
-    )
+    # The settings kept as they are, then those resolved here.
+    same = {n: getattr(s, n) for n in PledgeConfig.__dataclass_fields__ if n in PledgeSettings.__dataclass_fields__}
+    return PledgeConfig(**{
+        **same, "registrar_url": url, "host": host, "port": port, "discover": discover,
+        "idevid": idevid, "key": key, "chain": chain, "anchors": tuple(anchors), "interfaces": tuple(interfaces),
+        "media_type": FORMATS[s.format],
+    })

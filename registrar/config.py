@@ -19,6 +19,7 @@ from brski.ldevid import CSR_EXTRAS_POLICIES, LdevidProfiles, profiles_from_conf
 from brski.policy import AUDIT_OTHER_DOMAINS, UNLISTED_DEVICE_POLICIES
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
+from brski_web import server_settings as common
 from brski_web.configfile import read_toml, resolve_sqlite_url
 from registrar.policy import (
     MAX_RETRY_AFTER_S,
@@ -31,7 +32,6 @@ __all__ = ["RegistrarConfig", "database_url", "example_config", "load_config"]
 
 _S, _R = "server", "registrar"
 DEFAULT_DATABASE = "sqlite:///var/registrar.db"
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 _MANUFACTURERS_EXAMPLE = """[[registrar.manufacturers]]
 name = "acme"                    # a label for events and logs
 anchor = "acme-root.crt"         # IDevIDs must chain here (RFC 8995 5.3)
@@ -58,17 +58,14 @@ class RegistrarConfig:
                              help="the registrar's TLS certificate chain (PEM, leaf first)")
     tls_key: Path = setting(REQUIRED, section=_S, path=True, example="certs/dev/registrar/tls.key",
                             help="its private key (PEM)")
-    ready_file: Path | None = setting(None, section=_S, path=True,
-                                      help="write {url, port, pid} here once listening")
-    log_level: str = setting("info", section=_S, choices=_LOG_LEVELS,
-                             help="log threshold (one key=value line per request and decision, on stderr)")
+    ready_file: Path | None = common.ready_file(_S)
+    log_level: str = common.log_level(_S)
     # Lifecycle: a plain-HTTP listener serving only /crl and /ocsp (RFC 5280
     # 4.2.1.13, RFC 6960 A.1).
     http_port: int | None = setting(None, section=_S, min=1, max=65535, example=8445,
                                     help="plain-HTTP port serving only /crl and /ocsp (none: off)")
-    metrics_port: int | None = setting(None, section=_S, min=0, max=65535, example=9444,
-                                       help="plain-HTTP port serving /metrics, /healthz, /readyz (none: off)")
-    metrics_host: str | None = setting(None, section=_S, help="address for the metrics port (default: host)")
+    metrics_port: int | None = common.metrics_port(_S, example=9444)
+    metrics_host: str | None = common.metrics_host(_S)
 
     # [registrar]: the domain CA, the MASA connection, the LDevIDs
     database: str = setting(DEFAULT_DATABASE, section=_R,
@@ -120,7 +117,7 @@ class RegistrarConfig:
         "the CRL's revocations stay in force",
     )
     # The web console and /admin/v1: a client certificate issued by the domain CA.
-    admin_fingerprints: list[str] = setting([], section=_R, help="admin certificates by SHA-256 fingerprint (hex)")
+    admin_fingerprints: list[str] = common.admin_fingerprints(_R)
     admin_subjects: list[str] = setting([], section=_R, example=["CN=admin,O=brski dev domain"],
                                         help="admin certificates by RFC 4514 subject")
 
@@ -144,10 +141,9 @@ class RegistrarConfig:
                                             help="the window of ldevid_issuance_limit, in seconds")
 
     # Keys in a PKCS#11 token (brski_hsm)
-    pkcs11_module: str | None = setting(None, section=_R,
-                                        help="PKCS#11 module for pkcs11: keys, e.g. /usr/lib/softhsm/libsofthsm2.so")
-    pkcs11_pin_file: Path | None = setting(None, section=_R, path=True, help="file holding the token PIN")
-    pkcs11_pin_env: str | None = setting(None, section=_R, help="environment variable holding the token PIN")
+    pkcs11_module: str | None = common.pkcs11_module(_R)
+    pkcs11_pin_file: Path | None = common.pkcs11_pin_file(_R)
+    pkcs11_pin_env: str | None = common.pkcs11_pin_env(_R)
 
     # Admission policy (registrar/policy.py, brski/policy.py)
     manufacturer_tables: list[Any] = setting(
