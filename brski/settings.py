@@ -55,6 +55,7 @@ class Setting:
     example: Any = None  # shown in the example file instead of the default
     raw: bool = False  # a table or array of tables the role parses itself
     uri_schemes: tuple[str, ...] = ()  # a path setting that also takes such a URI, kept as text
+    key: str | None = None  # the TOML key, where it differs from the field's name
 
 
 def setting(
@@ -69,11 +70,12 @@ def setting(
     example: Any = None,
     raw: bool = False,
     uri_schemes: tuple[str, ...] = (),
+    key: str | None = None,
 ) -> Any:
     """Declare a config field (use as the dataclass field's default)."""
     meta = Setting(
         section=section, help=help, path=path, choices=choices, min=min, max=max, example=example, raw=raw,
-        uri_schemes=uri_schemes,
+        uri_schemes=uri_schemes, key=key,
     )
     metadata = {_META: meta}
     if default is REQUIRED:
@@ -81,6 +83,10 @@ def setting(
     if isinstance(default, list | dict | tuple):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def _key(f: dataclasses.Field[Any], meta: Setting) -> str:
+    return meta.key or f.name
 
 
 def _settings(cls: type) -> list[tuple[dataclasses.Field[Any], Setting, Any]]:
@@ -97,7 +103,7 @@ def sections_of(cls: type) -> dict[str, set[str]]:
     """The keys each TOML section accepts."""
     out: dict[str, set[str]] = {}
     for f, meta, _ in _settings(cls):
-        out.setdefault(meta.section, set()).add(f.name)
+        out.setdefault(meta.section, set()).add(_key(f, meta))
     return out
 
 
@@ -105,7 +111,7 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
+    if origin in (list, tuple):
         return f"a list of {_PLURALS.get(typing.get_args(tp)[0], 'values')}"
     return {
         str: "a string", int: "an integer", float: "a number", bool: "true or false",
@@ -135,12 +141,17 @@ def _coerce(value: Any, tp: Any, *, path: bool, base: Path) -> Any:
             raise TypeError
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, path=path, base=base) for v in value]
+    if origin is tuple:  # tuple[X, ...]: a TOML array (or the flags' list), kept immutable
+        if not isinstance(value, list | tuple):
+            raise TypeError
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item, path=path, base=base) for v in value)
     if tp is Any:
         return value
     if tp is Path:
         if not isinstance(value, str | Path) or not str(value):
             raise TypeError
-        return base / value if path else Path(value)
+        return base / Path(value).expanduser() if path else Path(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise TypeError
@@ -194,7 +205,7 @@ def load_settings(
     source: str,
     base: Path,
 ) -> T:
-    """Build ``cls`` from parsed TOML ``tables`` and flag ``overrides`` (None = unset).
+    """Build ``cls`` from parsed TOML ``tables`` and flag ``overrides`` (by TOML key; None = unset).
 
     Defaults < file < flags. ``source`` names the file in every error; ``base``
     is its directory (relative paths in it resolve there; those given as flags
@@ -204,15 +215,16 @@ def load_settings(
     values: dict[str, Any] = {}
     missing: list[str] = []
     for f, meta, tp in _settings(cls):
-        if overrides.get(f.name) is not None:
-            raw, rel = overrides[f.name], Path.cwd()
-            where = f"--{f.name.replace('_', '-')}"
-        elif f.name in tables.get(meta.section, {}):
-            raw, rel = tables[meta.section][f.name], base
-            where = f"{source}: [{meta.section}] {f.name}"
+        key = _key(f, meta)
+        if overrides.get(key) is not None:
+            raw, rel = overrides[key], Path.cwd()
+            where = f"--{key.replace('_', '-')}"
+        elif key in tables.get(meta.section, {}):
+            raw, rel = tables[meta.section][key], base
+            where = f"{source}: [{meta.section}] {key}"
         else:
             if f.default is REQUIRED:
-                missing.append(f"[{meta.section}] {f.name}")
+                missing.append(f"[{meta.section}] {key}")
             continue
         if meta.raw:
             values[f.name] = raw
@@ -232,7 +244,7 @@ def load_settings(
 
 
 def _check_bounds(where: str, value: Any, meta: Setting) -> None:
-    items = value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list | tuple) else [value]
     for item in items:
         if item is None:
             continue
@@ -265,8 +277,13 @@ def _toml(value: Any) -> str:
 def example_toml(cls: type, *, title: str) -> str:
     """The documented example config: every setting, its help, default or example."""
     by_section: dict[str, list[str]] = {}
+    tables: dict[str, list[str]] = {}
     for f, meta, _ in _settings(cls):
-        if meta.raw:
+        if meta.raw:  # tables the role parses itself: comments after the section's keys
+            tail = tables.setdefault(meta.section, [])
+            tail.extend(f"# {text}".rstrip() for text in meta.help.splitlines())
+            tail.extend(f"# {text}".rstrip() for text in str(meta.example or "").splitlines())
+            tail.append("")
             continue
         lines = by_section.setdefault(meta.section, [])
         for text in meta.help.splitlines():
@@ -280,14 +297,15 @@ def example_toml(cls: type, *, title: str) -> str:
         else:
             shown = None
         if f.default is REQUIRED:
-            lines.append(f"{f.name} = {_toml(shown)}    # required")
+            lines.append(f"{_key(f, meta)} = {_toml(shown)}    # required")
         elif shown is None:
-            lines.append(f"# {f.name} =    (unset)")
+            lines.append(f"# {_key(f, meta)} =    (unset)")
         else:
-            lines.append(f"{f.name} = {_toml(shown)}")
+            lines.append(f"{_key(f, meta)} = {_toml(shown)}")
         lines.append("")
     out = [f"# {title}", ""]
     for section, lines in by_section.items():
         out.append(f"[{section}]")
         out.extend(lines)
+        out.extend(tables.pop(section, []))
     return "\n".join(out).rstrip() + "\n"

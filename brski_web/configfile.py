@@ -1,16 +1,14 @@
-"""TOML config files with command-line overrides, the way operators expect.
+"""Reading TOML config files and the files they name.
 
-Precedence: built-in defaults < the config file < flags. Relative paths in a
-file are resolved against the file's directory (so a config can travel with
-its certificates); relative paths given as flags against the working
-directory. Unknown keys are an error: a typo must not silently fall back to a
-default in a security component.
+The schema of each role's file, its precedence (defaults < file < flags) and
+path resolution are in :mod:`brski.settings`; this module reads the file,
+resolves a relative SQLite URL against it and loads the trust certificates
+it names.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +16,8 @@ from cryptography import x509
 
 from brski.errors import BrskiError, ConfigError
 from brski.pki import load_certs
-from brski.settings import check_keys
-from brski_hsm.uri import is_pkcs11_uri
 
-__all__ = ["load_sections", "merge", "read_certs", "read_toml", "resolve_sqlite_url"]
+__all__ = ["read_certs", "read_toml", "resolve_sqlite_url"]
 
 
 def read_toml(path: Path | None) -> tuple[dict[str, Any], str, Path]:
@@ -36,42 +32,6 @@ def read_toml(path: Path | None) -> tuple[dict[str, Any], str, Path]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}", check="config.syntax") from exc
     return data, str(path), path.parent.resolve()
-
-
-def load_sections(path: Path | None, allowed: Mapping[str, set[str]]) -> tuple[dict[str, dict[str, Any]], Path]:
-    """Read ``path`` (may be None) into ``{section: {key: value}}``, checking keys.
-
-    Returns the sections and the base directory for relative paths.
-    """
-    data, source, base = read_toml(path)
-    check_keys(allowed, data, source=source)
-    out: dict[str, dict[str, Any]] = {name: {} for name in allowed}
-    out.update({section: dict(body) for section, body in data.items()})
-    return out, base
-
-
-def merge(
-    file_values: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    *,
-    base: Path,
-    path_keys: set[str],
-    defaults: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Defaults < file < overrides; ``path_keys`` become absolute Paths
-    (except an RFC 7512 ``pkcs11:`` URI given for a key, kept as text)."""
-    merged: dict[str, Any] = dict(defaults)
-    for key, value in file_values.items():
-        if key in path_keys and value is not None and not is_pkcs11_uri(value):
-            value = [base / v for v in value] if isinstance(value, list) else base / value
-        merged[key] = value
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key in path_keys and not is_pkcs11_uri(value):
-            value = [Path(v).resolve() for v in value] if isinstance(value, list) else Path(value).resolve()
-        merged[key] = value
-    return merged
 
 
 def resolve_sqlite_url(url: str, base: Path) -> str:

@@ -69,6 +69,16 @@ def _build(p: argparse.ArgumentParser) -> None:
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=cmd_serve)
 
+    example = cmds.add_parser("config-example", help="print the documented example config (proxy.toml)")
+    example.set_defaults(func=_print_example)
+
+
+def _print_example(_args: argparse.Namespace) -> int:
+    from join_proxy.config import example_config
+
+    print(example_config(), end="")
+    return 0
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("proxy", help="BRSKI join proxy (circuit relay + mDNS)", description=__doc__,

@@ -1,61 +1,25 @@
-"""Join proxy configuration: a TOML file (``--config``) and flags that override it.
+"""Join proxy configuration: a TOML ``[proxy]`` table (``--config``) and flags that override it.
 
-Example (``proxy.toml``)::
-
-    [proxy]
-    listen_host = "::"                # where pledges connect (all links)
-    listen_port = 8443
-    announce_interfaces = ["pl1", "pl2"]   # pledge-facing links: _brski-proxy._tcp
-    announce_addresses = ["fe80::1"]  # default: the interfaces' own addresses
-    registrar = "auto"                # or "[fd00::2]:8443" / "registrar.example:8443"
-    registrar_interfaces = ["dom0"]   # where "auto" browses for _brski-registrar._tcp
-    discovery_timeout_s = 10.0
-    max_circuits = 256                # concurrent circuits, all pledges together
-    max_circuits_per_source = 8       # concurrent circuits per pledge address (with scope)
-    connect_timeout_s = 5.0           # to reach the registrar
-    idle_timeout_s = 30.0             # no byte either way for this long: closed
-    max_circuit_s = 300.0             # a circuit's whole life
-    max_circuit_bytes = 4194304       # both directions together
-    ready_file = "var/proxy.ready"
-    log_level = "info"
+The dataclass :class:`ProxyConfig` is the schema (``brski.settings``): every
+key, its default, type, range and help. ``brski proxy config-example`` prints
+the documented example file it generates.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
-from brski_web.configfile import load_sections, merge
+from brski.settings import example_toml, load_settings, setting
+from brski_web.configfile import read_toml
 
-__all__ = ["CircuitLimits", "ProxyConfig", "Upstream", "load_config", "parse_upstream"]
+__all__ = ["CircuitLimits", "ProxyConfig", "Upstream", "example_config", "load_config", "parse_upstream"]
 
-_KEYS = {
-    "listen_host", "listen_port", "announce_interfaces", "announce_addresses", "instance",
-    "registrar", "registrar_interfaces", "discovery_timeout_s", "max_circuits",
-    "max_circuits_per_source", "connect_timeout_s", "idle_timeout_s", "max_circuit_s",
-    "max_circuit_bytes", "ready_file", "log_level",
-}
-_DEFAULTS: dict[str, Any] = {
-    "listen_host": "::",
-    "listen_port": 8443,
-    "announce_interfaces": [],
-    "announce_addresses": [],
-    "instance": "brski-join-proxy",
-    "registrar": "auto",
-    "registrar_interfaces": [],
-    "discovery_timeout_s": 10.0,
-    "max_circuits": 256,
-    "max_circuits_per_source": 8,
-    "connect_timeout_s": 5.0,
-    "idle_timeout_s": 30.0,
-    "max_circuit_s": 300.0,
-    "max_circuit_bytes": 4 << 20,
-    "ready_file": None,
-    "log_level": "info",
-}
+_P = "proxy"
+_DAY = 86400
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,9 +78,6 @@ class CircuitLimits:
             _seconds(getattr(self, name), name)
 
 
-_LIMIT_KEYS = tuple(CircuitLimits.__dataclass_fields__)
-
-
 def _seconds(value: object, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
         raise ConfigError(f"{name} must be seconds in (0, 86400]", check="proxy.config.timeouts")
@@ -124,52 +85,77 @@ def _seconds(value: object, name: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class ProxyConfig:
-    listen_host: str
-    listen_port: int
-    announce_interfaces: tuple[str, ...]
-    announce_addresses: tuple[str, ...]
-    instance: str
-    registrar: Upstream | None  # None: discover by mDNS on registrar_interfaces
-    registrar_interfaces: tuple[str, ...]
-    discovery_timeout_s: float
-    limits: CircuitLimits
-    ready_file: Path | None
-    log_level: str
+    listen_host: str = setting("::", section=_P, help="where pledges connect (\"::\": every link)")
+    listen_port: int = setting(8443, section=_P, min=0, max=65535, help="the port pledges connect to")
+    announce_interfaces: tuple[str, ...] = setting(
+        (), section=_P, example=["pl1", "pl2"],
+        help="pledge-facing links: announce _brski-proxy._tcp there over mDNS (RFC 8995 4.1)",
+    )
+    announce_addresses: tuple[str, ...] = setting(
+        (), section=_P, help="IPv6 addresses announced (default: the interfaces' own addresses)",
+    )
+    instance: str = setting("brski-join-proxy", section=_P, help="the mDNS service instance name")
+    registrar_spec: str = setting(
+        "auto", section=_P, key="registrar", example="[fd00::2]:8443",
+        help='the registrar: host:port, [address]:port, or "auto" (browse registrar_interfaces for\n'
+        "_brski-registrar._tcp, RFC 8995 4.3)",
+    )
+    registrar_interfaces: tuple[str, ...] = setting((), section=_P, example=["dom0"],
+                                                    help='where "auto" browses for the registrar')
+    discovery_timeout_s: float = setting(10.0, section=_P, min=0.001, max=_DAY,
+                                         help="seconds to browse for a registrar")
+    # The relay's bounds (CircuitLimits): the pledge link is unauthenticated.
+    max_circuits: int = setting(256, section=_P, min=1, help="concurrent circuits, all pledges together")
+    max_circuits_per_source: int = setting(8, section=_P, min=1,
+                                           help="concurrent circuits per pledge address (with scope)")
+    connect_timeout_s: float = setting(5.0, section=_P, min=0.001, max=_DAY, help="seconds to reach the registrar")
+    idle_timeout_s: float = setting(30.0, section=_P, min=0.001, max=_DAY,
+                                    help="no byte either way for this long: the circuit is closed")
+    max_circuit_s: float = setting(300.0, section=_P, min=0.001, max=_DAY, help="a circuit's whole life, in seconds")
+    max_circuit_bytes: int = setting(4 << 20, section=_P, min=1, help="bytes per circuit, both directions together")
+    ready_file: Path | None = setting(None, section=_P, path=True, help="write {url, port, pid, registrar} here once listening")
+    log_level: str = setting("info", section=_P, choices=("debug", "info", "warning", "error"),
+                             help="log threshold (one key=value line per circuit, on stderr)")
+
+    # Derived from the settings above, validated once.
+    registrar: Upstream | None = field(init=False, compare=False)  # None: discover by mDNS
+    limits: CircuitLimits = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _seconds(self.discovery_timeout_s, "discovery_timeout_s")
-        if not 0 <= self.listen_port <= 65535:
-            raise ConfigError(f"listen_port {self.listen_port} out of range", check="proxy.config.port")
+        upstream = None if self.registrar_spec == "auto" else parse_upstream(self.registrar_spec)
+        object.__setattr__(self, "registrar", upstream)
+        limits = CircuitLimits(
+            max_circuits=self.max_circuits, max_circuits_per_source=self.max_circuits_per_source,
+            connect_timeout_s=self.connect_timeout_s, idle_timeout_s=self.idle_timeout_s,
+            max_circuit_s=self.max_circuit_s, max_circuit_bytes=self.max_circuit_bytes,
+        )
+        object.__setattr__(self, "limits", limits)
         if self.announce_interfaces and self.listen_port == 0:
             raise ConfigError("announcing needs a fixed listen_port", check="proxy.config.port")
         if self.registrar is None and not self.registrar_interfaces:
             raise ConfigError(
                 'registrar = "auto" needs registrar_interfaces to browse on', check="proxy.config.registrar"
             )
+        if not all(self.announce_interfaces) or not all(self.registrar_interfaces):
+            raise ConfigError("interface names must not be empty", check="proxy.config")
         for addr in self.announce_addresses:
             try:
                 ipaddress.IPv6Address(addr)
             except ValueError as exc:
                 raise ConfigError(f"announce_addresses: {addr!r} is not an IPv6 address", check="proxy.config") from exc
-        if self.log_level not in ("debug", "info", "warning", "error"):
-            raise ConfigError("log_level must be debug, info, warning or error", check="proxy.config")
 
 
-def _strings(value: Any, name: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{name} must be a list of names", check="proxy.config")
-    return tuple(value)
+def example_config() -> str:
+    """The documented ``proxy.toml``, generated from the schema."""
+    return example_toml(ProxyConfig, title="brski join proxy configuration (brski proxy serve --config proxy.toml)")
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> ProxyConfig:
-    sections, base = load_sections(path, {"proxy": _KEYS})
-    merged = merge(sections["proxy"], overrides, base=base, path_keys={"ready_file"}, defaults=_DEFAULTS)
-    registrar = merged.pop("registrar")
-    if not isinstance(registrar, str) or not registrar:
-        raise ConfigError('registrar must be "auto" or host:port', check="proxy.config.registrar")
-    for name in ("announce_interfaces", "announce_addresses", "registrar_interfaces"):
-        merged[name] = _strings(merged[name], name)
-    limits = CircuitLimits(**{k: merged.pop(k) for k in _LIMIT_KEYS})
-    return ProxyConfig(registrar=None if registrar == "auto" else parse_upstream(registrar), limits=limits, **merged)
+    tables, source, base = read_toml(path)
+    try:
+        return load_settings(ProxyConfig, tables, overrides, source=source, base=base)
+    except ConfigError as exc:
+        if exc.detail.startswith(source):
+            raise
+        # A rule checked after the keys (the registrar's form, a cross-field rule): name the file too.
+        raise ConfigError(f"{source}: {exc.detail}", check=exc.check) from None

@@ -14,6 +14,7 @@ from typing import Any
 from brski.errors import ConfigError
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
 from brski_hsm import KeyRef, Pkcs11Settings
+from brski_web import server_settings as common
 from brski_web.configfile import read_toml, resolve_sqlite_url
 
 __all__ = ["MasaConfig", "database_url", "example_config", "load_config"]
@@ -39,13 +40,10 @@ class MasaConfig:
                                      help="CAs whose registrars may connect with a client certificate (stdlib TLS)")
     client_auth: str = setting("optional", section=_S, choices=("optional", "require"),
                                help="ask registrars for a client certificate, or require one")
-    ready_file: Path | None = setting(None, section=_S, path=True,
-                                      help="write {url, port, pid} here once listening")
-    log_level: str = setting("info", section=_S, choices=("debug", "info", "warning", "error"),
-                             help="log threshold (one key=value line per request and decision, on stderr)")
-    metrics_port: int | None = setting(None, section=_S, min=0, max=65535, example=9443,
-                                       help="plain-HTTP port serving /metrics, /healthz, /readyz (none: off)")
-    metrics_host: str | None = setting(None, section=_S, help="address for the metrics port (default: host)")
+    ready_file: Path | None = common.ready_file(_S)
+    log_level: str = common.log_level(_S)
+    metrics_port: int | None = common.metrics_port(_S, example=9443)
+    metrics_host: str | None = common.metrics_host(_S)
     database: str = setting(DEFAULT_DATABASE, section=_M,
                             help="store URL; a relative sqlite:/// path is relative to this file")
     signer_cert: Path = setting(REQUIRED, section=_M, path=True, example="certs/dev/masa/voucher-signer.crt",
@@ -75,7 +73,7 @@ class MasaConfig:
                                    help="CAs an admin's client certificate must chain to (the web console)")
     admin_subjects: list[str] = setting([], section=_M, example=["CN=masa admin,O=brski dev manufacturer"],
                                         help="admin certificates by RFC 4514 subject")
-    admin_fingerprints: list[str] = setting([], section=_M, help="admin certificates by SHA-256 fingerprint (hex)")
+    admin_fingerprints: list[str] = common.admin_fingerprints(_M)
     allow_inconsistent: bool = setting(
         False, section=_M,
         help="serve although the store disagrees with its own event log (docs/evidence.md);\n"
@@ -84,9 +82,9 @@ class MasaConfig:
     # RFC 8520: MUD files and their detached signatures, served at /mud/NAME (masa/mud.py).
     mud_dir: Path | None = setting(None, section=_M, path=True, example="mud",
                                    help="directory of MUD files (NAME.json) and signatures (NAME.p7s) served at /mud/")
-    pkcs11_module: str | None = setting(None, section=_M, help="PKCS#11 module for pkcs11: keys, e.g. /usr/lib/softhsm/libsofthsm2.so")
-    pkcs11_pin_file: Path | None = setting(None, section=_M, path=True, help="file holding the token PIN")
-    pkcs11_pin_env: str | None = setting(None, section=_M, help="environment variable holding the token PIN")
+    pkcs11_module: str | None = common.pkcs11_module(_M)
+    pkcs11_pin_file: Path | None = common.pkcs11_pin_file(_M)
+    pkcs11_pin_env: str | None = common.pkcs11_pin_env(_M)
 
     @property
     def pkcs11(self) -> Pkcs11Settings:

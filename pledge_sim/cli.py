@@ -18,7 +18,7 @@ from typing import Any
 from brski import errors
 from brski.display import escape_controls
 from brski.pki import load_cert, load_private_key
-from pledge_sim.config import FORMATS, KEY_TYPES, load_config
+from pledge_sim.config import FORMATS, KEY_TYPES, example_config, load_config
 from pledge_sim.service import EnrollResult, cert_summary, enroll_one, reenroll
 
 __all__ = ["add_parser", "cmd_enroll", "cmd_reenroll"]
@@ -57,7 +57,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    """``enroll`` and ``reenroll``, under ``brski pledge`` or ``python -m pledge_sim``."""
+    """``enroll``, ``reenroll`` and ``config-example``, under ``brski pledge`` or ``python -m pledge_sim``."""
     enroll = sub.add_parser("enroll", help="bootstrap: voucher, then an LDevID via EST")
     _common(enroll)
     enroll.add_argument(
@@ -110,6 +110,9 @@ def add_commands(sub: Any) -> None:
         help="domain CA bundle (default: <out>/domain-ca.pem from enrollment)",
     )
     re.set_defaults(func=cmd_reenroll)
+
+    example = sub.add_parser("config-example", help="print the documented example config (pledge.toml)")
+    example.set_defaults(func=lambda _args: print(example_config(), end="") or EXIT_OK)
 
     # Lab tools: imported lazily so `enroll` does not pay for them.
     from pledge_sim import conformance_cli, fleet

@@ -1,13 +1,16 @@
 """Pledge simulator configuration: a TOML ``[pledge]`` table plus CLI overrides.
 
-Everything is resolved and validated here, once, so the driver never meets a
-half-formed setting in the middle of a TLS session.  Relative paths in the
-file are relative to the file, so a config can live next to its dev PKI.
+:class:`PledgeSettings` is the schema of the table (``brski.settings``): every
+key, its type, range and help; ``brski pledge config-example`` prints the
+documented example file it generates. :func:`load_config` resolves those
+settings once into a :class:`PledgeConfig` (the registrar URL parsed, a dev-PKI
+``dir`` expanded, the files checked), so the driver never meets a half-formed
+setting in the middle of a TLS session. Relative paths in the file are
+relative to the file, so a config can live next to its dev PKI.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +19,10 @@ from urllib.parse import urlsplit
 
 from brski import oids
 from brski.errors import ConfigError
+from brski.settings import example_toml, load_settings, setting
+from brski_web.configfile import read_toml
 
-__all__ = ["FORMATS", "PledgeConfig", "load_config"]
+__all__ = ["FORMATS", "KEY_TYPES", "PledgeConfig", "PledgeSettings", "example_config", "load_config"]
 
 #: ``--format`` values -> voucher media types (RFC 8366, constrained-voucher, jws-voucher).
 FORMATS: Mapping[str, str] = {
@@ -25,36 +30,61 @@ FORMATS: Mapping[str, str] = {
     "cose": oids.MT_VOUCHER_COSE_CBOR,
     "jws": oids.MT_VOUCHER_JWS_JSON,
 }
-
-_KEYS = {
-    "registrar",
-    "idevid",
-    "key",
-    "chain",
-    "anchor",
-    "anchors",
-    "out",
-    "format",
-    "dir",
-    "domain_ca",
-    "server_hostname",
-    "timeout",
-    "max_voucher_attempts",
-    "max_enroll_attempts",
-    "chunked",
-    "enroll_status_reconnect",
-    "key_type",
-    "accept_nonceless",
-    # discovery (RFC 8995 4.1): registrar = "auto" (or absent) browses these
-    "interfaces",
-    "discovery_timeout",
-    "candidate_timeout",
-}
 KEY_TYPES = ("ec-p256", "ec-p384", "ed25519")
+_P = "pledge"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PledgeSettings:
+    """The ``[pledge]`` table: what an operator writes (or passes as flags)."""
+
+    registrar: str | None = setting(
+        None, section=_P, example="https://localhost:8444",
+        help="the registrar's https://host[:port] URL;\n"
+        "absent or \"auto\": discover a registrar or join proxy over mDNS (RFC 8995 4.1)",
+    )
+    dir: Path | None = setting(
+        None, section=_P, path=True, example="certs/dev/pledges/PLG-000001",
+        help="a dev-PKI pledge directory: idevid.crt, idevid.key, chain.pem, and the manufacturer root",
+    )
+    idevid: Path | None = setting(None, section=_P, path=True, help="the IDevID certificate (PEM; default dir's)")
+    key: Path | None = setting(None, section=_P, path=True, help="its private key (PEM; default dir's)")
+    chain: Path | None = setting(None, section=_P, path=True, help="intermediates sent with the IDevID")
+    anchor: Path | list[Path] | None = setting(None, section=_P, path=True,
+                                               help="manufacturer trust anchor(s) for the voucher (same as anchors)")
+    anchors: Path | list[Path] | None = setting(None, section=_P, path=True,
+                                                help="manufacturer trust anchors for the voucher")
+    out: Path | None = setting(None, section=_P, path=True, example="out/PLG-000001",
+                               help="directory the voucher, LDevID and domain CA are saved in")
+    domain_ca: Path | None = setting(None, section=_P, path=True,
+                                     help="domain CA bundle for re-enrollment (default <out>/domain-ca.pem)")
+    format: str = setting("cms", section=_P, choices=tuple(FORMATS),
+                          help="voucher format asked for: cms (RFC 8366), cose (constrained), jws")
+    key_type: str = setting("ec-p256", section=_P, choices=KEY_TYPES, help="the LDevID key pair's type")
+    server_hostname: str | None = setting(None, section=_P,
+                                          help="SNI to send (default the URL's host; \"\" sends none)")
+    timeout: float = setting(30.0, section=_P, min=0.001, max=3600, help="seconds per network operation")
+    max_voucher_attempts: int = setting(10, section=_P, min=1,
+                                        help="voucher-request attempts (202 Retry-After, RFC 8995 5.6)")
+    max_enroll_attempts: int = setting(10, section=_P, min=1, help="enrollment attempts (202 Retry-After, RFC 7030 4.2.3)")
+    chunked: bool = setting(False, section=_P,
+                            help="send request bodies with Transfer-Encoding: chunked (registrar interop tests)")
+    enroll_status_reconnect: bool = setting(
+        True, section=_P, help="send enrollstatus over a new TLS session with the new LDevID (RFC 8995 5.9.4)",
+    )
+    accept_nonceless: bool = setting(False, section=_P, help="accept a voucher without the nonce asked for")
+    interfaces: str | list[str] = setting(
+        [], section=_P, help="discovery: links browsed over mDNS (default every link with a link-local address)",
+    )
+    discovery_timeout: float = setting(5.0, section=_P, min=0.001, max=3600, help="discovery: seconds spent browsing")
+    candidate_timeout: float = setting(60.0, section=_P, min=0.001, max=3600,
+                                       help="discovery: seconds given each candidate before the next")
 
 
 @dataclass(frozen=True, kw_only=True)
 class PledgeConfig:
+    """The settings resolved for one run (see :class:`PledgeSettings` for each)."""
+
     registrar_url: str
     host: str
     port: int
@@ -64,42 +94,23 @@ class PledgeConfig:
     anchors: tuple[Path, ...] = ()
     out: Path | None = None
     media_type: str = oids.MT_VOUCHER_CMS_JSON
-    # Domain CA bundle for re-enrollment (defaults to <out>/domain-ca.pem).
     domain_ca: Path | None = None
-    # SNI to send; defaults to the URL host.  "" disables SNI.
     server_hostname: str | None = None
     timeout: float = 30.0
     max_voucher_attempts: int = 10
     max_enroll_attempts: int = 10
-    # Send request bodies with Transfer-Encoding: chunked (registrar interop tests).
     chunked: bool = False
-    # RFC 8995 5.9.4: a successful enrollstatus SHOULD go over a new TLS session
-    # using the new LDevID.
     enroll_status_reconnect: bool = True
     key_type: str = "ec-p256"
     accept_nonceless: bool = False
-    # Discovery (RFC 8995 4.1): no registrar URL given (or "auto"); the pledge
-    # browses mDNS on `interfaces` (default: every link with a link-local
-    # address) for at most `discovery_timeout` s, then gives each candidate at
-    # most `candidate_timeout` s before moving on to the next.
+    # Discovery (RFC 8995 4.1): no registrar URL given (or "auto").
     discover: bool = False
     interfaces: tuple[str, ...] = ()
     discovery_timeout: float = 5.0
     candidate_timeout: float = 60.0
 
 
-def _path(value: Any, base: Path, name: str) -> Path:
-    if not isinstance(value, str | Path) or not str(value):
-        raise ConfigError(f"{name}: expected a path, got {value!r}", check="pledge.config")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
-
-
-def _parse_registrar(url: Any) -> tuple[str, str, int]:
-    if not isinstance(url, str) or not url:
-        raise ConfigError(
-            "registrar: a URL like https://host:8443 is required", check="pledge.config.registrar"
-        )
+def _parse_registrar(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError(
@@ -119,37 +130,9 @@ def _parse_registrar(url: Any) -> tuple[str, str, int]:
     return url.rstrip("/"), parts.hostname, port
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"{name}: expected a positive integer, got {value!r}", check="pledge.config"
-        )
-    return value
-
-
-def _bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name}: expected true or false, got {value!r}", check="pledge.config")
-    return value
-
-
-def _read_table(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} not found", check="pledge.config") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}", check="pledge.config") from exc
-    table = doc.get("pledge", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [pledge] must be a table", check="pledge.config")
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown [pledge] keys: {', '.join(sorted(unknown))}", check="pledge.config"
-        )
-    return table
+def example_config() -> str:
+    """The documented ``pledge.toml``, generated from the schema."""
+    return example_toml(PledgeSettings, title="brski pledge configuration (brski pledge enroll --config pledge.toml)")
 
 
 def load_config(
@@ -159,87 +142,49 @@ def load_config(
     purpose: Literal["enroll", "reenroll"] = "enroll",
 ) -> PledgeConfig:
     """Merge the file's ``[pledge]`` table with ``overrides`` (CLI flags; ``None``
-    values mean "not given") and validate the result for ``purpose``."""
-    file_base = Path.cwd()
-    merged: dict[str, Any] = {}
-    if path is not None:
-        cfg_path = Path(path)
-        merged.update(_read_table(cfg_path))
-        file_base = cfg_path.resolve().parent
-    # Paths from the file resolve against the file; paths from the CLI against cwd.
-    bases: dict[str, Path] = dict.fromkeys(merged, file_base)
-    for name, value in (overrides or {}).items():
-        if value is None or value == [] or value == ():
-            continue
-        if name not in _KEYS:
-            raise ConfigError(f"unknown setting {name!r}", check="pledge.config")
-        merged[name] = value
-        bases[name] = Path.cwd()
+    or empty values mean "not given") and validate the result for ``purpose``."""
+    tables, source, base = read_toml(Path(path) if path is not None else None)
+    given = {k: (None if v == [] or v == () else v) for k, v in (overrides or {}).items()}
+    unknown = set(given) - set(PledgeSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}", check="config.unknown-key")
+    s = load_settings(PledgeSettings, tables, given, source=source, base=base)
+    if path is None:
+        return _resolve(s, purpose)
+    try:
+        return _resolve(s, purpose)
+    except ConfigError as exc:  # a rule checked after the keys: name the file too
+        raise ConfigError(f"{source}: {exc.detail}", check=exc.check) from None
 
-    def p(name: str) -> Path | None:
-        return _path(merged[name], bases[name], name) if merged.get(name) is not None else None
 
-    discover = merged.get("registrar") in (None, "auto")
+def _paths(value: Path | list[Path] | None) -> list[Path]:
+    return [] if value is None else [value] if isinstance(value, Path) else list(value)
+
+
+def _resolve(s: PledgeSettings, purpose: str) -> PledgeConfig:
+    discover = s.registrar in (None, "auto")
     if discover and purpose != "enroll":
         raise ConfigError(
             "registrar: re-enrollment needs the registrar's URL", check="pledge.config.registrar"
         )
-    url, host, port = ("auto", "", 0) if discover else _parse_registrar(merged.get("registrar"))
-    interfaces = merged.get("interfaces", [])
-    if isinstance(interfaces, str):
-        interfaces = [interfaces]
-    if not isinstance(interfaces, list | tuple) or not all(isinstance(i, str) and i for i in interfaces):
+    url, host, port = ("auto", "", 0) if discover else _parse_registrar(s.registrar or "")
+    interfaces = [s.interfaces] if isinstance(s.interfaces, str) else s.interfaces
+    if not all(interfaces):
         raise ConfigError("interfaces: expected a list of interface names", check="pledge.config")
-    idevid, key, chain = p("idevid"), p("key"), p("chain")
-    raw_anchors = merged.get("anchors", merged.get("anchor", []))
-    anchor_base = bases.get("anchors", bases.get("anchor", file_base))
-    if isinstance(raw_anchors, str | Path):
-        raw_anchors = [raw_anchors]
-    if not isinstance(raw_anchors, list | tuple):
-        raise ConfigError("anchor: expected a path or a list of paths", check="pledge.config")
-    anchors = [_path(a, anchor_base, "anchor") for a in raw_anchors]
-
-    pledge_dir = p("dir")
-    if pledge_dir is not None:
+    idevid, key, chain = s.idevid, s.key, s.chain
+    anchors = _paths(s.anchors) or _paths(s.anchor)
+    if s.dir is not None:
         # The dev-PKI layout of brski.devpki: pledges/<SERIAL>/idevid.{crt,key}, chain.pem,
         # and the manufacturer root two levels up.
-        if not pledge_dir.is_dir():
-            raise ConfigError(f"dir: {pledge_dir} is not a directory", check="pledge.config")
-        idevid = idevid or pledge_dir / "idevid.crt"
-        key = key or pledge_dir / "idevid.key"
-        if chain is None and (pledge_dir / "chain.pem").exists():
-            chain = pledge_dir / "chain.pem"
-        root = pledge_dir.parent.parent / "manufacturer" / "root-ca.crt"
+        if not s.dir.is_dir():
+            raise ConfigError(f"dir: {s.dir} is not a directory", check="pledge.config")
+        idevid = idevid or s.dir / "idevid.crt"
+        key = key or s.dir / "idevid.key"
+        if chain is None and (s.dir / "chain.pem").exists():
+            chain = s.dir / "chain.pem"
+        root = s.dir.parent.parent / "manufacturer" / "root-ca.crt"
         if not anchors and root.exists():
             anchors = [root]
-
-    fmt = merged.get("format", "cms")
-    if fmt not in FORMATS:
-        raise ConfigError(
-            f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}", check="pledge.config"
-        )
-    key_type = merged.get("key_type", "ec-p256")
-    if key_type not in KEY_TYPES:
-        raise ConfigError(
-            f"key_type: expected one of {', '.join(KEY_TYPES)}", check="pledge.config"
-        )
-    timeout = merged.get("timeout", 30.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
-        raise ConfigError(
-            f"timeout: expected seconds in (0, 3600], got {timeout!r}", check="pledge.config"
-        )
-    bounds: dict[str, float] = {}
-    for name, default in (("discovery_timeout", 5.0), ("candidate_timeout", 60.0)):
-        value = merged.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-            raise ConfigError(
-                f"{name}: expected seconds in (0, 3600], got {value!r}", check="pledge.config"
-            )
-        bounds[name] = float(value)
-    server_hostname = merged.get("server_hostname")
-    if server_hostname is not None and not isinstance(server_hostname, str):
-        raise ConfigError("server_hostname: expected a string", check="pledge.config")
-
     if purpose == "enroll":
         missing = [n for n, v in (("idevid", idevid), ("key", key)) if v is None]
         if missing:
@@ -255,34 +200,10 @@ def load_config(
     for anchor in anchors:
         if not anchor.is_file():
             raise ConfigError(f"anchor: {anchor} does not exist", check="pledge.config")
-
-    return PledgeConfig(
-        registrar_url=url,
-        host=host,
-        port=port,
-        idevid=idevid,
-        key=key,
-        chain=chain,
-        anchors=tuple(anchors),
-        out=p("out"),
-        media_type=FORMATS[fmt],
-        domain_ca=p("domain_ca"),
-        server_hostname=server_hostname,
-        timeout=float(timeout),
-        max_voucher_attempts=_positive_int(
-            merged.get("max_voucher_attempts", 10), "max_voucher_attempts"
-        ),
-        max_enroll_attempts=_positive_int(
-            merged.get("max_enroll_attempts", 10), "max_enroll_attempts"
-        ),
-        chunked=_bool(merged.get("chunked", False), "chunked"),
-        enroll_status_reconnect=_bool(
-            merged.get("enroll_status_reconnect", True), "enroll_status_reconnect"
-        ),
-        key_type=key_type,
-        accept_nonceless=_bool(merged.get("accept_nonceless", False), "accept_nonceless"),
-        discover=discover,
-        interfaces=tuple(interfaces),
-        discovery_timeout=bounds["discovery_timeout"],
-        candidate_timeout=bounds["candidate_timeout"],
-    )
+    # The settings kept as they are, then those resolved here.
+    same = {n: getattr(s, n) for n in PledgeConfig.__dataclass_fields__ if n in PledgeSettings.__dataclass_fields__}
+    return PledgeConfig(**{
+        **same, "registrar_url": url, "host": host, "port": port, "discover": discover,
+        "idevid": idevid, "key": key, "chain": chain, "anchors": tuple(anchors), "interfaces": tuple(interfaces),
+        "media_type": FORMATS[s.format],
+    })

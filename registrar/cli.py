@@ -20,7 +20,7 @@ from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
-from registrar.config import RegistrarConfig, database_url, load_config
+from registrar.config import RegistrarConfig, database_url, example_config, load_config
 from registrar.lifecycle_cli import network_json
 
 __all__ = ["add_parser", "main"]
@@ -197,6 +197,8 @@ def _build(sub: argparse.ArgumentParser) -> None:
                        help="a join proxy's address or network: its connections are logged via=proxy")
     serve.set_defaults(func=cmd_serve)
 
+    example = cmds.add_parser("config-example", help="print the documented example config (registrar.toml)")
+    example.set_defaults(func=lambda _args: print(example_config(), end="") or 0)
     devices = cmds.add_parser("devices", help="the device inventory")
     dcmds = devices.add_subparsers(dest="devices_cmd", required=True, metavar="COMMAND")
     lst = dcmds.add_parser("list", help="list devices, paged by serial")

@@ -1,38 +1,11 @@
 """Registrar configuration: a TOML file (``--config``) and flags that override it.
 
-Example (``registrar.toml``)::
-
-    [server]
-    host = "127.0.0.1"
-    port = 8444
-    tls_cert = "certs/dev/registrar/tls.crt"
-    tls_key = "certs/dev/registrar/tls.key"
-    http_port = 8445                                  # plain HTTP for CRL + OCSP only (issue 5)
-    metrics_port = 9444                               # plain HTTP: /metrics, /healthz, /readyz
-
-    [registrar]
-    database = "sqlite:///var/registrar.db"
-    ca_cert = "certs/dev/registrar/domain-ca.crt"    # the domain CA: issues LDevIDs
-    ca_key = "certs/dev/registrar/domain-ca.key"
-    ra_cert = "certs/dev/registrar/ra.crt"           # id-kp-cmcRA: signs voucher-requests
-    ra_key = "certs/dev/registrar/ra.key"
-    # Keys may instead live in a PKCS#11 token (RFC 7512 URI; docs/operations-hsm-metrics.md):
-    # ca_key = "pkcs11:token=brski;object=domain-ca"
-    # pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"
-    # pkcs11_pin_file = "/etc/brski/pin"              # or pkcs11_pin_env = "BRSKI_PKCS11_PIN"
-    # masa_client_cert/masa_client_key: the TLS client credential towards the MASA
-    # (default ra_cert/ra_key; required when ra_key is in a token: TLS needs a file key)
-    manufacturer_anchors = ["certs/dev/manufacturer/root-ca.crt"]
-    masa_trust = ["certs/dev/manufacturer/root-ca.crt"]   # verifies the MASA's TLS cert
-    ldevid_validity_days = 365
-    admin_subjects = ["CN=admin,O=brski dev domain"]  # admin API clients (or admin_fingerprints)
-    body_read_timeout_s = 10.0                        # a request body must arrive within this
-    accept_base64_voucher_requests = false            # labs only: decode base64 text bodies
-
-    # Admission policy (issue 4; see registrar/policy.py for every key):
-    # [[registrar.manufacturers]] name/anchor/policy ("brski", "first-use", "deny"),
-    # allow_serials, deny_serials, unlisted_devices ("admit", "queue", "refuse"),
-    # approval_retry_after_s, audit_review, audit_allowed_domains, audit_other_domains.
+The dataclass below is the schema (``brski.settings``): every key of the
+``[server]`` and ``[registrar]`` tables, its default, type, range and help.
+``brski registrar config-example`` prints the documented example file it
+generates (the admission policy's ``[[registrar.manufacturers]]`` and the
+``[[registrar.ldevid_profiles]]`` tables are shown there as comments; their
+rules are in :mod:`registrar.policy` and :mod:`brski.ldevid`).
 """
 
 from __future__ import annotations
@@ -42,151 +15,179 @@ from pathlib import Path
 from typing import Any
 
 from brski.errors import ConfigError
-from brski.ldevid import LdevidProfiles, profiles_from_config
+from brski.ldevid import CSR_EXTRAS_POLICIES, LdevidProfiles, profiles_from_config
+from brski.policy import AUDIT_OTHER_DOMAINS, UNLISTED_DEVICE_POLICIES
+from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
-from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from brski_web import server_settings as common
+from brski_web.configfile import read_toml, resolve_sqlite_url
 from registrar.netaccess import NetworkAccessConfig, parse_network_access
-from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
-
-__all__ = ["RegistrarConfig", "database_url", "load_config"]
-
-LDEVID_KEYS = (
-    "ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles",
-    "ldevid_supersede", "ldevid_issuance_limit", "ldevid_issuance_window_s",
+from registrar.policy import (
+    MAX_RETRY_AFTER_S,
+    AdmissionPolicy,
+    ManufacturerEntry,
+    parse_manufacturers,
 )
-_SERVER_KEYS = {
-    "http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level",
-    "metrics_port", "metrics_host",
-}
-_REGISTRAR_KEYS = {
-    "database",
-    "ca_cert",
-    "ca_key",
-    "ra_cert",
-    "ra_key",
-    "manufacturer_anchors",
-    "masa_trust",
-    "masa_url_override",
-    "masa_timeout_s",
-    "ldevid_validity_days",
-    "public_url",
-    "max_body_bytes",
-    # lifecycle (issue 5): revocation publication, admin API, re-onboarding
-    "revocation_url",
-    "admin_fingerprints",
-    "admin_subjects",
-    "reonboard_decommissioned",
-    # interop labs: accept base64 text where RFC 8366 8.3 says DER
-    "accept_base64_voucher_requests",
-    "allow_crl_mismatch",
-    "allow_inconsistent",
-    "body_read_timeout_s",
-    # what an LDevID may say, how many a device gets (docs/security.md)
-    *LDEVID_KEYS,
-    # keys in a PKCS#11 token (brski_hsm)
-    "pkcs11_module",
-    "pkcs11_pin_file",
-    "pkcs11_pin_env",
-    "masa_client_cert",
-    "masa_client_key",
-    # admission policy (registrar/policy.py)
-    "manufacturers",
-    "allow_serials",
-    "deny_serials",
-    "unlisted_devices",
-    "approval_retry_after_s",
-    "audit_review",
-    "audit_allowed_domains",
-    "audit_other_domains",
-    # network (RFC 8995 4.1, 4.3): mDNS announcement and known join proxies
-    "mdns_interfaces",
-    "mdns_instance",
-    "proxy_addresses",
-    # 802.1X policy decision point and RFC 5176 client (registrar/netaccess.py)
-    "network_access",
-}
-_LDEVID_PROFILE_KEYS = ("ldevid_subject", "ldevid_eku", "ldevid_san", "ldevid_csr_extras", "ldevid_profiles")
-_POLICY_KEYS = (
-    "allow_serials", "deny_serials", "unlisted_devices", "approval_retry_after_s",
-    "audit_review", "audit_allowed_domains", "audit_other_domains",
-)
-_PATHS = {
-    "tls_cert", "tls_key", "ready_file", "ca_cert", "ca_key", "ra_cert", "ra_key", "manufacturer_anchors", "masa_trust",
-    "pkcs11_pin_file", "masa_client_cert", "masa_client_key",
-}
-_REQUIRED = ("tls_cert", "tls_key", "ca_cert", "ca_key", "ra_cert", "ra_key", "masa_trust")
+
+__all__ = ["RegistrarConfig", "database_url", "example_config", "load_config"]
+
+_S, _R = "server", "registrar"
+DEFAULT_DATABASE = "sqlite:///var/registrar.db"
+_MANUFACTURERS_EXAMPLE = """[[registrar.manufacturers]]
+name = "acme"                    # a label for events and logs
+anchor = "acme-root.crt"         # IDevIDs must chain here (RFC 8995 5.3)
+policy = "brski"                 # or "deny" (chains, but refused), or "first-use" (no anchor)"""
+_PROFILES_EXAMPLE = """[[registrar.ldevid_profiles]]
+name = "sensors"
+manufacturer = "acme"            # the manufacturers entry (or anchor subject) it applies to
+serials = "SN-*"                 # which serials
+subject = "serialNumber={serial},CN={serial}.sensors.example"
+eku = ["clientAuth"]
+san = ["dns:{serial}.devices.example.net"]"""
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrarConfig:
-    host: str
-    port: int
-    tls_backend: str
-    tls_cert: Path
-    tls_key: Path
-    database: str
-    ca_cert: Path
-    ca_key: KeyRef  # a PEM file or a pkcs11: URI
-    ra_cert: Path
-    ra_key: KeyRef
-    manufacturer_anchors: list[Path]
-    masa_trust: list[Path]
-    masa_url_override: str | None
-    masa_timeout_s: float
-    ldevid_validity_days: int
-    public_url: str | None
-    max_body_bytes: int
-    ready_file: Path | None
-    log_level: str
-    body_read_timeout_s: float = 10.0
-    # Who may join (registrar/policy.py); `manufacturer_anchors` are policy "brski".
-    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
-    # Lifecycle (issue 5). http_port: a plain-HTTP listener serving only /crl
-    # and /ocsp (RFC 5280 4.2.1.13, RFC 6960 A.1). revocation_url: base URL
-    # written into LDevIDs (CRL DP, AIA OCSP); default http://host:http_port,
-    # else public_url. admin_*: who may use /admin/v1 (a client certificate
-    # issued by the domain CA, matched by SHA-256 fingerprint or RFC 4514 subject).
-    http_port: int | None = None
-    revocation_url: str | None = None
-    admin_fingerprints: list[str] = field(default_factory=list)
-    admin_subjects: list[str] = field(default_factory=list)
-    reonboard_decommissioned: bool = True
-    # [registrar.network_access] (registrar/netaccess.py); absent: disabled.
-    network_access: NetworkAccessConfig = field(default_factory=NetworkAccessConfig)
-    # For interop labs only: decode a voucher-request sent as base64 text
-    # (RFC 8366 8.3: CMS vouchers are DER) instead of refusing it.
-    accept_base64_voucher_requests: bool = False
+    # [server]: the BRSKI/EST listener
+    host: str = setting("127.0.0.1", section=_S, help="address to listen on")
+    port: int = setting(8444, section=_S, min=0, max=65535, help="HTTPS port (0: any free port)")
+    tls_backend: str = setting(
+        "pyopenssl", section=_S, choices=("pyopenssl", "stdlib"),
+        help="TLS implementation of the listener (pyopenssl: the application sees every client chain)",
+    )
+    tls_cert: Path = setting(REQUIRED, section=_S, path=True, example="certs/dev/registrar/tls.crt",
+                             help="the registrar's TLS certificate chain (PEM, leaf first)")
+    tls_key: Path = setting(REQUIRED, section=_S, path=True, example="certs/dev/registrar/tls.key",
+                            help="its private key (PEM)")
+    ready_file: Path | None = common.ready_file(_S)
+    log_level: str = common.log_level(_S)
+    # Lifecycle: a plain-HTTP listener serving only /crl and /ocsp (RFC 5280
+    # 4.2.1.13, RFC 6960 A.1).
+    http_port: int | None = setting(None, section=_S, min=1, max=65535, example=8445,
+                                    help="plain-HTTP port serving only /crl and /ocsp (none: off)")
+    metrics_port: int | None = common.metrics_port(_S, example=9444)
+    metrics_host: str | None = common.metrics_host(_S)
+
+    # [registrar]: the domain CA, the MASA connection, the LDevIDs
+    database: str = setting(DEFAULT_DATABASE, section=_R,
+                            help="store URL; a relative sqlite:/// path is relative to this file")
+    ca_cert: Path = setting(REQUIRED, section=_R, path=True, example="certs/dev/registrar/domain-ca.crt",
+                            help="the domain CA certificate: issues LDevIDs")
+    ca_key: KeyRef = setting(REQUIRED, section=_R, path=True, uri_schemes=("pkcs11",),
+                             example="certs/dev/registrar/domain-ca.key",
+                             help="its private key: a PEM file, or an RFC 7512 pkcs11: URI (keys in an HSM)")
+    ra_cert: Path = setting(REQUIRED, section=_R, path=True, example="certs/dev/registrar/ra.crt",
+                            help="the id-kp-cmcRA certificate that signs voucher-requests (RFC 8995 5.5)")
+    ra_key: KeyRef = setting(REQUIRED, section=_R, path=True, uri_schemes=("pkcs11",),
+                             example="certs/dev/registrar/ra.key",
+                             help="its private key: a PEM file or a pkcs11: URI")
+    masa_client_cert: Path | None = setting(
+        None, section=_R, path=True,
+        help="TLS client certificate towards the MASA (default ra_cert;\n"
+        "required, with masa_client_key, when ra_key is in a token: TLS needs a file key)",
+    )
+    masa_client_key: Path | None = setting(None, section=_R, path=True, help="its private key (PEM)")
+    manufacturer_anchors: list[Path] = setting(
+        [], section=_R, path=True, example=["certs/dev/manufacturer/root-ca.crt"],
+        help="roots of the IDevIDs admitted (each one: a manufacturer with policy \"brski\")",
+    )
+    masa_trust: list[Path] = setting(REQUIRED, section=_R, path=True, example=["certs/dev/manufacturer/root-ca.crt"],
+                                     help="CAs that verify the MASA's TLS certificate")
+    masa_url_override: str | None = setting(None, section=_R,
+                                            help="send every voucher-request to this https:// MASA URL")
+    masa_timeout_s: float = setting(30.0, section=_R, min=0.001, help="seconds to wait for the MASA")
+    ldevid_validity_days: int = setting(365, section=_R, min=1, max=36500, help="validity of an issued LDevID")
+    public_url: str | None = setting(None, section=_R, help="base URL of this registrar as devices reach it")
+    max_body_bytes: int = setting(65536, section=_R, min=1, help="largest request body accepted")
+    body_read_timeout_s: float = setting(10.0, section=_R, min=0.001,
+                                         help="a request body must arrive within this many seconds")
+    revocation_url: str | None = setting(
+        None, section=_R,
+        help="base URL written into LDevIDs (CRL DP, AIA OCSP); default http://host:http_port, else public_url",
+    )
+    reonboard_decommissioned: bool = setting(True, section=_R,
+                                             help="a decommissioned device may onboard again")
+    # For interop labs only: RFC 8366 8.3 says CMS vouchers are DER.
+    accept_base64_voucher_requests: bool = setting(
+        False, section=_R, help="labs only: decode a voucher-request sent as base64 text instead of refusing it",
+    )
+    # Normally only as the flag --allow-crl-mismatch, while the store is restored.
+    allow_crl_mismatch: bool = setting(
+        False, section=_R,
+        help="serve although the store contradicts the last published CRL (RFC 5280 3.3);\n"
+        "the CRL's revocations stay in force",
+    )
+    # The web console and /admin/v1: a client certificate issued by the domain CA.
+    admin_fingerprints: list[str] = common.admin_fingerprints(_R)
+    admin_subjects: list[str] = setting([], section=_R, example=["CN=admin,O=brski dev domain"],
+                                        help="admin certificates by RFC 4514 subject")
+
     # Identity binding (brski/ldevid.py, RFC 8995 5.9.2): the LDevID's subject,
     # key purposes and names come from these profiles, never from the CSR.
-    ldevid: LdevidProfiles = field(default_factory=LdevidProfiles)
-    # A new LDevID through the IDevID path revokes the device's previous ones
-    # (reason superseded); at most ldevid_issuance_limit issuances per device
-    # in any ldevid_issuance_window_s (0: no limit), else 429 + Retry-After.
-    ldevid_supersede: bool = True
-    ldevid_issuance_limit: int = 10
-    ldevid_issuance_window_s: int = 86400
-    # Serve although the store contradicts the last published CRL (RFC 5280
-    # 3.3); the CRL's revocations stay in force. Normally only as the flag
-    # --allow-crl-mismatch, for the time it takes to restore the store.
-    allow_crl_mismatch: bool = False
-    # RFC 8995 4.1 / B: announce _brski-registrar._tcp over mDNS on these
-    # interfaces; proxy_addresses: join proxies whose connections are logged
-    # and recorded with via=proxy (RFC 8995 4.3; nothing is decided on it).
-    mdns_interfaces: list[str] = field(default_factory=list)
-    mdns_instance: str = "brski-registrar"
-    proxy_addresses: list[str] = field(default_factory=list)
-    pkcs11_module: str | None = None
-    pkcs11_pin_file: Path | None = None
-    pkcs11_pin_env: str | None = None
-    masa_client_cert: Path | None = None
-    masa_client_key: Path | None = None
-    # Plain-HTTP /metrics, /healthz, /readyz (brski_web.metrics); none without a port.
-    metrics_port: int | None = None
-    metrics_host: str | None = None
-    # Serve although the store disagrees with its own event log (edited
-    # rows, see docs/evidence.md); logged and recorded. Normally only as the
-    # flag --allow-inconsistent, while investigating.
-    allow_inconsistent: bool = False
+    ldevid_subject: str | None = setting(None, section=_R,
+                                         help="LDevID subject template (default serialNumber={serial},CN={serial})")
+    ldevid_eku: list[str] | None = setting(None, section=_R, help="LDevID key purposes (default [\"clientAuth\"])")
+    ldevid_san: list[str] | None = setting(None, section=_R, help="LDevID subjectAltName templates (default none)")
+    ldevid_csr_extras: str | None = setting(None, section=_R, choices=CSR_EXTRAS_POLICIES,
+                                            help="what a CSR asks beyond the profile: ignore (default) or refuse")
+    ldevid_profiles: list[Any] = setting(
+        [], section=_R, raw=True, example=_PROFILES_EXAMPLE,
+        help="profiles for some manufacturers or serials (missing keys: the defaults above):",
+    )
+    ldevid_supersede: bool = setting(True, section=_R,
+                                     help="a new LDevID through the IDevID path revokes the device's previous ones")
+    ldevid_issuance_limit: int = setting(10, section=_R, min=0, max=1_000_000,
+                                         help="LDevIDs per device per window (0: no limit), else 429 + Retry-After")
+    ldevid_issuance_window_s: int = setting(86400, section=_R, min=1, max=366 * 86400,
+                                            help="the window of ldevid_issuance_limit, in seconds")
+
+    # Keys in a PKCS#11 token (brski_hsm)
+    pkcs11_module: str | None = common.pkcs11_module(_R)
+    pkcs11_pin_file: Path | None = common.pkcs11_pin_file(_R)
+    pkcs11_pin_env: str | None = common.pkcs11_pin_env(_R)
+
+    # Admission policy (registrar/policy.py, brski/policy.py)
+    manufacturer_tables: list[Any] = setting(
+        [], section=_R, raw=True, key="manufacturers", example=_MANUFACTURERS_EXAMPLE,
+        help="manufacturers by name, anchor and policy (besides manufacturer_anchors):",
+    )
+    allow_serials: list[str] = setting([], section=_R, help="serials admitted without the approval queue")
+    deny_serials: list[str] = setting([], section=_R, help="serials always refused")
+    unlisted_devices: str = setting("admit", section=_R, choices=UNLISTED_DEVICE_POLICIES,
+                                    help="other devices: admit, queue (202 until approved) or refuse")
+    approval_retry_after_s: int = setting(30, section=_R, min=1, max=MAX_RETRY_AFTER_S,
+                                          help="Retry-After while a device waits for approval (RFC 8995 5.6)")
+    audit_review: bool = setting(True, section=_R, help="review the MASA audit log before enrolling (RFC 8995 5.8.3)")
+    audit_allowed_domains: list[str] = setting([], section=_R,
+                                               help="extra domainIDs (base64) allowed in the audit log")
+    audit_other_domains: str = setting("refuse", section=_R, choices=AUDIT_OTHER_DOMAINS,
+                                       help="other domains in the audit log: refuse, or allow-nonced")
+
+    # Network (RFC 8995 4.1, 4.3)
+    mdns_interfaces: list[str] = setting([], section=_R,
+                                         help="announce _brski-registrar._tcp over mDNS on these interfaces")
+    mdns_instance: str = setting("brski-registrar", section=_R, help="the mDNS service instance name")
+    proxy_addresses: list[str] = setting(
+        [], section=_R, help="join proxies whose connections are recorded with via=proxy (RFC 8995 4.3)",
+    )
+
+    # 802.1X policy decision point and RFC 5176 client (registrar/netaccess.py,
+    # docs/network-access.md); absent: disabled.
+    network_access: NetworkAccessConfig = setting(
+        NetworkAccessConfig(), section=_R, raw=True,
+        example="[registrar.network_access]\nradius_subjects = [\"CN=radius,O=brski dev domain\"]",
+        help="the RADIUS server's access to /netaccess/v1, class policy and the DAS (see docs):",
+    )
+    # Normally only as the flag --allow-inconsistent, while investigating.
+    allow_inconsistent: bool = setting(
+        False, section=_R,
+        help="serve although the store disagrees with its own event log (docs/evidence.md);\n"
+        "logged and recorded",
+    )
+
+    # Derived from the settings above, validated once.
+    admission: AdmissionPolicy = field(init=False, repr=False, compare=False)
+    ldevid: LdevidProfiles = field(init=False, repr=False, compare=False)
 
     @property
     def pkcs11(self) -> Pkcs11Settings:
@@ -219,23 +220,31 @@ class RegistrarConfig:
         return [*legacy, *self.admission.manufacturers]
 
     def __post_init__(self) -> None:
-        if self.tls_backend not in ("pyopenssl", "stdlib"):
-            raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
+        # The tables parsed by their own rules; entries may already be parsed
+        # (load_config resolves the anchors against the file's directory).
+        admission = AdmissionPolicy(
+            manufacturers=tuple(parse_manufacturers(self.manufacturer_tables, Path.cwd())),
+            allow_serials=frozenset(self.allow_serials),
+            deny_serials=frozenset(self.deny_serials),
+            unlisted_devices=self.unlisted_devices,
+            approval_retry_after_s=self.approval_retry_after_s,
+            audit_review=self.audit_review,
+            audit_allowed_domains=frozenset(self.audit_allowed_domains),
+            audit_other_domains=self.audit_other_domains,
+        )
+        object.__setattr__(self, "admission", admission)
+        ldevid = profiles_from_config(
+            subject=self.ldevid_subject, eku=self.ldevid_eku, san=self.ldevid_san,
+            csr_extras=self.ldevid_csr_extras, profiles=self.ldevid_profiles,
+        )
+        object.__setattr__(self, "ldevid", ldevid)
+        if not isinstance(self.network_access, NetworkAccessConfig):  # parsed by load_config, else here
+            object.__setattr__(self, "network_access", parse_network_access(self.network_access, Path.cwd()))
         if not self.manufacturer_anchors and not self.admission.manufacturers:
             raise ConfigError(
                 "at least one manufacturer anchor (or [[registrar.manufacturers]] entry) is needed",
                 check="config.anchors",
             )
-        if not self.body_read_timeout_s > 0:
-            raise ConfigError("body_read_timeout_s must be positive", check="config.body-timeout")
-        if not 1 <= self.ldevid_validity_days <= 36500:
-            raise ConfigError("ldevid_validity_days must be 1..36500", check="config.validity")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} out of range", check="config.port")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise ConfigError(f"metrics_port {self.metrics_port} out of range", check="config.port")
-        if self.http_port is not None and not 1 <= self.http_port <= 65535:
-            raise ConfigError(f"http_port {self.http_port} out of range", check="config.port")
         if (self.masa_client_cert is None) != (self.masa_client_key is None):
             raise ConfigError("masa_client_cert and masa_client_key go together", check="config.masa-client")
         if is_pkcs11_uri(self.ra_key) and self.masa_client_key is None:
@@ -245,78 +254,54 @@ class RegistrarConfig:
                 "(a file key with id-kp-cmcRA and clientAuth) for the TLS connection to the MASA",
                 check="config.masa-client",
             )
-        if not isinstance(self.reonboard_decommissioned, bool):
-            raise ConfigError("reonboard_decommissioned must be true or false", check="config.lifecycle")
-        if not isinstance(self.accept_base64_voucher_requests, bool):
-            raise ConfigError("accept_base64_voucher_requests must be true or false", check="config.interop")
-        if not all(isinstance(v, str) for v in [*self.admin_fingerprints, *self.admin_subjects]):
-            raise ConfigError("admin_fingerprints and admin_subjects are lists of strings", check="config.admin")
-        if not isinstance(self.allow_inconsistent, bool):
-            raise ConfigError("allow_inconsistent must be true or false", check="config.allow-inconsistent")
-        if not isinstance(self.allow_crl_mismatch, bool):
-            raise ConfigError("allow_crl_mismatch must be true or false", check="config.allow-crl-mismatch")
-        if not isinstance(self.ldevid_supersede, bool):
-            raise ConfigError("ldevid_supersede must be true or false", check="config.ldevid-supersede")
-        if not (isinstance(self.ldevid_issuance_limit, int) and 0 <= self.ldevid_issuance_limit <= 1_000_000):
-            raise ConfigError("ldevid_issuance_limit must be 0 (no limit)..1000000", check="config.ldevid-limit")
-        if not (isinstance(self.ldevid_issuance_window_s, int) and 1 <= self.ldevid_issuance_window_s <= 366 * 86400):
-            raise ConfigError("ldevid_issuance_window_s must be 1..31622400", check="config.ldevid-limit")
-        if not all(isinstance(v, str) and v for v in [*self.mdns_interfaces, *self.proxy_addresses]):
-            raise ConfigError("mdns_interfaces and proxy_addresses are lists of strings", check="config.network")
+        if not all(self.mdns_interfaces) or not all(self.proxy_addresses):
+            raise ConfigError("mdns_interfaces and proxy_addresses take no empty names", check="config.network")
         if self.mdns_interfaces and self.port == 0:
             raise ConfigError("mdns_interfaces: announcing needs a fixed port", check="config.network")
         if self.masa_url_override is not None and not self.masa_url_override.startswith("https://"):
             raise ConfigError("masa_url_override must be an https:// URL", check="config.masa-url")
 
 
-_DEFAULTS: dict[str, Any] = {
-    "host": "127.0.0.1",
-    "tls_backend": "pyopenssl",
-    "port": 8444,
-    "database": "sqlite:///var/registrar.db",
-    "masa_url_override": None,
-    "masa_timeout_s": 30.0,
-    "ldevid_validity_days": 365,
-    "public_url": None,
-    "max_body_bytes": 65536,
-    "manufacturer_anchors": [],
-    "ready_file": None,
-    "log_level": "info",
-}
+def example_config() -> str:
+    """The documented ``registrar.toml``, generated from the schema."""
+    return example_toml(RegistrarConfig, title="brski registrar configuration (brski registrar serve --config registrar.toml)")
 
+
+def _file_tables(tables: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The tables with what is relative to the file resolved against it:
+    a relative SQLite path and the manufacturers' anchors."""
+    reg = tables.get(_R)
+    if not isinstance(reg, dict):
+        return tables
+    reg = dict(reg)
+    if isinstance(reg.get("database"), str):
+        reg["database"] = resolve_sqlite_url(reg["database"], base)
+    if "manufacturers" in reg:
+        reg["manufacturers"] = parse_manufacturers(reg["manufacturers"], base)
+    if "network_access" in reg:
+        reg["network_access"] = parse_network_access(reg["network_access"], base)
+    return {**tables, _R: reg}
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RegistrarConfig:
-    sections, base = load_sections(path, {"server": _SERVER_KEYS, "registrar": _REGISTRAR_KEYS})
-    merged = merge(
-        {**sections["server"], **sections["registrar"]},
-        overrides,
-        base=base,
-        path_keys=_PATHS,
-        defaults=_DEFAULTS,
-    )
-    missing = [k for k in _REQUIRED if k not in merged]
-    if missing:
-        raise ConfigError(f"missing required setting(s): {', '.join(missing)}", check="config.missing")
-    if "database" in sections["registrar"] and overrides.get("database") is None:
-        merged["database"] = resolve_sqlite_url(merged["database"], base)
-    policy: dict[str, Any] = {k: merged.pop(k) for k in _POLICY_KEYS if k in merged}
-    for k in ("allow_serials", "deny_serials", "audit_allowed_domains"):
-        if k in policy:
-            if not isinstance(policy[k], list) or not all(isinstance(v, str) for v in policy[k]):
-                raise ConfigError(f"{k} must be a list of strings", check="config.policy")
-            policy[k] = frozenset(policy[k])
-    ldevid = {k: merged.pop(k) for k in _LDEVID_PROFILE_KEYS if k in merged}
-    merged["ldevid"] = profiles_from_config(**{k.removeprefix("ldevid_"): v for k, v in ldevid.items()})
-    entries = parse_manufacturers(merged.pop("manufacturers", None), base)
-    merged["network_access"] = parse_network_access(merged.pop("network_access", None), base)
-    merged["admission"] = AdmissionPolicy(manufacturers=tuple(entries), **policy)
-    return RegistrarConfig(**merged)
+    tables, source, base = read_toml(path)
+    try:
+        check_tables(RegistrarConfig, tables, source=source)
+        return load_settings(RegistrarConfig, _file_tables(tables, base), overrides, source=source, base=base)
+    except ConfigError as exc:
+        if exc.detail.startswith(source):
+            raise
+        # A rule checked after the keys (a table's contents, a cross-field rule): name the file too.
+        raise ConfigError(f"{source}: {exc.detail}", check=exc.check) from None
 
 
 def database_url(path: Path | None, override: str | None) -> str:
+    """The store URL alone, for commands that need nothing else."""
     if override:
         return override
-    sections, base = load_sections(path, {"server": _SERVER_KEYS, "registrar": _REGISTRAR_KEYS})
-    db = sections["registrar"].get("database")
-    return resolve_sqlite_url(db, base) if db else str(_DEFAULTS["database"])
+    tables, source, base = read_toml(path)
+    check_tables(RegistrarConfig, tables, source=source)
+    db = tables.get(_R, {}).get("database")
+    if db is not None and not isinstance(db, str):
+        raise ConfigError(f"{source}: [registrar] database = {db!r:.60}: expected a string", check="config.type")
+    return resolve_sqlite_url(db, base) if db else DEFAULT_DATABASE

@@ -22,7 +22,6 @@ from brski.devpki import build_dev_pki
 from brski.errors import BrskiError, ConfigError
 from brski_cli.pki_cmd import key_uri
 from brski_hsm import KeyUnavailable, Pkcs11Settings, Pkcs11Uri, TokenEcKey, load_key, probe_key
-from brski_web.configfile import merge
 from brski_web.metrics import Metrics, _readiness
 from registrar.config import load_config
 
@@ -96,8 +95,14 @@ def test_a_key_must_be_its_certificates(pki, tmp_path: Path) -> None:  # type: i
 
 def test_config_keeps_a_pkcs11_uri_as_text_and_needs_a_tls_key_for_the_masa(tmp_path: Path) -> None:
     uri = "pkcs11:token=brski;object=brski-registrar-ra"
-    merged = merge({"ra_key": uri, "ca_key": "ca.key"}, {}, base=tmp_path, path_keys={"ra_key", "ca_key"}, defaults={})
-    assert merged == {"ra_key": uri, "ca_key": tmp_path / "ca.key"}
+    toml = tmp_path / "registrar.toml"
+    toml.write_text(
+        f'[server]\ntls_cert = "t.crt"\ntls_key = "t.key"\n[registrar]\nca_cert = "ca.crt"\nca_key = "ca.key"\n'
+        f'ra_cert = "ra.crt"\nra_key = "{uri}"\nmasa_client_cert = "c.crt"\nmasa_client_key = "c.key"\n'
+        'masa_trust = ["m.crt"]\nmanufacturer_anchors = ["m.crt"]\n'
+    )
+    from_file = load_config(toml, {})
+    assert from_file.ra_key == uri and from_file.ca_key == tmp_path.resolve() / "ca.key"
     base = {
         "tls_cert": "t.crt", "tls_key": "t.key", "ca_cert": "ca.crt", "ca_key": "ca.key", "ra_cert": "ra.crt",
         "masa_trust": ["m.crt"], "manufacturer_anchors": ["m.crt"],

@@ -97,4 +97,5 @@ def test_base64_acceptance_is_off_by_default_and_strictly_boolean(tmp_path: Path
     toml.write_text(base.replace("[server]", 'accept_base64_voucher_requests = "yes"\n[server]'))
     with pytest.raises(ConfigError) as exc:
         load_config(toml, {})
-    assert exc.value.check == "config.interop"
+    assert exc.value.check == "config.type"  # the declared schema checks the type, naming key and file
+    assert "accept_base64_voucher_requests" in exc.value.detail and str(toml) in exc.value.detail

@@ -52,8 +52,10 @@ def test_proxy_config_file_and_flags(tmp_path: Path) -> None:
     [
         ('registrar = "auto"\n', "proxy.config.registrar"),  # auto needs somewhere to browse
         ('registrar = "r:1"\nmax_circuits = 2\nmax_circuits_per_source = 3\n', "proxy.config.limits"),
-        ('registrar = "r:1"\nidle_timeout_s = 0\n', "proxy.config.timeouts"),
-        ('registrar = "r:1"\nmax_circuit_bytes = true\n', "proxy.config.limits"),
+        ('registrar = "r:1"\nidle_timeout_s = 0\n', "config.range"),
+        ('registrar = "r:1"\nmax_circuit_bytes = true\n', "config.type"),
+        ('registrar = "r:1"\nannounce_interfaces = "pl1"\n', "config.type"),
+        ('registrar = "r"\n', "proxy.config.registrar"),
         ('registrar = "r:1"\nannounce_interfaces = ["pl1"]\nlisten_port = 0\n', "proxy.config.port"),
         ('registrar = "r:1"\nbogus = 1\n', "config.unknown-key"),
     ],
@@ -63,7 +65,7 @@ def test_proxy_config_refused(tmp_path: Path, body: str, check: str) -> None:
     f.write_text("[proxy]\n" + body)
     with pytest.raises(ConfigError) as exc:
         load_config(f, {})
-    assert exc.value.check == check
+    assert exc.value.check == check and str(f) in exc.value.detail
 
 
 # --- pledge: discovery configuration and candidate order ---------------------------
