@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
 from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
@@ -46,6 +46,7 @@ from brski_storage.chain import GENESIS, StoredEvent, canonical_json, event_hash
 from brski_storage.migrate import apply_sqlite_migrations
 
 __all__ = [
+    "Database",
     "PreparedEvent",
     "SqliteDatabase",
     "SqliteEventLog",
@@ -401,6 +402,23 @@ class SqliteDatabase:
             self._reader_conns.clear()
 
 
+class Database(Protocol):
+    """What the stores need from an engine: :class:`SqliteDatabase`, or
+    :class:`brski_storage.postgres.PgDatabase`, which runs the same store
+    functions on PostgreSQL (they are written in SQL both engines accept)."""
+
+    path: Any
+    applied_migrations: list[int]
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
 # --- the shared event log -----------------------------------------------------------
 
 _EVENT_COLUMNS = "id, at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
@@ -474,11 +492,8 @@ class PreparedEvent:
             detail=event.detail,
         )
 
-    def insert(self, conn: sqlite3.Connection) -> EventRecord:
-        """Chain onto the current head; must run inside the writer transaction."""
-        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev_hash: bytes = GENESIS if head is None else head[0]
-        digest = event_hash(
+    def digest(self, prev_hash: bytes) -> bytes:
+        return event_hash(
             prev_hash,
             at=self.at,
             kind=self.kind,
@@ -487,6 +502,32 @@ class PreparedEvent:
             check=self.check,
             detail=self.detail,
         )
+
+    def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
+        return EventRecord(
+            id=event_id,
+            at=from_ts(self.at),
+            kind=self.kind,
+            device_serial=self.device_serial,
+            outcome=self.outcome,
+            check=self.check,
+            detail=json.loads(self.detail_text),
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+
+    def insert(self, conn: sqlite3.Connection) -> EventRecord:
+        """Chain onto the current head; must run inside the writer transaction.
+
+        On PostgreSQL the connection chains itself, onto the head row its
+        transaction holds locked (brski_storage.postgres).
+        """
+        own = getattr(conn, "insert_event", None)
+        if own is not None:
+            return cast("EventRecord", own(self))
+        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash: bytes = GENESIS if head is None else head[0]
+        digest = self.digest(prev_hash)
         cur = conn.execute(
             "INSERT INTO events (at, kind, device_serial, outcome, check_name, detail,"
             " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -502,17 +543,7 @@ class PreparedEvent:
             ),
         )
         assert cur.lastrowid is not None
-        return EventRecord(
-            id=cur.lastrowid,
-            at=from_ts(self.at),
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=json.loads(self.detail_text),
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+        return self.record(cur.lastrowid, prev_hash, digest)
 
 
 def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent]) -> Callable[[sqlite3.Connection], T]:
@@ -537,11 +568,11 @@ def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent
 class SqliteEventLog(EventLog):
     """Event log and lifecycle shared by the SQLite registrar and MASA stores."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     @property
-    def database(self) -> SqliteDatabase:
+    def database(self) -> Database:
         return self._db
 
     async def close(self) -> None:
@@ -598,12 +629,19 @@ class SqliteEventLog(EventLog):
                 hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
                 return None if hit is None else int(hit[0])
 
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-            return verify_chain(
-                rows(), locate=locate, last_issued_id=None if seq is None else seq[0]
-            )
+            return verify_chain(rows(), locate=locate, last_issued_id=_last_issued_event_id(conn))
 
         return await self._db.read(run)
+
+
+def _last_issued_event_id(conn: sqlite3.Connection) -> int | None:
+    """The highest event id ever issued: sqlite_sequence here, the chain head
+    row on PostgreSQL (a rolled-back sequence value would not do)."""
+    own = getattr(conn, "last_issued_event_id", None)
+    if own is not None:
+        return cast("int | None", own())
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return None if seq is None else int(seq[0])
 
 
 def check_limit(limit: int) -> None:
