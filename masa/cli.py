@@ -179,6 +179,9 @@ def _build(sub: argparse.ArgumentParser) -> None:
     from brski_cli.audit_cmd import add_audit_commands
 
     add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
+    from brski_cli.store_cmd import add_store_commands
+
+    add_store_commands(cmds, role="masa", common=_common, database=_database, opener=open_masa_store, run=_run)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

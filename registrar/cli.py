@@ -189,6 +189,12 @@ def _build(sub: argparse.ArgumentParser) -> None:
         cmds, role="registrar", common=_common,
         open_store=lambda a: open_registrar_store(database_url(a.config, a.database)),
     )
+    from brski_cli.store_cmd import add_store_commands
+
+    add_store_commands(
+        cmds, role="registrar", common=_common, database=lambda a: database_url(a.config, a.database),
+        opener=open_registrar_store, run=_run,
+    )
     for verb, text in (("approve", "let a queued (or not yet seen) device join"), ("reject", "refuse a device")):
         p = dcmds.add_parser(verb, help=f"approval queue: {text}")
         _common(p)
