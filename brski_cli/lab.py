@@ -74,6 +74,10 @@ class Lab:
     python: str = sys.executable
     ownership: str = "open"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Store URLs (default: SQLite files in workdir) and worker processes per server.
+    registrar_database: str | None = None
+    masa_database: str | None = None
+    workers: int = 1
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
     @property
@@ -88,6 +92,11 @@ class Lab:
     def revocation_url(self) -> str:
         """Base of the CRL (``/crl``) and OCSP (``/ocsp``) URLs in every LDevID."""
         return f"http://{self.host}:{self.registrar_http_port}"
+
+    def db_url(self, role: str) -> str:
+        """The store URL ``role`` ("registrar" or "masa") runs on."""
+        chosen = self.registrar_database if role == "registrar" else self.masa_database
+        return chosen or f"sqlite:///{self.workdir.resolve()}/{role}.db"
 
     # --- configuration -----------------------------------------------------------
 
@@ -106,9 +115,10 @@ class Lab:
                     f'tls_cert = "{c}/masa/tls.crt"',
                     f'tls_key = "{c}/masa/tls.key"',
                     f'client_cas = ["{c}/registrar/domain-ca.crt"]',
+                    f"workers = {self.workers}",
                     "",
                     "[masa]",
-                    f'database = "sqlite:///{self.workdir.resolve()}/masa.db"',
+                    f'database = "{self.db_url("masa")}"',
                     f'signer_cert = "{c}/masa/voucher-signer.crt"',
                     f'signer_key = "{c}/masa/voucher-signer.key"',
                     f'manufacturer_anchors = ["{c}/manufacturer/root-ca.crt"]',
@@ -125,11 +135,12 @@ class Lab:
                     f'host = "{self.host}"',
                     f"port = {self.registrar_port}",
                     f"http_port = {self.registrar_http_port}",
+                    f"workers = {self.workers}",
                     f'tls_cert = "{c}/registrar/tls.crt"',
                     f'tls_key = "{c}/registrar/tls.key"',
                     "",
                     "[registrar]",
-                    f'database = "sqlite:///{self.workdir.resolve()}/registrar.db"',
+                    f'database = "{self.db_url("registrar")}"',
                     f'ca_cert = "{c}/registrar/domain-ca.crt"',
                     f'ca_key = "{c}/registrar/domain-ca.key"',
                     f'ra_cert = "{c}/registrar/ra.crt"',
@@ -192,7 +203,7 @@ class Lab:
             "--manufacturer-ca", str(self.certs / "manufacturer/idevid-ca.crt"),
             "--manufacturer-key", str(self.certs / "manufacturer/idevid-ca.key"),
             "--masa-url", self.masa_url,
-            "--masa-db", f"sqlite:///{(self.workdir / 'masa.db').resolve()}",
+            "--masa-db", self.db_url("masa"),
             "--anchor", str(self.certs / "manufacturer/root-ca.crt"),
             "--json", str(json_path),
             *extra,

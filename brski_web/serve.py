@@ -129,6 +129,7 @@ async def run_server(
     role: str,
     stop: asyncio.Event | None = None,
     plain_http: tuple[web.Application, int] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop``), then drain and close cleanly.
 
@@ -139,7 +140,11 @@ async def run_server(
     ``plain_http`` = (app, port) also serves a second, TLS-less app (the
     registrar's CRL and OCSP publication); it starts after the main app's
     startup hooks ran, so it may use what they opened.
+
+    ``reuse_port``: listen with SO_REUSEPORT beside the other workers of one
+    service (brski_web/workers.py).
     """
+    share = reuse_port or None
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     plain_runner: web.AppRunner | None = None
@@ -147,7 +152,9 @@ async def run_server(
     if plain_http is not None:
         plain_runner = web.AppRunner(plain_http[0], access_log=None, handle_signals=False)
         await plain_runner.setup()
-        plain_site = web.TCPSite(plain_runner, host, plain_http[1], backlog=1024, reuse_address=True)
+        plain_site = web.TCPSite(
+            plain_runner, host, plain_http[1], backlog=1024, reuse_address=True, reuse_port=share
+        )
         await plain_site.start()
         plain_sockets = getattr(plain_site._server, "sockets", None) or []
         plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else plain_http[1]
@@ -156,11 +163,13 @@ async def run_server(
         refusals = app.get(HANDSHAKE_REFUSALS)
         tls_server = await start_tls_server(
             runner.server, host=host, port=port, cfg=tls, backlog=1024,
-            on_refused=refusals.add if refusals is not None else None,
+            on_refused=refusals.add if refusals is not None else None, reuse_port=reuse_port,
         )
         bound = bound_port(tls_server)
     else:
-        site = web.TCPSite(runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True)
+        site = web.TCPSite(
+            runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True, reuse_port=share
+        )
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port

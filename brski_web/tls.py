@@ -576,6 +576,7 @@ async def start_tls_server(
     reuse: bool = True,
     backlog: int = 128,
     on_refused: RefusalHook | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen on *host*:*port* and serve *handler_factory()* protocols over TLS.
 
@@ -594,7 +595,8 @@ async def start_tls_server(
         )
 
     return await loop.create_server(
-        make_protocol, host=host, port=port, reuse_address=reuse, backlog=backlog
+        make_protocol, host=host, port=port, reuse_address=reuse, backlog=backlog,
+        reuse_port=reuse_port or None,
     )
 
 

@@ -25,6 +25,7 @@ from brski_storage import open_masa_store
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
+from brski_web.workers import WorkerPorts, serve_command
 from masa.config import MasaConfig, database_url, load_config
 
 __all__ = ["add_parser", "main"]
@@ -39,7 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = [
         "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
-        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level",
+        "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level", "workers",
     ]
     return {k: getattr(args, k, None) for k in keys}
 
@@ -58,10 +59,13 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from masa.app import create_app
 
-    async def main() -> int:
-        cfg = _config(args)
+    async def serve(cfg: MasaConfig, ports: WorkerPorts | None) -> int:
+        if ports is not None:  # one of several workers on the supervisor's port
+            cfg = replace(cfg, port=ports.port, ready_file=ports.ready_file)
         configure_logging(cfg.log_level, role="masa")
         # RFC 8995 5.5.2: registrars may be unknown in advance; with the
         # pyOpenSSL backend any registrar client certificate is accepted and
@@ -73,10 +77,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             client_cas=cfg.client_cas or cfg.manufacturer_anchors,
             client_auth=cfg.client_auth,
         )
-        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="masa")
+        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="masa",
+                         reuse_port=ports is not None)
         return 0
 
-    return _run(main)
+    return serve_command("brski masa", "masa", lambda: _config(args), serve)
 
 
 def _idevid_files(paths: list[Path]) -> list[Path]:
@@ -158,6 +163,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--manufacturer-anchor", dest="manufacturer_anchors", action="append")
     serve.add_argument("--ownership", choices=["open", "sales-records"])
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (> 1 needs PostgreSQL)")
     serve.set_defaults(func=cmd_serve)
 
     devices = cmds.add_parser("devices", help="the devices this manufacturer made")

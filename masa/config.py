@@ -30,10 +30,11 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from brski_web.workers import check_workers
 
 __all__ = ["MasaConfig", "database_url", "load_config"]
 
-_SERVER_KEYS = {"host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level"}
+_SERVER_KEYS = {"workers", "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "client_auth", "ready_file", "log_level"}
 _MASA_KEYS = {
     "database",
     "signer_cert",
@@ -73,8 +74,11 @@ class MasaConfig:
     rate_limit_per_minute: float = 0.0
     rate_limit_burst: int = 20
     body_read_timeout_s: float = 10.0
+    # Worker processes serving the port (brski_web/workers.py); > 1 needs PostgreSQL.
+    workers: int = 1
 
     def __post_init__(self) -> None:
+        check_workers(self.workers, self.database)
         if self.rate_limit_per_minute < 0 or self.rate_limit_burst < 1:
             raise ConfigError("rate_limit_per_minute >= 0 and rate_limit_burst >= 1", check="config.rate-limit")
         if not self.body_read_timeout_s > 0:

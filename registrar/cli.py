@@ -18,6 +18,7 @@ from brski_storage.base import ApprovalDecision
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
+from brski_web.workers import WorkerPorts, serve_command
 from registrar.config import RegistrarConfig, database_url, load_config
 
 __all__ = ["add_parser", "main"]
@@ -25,7 +26,7 @@ __all__ = ["add_parser", "main"]
 _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
-    "http_port",
+    "http_port", "workers",
 ]
 
 
@@ -44,11 +45,14 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from registrar.admin import create_revocation_app
     from registrar.app import create_app
 
-    async def main() -> int:
-        cfg = _config(args)
+    async def serve(cfg: RegistrarConfig, ports: WorkerPorts | None) -> int:
+        if ports is not None:  # one of several workers on the supervisor's ports
+            cfg = replace(cfg, port=ports.port, http_port=ports.http_port, ready_file=ports.ready_file)
         configure_logging(cfg.log_level, role="registrar")
         # Pledges authenticate with IDevIDs (manufacturer anchors), renewing
         # devices with LDevIDs (the domain CA); nothing else is trusted.
@@ -63,11 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # CRL and OCSP over plain HTTP (issue 5, registrar/revocation.py).
         plain = (create_revocation_app(app), cfg.http_port) if cfg.http_port else None
         await run_server(
-            app, host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar", plain_http=plain
+            app, host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar", plain_http=plain,
+            reuse_port=ports is not None,
         )
         return 0
 
-    return _run(main)
+    return serve_command("brski registrar", "registrar", lambda: _config(args), serve)
 
 
 def _device_json(d: Any) -> dict[str, Any]:
@@ -164,6 +169,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
     serve.add_argument("--public-url", dest="public_url", help="base URL written into LDevIDs (CRL, OCSP)")
     serve.add_argument("--http-port", dest="http_port", type=int, help="plain-HTTP port serving /crl and /ocsp")
     serve.add_argument("--ready-file", dest="ready_file", help="write {url, port, pid} here once listening")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (> 1 needs PostgreSQL)")
     serve.set_defaults(func=cmd_serve)
 
     devices = cmds.add_parser("devices", help="the device inventory")

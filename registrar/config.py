@@ -35,11 +35,12 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
+from brski_web.workers import check_workers
 from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
 
-_SERVER_KEYS = {"http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
+_SERVER_KEYS = {"workers", "http_port", "host", "port", "tls_backend", "tls_cert", "tls_key", "ready_file", "log_level"}
 _REGISTRAR_KEYS = {
     "database",
     "ca_cert",
@@ -99,6 +100,8 @@ class RegistrarConfig:
     ready_file: Path | None
     log_level: str
     body_read_timeout_s: float = 10.0
+    # Worker processes serving the port (brski_web/workers.py); > 1 needs PostgreSQL.
+    workers: int = 1
     # Who may join (registrar/policy.py); `manufacturer_anchors` are policy "brski".
     admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     # Lifecycle (issue 5). http_port: a plain-HTTP listener serving only /crl
@@ -130,6 +133,7 @@ class RegistrarConfig:
         return [*legacy, *self.admission.manufacturers]
 
     def __post_init__(self) -> None:
+        check_workers(self.workers, self.database)
         if self.tls_backend not in ("pyopenssl", "stdlib"):
             raise ConfigError("tls_backend must be 'pyopenssl' or 'stdlib'", check="config.tls-backend")
         if not self.manufacturer_anchors and not self.admission.manufacturers:
