@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -119,6 +120,25 @@ def client_ssl_context(
     return ctx
 
 
+#: How long a stopping worker keeps its open connections for the requests
+#: still to come on them (each answered with "Connection: close").
+DRAIN_S = 10.0
+
+
+async def _drain(runner: web.AppRunner, seconds: float) -> None:
+    """Wait until the worker's connections are gone, or ``seconds`` passed.
+
+    The listener is closed already, so no connection comes in; each open one
+    ends after its next response (Connection: close) or when its client
+    closes it. Whatever remains at the deadline is closed by the cleanup.
+    """
+    server = runner.server
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while server is not None and server.connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
 async def run_server(
     app: web.Application,
     *,
@@ -145,6 +165,16 @@ async def run_server(
     service (brski_web/workers.py).
     """
     share = reuse_port or None
+    draining = asyncio.Event()
+    if reuse_port:
+        # A worker that stops while its siblings keep the port: every response
+        # from here on says "Connection: close", so a client mid-onboarding
+        # reconnects (to a sibling) instead of finding its connection gone.
+        async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+            if draining.is_set():
+                response.force_close()
+
+        app.on_response_prepare.append(close_when_draining)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     plain_runner: web.AppRunner | None = None
@@ -159,6 +189,7 @@ async def run_server(
         plain_sockets = getattr(plain_site._server, "sockets", None) or []
         plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else plain_http[1]
     tls_server = None
+    site_server: Any = None
     if isinstance(tls, TlsServerConfig):
         refusals = app.get(HANDSHAKE_REFUSALS)
         tls_server = await start_tls_server(
@@ -171,6 +202,7 @@ async def run_server(
             runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True, reuse_port=share
         )
         await site.start()
+        site_server = site._server
         sockets = getattr(site._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
     url = f"https://{host}:{bound}"
@@ -195,6 +227,11 @@ async def run_server(
         log.info(kv("stopping", role=role))
         if tls_server is not None:
             tls_server.close()
+        if reuse_port:
+            draining.set()
+            if site_server is not None:
+                site_server.close()
+            await _drain(runner, DRAIN_S)
         if plain_runner is not None:
             await plain_runner.cleanup()
         await runner.cleanup()

@@ -24,6 +24,12 @@ Signals, to the supervisor:
   worker that keeps dying within a second of its start stops the service
   (exit 1) rather than looping.
 
+A stopping worker closes its listening socket; connections the kernel had
+already queued on that socket, not yet accepted, are reset unless
+``net.ipv4.tcp_migrate_req = 1`` (Linux 5.14+), which moves them to a sibling
+listener. The supervisor warns at start when it is off: a rolling restart
+then loses the few connections that arrive in that instant.
+
 Workers receive SIGTERM if the supervisor dies (PR_SET_PDEATHSIG), so no
 worker outlives it. The ready file (``ready_file``) is written by the
 supervisor once every worker listens: ``{url, port, pid, workers: [pids]}``,
@@ -80,6 +86,22 @@ def _reserve(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(info[4])
     return sock
+
+
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def _check_migrate_req(role: str) -> None:
+    try:
+        value = MIGRATE_REQ.read_text().strip()
+    except OSError:
+        value = "unsupported"
+    if value != "1":
+        log.warning(kv(
+            "workers.tcp-migrate-req", role=role, value=value,
+            detail="a stopping worker resets connections queued on its socket;"
+                   " set sysctl net.ipv4.tcp_migrate_req=1 for restarts that lose none",
+        ))
 
 
 def _die_with_parent() -> None:
@@ -301,6 +323,7 @@ def serve_workers(
     if http_port is not None:
         keep.append(_reserve(host, http_port))
         http_bound = keep[1].getsockname()[1]
+    _check_migrate_req(role)
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     url_host = f"[{host}]" if ":" in host else host
     with tempfile.TemporaryDirectory(prefix=f"brski-{role}-workers-") as rundir:

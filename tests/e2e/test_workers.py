@@ -23,13 +23,32 @@ import pytest
 
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from brski_cli.pgcluster import PgCluster
+from brski_web.workers import MIGRATE_REQ
 from tests.e2e.labtools import rows
 
 COUNT = 200
 
 
 @pytest.fixture
-def workers_lab(tmp_path: Path, postgres: PgCluster) -> Iterator[Lab]:
+def migrate_queued_connections() -> Iterator[None]:
+    """net.ipv4.tcp_migrate_req = 1 for the test, as docs/operations.md asks
+    of a deployment: a stopping worker's queued connections go to a sibling."""
+    if not MIGRATE_REQ.exists():
+        pytest.skip("kernel without net.ipv4.tcp_migrate_req (Linux < 5.14)")
+    before = MIGRATE_REQ.read_text().strip()
+    if before != "1":
+        if os.geteuid() != 0:
+            pytest.skip("needs net.ipv4.tcp_migrate_req = 1 (root can set it)")
+        MIGRATE_REQ.write_text("1")
+    try:
+        yield
+    finally:
+        if before != "1":
+            MIGRATE_REQ.write_text(before)
+
+
+@pytest.fixture
+def workers_lab(tmp_path: Path, postgres: PgCluster, migrate_queued_connections: None) -> Iterator[Lab]:
     masa_port, registrar_port = free_port(), free_port()
     certs = tmp_path / "certs"
     ensure_dev_pki(certs, pledges=1, masa_url=f"https://localhost:{masa_port}")
