@@ -127,7 +127,7 @@ async def bench_psycopg_async(url: str, count: int, tasks: int) -> tuple[float, 
                 assert head is not None
                 serial = format(20_000 + i, "x")
                 await conn.execute(sql["reserve"], (serial, _key(10**6 + i), TS))
-                await conn.execute(sql["issue"], (b"\x30\x00", TS, serial))
+                await conn.execute(sql["issue"], (b"\x30\x00", TS, TS, TS, serial))
                 digest = _digest(bytes(head[1]))
                 await conn.execute(sql["event"], (head[0] + 1, TS, bytes(head[1]), digest))
                 await conn.execute(sql["move"], (head[0] + 1, digest))
