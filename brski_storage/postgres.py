@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import queue
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +48,7 @@ from psycopg import errors as pg_errors
 
 from brski.errors import BrskiError, ConfigError, Conflict, StorageError
 from brski_storage.postgres_migrate import apply_postgres_migrations
+from brski_storage.writer import GroupCommitWriter, Job, JobOutcome
 
 if TYPE_CHECKING:
     import sqlite3
@@ -61,7 +61,6 @@ __all__ = ["PgConnection", "PgDatabase", "is_postgres_url", "redact_url", "trans
 
 T = TypeVar("T")
 
-MAX_GROUP = 64
 CONNECT_TIMEOUT_S = 10
 
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
@@ -188,38 +187,15 @@ class PgConnection:
         return None if row is None or not row[0] else int(row[0])
 
 
-def _job_result(
-    fut: asyncio.Future[Any], result: Any, error: BaseException | None
-) -> None:
-    if fut.cancelled():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
-
-
-def _answer_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, result, error in items:
-        _job_result(fut, result, error)
-
-
-_Job = tuple[Callable[[PgConnection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
-
-
-class PgDatabase:
+class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
     """One PostgreSQL schema: a writer thread with group commit, a reader pool,
     inline point reads. Same surface as :class:`brski_storage.sqlite.SqliteDatabase`."""
 
     def __init__(self, url: str, *, role: str, readers: int = 4) -> None:
+        super().__init__(thread_name=f"brski-pg-writer-{role}")
         self.url = url
         self.role = role
         self.path = redact_url(url)
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(
-            target=self._writer_main, name=f"brski-pg-writer-{role}", daemon=True
-        )
-        self._ready: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
         self._migrated_at: str | None = None
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=readers, thread_name_prefix=f"brski-pg-reader-{role}"
@@ -227,9 +203,7 @@ class PgDatabase:
         self._local = threading.local()
         self._conns: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._conns_lock = threading.Lock()
-        self._closed = False
         self.id_tables: frozenset[str] = frozenset()
-        self.applied_migrations: list[int] = []
 
     @classmethod
     async def open(
@@ -239,12 +213,10 @@ class PgDatabase:
 
         db = cls(url, role=role, readers=readers)
         db._migrated_at = to_ts_opt(migrated_at)
-        db._writer.start()
         try:
-            db.applied_migrations = await asyncio.wrap_future(db._ready)
+            db.applied_migrations = await db._start_writer()
         except BaseException:
             db._readers.shutdown(wait=False)
-            await asyncio.to_thread(db._writer.join)
             raise
         return db
 
@@ -288,60 +260,39 @@ class PgDatabase:
 
     # writer side
 
-    def _writer_main(self) -> None:
-        try:
-            conn = self._connect(writer=True)
-            self.applied_migrations = apply_postgres_migrations(
-                conn, role=self.role, applied_at=self._migrated_at
-            )
-            self.id_tables = self._load_id_tables(conn)
-        except BrskiError as exc:
-            self._ready.set_exception(exc)
-            return
-        except BaseException as exc:
-            err = StorageError(f"cannot open {self.path}: {exc}", check="storage.open")
-            err.__cause__ = exc
-            self._ready.set_exception(err)
-            return
-        self._ready.set_result(self.applied_migrations)
-        current: psycopg.Connection[tuple[Any, ...]] | None = conn
-        try:
-            stop = False
-            while not stop:
-                job = self._jobs.get()
-                if job is None:
-                    break
-                batch = [job]
-                while len(batch) < MAX_GROUP:
-                    try:
-                        more = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
-                if current is None or current.broken or current.closed:
-                    if current is not None:
-                        self._drop(current)
-                        current = None
-                    try:
-                        current = self._connect(writer=True)
-                    except StorageError as exc:
-                        self._answer([(j, None, exc) for j in batch])
-                        continue
-                self._run_group(current, batch)
-        finally:
-            if current is not None:
-                self._drop(current)
+    def _open_writer(self) -> psycopg.Connection[tuple[Any, ...]]:
+        conn = self._connect(writer=True)
+        self.applied_migrations = apply_postgres_migrations(
+            conn, role=self.role, applied_at=self._migrated_at
+        )
+        self.id_tables = self._load_id_tables(conn)
+        return conn
 
-    def _run_group(self, conn: psycopg.Connection[tuple[Any, ...]], batch: list[_Job]) -> None:
+    def _usable(
+        self, conn: psycopg.Connection[tuple[Any, ...]] | None, batch: list[Job]
+    ) -> psycopg.Connection[tuple[Any, ...]] | None:
+        """A broken writer connection (server restart, network) is replaced;
+        if that fails too, this batch gets the error and the next one retries."""
+        if conn is not None and not (conn.broken or conn.closed):
+            return conn
+        if conn is not None:
+            self._drop(conn)
+        try:
+            return self._connect(writer=True)
+        except StorageError as exc:
+            self._answer([(j, None, exc) for j in batch])
+            return None
+
+    def _close_writer(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self._drop(conn)
+
+    def _run_group(self, conn: psycopg.Connection[tuple[Any, ...]], batch: list[Job]) -> None:
         """``batch`` in one transaction, one SAVEPOINT per job, one COMMIT.
 
         The transaction starts by locking the chain head: from here to
         COMMIT no other process writes this schema.
         """
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[JobOutcome] = []
         committed: list[int] = []
         try:
             conn.execute("BEGIN")
@@ -411,28 +362,6 @@ class PgDatabase:
         except psycopg.Error:
             pass
 
-    @staticmethod
-    def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-        ] = {}
-        for (_, loop, fut), result, error in outcomes:
-            by_loop.setdefault(loop, []).append((fut, result, error))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_answer_all, items)
-            except RuntimeError:
-                pass  # the caller's loop is gone
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer thread; await its COMMIT."""
-        if self._closed:
-            raise StorageError("the store is closed", check="storage.closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((cast("Callable[[PgConnection], T]", fn), loop, fut))
-        return await fut
-
     # reader side
 
     def _thread_conn(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -477,8 +406,7 @@ class PgDatabase:
         if self._closed:
             return
         self._closed = True
-        self._jobs.put(None)
-        await asyncio.to_thread(self._writer.join)
+        await self._stop_writer()
         await asyncio.to_thread(self._readers.shutdown, True)
         with self._conns_lock:
             conns, self._conns = self._conns, []

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,6 +43,7 @@ from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageErr
 from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome
 from brski_storage.chain import GENESIS, StoredEvent, canonical_json, event_hash, verify_chain
 from brski_storage.migrate import apply_sqlite_migrations
+from brski_storage.writer import GroupCommitWriter, Job, JobOutcome
 
 __all__ = [
     "Database",
@@ -139,42 +139,15 @@ def translate_error(exc: BaseException) -> BrskiError:
 
 # --- the engine -----------------------------------------------------------------
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
-
-def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    # Runs on the event loop. The caller may have been cancelled meanwhile;
-    # the write happened regardless, there is just nobody left to tell.
-    if fut.cancelled():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
-
-
-def _settle_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, result, error in items:
-        _settle(fut, result, error)
-
-
-#: Most writes one group commit carries: bounds how long the first of them
-#: waits for the last (each write is a few statements on indexed tables).
-MAX_GROUP = 64
-
-
-class SqliteDatabase:
-    """One database file: a writer thread owning the only write connection,
-    and a reader pool. Create it with :meth:`open`."""
+class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
+    """One database file: a writer thread owning the only write connection
+    (brski_storage.writer), and a reader pool. Create it with :meth:`open`."""
 
     def __init__(self, path: Path, *, role: str, readers: int = 4) -> None:
+        super().__init__(thread_name=f"brski-sqlite-writer-{role}")
         self.path = path
         self.role = role
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(
-            target=self._writer_main, name=f"brski-sqlite-writer-{role}", daemon=True
-        )
-        self._ready: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
         self._migrated_at: str | None = None
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=readers, thread_name_prefix=f"brski-sqlite-reader-{role}"
@@ -182,8 +155,6 @@ class SqliteDatabase:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._closed = False
-        self.applied_migrations: list[int] = []
 
     @classmethod
     async def open(
@@ -192,18 +163,16 @@ class SqliteDatabase:
         """Open (creating if needed), configure and migrate the database."""
         db = cls(path, role=role, readers=readers)
         db._migrated_at = to_ts_opt(migrated_at)
-        db._writer.start()
         try:
-            db.applied_migrations = await asyncio.wrap_future(db._ready)
+            db.applied_migrations = await db._start_writer()
         except BaseException:
             db._readers.shutdown(wait=False)
-            await asyncio.to_thread(db._writer.join)
             raise
         return db
 
     # writer side
 
-    def _connect_writer(self) -> sqlite3.Connection:
+    def _open_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -225,41 +194,7 @@ class SqliteDatabase:
             raise
         return conn
 
-    def _writer_main(self) -> None:
-        try:
-            conn = self._connect_writer()
-        except BrskiError as exc:
-            self._ready.set_exception(exc)
-            return
-        except BaseException as exc:
-            err = StorageError(f"cannot open {self.path}: {exc}", check="storage.open")
-            err.__cause__ = exc
-            self._ready.set_exception(err)
-            return
-        self._ready.set_result(self.applied_migrations)
-        try:
-            stop = False
-            while not stop:
-                job = self._jobs.get()
-                if job is None:
-                    break
-                batch = [job]
-                # Group commit: whatever queued up while the last fsync ran
-                # shares the next transaction and its single fsync.
-                while len(batch) < MAX_GROUP:
-                    try:
-                        more = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
-                self._run_group(conn, batch)
-        finally:
-            conn.close()
-
-    def _run_group(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_group(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         """Run ``batch`` in one transaction, each job inside its own savepoint.
 
         A job that raises is rolled back to its savepoint and gets its own
@@ -268,7 +203,7 @@ class SqliteDatabase:
         returns; if that COMMIT fails, every job that had succeeded gets the
         error, since none of them is durable.
         """
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[JobOutcome] = []
         committed: list[int] = []  # indexes of outcomes waiting for the COMMIT
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -310,33 +245,6 @@ class SqliteDatabase:
             for i in committed:
                 outcomes[i] = (outcomes[i][0], None, err)
         self._answer(outcomes)
-
-    @staticmethod
-    def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
-        """One wake-up per event loop for the whole group, not one per job."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-        for (_, loop, fut), result, error in outcomes:
-            by_loop.setdefault(loop, []).append((fut, result, error))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, items)
-            except RuntimeError:
-                pass  # the caller's loop is gone
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer thread; await its commit.
-
-        ``fn`` runs inside ``BEGIN IMMEDIATE`` and must not manage the
-        transaction itself. Anything it raises rolls the transaction back and
-        reaches the caller as a BrskiError (StorageError unless ``fn`` raised
-        a BrskiError itself or a uniqueness rule fired).
-        """
-        if self._closed:
-            raise StorageError("the store is closed", check="storage.closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, loop, fut))
-        return await fut
 
     # reader side
 
@@ -393,8 +301,7 @@ class SqliteDatabase:
         if self._closed:
             return
         self._closed = True
-        self._jobs.put(None)
-        await asyncio.to_thread(self._writer.join)
+        await self._stop_writer()
         await asyncio.to_thread(self._readers.shutdown, True)
         with self._reader_lock:
             for conn in self._reader_conns:
