@@ -237,6 +237,11 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
         if writer:
             # A COMMIT returns only once it is flushed, whatever the server default.
             conn.execute("SET synchronous_commit = on")
+            # A writer stuck mid-transaction (a stopped process, a network
+            # partition) must not hold the chain head, and so every other
+            # process's writes, for ever: the server ends its session.
+            conn.execute("SET idle_in_transaction_session_timeout = '60s'")
+            conn.execute("SET lock_timeout = '30s'")
         with self._conns_lock:
             self._conns.append(conn)
         return conn

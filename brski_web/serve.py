@@ -125,17 +125,19 @@ def client_ssl_context(
 DRAIN_S = 10.0
 
 
-async def _drain(runner: web.AppRunner, seconds: float) -> None:
+async def _drain(runner: web.AppRunner, live: set[Any], seconds: float) -> None:
     """Wait until the worker's connections are gone, or ``seconds`` passed.
 
     The listener is closed already, so no connection comes in; each open one
-    ends after its next response (Connection: close) or when its client
-    closes it. Whatever remains at the deadline is closed by the cleanup.
+    (``live``: TLS connections, those still in their handshake included;
+    aiohttp's own list on the stdlib TLS path) ends after its next response
+    (Connection: close) or when its client closes it. Whatever remains at
+    the deadline is closed by the cleanup.
     """
     server = runner.server
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    while server is not None and server.connections and loop.time() < deadline:
+    while (live or (server is not None and server.connections)) and loop.time() < deadline:
         await asyncio.sleep(0.05)
 
 
@@ -172,7 +174,11 @@ async def run_server(
         # reconnects (to a sibling) instead of finding its connection gone.
         async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
             if draining.is_set():
+                # aiohttp has computed the headers when this hook runs: say
+                # "close" here as well, or the client would reuse a
+                # connection the server is about to close.
                 response.force_close()
+                response.headers["Connection"] = "close"
 
         app.on_response_prepare.append(close_when_draining)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -190,11 +196,13 @@ async def run_server(
         plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else plain_http[1]
     tls_server = None
     site_server: Any = None
+    live: set[Any] = set()
     if isinstance(tls, TlsServerConfig):
         refusals = app.get(HANDSHAKE_REFUSALS)
         tls_server = await start_tls_server(
             runner.server, host=host, port=port, cfg=tls, backlog=1024,
             on_refused=refusals.add if refusals is not None else None, reuse_port=reuse_port,
+            live=live,
         )
         bound = bound_port(tls_server)
     else:
@@ -231,7 +239,7 @@ async def run_server(
             draining.set()
             if site_server is not None:
                 site_server.close()
-            await _drain(runner, DRAIN_S)
+            await _drain(runner, live, DRAIN_S)
         if plain_runner is not None:
             await plain_runner.cleanup()
         await runner.cleanup()

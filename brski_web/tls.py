@@ -199,9 +199,13 @@ class TlsServerProtocol(asyncio.Protocol):
         *,
         handshake_timeout: float = 10.0,
         on_refused: RefusalHook | None = None,
+        live: set[TlsServerProtocol] | None = None,
     ) -> None:
         self._context = context
         self._on_refused = on_refused
+        # The server's open connections, handshaking ones included (a
+        # stopping worker waits for them: brski_web.serve).
+        self._live = live
         self._inner_factory = inner_factory
         self._handshake_timeout = handshake_timeout
         self._state = _State.HANDSHAKE
@@ -221,6 +225,8 @@ class TlsServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._raw = transport
+        if self._live is not None:
+            self._live.add(self)
         conn = self._new_connection()
         conn.set_app_data(self._verification)
         self._conn = conn
@@ -264,6 +270,8 @@ class TlsServerProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._live is not None:
+            self._live.discard(self)
         self._cancel_timer()
         self._state = _State.CLOSED
         inner, self._inner = self._inner, None
@@ -577,6 +585,7 @@ async def start_tls_server(
     backlog: int = 128,
     on_refused: RefusalHook | None = None,
     reuse_port: bool = False,
+    live: set[TlsServerProtocol] | None = None,
 ) -> asyncio.Server:
     """Listen on *host*:*port* and serve *handler_factory()* protocols over TLS.
 
@@ -591,7 +600,8 @@ async def start_tls_server(
 
     def make_protocol() -> TlsServerProtocol:
         return TlsServerProtocol(
-            ctx, handler_factory, handshake_timeout=cfg.handshake_timeout, on_refused=on_refused
+            ctx, handler_factory, handshake_timeout=cfg.handshake_timeout, on_refused=on_refused,
+            live=live,
         )
 
     return await loop.create_server(
