@@ -57,7 +57,7 @@ bench-vouchers: $(STAMP)
 # Onboarding rate, latency, CPU and RSS per server, the openssl ceilings and the
 # 1M-device store, in one run; BENCH_SECONDS=10 for a quick one (README "Benchmark").
 bench: $(STAMP)
-	$(PY) tools/bench.py --seconds $${BENCH_SECONDS:-60}
+	$(PY) tools/bench.py --seconds $${BENCH_SECONDS:-60} $(BENCH_ARGS)
 
 clean:
 	rm -rf var/ .pytest_cache build *.egg-info

@@ -108,6 +108,10 @@ class Lab:
     # Plain-HTTP /metrics, /healthz, /readyz per server (0: none).
     masa_metrics_port: int = 0
     registrar_metrics_port: int = 0
+    # Store URLs (default: SQLite files in workdir) and worker processes per server.
+    registrar_database: str | None = None
+    masa_database: str | None = None
+    workers: int = 1
     _procs: dict[str, _Proc] = field(default_factory=dict)
 
     @property
@@ -123,6 +127,11 @@ class Lab:
         """Base of the CRL (``/crl``) and OCSP (``/ocsp``) URLs in every LDevID."""
         host = self.registrar_public if self.host in ("::", "0.0.0.0") else self.host
         return f"http://{authority(host, self.registrar_http_port)}"
+
+    def db_url(self, role: str) -> str:
+        """The store URL ``role`` ("registrar" or "masa") runs on."""
+        chosen = self.registrar_database if role == "registrar" else self.masa_database
+        return chosen or f"sqlite:///{self.workdir.resolve()}/{role}.db"
 
     # --- configuration -----------------------------------------------------------
 
@@ -154,9 +163,10 @@ class Lab:
                     f'tls_key = "{c}/masa/tls.key"',
                     f'client_cas = ["{c}/registrar/domain-ca.crt"]',
                     *([f"metrics_port = {self.masa_metrics_port}"] if self.masa_metrics_port else []),
+                    f"workers = {self.workers}",
                     "",
                     "[masa]",
-                    f'database = "sqlite:///{self.workdir.resolve()}/masa.db"',
+                    f'database = "{self.db_url("masa")}"',
                     f'signer_cert = "{c}/masa/voucher-signer.crt"',
                     f'signer_key = "{key("masa/voucher-signer")}"',
                     *hsm(),
@@ -177,11 +187,12 @@ class Lab:
                     f"port = {self.registrar_port}",
                     f"http_port = {self.registrar_http_port}",
                     *([f"metrics_port = {self.registrar_metrics_port}"] if self.registrar_metrics_port else []),
+                    f"workers = {self.workers}",
                     f'tls_cert = "{c}/registrar/tls.crt"',
                     f'tls_key = "{c}/registrar/tls.key"',
                     "",
                     "[registrar]",
-                    f'database = "sqlite:///{self.workdir.resolve()}/registrar.db"',
+                    f'database = "{self.db_url("registrar")}"',
                     f'ca_cert = "{c}/registrar/domain-ca.crt"',
                     f'ca_key = "{key("registrar/domain-ca")}"',
                     f'ra_cert = "{c}/registrar/ra.crt"',
@@ -251,7 +262,7 @@ class Lab:
             "--manufacturer-ca", str(self.certs / "manufacturer/idevid-ca.crt"),
             "--manufacturer-key", str(self.certs / "manufacturer/idevid-ca.key"),
             "--masa-url", self.masa_url,
-            "--masa-db", f"sqlite:///{(self.workdir / 'masa.db').resolve()}",
+            "--masa-db", self.db_url("masa"),
             "--anchor", str(self.certs / "manufacturer/root-ca.crt"),
             "--json", str(json_path),
             *extra,

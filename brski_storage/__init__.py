@@ -12,7 +12,7 @@ roles.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brski.errors import ConfigError
 from brski_storage.base import (
@@ -39,6 +39,9 @@ from brski_storage.base import (
 )
 from brski_storage.evidence import StateDisagreement, StateReport
 
+if TYPE_CHECKING:
+    from brski_storage.sqlite import Database
+
 __all__ = [
     "AuditEntry",
     "AuditLogRecord",
@@ -62,6 +65,7 @@ __all__ = [
     "TransitionRecord",
     "VoucherRecord",
     "VoucherRequestRecord",
+    "backend_of",
     "open_masa_store",
     "open_registrar_store",
 ]
@@ -69,11 +73,8 @@ __all__ = [
 
 def _backend(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise ConfigError(
-            "PostgreSQL storage is not yet supported; use sqlite:///path.db",
-            check="storage.backend",
-        )
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
     if scheme in ("", "sqlite"):
         return "sqlite"
     raise ConfigError(f"unknown storage URL scheme {scheme!r}", check="storage.backend")
@@ -85,26 +86,18 @@ async def open_registrar_store(url: str, *, migrated_at: datetime | None = None)
     ``migrated_at`` stamps newly applied migrations; without it SQLite
     stamps them, so this package never reads the clock.
     """
-    _backend(url)
-    from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
     from brski_storage.sqlite_registrar import SqliteRegistrarStore
 
-    db = await SqliteDatabase.open(
-        sqlite_path_from_url(url), role="registrar", migrated_at=migrated_at
-    )
-    store = SqliteRegistrarStore(db)
+    store = SqliteRegistrarStore(await _open_database(url, "registrar", migrated_at))
     await _baseline(store)
     return store
 
 
 async def open_masa_store(url: str, *, migrated_at: datetime | None = None) -> MasaStore:
     """Open (creating and migrating if needed) the MASA's database."""
-    _backend(url)
-    from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
     from brski_storage.sqlite_masa import SqliteMasaStore
 
-    db = await SqliteDatabase.open(sqlite_path_from_url(url), role="masa", migrated_at=migrated_at)
-    store = SqliteMasaStore(db)
+    store = SqliteMasaStore(await _open_database(url, "masa", migrated_at))
     await _baseline(store)
     return store
 
@@ -115,3 +108,20 @@ async def _baseline(store: Any) -> None:
     except BaseException:
         await store.close()
         raise
+
+
+async def _open_database(url: str, role: str, migrated_at: datetime | None) -> Database:
+    # One store implementation per role over either engine: the stores' SQL
+    # is written in the subset SQLite and PostgreSQL share (see postgres.py).
+    if _backend(url) == "postgresql":
+        from brski_storage.postgres import PgDatabase
+
+        return await PgDatabase.open(url, role=role, migrated_at=migrated_at)
+    from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
+
+    return await SqliteDatabase.open(sqlite_path_from_url(url), role=role, migrated_at=migrated_at)
+
+
+def backend_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"`` for a store URL (ConfigError otherwise)."""
+    return _backend(url)

@@ -32,14 +32,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
 from brski_storage import evidence
@@ -53,8 +51,10 @@ from brski_storage.chain import (
     verify_chain,
 )
 from brski_storage.migrate import apply_sqlite_migrations
+from brski_storage.writer import GroupCommitWriter, Job, JobOutcome
 
 __all__ = [
+    "Database",
     "PreparedEvent",
     "SqliteDatabase",
     "SqliteEventLog",
@@ -99,6 +99,9 @@ def from_ts_opt(text: str | None) -> datetime | None:
 def sqlite_now(conn: sqlite3.Connection) -> str:
     """The current time as the stores spell it, from SQLite's clock (this
     package never reads Python's), for writes whose caller gave no time."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":  # the same text from PostgreSQL's clock
+        sql = """SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'"""
+        return str(conn.execute(sql).fetchone()[0])
     return str(conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')").fetchone()[0])
 
 
@@ -152,42 +155,15 @@ def translate_error(exc: BaseException) -> BrskiError:
 
 # --- the engine -----------------------------------------------------------------
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
-
-def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    # Runs on the event loop. The caller may have been cancelled meanwhile;
-    # the write happened regardless, there is just nobody left to tell.
-    if fut.cancelled():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
-
-
-def _settle_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, result, error in items:
-        _settle(fut, result, error)
-
-
-#: Most writes one group commit carries: bounds how long the first of them
-#: waits for the last (each write is a few statements on indexed tables).
-MAX_GROUP = 64
-
-
-class SqliteDatabase:
-    """One database file: a writer thread owning the only write connection,
-    and a reader pool. Create it with :meth:`open`."""
+class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
+    """One database file: a writer thread owning the only write connection
+    (brski_storage.writer), and a reader pool. Create it with :meth:`open`."""
 
     def __init__(self, path: Path, *, role: str, readers: int = 4) -> None:
+        super().__init__(thread_name=f"brski-sqlite-writer-{role}")
         self.path = path
         self.role = role
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(
-            target=self._writer_main, name=f"brski-sqlite-writer-{role}", daemon=True
-        )
-        self._ready: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
         self._migrated_at: str | None = None
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=readers, thread_name_prefix=f"brski-sqlite-reader-{role}"
@@ -195,10 +171,6 @@ class SqliteDatabase:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._closed = False
-        self.commits = 0  # COMMITs (each one fsync) the writer has made
-        self.applied_migrations: list[int] = []
-        self.observer: WriteObserver | None = None
 
     @property
     def migrated_at(self) -> str | None:
@@ -219,18 +191,16 @@ class SqliteDatabase:
         """Open (creating if needed), configure and migrate the database."""
         db = cls(path, role=role, readers=readers)
         db._migrated_at = to_ts_opt(migrated_at)
-        db._writer.start()
         try:
-            db.applied_migrations = await asyncio.wrap_future(db._ready)
+            db.applied_migrations = await db._start_writer()
         except BaseException:
             db._readers.shutdown(wait=False)
-            await asyncio.to_thread(db._writer.join)
             raise
         return db
 
     # writer side
 
-    def _connect_writer(self) -> sqlite3.Connection:
+    def _open_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -252,41 +222,7 @@ class SqliteDatabase:
             raise
         return conn
 
-    def _writer_main(self) -> None:
-        try:
-            conn = self._connect_writer()
-        except BrskiError as exc:
-            self._ready.set_exception(exc)
-            return
-        except BaseException as exc:
-            err = StorageError(f"cannot open {self.path}: {exc}", check="storage.open")
-            err.__cause__ = exc
-            self._ready.set_exception(err)
-            return
-        self._ready.set_result(self.applied_migrations)
-        try:
-            stop = False
-            while not stop:
-                job = self._jobs.get()
-                if job is None:
-                    break
-                batch = [job]
-                # Group commit: whatever queued up while the last fsync ran
-                # shares the next transaction and its single fsync.
-                while len(batch) < MAX_GROUP:
-                    try:
-                        more = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
-                self._run_group(conn, batch)
-        finally:
-            conn.close()
-
-    def _run_group(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_group(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         """Run ``batch`` in one transaction, each job inside its own savepoint.
 
         A job that raises is rolled back to its savepoint and gets its own
@@ -295,7 +231,7 @@ class SqliteDatabase:
         returns; if that COMMIT fails, every job that had succeeded gets the
         error, since none of them is durable.
         """
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[JobOutcome] = []
         committed: list[int] = []  # indexes of outcomes waiting for the COMMIT
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -338,42 +274,6 @@ class SqliteDatabase:
             for i in committed:
                 outcomes[i] = (outcomes[i][0], None, err)
         self._answer(outcomes)
-
-    @staticmethod
-    def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
-        """One wake-up per event loop for the whole group, not one per job."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-        for (_, loop, fut), result, error in outcomes:
-            by_loop.setdefault(loop, []).append((fut, result, error))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle_all, items)
-            except RuntimeError:
-                pass  # the caller's loop is gone
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction on the writer thread; await its commit.
-
-        ``fn`` runs inside ``BEGIN IMMEDIATE`` and must not manage the
-        transaction itself. Anything it raises rolls the transaction back and
-        reaches the caller as a BrskiError (StorageError unless ``fn`` raised
-        a BrskiError itself or a uniqueness rule fired).
-        """
-        if self._closed:
-            raise StorageError("the store is closed", check="storage.closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        obs = self.observer
-        if obs is None:
-            self._jobs.put((fn, loop, fut))
-            return await fut
-        obs.write_started()
-        started = time.perf_counter()
-        try:
-            self._jobs.put((fn, loop, fut))
-            return await fut
-        finally:
-            obs.write_finished(time.perf_counter() - started)
 
     # reader side
 
@@ -430,13 +330,37 @@ class SqliteDatabase:
         if self._closed:
             return
         self._closed = True
-        self._jobs.put(None)
-        await asyncio.to_thread(self._writer.join)
+        await self._stop_writer()
         await asyncio.to_thread(self._readers.shutdown, True)
         with self._reader_lock:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+
+
+class Database(Protocol):
+    """What the stores need from an engine: :class:`SqliteDatabase`, or
+    :class:`brski_storage.postgres.PgDatabase`, which runs the same store
+    functions on PostgreSQL (they are written in SQL both engines accept)."""
+
+    path: Any
+    role: str
+    applied_migrations: list[int]
+    observer: WriteObserver | None
+
+    @property
+    def migrated_at(self) -> str | None: ...
+
+    @property
+    def applied_migration_names(self) -> list[str]: ...
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
 
 
 # --- the shared event log -----------------------------------------------------------
@@ -512,11 +436,8 @@ class PreparedEvent:
             detail=event.detail,
         )
 
-    def insert(self, conn: sqlite3.Connection) -> EventRecord:
-        """Chain onto the current head; must run inside the writer transaction."""
-        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev_hash: bytes = GENESIS if head is None else head[0]
-        digest = event_hash(
+    def digest(self, prev_hash: bytes) -> bytes:
+        return event_hash(
             prev_hash,
             at=self.at,
             kind=self.kind,
@@ -525,6 +446,32 @@ class PreparedEvent:
             check=self.check,
             detail=self.detail,
         )
+
+    def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
+        return EventRecord(
+            id=event_id,
+            at=from_ts(self.at),
+            kind=self.kind,
+            device_serial=self.device_serial,
+            outcome=self.outcome,
+            check=self.check,
+            detail=json.loads(self.detail_text),
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+
+    def insert(self, conn: sqlite3.Connection) -> EventRecord:
+        """Chain onto the current head; must run inside the writer transaction.
+
+        On PostgreSQL the connection chains itself, onto the head row its
+        transaction holds locked (brski_storage.postgres).
+        """
+        own = getattr(conn, "insert_event", None)
+        if own is not None:
+            return cast("EventRecord", own(self))
+        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        prev_hash: bytes = GENESIS if head is None else head[0]
+        digest = self.digest(prev_hash)
         cur = conn.execute(
             "INSERT INTO events (at, kind, device_serial, outcome, check_name, detail,"
             " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -540,17 +487,7 @@ class PreparedEvent:
             ),
         )
         assert cur.lastrowid is not None
-        return EventRecord(
-            id=cur.lastrowid,
-            at=from_ts(self.at),
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=json.loads(self.detail_text),
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+        return self.record(cur.lastrowid, prev_hash, digest)
 
 
 def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent]) -> Callable[[sqlite3.Connection], T]:
@@ -575,11 +512,11 @@ def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent
 class SqliteEventLog(EventLog):
     """Event log and lifecycle shared by the SQLite registrar and MASA stores."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     @property
-    def database(self) -> SqliteDatabase:
+    def database(self) -> Database:
         return self._db
 
     async def close(self) -> None:
@@ -705,8 +642,17 @@ def _walk_chain(conn: sqlite3.Connection, start: tuple[int, bytes] | None) -> Ch
         hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
         return None if hit is None else int(hit[0])
 
+    return verify_chain(rows(), locate=locate, last_issued_id=_last_issued_event_id(conn), start=start)
+
+
+def _last_issued_event_id(conn: sqlite3.Connection) -> int | None:
+    """The highest event id ever issued: sqlite_sequence here, the chain head
+    row on PostgreSQL (a rolled-back sequence value would not do)."""
+    own = getattr(conn, "last_issued_event_id", None)
+    if own is not None:
+        return cast("int | None", own())
     seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return verify_chain(rows(), locate=locate, last_issued_id=None if seq is None else seq[0], start=start)
+    return None if seq is None else int(seq[0])
 
 
 def check_limit(limit: int) -> None:

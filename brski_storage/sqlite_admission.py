@@ -13,7 +13,7 @@ from typing import Any
 
 from brski_storage.base import ApprovalDecision, ApprovalRecord, PinnedManufacturer
 from brski_storage.evidence import record_state
-from brski_storage.sqlite import SqliteDatabase, from_ts, from_ts_opt, to_ts
+from brski_storage.sqlite import Database, from_ts, from_ts_opt, to_ts
 
 __all__ = ["SqliteAdmissionMixin"]
 
@@ -56,7 +56,7 @@ def _get_pin(conn: sqlite3.Connection, issuer: str) -> PinnedManufacturer | None
 
 
 class SqliteAdmissionMixin:
-    _db: SqliteDatabase
+    _db: Database
 
     async def get_approval(self, serial: str) -> ApprovalRecord | None:
         return self._db.read_now(lambda conn: _get_approval(conn, serial))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from brski.errors import Conflict, NotFound
 from brski_storage.evidence import record_state
 from brski_storage.lifecycle import CrlRecord, LifecycleStore
-from brski_storage.sqlite import SqliteDatabase, from_ts, to_ts
+from brski_storage.sqlite import Database, from_ts, to_ts
 
 if TYPE_CHECKING:
     from brski_storage.base import CertificateRecord
@@ -38,7 +38,7 @@ def _crl(row: tuple[Any, ...]) -> CrlRecord:
 
 
 class SqliteLifecycleMixin(LifecycleStore):
-    _db: SqliteDatabase
+    _db: Database
 
     async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
         raise NotImplementedError  # provided by the host store

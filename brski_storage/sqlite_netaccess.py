@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from brski_storage.netaccess import DeviceProfile, NetworkAccessStore, NetworkSession
-from brski_storage.sqlite import SqliteDatabase, from_ts, from_ts_opt, require_device, to_ts
+from brski_storage.sqlite import Database, from_ts, from_ts_opt, require_device, to_ts
 
 __all__ = ["SqliteNetworkAccessMixin"]
 
@@ -34,7 +34,7 @@ def _by_id(conn: sqlite3.Connection, sid: int) -> NetworkSession | None:
 
 
 class SqliteNetworkAccessMixin(NetworkAccessStore):
-    _db: SqliteDatabase
+    _db: Database
 
     async def open_network_session(
         self,

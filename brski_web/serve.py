@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -109,6 +110,27 @@ def client_ssl_context(
     return ctx
 
 
+#: How long a stopping worker keeps its open connections for the requests
+#: still to come on them (each answered with "Connection: close").
+DRAIN_S = 10.0
+
+
+async def _drain(runner: web.AppRunner, live: set[Any], seconds: float) -> None:
+    """Wait until the worker's connections are gone, or ``seconds`` passed.
+
+    The listener is closed already, so no connection comes in; each open one
+    (``live``: TLS connections, those still in their handshake included;
+    aiohttp's own list on the stdlib TLS path) ends after its next response
+    (Connection: close) or when its client closes it. Whatever remains at
+    the deadline is closed by the cleanup.
+    """
+    server = runner.server
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (live or (server is not None and server.connections)) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
 async def run_server(
     app: web.Application,
     *,
@@ -119,6 +141,7 @@ async def run_server(
     role: str,
     stop: asyncio.Event | None = None,
     plain_http: tuple[web.Application, int] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop``), then drain and close cleanly.
 
@@ -129,7 +152,25 @@ async def run_server(
     ``plain_http`` = (app, port) also serves a second, TLS-less app (the
     registrar's CRL and OCSP publication); it starts after the main app's
     startup hooks ran, so it may use what they opened.
+
+    ``reuse_port``: listen with SO_REUSEPORT beside the other workers of one
+    service (brski_web/workers.py).
     """
+    share = reuse_port or None
+    draining = asyncio.Event()
+    if reuse_port:
+        # A worker that stops while its siblings keep the port: every response
+        # from here on says "Connection: close", so a client mid-onboarding
+        # reconnects (to a sibling) instead of finding its connection gone.
+        async def close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+            if draining.is_set():
+                # aiohttp has computed the headers when this hook runs: say
+                # "close" here as well, or the client would reuse a
+                # connection the server is about to close.
+                response.force_close()
+                response.headers["Connection"] = "close"
+
+        app.on_response_prepare.append(close_when_draining)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     plain_runner: web.AppRunner | None = None
@@ -137,22 +178,30 @@ async def run_server(
     if plain_http is not None:
         plain_runner = web.AppRunner(plain_http[0], access_log=None, handle_signals=False)
         await plain_runner.setup()
-        plain_site = web.TCPSite(plain_runner, host, plain_http[1], backlog=1024, reuse_address=True)
+        plain_site = web.TCPSite(
+            plain_runner, host, plain_http[1], backlog=1024, reuse_address=True, reuse_port=share
+        )
         await plain_site.start()
         plain_sockets = getattr(plain_site._server, "sockets", None) or []
         plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else plain_http[1]
     tls_server = None
+    site_server: Any = None
+    live: set[Any] = set()
     if isinstance(tls, TlsServerConfig):
         refusals = app.get(HANDSHAKE_REFUSALS)
         assert runner.server is not None  # set by runner.setup()
         tls_server = await start_tls_server(
             runner.server, host=host, port=port, cfg=tls, backlog=1024,
-            on_refused=refusals.add if refusals is not None else None,
+            on_refused=refusals.add if refusals is not None else None, reuse_port=reuse_port,
+            live=live,
         )
         bound = bound_port(tls_server)
     else:
-        site = web.TCPSite(runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True)
+        site = web.TCPSite(
+            runner, host, port, ssl_context=tls, backlog=1024, reuse_address=True, reuse_port=share
+        )
         await site.start()
+        site_server = site._server
         sockets = getattr(site._server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
     url = f"https://{host}:{bound}"
@@ -177,6 +226,11 @@ async def run_server(
         log.info(kv("stopping", role=role))
         if tls_server is not None:
             tls_server.close()
+        if reuse_port:
+            draining.set()
+            if site_server is not None:
+                site_server.close()
+            await _drain(runner, live, DRAIN_S)
         if plain_runner is not None:
             await plain_runner.cleanup()
         await runner.cleanup()

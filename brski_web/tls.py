@@ -199,8 +199,12 @@ class TlsProtocol(asyncio.Protocol):
         inner_factory: ProtocolFactory,
         *,
         handshake_timeout: float = 10.0,
+        live: set[TlsProtocol] | None = None,
     ) -> None:
         self._context = context
+        # The server's open connections, handshaking ones included (a
+        # stopping worker waits for them: brski_web.serve).
+        self._live = live
         self._inner_factory = inner_factory
         self._handshake_timeout = handshake_timeout
         self._state = _State.HANDSHAKE
@@ -220,6 +224,8 @@ class TlsProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._raw = transport
+        if self._live is not None:
+            self._live.add(self)
         conn = self._new_connection()
         conn.set_app_data(self._verification)
         self._conn = conn
@@ -260,6 +266,8 @@ class TlsProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._live is not None:
+            self._live.discard(self)
         self._cancel_timer()
         self._state = _State.CLOSED
         inner, self._inner = self._inner, None
@@ -567,8 +575,9 @@ class TlsServerProtocol(TlsProtocol):
         *,
         handshake_timeout: float = 10.0,
         on_refused: RefusalHook | None = None,
+        live: set[TlsProtocol] | None = None,
     ) -> None:
-        super().__init__(context, inner_factory, handshake_timeout=handshake_timeout)
+        super().__init__(context, inner_factory, handshake_timeout=handshake_timeout, live=live)
         self._on_refused = on_refused
 
     def _new_connection(self) -> SSL.Connection:
@@ -599,6 +608,8 @@ async def start_tls_server(
     reuse: bool = True,
     backlog: int = 128,
     on_refused: RefusalHook | None = None,
+    reuse_port: bool = False,
+    live: set[TlsProtocol] | None = None,
 ) -> asyncio.Server:
     """Listen on *host*:*port* and serve *handler_factory()* protocols over TLS.
 
@@ -613,11 +624,13 @@ async def start_tls_server(
 
     def make_protocol() -> TlsServerProtocol:
         return TlsServerProtocol(
-            ctx, handler_factory, handshake_timeout=cfg.handshake_timeout, on_refused=on_refused
+            ctx, handler_factory, handshake_timeout=cfg.handshake_timeout, on_refused=on_refused,
+            live=live,
         )
 
     return await loop.create_server(
-        make_protocol, host=host, port=port, reuse_address=reuse, backlog=backlog
+        make_protocol, host=host, port=port, reuse_address=reuse, backlog=backlog,
+        reuse_port=reuse_port or None,
     )
 
 

@@ -26,6 +26,7 @@ from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
+from brski_web.workers import WorkerPorts, serve_command
 from masa.config import MasaConfig, database_url, example_config, load_config
 from masa.owners import add_owner, remove_owner
 
@@ -42,7 +43,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = [
         "host", "port", "tls_backend", "tls_cert", "tls_key", "client_cas", "database", "signer_cert", "signer_key",
         "signer_chain", "manufacturer_anchors", "ownership", "ready_file", "log_level", "metrics_port",
-        "allow_inconsistent",
+        "allow_inconsistent", "workers",
     ]
     return {k: getattr(args, k, None) for k in keys}
 
@@ -61,10 +62,13 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from masa.app import create_app
 
-    async def main() -> int:
-        cfg = _config(args)
+    async def serve(cfg: MasaConfig, ports: WorkerPorts | None) -> int:
+        if ports is not None:  # one of several workers on the supervisor's port
+            cfg = replace(cfg, port=ports.port, ready_file=ports.ready_file)
         configure_logging(cfg.log_level, role="masa")
         # RFC 8995 5.5.2: registrars may be unknown in advance; with the
         # pyOpenSSL backend any registrar client certificate is accepted and
@@ -76,10 +80,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             client_cas=[*(cfg.client_cas or cfg.manufacturer_anchors), *cfg.admin_ca],  # + console admins
             client_auth=cfg.client_auth,
         )
-        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="masa")
+        await run_server(create_app(cfg), host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="masa",
+                         reuse_port=ports is not None)
         return 0
 
-    return _run(main)
+    return serve_command("brski masa", "masa", lambda: _config(args), serve)
 
 
 def _idevid_files(paths: list[Path]) -> list[Path]:
@@ -165,6 +170,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
         "--allow-inconsistent", dest="allow_inconsistent", action="store_true", default=None,
         help="serve although the store disagrees with its own event log (logged and recorded as an event)",
     )
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (> 1 needs PostgreSQL)")
     serve.set_defaults(func=cmd_serve)
 
     example = cmds.add_parser("config-example", help="print the documented example config (masa.toml)")
@@ -186,6 +192,9 @@ def _build(sub: argparse.ArgumentParser) -> None:
         p.set_defaults(func=cmd_owners)
     # audit verify|export over the hash-chained event log.
     add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
+    from brski_cli.store_cmd import add_store_commands
+
+    add_store_commands(cmds, role="masa", common=_common, database=_database, opener=open_masa_store, run=_run)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,6 +16,7 @@ from brski.settings import REQUIRED, check_tables, example_toml, load_settings, 
 from brski_hsm import KeyRef, Pkcs11Settings
 from brski_web import server_settings as common
 from brski_web.configfile import read_toml, resolve_sqlite_url
+from brski_web.workers import check_workers
 
 __all__ = ["MasaConfig", "database_url", "example_config", "load_config"]
 
@@ -40,6 +41,8 @@ class MasaConfig:
                                      help="CAs whose registrars may connect with a client certificate (stdlib TLS)")
     client_auth: str = setting("optional", section=_S, choices=("optional", "require"),
                                help="ask registrars for a client certificate, or require one")
+    workers: int = setting(1, section=_S, min=1, max=64,
+                           help="worker processes serving the port (brski_web/workers.py); more than 1 needs PostgreSQL")
     ready_file: Path | None = common.ready_file(_S)
     log_level: str = common.log_level(_S)
     metrics_port: int | None = common.metrics_port(_S, example=9443)
@@ -91,6 +94,7 @@ class MasaConfig:
         return Pkcs11Settings(module=self.pkcs11_module, pin_file=self.pkcs11_pin_file, pin_env=self.pkcs11_pin_env)
 
     def __post_init__(self) -> None:
+        check_workers(self.workers, self.database)
         if not self.manufacturer_anchors:
             raise ConfigError("at least one manufacturer anchor is needed", check="config.anchors")
 

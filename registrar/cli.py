@@ -20,6 +20,7 @@ from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
+from brski_web.workers import WorkerPorts, serve_command
 from registrar.config import RegistrarConfig, database_url, example_config, load_config
 from registrar.lifecycle_cli import network_json
 
@@ -29,6 +30,7 @@ _OVERRIDE_KEYS = [
     "host", "port", "tls_backend", "tls_cert", "tls_key", "database", "ca_cert", "ca_key", "ra_cert", "ra_key",
     "manufacturer_anchors", "masa_trust", "masa_url_override", "public_url", "ready_file", "log_level",
     "http_port", "allow_crl_mismatch", "allow_inconsistent", "mdns_interfaces", "proxy_addresses", "metrics_port",
+    "workers",
 ]
 
 
@@ -52,11 +54,14 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from registrar.admin import create_revocation_app
     from registrar.app import create_app
 
-    async def main() -> int:
-        cfg = _config(args)
+    async def serve(cfg: RegistrarConfig, ports: WorkerPorts | None) -> int:
+        if ports is not None:  # one of several workers on the supervisor's ports
+            cfg = replace(cfg, port=ports.port, http_port=ports.http_port, ready_file=ports.ready_file)
         configure_logging(cfg.log_level, role="registrar")
         # Pledges authenticate with IDevIDs (manufacturer anchors), renewing
         # devices with LDevIDs (the domain CA); nothing else is trusted.
@@ -71,11 +76,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # CRL and OCSP over plain HTTP (issue 5, registrar/revocation.py).
         plain = (create_revocation_app(app), cfg.http_port) if cfg.http_port else None
         await run_server(
-            app, host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar", plain_http=plain
+            app, host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar", plain_http=plain,
+            reuse_port=ports is not None,
         )
         return 0
 
-    return _run(main)
+    return serve_command("brski registrar", "registrar", lambda: _config(args), serve)
 
 
 def _device_json(d: Any) -> dict[str, Any]:
@@ -195,6 +201,7 @@ def _build(sub: argparse.ArgumentParser) -> None:
                        help="announce _brski-registrar._tcp over mDNS on this interface (repeatable)")
     serve.add_argument("--proxy-address", dest="proxy_addresses", action="append", metavar="ADDR",
                        help="a join proxy's address or network: its connections are logged via=proxy")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (> 1 needs PostgreSQL)")
     serve.set_defaults(func=cmd_serve)
 
     example = cmds.add_parser("config-example", help="print the documented example config (registrar.toml)")
@@ -221,6 +228,12 @@ def _build(sub: argparse.ArgumentParser) -> None:
         cmds, role="registrar", common=_common,
         open_store=lambda a: open_registrar_store(database_url(a.config, a.database)),
         state_checks=_revocation_checks,
+    )
+    from brski_cli.store_cmd import add_store_commands
+
+    add_store_commands(
+        cmds, role="registrar", common=_common, database=lambda a: database_url(a.config, a.database),
+        opener=open_registrar_store, run=_run,
     )
     for verb, text in (("approve", "let a queued (or not yet seen) device join"), ("reject", "refuse a device")):
         p = dcmds.add_parser(verb, help=f"approval queue: {text}")

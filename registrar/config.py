@@ -21,6 +21,7 @@ from brski.settings import REQUIRED, check_tables, example_toml, load_settings, 
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
 from brski_web import server_settings as common
 from brski_web.configfile import read_toml, resolve_sqlite_url
+from brski_web.workers import check_workers
 from registrar.netaccess import NetworkAccessConfig, parse_network_access
 from registrar.policy import (
     MAX_RETRY_AFTER_S,
@@ -59,6 +60,8 @@ class RegistrarConfig:
                              help="the registrar's TLS certificate chain (PEM, leaf first)")
     tls_key: Path = setting(REQUIRED, section=_S, path=True, example="certs/dev/registrar/tls.key",
                             help="its private key (PEM)")
+    workers: int = setting(1, section=_S, min=1, max=64,
+                           help="worker processes serving the port (brski_web/workers.py); more than 1 needs PostgreSQL")
     ready_file: Path | None = common.ready_file(_S)
     log_level: str = common.log_level(_S)
     # Lifecycle: a plain-HTTP listener serving only /crl and /ocsp (RFC 5280
@@ -220,6 +223,7 @@ class RegistrarConfig:
         return [*legacy, *self.admission.manufacturers]
 
     def __post_init__(self) -> None:
+        check_workers(self.workers, self.database)
         # The tables parsed by their own rules; entries may already be parsed
         # (load_config resolves the anchors against the file's directory).
         admission = AdmissionPolicy(

@@ -24,13 +24,21 @@ What is measured, and how:
   in the list and a serial-prefix search. ``--console-only N`` measures just
   this, on a fresh lab with N preloaded devices (e.g. 10000).
 
-Usage: ``python tools/bench.py [--seconds S] [--concurrency C] [--skip-1m] [--console-only N]``.
+* the store engines and worker counts side by side (``--database``,
+  ``--workers``): by default SQLite with one worker per role, then
+  PostgreSQL (a throw-away cluster, fsync on) with 1 and with 2 workers per
+  role, each on fresh stores; the CPU per onboarding there adds up every
+  worker of a role, and the PostgreSQL server's own CPU is reported beside.
+
+Usage: ``python tools/bench.py [--seconds S] [--concurrency C] [--skip-1m]
+[--database sqlite,postgresql] [--workers 1,2] [--console-only N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -200,10 +208,47 @@ def console_only(work: Path, devices: int) -> int:
 # --- the fleet ----------------------------------------------------------------------
 
 
-def run_fleet(lab: Lab, out: Path, *, count: int, concurrency: int, processes: int, seconds: float) -> dict[str, Any]:
+def role_pids(lab: Lab, name: str) -> list[int]:
+    """The process serving ``name`` and, with workers, every worker (from its ready file)."""
+    try:
+        workers = json.loads((lab.workdir / f"{name}.ready").read_text()).get("workers", [])
+    except (OSError, ValueError):
+        workers = []
+    return [lab.pid(name), *workers]
+
+
+def postgres_pids(cluster: Any) -> list[int]:
+    """The postmaster and its backends (their parent is the postmaster)."""
+    if cluster is None:
+        return []
+    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == master:
+            kids.append(int(stat.parent.name))
+    return [master, *kids]
+
+
+def group_cpu(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_seconds(pid)
+        except OSError:
+            pass  # exited meanwhile
+    return out
+
+
+def run_fleet(
+    lab: Lab, out: Path, *, count: int, concurrency: int, processes: int, seconds: float, cluster: Any = None
+) -> dict[str, Any]:
     """One timed fleet run; the fleet generates its IDevIDs and registers them
     with the MASA's store before its clock starts."""
-    pids = {name: lab.pid(name) for name in ("registrar", "masa")}
+    groups = {name: role_pids(lab, name) for name in ("registrar", "masa")}
     summary_path = out / "fleet.json"
     summary_path.unlink(missing_ok=True)
     cmd = lab.fleet_command(
@@ -215,19 +260,24 @@ def run_fleet(lab: Lab, out: Path, *, count: int, concurrency: int, processes: i
     proc = subprocess.Popen(cmd, text=True, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     first = proc.stderr.read(1)
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    if cluster is not None:
+        groups["postgresql"] = postgres_pids(cluster)  # backends exist once the fleet runs
+    before = {name: group_cpu(p) for name, p in groups.items()}
     sys.stderr.write(first)
     while chunk := proc.stderr.read(256):
         sys.stderr.write(chunk)
         sys.stderr.flush()
     proc.wait(timeout=seconds * 4 + 300)
-    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    after = {name: group_cpu(p) for name, p in groups.items()}
     if not summary_path.exists():
         raise SystemExit(f"the fleet produced no summary (exit {proc.returncode})")
     summary: dict[str, Any] = json.loads(summary_path.read_text())
     ok = max(summary["successes"], 1)
+    # A process present at both samples counts (a backend that came or went
+    # in between is missed: the figure is a lower bound for PostgreSQL).
     summary["cpu_ms_per_enrollment"] = {
-        name: round((after[name] - before[name]) * 1000 / ok, 3) for name in pids
+        name: round(sum(after[name][p] - before[name][p] for p in before[name] if p in after[name]) * 1000 / ok, 3)
+        for name in groups
     }
     return summary
 
@@ -428,18 +478,60 @@ def voucher_bench() -> dict[str, Any] | None:
 # --- main ---------------------------------------------------------------------------
 
 
-def start_lab(work: Path) -> Lab:
+def start_lab(work: Path, *, workers: int = 1, cluster: Any = None) -> Lab:
+    """MASA and registrar on fresh stores: SQLite files, or new schemas in ``cluster``."""
     shutil.rmtree(work, ignore_errors=True)
     masa_port, registrar_port = free_port(), free_port()
     certs = work / "certs"
     ensure_dev_pki(certs, pledges=1, masa_url=f"https://localhost:{masa_port}")
-    lab = Lab(workdir=work / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port)
+    stores = {} if cluster is None else {
+        "registrar_database": cluster.new_schema("registrar"), "masa_database": cluster.new_schema("masa")}
+    lab = Lab(workdir=work / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
+              workers=workers, **stores)
     lab.write_configs()
     lab.import_devices()  # also creates the MASA store through its migrations
-    create_registrar_store(f"sqlite:///{(lab.workdir / 'registrar.db').resolve()}")
-    lab.start("masa")
-    lab.start("registrar")
+    create_registrar_store(lab.db_url("registrar"))
+    lab.start("masa", timeout=120)
+    lab.start("registrar", timeout=120)
     return lab
+
+
+def configurations(databases: str, workers: str) -> list[tuple[str, int]]:
+    """(engine, workers) pairs to run; SQLite only with one worker (one writer)."""
+    dbs = [d.strip() for d in databases.split(",") if d.strip()]
+    counts = [int(w) for w in workers.split(",") if w.strip()]
+    bad = set(dbs) - {"sqlite", "postgresql"}
+    if bad or not dbs or not counts or min(counts) < 1:
+        raise SystemExit(f"--database takes sqlite,postgresql and --workers positive integers (got {databases!r}, {workers!r})")
+    return [(d, w) for d in dbs for w in counts if not (d == "sqlite" and w > 1)]
+
+
+def engine_runs(work: Path, configs: list[tuple[str, int]], args: argparse.Namespace, count: int) -> list[dict[str, Any]]:
+    """One fleet run per (engine, workers) on fresh stores; PostgreSQL on a
+    throw-away cluster with fsync on, as in production."""
+    from brski_cli.pgcluster import pg_cluster
+
+    runs: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(pg_cluster(durable=True)) if any(d == "postgresql" for d, _ in configs) else None
+        for database, workers in configs:
+            print(f"\n== {database}, {workers} worker(s) per role ==", flush=True)
+            lab = start_lab(work / f"{database}-{workers}", workers=workers,
+                            cluster=cluster if database == "postgresql" else None)
+            try:
+                fleet = run_fleet(lab, work, count=count, concurrency=args.concurrency, processes=args.processes,
+                                  seconds=args.seconds, cluster=cluster if database == "postgresql" else None)
+            finally:
+                lab.stop_all()
+            cpu = fleet["cpu_ms_per_enrollment"]
+            runs.append({
+                "database": database, "workers": workers, "enrollments_per_s": fleet["enrollments_per_s"],
+                "errors": fleet["failures"], "p50_ms": fleet["latency_ms"]["total"]["p50"],
+                "p99_ms": fleet["latency_ms"]["total"]["p99"],
+                "registrar_cpu_ms_per_enrollment": cpu["registrar"], "masa_cpu_ms_per_enrollment": cpu["masa"],
+                "postgresql_cpu_ms_per_enrollment": cpu.get("postgresql"),
+            })
+    return runs
 
 
 def main() -> int:
@@ -452,13 +544,25 @@ def main() -> int:
     ap.add_argument("--workdir", default="var/bench")
     ap.add_argument("--out", default="bench-results.json")
     ap.add_argument("--console-only", type=int, metavar="N", help="only the console paging, N preloaded devices")
+    ap.add_argument("--database", default=os.environ.get("BENCH_DATABASE", "sqlite,postgresql"),
+                    help="store engines to compare: sqlite, postgresql or both (comma-separated)")
+    ap.add_argument("--workers", default=os.environ.get("BENCH_WORKERS", "1,2"),
+                    help="worker processes per role to compare, e.g. 1,2 (SQLite runs with 1 only)")
+    ap.add_argument("--engines-only", action="store_true",
+                    help="only the engine/worker comparison (no ceilings, no 1M store)")
     args = ap.parse_args()
+    configs = configurations(args.database, args.workers)
     work = Path(args.workdir).resolve()
     if args.console_only:
         return console_only(work, args.console_only)
     count = int(args.seconds * 300) + 500  # more IDevIDs than the fleet can use in the time
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}")
     print(f"fleet: concurrency {args.concurrency}, {args.processes} processes, {args.seconds:g} s per run")
+    if args.engines_only:
+        runs = engine_runs(work, configs, args, count)
+        Path(args.out).write_text(json.dumps({"engines": runs}, indent=2) + "\n")
+        print_engines(runs)
+        return 0
 
     lab = start_lab(work)
     try:
@@ -481,6 +585,17 @@ def main() -> int:
     finally:
         lab.stop_all()
 
+    # The baseline above is SQLite with one worker; the other engine/worker
+    # configurations run next, each on fresh stores.
+    runs = engine_runs(work, [c for c in configs if c != ("sqlite", 1)], args, count)
+    runs.insert(0, {
+        "database": "sqlite", "workers": 1, "enrollments_per_s": empty["enrollments_per_s"],
+        "errors": empty["failures"], "p50_ms": empty["latency_ms"]["total"]["p50"],
+        "p99_ms": empty["latency_ms"]["total"]["p99"],
+        "registrar_cpu_ms_per_enrollment": empty["cpu_ms_per_enrollment"]["registrar"],
+        "masa_cpu_ms_per_enrollment": empty["cpu_ms_per_enrollment"]["masa"],
+        "postgresql_cpu_ms_per_enrollment": None,
+    })
     bare_ms = bare_http_cpu(lab.certs)
     p256 = openssl_p256(3)
     vouchers = voucher_bench()
@@ -534,11 +649,22 @@ def main() -> int:
         "preload_seconds": round(preload_s, 1) if preload_s is not None else None,
         "vouchers": vouchers,
         "console_paging": console,
+        "engines": runs,
     }
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print_report(results)
     print(f"\nwritten: {args.out}")
     return 0
+
+
+def print_engines(runs: list[dict[str, Any]]) -> None:
+    print("\nstore engine / workers per role:  enrolments/s  errors  p50 ms  p99 ms  CPU ms per onboarding:"
+          " registrar  MASA  PostgreSQL")
+    for r in runs:
+        pg = "-" if r["postgresql_cpu_ms_per_enrollment"] is None else r["postgresql_cpu_ms_per_enrollment"]
+        print(f"  {r['database']:<10} {r['workers']:>2} worker(s) {r['enrollments_per_s']:>14} {r['errors']:>7}"
+              f" {r['p50_ms']!s:>7} {r['p99_ms']!s:>7} {r['registrar_cpu_ms_per_enrollment']:>33}"
+              f" {r['masa_cpu_ms_per_enrollment']:>5} {pg!s:>11}")
 
 
 def print_report(r: dict[str, Any]) -> None:
@@ -572,6 +698,7 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"console device list:         {c['devices']:,} devices, {c['pages_walked']} pages of {c['page_size']}: p50 {c['page_ms_p50']} ms,"
               f" max {c['page_ms_max']} ms, registrar CPU {c['registrar_cpu_ms_per_page']} ms/page;"
               f" deep page {c['deep_page_ms']} ms, prefix search {c['prefix_search_ms']} ms")
+    print_engines(r.get("engines", []))
     v = r.get("vouchers")
     if isinstance(v, dict) and "error" not in v:
         print("voucher sign/verify (tools/bench_vouchers.py): " + json.dumps(v)[:400])

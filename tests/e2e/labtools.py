@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import ssl
 import subprocess
 import urllib.error
@@ -11,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from brski_cli.lab import Lab
+from tests.conftest import raw_rows
 
 
 def pledge_dirs(lab: Lab) -> list[Path]:
@@ -26,13 +26,10 @@ def openssl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
 
 
-def rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    """Read a store directly, not through the project's storage code."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
+def rows(db: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Read a store directly, not through the project's storage code: a
+    SQLite file, or a store URL of either engine (``lab.db_url(role)``)."""
+    return raw_rows(db if isinstance(db, str) else f"sqlite:///{db}", sql, params)
 
 
 def post(

@@ -37,7 +37,7 @@ def test_fleet_over_two_processes_enrols_every_generated_pledge(lab: Lab, tmp_pa
         assert q["p50"] is not None and q["p50"] <= q["p95"] <= q["p99"]
     # The store agrees with the summary: one issued LDevID per generated device.
     enrolled = rows(
-        lab.workdir / "registrar.db",
+        lab.db_url("registrar"),
         "SELECT count(DISTINCT c.device_serial) FROM certificates c JOIN devices d"
         " ON d.serial = c.device_serial WHERE c.state = 'issued' AND d.state = 'enrolled'"
         " AND d.serial NOT LIKE 'PLG-%'",

@@ -36,18 +36,18 @@ def test_one_pledge_per_format_onboards_and_the_voucher_is_in_that_format(lab: L
         # The registrar stored the voucher with the negotiated media type, and
         # asked the MASA in the pledge's own format.
         ((stored_media, blob),) = rows(
-            lab.workdir / "registrar.db", "SELECT media_type, voucher FROM vouchers WHERE serial = ?", (serial,)
+            lab.db_url("registrar"), "SELECT media_type, voucher FROM vouchers WHERE serial = ?", (serial,)
         )
         assert stored_media == media
         ((request_media, rvr),) = rows(
-            lab.workdir / "registrar.db",
+            lab.db_url("registrar"),
             "SELECT media_type, registrar_request FROM voucher_requests WHERE serial = ?",
             (serial,),
         )
         assert request_media == media
         assert isinstance(rvr, bytes)
         assert isinstance(verify_artifact(rvr, media_type=media, kind=VoucherRequest).payload, VoucherRequest)
-        ((masa_media,),) = rows(lab.workdir / "masa.db", "SELECT media_type FROM vouchers WHERE serial = ?", (serial,))
+        ((masa_media,),) = rows(lab.db_url("masa"), "SELECT media_type FROM vouchers WHERE serial = ?", (serial,))
         assert masa_media == media
 
         # The stored bytes are a voucher in that format, for that pledge, by the MASA.

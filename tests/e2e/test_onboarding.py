@@ -37,8 +37,8 @@ def test_three_pledges_onboard_and_results_verify_independently(lab: Lab, tmp_pa
         subject = _openssl("x509", "-in", str(ldevid), "-noout", "-subject", "-nameopt", "RFC2253")
         assert f"serialNumber={pledge_dir.name}" in subject.stdout
 
-    registrar_db = lab.workdir / "registrar.db"
-    masa_db = lab.workdir / "masa.db"
+    registrar_db = lab.db_url("registrar")
+    masa_db = lab.db_url("masa")
     # Each voucher the registrar received verifies with openssl against the
     # manufacturer anchor the pledges hold.
     vouchers = _rows(registrar_db, "SELECT serial, voucher FROM vouchers")
@@ -75,12 +75,12 @@ def test_bad_request_is_refused_recorded_and_a_good_pledge_still_enrolls(lab: La
     status, problem = _post(lab, "/.well-known/brski/requestvoucher", b"{}", "text/plain", tmp_path)
     assert status == 415 and problem["check"] == "http.content-type"
     refusals = _rows(
-        lab.workdir / "registrar.db", "SELECT check_name FROM events WHERE outcome = 'refuse'"
+        lab.db_url("registrar"), "SELECT check_name FROM events WHERE outcome = 'refuse'"
     )
     assert "http.content-type" in {r[0] for r in refusals}
-    issued_before = _rows(lab.workdir / "registrar.db", "SELECT count(*) FROM certificates")[0][0]
+    issued_before = _rows(lab.db_url("registrar"), "SELECT count(*) FROM certificates")[0][0]
     pledge_dir = _pledge_dirs(lab)[-1]
     proc = _enroll(lab, pledge_dir, tmp_path / "again")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    issued_after = _rows(lab.workdir / "registrar.db", "SELECT count(*) FROM certificates")[0][0]
+    issued_after = _rows(lab.db_url("registrar"), "SELECT count(*) FROM certificates")[0][0]
     assert issued_after == issued_before + 1

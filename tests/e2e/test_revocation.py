@@ -174,7 +174,7 @@ def test_revocation_is_published_by_crl_and_ocsp_and_enforced(lab: Lab, tmp_path
     refused = enroll(lab, pledge, tmp_path / "retry")
     assert refused.returncode == 1 and "registrar.device-revoked" in refused.stdout, refused.stdout
     # Every admin action is an event naming the admin.
-    kinds = rows(lab.workdir / "registrar.db", "SELECT kind, detail FROM events WHERE kind LIKE 'admin.%'")
+    kinds = rows(lab.db_url("registrar"), "SELECT kind, detail FROM events WHERE kind LIKE 'admin.%'")
     assert {"admin.revoked", "admin.device-shown"} <= {k for k, _ in kinds}
     assert all("CN=admin" in str(d) for _, d in kinds)
 
@@ -241,7 +241,7 @@ def test_renewal_same_key_and_new_key(lab: Lab, tmp_path: Path) -> None:
     assert rekey.returncode == 0, rekey.stdout + rekey.stderr
     third = x509.load_pem_x509_certificate((out / "ldevid.crt").read_bytes())
     assert third.public_key() != second.public_key()
-    db = lab.workdir / "registrar.db"
+    db = lab.db_url("registrar")
     states = [r[0] for r in rows(db, "SELECT to_state FROM device_transitions WHERE serial = ? ORDER BY id", (pledge.name,))]
     assert states[-2:] == ["renewed", "renewed"]
     renews = rows(db, "SELECT renews FROM certificates WHERE cert_serial = ?", (format(second.serial_number, "x"),))
@@ -274,11 +274,11 @@ def test_decommission_then_factory_reset_onboards_with_a_new_ldevid(lab: Lab, tm
     old = x509.load_pem_x509_certificate((out / "ldevid.crt").read_bytes())
     new = x509.load_pem_x509_certificate((tmp_path / "second" / "ldevid.crt").read_bytes())
     assert new.serial_number != old.serial_number and new.public_key() != old.public_key()
-    states = [r[0] for r in rows(lab.workdir / "registrar.db",
+    states = [r[0] for r in rows(lab.db_url("registrar"),
                                  "SELECT to_state FROM device_transitions WHERE serial = ? ORDER BY id", (pledge.name,))]
     i = states.index("decommissioned")
     assert states[i:i + 4] == ["decommissioned", "discovered", "voucher-obtained", "enrolled"]
-    kinds = {r[0] for r in rows(lab.workdir / "registrar.db", "SELECT kind FROM events WHERE device_serial = ?", (pledge.name,))}
+    kinds = {r[0] for r in rows(lab.db_url("registrar"), "SELECT kind FROM events WHERE device_serial = ?", (pledge.name,))}
     assert {"device.decommissioned", "credential.revoked", "policy.reonboard", "credential.issued"} <= kinds
     verify = subprocess.run(
         [sys.executable, "-m", "brski_cli", "registrar", "audit", "verify", "--config", str(lab.workdir / "registrar.toml")],

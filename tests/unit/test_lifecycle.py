@@ -10,16 +10,18 @@ import hashlib
 import io
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from brski.ca import new_serial
 from brski.errors import Conflict, NotFound
 from brski_cli import main as brski
 from brski_storage import RegistrarStore, open_masa_store, open_registrar_store
+from tests.conftest import raw_execute
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,8 +31,13 @@ def key(n: int) -> bytes:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+def url(new_store_url: Callable[[str], str]) -> str:
+    return new_store_url("registrar")
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(url)
     try:
         for serial in ("DEV-1", "DEV-2"):
             await s.upsert_device(serial, idevid_issuer="CN=ca", idevid_fingerprint=serial,
@@ -48,6 +55,14 @@ async def _issue(store: RegistrarStore, serial: int, device: str, spki: bytes, *
     await store.complete_certificate(serial, der=b"\x30\x00", not_before=T0, not_after=T0 + timedelta(days=1), at=T0)
 
 
+_INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+def _blob(value: bytes, url: str) -> str:
+    """A bytes literal in the store's dialect."""
+    return f"X'{value.hex()}'" if url.startswith("sqlite") else f"'\\x{value.hex()}'::bytea"
+
+
 def test_serials_have_at_least_64_random_bits() -> None:
     serials = [new_serial() for _ in range(2000)]
     assert len(set(serials)) == len(serials)
@@ -57,7 +72,7 @@ def test_serials_have_at_least_64_random_bits() -> None:
         assert {(s >> bit) & 1 for s in serials} == {0, 1}
 
 
-async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, tmp_path: Path) -> None:
+async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, url: str) -> None:
     await _issue(store, 0x1001, "DEV-1", key(1))
     with pytest.raises(Conflict) as exc:  # the same key again, even for another device
         await store.reserve_certificate(cert_serial=0x1002, device_serial="DEV-2", spki_sha256=key(1), at=T0)
@@ -65,14 +80,12 @@ async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, tmp_
     with pytest.raises(Conflict):  # the same serial again
         await store.reserve_certificate(cert_serial=0x1001, device_serial="DEV-2", spki_sha256=key(2), at=T0)
     # The database itself refuses, not only the code: a raw insert fails.
-    conn = sqlite3.connect(tmp_path / "registrar.db")
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state, reserved_at)"
-                     " VALUES ('abc', 'DEV-2', ?, 'reserved', 'x')", (key(1),))
-    conn.close()
+    with pytest.raises(_INTEGRITY):
+        raw_execute(url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state, reserved_at)"
+                          f" VALUES ('abc', 'DEV-2', {_blob(key(1), url)}, 'reserved', 'x')"])
 
 
-async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, tmp_path: Path) -> None:
+async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, url: str) -> None:
     await _issue(store, 0x2001, "DEV-1", key(3))
     await _issue(store, 0x2002, "DEV-1", key(3), renews=0x2001)
     latest = await store.latest_certificate_for_key(key(3))
@@ -87,11 +100,9 @@ async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, tmp
     with pytest.raises(Conflict):  # a revoked certificate is not renewed
         await store.reserve_renewal(cert_serial=0x2006, renews=0x2002, spki_sha256=key(3), at=T0)
     # Raw SQL cannot move a key to another device through a "renewal" either.
-    conn = sqlite3.connect(tmp_path / "registrar.db")
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state,"
-                     " reserved_at) VALUES ('77', 'DEV-2', ?, '2002', 'reserved', 'x')", (key(3),))
-    conn.close()
+    with pytest.raises(_INTEGRITY):
+        raw_execute(url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state,"
+                          f" reserved_at) VALUES ('77', 'DEV-2', {_blob(key(3), url)}, '2002', 'reserved', 'x')"])
     assert await store.revoked_count() == 1
 
 
@@ -167,19 +178,17 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     ],
 )
 def test_audit_verify_names_each_tampering(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str, tamper: list[str], problem: str, first_bad: int
+    new_store_url: Callable[[str], str], engine: str, capsys: pytest.CaptureFixture[str], role: str,
+    tamper: list[str], problem: str, first_bad: int
 ) -> None:
-    db = tmp_path / f"{role}.db"
-    url = f"sqlite:///{db}"
+    url = new_store_url(role)
     asyncio.run(_events(url, role))
     code, out = _cli(capsys, role, "audit", "verify", "--database", url)
     assert code == 0 and "intact: 10 events" in out
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("BEGIN")
-    for sql in tamper:
-        conn.execute(sql)
-    conn.execute("COMMIT")
-    conn.close()
+    if engine == "postgresql":
+        # An attacker with DBA rights first drops the constraints in the way.
+        tamper = ["ALTER TABLE events DROP CONSTRAINT events_id_check", *tamper]
+    raw_execute(url, tamper)
     code, out = _cli(capsys, role, "audit", "verify", "--database", url)
     assert code == 1, out
     assert f"TAMPERED: {problem} at event {first_bad}" in out

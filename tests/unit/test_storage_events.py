@@ -9,9 +9,8 @@ fails on the caller's side before anything is written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +26,8 @@ def ev(kind: str, serial: str | None = "P-1", **detail: Any) -> NewEvent:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(new_store_url("registrar"))
     await s.upsert_device("P-1", idevid_issuer="CN=mfr", idevid_fingerprint="aa", manufacturer="m", at=T0)
     try:
         yield s

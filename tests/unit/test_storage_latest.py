@@ -7,9 +7,8 @@ and must not see another device's rows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(new_store_url("registrar"))
     for serial in ("P-1", "P-2"):
         await s.upsert_device(serial, idevid_issuer="CN=m", idevid_fingerprint=serial, manufacturer="m", at=T0)
     try:
