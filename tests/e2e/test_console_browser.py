@@ -26,6 +26,9 @@ from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from tests.e2e.browser import browser_home, require_browser, start_browser
 from tests.e2e.labtools import openssl, rows
 
+# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
+pytestmark = pytest.mark.sqlite_only
+
 WAIT_S = 90
 
 

@@ -14,8 +14,13 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from brski_cli.lab import Lab
 from tests.e2e.labtools import enroll, rows
+
+# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
+pytestmark = pytest.mark.sqlite_only
 
 
 def _curl(lab: Lab, path: str, *args: str, cert: str | None = "masa") -> tuple[int, str]:

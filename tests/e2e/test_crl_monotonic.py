@@ -19,10 +19,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from brski_cli.lab import Lab
 from tests.e2e.labtools import enroll, openssl, pledge_dirs, rows
+
+# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
+pytestmark = pytest.mark.sqlite_only
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,8 +23,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from brski_cli.lab import Lab
 from tests.e2e.labtools import enroll, pledge_dirs, rows
+
+# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
+pytestmark = pytest.mark.sqlite_only
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -27,6 +27,9 @@ from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from tests.e2e.labtools import post, rows
 from tests.tls_old import restrict_to_tls11
 
+# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
+pytestmark = pytest.mark.sqlite_only
+
 COUNT = 16
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
