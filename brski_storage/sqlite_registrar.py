@@ -153,6 +153,10 @@ def _voucher_request(r: tuple[Any, ...]) -> VoucherRequestRecord:
 
 
 class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
+        _change_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
+
     # --- devices -----------------------------------------------------------
 
     async def upsert_device(
@@ -328,7 +332,7 @@ class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEve
             ).lastrowid
             assert rowid is not None
             if then is not None:
-                _change_state(conn, serial, then.state, ts, then.reason)
+                _change_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
             return rowid
 
         return await self._db.write(with_events(run, events))
@@ -462,7 +466,7 @@ class SqliteRegistrarStore(SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEve
                 params,
             )
             if then is not None:
-                _change_state(conn, current.device_serial, then.state, ts, then.reason)
+                _change_state(conn, current.device_serial, then.state, ts, then.reason, expect=then.expect)
             return _require_cert(conn, serial)
 
         return await self._db.write(with_events(run, events))

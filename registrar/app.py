@@ -32,13 +32,13 @@ from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
+from registrar.admission import AdmissionControl
 from registrar.config import RegistrarConfig
 from registrar.console import create_registrar_console
 from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
 from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
-from registrar.policy import RegistrarPolicy
 from registrar.revocation import RevocationPublisher, check_published_crl
 from registrar.service import RegistrarService
 from registrar.voucher_service import VoucherService
@@ -92,13 +92,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     transport.observer = metrics.masa_round_trip
     # CRL DP and AIA OCSP written into every LDevID (issue 5; see registrar/revocation.py).
     public = cfg.revocation_base
-    policy = RegistrarPolicy(
+    admission = AdmissionControl(
         store=store,
         policy=replace(cfg.admission, manufacturers=tuple(cfg.manufacturers)),
         own_domain_id=base64.b64encode(domain_id(keys.ca_cert)).decode(),  # RFC 8995 5.8.2
     )
-    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=policy.anchors)
-    ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
+    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=admission.anchors)
+    ctx.enroll_gate = lambda serial, now: admission.enroll_gate(serial, now=now)
     ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
     try:
         # RFC 5280 3.3: never serve on a store that contradicts its last CRL.
@@ -119,7 +119,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         # RFC 8995 5.2: every voucher format the core can sign and verify.
         vouchers=VoucherService(
             ctx,
-            policy=policy,
+            admission=admission,
             masa=MasaClient(transport),
             masa_url_override=cfg.masa_url_override,
             supported_media=supported_media_types(),

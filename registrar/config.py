@@ -29,7 +29,7 @@ Example (``registrar.toml``)::
     body_read_timeout_s = 10.0                        # a request body must arrive within this
     accept_base64_voucher_requests = false            # labs only: decode base64 text bodies
 
-    # Admission policy (issue 4; see registrar/policy.py for every key):
+    # Admission policy (issue 4; see registrar/admission.py for every key):
     # [[registrar.manufacturers]] name/anchor/policy ("brski", "first-use", "deny"),
     # allow_serials, deny_serials, unlisted_devices ("admit", "queue", "refuse"),
     # approval_retry_after_s, audit_review, audit_allowed_domains, audit_other_domains.
@@ -45,7 +45,7 @@ from brski.errors import ConfigError
 from brski.ldevid import LdevidProfiles, profiles_from_config
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
 from brski_web.configfile import load_sections, merge, resolve_sqlite_url
-from registrar.policy import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
+from registrar.admission import AdmissionPolicy, ManufacturerEntry, parse_manufacturers
 
 __all__ = ["RegistrarConfig", "database_url", "load_config"]
 
@@ -87,7 +87,7 @@ _REGISTRAR_KEYS = {
     "pkcs11_pin_env",
     "masa_client_cert",
     "masa_client_key",
-    # admission policy (registrar/policy.py)
+    # admission policy (registrar/admission.py)
     "manufacturers",
     "allow_serials",
     "deny_serials",
@@ -135,7 +135,7 @@ class RegistrarConfig:
     ready_file: Path | None
     log_level: str
     body_read_timeout_s: float = 10.0
-    # Who may join (registrar/policy.py); `manufacturer_anchors` are policy "brski".
+    # Who may join (registrar/admission.py); `manufacturer_anchors` are policy "brski".
     admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     # Lifecycle (issue 5). http_port: a plain-HTTP listener serving only /crl
     # and /ocsp (RFC 5280 4.2.1.13, RFC 6960 A.1). revocation_url: base URL

@@ -16,8 +16,8 @@ from typing import Any
 
 from cryptography import x509
 
-from brski.errors import ChainInvalid, Forbidden, PolicyRefused, Unauthenticated
-from brski.lifecycle import BLOCKED, INITIAL_STATE, DeviceState, LifecycleEvent, next_state
+from brski.errors import ChainInvalid, Forbidden, Unauthenticated
+from brski.lifecycle import BLOCKED, DeviceState
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
 from brski_storage.base import CertificateRecord, NewEvent, RegistrarStore
 from brski_web.identity import PeerIdentity
@@ -44,7 +44,7 @@ class RegistrarContext:
         self.keys = keys
         self.anchors = manufacturer_anchors
         self._ca_subject = keys.ca_cert.subject
-        # Admission policy hook (registrar/policy.py): RFC 8995 5.8.3 "the
+        # Admission policy hook (registrar/admission.py): RFC 8995 5.8.3 "the
         # Registrar MUST then refuse any EST actions" when a device's audit
         # log or an operator's rejection says so. None: no policy gate.
         self.enroll_gate: Callable[[str, datetime], Awaitable[None]] | None = None
@@ -121,44 +121,6 @@ class RegistrarContext:
                 serial=device.serial,
             )
         return record
-
-    async def admit_known_device(self, serial: str, *, now: datetime) -> DeviceState:
-        """Lifecycle policy for a device asking for a voucher again; its state after.
-
-        A *revoked* device stays quarantined: an operator must decommission it
-        first. A *decommissioned* device that comes back (after a factory
-        reset, with its IDevID) onboards again only if ``reonboard_decommissioned``;
-        it then restarts at "discovered" and will get a new LDevID (its old
-        keys stay certified, so EST refuses to reuse them). Both outcomes are
-        policy decisions and recorded as events.
-        """
-        device = await self.store.get_device(serial)
-        if device is None:
-            return INITIAL_STATE
-        if device.state not in BLOCKED:
-            return DeviceState(device.state)
-        if device.state == DeviceState.REVOKED:
-            raise PolicyRefused(
-                f"device {serial} has a revoked LDevID; decommission it before it may onboard again",
-                check="registrar.device-revoked",
-                serial=serial,
-            )
-        if not self.reonboard_decommissioned:
-            raise PolicyRefused(
-                f"device {serial} is decommissioned and policy forbids onboarding it again",
-                check="registrar.decommissioned",
-                serial=serial,
-            )
-        state = next_state(device.state, LifecycleEvent.REONBOARDED, serial=serial)
-        await self.store.set_device_state(
-            serial, state, at=now, reason="factory reset: onboarding again",
-            expect=DeviceState.DECOMMISSIONED,
-        )
-        await self.event(
-            now=now, kind="policy.reonboard", serial=serial, outcome="allow",
-            check="registrar.reonboard-decommissioned",
-        )
-        return state
 
     async def client_device(self, peer: PeerIdentity, *, now: datetime, what: str) -> str:
         """IDevID or LDevID: the device serial behind the TLS client."""

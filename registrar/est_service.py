@@ -91,7 +91,7 @@ class EstService:
         assert device is not None
         # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
         enrolled = next_state(device.state, LifecycleEvent.LDEVID_ISSUED, serial=serial)
-        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
+        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
         await self.issuance.check_limit(self.ctx.store, serial, now=now)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         if not csr_names_device(csr, serial):
@@ -117,7 +117,7 @@ class EstService:
             raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
         record = await self.ctx.ldevid_record(peer, now=now)
         serial = record.device_serial
-        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
+        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
         await self.issuance.check_limit(self.ctx.store, serial, now=now)
         device = await self.ctx.store.get_device(serial)
         assert device is not None  # a certificate row references its device
