@@ -35,8 +35,9 @@ from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes
 from registrar.admission import AdmissionControl
 from registrar.config import RegistrarConfig
 from registrar.console import create_registrar_console
-from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
+from registrar.evidence import record_refusal
+from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
 from registrar.revocation import RevocationPublisher, check_published_crl
@@ -97,9 +98,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         policy=replace(cfg.admission, manufacturers=tuple(cfg.manufacturers)),
         own_domain_id=base64.b64encode(domain_id(keys.ca_cert)).decode(),  # RFC 8995 5.8.2
     )
-    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=admission.anchors)
-    ctx.enroll_gate = lambda serial, now: admission.enroll_gate(serial, now=now)
-    ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
+    clients = ClientIdentity(store=store, keys=keys)
     try:
         # RFC 5280 3.3: never serve on a store that contradicts its last CRL.
         await check_published_crl(store, keys, now=datetime.now(UTC), allow_mismatch=cfg.allow_crl_mismatch)
@@ -112,21 +111,28 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning(kv("registrar-tls-cert-lacks-cmcRA", subject=keys.tls_cert.subject.rfc4514_string(),
                        effect="pledges that discovered this registrar refuse it (pledge.registrar-not-ra)"))
     publisher = RevocationPublisher(store, keys)
-    ctx.listed_on_crl = publisher.listed_revoked
+    clients.listed_on_crl = publisher.listed_revoked
     app[REVOCATION] = publisher
     app[SERVICE] = RegistrarService(
-        ctx=ctx,
+        store=store,
+        keys=keys,
         # RFC 8995 5.2: every voucher format the core can sign and verify.
         vouchers=VoucherService(
-            ctx,
+            store=store,
+            keys=keys,
+            clients=clients,
             admission=admission,
             masa=MasaClient(transport),
             masa_url_override=cfg.masa_url_override,
             supported_media=supported_media_types(),
             accept_base64=cfg.accept_base64_voucher_requests,
+            reonboard_decommissioned=cfg.reonboard_decommissioned,
         ),
         est=EstService(
-            ctx,
+            store=store,
+            keys=keys,
+            clients=clients,
+            enroll_gate=admission.enroll_gate,
             ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
             crl_url=f"{public}/crl" if public else None,
             ocsp_url=f"{public}/ocsp" if public else None,
@@ -170,23 +176,23 @@ async def _record_refusal(request: web.Request, err: BrskiError) -> None:
         metrics.refused(err)
     service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
-        await service.record_refusal(
-            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC),
+        await record_refusal(
+            service.store, kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC),
             via=request_via(request),
         )
 
 
 async def _store_ready(app: web.Application) -> None:
-    await app[SERVICE].ctx.store.get_device("-")  # a point read: the store answers
+    await app[SERVICE].store.get_device("-")  # a point read: the store answers
 
 
 async def _ca_key_ready(app: web.Application) -> None:
-    keys = app[SERVICE].ctx.keys
+    keys = app[SERVICE].keys
     await signing(keys.ca_key, probe_key, keys.ca_key, keys.ca_cert)
 
 
 async def _ra_key_ready(app: web.Application) -> None:
-    keys = app[SERVICE].ctx.keys
+    keys = app[SERVICE].keys
     await signing(keys.ra_key, probe_key, keys.ra_key, keys.ra_cert)
 
 
@@ -199,7 +205,7 @@ def create_app(config: RegistrarConfig) -> web.Application:
     if config.mdns_interfaces:
         app.cleanup_ctx.append(_mdns_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    handshakes = refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
+    handshakes = refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     metrics = metrics_install(
         app, role="registrar", host=config.metrics_host or config.host, port=config.metrics_port,
         checks={"store": _store_ready, "key:domain-ca": _ca_key_ready, "key:ra": _ra_key_ready},

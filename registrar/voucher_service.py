@@ -40,11 +40,12 @@ from brski.telemetry import parse_status
 from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
 from brski.voucher import Voucher, VoucherRequest
 from brski_hsm import signing
-from brski_storage import NewVoucherRequest, StateChange
+from brski_storage import NewVoucherRequest, RegistrarStore, StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.admission import AdmissionControl, Manufacturer
-from registrar.context import RegistrarContext
+from registrar.evidence import new_event, record_event
+from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.masa_client import MasaClient
 
 __all__ = ["VoucherService"]
@@ -58,21 +59,29 @@ _MASA_OF_MAX = 100_000
 class VoucherService:
     def __init__(
         self,
-        ctx: RegistrarContext,
         *,
+        store: RegistrarStore,
+        keys: RegistrarKeys,
+        clients: ClientIdentity,
         admission: AdmissionControl,
         masa: MasaClient,
         masa_url_override: str | None,
         supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
         accept_base64: bool = False,
+        reonboard_decommissioned: bool = True,
     ) -> None:
-        self.ctx = ctx
+        self.store = store
+        self.keys = keys
+        self.clients = clients
         self.admission = admission
         self.masa = masa
         self.masa_url_override = masa_url_override
         self.supported_media = supported_media
         # Interop labs only (config accept_base64_voucher_requests).
         self.accept_base64 = accept_base64
+        # Lifecycle policy: may a decommissioned device onboard again after a
+        # factory reset? (config reonboard_decommissioned)
+        self.reonboard_decommissioned = reonboard_decommissioned
         # serial -> the MASA its IDevID names, learned while the chain was
         # verified, so the audit-log fetch need not verify the request again.
         self._masa_of: OrderedDict[str, str] = OrderedDict()
@@ -102,21 +111,21 @@ class VoucherService:
             tls_client_cert=peer.leaf,
             tls_client_chain=peer.chain,
             manufacturer_anchors=mfr.anchors,
-            own_certs=[self.ctx.keys.tls_cert],
+            own_certs=[self.keys.tls_cert],
             now=now,
         )
         idevid, serial = chk.idevid, chk.serial
         anchor = chk.idevid_chain[-1] if chk.idevid_chain else idevid
         # The facts, read once. The device record pins the IDevID seen now
         # (RFC 8995 5.3; a different one under this serial is a Conflict).
-        device = await self.ctx.store.upsert_device(
+        device = await self.store.upsert_device(
             serial,
             idevid_issuer=idevid.issuer.rfc4514_string(),
             idevid_fingerprint=fingerprint_sha256(idevid),
             manufacturer=self._manufacturer(anchor),
             at=now,
         )
-        approval = await self.ctx.store.get_approval(serial)
+        approval = await self.store.get_approval(serial)
         cfg = self.admission.cfg
         plan = decide_voucher_request(
             VoucherRequestFacts(
@@ -130,7 +139,7 @@ class VoucherService:
                 allow_serials=cfg.allow_serials,
                 deny_serials=cfg.deny_serials,
                 unlisted=cfg.unlisted_devices,
-                reonboard_decommissioned=self.ctx.reonboard_decommissioned,
+                reonboard_decommissioned=self.reonboard_decommissioned,
                 retry_after_s=cfg.approval_retry_after_s,
                 masa=self.masa_url_override or masa_url(idevid),
                 nonce=chk.request.nonce,
@@ -148,13 +157,13 @@ class VoucherService:
         # certificate rides along so the MASA can see that the pledge's
         # proximity-registrar-cert is in our chain (section 5.5.5).
         raw_rvr = await signing(  # in a thread when the RA key is in a token
-            self.ctx.keys.ra_key,
+            self.keys.ra_key,
             sign_artifact,
             plan.request,
             media_type=req_media,
-            key=self.ctx.keys.ra_key,
-            cert=self.ctx.keys.ra_cert,
-            chain=(self.ctx.keys.tls_cert, self.ctx.keys.ca_cert),
+            key=self.keys.ra_key,
+            cert=self.keys.ra_cert,
+            chain=(self.keys.tls_cert, self.keys.ca_cert),
         )
         requested = PlannedEvent(
             kind="voucher.requested", outcome="info", check="registrar.voucher-request",
@@ -177,7 +186,7 @@ class VoucherService:
             self._masa_of.popitem(last=False)
         resp = await self.masa.request_voucher(target, body=raw_rvr, media_type=req_media, accept=resp_media)
         voucher = self._check_voucher(resp.body, resp.content_type, serial=serial, nonce=chk.request.nonce)
-        await self.ctx.store.add_voucher(
+        await self.store.add_voucher(
             serial=serial,
             voucher=resp.body,
             media_type=resp.content_type,
@@ -187,7 +196,7 @@ class VoucherService:
             received_at=now,
             then=StateChange(state=plan.on_voucher, reason="voucher from MASA"),
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",
                     assertion=str(voucher.assertion), masa=target,
                 ),
@@ -209,7 +218,7 @@ class VoucherService:
     ) -> None:
         """One transaction for a plan: state changes, pin, queue row, request, events."""
         try:
-            await self.ctx.store.commit_voucher_decision(
+            await self.store.commit_voucher_decision(
                 serial,
                 at=now,
                 changes=[StateChange(state=t.state, reason=t.reason, expect=t.expect) for t in transitions],
@@ -217,7 +226,7 @@ class VoucherService:
                 queue_for_approval=queue_for_approval,
                 voucher_request=voucher_request,
                 events=[
-                    self.ctx.new_event(now=now, kind=e.kind, serial=serial, outcome=e.outcome, check=e.check, **e.detail)
+                    new_event(now=now, kind=e.kind, serial=serial, outcome=e.outcome, check=e.check, **e.detail)
                     for e in events
                 ],
             )
@@ -266,12 +275,12 @@ class VoucherService:
     async def voucher_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log."""
         report = parse_status(body, kind="voucher-status")
-        serial = await self.ctx.idevid_device(peer, what="voucher-status")
-        await self.ctx.store.add_status_report(
+        serial = await self.clients.idevid_device(peer, what="voucher-status")
+        await self.store.add_status_report(
             serial=serial, kind="voucher", status=report.status, reason=report.reason,
             body=body.decode("utf-8", "replace"), received_at=now,
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="telemetry.voucher-status", serial=serial,
                     outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
                 ),
@@ -283,10 +292,10 @@ class VoucherService:
     async def _fetch_audit_log(self, serial: str, *, now: datetime) -> None:
         """RFC 8995 5.8: the registrar SHOULD fetch the MASA audit log after
         the pledge's voucher status; a failure is recorded, not fatal."""
-        last = await self.ctx.store.latest_voucher_request(serial)
+        last = await self.store.latest_voucher_request(serial)
         if last is None or last.registrar_request is None:
             return
-        device = await self.ctx.store.get_device(serial)
+        device = await self.store.get_device(serial)
         target = self.masa_url_override or self._masa_of.get(serial)
         if target is None:  # e.g. after a restart: read it from the stored request
             try:
@@ -299,8 +308,8 @@ class VoucherService:
         try:
             doc = await self.masa.request_audit_log(target, body=last.registrar_request, media_type=last.media_type)
         except BrskiError as exc:
-            await self.ctx.event(
-                now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
+            await record_event(
+                self.store, now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
                 check=exc.check, detail=exc.detail,
             )
             return
@@ -308,10 +317,10 @@ class VoucherService:
         # EST gate (AdmissionControl.enroll_gate) refuse this device.  The log
         # and the verdict on it are stored together.
         decision = self.admission.review(doc)
-        await self.ctx.store.add_audit_log(
+        await self.store.add_audit_log(
             serial=serial, fetched_at=now, body=doc.to_json(),
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
                     check=decision.rule, entries=len(doc.events), detail=decision.detail,
                 ),

@@ -1,4 +1,4 @@
-"""What the registrar's services share: keys, trust, the store, client identity.
+"""Who is who at the registrar: its own keys, and the device behind a TLS client.
 
 Identity rules live here once. A client on an IDevID is recognised by the
 device record, which pins the IDevID fingerprint seen when its chain was
@@ -12,25 +12,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
 
 from brski.errors import ChainInvalid, Forbidden, Unauthenticated
-from brski.lifecycle import BLOCKED, DeviceState
+from brski.lifecycle import BLOCKED
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
-from brski_storage.base import CertificateRecord, NewEvent, RegistrarStore
+from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.identity import PeerIdentity
 
-__all__ = ["DeviceStates", "RegistrarContext", "RegistrarKeys"]
-
-
-# The lifecycle states, as the services spell them (brski.lifecycle holds the table).
-DeviceStates = DeviceState
+__all__ = ["ClientIdentity", "RegistrarKeys"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegistrarKeys:
+    """The domain CA, the RA that signs voucher-requests, and the TLS server certificate."""
+
     ca_cert: x509.Certificate
     ca_key: PrivateKey
     ra_cert: x509.Certificate
@@ -38,44 +35,16 @@ class RegistrarKeys:
     tls_cert: x509.Certificate
 
 
-class RegistrarContext:
-    def __init__(self, *, store: RegistrarStore, keys: RegistrarKeys, manufacturer_anchors: list[x509.Certificate]) -> None:
+class ClientIdentity:
+    """The device behind a TLS client, by its IDevID or its LDevID."""
+
+    def __init__(self, *, store: RegistrarStore, keys: RegistrarKeys) -> None:
         self.store = store
         self.keys = keys
-        self.anchors = manufacturer_anchors
         self._ca_subject = keys.ca_cert.subject
-        # Admission policy hook (registrar/admission.py): RFC 8995 5.8.3 "the
-        # Registrar MUST then refuse any EST actions" when a device's audit
-        # log or an operator's rejection says so. None: no policy gate.
-        self.enroll_gate: Callable[[str, datetime], Awaitable[None]] | None = None
-        # Lifecycle policy (issue 5): may a decommissioned device onboard again
-        # after a factory reset? Set from the config key reonboard_decommissioned.
-        self.reonboard_decommissioned = True
         # RFC 5280 3.3: is this LDevID serial on the last published CRL?
         # (registrar/revocation.py). None: no CRL publication wired.
         self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None
-
-    async def check_enroll_gate(self, serial: str, *, now: datetime) -> None:
-        if self.enroll_gate is not None:
-            await self.enroll_gate(serial, now)
-
-    async def event(
-        self, *, now: datetime, kind: str, serial: str | None, outcome: str, check: str | None, **detail: Any
-    ) -> None:
-        """An event on its own; one that records a write rides with it (new_event)."""
-        await self.store.append_event(
-            at=now, kind=kind, device_serial=serial, outcome=outcome, check=check, detail=detail  # type: ignore[arg-type]
-        )
-
-    @staticmethod
-    def new_event(
-        *, now: datetime, kind: str, serial: str | None, outcome: str, check: str | None, **detail: Any
-    ) -> NewEvent:
-        """An event for a store write's ``events=``: appended in the same
-        transaction as the change it records (brski_storage.NewEvent)."""
-        return NewEvent(
-            at=now, kind=kind, device_serial=serial, outcome=outcome, check=check, detail=detail  # type: ignore[arg-type]
-        )
 
     def is_ldevid(self, cert: x509.Certificate) -> bool:
         return cert.issuer == self._ca_subject
