@@ -2,7 +2,10 @@
 
 A voucher-request is forwarded to the MASA only after the pledge proved it
 holds the IDevID, the IDevID chains to a trusted manufacturer, and the request
-is signed by that IDevID and names this registrar. The voucher the MASA
+is signed by that IDevID and names this registrar. Whether it is forwarded,
+parked for an operator or refused is decided by the pure
+:func:`brski.admission.decide_voucher_request` from facts read once; its plan
+is committed in one transaction before the MASA is asked. The voucher the MASA
 returns is checked for transparency (5.6), stored, and passed on unchanged.
 """
 
