@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from brski.admission import Decision
 from brski.errors import ConfigError
-from brski.policy import Decision
 
 __all__ = ["MUD_FAILURE_POLICIES", "OPERATIONAL_STATES", "AccessPolicy", "mud_gate", "network_access"]
 
 # The lifecycle states in which a device holds a current LDevID of this
-# domain (registrar/context.py DeviceStates): only these may join.
+# domain (brski.lifecycle.DeviceState): only these may join.
 OPERATIONAL_STATES = frozenset({"enrolled", "renewed"})
 _CLASS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 

@@ -47,8 +47,10 @@ from brski_storage.records import (
     EventRecord,
     IssuedVoucher,
     ManufacturedDevice,
+    ManufacturerPin,
     MasaVoucherRecord,
     NewEvent,
+    NewVoucherRequest,
     Outcome,
     OwnerRecord,
     PinnedManufacturer,
@@ -74,9 +76,11 @@ __all__ = [
     "EventRecord",
     "IssuedVoucher",
     "ManufacturedDevice",
+    "ManufacturerPin",
     "MasaStore",
     "MasaVoucherRecord",
     "NewEvent",
+    "NewVoucherRequest",
     "Outcome",
     "OwnerRecord",
     "PinnedManufacturer",
@@ -401,6 +405,29 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
 
     @abc.abstractmethod
     async def get_pinned_manufacturer(self, issuer: str) -> PinnedManufacturer | None: ...
+
+    @abc.abstractmethod
+    async def commit_voucher_decision(
+        self,
+        serial: str,
+        *,
+        at: datetime,
+        changes: Sequence[StateChange] = (),
+        pin: ManufacturerPin | None = None,
+        queue_for_approval: bool = False,
+        voucher_request: NewVoucherRequest | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> None:
+        """Commit the registrar's decision on one voucher-request: all of it, or nothing.
+
+        In one transaction and in this order: the state ``changes`` (each
+        with its transition row, honouring ``expect``), the first-use ``pin``
+        (first writer wins; a pin already held for another certificate raises
+        ``Conflict(check="storage.pin-held")`` and rolls everything back), a
+        'pending' approval row when ``queue_for_approval`` (as
+        :meth:`request_approval`), the ``voucher_request`` row, then
+        ``events``. Unknown serial: NotFound.
+        """
 
     @abc.abstractmethod
     async def pin_manufacturer(

@@ -25,8 +25,10 @@ __all__ = [
     "EventRecord",
     "IssuedVoucher",
     "ManufacturedDevice",
+    "ManufacturerPin",
     "MasaVoucherRecord",
     "NewEvent",
+    "NewVoucherRequest",
     "Outcome",
     "OwnerRecord",
     "PinnedManufacturer",
@@ -283,10 +285,33 @@ class StateChange:
 
     state: str
     reason: str
+    # Only from this state, else Conflict(check="storage.state-changed"):
+    # two handlers racing on one device cannot both move it.
+    expect: str | None = None
 
     def __post_init__(self) -> None:
         if not self.state:
             raise ValueError("device state must not be empty")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManufacturerPin:
+    """A first-use pin to record: ``issuer`` trusted as ``cert_der`` from now on."""
+
+    issuer: str
+    cert_der: bytes
+    spki_sha256: bytes
+    policy_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewVoucherRequest:
+    """A pledge's voucher-request and the registrar's, as stored before the MASA is asked."""
+
+    nonce: bytes | None
+    pledge_request: bytes
+    registrar_request: bytes | None
+    media_type: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,14 +8,31 @@ relies on the host class for ``self._db``.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from brski_storage.base import ApprovalDecision, ApprovalRecord, PinnedManufacturer
+from brski.errors import Conflict
+from brski_storage.base import (
+    ApprovalDecision,
+    ApprovalRecord,
+    ManufacturerPin,
+    NewEvent,
+    NewVoucherRequest,
+    PinnedManufacturer,
+    StateChange,
+)
 from brski_storage.evidence import record_state
-from brski_storage.sqlite import Database, from_ts, from_ts_opt, to_ts
+from brski_storage.sqlite import (
+    Database,
+    from_ts,
+    from_ts_opt,
+    require_device,
+    to_ts,
+    with_events,
+)
 
-__all__ = ["SqliteAdmissionMixin"]
+__all__ = ["SqliteAdmissionMixin", "insert_pin", "queue_approval"]
 
 _APPROVAL_COLUMNS = "serial, decision, requested_at, decided_at, decided_by, reason"
 _PIN_COLUMNS = "issuer, cert_der, spki_sha256, policy_name, first_serial, pinned_at"
@@ -55,6 +72,33 @@ def _get_pin(conn: sqlite3.Connection, issuer: str) -> PinnedManufacturer | None
     )
 
 
+def queue_approval(conn: sqlite3.Connection, serial: str, ts: str) -> ApprovalRecord:
+    """Queue ``serial`` as 'pending' unless a row exists (an operator's decision stays)."""
+    conn.execute(
+        "INSERT INTO device_approvals (serial, decision, requested_at) VALUES (?, 'pending', ?)"
+        " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(requested_at, excluded.requested_at)",
+        (serial, ts),
+    )
+    record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)
+    record = _get_approval(conn, serial)
+    assert record is not None
+    return record
+
+
+def insert_pin(conn: sqlite3.Connection, pin: ManufacturerPin, *, first_serial: str, ts: str) -> PinnedManufacturer:
+    """Pin ``pin.issuer`` unless already pinned (first writer wins); the pin that holds."""
+    cur = conn.execute(
+        f"INSERT INTO pinned_manufacturers ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (issuer) DO NOTHING",
+        (pin.issuer, pin.cert_der, pin.spki_sha256, pin.policy_name, first_serial, ts),
+    )
+    if cur.rowcount:
+        record_state(conn, "registrar", [("pin", pin.issuer)], at=ts, device_serial=first_serial)
+    held = _get_pin(conn, pin.issuer)
+    assert held is not None
+    return held
+
+
 class SqliteAdmissionMixin:
     _db: Database
 
@@ -65,15 +109,7 @@ class SqliteAdmissionMixin:
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> ApprovalRecord:
-            conn.execute(
-                "INSERT INTO device_approvals (serial, decision, requested_at) VALUES (?, 'pending', ?)"
-                " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(requested_at, excluded.requested_at)",
-                (serial, ts),
-            )
-            record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)
-            record = _get_approval(conn, serial)
-            assert record is not None
-            return record
+            return queue_approval(conn, serial, ts)
 
         return await self._db.write(run)
 
@@ -115,15 +151,48 @@ class SqliteAdmissionMixin:
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> PinnedManufacturer:
-            cur = conn.execute(
-                f"INSERT INTO pinned_manufacturers ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (issuer) DO NOTHING",
-                (issuer, cert_der, spki_sha256, policy_name, first_serial, ts),
+            return insert_pin(
+                conn,
+                ManufacturerPin(issuer=issuer, cert_der=cert_der, spki_sha256=spki_sha256, policy_name=policy_name),
+                first_serial=first_serial,
+                ts=ts,
             )
-            if cur.rowcount:
-                record_state(conn, "registrar", [("pin", issuer)], at=ts, device_serial=first_serial)
-            pin = _get_pin(conn, issuer)
-            assert pin is not None
-            return pin
 
         return await self._db.write(run)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
+        raise NotImplementedError  # the host store's one way to change a device's state
+
+    async def commit_voucher_decision(
+        self,
+        serial: str,
+        *,
+        at: datetime,
+        changes: Sequence[StateChange] = (),
+        pin: ManufacturerPin | None = None,
+        queue_for_approval: bool = False,
+        voucher_request: NewVoucherRequest | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> None:
+        ts = to_ts(at)
+
+        def run(conn: sqlite3.Connection) -> None:
+            require_device(conn, serial)
+            for change in changes:
+                self._apply(conn, serial, change, ts)
+            if changes:
+                record_state(conn, "registrar", [("device", serial)], at=ts, device_serial=serial)
+            if pin is not None and insert_pin(conn, pin, first_serial=serial, ts=ts).cert_der != pin.cert_der:
+                raise Conflict(f"issuer {pin.issuer!r} is pinned to another certificate", check="storage.pin-held")
+            if queue_for_approval:
+                queue_approval(conn, serial, ts)
+            if voucher_request is not None:
+                vr = voucher_request
+                conn.execute(
+                    "INSERT INTO voucher_requests (serial, nonce, pledge_request, registrar_request,"
+                    " media_type, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (serial, vr.nonce, vr.pledge_request, vr.registrar_request, vr.media_type, ts),
+                )
+
+        await self._db.write(with_events(run, events))

@@ -160,6 +160,10 @@ def _voucher_request(r: tuple[Any, ...]) -> VoucherRequestRecord:
 
 
 class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
+        _change_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
+
     # --- devices -----------------------------------------------------------
 
     async def upsert_device(
@@ -338,7 +342,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
             ).lastrowid
             assert rowid is not None
             if then is not None:
-                _change_state(conn, serial, then.state, ts, then.reason)
+                _change_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
             _evidence(conn, ts, serial, ("voucher", rowid), ("device", serial))
             return rowid
 
@@ -474,7 +478,7 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
                 params,
             )
             if then is not None:
-                _change_state(conn, current.device_serial, then.state, ts, then.reason)
+                _change_state(conn, current.device_serial, then.state, ts, then.reason, expect=then.expect)
             _evidence(conn, ts, current.device_serial, ("certificate", serial), ("device", current.device_serial))
             return _require_cert(conn, serial)
 

@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
+from brski.admission import masa_ownership
 from brski.artifact import sign_artifact
 from brski.auditlog import AuditEvent, AuditLog
 from brski.errors import BrskiError, ChainInvalid, Forbidden, NotFound, PolicyRefused
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import PrivateKey, Role, cert_der, fingerprint_sha256, spki_sha256, verify_chain
-from brski.policy import masa_ownership
 from brski.validation import MasaRequestCheck, aki_key_id, check_registrar_request, domain_id
 from brski.voucher import Assertion, Voucher
 from brski_hsm import signing

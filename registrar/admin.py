@@ -53,6 +53,7 @@ from brski_web.metrics import METRICS, metrics_middleware
 from brski_web.middleware import error_middleware
 from registrar import actions
 from registrar.config import RegistrarConfig
+from registrar.evidence import record_event
 from registrar.netaccess_api import session_json, start_enforcement
 from registrar.revocation import (
     RevocationPublisher,
@@ -108,11 +109,11 @@ async def authenticate_admin(request: web.Request, svc: RegistrarService, cfg: R
     """The admin's subject, or a refusal naming the failed check."""
 
     async def not_a_device(leaf: x509.Certificate) -> None:
-        if await svc.ctx.store.get_certificate(leaf.serial_number) is not None:
+        if await svc.store.get_certificate(leaf.serial_number) is not None:
             raise Forbidden("a device LDevID is not an admin credential", check="admin.device-cert")
 
     return await admin_subject(
-        peer_identity(request).leaf, anchors=[svc.ctx.keys.ca_cert], subjects=cfg.admin_subjects,
+        peer_identity(request).leaf, anchors=[svc.keys.ca_cert], subjects=cfg.admin_subjects,
         fingerprints=cfg.admin_fingerprints, now=now, role_check=not_a_device,
     )
 
@@ -168,9 +169,9 @@ def add_admin_routes(
         limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
         state, manufacturer = request.query.get("state"), request.query.get("manufacturer")
         after = request.query.get("after")
-        rows = await svc.ctx.store.list_devices(state=state, manufacturer=manufacturer, after_serial=after, limit=limit)
-        await svc.ctx.event(
-            now=now, kind="admin.devices-listed", serial=None, outcome="allow", check="admin.list",
+        rows = await svc.store.list_devices(state=state, manufacturer=manufacturer, after_serial=after, limit=limit)
+        await record_event(
+            svc.store, now=now, kind="admin.devices-listed", serial=None, outcome="allow", check="admin.list",
             admin=admin, state=state, manufacturer=manufacturer, after=after, returned=len(rows),
         )
         return web.json_response({
@@ -182,18 +183,18 @@ def add_admin_routes(
     async def show_device(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
         serial = request.match_info["serial"]
-        device = await svc.ctx.store.get_device(serial)
+        device = await svc.store.get_device(serial)
         if device is None:
             raise NotFound(f"unknown device {serial!r}", check="admin.unknown-device", serial=serial)
         out = device_json(device)
         out["transitions"] = [
             {"from": t.from_state, "to": t.to_state, "at": t.at.isoformat(), "reason": t.reason}
-            for t in await svc.ctx.store.device_transitions(serial)
+            for t in await svc.store.device_transitions(serial)
         ]
-        out["certificates"] = [certificate_json(c) for c in await svc.ctx.store.list_certificates(serial)]
-        out["network_sessions"] = [session_json(s) for s in await svc.ctx.store.network_sessions(device_serial=serial)]
-        await svc.ctx.event(
-            now=now, kind="admin.device-shown", serial=serial, outcome="allow", check="admin.show", admin=admin,
+        out["certificates"] = [certificate_json(c) for c in await svc.store.list_certificates(serial)]
+        out["network_sessions"] = [session_json(s) for s in await svc.store.network_sessions(device_serial=serial)]
+        await record_event(
+            svc.store, now=now, kind="admin.device-shown", serial=serial, outcome="allow", check="admin.show", admin=admin,
         )
         return web.json_response(out)
 
@@ -201,9 +202,9 @@ def add_admin_routes(
         svc, admin, now = await begin(request)
         serial = request.match_info["serial"]
         reason = _reason(await _json_body(request))
-        revoked = await op(svc.ctx.store, request.app[REVOCATION], serial, reason=reason, now=now, admin=admin)
+        revoked = await op(svc.store, request.app[REVOCATION], serial, reason=reason, now=now, admin=admin)
         start_enforcement(request.app, serial, now)  # RFC 5176: cut its sessions off
-        device = await svc.ctx.store.get_device(serial)
+        device = await svc.store.get_device(serial)
         assert device is not None
         return web.json_response({"device": device_json(device), "revoked": [certificate_json(c) for c in revoked]})
 
@@ -220,24 +221,24 @@ def add_admin_routes(
         reason = _reason(await _json_body(request))
         decision: ApprovalDecision = "approved" if request.match_info["verb"] == "approve" else "rejected"
         rec = await actions.decide_approval(
-            svc.ctx.store, serial, decision=decision, now=now, by=admin, reason=reason, require_device=True
+            svc.store, serial, decision=decision, now=now, by=admin, reason=reason, require_device=True
         )
         return web.json_response({"serial": rec.serial, "decision": rec.decision, "decided_by": rec.decided_by})
 
     async def audit_verify(request: web.Request) -> web.Response:
         svc, admin, now = await begin(request)
         # The whole chain, and every evidenced table against the state the log implies.
-        audit = await audit_report(svc.ctx.store)
+        audit = await audit_report(svc.store)
         # RFC 5280 3.3: the store must still back every entry of its last CRL.
-        crl = describe_disagreements(await crl_consistency(svc.ctx.store, ca_cert=svc.ctx.keys.ca_cert, now=now))
+        crl = describe_disagreements(await crl_consistency(svc.store, ca_cert=svc.keys.ca_cert, now=now))
         ok = audit.ok and not crl
-        await svc.ctx.event(
-            now=now, kind="admin.audit-verified", serial=None, outcome="allow", check="admin.audit",
+        await record_event(
+            svc.store, now=now, kind="admin.audit-verified", serial=None, outcome="allow", check="admin.audit",
             admin=admin, ok=ok, count=audit.chain.count, crl_disagreements=len(crl),
             state_disagreements=len(audit.state.disagreements),
         )
         # Keeps the next verify (and start-up) replay short; derived from the log only.
-        await checkpoint_after(svc.ctx.store, audit, audit.state, now=now)
+        await checkpoint_after(svc.store, audit, audit.state, now=now)
         return web.json_response({**audit.as_json(), "ok": ok, "crl_disagreements": crl})
 
     r = app.router

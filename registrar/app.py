@@ -34,16 +34,17 @@ from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
 from registrar import handlers
 from registrar.admin import REVOCATION, add_admin_routes, add_revocation_routes, authenticate_admin
+from registrar.admission import AdmissionControl
 from registrar.config import RegistrarConfig
 from registrar.console import create_registrar_console
-from registrar.context import RegistrarContext, RegistrarKeys
 from registrar.est_service import EstService
+from registrar.evidence import record_refusal
+from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.issuance import IssuancePolicy
 from registrar.masa_client import MasaClient, MasaTransport
 from registrar.mud_service import MudService
 from registrar.netaccess import NetworkAccess
 from registrar.netaccess_api import NETACCESS, add_netaccess_routes
-from registrar.policy import RegistrarPolicy
 from registrar.revocation import RevocationPublisher, check_published_crl
 from registrar.service import RegistrarService
 from registrar.voucher_service import VoucherService
@@ -97,14 +98,12 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     transport.observer = metrics.masa_round_trip
     # CRL DP and AIA OCSP written into every LDevID (issue 5; see registrar/revocation.py).
     public = cfg.revocation_base
-    policy = RegistrarPolicy(
+    admission = AdmissionControl(
         store=store,
         policy=replace(cfg.admission, manufacturers=tuple(cfg.manufacturers)),
         own_domain_id=base64.b64encode(domain_id(keys.ca_cert)).decode(),  # RFC 8995 5.8.2
     )
-    ctx = RegistrarContext(store=store, keys=keys, manufacturer_anchors=policy.anchors)
-    ctx.enroll_gate = lambda serial, now: policy.enroll_gate(serial, now=now)
-    ctx.reonboard_decommissioned = cfg.reonboard_decommissioned
+    clients = ClientIdentity(store=store, keys=keys)
     try:
         # RFC 5280 3.3: never serve on a store that contradicts its last CRL.
         await check_published_crl(store, keys, now=datetime.now(UTC), allow_mismatch=cfg.allow_crl_mismatch)
@@ -120,32 +119,42 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning(kv("registrar-tls-cert-lacks-cmcRA", subject=keys.tls_cert.subject.rfc4514_string(),
                        effect="pledges that discovered this registrar refuse it (pledge.registrar-not-ra)"))
     publisher = RevocationPublisher(store, keys)
-    ctx.listed_on_crl = publisher.listed_revoked
+    clients.listed_on_crl = publisher.listed_revoked
     app[REVOCATION] = publisher
     mud = None
     if cfg.network_access.enabled:
         # RFC 8520: MUD files come from the manufacturer's server, trusted like its MASA.
-        mud = MudService(store, anchors=policy.anchors, timeout_s=cfg.network_access.mud_timeout_s,
+        mud = MudService(store, anchors=admission.anchors, timeout_s=cfg.network_access.mud_timeout_s,
                          ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=None, key=None))
-        ctx.on_idevid = lambda serial, idevid, now: mud.note_idevid(serial, idevid, now=now)
     app[NETACCESS] = NetworkAccess(store, cfg.network_access, mud)
     assurance = (
         asyncio.get_running_loop().create_task(app[NETACCESS].assurance_loop(lambda: datetime.now(UTC)))
         if cfg.network_access.enabled else None
     )
-    app[SERVICE] = RegistrarService(
-        ctx=ctx,
+    vouchers = VoucherService(
+        store=store,
+        keys=keys,
+        clients=clients,
+        admission=admission,
+        masa=MasaClient(transport),
+        masa_url_override=cfg.masa_url_override,
         # RFC 8995 5.2: every voucher format the core can sign and verify.
-        vouchers=VoucherService(
-            ctx,
-            policy=policy,
-            masa=MasaClient(transport),
-            masa_url_override=cfg.masa_url_override,
-            supported_media=supported_media_types(),
-            accept_base64=cfg.accept_base64_voucher_requests,
-        ),
+        supported_media=supported_media_types(),
+        accept_base64=cfg.accept_base64_voucher_requests,
+        reonboard_decommissioned=cfg.reonboard_decommissioned,
+    )
+    if mud is not None:
+        mud_service = mud
+        vouchers.on_idevid = lambda serial, idevid, now: mud_service.note_idevid(serial, idevid, now=now)
+    app[SERVICE] = RegistrarService(
+        store=store,
+        keys=keys,
+        vouchers=vouchers,
         est=EstService(
-            ctx,
+            store=store,
+            keys=keys,
+            clients=clients,
+            enroll_gate=admission.enroll_gate,
             ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
             crl_url=f"{public}/crl" if public else None,
             ocsp_url=f"{public}/ocsp" if public else None,
@@ -191,23 +200,23 @@ async def _record_refusal(request: web.Request, err: BrskiError) -> None:
         metrics.refused(err)
     service = request.config_dict.get(SERVICE)  # config_dict: also from the console sub-app
     if service is not None:
-        await service.record_refusal(
-            kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC),
+        await record_refusal(
+            service.store, kind=f"refused {request.path}", err=err, peer=peer_identity(request), now=datetime.now(UTC),
             via=request_via(request),
         )
 
 
 async def _store_ready(app: web.Application) -> None:
-    await app[SERVICE].ctx.store.get_device("-")  # a point read: the store answers
+    await app[SERVICE].store.get_device("-")  # a point read: the store answers
 
 
 async def _ca_key_ready(app: web.Application) -> None:
-    keys = app[SERVICE].ctx.keys
+    keys = app[SERVICE].keys
     await signing(keys.ca_key, probe_key, keys.ca_key, keys.ca_cert)
 
 
 async def _ra_key_ready(app: web.Application) -> None:
-    keys = app[SERVICE].ctx.keys
+    keys = app[SERVICE].keys
     await signing(keys.ra_key, probe_key, keys.ra_key, keys.ra_cert)
 
 
@@ -220,7 +229,7 @@ def create_app(config: RegistrarConfig) -> web.Application:
     if config.mdns_interfaces:
         app.cleanup_ctx.append(_mdns_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    handshakes = refusals.install(app, lambda a: a[SERVICE].ctx.store if SERVICE in a else None)
+    handshakes = refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     metrics = metrics_install(
         app, role="registrar", host=config.metrics_host or config.host, port=config.metrics_port,
         checks={"store": _store_ready, "key:domain-ca": _ca_key_ready, "key:ra": _ra_key_ready},
@@ -231,7 +240,7 @@ def create_app(config: RegistrarConfig) -> web.Application:
     add_revocation_routes(app, REVOCATION, app)
     # The operators' web console (registrar/console.py), same admin check as /admin/v1.
     add_netaccess_routes(
-        app, ca_cert=lambda a: a[SERVICE].ctx.keys.ca_cert,
+        app, ca_cert=lambda a: a[SERVICE].keys.ca_cert,
         admin=lambda request, now: authenticate_admin(request, request.app[SERVICE], request.app[CONFIG], now),
     )
     app.add_subapp("/console/", create_registrar_console(SERVICE, CONFIG))

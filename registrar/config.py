@@ -5,7 +5,7 @@ The dataclass below is the schema (``brski.settings``): every key of the
 ``brski registrar config-example`` prints the documented example file it
 generates (the admission policy's ``[[registrar.manufacturers]]`` and the
 ``[[registrar.ldevid_profiles]]`` tables are shown there as comments; their
-rules are in :mod:`registrar.policy` and :mod:`brski.ldevid`).
+rules are in :mod:`registrar.admission` and :mod:`brski.ldevid`).
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brski.admission import AUDIT_OTHER_DOMAINS, UNLISTED_DEVICE_POLICIES
 from brski.errors import ConfigError
 from brski.ldevid import CSR_EXTRAS_POLICIES, LdevidProfiles, profiles_from_config
-from brski.policy import AUDIT_OTHER_DOMAINS, UNLISTED_DEVICE_POLICIES
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
 from brski_web import server_settings as common
 from brski_web.configfile import read_toml, resolve_sqlite_url
 from brski_web.workers import check_workers
-from registrar.netaccess import NetworkAccessConfig, parse_network_access
-from registrar.policy import (
+from registrar.admission import (
     MAX_RETRY_AFTER_S,
     AdmissionPolicy,
     ManufacturerEntry,
     parse_manufacturers,
 )
+from registrar.netaccess import NetworkAccessConfig, parse_network_access
 
 __all__ = ["RegistrarConfig", "database_url", "example_config", "load_config"]
 

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from brski.errors import MalformedInput, NotFound
+from brski.lifecycle import DeviceState
 from brski_storage.base import DeviceRecord, RegistrarStore
 from brski_web.console import (
     ADMIN_KEY,
@@ -44,14 +45,13 @@ from brski_web.console import (
 from registrar import actions
 from registrar.admin import REVOCATION, authenticate_admin
 from registrar.config import RegistrarConfig
-from registrar.context import DeviceStates
 from registrar.service import RegistrarService
 
 __all__ = ["DEVICE_STATES", "create_registrar_console"]
 
 DEVICE_STATES = (
-    DeviceStates.DISCOVERED, DeviceStates.AWAITING_APPROVAL, DeviceStates.VOUCHER_OBTAINED,
-    DeviceStates.ENROLLED, DeviceStates.RENEWED, DeviceStates.REVOKED, DeviceStates.DECOMMISSIONED,
+    DeviceState.DISCOVERED, DeviceState.AWAITING_APPROVAL, DeviceState.VOUCHER_OBTAINED,
+    DeviceState.ENROLLED, DeviceState.RENEWED, DeviceState.REVOKED, DeviceState.DECOMMISSIONED,
 )
 ACTIONS = {
     "approve": "Approve", "reject": "Reject", "revoke": "Revoke", "decommission": "Decommission",
@@ -85,7 +85,7 @@ def _cfg(request: web.Request) -> RegistrarConfig:
 
 async def dashboard(request: web.Request) -> web.Response:
     svc = _svc(request)
-    store, now = svc.ctx.store, datetime.now(UTC)
+    store, now = svc.store, datetime.now(UTC)
     stats = await store.stats()
     by_state = [(s, stats.get(f"devices.{s}", 0)) for s in DEVICE_STATES]
     events, partial = await recent_window(store, now)
@@ -135,7 +135,7 @@ async def devices(request: web.Request) -> web.Response:
     if not 1 <= limit <= PAGE_MAX:
         raise MalformedInput(f"limit must be 1..{PAGE_MAX}", check="console.query")
     rows, next_after = await _search(
-        svc.ctx.store, q=q, state=state or None, manufacturer=manufacturer or None, after=after or None, limit=limit,
+        svc.store, q=q, state=state or None, manufacturer=manufacturer or None, after=after or None, limit=limit,
     )
     cfg = _cfg(request)
     return render(
@@ -146,7 +146,7 @@ async def devices(request: web.Request) -> web.Response:
 
 async def device_page(request: web.Request) -> web.Response:
     svc = _svc(request)
-    store, serial = svc.ctx.store, request.match_info["serial"]
+    store, serial = svc.store, request.match_info["serial"]
     device = await store.get_device(serial)
     if device is None:
         raise NotFound(f"unknown device {serial!r}", check="console.unknown-device", serial=serial)
@@ -169,11 +169,11 @@ async def device_page(request: web.Request) -> web.Response:
     approval = await store.get_approval(serial)
     issued = any(c.state == "issued" for c in records)
     possible = []
-    if device.state == DeviceStates.AWAITING_APPROVAL or (approval is not None and approval.decision == "pending"):
+    if device.state == DeviceState.AWAITING_APPROVAL or (approval is not None and approval.decision == "pending"):
         possible += ["approve", "reject"]
-    if issued and device.state != DeviceStates.DECOMMISSIONED:
+    if issued and device.state != DeviceState.DECOMMISSIONED:
         possible.append("revoke")
-    if device.state != DeviceStates.DECOMMISSIONED:
+    if device.state != DeviceState.DECOMMISSIONED:
         possible.append("decommission")
     return render(
         request, "device.html", device=device, timeline=timeline, certs=certs, approval=approval,
@@ -181,14 +181,14 @@ async def device_page(request: web.Request) -> web.Response:
         reports=await store.status_reports(serial), actions=possible, action_names=ACTIONS,
         done=request.query.get("done", ""),
         # A device on its way (queued, voucher, enrolment) is watched: reload every 5 s.
-        refresh=device.state in (DeviceStates.DISCOVERED, DeviceStates.AWAITING_APPROVAL, DeviceStates.VOUCHER_OBTAINED),
+        refresh=device.state in (DeviceState.DISCOVERED, DeviceState.AWAITING_APPROVAL, DeviceState.VOUCHER_OBTAINED),
     )
 
 
 async def confirm(request: web.Request) -> web.Response:
     svc = _svc(request)
     serial, action = request.match_info["serial"], request.match_info["action"]
-    device = await svc.ctx.store.get_device(serial)
+    device = await svc.store.get_device(serial)
     if device is None:
         raise NotFound(f"unknown device {serial!r}", check="console.unknown-device", serial=serial)
     return render(
@@ -202,7 +202,7 @@ async def act(request: web.Request) -> web.Response:
     svc, admin, now = _svc(request), request[ADMIN_KEY], datetime.now(UTC)
     serial, action = request.match_info["serial"], request.match_info["action"]
     reason = str(data.get("reason", "")).strip()[:_MAX_TEXT] or None
-    store = svc.ctx.store
+    store = svc.store
     if action in ("approve", "reject"):
         await actions.decide_approval(
             store, serial, decision="approved" if action == "approve" else "rejected", now=now, by=admin,
@@ -228,7 +228,7 @@ def create_registrar_console(
 
     console = Console(
         role="registrar", templates=TEMPLATES, authenticate=authenticate,
-        store=lambda request: request.config_dict[service_key].ctx.store,
+        store=lambda request: request.config_dict[service_key].store,
         nav=(("/console/", "Dashboard"), ("/console/devices", "Devices"), ("/console/audit", "Audit")),
     )
 

@@ -10,7 +10,9 @@ certificate the registrar does not know about.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -24,45 +26,65 @@ from brski.pki import device_serial, spki_sha256
 from brski.telemetry import parse_status
 from brski_hsm import signing
 from brski_storage import StateChange
-from brski_storage.base import DeviceRecord
+from brski_storage.base import DeviceRecord, RegistrarStore
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
-from registrar.context import RegistrarContext
+from registrar.evidence import new_event
+from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.issuance import IssuancePolicy
 
-__all__ = ["EstService"]
+__all__ = ["EnrollGate", "EstService"]
 
 log = logging.getLogger("brski.registrar")
+
+
+class EnrollGate(Protocol):
+    """May ``serial`` use EST now? Raises the refusal, naming the rule."""
+
+    def __call__(self, serial: str, *, now: datetime) -> Awaitable[None]: ...
 
 
 class EstService:
     def __init__(
         self,
-        ctx: RegistrarContext,
         *,
+        store: RegistrarStore,
+        keys: RegistrarKeys,
+        clients: ClientIdentity,
+        enroll_gate: EnrollGate | None = None,
         ldevid_validity: timedelta,
         crl_url: str | None = None,
         ocsp_url: str | None = None,
         issuance: IssuancePolicy | None = None,
     ) -> None:
-        self.ctx = ctx
+        self.store = store
+        self.keys = keys
+        self.clients = clients
+        # RFC 8995 5.8.3 "the Registrar MUST then refuse any EST actions" when
+        # a device's audit log or an operator's rejection says so
+        # (registrar/admission.py). None: no such gate.
+        self.enroll_gate = enroll_gate
         self.ldevid_validity = ldevid_validity
         self.crl_url = crl_url
         self.ocsp_url = ocsp_url
         # RFC 7030 4.1.3: the same answer to every /cacerts for the life of the process.
-        self._cacerts = est.encode_base64_body(est.build_certs_only([ctx.keys.ca_cert]))
+        self._cacerts = est.encode_base64_body(est.build_certs_only([keys.ca_cert]))
         # What an LDevID says, how many a device gets (registrar/issuance.py).
         self.issuance = issuance or IssuancePolicy()
+
+    async def _check_enroll_gate(self, serial: str, *, now: datetime) -> None:
+        if self.enroll_gate is not None:
+            await self.enroll_gate(serial, now=now)
 
     async def enroll_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.9.4: the pledge reports whether its LDevID works."""
         report = parse_status(body, kind="enroll-status")
-        serial = await self.ctx.client_device(peer, now=now, what="enroll-status")
-        await self.ctx.store.add_status_report(
+        serial = await self.clients.client_device(peer, now=now, what="enroll-status")
+        await self.store.add_status_report(
             serial=serial, kind="enroll", status=report.status, reason=report.reason,
             body=body.decode("utf-8", "replace"), received_at=now,
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="telemetry.enroll-status", serial=serial, outcome="info",
                     check="registrar.enroll-status", status=report.status, reason=report.reason,
                 ),
@@ -86,13 +108,13 @@ class EstService:
         """RFC 7030 4.2.1, RFC 8995 5.9.3: first LDevID for a vouched device."""
         if peer.leaf is None:
             raise Unauthenticated("EST enrolment needs the IDevID as client certificate", check="tls.client-cert")
-        serial = await self.ctx.idevid_device(peer, what="simpleenroll")
-        device = await self.ctx.store.get_device(serial)
+        serial = await self.clients.idevid_device(peer, what="simpleenroll")
+        device = await self.store.get_device(serial)
         assert device is not None
         # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
         enrolled = next_state(device.state, LifecycleEvent.LDEVID_ISSUED, serial=serial)
-        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
-        await self.issuance.check_limit(self.ctx.store, serial, now=now)
+        await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
+        await self.issuance.check_limit(self.store, serial, now=now)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         if not csr_names_device(csr, serial):
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
@@ -105,7 +127,7 @@ class EstService:
         # A device holds one valid LDevID: enrolling again through the IDevID
         # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1).
         await self.issuance.supersede_previous(
-            self.ctx.store, serial, keep=format(cert.serial_number, "x"), now=now
+            self.store, serial, keep=format(cert.serial_number, "x"), now=now
         )
         return est.encode_base64_body(est.build_certs_only([cert]))
 
@@ -113,13 +135,13 @@ class EstService:
         self, *, body: bytes, cte: str | None, peer: PeerIdentity, now: datetime
     ) -> bytes:
         """RFC 7030 4.2.2: renew with the current LDevID as client certificate."""
-        if peer.leaf is None or not self.ctx.is_ldevid(peer.leaf):
+        if peer.leaf is None or not self.clients.is_ldevid(peer.leaf):
             raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
-        record = await self.ctx.ldevid_record(peer, now=now)
+        record = await self.clients.ldevid_record(peer, now=now)
         serial = record.device_serial
-        await self.ctx.check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/policy.py)
-        await self.issuance.check_limit(self.ctx.store, serial, now=now)
-        device = await self.ctx.store.get_device(serial)
+        await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
+        await self.issuance.check_limit(self.store, serial, now=now)
+        device = await self.store.get_device(serial)
         assert device is not None  # a certificate row references its device
         renewed = next_state(device.state, LifecycleEvent.LDEVID_RENEWED, serial=serial)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
@@ -165,7 +187,7 @@ class EstService:
         grant = self.issuance.grant(device)
         ignored = self.issuance.beyond_grant(csr, grant, serial=serial)
         spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
-        latest = await self.ctx.store.latest_certificate_for_key(spki)
+        latest = await self.store.latest_certificate_for_key(spki)
         if latest is not None and latest.state == "reserved" and latest.device_serial == serial:
             serial_hex = latest.cert_serial
             cert_serial = int(serial_hex, 16)
@@ -178,11 +200,11 @@ class EstService:
             serial_hex = format(cert_serial, "x")
             try:
                 if renews is None:
-                    await self.ctx.store.reserve_certificate(
+                    await self.store.reserve_certificate(
                         cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, at=now
                     )
                 else:
-                    await self.ctx.store.reserve_renewal(
+                    await self.store.reserve_renewal(
                         cert_serial=serial_hex, renews=renews, spki_sha256=spki, at=now
                     )
             except Conflict as exc:  # a concurrent request took the key, or this cert was renewed
@@ -193,11 +215,11 @@ class EstService:
                     serial=serial,
                 ) from exc
         cert = await signing(  # in a thread when the CA key is in a token
-            self.ctx.keys.ca_key,
+            self.keys.ca_key,
             issue_ldevid,
             csr,
-            ca_cert=self.ctx.keys.ca_cert,
-            ca_key=self.ctx.keys.ca_key,
+            ca_cert=self.keys.ca_cert,
+            ca_key=self.keys.ca_key,
             serial=cert_serial,
             now=now,
             validity=self.ldevid_validity,
@@ -207,7 +229,7 @@ class EstService:
             grant=grant,
         )
         events = [
-            self.ctx.new_event(
+            new_event(
                 now=now, kind=kind, serial=serial, outcome="allow", check="registrar.issue",
                 cert_serial=serial_hex, subject=cert.subject.rfc4514_string(),
                 not_after=cert.not_valid_after_utc.isoformat(), renews=renews,
@@ -215,11 +237,11 @@ class EstService:
             ),
         ]
         if ignored:
-            events.append(self.ctx.new_event(
+            events.append(new_event(
                 now=now, kind="credential.csr-ignored", serial=serial, outcome="info",
                 check="est.csr-not-granted", cert_serial=serial_hex, ignored=list(ignored),
             ))
-        await self.ctx.store.complete_certificate(
+        await self.store.complete_certificate(
             serial_hex,
             der=cert.public_bytes(Encoding.DER),
             not_before=cert.not_valid_before_utc,

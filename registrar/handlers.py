@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from brski import est
-from brski.errors import UnsupportedMediaType
+from brski.admission import Park
+from brski.errors import Pending, UnsupportedMediaType
 from brski.oids import MT_CSRATTRS, MT_JSON, MT_PKCS7_CERTS_ONLY, MT_PKCS7_MIME, MT_PKCS10
 from brski_web.identity import peer_identity
+from brski_web.middleware import problem_response
 from registrar.service import RegistrarService
 
 __all__ = ["add_routes"]
@@ -43,13 +45,19 @@ def add_routes(app: web.Application, service_key: web.AppKey[RegistrarService]) 
 
     async def request_voucher(request: web.Request) -> web.Response:
         body = await request.read()
-        raw, media = await svc(request).vouchers.request_voucher(
+        answer = await svc(request).vouchers.request_voucher(
             body=body,
             content_type=request.headers.get("Content-Type"),
             accept=request.headers.get("Accept"),
             peer=peer_identity(request),
             now=datetime.now(UTC),
         )
+        if isinstance(answer, Park):
+            # RFC 8995 5.6: 202 + Retry-After while an operator decides; the
+            # plan's event is already stored with its state change, so this
+            # is answered here rather than recorded again as a refusal.
+            return problem_response(request, Pending(answer.detail, retry_after=answer.retry_after_s, check=answer.rule))
+        raw, media = answer
         return web.Response(body=raw, content_type=media)
 
     async def voucher_status(request: web.Request) -> web.Response:

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from brski.admission import Decision
 from brski.errors import BrskiError, ConfigError, MalformedInput
 from brski.mud import nft_rules
 from brski.netaccess import MUD_FAILURE_POLICIES, AccessPolicy, mud_gate, network_access
-from brski.policy import Decision
 from brski.radius import DisconnectRequest, DisconnectResponse, decode_response
 from brski_storage.base import RegistrarStore
 from brski_storage.netaccess import NetworkSession

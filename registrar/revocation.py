@@ -45,11 +45,12 @@ from brski.crl import (
     reason_name,
 )
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound
+from brski.lifecycle import DeviceState
 from brski.ocsp import CertStatus, OcspAnswer, read_request, respond
 from brski_hsm import signing
 from brski_storage.base import CertificateRecord, RegistrarStore
 from brski_web.logs import kv
-from registrar.context import DeviceStates, RegistrarKeys
+from registrar.identity import RegistrarKeys
 
 __all__ = [
     "CRL_VALIDITY",
@@ -112,13 +113,13 @@ async def revoke_device(
     device = await store.get_device(serial)
     if device is None:
         raise NotFound(f"unknown device {serial!r}", check="registrar.unknown-device")
-    if device.state == DeviceStates.DECOMMISSIONED:
+    if device.state == DeviceState.DECOMMISSIONED:
         raise Conflict(f"device {serial} is decommissioned", check="revocation.decommissioned")
     revoked = await revoke_issued(store, serial, reason=flag, now=now, actor=actor)
     if not revoked:
         raise Conflict(f"device {serial} has no issued LDevID to revoke", check="revocation.nothing-issued")
     await store.set_device_state(
-        serial, DeviceStates.REVOKED, at=now, reason=f"LDevID revoked ({reason_name(flag)}) by {actor}"
+        serial, DeviceState.REVOKED, at=now, reason=f"LDevID revoked ({reason_name(flag)}) by {actor}"
     )
     log.info(kv("revoked", serial=serial, certs=len(revoked), reason=reason_name(flag), by=actor))
     return revoked
@@ -133,11 +134,11 @@ async def decommission_device(
     device = await store.get_device(serial)
     if device is None:
         raise NotFound(f"unknown device {serial!r}", check="registrar.unknown-device")
-    if device.state == DeviceStates.DECOMMISSIONED:
+    if device.state == DeviceState.DECOMMISSIONED:
         raise Conflict(f"device {serial} is already decommissioned", check="revocation.decommissioned")
     revoked = await revoke_issued(store, serial, reason=flag, now=now, actor=actor)
     await store.set_device_state(
-        serial, DeviceStates.DECOMMISSIONED, at=now, reason=f"decommissioned by {actor}"
+        serial, DeviceState.DECOMMISSIONED, at=now, reason=f"decommissioned by {actor}"
     )
     await store.append_event(
         at=now, kind="device.decommissioned", device_serial=serial, outcome="allow",

@@ -2,7 +2,10 @@
 
 A voucher-request is forwarded to the MASA only after the pledge proved it
 holds the IDevID, the IDevID chains to a trusted manufacturer, and the request
-is signed by that IDevID and names this registrar. The voucher the MASA
+is signed by that IDevID and names this registrar. Whether it is forwarded,
+parked for an operator or refused is decided by the pure
+:func:`brski.admission.decide_voucher_request` from facts read once; its plan
+is committed in one transaction before the MASA is asked. The voucher the MASA
 returns is checked for transparency (5.6), stored, and passed on unchanged.
 """
 
@@ -10,26 +13,43 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
 
+from brski.admission import (
+    Park,
+    PlannedEvent,
+    Refuse,
+    Transition,
+    VoucherRequestFacts,
+    decide_voucher_request,
+)
 from brski.artifact import sign_artifact, verify_artifact
-from brski.errors import BadGateway, BrskiError, Forbidden, MalformedInput, Pending, Unauthenticated
-from brski.lifecycle import LifecycleEvent, next_state
+from brski.errors import (
+    BadGateway,
+    BrskiError,
+    Conflict,
+    MalformedInput,
+    PolicyRefused,
+    Unauthenticated,
+)
+from brski.lifecycle import DeviceState
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
 from brski.telemetry import parse_status
 from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
-from brski.voucher import Assertion, Voucher, VoucherRequest
+from brski.voucher import Voucher, VoucherRequest
 from brski_hsm import signing
-from brski_storage import StateChange
+from brski_storage import NewVoucherRequest, RegistrarStore, StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
-from registrar.context import RegistrarContext
+from registrar.admission import AdmissionControl, Manufacturer
+from registrar.evidence import new_event, record_event
+from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.masa_client import MasaClient
-from registrar.policy import RegistrarPolicy
 
 __all__ = ["VoucherService"]
 
@@ -42,21 +62,32 @@ _MASA_OF_MAX = 100_000
 class VoucherService:
     def __init__(
         self,
-        ctx: RegistrarContext,
         *,
-        policy: RegistrarPolicy,
+        store: RegistrarStore,
+        keys: RegistrarKeys,
+        clients: ClientIdentity,
+        admission: AdmissionControl,
         masa: MasaClient,
         masa_url_override: str | None,
         supported_media: tuple[str, ...] = (MT_VOUCHER_CMS_JSON,),
         accept_base64: bool = False,
+        reonboard_decommissioned: bool = True,
     ) -> None:
-        self.ctx = ctx
-        self.policy = policy
+        self.store = store
+        self.keys = keys
+        self.clients = clients
+        self.admission = admission
         self.masa = masa
+        # Network access (registrar/mud_service.py): told of every IDevID seen
+        # in a voucher exchange, to learn its MUD URL (RFC 8520 10).
+        self.on_idevid: Callable[[str, x509.Certificate, datetime], Awaitable[None]] | None = None
         self.masa_url_override = masa_url_override
         self.supported_media = supported_media
         # Interop labs only (config accept_base64_voucher_requests).
         self.accept_base64 = accept_base64
+        # Lifecycle policy: may a decommissioned device onboard again after a
+        # factory reset? (config reonboard_decommissioned)
+        self.reonboard_decommissioned = reonboard_decommissioned
         # serial -> the MASA its IDevID names, learned while the chain was
         # verified, so the audit-log fetch need not verify the request again.
         self._masa_of: OrderedDict[str, str] = OrderedDict()
@@ -66,108 +97,104 @@ class VoucherService:
 
     async def request_voucher(
         self, *, body: bytes, content_type: str | None, accept: str | None, peer: PeerIdentity, now: datetime
-    ) -> tuple[bytes, str]:
-        """RFC 8995 sections 5.2-5.6: check the pledge, ask its MASA, return the voucher."""
+    ) -> tuple[bytes, str] | Park:
+        """RFC 8995 sections 5.2-5.6: check the pledge, decide, commit, ask its MASA.
+
+        Returns the MASA's voucher (to pass on unchanged) or, when an
+        operator has to decide first, the :class:`Park` plan the HTTP layer
+        answers with 202 + Retry-After. Refusals raise, naming the check.
+        """
         req_media, resp_media = negotiate_voucher_media(content_type, accept, self.supported_media)
         if peer.leaf is None:
             # RFC 8995 section 5.3: the pledge authenticates with its IDevID.
             raise Unauthenticated("no TLS client certificate (IDevID) presented", check="tls.client-cert")
         body, encoding = self._der_body(body, req_media, peer)
         # RFC 8995 5.3: which manufacturer (anchor, or first-use pin) vouches for this IDevID.
-        mfr = await self.policy.manufacturer(peer.leaf, chain=peer.chain, now=now)
+        mfr = await self.admission.manufacturer(peer.leaf, chain=peer.chain, now=now)
         chk = check_pledge_request(
             body,
             media_type=req_media,
             tls_client_cert=peer.leaf,
             tls_client_chain=peer.chain,
             manufacturer_anchors=mfr.anchors,
-            own_certs=[self.ctx.keys.tls_cert],
+            own_certs=[self.keys.tls_cert],
             now=now,
         )
-        idevid = chk.idevid
-        serial = chk.serial
+        idevid, serial = chk.idevid, chk.serial
         anchor = chk.idevid_chain[-1] if chk.idevid_chain else idevid
-        device = await self.ctx.store.upsert_device(
+        # The facts, read once. The device record pins the IDevID seen now
+        # (RFC 8995 5.3; a different one under this serial is a Conflict).
+        device = await self.store.upsert_device(
             serial,
             idevid_issuer=idevid.issuer.rfc4514_string(),
             idevid_fingerprint=fingerprint_sha256(idevid),
             manufacturer=self._manufacturer(anchor),
             at=now,
         )
-        if self.ctx.on_idevid is not None:
-            await self.ctx.on_idevid(serial, idevid, now)
-        # Lifecycle (issue 5): revoked devices stay out; decommissioned ones return only if policy allows.
-        state = await self.ctx.admit_known_device(serial, now=now)
-        # Who may join: refusals raise (the middleware stores them as events),
-        # an unknown device under "queue" gets 202 (RFC 8995 5.6); an
-        # admission is stored here, so every decision is one event.
-        try:
-            decision = await self.policy.admit(serial, mfr, now=now)
-        except Pending:
-            parked = next_state(state, LifecycleEvent.VOUCHER_PARKED, serial=serial)
-            if state != parked:
-                await self.ctx.store.set_device_state(serial, parked, at=now, reason="parked for operator approval")
-            raise
-        await self.policy.commit_pin(mfr, serial=serial, now=now)
-        # Stored with the voucher-request below, in one transaction.
-        admitted = self.ctx.new_event(
-            now=now, kind="admission.decided", serial=serial, outcome="allow",
-            check=decision.rule, manufacturer=device.manufacturer, manufacturer_policy=mfr.policy,
-            manufacturer_name=mfr.name, first_use_pinned=mfr.pin is not None,
+        if self.on_idevid is not None:  # network access learns the MUD URL (RFC 8520 10)
+            await self.on_idevid(serial, idevid, now)
+        approval = await self.store.get_approval(serial)
+        cfg = self.admission.cfg
+        plan = decide_voucher_request(
+            VoucherRequestFacts(
+                serial=serial,
+                state=DeviceState(device.state),
+                manufacturer=mfr.name,
+                manufacturer_subject=device.manufacturer,
+                manufacturer_policy=mfr.policy,
+                first_use_pin=mfr.pin is not None,
+                approval=approval.decision if approval is not None else None,
+                allow_serials=cfg.allow_serials,
+                deny_serials=cfg.deny_serials,
+                unlisted=cfg.unlisted_devices,
+                reonboard_decommissioned=self.reonboard_decommissioned,
+                retry_after_s=cfg.approval_retry_after_s,
+                masa=self.masa_url_override or masa_url(idevid),
+                nonce=chk.request.nonce,
+                idevid_issuer=aki_key_id(idevid),
+                pledge_request=body,
+            ),
+            now=now,
         )
-        # RFC 8995 section 5.5: the registrar's own voucher-request.
-        rvr = VoucherRequest(
-            assertion=Assertion.PROXIMITY,
-            created_on=now,
-            serial_number=serial,
-            nonce=chk.request.nonce,
-            idevid_issuer=aki_key_id(idevid),
-            prior_signed_voucher_request=body,
-        )
+        if isinstance(plan, Refuse):
+            raise plan.error  # recorded as a refusal by the HTTP layer, nothing committed
+        if isinstance(plan, Park):
+            await self._commit(serial, plan.transitions, plan.events, now=now, queue_for_approval=True)
+            return plan
         # RFC 8995 section 5.5: include the chain the MASA should pin; the TLS
         # certificate rides along so the MASA can see that the pledge's
         # proximity-registrar-cert is in our chain (section 5.5.5).
         raw_rvr = await signing(  # in a thread when the RA key is in a token
-            self.ctx.keys.ra_key,
+            self.keys.ra_key,
             sign_artifact,
-            rvr,
+            plan.request,
             media_type=req_media,
-            key=self.ctx.keys.ra_key,
-            cert=self.ctx.keys.ra_cert,
-            chain=(self.ctx.keys.tls_cert, self.ctx.keys.ca_cert),
+            key=self.keys.ra_key,
+            cert=self.keys.ra_cert,
+            chain=(self.keys.tls_cert, self.keys.ca_cert),
         )
-        target = self.masa_url_override or masa_url(idevid)
-        if not target:
-            raise Forbidden(
-                "the IDevID names no MASA (id-pe-masa-url) and none is configured",
-                check="idevid.masa-url",
-                serial=serial,
-            )
-        # Evidence (issue 5): the request and the admission are on record,
-        # durably, before the MASA is asked, even if it never answers.
-        await self.ctx.store.add_voucher_request(
-            serial=serial,
-            nonce=chk.request.nonce,
-            pledge_request=body,
-            registrar_request=raw_rvr,
-            media_type=req_media,
-            received_at=now,
-            events=(
-                admitted,
-                self.ctx.new_event(
-                    now=now, kind="voucher.requested", serial=serial, outcome="info",
-                    check="registrar.voucher-request", masa=target, media_type=req_media,
-                    **({"body_encoding": encoding} if encoding != "der" else {}),
-                ),
+        requested = PlannedEvent(
+            kind="voucher.requested", outcome="info", check="registrar.voucher-request",
+            detail={"masa": plan.masa, "media_type": req_media, **({"body_encoding": encoding} if encoding != "der" else {})},
+        )
+        # Evidence: the lifecycle change, the pin, the admission and the
+        # request are on record, in one transaction, before the MASA is asked,
+        # even if it never answers.
+        await self._commit(
+            serial, plan.transitions, (*plan.events, requested), now=now,
+            pin=mfr if plan.commit_pin else None,
+            voucher_request=NewVoucherRequest(
+                nonce=chk.request.nonce, pledge_request=body, registrar_request=raw_rvr, media_type=req_media
             ),
         )
+        target = plan.masa
         self._masa_of[serial] = target
         self._masa_of.move_to_end(serial)
         if len(self._masa_of) > _MASA_OF_MAX:
             self._masa_of.popitem(last=False)
         resp = await self.masa.request_voucher(target, body=raw_rvr, media_type=req_media, accept=resp_media)
         voucher = self._check_voucher(resp.body, resp.content_type, serial=serial, nonce=chk.request.nonce)
-        await self.ctx.store.add_voucher(
+        await self.store.add_voucher(
             serial=serial,
             voucher=resp.body,
             media_type=resp.content_type,
@@ -175,11 +202,9 @@ class VoucherService:
             nonce=voucher.nonce,
             expires_on=voucher.expires_on,
             received_at=now,
-            then=StateChange(
-                state=next_state(state, LifecycleEvent.VOUCHER_OBTAINED, serial=serial), reason="voucher from MASA"
-            ),
+            then=StateChange(state=plan.on_voucher, reason="voucher from MASA"),
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="voucher.obtained", serial=serial, outcome="allow", check="registrar.voucher",
                     assertion=str(voucher.assertion), masa=target,
                 ),
@@ -187,6 +212,41 @@ class VoucherService:
         )
         log.info(kv("voucher-forwarded", serial=serial, assertion=str(voucher.assertion), masa=target))
         return resp.body, resp.content_type
+
+    async def _commit(
+        self,
+        serial: str,
+        transitions: tuple[Transition, ...],
+        events: Sequence[PlannedEvent],
+        *,
+        now: datetime,
+        queue_for_approval: bool = False,
+        pin: Manufacturer | None = None,
+        voucher_request: NewVoucherRequest | None = None,
+    ) -> None:
+        """One transaction for a plan: state changes, pin, queue row, request, events."""
+        try:
+            await self.store.commit_voucher_decision(
+                serial,
+                at=now,
+                changes=[StateChange(state=t.state, reason=t.reason, expect=t.expect) for t in transitions],
+                pin=pin.pin_record() if pin is not None else None,
+                queue_for_approval=queue_for_approval,
+                voucher_request=voucher_request,
+                events=[
+                    new_event(now=now, kind=e.kind, serial=serial, outcome=e.outcome, check=e.check, **e.detail)
+                    for e in events
+                ],
+            )
+        except Conflict as exc:
+            if exc.check != "storage.pin-held":
+                raise
+            # A concurrent first use of the same issuer pinned another certificate first.
+            raise PolicyRefused(
+                f"IDevID issuer was pinned concurrently to another certificate: {exc.detail}",
+                check="registrar.first-use.pin-mismatch",
+                serial=serial,
+            ) from exc
 
     def _der_body(self, body: bytes, media_type: str, peer: PeerIdentity) -> tuple[bytes, str]:
         """RFC 8366 8.3: a CMS voucher-request is DER; base64 text of it is
@@ -223,12 +283,12 @@ class VoucherService:
     async def voucher_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log."""
         report = parse_status(body, kind="voucher-status")
-        serial = await self.ctx.idevid_device(peer, what="voucher-status")
-        await self.ctx.store.add_status_report(
+        serial = await self.clients.idevid_device(peer, what="voucher-status")
+        await self.store.add_status_report(
             serial=serial, kind="voucher", status=report.status, reason=report.reason,
             body=body.decode("utf-8", "replace"), received_at=now,
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="telemetry.voucher-status", serial=serial,
                     outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
                 ),
@@ -240,10 +300,10 @@ class VoucherService:
     async def _fetch_audit_log(self, serial: str, *, now: datetime) -> None:
         """RFC 8995 5.8: the registrar SHOULD fetch the MASA audit log after
         the pledge's voucher status; a failure is recorded, not fatal."""
-        last = await self.ctx.store.latest_voucher_request(serial)
+        last = await self.store.latest_voucher_request(serial)
         if last is None or last.registrar_request is None:
             return
-        device = await self.ctx.store.get_device(serial)
+        device = await self.store.get_device(serial)
         target = self.masa_url_override or self._masa_of.get(serial)
         if target is None:  # e.g. after a restart: read it from the stored request
             try:
@@ -256,19 +316,19 @@ class VoucherService:
         try:
             doc = await self.masa.request_audit_log(target, body=last.registrar_request, media_type=last.media_type)
         except BrskiError as exc:
-            await self.ctx.event(
-                now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
+            await record_event(
+                self.store, now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
                 check=exc.check, detail=exc.detail,
             )
             return
         # RFC 8995 5.8.3: review the log now; a refusal here is what makes the
-        # EST gate (RegistrarPolicy.enroll_gate) refuse this device.  The log
+        # EST gate (AdmissionControl.enroll_gate) refuse this device.  The log
         # and the verdict on it are stored together.
-        decision = self.policy.review(doc)
-        await self.ctx.store.add_audit_log(
+        decision = self.admission.review(doc)
+        await self.store.add_audit_log(
             serial=serial, fetched_at=now, body=doc.to_json(),
             events=(
-                self.ctx.new_event(
+                new_event(
                     now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
                     check=decision.rule, entries=len(doc.events), detail=decision.detail,
                 ),

@@ -115,7 +115,7 @@ class Identities:
         out = self.net.root / "out" / result.serial
         cert = load_cert((out / "ldevid.crt").read_bytes())
         if revoked:
-            self.net.call(self.net.registrar.ctx.store.revoke_certificate(cert.serial_number, reason="keyCompromise", at=datetime.now(UTC)))
+            self.net.call(self.net.registrar.store.revoke_certificate(cert.serial_number, reason="keyCompromise", at=datetime.now(UTC)))
         self._n += 1
         return write_identity(self.net.root, f"ldevid-{self._n}", cert, load_key(out / "ldevid.key"))
 

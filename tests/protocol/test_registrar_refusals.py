@@ -304,7 +304,7 @@ def test_15_reenroll_with_an_expired_ldevid(net: Net) -> None:
 def test_15_reenroll_with_a_revoked_ldevid(net: Net) -> None:
     ident, _serial = _ldevid_identity(net, "revoked-ldevid")
     assert ident.cert is not None
-    net.call(net.registrar.ctx.store.revoke_certificate(ident.cert.serial_number, reason="keyCompromise", at=datetime.now(UTC)))
+    net.call(net.registrar.store.revoke_certificate(ident.cert.serial_number, reason="keyCompromise", at=datetime.now(UTC)))
     body = csr_b64(ec.generate_private_key(ec.SECP256R1()), ident.cert.subject)
     refused(net, "registrar", lambda: enroll(net, ident, body, REENROLL), status=403, check="ldevid.revoked")
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from brski.admission import audit_log_review
 from brski.auditlog import AuditEvent, AuditLog, Truncation
 from brski.errors import MalformedInput
-from brski.policy import audit_log_review
 
 # The example of RFC 8995 5.8.1 (Figure 19), numbers as strings as printed there.
 RFC_EXAMPLE = b"""{

@@ -19,7 +19,7 @@ Configuration (``[registrar]`` in the TOML file, see :mod:`registrar.config`)::
     audit_allowed_domains = []                     # extra domainIDs (base64) allowed in the log
     audit_other_domains = "refuse"                 # or "allow-nonced"
 
-The decisions themselves are pure functions in :mod:`brski.policy`; this
+The decisions themselves are pure functions in :mod:`brski.admission`; this
 module gathers their facts (which anchor an IDevID chains to, the first-use
 pin, the operator's queue decision, the audit log the registrar fetched) and
 turns refusals into errors naming the rule. Queue decisions and pins live in
@@ -37,24 +37,23 @@ from typing import Any
 
 from cryptography import x509
 
-from brski.auditlog import AuditLog
-from brski.errors import ChainInvalid, ConfigError, MalformedInput, Pending, PolicyRefused
-from brski.pki import Role, cert_der, load_certs, spki_sha256, verify_chain
-from brski.policy import (
+from brski.admission import (
     AUDIT_OTHER_DOMAINS,
     MANUFACTURER_POLICIES,
     UNLISTED_DEVICE_POLICIES,
     Decision,
     audit_log_review,
-    registrar_admission,
 )
-from brski_storage.base import RegistrarStore
+from brski.auditlog import AuditLog
+from brski.errors import ChainInvalid, ConfigError, MalformedInput, PolicyRefused
+from brski.pki import Role, cert_der, load_certs, spki_sha256, verify_chain
+from brski_storage.base import ManufacturerPin, RegistrarStore
 
 __all__ = [
+    "AdmissionControl",
     "AdmissionPolicy",
     "Manufacturer",
     "ManufacturerEntry",
-    "RegistrarPolicy",
     "parse_manufacturers",
 ]
 
@@ -148,6 +147,15 @@ class Manufacturer:
     # First use: the issuer certificate to pin once the whole request has passed.
     pin: x509.Certificate | None = None
 
+    def pin_record(self) -> ManufacturerPin | None:
+        """The first-use pin to commit with the admission (RFC 8995 5.3 trust on first use)."""
+        if self.pin is None:
+            return None
+        return ManufacturerPin(
+            issuer=self.pin.subject.rfc4514_string(), cert_der=cert_der(self.pin),
+            spki_sha256=spki_sha256(self.pin), policy_name=self.name,
+        )
+
 
 @dataclass(kw_only=True)
 class _Loaded:
@@ -155,8 +163,13 @@ class _Loaded:
     anchors: list[x509.Certificate] = field(default_factory=list)
 
 
-class RegistrarPolicy:
-    """Admission decisions for one running registrar (RFC 8995 5.3, 5.6, 5.8.3)."""
+class AdmissionControl:
+    """The facts admission decisions need, for one running registrar (RFC 8995 5.3, 5.6, 5.8.3).
+
+    Which manufacturer an IDevID belongs to, the audit-log review, and the
+    EST gate; the voucher-request decision itself is
+    :func:`brski.admission.decide_voucher_request`.
+    """
 
     def __init__(self, *, store: RegistrarStore, policy: AdmissionPolicy, own_domain_id: str) -> None:
         self.store = store
@@ -185,7 +198,7 @@ class RegistrarPolicy:
         """RFC 8995 5.3: the manufacturer whose anchor the IDevID chains to.
 
         With no match, a ``first-use`` entry accepts the IDevID's issuer as
-        presented in the TLS chain (pinned later, by :meth:`commit_pin`),
+        presented in the TLS chain (pinned with the admission, see :meth:`Manufacturer.pin_record`),
         or holds it to the pin recorded the first time that issuer was seen.
         """
         first_error: ChainInvalid | None = None
@@ -220,41 +233,6 @@ class RegistrarPolicy:
                 check="registrar.first-use.no-issuer-cert",
             )
         return Manufacturer(name=name, policy="first-use", anchors=(candidates[0],), pin=candidates[0])
-
-    async def commit_pin(self, m: Manufacturer, *, serial: str, now: datetime) -> None:
-        """Record a first-use pin; a concurrent first use of the same issuer keeps the first pin."""
-        if m.pin is None:
-            return
-        issuer = m.pin.subject.rfc4514_string()
-        held = await self.store.pin_manufacturer(
-            issuer=issuer, cert_der=cert_der(m.pin), spki_sha256=spki_sha256(m.pin),
-            policy_name=m.name, first_serial=serial, at=now,
-        )
-        if held.cert_der != cert_der(m.pin):
-            raise PolicyRefused(
-                f"issuer {issuer!r} was pinned concurrently to another certificate",
-                check="registrar.first-use.pin-mismatch",
-                serial=serial,
-            )
-
-    async def admit(self, serial: str, m: Manufacturer, *, now: datetime) -> Decision:
-        """RFC 8995 5.6: allow, refuse (PolicyRefused) or park the device (Pending, 202)."""
-        approval = await self.store.get_approval(serial)
-        decision = registrar_admission(
-            serial=serial,
-            manufacturer=m.name,
-            manufacturer_policy=m.policy,
-            allow_serials=self.cfg.allow_serials,
-            deny_serials=self.cfg.deny_serials,
-            unlisted=self.cfg.unlisted_devices,
-            approval=approval.decision if approval is not None else None,
-        )
-        if decision.pending:
-            await self.store.request_approval(serial, at=now)
-            raise Pending(decision.detail, retry_after=self.cfg.approval_retry_after_s, check=decision.rule)
-        if not decision.allow:
-            raise PolicyRefused(decision.detail, check=decision.rule, serial=serial)
-        return decision
 
     def review(self, audit_log: AuditLog) -> Decision:
         """RFC 8995 5.8.3 on one fetched audit log."""
