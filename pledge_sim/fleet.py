@@ -339,7 +339,12 @@ def run(
     started = time.monotonic()
     deadline = started + duration if duration else None
     samples: list[Sample] = []
-    bar.draw()  # the first line marks the start of the timed part
+    # One plain line marks the start of the timed part (a benchmark samples the
+    # servers' CPU when it appears); rich draws nothing until the end when
+    # stderr is not a terminal.
+    sys.stderr.write(f"fleet: {len(pledges)} pledges, concurrency {concurrency}, {processes} process(es)\n")
+    sys.stderr.flush()
+    bar.draw()
     cpu0 = os.times()
     if processes <= 1:
 

@@ -663,7 +663,7 @@ def print_engines(runs: list[dict[str, Any]]) -> None:
     for r in runs:
         pg = "-" if r["postgresql_cpu_ms_per_enrollment"] is None else r["postgresql_cpu_ms_per_enrollment"]
         print(f"  {r['database']:<10} {r['workers']:>2} worker(s) {r['enrollments_per_s']:>14} {r['errors']:>7}"
-              f" {r['p50_ms']!s:>7} {r['p99_ms']!s:>7} {r['registrar_cpu_ms_per_enrollment']:>33}"
+              f" {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f} {r['registrar_cpu_ms_per_enrollment']:>33}"
               f" {r['masa_cpu_ms_per_enrollment']:>5} {pg!s:>11}")
 
 
