@@ -45,7 +45,7 @@ __all__ = [
     "registrar_admission",
 ]
 
-# Per-manufacturer trust (issue 4): "brski" = IDevIDs must chain to the
+# Per-manufacturer trust (RFC 8995 5.3): "brski" = IDevIDs must chain to the
 # configured anchor (RFC 8995 5.3); "first-use" = an IDevID whose issuer no
 # anchor covers is accepted the first time and its issuer pinned; "deny" =
 # IDevIDs of this manufacturer are refused even though they chain.

@@ -1,7 +1,7 @@
 """Storage for the LDevID lifecycle after issuance: renewal and published CRLs.
 
 Kept apart from :mod:`brski_storage.base` so that the certificate lifecycle
-(issue 5) and the admission policy (issue 4) grow the registrar store side
+and the admission policy grow the registrar store side
 by side; :class:`brski_storage.base.RegistrarStore` inherits this interface,
 so roles still program against one store.
 

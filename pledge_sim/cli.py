@@ -219,7 +219,7 @@ def _print_discovery(doc: dict[str, Any]) -> None:
 
 
 def _renewal_due(cert: Any, fraction: float) -> bool:
-    """Issue 5: renew after a fraction of the validity; say so when skipping."""
+    """Renew after a fraction of the validity (RFC 7030 4.2.2); say so when skipping."""
     from datetime import UTC, datetime
 
     from pledge_sim.renewal import renewal_due, renewal_due_at

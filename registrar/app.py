@@ -96,7 +96,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     store.observe_writes(metrics)
     transport.observer = metrics.masa_round_trip
-    # CRL DP and AIA OCSP written into every LDevID (issue 5; see registrar/revocation.py).
+    # CRL DP and AIA OCSP written into every LDevID (RFC 5280 4.2.1.13, 4.2.2.1; see registrar/revocation.py).
     public = cfg.revocation_base
     admission = AdmissionControl(
         store=store,

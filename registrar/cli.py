@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             client_auth="optional",
         )
         app = create_app(cfg)
-        # CRL and OCSP over plain HTTP (issue 5, registrar/revocation.py).
+        # CRL and OCSP over plain HTTP (RFC 5280 4.2.1.13, RFC 6960 A.1; registrar/revocation.py).
         plain = (create_revocation_app(app), cfg.http_port) if cfg.http_port else None
         await run_server(
             app, host=cfg.host, port=cfg.port, tls=tls, ready_file=cfg.ready_file, role="registrar", plain_http=plain,

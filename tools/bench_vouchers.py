@@ -1,6 +1,6 @@
 """Voucher signing and verification speed per format, beside bare ECDSA P-256.
 
-Issue 3's speed target: a CMS voucher verification (parse, digest, signature,
+The speed target: a CMS voucher verification (parse, digest, signature,
 one-level chain check with ``brski.pki.verify_chain``) should cost at most
 twice the bare signature verification plus the same chain check. Both sides
 are measured in the same run, with the same keys, so the ratio means

@@ -1,4 +1,4 @@
-"""End to end: the LDevID lifecycle with real clients (issue 5).
+"""End to end: the LDevID lifecycle with real clients.
 
 Revocation is checked with ``openssl verify -crl_check`` against the CRL
 fetched from the distribution point written into the LDevID, and with

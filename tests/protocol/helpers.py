@@ -40,7 +40,7 @@ def refused(
     same: tuple[str, ...] = ("registrar.certificates", "registrar.vouchers", "masa.vouchers", "masa.audit_log"),
     then_good_pledge: bool = True,
 ) -> Reply:
-    """The refusal contract of issue 4, in one place.
+    """The refusal contract, in one place.
 
     ``send`` is refused with ``status`` and a problem body naming ``check``;
     none of the ``same`` counters moved (no certificate issued, no voucher

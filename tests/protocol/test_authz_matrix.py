@@ -1,4 +1,4 @@
-"""Issue 4: the authorisation matrix, every endpoint x every client identity.
+"""The authorisation matrix, every endpoint x every client identity.
 
 One table-driven test. Rows are endpoints of the registrar (R) and the MASA
 (M), each sent the request that identity would send if it were entitled to

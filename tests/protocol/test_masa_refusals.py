@@ -1,4 +1,4 @@
-"""Issue 4, MASA refusals 20-29 plus the rate limit (RFC 8995 5.5-5.8, 11.1).
+"""MASA refusals 20-29 plus the rate limit (RFC 8995 5.5-5.8, 11.1).
 
 Registrar voucher-requests are crafted here and POSTed straight to the MASA
 over real TLS; each test then checks the refusal contract of

@@ -1,4 +1,4 @@
-"""Issue 4 items 30 and 31: the reference pledge against a hostile registrar.
+"""Refusals 30 and 31: the reference pledge against a hostile registrar.
 
 The real pledge driver (``pledge_sim.service.enroll_one``) talks over real TLS
 to a registrar that misbehaves on purpose. In each refusal the pledge must

@@ -1,4 +1,4 @@
-"""Issue 4: the approval queue and first-use manufacturers on a running registrar.
+"""The approval queue and first-use manufacturers on a running registrar.
 
 The queue (RFC 8995 5.6): an unlisted device gets 202 with Retry-After of at
 most 60 s until an operator runs ``brski registrar devices approve|reject``
@@ -65,7 +65,7 @@ def test_unlisted_device_waits_in_the_queue_until_approved(net: Net) -> None:
     assert _cli(net, "approve", serial, "--by", "test") == 0
     result = net.enroll(serial)
     assert result.ok, (result.failed_check, result.detail)
-    # Issue 5: the lifecycle shows the wait, recorded once however often the pledge asked.
+    # The lifecycle shows the wait, recorded once however often the pledge asked.
     assert net.rows(
         "registrar", "SELECT from_state, to_state FROM device_transitions WHERE serial = ? ORDER BY id", (serial,)
     )[:3] == [(None, "discovered"), ("discovered", "awaiting-approval"), ("awaiting-approval", "voucher-obtained")]

@@ -1,4 +1,4 @@
-"""Issue 4, registrar refusals 1-19: each a named test over real TLS.
+"""Registrar refusals 1-19: each a named test over real TLS.
 
 Every test goes through :func:`tests.protocol.helpers.refused`: the HTTP
 status, a problem body naming the failed check, nothing issued or signed, a

@@ -268,7 +268,7 @@ def test_detect_recognises_the_appendix_c_voucher() -> None:
     assert detect_media_type(raw) == oids.MT_VOUCHER_CMS_JSON
 
 
-# --- every format x every key type (issue 3 "Robustness": build, sign, parse, verify) ----
+# --- every format x every key type (build, sign, parse, verify) ----
 
 
 def _any_cert(key: Any) -> x509.Certificate:

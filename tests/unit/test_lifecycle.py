@@ -1,4 +1,4 @@
-"""Issue 5 in the store and the CLI: unique credentials, same-key renewal,
+"""The device lifecycle in the store and the CLI: unique credentials, same-key renewal,
 CRL numbers, inventory paging at scale, and `audit verify|export` on
 tampered database files of both roles."""
 

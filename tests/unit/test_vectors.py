@@ -1,4 +1,4 @@
-"""Published vectors, proven end to end in one place (issue 3, "Vectors").
+"""Published vectors, proven end to end in one place.
 
 Nobody on this team wrote these files (provenance: tests/vectors/README.md and
 /work/shared/vectors/README.md). Each test states a property the standard or
