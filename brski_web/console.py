@@ -39,8 +39,9 @@ from multidict import MultiDictProxy
 
 from brski.errors import BrskiError, Forbidden, LocalError, MalformedInput, PeerError
 from brski.pki import fingerprint_sha256
-from brski_storage.base import ChainReport, EventLog, EventRecord
+from brski_storage.base import EventLog, EventRecord
 from brski_storage.export import ExportFormat, all_events, export_header, export_line
+from brski_web.evidence import AuditReport, audit_report
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
 from brski_web.middleware import REFUSAL_RECORDER
@@ -234,7 +235,7 @@ def create_console_app(console: Console, add_views: Callable[[web.Application], 
 class LastVerify:
     """The latest verification run from this console (shown on the dashboard)."""
 
-    report: ChainReport | None = None
+    report: AuditReport | None = None
     at: datetime | None = None
     by: str | None = None
 
@@ -243,12 +244,14 @@ LAST_VERIFY: web.AppKey[LastVerify] = web.AppKey("console_last_verify", LastVeri
 _MAX_QUERY = 256
 
 
-async def verify_audit(store: EventLog, *, now: datetime, admin: str) -> ChainReport:
-    """Re-walk the hash-chained event log; the check itself is an event naming the admin."""
-    report = await store.verify_event_chain()
+async def verify_audit(store: EventLog, *, now: datetime, admin: str) -> AuditReport:
+    """The same verification as ``audit verify``: the hash chain and the tables
+    against the state it implies; the check itself is an event naming the admin."""
+    report = await audit_report(store)
     await store.append_event(
         at=now, kind="admin.audit-verified", device_serial=None, outcome="allow", check="admin.audit",
-        detail={"admin": admin, "ok": report.ok, "count": report.count},
+        detail={"admin": admin, "ok": report.ok, "count": report.chain.count,
+                "state_disagreements": len(report.state.disagreements)},
     )
     return report
 

@@ -4,6 +4,7 @@ backwards, the chart geometry, the CSRF rules and the security headers."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from brski_web.console import (
     per_minute,
     recent_window,
     refusals_by_check,
+    verify_audit,
 )
 from registrar.console import _search
 
@@ -100,6 +102,20 @@ async def test_last_hour_is_read_backwards_and_grouped(store: RegistrarStore) ->
     bars = {(b.series, b.label): b.value for b in minutes["chart"].bars}
     assert bars[("onboarded", "12:00")] == 1 and bars[("onboarded", "11:30")] == 1
     assert bars[("refused", "11:55")] == 1 and bars[("refused", "11:40")] == 1
+
+
+async def test_console_verify_checks_the_tables_as_audit_verify_does(store: RegistrarStore, tmp_path: Path) -> None:
+    """An intact chain over an edited table is not "intact": the console runs the same
+    verification as ``audit verify`` and the admin API (chain and state evidence)."""
+    await _devices(store, ["A-1"])
+    assert (await verify_audit(store, now=NOW, admin="CN=admin")).ok
+    con = sqlite3.connect(tmp_path / "registrar.db")
+    with con:
+        con.execute("UPDATE devices SET state = 'enrolled' WHERE serial = 'A-1'")
+    con.close()
+    report = await verify_audit(store, now=NOW, admin="CN=admin")
+    assert report.chain.ok and not report.ok
+    assert any("A-1" in line for line in report.state.lines())
 
 
 def test_bar_chart_scales_to_the_peak() -> None:
