@@ -32,7 +32,7 @@ Opener = Callable[[str], Awaitable[EventLog]]
 
 
 def add_store_commands(
-    cmds: argparse._SubParsersAction,  # type: ignore[type-arg]
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     role: str,
     common: Callable[[argparse.ArgumentParser], None],

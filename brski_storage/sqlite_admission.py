@@ -135,11 +135,12 @@ class SqliteAdmissionMixin:
         return await self._db.write(run)
 
     async def list_approvals(self, *, decision: ApprovalDecision | None = None) -> list[ApprovalRecord]:
+        params: tuple[str, ...] = ()
         if decision is None:
-            sql, params = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals ORDER BY serial", ()
+            sql = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals ORDER BY serial"
         else:
             sql = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE decision = ? ORDER BY serial"
-            params = (decision,)  # type: ignore[assignment]
+            params = (decision,)
         return await self._db.read(lambda conn: [_approval(r) for r in conn.execute(sql, params)])
 
     async def get_pinned_manufacturer(self, issuer: str) -> PinnedManufacturer | None:

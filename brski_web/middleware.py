@@ -62,7 +62,7 @@ __all__ = [
 log = logging.getLogger("brski.http")
 
 RefusalRecorder = Callable[[web.Request, BrskiError], Awaitable[None]]
-REFUSAL_RECORDER: web.AppKey[RefusalRecorder] = web.AppKey("refusal_recorder", RefusalRecorder)  # type: ignore[arg-type]
+REFUSAL_RECORDER: web.AppKey[RefusalRecorder] = web.AppKey("refusal_recorder")
 # Seconds a request body may take to arrive, set by each app from its config.
 # aiohttp bounds the size (client_max_size) but not the time: a chunked body
 # that never ends would hold a handler, a connection and a buffer forever.

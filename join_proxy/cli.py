@@ -80,7 +80,7 @@ def _print_example(_args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("proxy", help="BRSKI join proxy (circuit relay + mDNS)", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _build(p)

@@ -140,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if ok == topo.pledges else EXIT_FAILED
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = subparsers.add_parser("lab", help="network lab in Linux namespaces (root)", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = lab.add_subparsers(dest="lab_command", required=True, metavar="COMMAND")
