@@ -58,16 +58,22 @@ def _guarded(fn: Any, args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-def _picture(topo: Topology) -> str:
+def _picture(topo: Topology, *, network_access: bool = False) -> str:
     ports = ", ".join(p.edge_if for p in topo.pledge_ports())
-    return "\n".join([
+    lines = [
         f"  {topo.pledge_ns(1)}..{topo.pledges}  eth0 (link-local only) --veth-- edge ports {ports}",
         f"  {topo.edge:<16} join proxy [::]:{topo.proxy_port}, announces _brski-proxy._tcp on {ports} (fe80::1);"
-        " forwards nothing from pledge ports",
+        " forwards nothing from pledge ports" + (" until 802.1X authorised the station" if network_access else ""),
         f"  {topo.domain:<16} registrar [{topo.domain_address}]:{topo.registrar_port}, announces"
         " _brski-registrar._tcp on eth0",
         f"  {topo.vendor:<16} MASA [{topo.vendor_address}]:{topo.masa_port}",
-    ])
+    ]
+    if network_access:
+        lines[2:2] = [f"  {'':<16} hostapd (802.1X, wired) on {ports}, RFC 5176 DAS on {topo.edge_ipv4};"
+                      " nftables gate per port and MAC"]
+        lines[4:4] = [f"  {'':<16} FreeRADIUS (EAP-TLS) {topo.domain_ipv4}:1812 asking the registrar;"
+                      f" service http://[{topo.domain_address}]:{topo.service_port}/"]
+    return "\n".join(lines)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -130,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         nl.up()
         _say(f"lab up in {time.monotonic() - t0:.1f} s:")
-        _say(_picture(topo))
+        _say(_picture(topo, network_access=nl.access is not None))
         _say(f"onboarding {topo.pledges} pledge(s) by discovery alone ...")
         records = nl.run_pledges(list(range(1, topo.pledges + 1)), concurrency=args.concurrency)
         for r in records:

@@ -299,19 +299,3 @@ def test_down_cleans_up_after_an_up_killed_half_way(tmp_path: Path) -> None:
     _wait_for("the lab's processes to exit", lambda: not any(_alive(p) for p in pids), timeout=20)
     again = subprocess.run([*cli, "down", *common], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "removed 0" in again.stdout
-
-
-def test_lab_demo_writes_one_record_per_pledge_and_leaves_nothing(tmp_path: Path) -> None:
-    prefix = f"brski-d{os.getpid()}-"
-    out = tmp_path / "demo.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "brski_cli", "lab", "demo", "--pledges", "2", "--prefix", prefix,
-         "--workdir", str(tmp_path / "lab"), "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = json.loads(out.read_text())
-    assert [sorted(r) for r in records] == [["discovered", "ldevid", "seconds", "serial", "via", "voucher"]] * 2
-    assert all(r["discovered"] == "proxy" and r["voucher"] and r["ldevid"] and r["seconds"] > 0 for r in records)
-    assert sorted(r["serial"] for r in records) == ["PLG-000001", "PLG-000002"]
-    assert [ns for ns in netns.existing() if ns.startswith(prefix)] == []
