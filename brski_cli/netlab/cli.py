@@ -190,7 +190,11 @@ def _network_access(access: LabAccess, records: list[dict[str, Any]], *, revoke:
     for i in joined[len(joined) - revoke:] if revoke else []:
         r = records[i - 1]
         r["revoked"] = True
-        r["cut_off_after_revoke_s"] = access.cut_off(i, r["serial"])
+        try:
+            r["cut_off_after_revoke_s"] = access.cut_off(i, r["serial"])
+        except TimeoutError as exc:
+            _say(f"pledge {r['serial']}: revoked (admin API) but NOT cut off: {exc}")
+            continue
         _say(f"pledge {r['serial']}: revoked (admin API); its port closed {r['cut_off_after_revoke_s']} s later"
              " (RFC 5176 Disconnect-Request to the edge's hostapd)")
     for i in joined:
