@@ -128,9 +128,11 @@ class LabAccess:
         if r.network_access:
             # On the operational network: its address and the edge as gateway
             # (what DHCPv6 or SLAAC would hand out behind the opened port).
-            ns, dev = t.pledge_ns(index), port.pledge_if
-            netns.ip_batch(ns, [f"addr add {t.operational_address(index)}/64 dev {dev} nodad",
-                                f"route add ::/0 via {t.operational_address(index, edge=True)} dev {dev}"])
+            gateway = t.operational_address(index, edge=True)
+            netns.ip_batch(t.edge, [f"addr replace {gateway}/64 dev {port.edge_if} nodad"])
+            netns.ip_batch(t.pledge_ns(index), [
+                f"addr replace {t.operational_address(index)}/64 dev {port.pledge_if} nodad",
+                f"route replace ::/0 via {gateway} dev {port.pledge_if}"])
             deadline = time.monotonic() + 10
             while not (reached := self.reach(index)) and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -15,8 +15,10 @@ nothing from a pledge port: its only service there is the join proxy.
 Network access (802.1X with the LDevID, :mod:`brski_cli.netlab.access`) adds
 IPv4 on the edge-domain link for RADIUS and RFC 5176 (hostapd's DAS listens on
 IPv4 only), and an operational prefix per pledge port (``fd00:b5c1:1NN::/64``,
-the edge ``::1``): a pledge gets its ``::2`` only once it has joined, the
-stand-in for DHCPv6/SLAAC on the operational network. :meth:`Topology.pledge_ports`
+the edge ``::1``, the pledge ``::2``), configured on both ends only once the
+pledge has joined: the stand-in for DHCPv6/SLAAC on the operational network
+(before that a pledge port has link-local addresses only, also in what
+anything on the edge announces there). :meth:`Topology.pledge_ports`
 lists each port with both ends' namespaces and interface names.
 """
 
@@ -148,8 +150,7 @@ class Topology:
         ]
         out += [
             Link(a_ns=self.edge, a_if=p.edge_if, b_ns=p.pledge_ns, b_if=p.pledge_if,
-                 a_addrs=(f"{EDGE_PLEDGE_ADDRESS}/64", f"{self.operational_address(p.index, edge=True)}/64"),
-                 a_no_auto_ll=True)
+                 a_addrs=(f"{EDGE_PLEDGE_ADDRESS}/64",), a_no_auto_ll=True)
             for p in self.pledge_ports()
         ]
         return out
