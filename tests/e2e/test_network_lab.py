@@ -287,8 +287,8 @@ def test_down_cleans_up_after_an_up_killed_half_way(tmp_path: Path) -> None:
     with log.open("w") as out:
         up = subprocess.Popen([*cli, "up", "--pledges", "2", *common], stdout=out, stderr=subprocess.STDOUT)
     try:
-        # The MASA's ready file, not any process in the namespace: `ip netns add`
-        # itself sits in each new namespace for a moment while it builds the rest.
+        # The MASA's ready file, not any process in the namespace: while the lab
+        # is built its own commands (sysctl via `ip netns exec`) run there briefly.
         _wait_for("the MASA listening in the vendor namespace", (tmp_path / "run" / "masa.ready").exists, timeout=120)
         pids = [p for ns in netns.existing() if topo.owns(ns) for p in netns.netns_pids(ns)]
     except BaseException:
