@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +30,10 @@ from typing import Any
 
 from brski_cli.netlab import netns
 from brski_cli.netlab.topology import Topology
-from brski_netaccess.netns import have_netns
 from brski_netaccess.probe import JoinResult, cut_off_after, join
 from brski_netaccess.stack import NetworkAccessStack
 
-__all__ = ["LabAccess", "unavailable"]
-
-
-def unavailable() -> str | None:
-    """None when hostapd, wpa_supplicant and FreeRADIUS are here, else why not."""
-    return have_netns()
+__all__ = ["LabAccess"]
 
 
 @dataclass
@@ -75,7 +70,7 @@ class LabAccess:
     def service_url(self) -> str:
         return f"http://[{self.topo.domain_address}]:{self.topo.service_port}/"
 
-    def start(self, start_daemon: Any) -> None:
+    def start(self, start_daemon: Callable[..., object]) -> None:
         """FreeRADIUS, the gate, hostapd per port; the domain's service
         (``start_daemon``: :meth:`NetLab.start_daemon`); the ports handed to the gate."""
         t = self.topo

@@ -24,9 +24,9 @@ from typing import Any
 from brski_cli.lab import LabError
 from brski_cli.netlab import netns
 from brski_cli.netlab.access import LabAccess
-from brski_cli.netlab.access import unavailable as access_unavailable
 from brski_cli.netlab.run import NetLab, load_state
 from brski_cli.netlab.topology import Topology
+from brski_netaccess.netns import have_netns
 
 __all__ = ["add_parser"]
 
@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError("--revoke needs network access (drop --no-network-access)")
     if not 0 <= args.revoke <= args.pledges:
         raise ValueError(f"--revoke must be 0..{args.pledges}")
-    if not args.no_network_access and (why := access_unavailable()) is not None:
+    if not args.no_network_access and (why := have_netns()) is not None:
         raise netns.NetlabUnavailable(f"network access: {why} (or run with --no-network-access)")
     topo = _topology(args, pledges=args.pledges)
     nl = NetLab(topo=topo, workdir=args.workdir, discovery_timeout_s=args.discovery_timeout,
