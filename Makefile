@@ -26,10 +26,14 @@ demo: $(STAMP) sysdeps
 	$(PY) -m brski_cli demo --pledges 3
 
 # The network lab (root): pledges in network namespaces discover the join proxy by
-# mDNS and onboard through it; per-pledge results in var/lab-demo.json (docs/network-lab.md).
+# mDNS, onboard through it, join the network with their LDevIDs (802.1X EAP-TLS), and
+# LAB_REVOKE of them are revoked and cut off; per-pledge results in var/lab-demo.json
+# (docs/network-lab.md, docs/network-access.md).
 LAB_PLEDGES ?= 3
+LAB_REVOKE ?= 1
 lab-demo: $(STAMP) sysdeps
-	$(PY) -m brski_cli lab demo --pledges $(LAB_PLEDGES) --json var/lab-demo.json
+	mkdir -p var
+	$(PY) -m brski_cli lab demo --pledges $(LAB_PLEDGES) --revoke $(LAB_REVOKE) --json var/lab-demo.json
 
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brski_netaccess.netns import Daemon, NetnsError
+from brski_netaccess.netns import Daemon, NetnsError, ctrl_dir
 
 __all__ = ["Authenticator"]
 
@@ -52,7 +52,7 @@ class Authenticator:
 
     @property
     def ctrl_dir(self) -> Path:
-        return self.workdir / "ctrl"
+        return ctrl_dir(self.workdir)
 
     @property
     def event_log(self) -> Path:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Daemon", "NetnsError", "have_netns", "in_ns", "run"]
+__all__ = ["Daemon", "NetnsError", "ctrl_dir", "have_netns", "in_ns", "run"]
+
+# sockaddr_un.sun_path is 108 bytes with its NUL (unix(7)); the control socket
+# is DIR/IFNAME, an interface name up to 15 characters.
+_SUN_PATH_MAX = 107 - 1 - 15
 
 
 class NetnsError(RuntimeError):
@@ -28,6 +34,17 @@ def run(ns: str | None, *argv: str, check: bool = True, timeout: float = 30.0, i
     if check and proc.returncode != 0:
         raise NetnsError(f"{' '.join(argv)} in {ns or 'host'} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
+
+
+def ctrl_dir(workdir: Path) -> Path:
+    """Where hostapd or wpa_supplicant working in ``workdir`` put their control
+    sockets: ``workdir/ctrl``, or, when that path is too long for a Unix socket,
+    a directory of its own under the temporary directory, named for ``workdir``."""
+    preferred = workdir / "ctrl"
+    if len(os.fsencode(preferred)) <= _SUN_PATH_MAX:
+        return preferred
+    tag = hashlib.sha256(os.fsencode(workdir.resolve())).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"brski-ctrl-{tag}"
 
 
 def have_netns() -> str | None:

@@ -42,6 +42,9 @@ class NetworkAccessStack:
     registrar_url: str  # as FreeRADIUS reaches it (same namespace: https://localhost:PORT)
     registrar_http_port: int  # the registrar's plain-HTTP CRL/OCSP listener
     profile_url: str | None = None  # /netaccess/v1/profile as the edge reaches it (MUD rules)
+    # The registrar's OCSP responder as FreeRADIUS reaches it (default: same
+    # namespace, http://127.0.0.1:registrar_http_port/ocsp).
+    ocsp_url: str | None = None
     radius_port: int = 1812
     das_base_port: int = 3800  # port i (from 0) has its DAS on das_base_port + i
     gate_table: str = "brski_gate"
@@ -77,7 +80,7 @@ class NetworkAccessStack:
             clients=[RadiusClient(name="edge", address=self.edge_ip, secret=self.radius_secret)],
             server_cert=c / "registrar/radius.crt", server_key=c / "registrar/radius.key",
             domain_ca=c / "registrar/domain-ca.crt", registrar_url=self.registrar_url,
-            ocsp_url=f"http://127.0.0.1:{self.registrar_http_port}/ocsp", crl_der=self.crl_der,
+            ocsp_url=self.ocsp_url or f"http://127.0.0.1:{self.registrar_http_port}/ocsp", crl_der=self.crl_der,
         )
         self.radius.start()
         self.gate = Gate(namespace=self.edge_ns, table=self.gate_table, ports=self.ports)

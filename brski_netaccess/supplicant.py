@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brski_netaccess.netns import Daemon, run
+from brski_netaccess.netns import Daemon, ctrl_dir, run
 
 __all__ = ["Supplicant"]
 
@@ -31,7 +31,7 @@ class Supplicant:
 
     @property
     def ctrl_dir(self) -> Path:
-        return self.workdir / "ctrl"
+        return ctrl_dir(self.workdir)
 
     def write(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)

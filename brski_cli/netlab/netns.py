@@ -22,7 +22,8 @@ from pathlib import Path
 
 from brski_cli.netlab.topology import Topology
 
-__all__ = ["NetlabUnavailable", "build", "exec_argv", "existing", "netns_pids", "preflight", "status", "teardown"]
+__all__ = ["NetlabUnavailable", "build", "exec_argv", "existing", "ip_batch", "netns_pids", "preflight", "status",
+           "teardown"]
 
 
 class NetlabUnavailable(RuntimeError):
@@ -55,6 +56,11 @@ def preflight() -> None:
 def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
     """``argv`` run inside ``netns``."""
     return ["ip", "netns", "exec", netns, *argv]
+
+
+def ip_batch(netns: str, commands: Sequence[str]) -> None:
+    """``ip -n NETNS -batch -``: one ``ip`` command (without ``ip``) per item."""
+    _run(["ip", "-n", netns, "-batch", "-"], input="".join(c + "\n" for c in commands))
 
 
 def existing() -> list[str]:
@@ -90,12 +96,12 @@ def build(topo: Topology) -> None:
         if ln.a_no_auto_ll:
             per_ns[ln.a_ns].append(f"link set {ln.a_if} addrgenmode none")
         for ns, ifname, addrs in ((ln.a_ns, ln.a_if, ln.a_addrs), (ln.b_ns, ln.b_if, ln.b_addrs)):
-            per_ns[ns] += [f"addr add {a} dev {ifname} nodad" for a in addrs]
+            per_ns[ns] += [f"addr add {a} dev {ifname}{' nodad' if ':' in a else ''}" for a in addrs]
             per_ns[ns].append(f"link set {ifname} up")
     for ns, routes in topo.routes().items():
         per_ns[ns] += [f"route add {r}" for r in routes]
     for ns, cmds in per_ns.items():
-        _run(["ip", "-n", ns, "-batch", "-"], input="".join(c + "\n" for c in cmds))
+        ip_batch(ns, cmds)
     _run(exec_argv(topo.edge, ["nft", "-f", "-"]), input=topo.edge_nftables())
 
 

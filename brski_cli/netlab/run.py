@@ -19,6 +19,7 @@ from typing import Any
 
 from brski_cli.lab import Lab, LabError, ensure_dev_pki
 from brski_cli.netlab import netns
+from brski_cli.netlab.access import LabAccess
 from brski_cli.netlab.topology import Topology
 
 __all__ = ["NetLab", "PledgeRun"]
@@ -33,6 +34,7 @@ class PledgeRun:
     popen: subprocess.Popen[str]
     started: float
     log_path: Path
+    out: Path  # the LDevID and its key, once enrolled
 
     def result(self, timeout: float) -> dict[str, Any]:
         """The demo's per-pledge record, from the pledge's own ``--json`` output."""
@@ -56,6 +58,7 @@ class PledgeRun:
             "via": doc.get("via"),
             "voucher": doc.get("voucher") is not None,
             "ldevid": doc.get("ldevid") is not None,
+            "ldevid_dir": self.out,
             "seconds": round(own, 3) if disc else seconds,
             "process_seconds": seconds,
             "ok": bool(doc.get("ok")),
@@ -79,6 +82,10 @@ class NetLab:
     # MASA ownership: "sales-records" with every lab pledge sold to the lab's domain
     # (a registrar of another domain is then refused a voucher, RFC 8995 5.5.4).
     ownership: str = "open"
+    # 802.1X with the LDevID after onboarding (brski_cli.netlab.access): FreeRADIUS,
+    # hostapd per pledge port, the gate; the registrar as policy decision point.
+    network_access: bool = False
+    access: LabAccess | None = field(default=None, init=False)
     lab: Lab = field(init=False)
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -120,14 +127,26 @@ class NetLab:
         netns.build(self.topo)
         self._pki()
         self.lab.write_configs()
+        if self.network_access:
+            self.access = LabAccess(
+                topo=self.topo, workdir=self.workdir / "netaccess", certs=self.lab.certs.resolve(),
+                registrar_url=self.lab.registrar_url, revocation_url=self.lab.revocation_url,
+                registrar_http_port=self.lab.registrar_http_port, python=self.python,
+            )
+            with (self.lab.workdir / "registrar.toml").open("a") as f:
+                f.write("\n" + self.access.registrar_config())
         self._write_proxy_config()
         self.lab.import_devices()
         if self.ownership == "sales-records":
             self._sell_pledges()
         for name in ("masa", "registrar", "join_proxy"):
             self.lab.start(name, detach=detach)
+        if self.access is not None:
+            self.access.start(self.start_daemon)
 
     def down(self) -> list[str]:
+        if self.access is not None:
+            self.access.stop()
         self.lab.stop_all()
         for name in list(self.daemons):
             self.stop_daemon(name)
@@ -232,7 +251,7 @@ class NetLab:
         ])
         with log_path.open("w") as log:
             popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
-        return PledgeRun(index=index, serial=d.name, popen=popen, started=time.monotonic(), log_path=log_path)
+        return PledgeRun(index=index, serial=d.name, popen=popen, started=time.monotonic(), log_path=log_path, out=out)
 
     def run_pledges(
         self, indexes: list[int], *extra: str, timeout: float = 300.0, concurrency: int = 8

@@ -12,8 +12,13 @@ pledge port (one announcement serves all of them, see brski_net.mdns.Announcer).
 The edge routes between ``domain`` and ``vendor`` (ULA prefixes) and forwards
 nothing from a pledge port: its only service there is the join proxy.
 
-The next layers (802.1X authenticator per pledge port in ``edge``, RADIUS in
-``domain``, a supplicant per pledge) extend this: :meth:`Topology.pledge_ports`
+Network access (802.1X with the LDevID, :mod:`brski_cli.netlab.access`) adds
+IPv4 on the edge-domain link for RADIUS and RFC 5176 (hostapd's DAS listens on
+IPv4 only), and an operational prefix per pledge port (``fd00:b5c1:1NN::/64``,
+the edge ``::1``, the pledge ``::2``), configured on both ends only once the
+pledge has joined: the stand-in for DHCPv6/SLAAC on the operational network
+(before that a pledge port has link-local addresses only, also in what
+anything on the edge announces there). :meth:`Topology.pledge_ports`
 lists each port with both ends' namespaces and interface names.
 """
 
@@ -26,6 +31,8 @@ __all__ = ["EDGE_PLEDGE_ADDRESS", "Link", "PledgePort", "Topology"]
 
 EDGE_PLEDGE_ADDRESS = "fe80::1"
 ULA = "fd00:b5c1"  # the lab's unique local prefix (RFC 4193), /48
+# The edge-domain link's IPv4 (TEST-NET-1, RFC 5737): RADIUS and the DAS only.
+EDGE_IPV4, DOMAIN_IPV4 = "192.0.2.1", "192.0.2.2"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +66,8 @@ class Topology:
     registrar_port: int = 8443
     registrar_http_port: int = 8080
     masa_port: int = 8443
+    # A plain HTTP service in ``domain`` that a pledge reaches only with network access.
+    service_port: int = 8000
     # Pledge ports (1-based) the join proxy does not announce on: a link where a
     # pledge hears only what a test announces there.
     quiet_ports: tuple[int, ...] = ()
@@ -104,6 +113,18 @@ class Topology:
         return f"{ULA}:f::2"
 
     @property
+    def edge_ipv4(self) -> str:
+        return EDGE_IPV4
+
+    @property
+    def domain_ipv4(self) -> str:
+        return DOMAIN_IPV4
+
+    def operational_address(self, i: int, *, edge: bool = False) -> str:
+        """Pledge ``i``'s address on the operational network (edge side: the gateway)."""
+        return f"{ULA}:{0x100 + i:x}::{1 if edge else 2}"
+
+    @property
     def proxy_addresses(self) -> tuple[str, ...]:
         """The edge's addresses as the registrar sees them (its ``proxy_addresses``)."""
         return (f"{ULA}:d::1", EDGE_PLEDGE_ADDRESS)
@@ -121,7 +142,8 @@ class Topology:
         out = [
             # fe80::1 on dom0 too: the registrar can be told the proxy's addresses exactly.
             Link(a_ns=self.edge, a_if="dom0", b_ns=self.domain, b_if="eth0",
-                 a_addrs=(f"{EDGE_PLEDGE_ADDRESS}/64", f"{ULA}:d::1/64"), b_addrs=(f"{self.domain_address}/64",),
+                 a_addrs=(f"{EDGE_PLEDGE_ADDRESS}/64", f"{ULA}:d::1/64", f"{EDGE_IPV4}/24"),
+                 b_addrs=(f"{self.domain_address}/64", f"{DOMAIN_IPV4}/24"),
                  a_no_auto_ll=True),
             Link(a_ns=self.edge, a_if="ven0", b_ns=self.vendor, b_if="eth0",
                  a_addrs=(f"{ULA}:f::1/64",), b_addrs=(f"{self.vendor_address}/64",)),
@@ -143,17 +165,19 @@ class Topology:
     def edge_nftables(self) -> str:
         """The edge's ruleset: route domain <-> vendor, nothing from a pledge port.
 
-        ``authorized_ports`` is empty: a port added there (802.1X success) is
-        forwarded; ``pledge_services`` are the edge's own services a pledge may reach.
+        ``dot1x_ports`` is empty: a port added there is handed to the 802.1X
+        gate (:mod:`brski_netaccess.gate`, a table of its own), which forwards
+        from it only what an authorised station may send; this table then
+        no longer drops it.
         """
         return f"""
 table inet brski_lab {{
-    set authorized_ports {{ type ifname; }}
+    set dot1x_ports {{ type ifname; }}
     chain forward {{
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
         iifname {{ "dom0", "ven0" }} oifname {{ "dom0", "ven0" }} accept
-        iifname @authorized_ports accept
+        iifname @dot1x_ports accept comment "decided by the 802.1X gate"
         iifname "pl*" counter drop comment "pledge ports forward nothing by default"
     }}
     chain input {{
