@@ -32,7 +32,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
         only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
         engines = ("sqlite",) if only_sqlite else ENGINES
-        scope = "module" if "lab" in metafunc.fixturenames else "function"
+        # A lab (``lab``, or a module's own ``*_lab``) is module-scoped: the
+        # engine is too, so each engine gets one lab with its tests grouped under it.
+        scope = "module" if any(n == "lab" or n.endswith("_lab") for n in metafunc.fixturenames) else "function"
         metafunc.parametrize("engine", engines, scope=scope)
 
 
@@ -92,3 +94,8 @@ def raw_rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[
         text = sql.replace("%", "%%").replace("?", "%s")
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
                 for r in pg.execute(text.encode(), params or None).fetchall()]
+
+
+def sql_blob(url: str, data: bytes) -> str:
+    """``data`` as an SQL literal in ``url``'s dialect: a SQLite BLOB or a PostgreSQL BYTEA."""
+    return f"x'{data.hex()}'" if url.startswith("sqlite:") else f"'\\x{data.hex()}'::bytea"
