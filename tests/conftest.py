@@ -78,6 +78,24 @@ def raw_execute(url: str, statements: list[str]) -> None:
             pg.execute(sql.encode())
 
 
+def raw_insert(url: str, sql: str, rows: list[tuple[object, ...]]) -> None:
+    """Insert many rows behind the store's back in one transaction (``?`` placeholders)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(url[len("sqlite:///"):])
+        try:
+            with conn:
+                conn.executemany(sql, rows)
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as pg, pg.transaction(), pg.cursor() as cur:
+        cur.executemany(sql.replace("?", "%s").encode(), rows)
+
+
 def raw_rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """Read a store directly, not through the project's storage code (``?`` placeholders)."""
     if url.startswith("sqlite:///"):
