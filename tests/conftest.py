@@ -32,10 +32,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
         only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
         engines = ("sqlite",) if only_sqlite else ENGINES
-        # A lab (``lab``, or a module's own ``*_lab``) is module-scoped: the
-        # engine is too, so each engine gets one lab with its tests grouped under it.
-        scope = "module" if any(n == "lab" or n.endswith("_lab") for n in metafunc.fixturenames) else "function"
-        metafunc.parametrize("engine", engines, scope=scope)
+        # The servers (e2e ``lab`` or a module's own ``*_lab``; protocol ``net``)
+        # are module-scoped: the engine is too, so each engine gets one set of
+        # servers with its tests grouped under it.
+        servers = any(n in ("lab", "net") or n.endswith("_lab") for n in metafunc.fixturenames)
+        metafunc.parametrize("engine", engines, scope="module" if servers else "function")
 
 
 @pytest.fixture(scope="session")
