@@ -46,7 +46,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
     # On SQLite the file is db_path (tmp_path / "registrar.db"), which the
-    # sqlite_only tests open themselves.
+    # sqlite_only tests (of the SQLite engine itself) open themselves.
     s = await open_registrar_store(new_store_url("registrar"))
     try:
         yield s
@@ -115,8 +115,9 @@ async def test_pragmas_wal_full_sync_foreign_keys(store: RegistrarStore, db_path
     assert pragmas == ("wal", 2, 1)  # synchronous 2 == FULL
 
 
-async def test_persistence_across_reopen(db_path: Path) -> None:
-    async with await open_registrar_store(str(db_path)) as s:
+async def test_persistence_across_reopen(new_store_url: Callable[[str], str]) -> None:
+    url = new_store_url("registrar")
+    async with await open_registrar_store(url) as s:
         await add_device(s, "P-1")
         await s.set_device_state("P-1", "approved", at=t(1), reason="operator")
         await s.reserve_certificate(
@@ -125,7 +126,7 @@ async def test_persistence_across_reopen(db_path: Path) -> None:
         await s.append_event(
             at=t(3), kind="k", device_serial="P-1", outcome="allow", check="x.y", detail={"a": 1}
         )
-    async with await open_registrar_store(str(db_path)) as s:
+    async with await open_registrar_store(url) as s:
         device = await s.get_device("P-1")
         assert device is not None and device.state == "approved"
         assert device.first_seen == t(0) and device.updated_at == t(1)
@@ -548,8 +549,8 @@ async def test_writer_errors_reach_the_caller_as_storage_error(
     assert report.ok and report.count == 4
 
 
-async def test_closed_store_refuses_work(db_path: Path) -> None:
-    s = await open_registrar_store(str(db_path))
+async def test_closed_store_refuses_work(new_store_url: Callable[[str], str]) -> None:
+    s = await open_registrar_store(new_store_url("registrar"))
     await s.close()
     await s.close()
     with pytest.raises(StorageError) as info:
@@ -559,13 +560,14 @@ async def test_closed_store_refuses_work(db_path: Path) -> None:
         await add_device(s, "x")
 
 
-async def test_queued_writes_finish_before_close(db_path: Path) -> None:
-    s = await open_registrar_store(str(db_path))
+async def test_queued_writes_finish_before_close(new_store_url: Callable[[str], str]) -> None:
+    url = new_store_url("registrar")
+    s = await open_registrar_store(url)
     pending = [asyncio.ensure_future(add_device(s, f"Q{i}")) for i in range(50)]
     await asyncio.sleep(0)  # let every task enqueue its write
     await s.close()
     await asyncio.gather(*pending)
-    async with await open_registrar_store(str(db_path)) as s2:
+    async with await open_registrar_store(url) as s2:
         assert (await s2.stats())["devices"] == 50
 
 
