@@ -1,6 +1,8 @@
-"""brski_storage on real SQLite files: migrations, constraints, the writer
-thread, and tamper detection of the event chain (tampering through a raw
-sqlite3 connection, as an attacker with file access would)."""
+"""brski_storage through its interface, on both engines (``store``/``masa``:
+constraints, the event chain, the MASA's tables), and the SQLite engine
+itself on real files (``db_path`` and ``sqlite_only``: migrations, pragmas,
+the writer thread); PostgreSQL's own twins are in tests/storage/. Tampering
+is in test_storage_tamper.py."""
 
 from __future__ import annotations
 
