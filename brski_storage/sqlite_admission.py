@@ -76,7 +76,9 @@ def queue_approval(conn: sqlite3.Connection, serial: str, ts: str) -> ApprovalRe
     """Queue ``serial`` as 'pending' unless a row exists (an operator's decision stays)."""
     conn.execute(
         "INSERT INTO device_approvals (serial, decision, requested_at) VALUES (?, 'pending', ?)"
-        " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(requested_at, excluded.requested_at)",
+        # Table-qualified: PostgreSQL calls a bare name ambiguous between the row and ``excluded``.
+        " ON CONFLICT (serial) DO UPDATE SET requested_at = coalesce(device_approvals.requested_at,"
+        " excluded.requested_at)",
         (serial, ts),
     )
     record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)

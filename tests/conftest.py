@@ -32,8 +32,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
         only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
         engines = ("sqlite",) if only_sqlite else ENGINES
-        scope = "module" if "lab" in metafunc.fixturenames else "function"
-        metafunc.parametrize("engine", engines, scope=scope)
+        # The servers (e2e ``lab`` or a module's own ``*_lab``; protocol ``net``)
+        # are module-scoped: the engine is too, so each engine gets one set of
+        # servers with its tests grouped under it.
+        servers = any(n in ("lab", "net") or n.endswith("_lab") for n in metafunc.fixturenames)
+        metafunc.parametrize("engine", engines, scope="module" if servers else "function")
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +79,24 @@ def raw_execute(url: str, statements: list[str]) -> None:
             pg.execute(sql.encode())
 
 
+def raw_insert(url: str, sql: str, rows: list[tuple[object, ...]]) -> None:
+    """Insert many rows behind the store's back in one transaction (``?`` placeholders)."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(url[len("sqlite:///"):])
+        try:
+            with conn:
+                conn.executemany(sql, rows)
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as pg, pg.transaction(), pg.cursor() as cur:
+        cur.executemany(sql.replace("?", "%s").encode(), rows)
+
+
 def raw_rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """Read a store directly, not through the project's storage code (``?`` placeholders)."""
     if url.startswith("sqlite:///"):
@@ -92,3 +113,8 @@ def raw_rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[
         text = sql.replace("%", "%%").replace("?", "%s")
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
                 for r in pg.execute(text.encode(), params or None).fetchall()]
+
+
+def sql_blob(url: str, data: bytes) -> str:
+    """``data`` as an SQL literal in ``url``'s dialect: a SQLite BLOB or a PostgreSQL BYTEA."""
+    return f"x'{data.hex()}'" if url.startswith("sqlite:") else f"'\\x{data.hex()}'::bytea"

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from brski_cli.lab import Lab
-from tests.conftest import raw_rows
+from tests.conftest import raw_execute, raw_rows
 
 
 def pledge_dirs(lab: Lab) -> list[Path]:
@@ -30,6 +30,12 @@ def rows(db: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[tupl
     """Read a store directly, not through the project's storage code: a
     SQLite file, or a store URL of either engine (``lab.db_url(role)``)."""
     return raw_rows(db if isinstance(db, str) else f"sqlite:///{db}", sql, params)
+
+
+def edit(url: str, *statements: str) -> None:
+    """Change a store behind its servers' backs (``lab.db_url(role)``, either
+    engine), in one transaction, as someone with database access would."""
+    raw_execute(url, list(statements))
 
 
 def post(

@@ -24,16 +24,14 @@ import pytest
 
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from tests.e2e.browser import browser_home, require_browser, start_browser
+from tests.e2e.conftest import engine_databases
 from tests.e2e.labtools import openssl, rows
-
-# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
-pytestmark = pytest.mark.sqlite_only
 
 WAIT_S = 90
 
 
 @pytest.fixture(scope="module")
-def queue_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def queue_lab(tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A lab whose registrar parks unlisted devices for an operator's approval."""
     root = tmp_path_factory.mktemp("console-lab")
     masa_port, registrar_port = free_port(), free_port()
@@ -42,6 +40,7 @@ def queue_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(
         workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
         registrar_extra=('unlisted_devices = "queue"', "approval_retry_after_s = 1"),
+        **engine_databases(engine, request),
     )
     lab.write_configs()
     lab.import_devices()
@@ -214,7 +213,7 @@ def test_admin_approves_watches_enrolment_and_revokes_in_a_browser(queue_lab: La
     assert f"{ldevid}: revoked" in ocsp.stdout and "Reason: keyCompromise" in ocsp.stdout, ocsp.stdout
 
     # Each action is an event naming the admin, exactly as through the API.
-    db = lab.workdir / "registrar.db"
+    db = lab.db_url("registrar")
     kinds = rows(db, "SELECT kind, check_name, detail FROM events WHERE device_serial = ? AND kind LIKE 'ad%'", (serial,))
     assert ("admission.operator", "registrar.approval-approved") in [(k, c) for k, c, _ in kinds]
     revoked = [d for k, _, d in kinds if k == "admin.revoked"]
@@ -234,7 +233,7 @@ def test_forged_post_without_csrf_token_is_refused(queue_lab: Lab, tmp_path: Pat
          "--out", str(tmp_path / "p"), "--json"],
         capture_output=True, text=True, timeout=120,
     )
-    db = lab.workdir / "registrar.db"
+    db = lab.db_url("registrar")
     assert rows(db, "SELECT state FROM devices WHERE serial = ?", (serial,)) == [("awaiting-approval",)]
     # The admin's own browser would present the certificate: only the token tells a forgery.
     status, body = _curl(lab, f"/console/devices/{serial}/approve", "-d", "reason=forged")
@@ -266,7 +265,7 @@ def test_admin_api_approves_a_queued_device_like_the_console(queue_lab: Lab, tmp
          "--out", str(tmp_path / "p"), "--json"],
         capture_output=True, text=True, timeout=120,
     )
-    db = lab.workdir / "registrar.db"
+    db = lab.db_url("registrar")
     assert rows(db, "SELECT decision FROM device_approvals WHERE serial = ?", (pledge.name,)) == [("pending",)]
     json_args = ("-H", "Content-Type: application/json", "-H", "Accept: application/json", "-d", '{"reason": "api"}')
     status, body = _curl(lab, f"/admin/v1/devices/{pledge.name}/approve", *json_args, cert=None)

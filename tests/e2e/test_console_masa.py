@@ -14,13 +14,8 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from brski_cli.lab import Lab
 from tests.e2e.labtools import enroll, rows
-
-# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
-pytestmark = pytest.mark.sqlite_only
 
 
 def _curl(lab: Lab, path: str, *args: str, cert: str | None = "masa") -> tuple[int, str]:
@@ -58,7 +53,7 @@ def test_masa_console_devices_vouchers_and_owners(lab: Lab, tmp_path: Path) -> N
     # The voucher, its audit log entry, and the owner the first claim recorded ("open" ownership).
     assert status == 200 and "proximity" in page and "masa.open.first-claim" in page
     assert "CN=brski dev domain CA" in page
-    db = lab.workdir / "masa.db"
+    db = lab.db_url("masa")
     token = _token(page)
 
     # Remove it: the confirmation page first (nothing written), then the removal.

@@ -1,8 +1,8 @@
 """RFC 5280 3.3 end to end: a CRL never drops an unexpired revoked certificate.
 
 A device is revoked and the CRL published; then someone edits the
-certificate's row in the registrar's SQLite file back to 'issued' (or
-restores an old backup). Restarted on that store, the registrar must not
+certificate's row in the registrar's store (SQLite file or PostgreSQL
+schema) back to 'issued' (or restores an old backup). Restarted on that store, the registrar must not
 answer OCSP "good", accept /simplereenroll or publish a CRL without the
 serial. It refuses to start (exit 2, check crl.store-disagrees), ``brski
 registrar audit verify`` names the row, and with ``allow_crl_mismatch`` it
@@ -12,21 +12,16 @@ serves with the published revocation still in force -- as OpenSSL sees it.
 from __future__ import annotations
 
 import json
-import sqlite3
 import ssl
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
 from brski_cli.lab import Lab
-from tests.e2e.labtools import enroll, openssl, pledge_dirs, rows
-
-# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
-pytestmark = pytest.mark.sqlite_only
+from tests.e2e.labtools import edit, enroll, openssl, pledge_dirs, rows
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +39,7 @@ def _crl(lab: Lab, tmp: Path, name: str) -> Path:
 def test_edited_revocation_row_is_refused_and_never_good(lab: Lab, tmp_path: Path) -> None:
     ca = lab.certs / "registrar" / "domain-ca.crt"
     config = lab.workdir / "registrar.toml"
-    db = lab.workdir / "registrar.db"
+    db = lab.db_url("registrar")
     pledge = pledge_dirs(lab)[0]
     out = tmp_path / pledge.name
     assert enroll(lab, pledge, out).returncode == 0
@@ -57,12 +52,10 @@ def test_edited_revocation_row_is_refused_and_never_good(lab: Lab, tmp_path: Pat
 
     # The store is edited behind the registrar's back: the revocation "undone".
     assert lab.stop("registrar") == 0
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.execute("UPDATE certificates SET state = 'issued', revoked_at = NULL, revocation_reason = NULL"
-                     " WHERE cert_serial = ?", (serial_hex,))
-        conn.execute("UPDATE devices SET state = 'enrolled' WHERE serial = ?", (pledge.name,))
-    conn.close()
+    edit(db,
+         "UPDATE certificates SET state = 'issued', revoked_at = NULL, revocation_reason = NULL"
+         f" WHERE cert_serial = '{serial_hex}'",
+         f"UPDATE devices SET state = 'enrolled' WHERE serial = '{pledge.name}'")
 
     # Restart: refused loudly, exit 2, the check and the certificate named.
     serve = subprocess.run([sys.executable, "-m", "registrar", "serve", "--config", str(config)],

@@ -1,12 +1,14 @@
 """State evidence end to end: the stores are held to their own event logs.
 
 A real onboarding leaves both stores consistent with their logs (``audit
-verify`` exits 0 for both roles, the admin API agrees). Then the SQLite
-files are edited behind the servers' backs -- a device's state changed, a
+verify`` exits 0 for both roles, the admin API agrees). Then the stores
+are edited behind the servers' backs -- a device's state changed, a
 voucher row deleted, an approval flipped on the registrar; an owner row
 inserted at the MASA -- and ``audit verify`` names each row and exits 1, the
 servers refuse to start (exit 2, check audit.store-inconsistent), and start
-only when told to serve on an inconsistent store, which is recorded.
+only when told to serve on an inconsistent store, which is recorded. On both
+engines: the SQLite files, or the PostgreSQL schemas, edited with each
+dialect's own SQL.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -23,13 +24,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from brski_cli.lab import Lab
-from tests.e2e.labtools import enroll, pledge_dirs, rows
-
-# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
-pytestmark = pytest.mark.sqlite_only
+from tests.conftest import sql_blob
+from tests.e2e.labtools import edit, enroll, pledge_dirs, rows
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,14 +39,6 @@ def _admin_verify(lab: Lab) -> dict[str, Any]:
     ctx.load_cert_chain(str(lab.certs / "registrar" / "admin.crt"), str(lab.certs / "registrar" / "admin.key"))
     with urllib.request.urlopen(lab.registrar_url + "/admin/v1/audit/verify", context=ctx, timeout=60) as resp:
         return dict(json.loads(resp.read()))
-
-
-def _edit(db: Path, *statements: str) -> None:
-    conn = sqlite3.connect(db)
-    with conn:
-        for sql in statements:
-            conn.execute(sql)
-    conn.close()
 
 
 def _serve(role: str, config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -69,21 +58,21 @@ def test_onboarding_leaves_both_stores_consistent(lab: Lab, tmp_path: Path) -> N
     assert report["state"]["ok"] is True and report["state"]["rows_checked"]["devices"] >= 1
     assert report["state"]["disagreement_count"] == 0
     # the registrar's start-up took a checkpoint; the admin verify folded what followed
-    assert rows(lab.workdir / "registrar.db", "SELECT count(*) FROM events WHERE kind = 'state.checkpoint'")[0][0] >= 1
+    assert rows(lab.db_url("registrar"), "SELECT count(*) FROM events WHERE kind = 'state.checkpoint'")[0][0] >= 1
 
 
 def test_edited_registrar_store_is_named_and_refused(lab: Lab, tmp_path: Path) -> None:
-    config, db = lab.workdir / "registrar.toml", lab.workdir / "registrar.db"
+    config, db = lab.workdir / "registrar.toml", lab.db_url("registrar")
     pledge = pledge_dirs(lab)[1]
     assert enroll(lab, pledge, tmp_path / pledge.name).returncode == 0
     assert lab.stop("registrar") == 0
     serial = pledge.name
     (voucher_id,) = rows(db, "SELECT max(id) FROM vouchers WHERE serial = ?", (serial,))[0]
-    _edit(db,
-          f"UPDATE devices SET state = 'discovered' WHERE serial = '{serial}'",
-          f"DELETE FROM vouchers WHERE id = {voucher_id}",
-          "INSERT INTO device_approvals (serial, decision, decided_at, decided_by) VALUES"
-          " ('FORGED-1', 'approved', '2026-01-01T00:00:00.000000+00:00', 'nobody')")
+    edit(db,
+         f"UPDATE devices SET state = 'discovered' WHERE serial = '{serial}'",
+         f"DELETE FROM vouchers WHERE id = {voucher_id}",
+         "INSERT INTO device_approvals (serial, decision, decided_at, decided_by) VALUES"
+         " ('FORGED-1', 'approved', '2026-01-01T00:00:00.000000+00:00', 'nobody')")
 
     audit = _cli("registrar", "audit", "verify", "--config", str(config))
     assert audit.returncode == 1, audit.stdout + audit.stderr
@@ -113,11 +102,12 @@ def test_edited_registrar_store_is_named_and_refused(lab: Lab, tmp_path: Path) -
 
 
 def test_edited_masa_store_is_named_and_refused(lab: Lab, tmp_path: Path) -> None:
-    config, db = lab.workdir / "masa.toml", lab.workdir / "masa.db"
+    config, db = lab.workdir / "masa.toml", lab.db_url("masa")
     assert lab.stop("masa") == 0
     serial = pledge_dirs(lab)[2].name
-    _edit(db, "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at) VALUES"
-              f" ('{serial}', randomblob(32), x'3000', '2026-01-01T00:00:00.000000+00:00')")
+    edit(db, "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at) VALUES"
+             f" ('{serial}', {sql_blob(db, os.urandom(32))}, {sql_blob(db, bytes.fromhex('3000'))},"
+             " '2026-01-01T00:00:00.000000+00:00')")
     (owner_id,) = rows(db, "SELECT max(id) FROM owners")[0]
 
     audit = _cli("masa", "audit", "verify", "--config", str(config))

@@ -33,6 +33,8 @@ from brski.artifact import verify_artifact
 from brski.voucher import Voucher, VoucherRequest
 from brski_cli.lab import Lab, free_port
 from brski_hsm import KeyUnavailable, Pkcs11Settings, close_tokens, load_token_key
+from tests.conftest import ENGINES
+from tests.e2e.conftest import engine_databases
 from tests.e2e.labtools import rows
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -48,21 +50,35 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def token_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A fresh SoftHSM2 token in a temporary directory (SOFTHSM2_CONF)."""
+    """Fresh SoftHSM2 tokens in a temporary directory (SOFTHSM2_CONF): one per
+    store engine, each engine's lab generating its own keys in its token. All
+    are made up front: this process loads the module once, and SoftHSM2 reads
+    its token directory when it does."""
     root = tmp_path_factory.mktemp("softhsm")
     (root / "tokens").mkdir()
     conf = root / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
     env = {"SOFTHSM2_CONF": str(conf), "BRSKI_PKCS11_PIN": PIN}
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", "5678-e2e"],
-        check=True, capture_output=True, env={**os.environ, **env},
-    )
+    for engine in ENGINES:
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", f"{TOKEN}-{engine}", "--pin", PIN,
+             "--so-pin", "5678-e2e"],
+            check=True, capture_output=True, env={**os.environ, **env},
+        )
     return env
 
 
 @pytest.fixture(scope="module")
-def hsm_lab(tmp_path_factory: pytest.TempPathFactory, token_env: dict[str, str]) -> Iterator[Lab]:
+def token(engine: str) -> str:
+    """The label of this engine's token."""
+    return f"{TOKEN}-{engine}"
+
+
+@pytest.fixture(scope="module")
+def hsm_lab(
+    tmp_path_factory: pytest.TempPathFactory, token_env: dict[str, str], token: str, engine: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("hsmlab")
     masa_port, registrar_port = free_port(), free_port()
     certs = root / "certs"
@@ -70,25 +86,25 @@ def hsm_lab(tmp_path_factory: pytest.TempPathFactory, token_env: dict[str, str])
         [
             sys.executable, "-m", "brski_cli", "pki", "init", "--out", str(certs), "--pledges", "3",
             "--masa-url", f"https://localhost:{masa_port}",
-            "--pkcs11", f"pkcs11:token={TOKEN}", "--pkcs11-module", MODULE,
+            "--pkcs11", f"pkcs11:token={token}", "--pkcs11-module", MODULE,
         ],
         capture_output=True, text=True, env={**os.environ, **token_env}, timeout=120,
     )
     assert init.returncode == 0, init.stdout + init.stderr
     lab = Lab(
         workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
-        extra_env=token_env, pkcs11_module=MODULE,
+        extra_env=token_env, pkcs11_module=MODULE, **engine_databases(engine, request),
     )
     lab.up()
     yield lab
     lab.stop_all()
 
 
-def test_pki_init_leaves_no_key_file_for_the_token_keys(hsm_lab: Lab) -> None:
+def test_pki_init_leaves_no_key_file_for_the_token_keys(hsm_lab: Lab, token: str) -> None:
     index = json.loads((hsm_lab.certs / "pkcs11-keys.json").read_text())
     assert set(index) == {"registrar/domain-ca", "registrar/ra", "masa/voucher-signer"}
     for path, uri in index.items():
-        assert uri.startswith(f"pkcs11:token={TOKEN};object=")
+        assert uri.startswith(f"pkcs11:token={token};object=")
         assert not (hsm_lab.certs / f"{path}.key").exists()
         assert (hsm_lab.certs / f"{path}.crt").exists()
     for name in ("masa.toml", "registrar.toml"):
@@ -97,13 +113,13 @@ def test_pki_init_leaves_no_key_file_for_the_token_keys(hsm_lab: Lab) -> None:
 
 
 def test_pki_init_refuses_a_token_that_already_holds_the_keys(
-    hsm_lab: Lab, token_env: dict[str, str], tmp_path: Path
+    hsm_lab: Lab, token_env: dict[str, str], token: str, tmp_path: Path
 ) -> None:
     """A second init must not add keys beside the ones the running PKI uses."""
     out = tmp_path / "again"
     proc = subprocess.run(
         [sys.executable, "-m", "brski_cli", "pki", "init", "--out", str(out),
-         "--pkcs11", f"pkcs11:token={TOKEN}", "--pkcs11-module", MODULE],
+         "--pkcs11", f"pkcs11:token={token}", "--pkcs11-module", MODULE],
         capture_output=True, text=True, env={**os.environ, **token_env}, timeout=120,
     )
     assert proc.returncode == 1 and "pkcs11.key-exists" in proc.stderr, proc.stderr
@@ -125,11 +141,11 @@ def test_pledges_onboard_in_every_format_with_every_signature_from_the_token(hsm
         ldevid.verify_directly_issued_by(domain_ca)
         ldevids.append(ldevid)
         # Voucher (MASA's token key) and registrar voucher-request (RA token key).
-        ((blob,),) = rows(hsm_lab.workdir / "registrar.db", "SELECT voucher FROM vouchers WHERE serial = ?", (serial,))
+        ((blob,),) = rows(hsm_lab.db_url("registrar"), "SELECT voucher FROM vouchers WHERE serial = ?", (serial,))
         art = verify_artifact(bytes(blob), media_type=media, kind=Voucher)  # type: ignore[arg-type]
         assert art.signer.public_key() == signer.public_key()
         ((rvr,),) = rows(
-            hsm_lab.workdir / "registrar.db", "SELECT registrar_request FROM voucher_requests WHERE serial = ?", (serial,)
+            hsm_lab.db_url("registrar"), "SELECT registrar_request FROM voucher_requests WHERE serial = ?", (serial,)
         )
         req = verify_artifact(bytes(rvr), media_type=media, kind=VoucherRequest)  # type: ignore[arg-type]
         assert req.signer.public_key() == ra.public_key()
@@ -152,7 +168,9 @@ def test_pledges_onboard_in_every_format_with_every_signature_from_the_token(hsm
     key.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(answer.signature_hash_algorithm))  # type: ignore[arg-type]
 
 
-def test_the_token_keys_cannot_be_extracted(hsm_lab: Lab, token_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_token_keys_cannot_be_extracted(
+    hsm_lab: Lab, token_env: dict[str, str], token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in token_env.items():
         monkeypatch.setenv(name, value)
     index = json.loads((hsm_lab.certs / "pkcs11-keys.json").read_text())
@@ -179,7 +197,7 @@ def test_the_token_keys_cannot_be_extracted(hsm_lab: Lab, token_env: dict[str, s
     if tool is None:
         pytest.skip("pkcs11-tool (opensc) not installed")
     listed = subprocess.run(
-        [tool, "--module", MODULE, "--login", "--pin", PIN, "--list-objects", "--type", "privkey"],
+        [tool, "--module", MODULE, "--token-label", token, "--login", "--pin", PIN, "--list-objects", "--type", "privkey"],
         capture_output=True, text=True, env={**os.environ, **token_env}, timeout=60,
     )
     assert listed.returncode == 0, listed.stderr
@@ -212,7 +230,7 @@ def test_a_concurrent_fleet_onboards_through_the_token(hsm_lab: Lab, tmp_path: P
     assert summary["successes"] == count and summary["failures"] == 0, summary
     domain_ca = x509.load_pem_x509_certificate((hsm_lab.certs / "registrar/domain-ca.crt").read_bytes())
     issued = rows(
-        hsm_lab.workdir / "registrar.db",
+        hsm_lab.db_url("registrar"),
         "SELECT c.der FROM certificates c WHERE c.state = 'issued' AND c.device_serial NOT LIKE 'PLG-%'",
     )
     assert len(issued) == count
@@ -225,18 +243,19 @@ def test_a_concurrent_fleet_onboards_through_the_token(hsm_lab: Lab, tmp_path: P
     [
         ({}, {"BRSKI_PKCS11_PIN": "wrong-pin"}, "the token refused the PIN"),
         ({}, {"BRSKI_PKCS11_PIN": ""}, "BRSKI_PKCS11_PIN (the PKCS#11 PIN) is not set"),
-        ({"signer_key": f"pkcs11:token={TOKEN};object=no-such-key"}, {}, "no EC key pair with that label/id"),
-        ({"signer_key": f"pkcs11:token={TOKEN};object=brski-domain-ca"}, {}, "is not the one certified"),
-        ({"signer_key": f"pkcs11:token={TOKEN};object=x?pin-value=1234"}, {}, "a PIN in the pkcs11 URI"),
+        ({"signer_key": "pkcs11:token={token};object=no-such-key"}, {}, "no EC key pair with that label/id"),
+        ({"signer_key": "pkcs11:token={token};object=brski-domain-ca"}, {}, "is not the one certified"),
+        ({"signer_key": "pkcs11:token={token};object=x?pin-value=1234"}, {}, "a PIN in the pkcs11 URI"),
     ],
     ids=["wrong-pin", "no-pin", "unknown-label", "key-of-another-cert", "pin-in-config"],
 )
 def test_a_misconfigured_token_key_stops_the_server_at_start(
-    hsm_lab: Lab, tmp_path: Path, change: dict[str, str], env: dict[str, str], message: str
+    hsm_lab: Lab, token: str, tmp_path: Path, change: dict[str, str], env: dict[str, str], message: str
 ) -> None:
     """Exit code 2 and a line naming the problem, before any port is opened."""
     config = (hsm_lab.workdir / "masa.toml").read_text()
-    for key, value in change.items():
+    for key, template in change.items():
+        value = template.format(token=token)
         config = "\n".join(f'{key} = "{value}"' if line.startswith(f"{key} =") else line for line in config.splitlines())
     bad = tmp_path / "masa.toml"
     bad.write_text(config)

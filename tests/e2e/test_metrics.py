@@ -24,25 +24,23 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
+from tests.e2e.conftest import engine_databases
 from tests.e2e.labtools import post, rows
 from tests.tls_old import restrict_to_tls11
-
-# These read or edit the stores' SQLite files directly; PostgreSQL is covered elsewhere.
-pytestmark = pytest.mark.sqlite_only
 
 COUNT = 16
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture(scope="module")
-def metrics_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def metrics_lab(tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("metricslab")
     masa_port, registrar_port = free_port(), free_port()
     certs = root / "certs"
     ensure_dev_pki(certs, pledges=1, masa_url=f"https://localhost:{masa_port}")
     lab = Lab(
         workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
-        masa_metrics_port=free_port(), registrar_metrics_port=free_port(),
+        masa_metrics_port=free_port(), registrar_metrics_port=free_port(), **engine_databases(engine, request),
     )
     lab.up()
     yield lab
@@ -157,7 +155,7 @@ def test_counters_add_up_to_what_the_fleet_did(metrics_lab: Lab, tmp_path: Path)
 
     # MASA: one voucher per pledge, and its store agrees.
     assert delta(masa, before_masa, "brski_onboardings_total") == COUNT
-    issued = rows(lab.workdir / "masa.db", "SELECT count(*) FROM vouchers")[0][0]
+    issued = rows(lab.db_url("masa"), "SELECT count(*) FROM vouchers")[0][0]
     assert total(masa, "brski_onboardings_total") == issued
     assert total(masa, "brski_refusals_total") == 0
 
@@ -186,7 +184,7 @@ def test_invented_methods_and_paths_do_not_create_series(metrics_lab: Lab) -> No
     assert not any(p and p.startswith("/no/such") for p in paths)
 
 
-def test_two_processes_share_one_metrics_port_and_sum(tmp_path: Path) -> None:
+def test_two_processes_share_one_metrics_port_and_sum(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
     """prometheus-client multiprocess mode, as --workers will run it: two MASA
     processes with one PROMETHEUS_MULTIPROC_DIR bind the same metrics port
     (SO_REUSEPORT); whichever answers a scrape reports both, and a process
@@ -198,7 +196,7 @@ def test_two_processes_share_one_metrics_port_and_sum(tmp_path: Path) -> None:
     prom_dir.mkdir()
     lab = Lab(
         workdir=tmp_path / "run", certs=certs, masa_port=masa_port, masa_metrics_port=free_port(),
-        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)},
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}, **engine_databases(engine, request),
     )
     lab.write_configs()
     with lab:

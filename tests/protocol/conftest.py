@@ -5,7 +5,9 @@ written to a tmp dir), its own MASA and registrar stores, and both servers
 running on a background event loop, so tests are plain synchronous functions
 that speak real HTTPS with real client certificates (stdlib ``ssl``, i.e. a
 different TLS implementation from the servers', as in deployment) and read
-the SQLite stores directly to check that nothing was issued or signed.
+the stores directly to check that nothing was issued or signed. Each module
+runs once per store engine (``engine``: SQLite files, or schemas on the
+session's PostgreSQL cluster, see tests/conftest.py).
 
 Wiring is the production one: ``create_app(config)`` with the role's own
 config loader, ``brski_web.serve.server_tls("pyopenssl", ...)`` and
@@ -18,7 +20,6 @@ import asyncio
 import http.client
 import json
 import os
-import sqlite3
 import ssl
 import threading
 from collections.abc import Coroutine, Iterator
@@ -39,6 +40,7 @@ from brski.devpki import DevPki, build_dev_pki, idevid_masa_url_extension
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import PrivateKey, fingerprint_sha256
 from brski.voucher import Assertion, VoucherRequest
+from brski_cli.pgcluster import PgCluster
 from brski_web.serve import server_tls
 from brski_web.tls import bound_port, start_tls_server
 from masa.app import SERVICE as MASA_SERVICE
@@ -49,6 +51,7 @@ from pledge_sim.service import EnrollResult, enroll_one
 from registrar.app import SERVICE as REGISTRAR_SERVICE
 from registrar.app import create_app as create_registrar_app
 from registrar.config import load_config as load_registrar_config
+from tests.conftest import raw_rows
 
 T = TypeVar("T")
 PEM = serialization.Encoding.PEM
@@ -177,6 +180,11 @@ class Net:
     _cleanup: list[Any] = field(default_factory=list)
     _next_pledge: int = 0
     reserved: set[str] = field(default_factory=set)  # serials fresh_serial() never hands out
+    databases: dict[str, str] = field(default_factory=dict)  # role -> store URL (default: SQLite in root)
+
+    def db_url(self, role: str) -> str:
+        """The store URL ``role`` ("masa" or "registrar") runs on."""
+        return self.databases.get(role) or f"sqlite:///{self.root / role}.db"
 
     # -- running code on the servers' loop
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -248,12 +256,7 @@ class Net:
 
     # -- what the stores hold (read directly, not through our store code)
     def rows(self, role: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        db = self.root / f"{role}.db"
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        return raw_rows(self.db_url(role), sql, params)
 
     def count(self, role: str, table: str) -> int:
         return int(self.rows(role, f"SELECT count(*) FROM {table}")[0][0])
@@ -331,8 +334,10 @@ def start_net(
     pledges: int = 24,
     registrar: dict[str, Any] | None = None,
     masa: dict[str, Any] | None = None,
+    databases: dict[str, str] | None = None,
 ) -> Net:
-    """Generate the PKI, import the devices, start MASA then registrar."""
+    """Generate the PKI, import the devices, start MASA then registrar
+    (stores: ``databases`` by role, else SQLite files in ``root``)."""
     pki = build_dev_pki(pledges=pledges, masa_url="https://localhost:1", now=NOW - timedelta(minutes=5))
     for rel, data in pki.files.items():
         p = root / "pki" / rel
@@ -342,14 +347,14 @@ def start_net(
             os.chmod(p, 0o600)
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True, name="protocol-servers").start()
-    net = Net(root=root, pki=pki, loop=loop)
+    net = Net(root=root, pki=pki, loop=loop, databases=dict(databases or {}))
     P = net.path
     masa_cfg = load_masa_config(
         None,
         {
             "tls_cert": str(P("masa/tls.crt")),
             "tls_key": str(P("masa/tls.key")),
-            "database": f"sqlite:///{root / 'masa.db'}",
+            "database": net.db_url("masa"),
             "signer_cert": str(P("masa/voucher-signer.crt")),
             "signer_key": str(P("masa/voucher-signer.key")),
             "manufacturer_anchors": [str(P("manufacturer/root-ca.crt"))],
@@ -382,7 +387,7 @@ def start_net(
         {
             "tls_cert": str(P("registrar/tls.crt")),
             "tls_key": str(P("registrar/tls.key")),
-            "database": f"sqlite:///{root / 'registrar.db'}",
+            "database": net.db_url("registrar"),
             "ca_cert": str(P("registrar/domain-ca.crt")),
             "ca_key": str(P("registrar/domain-ca.key")),
             "ra_cert": str(P("registrar/ra.crt")),
@@ -413,9 +418,17 @@ def stop_net(net: Net) -> None:
     net.loop.call_soon_threadsafe(net.loop.stop)
 
 
+def engine_databases(engine: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """``start_net(databases=...)`` putting both stores on ``engine``."""
+    if engine == "sqlite":
+        return {}
+    cluster: PgCluster = request.getfixturevalue("postgres")
+    return {"registrar": cluster.new_schema("registrar"), "masa": cluster.new_schema("masa")}
+
+
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("protocol"))
+def net(tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest) -> Iterator[Net]:
+    n = start_net(tmp_path_factory.mktemp("protocol"), databases=engine_databases(engine, request))
     yield n
     stop_net(n)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +33,7 @@ from tests.protocol.conftest import (
     Identity,
     Net,
     domain_issued,
+    engine_databases,
     other_manufacturer,
     pledge_request,
     start_net,
@@ -85,9 +87,12 @@ MATRIX: dict[str, tuple[int, ...]] = {
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+def net(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
     n = start_net(
-        tmp_path_factory.mktemp("matrix"), pledges=140, registrar={"admin_subjects": [ADMIN_SUBJECT]}
+        tmp_path_factory.mktemp("matrix"), pledges=140, registrar={"admin_subjects": [ADMIN_SUBJECT]},
+        databases=engine_databases(engine, request),
     )
     yield n
     stop_net(n)
@@ -180,14 +185,14 @@ def _enrolled_serial(net: Net) -> str:
     return result.serial
 
 
-_KNOWN: list[str] = []
+_KNOWN: dict[Path, str] = {}  # per net (one per store engine)
 
 
 def _known_serial(net: Net) -> str:
     """One enrolled device every cell may try to look at."""
-    if not _KNOWN:
-        _KNOWN.append(_enrolled_serial(net))
-    return _KNOWN[0]
+    if net.root not in _KNOWN:
+        _KNOWN[net.root] = _enrolled_serial(net)
+    return _KNOWN[net.root]
 
 
 Send = Callable[[Net, Identity], int]

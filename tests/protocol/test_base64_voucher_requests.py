@@ -18,13 +18,23 @@ import pytest
 from brski.artifact import verify_artifact
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.voucher import Voucher
-from tests.protocol.conftest import VR_HEADERS, Net, pledge_request, start_net, stop_net
+from tests.protocol.conftest import (
+    VR_HEADERS,
+    Net,
+    engine_databases,
+    pledge_request,
+    start_net,
+    stop_net,
+)
 from tests.protocol.helpers import post_vr
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("b64"), pledges=2, registrar={"accept_base64_voucher_requests": True})
+def net(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
+    n = start_net(tmp_path_factory.mktemp("b64"), pledges=2, registrar={"accept_base64_voucher_requests": True},
+                  databases=engine_databases(engine, request))
     yield n
     stop_net(n)
 

@@ -29,7 +29,7 @@ from brski import est
 from brski.ldevid import LdevidProfile, LdevidProfiles
 from brski.oids import MT_PKCS10
 from brski.pledge import build_csr_der
-from tests.protocol.conftest import PEM, Net, start_net, stop_net
+from tests.protocol.conftest import PEM, Net, engine_databases, start_net, stop_net
 from tests.protocol.helpers import ENROLL, enroll, max_event_id, refused, vouched
 
 OPENSSL = "/usr/bin/openssl"
@@ -37,8 +37,10 @@ CURL = "/usr/bin/curl"
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("identity"), pledges=16)
+def net(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
+    n = start_net(tmp_path_factory.mktemp("identity"), pledges=16, databases=engine_databases(engine, request))
     yield n
     stop_net(n)
 

@@ -31,6 +31,7 @@ from tests.protocol.conftest import (
     Net,
     Reply,
     domain_issued,
+    engine_databases,
     issue,
     name,
     other_manufacturer,
@@ -43,8 +44,10 @@ from tests.protocol.helpers import AUDIT, VR, refused
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("masa"), pledges=48)
+def net(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
+    n = start_net(tmp_path_factory.mktemp("masa"), pledges=48, databases=engine_databases(engine, request))
     yield n
     stop_net(n)
 

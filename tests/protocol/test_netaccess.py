@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.protocol.conftest import Identity, Net, start_net, stop_net
+from tests.protocol.conftest import Identity, Net, engine_databases, start_net, stop_net
 
 SECRET = b"das-test-secret"
 RADIUS_SUBJECT = "CN=radius,O=brski dev domain"
@@ -78,7 +78,9 @@ def das() -> Iterator[FakeDas]:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory, das: FakeDas) -> Iterator[Net]:
+def net(
+    tmp_path_factory: pytest.TempPathFactory, das: FakeDas, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
     n = start_net(
         tmp_path_factory.mktemp("netaccess"),
         pledges=8,
@@ -93,6 +95,7 @@ def net(tmp_path_factory: pytest.TempPathFactory, das: FakeDas) -> Iterator[Net]
                 "assurance_interval_s": 3600,  # these tests trigger enforcement explicitly
             },
         },
+        databases=engine_databases(engine, request),
     )
     yield n
     stop_net(n)

@@ -17,6 +17,7 @@ from brski.pki import cert_der
 from registrar.cli import main as registrar_cli
 from tests.protocol.conftest import (
     Net,
+    engine_databases,
     issue,
     other_manufacturer,
     pledge_request,
@@ -30,7 +31,9 @@ ALLOWED = "PLG-000010"
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+def net(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
     n = start_net(
         tmp_path_factory.mktemp("policy"),
         pledges=12,
@@ -40,6 +43,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             "allow_serials": [ALLOWED],
             "manufacturers": [{"name": "anyone", "policy": "first-use"}],
         },
+        databases=engine_databases(engine, request),
     )
     n.reserved.add(ALLOWED)
     yield n
@@ -47,7 +51,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 def _cli(net: Net, *args: str) -> int:
-    return registrar_cli(["devices", *args, "--database", f"sqlite:///{net.root / 'registrar.db'}"])
+    return registrar_cli(["devices", *args, "--database", net.db_url("registrar")])
 
 
 def test_unlisted_device_waits_in_the_queue_until_approved(net: Net) -> None:

@@ -29,6 +29,7 @@ from tests.protocol.conftest import (
     Identity,
     Net,
     domain_issued,
+    engine_databases,
     idevid_without_serial,
     issue,
     name,
@@ -63,7 +64,9 @@ def _payload(signed: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+def net(
+    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("refusals")
     denied = other_manufacturer(root / "denied-mfr")
     n = start_net(
@@ -75,6 +78,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                 {"name": "denied-co", "anchor": str(root / "denied-mfr/other/manufacturer/root-ca.crt"), "policy": "deny"}
             ],
         },
+        databases=engine_databases(engine, request),
     )
     n.denied_pki = denied  # type: ignore[attr-defined]
     n.reserved.add(DENIED_SERIAL)
@@ -456,7 +460,7 @@ def test_19_device_rejected_in_the_approval_queue(net: Net) -> None:
     from registrar.cli import main as registrar_cli
 
     serial = net.fresh_serial()
-    assert registrar_cli(["devices", "reject", serial, "--database", f"sqlite:///{net.root / 'registrar.db'}", "--by", "test"]) == 0
+    assert registrar_cli(["devices", "reject", serial, "--database", net.db_url("registrar"), "--by", "test"]) == 0
     me = net.pledge(serial)
     refused(net, "registrar", lambda: post_vr(net, me, pledge_request(net, me)), status=403, check="registrar.approval-rejected")
 

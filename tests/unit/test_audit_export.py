@@ -11,8 +11,8 @@ import asyncio
 import csv
 import io
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,8 +44,10 @@ def _reverify(records: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize("role", ["registrar", "masa"])
-def test_export_at_whole_second_reverifies(tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str) -> None:
-    url = f"sqlite:///{tmp_path / 'x.db'}"
+def test_export_at_whole_second_reverifies(
+    new_store_url: Callable[[str], str], capsys: pytest.CaptureFixture[str], role: str
+) -> None:
+    url = new_store_url(role)
     asyncio.run(_events(url, role))
     assert brski([role, "audit", "export", "--database", url, "--format", "jsonl"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

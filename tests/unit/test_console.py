@@ -4,8 +4,7 @@ backwards, the chart geometry, the CSRF rules and the security headers."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,13 +27,19 @@ from brski_web.console import (
     verify_audit,
 )
 from registrar.console import _search
+from tests.conftest import raw_execute
 
 NOW = datetime(2026, 12, 2, 12, 0, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+def registrar_url(new_store_url: Callable[[str], str]) -> str:
+    return new_store_url("registrar")
+
+
+@pytest.fixture
+async def store(registrar_url: str) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(registrar_url)
     try:
         yield s
     finally:
@@ -104,15 +109,12 @@ async def test_last_hour_is_read_backwards_and_grouped(store: RegistrarStore) ->
     assert bars[("refused", "11:55")] == 1 and bars[("refused", "11:40")] == 1
 
 
-async def test_console_verify_checks_the_tables_as_audit_verify_does(store: RegistrarStore, tmp_path: Path) -> None:
+async def test_console_verify_checks_the_tables_as_audit_verify_does(store: RegistrarStore, registrar_url: str) -> None:
     """An intact chain over an edited table is not "intact": the console runs the same
     verification as ``audit verify`` and the admin API (chain and state evidence)."""
     await _devices(store, ["A-1"])
     assert (await verify_audit(store, now=NOW, admin="CN=admin")).ok
-    con = sqlite3.connect(tmp_path / "registrar.db")
-    with con:
-        con.execute("UPDATE devices SET state = 'enrolled' WHERE serial = 'A-1'")
-    con.close()
+    raw_execute(registrar_url, ["UPDATE devices SET state = 'enrolled' WHERE serial = 'A-1'"])
     report = await verify_audit(store, now=NOW, admin="CN=admin")
     assert report.chain.ok and not report.ok
     assert any("A-1" in line for line in report.state.lines())
@@ -127,8 +129,8 @@ def test_bar_chart_scales_to_the_peak() -> None:
     assert [t for _, t in chart.ticks] == ["x", "y", "z"]
 
 
-async def test_masa_lists_devices_made_in_serial_order(tmp_path: Path) -> None:
-    masa: MasaStore = await open_masa_store(f"sqlite:///{tmp_path / 'masa.db'}")
+async def test_masa_lists_devices_made_in_serial_order(new_store_url: Callable[[str], str]) -> None:
+    masa: MasaStore = await open_masa_store(new_store_url("masa"))
     try:
         for serial in ["S3", "S1", "S2"]:
             await masa.add_manufactured_device(serial, idevid_fingerprint=serial * 8, at=NOW)

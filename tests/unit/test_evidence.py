@@ -1,7 +1,8 @@
 """State evidence: the event log vouches for the tables (brski_storage.evidence).
 
-Every test edits the SQLite file behind the store's back, the way an
-attacker or a careless restore would, and expects ``verify_state`` to name
+Every test edits the store behind its back (the SQLite file, or the
+PostgreSQL schema, in that dialect's SQL), the way an attacker or a careless
+restore would, and expects ``verify_state`` to name
 the row -- both for rows changed since the last checkpoint (the in-memory
 replay) and for rows folded into a checkpoint (the SQL comparison).
 """
@@ -9,10 +10,9 @@ replay) and for rows folded into a checkpoint (the SQL comparison).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +23,7 @@ from brski_storage import (
     open_masa_store,
     open_registrar_store,
 )
+from tests.conftest import raw_execute, sql_blob
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -31,12 +32,8 @@ def _spki(n: int) -> bytes:
     return hashlib.sha256(f"k{n}".encode()).digest()
 
 
-def _edit(path: Path, *statements: str) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        for sql in statements:
-            conn.execute(sql)
-    conn.close()
+def _edit(url: str, *statements: str) -> None:
+    raw_execute(url, list(statements))
 
 
 def _named(report: StateReport) -> set[tuple[str, str, str]]:
@@ -55,9 +52,9 @@ async def _onboard(store: RegistrarStore, serial: str, cert: str, n: int) -> Non
 
 
 @pytest.fixture
-async def registrar(tmp_path: Path) -> AsyncIterator[tuple[RegistrarStore, Path]]:
-    db = tmp_path / "registrar.db"
-    store = await open_registrar_store(str(db))
+async def registrar(new_store_url: Callable[[str], str]) -> AsyncIterator[tuple[RegistrarStore, str]]:
+    db = new_store_url("registrar")
+    store = await open_registrar_store(db)
     await _onboard(store, "P-1", "0a", 1)
     await _onboard(store, "P-2", "0b", 2)
     await store.revoke_certificate("0a", reason="keyCompromise", at=T0)
@@ -93,7 +90,7 @@ TAMPERING["device state changed"] = (
 
 @pytest.mark.parametrize("folded", [False, True], ids=["since-checkpoint", "in-checkpoint"])
 @pytest.mark.parametrize("case", list(TAMPERING))
-async def test_registrar_edit_is_named(registrar: tuple[RegistrarStore, Path], case: str, folded: bool) -> None:
+async def test_registrar_edit_is_named(registrar: tuple[RegistrarStore, str], case: str, folded: bool) -> None:
     store, db = registrar
     if folded:
         await _checkpoint(store)
@@ -109,7 +106,7 @@ async def test_registrar_edit_is_named(registrar: tuple[RegistrarStore, Path], c
     assert expected[2] in report.lines()[0] and expected[1] in report.lines()[0]
 
 
-async def test_evidence_of_revocation_names_what_it_should_be(registrar: tuple[RegistrarStore, Path]) -> None:
+async def test_evidence_of_revocation_names_what_it_should_be(registrar: tuple[RegistrarStore, str]) -> None:
     store, db = registrar
     _edit(db, TAMPERING["revoked certificate back to issued"][0])
     (d,) = (await store.verify_state()).disagreements
@@ -118,7 +115,7 @@ async def test_evidence_of_revocation_names_what_it_should_be(registrar: tuple[R
     assert d.as_json()["problem"] == "changed"
 
 
-async def test_edited_snapshot_is_detected(registrar: tuple[RegistrarStore, Path]) -> None:
+async def test_edited_snapshot_is_detected(registrar: tuple[RegistrarStore, str]) -> None:
     store, db = registrar
     await _checkpoint(store)
     # rows and snapshot edited together: the checkpoint's digest still catches it
@@ -130,7 +127,7 @@ async def test_edited_snapshot_is_detected(registrar: tuple[RegistrarStore, Path
     assert not report.ok and [d.problem for d in report.disagreements] == ["snapshot-edited"]
 
 
-async def test_checkpoint_replays_only_what_follows(registrar: tuple[RegistrarStore, Path]) -> None:
+async def test_checkpoint_replays_only_what_follows(registrar: tuple[RegistrarStore, str]) -> None:
     store, _ = registrar
     before = await store.verify_state()
     assert before.checkpoint_id is None and before.events_replayed > 10
@@ -145,7 +142,7 @@ async def test_checkpoint_replays_only_what_follows(registrar: tuple[RegistrarSt
     assert since.ok and since.count == 2  # the checkpoint event and the one state event
 
 
-async def test_chain_since_checkpoint_catches_an_edited_state_event(registrar: tuple[RegistrarStore, Path]) -> None:
+async def test_chain_since_checkpoint_catches_an_edited_state_event(registrar: tuple[RegistrarStore, str]) -> None:
     store, db = registrar
     await _checkpoint(store)
     await store.set_device_state("P-2", "decommissioned", at=T0, reason="op")
@@ -156,9 +153,9 @@ async def test_chain_since_checkpoint_catches_an_edited_state_event(registrar: t
 
 
 @pytest.fixture
-async def masa(tmp_path: Path) -> AsyncIterator[tuple[MasaStore, Path]]:
-    db = tmp_path / "masa.db"
-    store = await open_masa_store(str(db))
+async def masa(new_store_url: Callable[[str], str]) -> AsyncIterator[tuple[MasaStore, str]]:
+    db = new_store_url("masa")
+    store = await open_masa_store(db)
     await store.add_manufactured_device("M-1", idevid_fingerprint="aa", at=T0)
     await store.add_owner("M-1", domain_ca_spki_sha256=_spki(1), domain_ca_der=b"ca", at=T0)
     await store.issue_voucher_atomically(
@@ -174,32 +171,32 @@ async def masa(tmp_path: Path) -> AsyncIterator[tuple[MasaStore, Path]]:
 @pytest.mark.parametrize("folded", [False, True], ids=["since-checkpoint", "in-checkpoint"])
 @pytest.mark.parametrize(("sql", "expected"), [
     ("INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at) VALUES"
-     " ('M-1', randomblob(32), x'00', '2026-03-01T12:00:00.000000+00:00')", ("unexpected", "owners", "2")),
+     " ('M-1', {random32}, {x00}, '2026-03-01T12:00:00.000000+00:00')", ("unexpected", "owners", "2")),
     ("DELETE FROM vouchers", ("missing", "vouchers", "1")),
     ("UPDATE audit_log SET domain_id = 'b3RoZXI='", ("changed", "audit_log", "1")),
-    ("UPDATE owners SET domain_ca_spki_sha256 = randomblob(32)", ("changed", "owners", "1")),
+    ("UPDATE owners SET domain_ca_spki_sha256 = {random32}", ("changed", "owners", "1")),
 ], ids=["owner-inserted", "voucher-deleted", "audit-entry-edited", "owner-swapped"])
-async def test_masa_edit_is_named(masa: tuple[MasaStore, Path], sql: str, expected: tuple[str, str, str],
+async def test_masa_edit_is_named(masa: tuple[MasaStore, str], sql: str, expected: tuple[str, str, str],
                                   folded: bool) -> None:
     store, db = masa
     if folded:
         clean = await store.verify_state()
         assert clean.ok, clean.lines()
         assert await store.checkpoint_state(at=T0, expect_checkpoint=None) is not None
-    _edit(db, sql)
+    _edit(db, sql.format(random32=sql_blob(db, os.urandom(32)), x00=sql_blob(db, b"\x00")))
     report = await store.verify_state()
     assert _named(report) == {expected}, report.lines()
 
 
-async def test_masa_owner_removal_is_evidence(masa: tuple[MasaStore, Path]) -> None:
+async def test_masa_owner_removal_is_evidence(masa: tuple[MasaStore, str]) -> None:
     store, _ = masa
     await store.remove_owner("M-1", domain_ca_spki_sha256=_spki(1), at=T0)
     assert (await store.verify_state()).ok
 
 
-async def test_store_from_before_state_evidence_gets_a_reported_baseline(tmp_path: Path) -> None:
-    db = tmp_path / "registrar.db"
-    store = await open_registrar_store(str(db))
+async def test_store_from_before_state_evidence_gets_a_reported_baseline(new_store_url: Callable[[str], str]) -> None:
+    db = new_store_url("registrar")
+    store = await open_registrar_store(db)
     await store.close()
     # a store as the previous release left it: rows, no evidence, no migration 5
     _edit(db,
@@ -207,7 +204,7 @@ async def test_store_from_before_state_evidence_gets_a_reported_baseline(tmp_pat
           " '2025-01-01T00:00:00.000000+00:00')",
           "DROP TABLE state_evidence", "DROP INDEX events_by_kind",
           "DELETE FROM schema_migrations WHERE version = 5")
-    store = await open_registrar_store(str(db))
+    store = await open_registrar_store(db)
     try:
         report = await store.verify_state()
         assert report.ok and report.checkpoint_baseline and report.snapshot_rows == 1
@@ -220,15 +217,15 @@ async def test_store_from_before_state_evidence_gets_a_reported_baseline(tmp_pat
     finally:
         await store.close()
     # reopening does not adopt again
-    store = await open_registrar_store(str(db))
+    store = await open_registrar_store(db)
     try:
         assert not (await store.verify_state()).ok
     finally:
         await store.close()
 
 
-async def test_new_store_needs_no_baseline(tmp_path: Path) -> None:
-    store = await open_registrar_store(str(tmp_path / "r.db"))
+async def test_new_store_needs_no_baseline(new_store_url: Callable[[str], str]) -> None:
+    store = await open_registrar_store(new_store_url("registrar"))
     try:
         assert await store.events() == []
         report = await store.verify_state()

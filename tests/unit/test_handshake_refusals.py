@@ -8,8 +8,8 @@ shutdown flush stores what the last window counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,10 +73,10 @@ async def test_a_failed_write_is_logged_not_raised(caplog: pytest.LogCaptureFixt
     assert "tls-refusals-unrecorded" in caplog.text and "remote=unknown" in caplog.text
 
 
-async def test_installed_on_an_app_the_shutdown_flush_reaches_the_store(tmp_path: Path) -> None:
+async def test_installed_on_an_app_the_shutdown_flush_reaches_the_store(new_store_url: Callable[[str], str]) -> None:
     """install(): the events land in the app's store, and the last window is
     flushed while the store is still open (cleanup runs in reverse)."""
-    db = f"sqlite:///{tmp_path / 'registrar.db'}"
+    db = new_store_url("registrar")
     app = web.Application()
     key: web.AppKey[Any] = web.AppKey("store", object)
 

@@ -12,7 +12,6 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,7 +20,7 @@ from brski.ca import new_serial
 from brski.errors import Conflict, NotFound
 from brski_cli import main as brski
 from brski_storage import RegistrarStore, open_masa_store, open_registrar_store
-from tests.conftest import raw_execute
+from tests.conftest import raw_execute, raw_insert, sql_blob
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -58,11 +57,6 @@ async def _issue(store: RegistrarStore, serial: int, device: str, spki: bytes, *
 _INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
-def _blob(value: bytes, url: str) -> str:
-    """A bytes literal in the store's dialect."""
-    return f"X'{value.hex()}'" if url.startswith("sqlite") else f"'\\x{value.hex()}'::bytea"
-
-
 def test_serials_have_at_least_64_random_bits() -> None:
     serials = [new_serial() for _ in range(2000)]
     assert len(set(serials)) == len(serials)
@@ -82,7 +76,7 @@ async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, url:
     # The database itself refuses, not only the code: a raw insert fails.
     with pytest.raises(_INTEGRITY):
         raw_execute(url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state, reserved_at)"
-                          f" VALUES ('abc', 'DEV-2', {_blob(key(1), url)}, 'reserved', 'x')"])
+                          f" VALUES ('abc', 'DEV-2', {sql_blob(url, key(1))}, 'reserved', 'x')"])
 
 
 async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, url: str) -> None:
@@ -102,7 +96,7 @@ async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, url
     # Raw SQL cannot move a key to another device through a "renewal" either.
     with pytest.raises(_INTEGRITY):
         raw_execute(url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state,"
-                          f" reserved_at) VALUES ('77', 'DEV-2', {_blob(key(3), url)}, '2002', 'reserved', 'x')"])
+                          f" reserved_at) VALUES ('77', 'DEV-2', {sql_blob(url, key(3))}, '2002', 'reserved', 'x')"])
     assert await store.revoked_count() == 1
 
 
@@ -116,9 +110,8 @@ async def test_crl_numbers_are_unique_and_the_latest_is_served(store: RegistrarS
     assert latest is not None and (latest.number, latest.der, latest.revoked_count) == (2, b"b", 3)
 
 
-async def test_inventory_of_thousands_filters_and_pages(tmp_path: Path) -> None:
-    path = tmp_path / "big.db"
-    s = await open_registrar_store(f"sqlite:///{path}")
+async def test_inventory_of_thousands_filters_and_pages(url: str) -> None:
+    s = await open_registrar_store(url)
     await s.close()
     ts = T0.isoformat(timespec="microseconds")
     states = ["discovered", "voucher-obtained", "enrolled", "renewed", "revoked", "decommissioned"]
@@ -126,11 +119,8 @@ async def test_inventory_of_thousands_filters_and_pages(tmp_path: Path) -> None:
         (f"DEV-{i:06d}", "CN=ca", f"fp{i}", "acme" if i % 3 else "globex", states[i % len(states)], ts, ts)
         for i in range(6000)
     ]
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.executemany("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.close()
-    async with await open_registrar_store(f"sqlite:///{path}") as store:
+    raw_insert(url, "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    async with await open_registrar_store(url) as store:
         async def walk(**filters: str) -> list[str]:
             seen: list[str] = []
             after = None
@@ -195,8 +185,10 @@ def test_audit_verify_names_each_tampering(
 
 
 @pytest.mark.parametrize("role", ["registrar", "masa"])
-def test_audit_export_jsonl_and_csv_with_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str) -> None:
-    url = f"sqlite:///{tmp_path / 'x.db'}"
+def test_audit_export_jsonl_and_csv_with_filters(
+    new_store_url: Callable[[str], str], capsys: pytest.CaptureFixture[str], role: str
+) -> None:
+    url = new_store_url(role)
     asyncio.run(_events(url, role))
     code, out = _cli(capsys, role, "audit", "export", "--database", url, "--format", "jsonl")
     records = [json.loads(line) for line in out.splitlines()]

@@ -1,6 +1,8 @@
-"""brski_storage on real SQLite files: migrations, constraints, the writer
-thread, and tamper detection of the event chain (tampering through a raw
-sqlite3 connection, as an attacker with file access would)."""
+"""brski_storage through its interface, on both engines (``store``/``masa``:
+constraints, the event chain, the MASA's tables), and the SQLite engine
+itself on real files (``db_path`` and ``sqlite_only``: migrations, pragmas,
+the writer thread); PostgreSQL's own twins are in tests/storage/. Tampering
+is in test_storage_tamper.py."""
 
 from __future__ import annotations
 
@@ -23,10 +25,8 @@ from brski_storage import (
     open_registrar_store,
 )
 from brski_storage import migrate as migrate_mod
-from brski_storage.chain import event_hash
 from brski_storage.migrate import Migration, apply_sqlite_migrations, split_sqlite_script
 from brski_storage.sqlite import SqliteDatabase, sqlite_path_from_url
-from brski_storage.sqlite_masa import SqliteMasaStore
 from brski_storage.sqlite_registrar import SqliteRegistrarStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -48,7 +48,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
     # On SQLite the file is db_path (tmp_path / "registrar.db"), which the
-    # sqlite_only tests open themselves.
+    # sqlite_only tests (of the SQLite engine itself) open themselves.
     s = await open_registrar_store(new_store_url("registrar"))
     try:
         yield s
@@ -117,8 +117,9 @@ async def test_pragmas_wal_full_sync_foreign_keys(store: RegistrarStore, db_path
     assert pragmas == ("wal", 2, 1)  # synchronous 2 == FULL
 
 
-async def test_persistence_across_reopen(db_path: Path) -> None:
-    async with await open_registrar_store(str(db_path)) as s:
+async def test_persistence_across_reopen(new_store_url: Callable[[str], str]) -> None:
+    url = new_store_url("registrar")
+    async with await open_registrar_store(url) as s:
         await add_device(s, "P-1")
         await s.set_device_state("P-1", "approved", at=t(1), reason="operator")
         await s.reserve_certificate(
@@ -127,7 +128,7 @@ async def test_persistence_across_reopen(db_path: Path) -> None:
         await s.append_event(
             at=t(3), kind="k", device_serial="P-1", outcome="allow", check="x.y", detail={"a": 1}
         )
-    async with await open_registrar_store(str(db_path)) as s:
+    async with await open_registrar_store(url) as s:
         device = await s.get_device("P-1")
         assert device is not None and device.state == "approved"
         assert device.first_seen == t(0) and device.updated_at == t(1)
@@ -494,66 +495,6 @@ async def test_event_chain_intact_and_queries(store: RegistrarStore) -> None:
     assert (await store.verify_event_chain()).count == 10
 
 
-@pytest.mark.sqlite_only
-async def test_chain_detects_edited_row(store: RegistrarStore, db_path: Path) -> None:
-    await fill_events(store)
-    with raw(db_path) as conn:
-        conn.execute("""UPDATE events SET detail = '{"i":99,"note":"x"}' WHERE id = 5""")
-    report = await store.verify_event_chain()
-    assert (report.ok, report.problem, report.first_bad_id, report.count) == (False, "edited", 5, 4)
-
-
-@pytest.mark.sqlite_only
-async def test_chain_detects_edit_with_recomputed_hash(
-    store: RegistrarStore, db_path: Path
-) -> None:
-    await fill_events(store)
-    with raw(db_path) as conn:
-        at, kind, dev, _outcome, check, prev = conn.execute(
-            "SELECT at, kind, device_serial, outcome, check_name, prev_hash FROM events WHERE id = 5"
-        ).fetchone()
-        forged = event_hash(
-            prev, at=at, kind=kind, device_serial=dev, outcome="allow", check=check, detail={"i": 4}
-        )
-        conn.execute(
-            "UPDATE events SET outcome = 'allow', detail = '{\"i\":4}', hash = ? WHERE id = 5",
-            (forged,),
-        )
-    report = await store.verify_event_chain()
-    assert (report.ok, report.problem, report.first_bad_id) == (False, "edited", 5)
-
-
-@pytest.mark.sqlite_only
-async def test_chain_detects_deleted_row(store: RegistrarStore, db_path: Path) -> None:
-    await fill_events(store)
-    with raw(db_path) as conn:
-        conn.execute("DELETE FROM events WHERE id = 5")
-    report = await store.verify_event_chain()
-    assert (report.ok, report.problem, report.first_bad_id) == (False, "removed", 5)
-
-
-@pytest.mark.sqlite_only
-async def test_chain_detects_truncated_tail(store: RegistrarStore, db_path: Path) -> None:
-    await fill_events(store)
-    with raw(db_path) as conn:
-        conn.execute("DELETE FROM events WHERE id >= 9")
-    report = await store.verify_event_chain()
-    assert (report.ok, report.problem, report.first_bad_id) == (False, "removed", 9)
-
-
-@pytest.mark.sqlite_only
-async def test_chain_detects_swapped_rows(store: RegistrarStore, db_path: Path) -> None:
-    await fill_events(store)
-    with raw(db_path) as conn:
-        conn.execute("BEGIN")
-        conn.execute("UPDATE events SET id = -1 WHERE id = 5")
-        conn.execute("UPDATE events SET id = 5 WHERE id = 6")
-        conn.execute("UPDATE events SET id = 6 WHERE id = -1")
-        conn.execute("COMMIT")
-    report = await store.verify_event_chain()
-    assert (report.ok, report.problem, report.first_bad_id) == (False, "reordered", 5)
-
-
 async def test_200_concurrent_appends_all_land_in_one_chain(store: RegistrarStore) -> None:
     results = await asyncio.gather(
         *(
@@ -610,8 +551,8 @@ async def test_writer_errors_reach_the_caller_as_storage_error(
     assert report.ok and report.count == 4
 
 
-async def test_closed_store_refuses_work(db_path: Path) -> None:
-    s = await open_registrar_store(str(db_path))
+async def test_closed_store_refuses_work(new_store_url: Callable[[str], str]) -> None:
+    s = await open_registrar_store(new_store_url("registrar"))
     await s.close()
     await s.close()
     with pytest.raises(StorageError) as info:
@@ -621,13 +562,14 @@ async def test_closed_store_refuses_work(db_path: Path) -> None:
         await add_device(s, "x")
 
 
-async def test_queued_writes_finish_before_close(db_path: Path) -> None:
-    s = await open_registrar_store(str(db_path))
+async def test_queued_writes_finish_before_close(new_store_url: Callable[[str], str]) -> None:
+    url = new_store_url("registrar")
+    s = await open_registrar_store(url)
     pending = [asyncio.ensure_future(add_device(s, f"Q{i}")) for i in range(50)]
     await asyncio.sleep(0)  # let every task enqueue its write
     await s.close()
     await asyncio.gather(*pending)
-    async with await open_registrar_store(str(db_path)) as s2:
+    async with await open_registrar_store(url) as s2:
         assert (await s2.stats())["devices"] == 50
 
 
@@ -669,83 +611,3 @@ async def test_masa_devices_and_owners(masa: MasaStore) -> None:
         ("M-1", b"ca2"),
         ("M-2", b"ca1"),
     ]
-
-
-@pytest.mark.sqlite_only
-async def test_masa_issue_voucher_atomically(masa: MasaStore, tmp_path: Path) -> None:
-    await masa.add_manufactured_device("M-1", idevid_fingerprint="aa", at=t(0))
-    issued = await masa.issue_voucher_atomically(
-        serial="M-1",
-        voucher=b"cms",
-        media_type="application/voucher-cms+json",
-        assertion="logged",
-        nonce=b"nonce",
-        registrar_spki_sha256=spki(7),
-        domain_ca_spki_sha256=spki(1),
-        domain_id="ZG9tYWlu",
-        created_at=t(10),
-        expires_on=t(20),
-    )
-    assert issued.voucher.voucher == b"cms" and issued.voucher.expires_on == t(20)
-    assert issued.audit_entry.domain_id == "ZG9tYWlu" and issued.audit_entry.at == t(10)
-    assert issued.event.device_serial == "M-1" and issued.event.kind == "voucher.issued"
-    assert await masa.registrar_claimed("M-1", "ZG9tYWlu")
-    assert not await masa.registrar_claimed("M-1", "b3RoZXI=")
-    assert [e.nonce for e in await masa.audit_entries("M-1")] == [b"nonce"]
-
-    # If any of the three writes fails, none is committed.
-    with raw(tmp_path / "masa.db") as conn:
-        conn.execute(
-            "CREATE TRIGGER fail_events BEFORE INSERT ON events "
-            "BEGIN SELECT RAISE(ABORT, 'no'); END"
-        )
-    with pytest.raises(StorageError):
-        await masa.issue_voucher_atomically(
-            serial="M-1",
-            voucher=b"cms2",
-            media_type="application/voucher-cms+json",
-            assertion="logged",
-            nonce=None,
-            registrar_spki_sha256=spki(8),
-            domain_ca_spki_sha256=spki(2),
-            domain_id="b3RoZXI=",
-            created_at=t(11),
-            expires_on=None,
-        )
-    assert len(await masa.vouchers("M-1")) == 1
-    assert not await masa.registrar_claimed("M-1", "b3RoZXI=")
-    with pytest.raises(NotFound):
-        await masa.issue_voucher_atomically(
-            serial="ghost",
-            voucher=b"v",
-            media_type="m",
-            assertion="logged",
-            nonce=None,
-            registrar_spki_sha256=spki(8),
-            domain_ca_spki_sha256=spki(2),
-            domain_id="eA==",
-            created_at=t(12),
-            expires_on=None,
-        )
-    stats = await masa.stats()
-    # the device's state evidence, the voucher's, and the service event
-    assert (stats["vouchers"], stats["audit_log"], stats["events"]) == (1, 1, 3)
-
-
-@pytest.mark.sqlite_only
-async def test_masa_audit_entries_and_shared_event_chain(masa: MasaStore, tmp_path: Path) -> None:
-    assert isinstance(masa, SqliteMasaStore)
-    await masa.add_manufactured_device("M-1", idevid_fingerprint="aa", at=t(0))
-    entry = await masa.append_audit_entry(
-        serial="M-1", at=t(1), domain_id="ZA==", nonce=None, assertion="verified", truncated=2
-    )
-    assert entry.truncated == 2 and entry.nonce is None
-    for i in range(5):
-        await masa.append_event(
-            at=t(i), kind="k", device_serial="M-1", outcome="info", check=None, detail={"i": i}
-        )
-    assert (await masa.verify_event_chain()).ok
-    with raw(tmp_path / "masa.db") as conn:
-        conn.execute("UPDATE events SET kind = 'forged' WHERE id = 3")
-    report = await masa.verify_event_chain()
-    assert (report.problem, report.first_bad_id) == ("edited", 3)

@@ -7,9 +7,8 @@ MASA; a failure anywhere leaves none of it behind.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -33,8 +32,8 @@ def ev(kind: str) -> NewEvent:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(new_store_url("registrar"))
     await s.upsert_device("P-1", idevid_issuer="CN=tofu", idevid_fingerprint="aa", manufacturer="m", at=T0)
     try:
         yield s

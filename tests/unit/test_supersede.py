@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(f"sqlite:///{tmp_path / 'registrar.db'}")
+async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(new_store_url("registrar"))
     try:
         await s.upsert_device("DEV-1", idevid_issuer="CN=ca", idevid_fingerprint="f", manufacturer="acme", at=T0)
         yield s

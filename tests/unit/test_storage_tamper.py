@@ -1,0 +1,210 @@
+"""The stores against someone with database access, on both engines.
+
+Each test edits a store behind its back, as an attacker or a careless
+administrator would (sqlite3 on the file, psycopg on the schema, in that
+dialect's SQL), and expects the event chain to name the first bad event --
+or installs a failing trigger and expects a MASA voucher, its audit entry
+and its event to be committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from brski.errors import NotFound, StorageError
+from brski_storage import MasaStore, RegistrarStore, open_masa_store, open_registrar_store
+from brski_storage.chain import event_hash
+from tests.conftest import raw_execute, raw_rows, sql_blob
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def t(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def spki(n: int) -> bytes:
+    return hashlib.sha256(f"key-{n}".encode()).digest()
+
+
+def failing_insert_trigger(url: str, table: str, message: str) -> list[str]:
+    """SQL that makes every INSERT into ``table`` fail inside the database."""
+    if url.startswith("sqlite:"):
+        return [f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"]
+    return [
+        f"CREATE FUNCTION fail_{table}() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $$ BEGIN RAISE EXCEPTION '{message}'; END $$",
+        f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail_{table}()",
+    ]
+
+
+@pytest.fixture
+def registrar_url(new_store_url: Callable[[str], str]) -> str:
+    return new_store_url("registrar")
+
+
+@pytest.fixture
+def masa_url(new_store_url: Callable[[str], str]) -> str:
+    return new_store_url("masa")
+
+
+@pytest.fixture
+async def store(registrar_url: str) -> AsyncIterator[RegistrarStore]:
+    s = await open_registrar_store(registrar_url)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def masa(masa_url: str) -> AsyncIterator[MasaStore]:
+    s = await open_masa_store(masa_url)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def fill_events(store: RegistrarStore, n: int = 10) -> None:
+    for i in range(n):
+        await store.append_event(
+            at=t(i),
+            kind="voucher.request",
+            device_serial=f"P-{i % 3}",
+            outcome="allow" if i % 2 else "refuse",
+            check=None if i % 4 else "policy.allowlist",
+            detail={"i": i, "note": "ünïcode"},
+        )
+
+
+# --- the registrar's event chain ---------------------------------------------------------
+
+
+async def test_chain_detects_edited_row(store: RegistrarStore, registrar_url: str) -> None:
+    await fill_events(store)
+    raw_execute(registrar_url, ["""UPDATE events SET detail = '{"i":99,"note":"x"}' WHERE id = 5"""])
+    report = await store.verify_event_chain()
+    assert (report.ok, report.problem, report.first_bad_id, report.count) == (False, "edited", 5, 4)
+
+
+async def test_chain_detects_edit_with_recomputed_hash(store: RegistrarStore, registrar_url: str) -> None:
+    await fill_events(store)
+    ((at, kind, dev, check, prev),) = raw_rows(
+        registrar_url, "SELECT at, kind, device_serial, check_name, prev_hash FROM events WHERE id = 5"
+    )
+    assert isinstance(prev, bytes)
+    forged = event_hash(prev, at=str(at), kind=str(kind), device_serial=str(dev), outcome="allow",
+                        check=None if check is None else str(check), detail={"i": 4})
+    raw_execute(registrar_url, [
+        f"""UPDATE events SET outcome = 'allow', detail = '{{"i":4}}', hash = {sql_blob(registrar_url, forged)}"""
+        " WHERE id = 5"
+    ])
+    report = await store.verify_event_chain()
+    assert (report.ok, report.problem, report.first_bad_id) == (False, "edited", 5)
+
+
+async def test_chain_detects_deleted_row(store: RegistrarStore, registrar_url: str) -> None:
+    await fill_events(store)
+    raw_execute(registrar_url, ["DELETE FROM events WHERE id = 5"])
+    report = await store.verify_event_chain()
+    assert (report.ok, report.problem, report.first_bad_id) == (False, "removed", 5)
+
+
+async def test_chain_detects_truncated_tail(store: RegistrarStore, registrar_url: str) -> None:
+    await fill_events(store)
+    raw_execute(registrar_url, ["DELETE FROM events WHERE id >= 9"])
+    report = await store.verify_event_chain()
+    assert (report.ok, report.problem, report.first_bad_id) == (False, "removed", 9)
+
+
+async def test_chain_detects_swapped_rows(store: RegistrarStore, registrar_url: str) -> None:
+    await fill_events(store)
+    # A spare id above the chain (PostgreSQL's schema refuses ids below 1).
+    raw_execute(registrar_url, [
+        "UPDATE events SET id = 1000000 WHERE id = 5",
+        "UPDATE events SET id = 5 WHERE id = 6",
+        "UPDATE events SET id = 6 WHERE id = 1000000",
+    ])
+    report = await store.verify_event_chain()
+    assert (report.ok, report.problem, report.first_bad_id) == (False, "reordered", 5)
+
+
+# --- the MASA ------------------------------------------------------------------------------
+
+
+async def test_masa_issue_voucher_atomically(masa: MasaStore, masa_url: str) -> None:
+    await masa.add_manufactured_device("M-1", idevid_fingerprint="aa", at=t(0))
+    issued = await masa.issue_voucher_atomically(
+        serial="M-1",
+        voucher=b"cms",
+        media_type="application/voucher-cms+json",
+        assertion="logged",
+        nonce=b"nonce",
+        registrar_spki_sha256=spki(7),
+        domain_ca_spki_sha256=spki(1),
+        domain_id="ZG9tYWlu",
+        created_at=t(10),
+        expires_on=t(20),
+    )
+    assert issued.voucher.voucher == b"cms" and issued.voucher.expires_on == t(20)
+    assert issued.audit_entry.domain_id == "ZG9tYWlu" and issued.audit_entry.at == t(10)
+    assert issued.event.device_serial == "M-1" and issued.event.kind == "voucher.issued"
+    assert await masa.registrar_claimed("M-1", "ZG9tYWlu")
+    assert not await masa.registrar_claimed("M-1", "b3RoZXI=")
+    assert [e.nonce for e in await masa.audit_entries("M-1")] == [b"nonce"]
+
+    # If any of the three writes fails, none is committed (RFC 8995 5.8.1: no
+    # voucher without its audit-log entry).
+    raw_execute(masa_url, failing_insert_trigger(masa_url, "events", "no"))
+    with pytest.raises(StorageError):
+        await masa.issue_voucher_atomically(
+            serial="M-1",
+            voucher=b"cms2",
+            media_type="application/voucher-cms+json",
+            assertion="logged",
+            nonce=None,
+            registrar_spki_sha256=spki(8),
+            domain_ca_spki_sha256=spki(2),
+            domain_id="b3RoZXI=",
+            created_at=t(11),
+            expires_on=None,
+        )
+    assert len(await masa.vouchers("M-1")) == 1
+    assert not await masa.registrar_claimed("M-1", "b3RoZXI=")
+    with pytest.raises(NotFound):
+        await masa.issue_voucher_atomically(
+            serial="ghost",
+            voucher=b"v",
+            media_type="m",
+            assertion="logged",
+            nonce=None,
+            registrar_spki_sha256=spki(8),
+            domain_ca_spki_sha256=spki(2),
+            domain_id="eA==",
+            created_at=t(12),
+            expires_on=None,
+        )
+    stats = await masa.stats()
+    # the device's state evidence, the voucher's, and the service event
+    assert (stats["vouchers"], stats["audit_log"], stats["events"]) == (1, 1, 3)
+
+
+async def test_masa_audit_entries_and_shared_event_chain(masa: MasaStore, masa_url: str) -> None:
+    await masa.add_manufactured_device("M-1", idevid_fingerprint="aa", at=t(0))
+    entry = await masa.append_audit_entry(
+        serial="M-1", at=t(1), domain_id="ZA==", nonce=None, assertion="verified", truncated=2
+    )
+    assert entry.truncated == 2 and entry.nonce is None
+    for i in range(5):
+        await masa.append_event(
+            at=t(i), kind="k", device_serial="M-1", outcome="info", check=None, detail={"i": i}
+        )
+    assert (await masa.verify_event_chain()).ok
+    raw_execute(masa_url, ["UPDATE events SET kind = 'forged' WHERE id = 3"])
+    report = await masa.verify_event_chain()
+    assert (report.problem, report.first_bad_id) == ("edited", 3)
