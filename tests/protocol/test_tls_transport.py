@@ -1,4 +1,4 @@
-"""brski_web.tls: real TLS on loopback, an aiohttp app behind the pyOpenSSL transport.
+"""brski_web.tls (on brski_tls.protocol): real TLS on loopback, an aiohttp app behind the pyOpenSSL transport.
 
 The clients are the stdlib ``ssl`` module (through aiohttp's client, asyncio streams,
 or a blocking socket in a thread), i.e. a different TLS implementation from the
@@ -38,9 +38,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski.errors import ConfigError
+from brski_tls.protocol import RFC9266_EXPORTER_LABEL
 from brski_web import tls
 from brski_web.tls import (
-    RFC9266_EXPORTER_LABEL,
     TlsServerConfig,
     bound_port,
     build_context,
