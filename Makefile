@@ -42,7 +42,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check brski brski_storage brski_hsm brski_web brski_net brski_netaccess brski_cli masa registrar pledge_sim join_proxy tools tests
+	$(VENV)/bin/ruff check brski brski_storage brski_hsm brski_tls brski_config brski_web brski_net brski_netaccess brski_cli masa registrar pledge_sim join_proxy tools tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

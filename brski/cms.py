@@ -17,6 +17,9 @@ decoder holds it (:mod:`brski.cms_parts` walks the whole grammar; the
 differential test in tests/e2e compares both on hundreds of mutations), since
 bytes nobody signed must not ride along unexamined.
 
+The algorithms both directions use are declared in :mod:`brski.cms_algorithms`,
+the SignerIdentifier (written and matched) in :mod:`brski.cms_signer`.
+
 Interop notes the tests pin down:
 
 * every published example (RFC 8995 Appendix C, rfc8366bis, Minerva, Siemens)
@@ -38,22 +41,16 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from asn1crypto import algos as asn1_algos
-from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
 
 from brski import oids
 from brski.asn1 import (
     NotPlainDer,
-    ber_children,
-    ber_element,
     check_der,
     decode_oid,
     der_children,
@@ -63,14 +60,25 @@ from brski.asn1 import (
     encode_tlv,
     encode_unsigned,
 )
+from brski.cms_algorithms import (
+    DIGEST_ALGORITHMS,
+    DIGEST_NAMES,
+    DIGEST_OIDS,
+    HASHES,
+    SIGNATURE_ALGORITHM_IDS,
+    check_signature,
+    digest_label,
+    raw_sign,
+    signature_scheme,
+)
 from brski.cms_parts import (
     CERT_NOT_DER,
     Parts,
-    Sid,
     extract_asn1crypto,
     extract_plain_der,
     require_der,
 )
+from brski.cms_signer import find_signer, issuer_der, key_identifier, spki
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
 
 if TYPE_CHECKING:
@@ -78,42 +86,13 @@ if TYPE_CHECKING:
 
 __all__ = ["DIGEST_ALGORITHMS", "SignedMessage", "sign", "verify", "verify_detached"]
 
-# RFC 5754 section 2 / RFC 8419 section 3: the digests a BRSKI peer may use.
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
-DIGEST_ALGORITHMS = frozenset(_HASHES)
 
-# RFC 5652 section 11 attribute types and RFC 5754 digest OIDs, by dotted value.
+# RFC 5652 section 11 attribute types, by dotted value.
 _ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3"
 _ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 _ATTR_SIGNING_TIME = "1.2.840.113549.1.9.5"
-_DIGEST_OIDS = {
-    "2.16.840.1.101.3.4.2.1": "sha256",
-    "2.16.840.1.101.3.4.2.2": "sha384",
-    "2.16.840.1.101.3.4.2.3": "sha512",
-}
 
-# Signature algorithm OID -> (scheme, hash it implies or None to take the
-# SignerInfo digestAlgorithm). RFC 5753/5754 name the hash; the plain key
-# OIDs are what some producers write instead (RFC 3370 section 3.2 allows
-# rsaEncryption there; ecPublicKey is a common mistake we tolerate).
-_SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
-    SignatureAlgorithmOID.ECDSA_WITH_SHA256.dotted_string: ("ecdsa", "sha256"),
-    SignatureAlgorithmOID.ECDSA_WITH_SHA384.dotted_string: ("ecdsa", "sha384"),
-    SignatureAlgorithmOID.ECDSA_WITH_SHA512.dotted_string: ("ecdsa", "sha512"),
-    PublicKeyAlgorithmOID.EC_PUBLIC_KEY.dotted_string: ("ecdsa", None),
-    SignatureAlgorithmOID.ED25519.dotted_string: ("ed25519", None),
-    SignatureAlgorithmOID.RSA_WITH_SHA256.dotted_string: ("pkcs1v15", "sha256"),
-    SignatureAlgorithmOID.RSA_WITH_SHA384.dotted_string: ("pkcs1v15", "sha384"),
-    SignatureAlgorithmOID.RSA_WITH_SHA512.dotted_string: ("pkcs1v15", "sha512"),
-    PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5.dotted_string: ("pkcs1v15", None),
-    SignatureAlgorithmOID.RSASSA_PSS.dotted_string: ("pss", None),
-}
 
-# What asn1crypto may raise while lazily decoding attacker-controlled fields,
 # plus what cryptography raises on a certificate it cannot load.
 _PARSE_ERRORS = (
     ValueError,
@@ -177,48 +156,6 @@ class SignedMessage:
 # --- signing --------------------------------------------------------------------
 
 
-def _signature_scheme(key: PrivateKey) -> tuple[str, str]:
-    """(digest name, asn1crypto signature algorithm name) for a signing key."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        # RFC 5753 section 2.1.1 / RFC 5754 section 3.3: hash matched to the curve.
-        by_curve = {"secp256r1": "sha256", "secp384r1": "sha384", "secp521r1": "sha512"}
-        digest = by_curve.get(key.curve.name)
-        if digest is None:
-            raise ConfigError(f"curve {key.curve.name} not supported", check="cms.key-type")
-        return digest, f"{digest}_ecdsa"
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        # RFC 8419 section 3: with signed attributes, the message digest is SHA-512.
-        return "sha512", "ed25519"
-    if isinstance(key, rsa.RSAPrivateKey):
-        return "sha256", "sha256_rsa"
-    raise ConfigError(f"unsupported signing key {type(key).__name__}", check="cms.key-type")
-
-
-def _raw_sign(key: PrivateKey, data: bytes, digest: str) -> bytes:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(_HASHES[digest]()))
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(data)
-    return key.sign(data, padding.PKCS1v15(), _HASHES[digest]())
-
-
-def _spki(public_key: Any) -> bytes:
-    return bytes(
-        public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-def _key_identifier(cert: x509.Certificate) -> bytes:
-    """The certificate's SKI, or the RFC 5280 section 4.2.1.2 method (1) value."""
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        return ext.value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
-
-
 def _signing_time_value(when: datetime) -> bytes:
     if when.tzinfo is None:
         raise ConfigError("signing_time must be timezone-aware", check="cms.signing-time")
@@ -251,11 +188,11 @@ def sign(
         raise ConfigError(f"content type {content_type!r} is not an OID", check="cms.content-type")
     if signer_id not in ("issuer-serial", "ski"):
         raise ConfigError(f"unknown signer id kind {signer_id!r}", check="cms.signer-id")
-    digest, sig_alg = _signature_scheme(key)
-    if _spki(key.public_key()) != _spki(cert.public_key()):
+    digest, sig_alg = signature_scheme(key)
+    if spki(key.public_key()) != spki(cert.public_key()):
         raise ConfigError("private key does not match the certificate", check="cms.key-mismatch")
 
-    hasher = hashes.Hash(_HASHES[digest]())
+    hasher = hashes.Hash(HASHES[digest]())
     hasher.update(content)
     # RFC 5652 section 5.3: contentType and messageDigest are mandatory once
     # there are signed attributes; rfc8366bis requires signed attributes.
@@ -268,13 +205,13 @@ def sign(
     # RFC 5652 section 5.4: the signature covers the DER SET OF signed
     # attributes; DER sorts SET OF members by their encodings (X.690 11.6).
     signed_attrs = b"".join(sorted(attributes))
-    signature = _raw_sign(key, encode_tlv(0x31, signed_attrs), digest)
+    signature = raw_sign(key, encode_tlv(0x31, signed_attrs), digest)
 
     if signer_id == "ski":
-        sid = encode_tlv(0x80, _key_identifier(cert))
+        sid = encode_tlv(0x80, key_identifier(cert))
     else:
-        sid = encode_tlv(0x30, _issuer_der(cert) + encode_unsigned(cert.serial_number))
-    digest_algorithm = encode_tlv(0x30, encode_oid(_DIGEST_NAMES[digest]))  # RFC 5754 2: no parameters
+        sid = encode_tlv(0x30, issuer_der(cert) + encode_unsigned(cert.serial_number))
+    digest_algorithm = encode_tlv(0x30, encode_oid(DIGEST_NAMES[digest]))  # RFC 5754 2: no parameters
     signer_info = encode_tlv(
         0x30,
         # RFC 5652 section 5.3: v1 with issuerAndSerialNumber, v3 with SKI.
@@ -282,7 +219,7 @@ def sign(
         + sid
         + digest_algorithm
         + encode_tlv(0xA0, signed_attrs)
-        + _SIGNATURE_ALGORITHM_IDS[sig_alg]
+        + SIGNATURE_ALGORITHM_IDS[sig_alg]
         + encode_tlv(0x04, signature),
     )
     # RFC 5652 section 5.1: version 3 once a SignerInfo is v3 or the
@@ -302,18 +239,6 @@ def sign(
 
 def _attribute(oid: str, value: bytes) -> bytes:
     return encode_tlv(0x30, encode_oid(oid) + encode_tlv(0x31, value))
-
-
-_DIGEST_NAMES = {name: oid for oid, name in _DIGEST_OIDS.items()}
-# AlgorithmIdentifier elements by asn1crypto-style name (see _signature_scheme):
-# ECDSA and Ed25519 take no parameters (RFC 5758 3.2, RFC 8410 3); RSA takes NULL (RFC 4055 5).
-_SIGNATURE_ALGORITHM_IDS = {
-    "sha256_ecdsa": encode_tlv(0x30, encode_oid("1.2.840.10045.4.3.2")),
-    "sha384_ecdsa": encode_tlv(0x30, encode_oid("1.2.840.10045.4.3.3")),
-    "sha512_ecdsa": encode_tlv(0x30, encode_oid("1.2.840.10045.4.3.4")),
-    "ed25519": encode_tlv(0x30, encode_oid("1.3.101.112")),
-    "sha256_rsa": encode_tlv(0x30, encode_oid("1.2.840.113549.1.1.11") + b"\x05\x00"),
-}
 
 
 # --- verification ---------------------------------------------------------------
@@ -407,18 +332,18 @@ def _check_parts(
         raise MalformedInput(
             f"{parts.signer_count} SignerInfos, exactly one required", check="cms.signer-count"
         )
-    digest_name = _DIGEST_OIDS.get(parts.digest_oid)
+    digest_name = DIGEST_OIDS.get(parts.digest_oid)
     if digest_name is None:
         raise MalformedInput(
-            f"digest algorithm {_digest_label(parts.digest_oid)} not allowed (SHA-256, -384, -512)",
+            f"digest algorithm {digest_label(parts.digest_oid)} not allowed (SHA-256, -384, -512)",
             check="cms.digest-algorithm",
         )
     # RFC 5652 section 5.1: digestAlgorithms lists the signers' algorithms
     # (for one-pass processing); a weak one listed is refused by the same policy.
     for listed in parts.digest_algorithms:
-        if listed not in _DIGEST_OIDS:
+        if listed not in DIGEST_OIDS:
             raise MalformedInput(
-                f"digestAlgorithms lists {_digest_label(listed)}, not allowed",
+                f"digestAlgorithms lists {digest_label(listed)}, not allowed",
                 check="cms.digest-algorithms",
             )
     if parts.digest_oid not in parts.digest_algorithms:
@@ -446,7 +371,7 @@ def _check_parts(
             check="cms.content-type-attribute",
         )
     # RFC 5652 sections 5.4 and 11.2: the digest of the eContent octets.
-    hasher = hashes.Hash(_HASHES[digest_name]())
+    hasher = hashes.Hash(HASHES[digest_name]())
     hasher.update(parts.content)
     if not hmac.compare_digest(hasher.finalize(), attr_digest):
         raise SignatureInvalid(
@@ -454,8 +379,8 @@ def _check_parts(
         )
 
     carried = _load_certificates(parts.certificates)
-    signer = _find_signer(parts.sid, (*carried, *extra_certs))
-    _check_signature(
+    signer = find_signer(parts.sid, (*carried, *extra_certs))
+    check_signature(
         signer,
         algorithm=parts.signature_algorithm,
         digest_name=digest_name,
@@ -470,19 +395,6 @@ def _check_parts(
         signing_time=signing_time,
         digest_algorithm=digest_name,
     )
-
-
-# Digests refused by policy, named so that the refusal says why.
-_WEAK_DIGESTS = {
-    "1.2.840.113549.2.5": "MD5",
-    "1.3.14.3.2.26": "SHA-1",
-    "2.16.840.1.101.3.4.2.4": "SHA-224",
-}
-
-
-def _digest_label(oid: str) -> str:
-    weak = _WEAK_DIGESTS.get(oid)
-    return f"{oid} ({weak})" if weak else oid
 
 
 def _load_crls(ders: Sequence[bytes]) -> None:
@@ -574,144 +486,3 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
                 "a carried certificate does not parse", check="cms.certificate"
             ) from exc
     return tuple(found)
-
-
-def _issuer_der(cert: x509.Certificate) -> bytes:
-    """The issuer Name exactly as encoded, read from the TBSCertificate
-    (``cert.issuer`` builds Python Name objects only to re-encode them)."""
-    tbs = cert.tbs_certificate_bytes
-    try:
-        _ident, _start, body, end = der_element(tbs, 0, len(tbs))
-        fields = der_children(tbs, body, end)
-        first = 1 if fields[0][0] == 0xA0 else 0  # [0] EXPLICIT version, when not v1
-        ident, start, _body, stop = fields[first + 2]  # serialNumber, signature, issuer
-        if ident == 0x30:
-            return tbs[start:stop]
-    except (NotPlainDer, BrskiError, IndexError):
-        pass
-    return cert.issuer.public_bytes()
-
-
-def _names_match(cert: x509.Certificate, issuer: bytes) -> bool:
-    """Exact encoding first; then RFC 5280 section 7.1 comparison (asn1crypto)."""
-    cert_issuer = _issuer_der(cert)
-    if cert_issuer == issuer:
-        return True
-    return bool(asn1_x509.Name.load(cert_issuer) == asn1_x509.Name.load(issuer))
-
-
-def _sid_matches(cert: x509.Certificate, sid: Sid) -> bool:
-    if isinstance(sid, tuple):
-        issuer, serial = sid
-        return cert.serial_number == serial and _names_match(cert, issuer)
-    try:
-        return hmac.compare_digest(_key_identifier(cert), sid)
-    except (ValueError, UnsupportedAlgorithm, TypeError):
-        return False  # an unrelated certificate we cannot read a key from
-
-
-def _find_signer(sid: Sid, candidates: Sequence[x509.Certificate]) -> x509.Certificate:
-    """The certificate the SignerIdentifier names (RFC 5652 section 5.3).
-
-    Several copies of one certificate, or renewals sharing one key, are fine:
-    they verify identically. Two matches with different keys are refused, as
-    the choice would decide whose signature we check.
-    """
-    matches: list[x509.Certificate] = []
-    for cert in candidates:
-        if _sid_matches(cert, sid) and cert not in matches:
-            matches.append(cert)
-    if not matches:
-        raise MalformedInput(
-            "no certificate matches the SignerIdentifier", check="cms.signer-not-found"
-        )
-    keys = set()
-    for cert in matches:
-        try:
-            keys.add(_spki(cert.public_key()))
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise MalformedInput(
-                "the signer certificate has an unusable key", check="cms.signer-key"
-            ) from exc
-    if len(keys) > 1:
-        raise MalformedInput(
-            "SignerIdentifier matches certificates with different keys",
-            check="cms.signer-ambiguous",
-        )
-    return matches[0]
-
-
-def _pss_parameters(params: Any) -> tuple[str, padding.PSS]:
-    """RFC 4055 section 3.1 RSASSA-PSS-params, limited to SHA-2 and MGF1."""
-    if isinstance(params, asn1_core.Void):
-        raise MalformedInput("RSASSA-PSS without parameters", check="cms.signature-algorithm")
-    hash_name = params["hash_algorithm"]["algorithm"].native
-    mgf = params["mask_gen_algorithm"]
-    mgf_hash = mgf["parameters"]["algorithm"].native if mgf["algorithm"].native == "mgf1" else None
-    salt = params["salt_length"].native
-    if (
-        hash_name not in _HASHES
-        or mgf_hash not in _HASHES
-        or params["trailer_field"].native != "trailer_field_bc"
-        or not isinstance(salt, int)
-        or not 0 <= salt <= 1024
-    ):
-        raise MalformedInput("unsupported RSASSA-PSS parameters", check="cms.signature-algorithm")
-    return hash_name, padding.PSS(mgf=padding.MGF1(_HASHES[mgf_hash]()), salt_length=salt)
-
-
-def _check_signature(
-    signer: x509.Certificate, *, algorithm: bytes, digest_name: str, signature: bytes, data: bytes
-) -> None:
-    # The extractors checked it is an AlgorithmIdentifier (BER allowed there).
-    _, _, cs, ce, _ = ber_element(algorithm, 0, len(algorithm))
-    fields = ber_children(algorithm, cs, ce)
-    oid = decode_oid(algorithm[fields[0][2] : fields[0][3]])
-    scheme = _SIGNATURE_ALGORITHMS.get(oid)
-    if scheme is None:
-        raise MalformedInput(
-            f"signature algorithm {oid} not supported", check="cms.signature-algorithm"
-        )
-    kind, implied_hash = scheme
-    # RFC 5652 section 5.4 (RFC 5753 section 2.1.1 for ECDSA, RFC 4056
-    # section 2 for PSS): the signature over the signed attributes uses the
-    # SignerInfo's digestAlgorithm. A signatureAlgorithm naming another hash
-    # is refused: verifying with the hash it names would accept a SignerInfo
-    # that declares SHA-384 over a SHA-256 signature.
-    if implied_hash is not None and implied_hash != digest_name:
-        raise SignatureInvalid(
-            f"signatureAlgorithm {oid} hashes with {implied_hash}, digestAlgorithm is {digest_name}",
-            check="cms.digest-mismatch",
-        )
-    hash_name = digest_name
-    public_key = signer.public_key()
-    wrong_key = SignatureInvalid(
-        f"signer key {type(public_key).__name__} does not fit {oid}", check="cms.signer-key"
-    )
-    try:
-        if kind == "ecdsa":
-            if not isinstance(public_key, ec.EllipticCurvePublicKey):
-                raise wrong_key
-            public_key.verify(signature, data, ec.ECDSA(_HASHES[hash_name]()))
-        elif kind == "ed25519":
-            if not isinstance(public_key, ed25519.Ed25519PublicKey):
-                raise wrong_key
-            public_key.verify(signature, data)
-        else:
-            if not isinstance(public_key, rsa.RSAPublicKey):
-                raise wrong_key
-            if kind == "pss":
-                identifier = asn1_algos.SignedDigestAlgorithm.load(algorithm, strict=True)
-                pss_hash, pss = _pss_parameters(identifier["parameters"])
-                if pss_hash != digest_name:
-                    raise SignatureInvalid(
-                        f"RSASSA-PSS hashes with {pss_hash}, digestAlgorithm is {digest_name}",
-                        check="cms.digest-mismatch",
-                    )
-                public_key.verify(signature, data, pss, _HASHES[pss_hash]())
-            else:
-                public_key.verify(signature, data, padding.PKCS1v15(), _HASHES[hash_name]())
-    except (InvalidSignature, ValueError) as exc:
-        raise SignatureInvalid(
-            "signature over the signed attributes does not verify", check="cms.signature"
-        ) from exc

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, PublicKeyAlgorithmOID, SignatureAlgorithmOID
 
 from brski import oids
-from brski.asn1 import check_der, encode_oid, encode_tlv
+from brski.asn1 import check_der
 from brski.errors import BrskiError, ConfigError, MalformedInput
 
 __all__ = ["CsrAttribute", "CsrAttrs", "CsrTemplate", "build_csrattrs", "csrattrs_for_device", "parse_csrattrs"]
@@ -98,26 +98,26 @@ def _check_oid(value: str, what: str) -> None:
         raise MalformedInput(f"{what} {value!r} is not a dotted OID", check="est.csrattrs-oid")
 
 
-# Encoding is direct DER (X.690): the registrar answers /csrattrs once per
-# pledge, and building the same bytes through asn1crypto objects cost 8% of
-# its CPU under load.  tests/unit/test_csrattrs.py checks the bytes against
-# asn1crypto's encoder of the same ASN.1 classes, which still do the parsing.
+# One ASN.1 declaration (the classes above) both parses and builds: asn1crypto
+# writes DER (X.690), sorting each SET OF by its members' encodings (11.6).
+# Building through asn1crypto costs more CPU than writing the DER directly;
+# the registrar answers /csrattrs once per enrolment, and one declaration
+# that cannot drift from the parser was preferred over that cost.
 
 
-def _oid_der(dotted: str) -> bytes:
-    return encode_oid(dotted)
-
-
-def _string_der(text: str) -> bytes:
+def _directory_string(text: str) -> core.Any:
     """PrintableString when the text allows it (X.520 serialNumber), else UTF8String."""
-    if _PRINTABLE.fullmatch(text):
-        return encode_tlv(0x13, text.encode("ascii"))
-    return encode_tlv(0x0C, text.encode("utf-8"))
+    value = core.PrintableString(text) if _PRINTABLE.fullmatch(text) else core.UTF8String(text)
+    return core.Any.load(value.dump())
 
 
-def _set_of(elements: list[bytes]) -> bytes:
-    """DER SET OF: the elements in ascending order of their encodings (X.690 11.6)."""
-    return encode_tlv(0x31, b"".join(sorted(elements)))
+def _oid_value(dotted: str) -> core.Any:
+    """An OBJECT IDENTIFIER where the schema says ANY (a curve, an attribute value)."""
+    return core.Any.load(core.ObjectIdentifier(dotted).dump())
+
+
+def _attribute_asn(attr: CsrAttribute) -> _Attribute:
+    return _Attribute({"type": attr.type, "values": _AnyValues([core.Any.load(v) for v in attr.values])})
 
 
 def _decode_value(der: bytes, check: str) -> core.Asn1Value:
@@ -201,20 +201,30 @@ class CsrTemplate:
     def to_attribute(self) -> CsrAttribute:
         # RFC 9908 Appendix A (IMPLICIT TAGS): version, subject NameTemplate,
         # [0] SubjectPublicKeyInfoTemplate, [1] Attributes.
-        body = b"\x02\x01\x00"  # version v1(0)
+        fields: dict[str, Any] = {"version": 0}  # v1(0)
         if self.subject:
-            rdns = []
-            for attr_type, value in self.subject:
-                single = _oid_der(attr_type) + (b"" if value is None else _string_der(value))
-                rdns.append(_set_of([encode_tlv(0x30, single)]))
-            body += encode_tlv(0x30, b"".join(rdns))
+            fields["subject"] = _NameTemplate(
+                [
+                    _RdnTemplate(
+                        [
+                            _SingleAttributeTemplate(
+                                {"type": attr_type}
+                                if value is None
+                                else {"type": attr_type, "value": _directory_string(value)}
+                            )
+                        ]
+                    )
+                    for attr_type, value in self.subject
+                ]
+            )
         if self.key_algorithm is not None:
-            alg = _oid_der(self.key_algorithm)
+            algorithm: dict[str, Any] = {"algorithm": self.key_algorithm}
             if self.key_parameters is not None:
-                alg += _oid_der(self.key_parameters)
-            body += encode_tlv(0xA0, encode_tlv(0x30, alg))
-        body += encode_tlv(0xA1, b"".join(sorted(_attribute_der(a) for a in self.attributes)))
-        return CsrAttribute(type=oids.ID_AA_CERT_REQ_INFO_TEMPLATE, values=(encode_tlv(0x30, body),))
+                algorithm["parameters"] = _oid_value(self.key_parameters)
+            fields["subject_pk_info"] = _SpkiTemplate({"algorithm": _AlgorithmIdentifier(algorithm)})
+        fields["attributes"] = _Attributes([_attribute_asn(a) for a in self.attributes])
+        der = bytes(_CriTemplate(fields).dump())
+        return CsrAttribute(type=oids.ID_AA_CERT_REQ_INFO_TEMPLATE, values=(der,))
 
     @classmethod
     def from_attribute(cls, attr: CsrAttribute) -> CsrTemplate:
@@ -269,10 +279,6 @@ def _template_value(single: _SingleAttributeTemplate) -> str | None:
     return text
 
 
-def _attribute_der(attr: CsrAttribute) -> bytes:
-    return encode_tlv(0x30, _oid_der(attr.type) + _set_of(list(attr.values)))
-
-
 @dataclass(frozen=True, kw_only=True)
 class CsrAttrs:
     """A /csrattrs body: bare OIDs (``str``) and attributes, in wire order.
@@ -321,9 +327,13 @@ class CsrAttrs:
 
 def build_csrattrs(attrs: CsrAttrs) -> bytes:
     """DER CsrAttrs (RFC 7030 section 4.5.2); base64 it with :func:`encode_base64_body`."""
-    return encode_tlv(
-        0x30, b"".join(_oid_der(i) if isinstance(i, str) else _attribute_der(i) for i in attrs.items)
-    )
+    items = [
+        _AttrOrOid(name="oid", value=core.ObjectIdentifier(item))
+        if isinstance(item, str)
+        else _AttrOrOid(name="attribute", value=_attribute_asn(item))
+        for item in attrs.items
+    ]
+    return bytes(_CsrAttrsAsn(items).dump())
 
 
 def parse_csrattrs(der: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> CsrAttrs:
@@ -394,7 +404,7 @@ def csrattrs_for_device(
     items: list[str | CsrAttribute] = [template.to_attribute()]
     if legacy:
         if curve is not None:
-            items.append(CsrAttribute(type=key_alg, values=(_oid_der(curve),)))
+            items.append(CsrAttribute(type=key_alg, values=(_oid_value(curve).dump(),)))
         else:
             items.append(key_alg)
         items.append(serial_oid)

@@ -224,7 +224,8 @@ def record_state(
     Must run inside the write transaction that changed them, after the
     change, so the evidence and the rows commit (or roll back) together.
     """
-    from brski_storage.sqlite import PreparedEvent, from_ts
+    from brski_storage.sqlite import from_ts
+    from brski_storage.sqlite_events import PreparedEvent
 
     kinds = ROW_KINDS[role]
     facts: list[list[str | None]] = []
@@ -357,7 +358,7 @@ def verify_state(conn: sqlite3.Connection, role: str) -> StateReport:
 
 
 def _chain_checkpoint(conn: sqlite3.Connection, *, at: datetime, detail: dict[str, Any]) -> int:
-    from brski_storage.sqlite import PreparedEvent
+    from brski_storage.sqlite_events import PreparedEvent
 
     digest, rows = _snapshot_digest(conn)
     event = PreparedEvent(at=at, kind=CHECKPOINT_EVENT, device_serial=None, outcome="info", check=None,

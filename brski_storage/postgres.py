@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from brski_storage.base import EventRecord
-    from brski_storage.sqlite import PreparedEvent
+    from brski_storage.sqlite_events import PreparedEvent
 
 __all__ = ["PgConnection", "PgDatabase", "is_postgres_url", "redact_url", "translate_pg_error"]
 
@@ -167,7 +167,7 @@ class PgConnection:
             lastrowid = None if row is None else int(row[0])
         return _Cursor(cur, lastrowid)
 
-    # the event chain (see brski_storage.sqlite.PreparedEvent.insert)
+    # the event chain (see brski_storage.sqlite_events.PreparedEvent.insert)
 
     def insert_event(self, event: PreparedEvent) -> EventRecord:
         """Chain ``event`` onto the head this transaction holds locked."""

@@ -25,39 +25,31 @@ writer therefore takes every job queued while the previous commit was being
 fsynced and runs them as one transaction, each job in its own SAVEPOINT (so
 one job's failure rolls back only that job), with one COMMIT and one fsync.
 Every caller is still answered only after that durable COMMIT.
+
+The event log every store shares (the hash chain, events riding with a write)
+is :mod:`brski_storage.sqlite_events`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
-from brski_storage import evidence
-from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome, WriteObserver
-from brski_storage.chain import (
-    GENESIS,
-    StoredEvent,
-    canonical_json,
-    event_hash,
-    event_time_text,
-    verify_chain,
-)
+from brski_storage.base import WriteObserver
+from brski_storage.chain import event_time_text
 from brski_storage.migrate import apply_sqlite_migrations
 from brski_storage.writer import GroupCommitWriter, Job, JobOutcome
 
 __all__ = [
     "Database",
-    "PreparedEvent",
     "SqliteDatabase",
-    "SqliteEventLog",
     "check_limit",
     "from_ts",
     "from_ts_opt",
@@ -67,13 +59,11 @@ __all__ = [
     "to_ts",
     "to_ts_opt",
     "translate_error",
-    "with_events",
 ]
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-_OUTCOMES = frozenset({"allow", "refuse", "info"})
 
 
 # --- value conversions ----------------------------------------------------------
@@ -363,296 +353,7 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
-# --- the shared event log -----------------------------------------------------------
-
-_EVENT_COLUMNS = "id, at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
-
-
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    return StoredEvent(
-        id=row[0],
-        at=row[1],
-        kind=row[2],
-        device_serial=row[3],
-        outcome=row[4],
-        check=row[5],
-        detail=row[6],
-        prev_hash=row[7],
-        hash=row[8],
-    )
-
-
-def _event_record(row: tuple[Any, ...]) -> EventRecord:
-    return EventRecord(
-        id=row[0],
-        at=from_ts(row[1]),
-        kind=row[2],
-        device_serial=row[3],
-        outcome=row[4],
-        check=row[5],
-        detail=json.loads(row[6]),
-        prev_hash=row[7],
-        hash=row[8],
-    )
-
-
-class PreparedEvent:
-    """An event validated and canonicalised on the caller's side, ready to be
-    chained inside whichever write transaction carries it."""
-
-    __slots__ = ("at", "check", "detail", "detail_text", "device_serial", "kind", "outcome")
-
-    def __init__(
-        self,
-        *,
-        at: datetime,
-        kind: str,
-        device_serial: str | None,
-        outcome: Outcome,
-        check: str | None,
-        detail: Mapping[str, Any],
-    ) -> None:
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"event outcome must be allow, refuse or info, not {outcome!r}")
-        if not kind:
-            raise ValueError("event kind must not be empty")
-        self.at = to_ts(at)
-        self.kind = kind
-        self.device_serial = device_serial
-        self.outcome: Outcome = outcome
-        self.check = check
-        self.detail = dict(detail)
-        # Fails here, in the caller, if detail is not JSON.
-        self.detail_text = canonical_json(self.detail).decode("utf-8")
-
-    @classmethod
-    def from_new(cls, event: NewEvent) -> PreparedEvent:
-        return cls(
-            at=event.at,
-            kind=event.kind,
-            device_serial=event.device_serial,
-            outcome=event.outcome,
-            check=event.check,
-            detail=event.detail,
-        )
-
-    def digest(self, prev_hash: bytes) -> bytes:
-        return event_hash(
-            prev_hash,
-            at=self.at,
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=self.detail,
-        )
-
-    def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
-        return EventRecord(
-            id=event_id,
-            at=from_ts(self.at),
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=json.loads(self.detail_text),
-            prev_hash=prev_hash,
-            hash=digest,
-        )
-
-    def insert(self, conn: sqlite3.Connection) -> EventRecord:
-        """Chain onto the current head; must run inside the writer transaction.
-
-        On PostgreSQL the connection chains itself, onto the head row its
-        transaction holds locked (brski_storage.postgres).
-        """
-        own = getattr(conn, "insert_event", None)
-        if own is not None:
-            return cast("EventRecord", own(self))
-        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev_hash: bytes = GENESIS if head is None else head[0]
-        digest = self.digest(prev_hash)
-        cur = conn.execute(
-            "INSERT INTO events (at, kind, device_serial, outcome, check_name, detail,"
-            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.at,
-                self.kind,
-                self.device_serial,
-                self.outcome,
-                self.check,
-                self.detail_text,
-                prev_hash,
-                digest,
-            ),
-        )
-        assert cur.lastrowid is not None
-        return self.record(cur.lastrowid, prev_hash, digest)
-
-
-def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent]) -> Callable[[sqlite3.Connection], T]:
-    """``fn``, then ``events`` chained in the same transaction (see NewEvent).
-
-    The events are validated and canonicalised here, on the caller's side,
-    so a bad event fails before anything reaches the writer.
-    """
-    if not events:
-        return fn
-    prepared = [PreparedEvent.from_new(e) for e in events]
-
-    def run(conn: sqlite3.Connection) -> T:
-        result = fn(conn)
-        for event in prepared:
-            event.insert(conn)
-        return result
-
-    return run
-
-
-class SqliteEventLog(EventLog):
-    """Event log and lifecycle shared by the SQLite registrar and MASA stores."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @property
-    def database(self) -> Database:
-        return self._db
-
-    async def close(self) -> None:
-        await self._db.close()
-
-    def observe_writes(self, observer: WriteObserver) -> None:
-        self._db.observer = observer
-
-    async def append_event(
-        self,
-        *,
-        at: datetime,
-        kind: str,
-        device_serial: str | None,
-        outcome: Outcome,
-        check: str | None,
-        detail: Mapping[str, Any],
-    ) -> EventRecord:
-        event = PreparedEvent(
-            at=at,
-            kind=kind,
-            device_serial=device_serial,
-            outcome=outcome,
-            check=check,
-            detail=detail,
-        )
-        return await self._db.write(event.insert)
-
-    async def events(
-        self, *, since_id: int = 0, device_serial: str | None = None, limit: int = 1000
-    ) -> list[EventRecord]:
-        check_limit(limit)
-
-        def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            if device_serial is None:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                    (since_id, limit),
-                )
-            else:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE device_serial = ? AND id > ?"
-                    " ORDER BY id LIMIT ?",
-                    (device_serial, since_id, limit),
-                )
-            return [_event_record(r) for r in rows]
-
-        return await self._db.read(run)
-
-    async def recent_events(
-        self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
-    ) -> list[EventRecord]:
-        check_limit(limit)
-        clauses: list[str] = ["id < ?"]
-        params: list[Any] = [before_id if before_id is not None else 2**62]
-        if device_serial is not None:
-            clauses.append("device_serial = ?")  # events_by_device (device_serial, id)
-            params.append(device_serial)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
-
-        def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            return [_event_record(r) for r in conn.execute(sql, (*params, limit))]
-
-        return await self._db.read(run)
-
-    async def verify_event_chain(self) -> ChainReport:
-        return await self._db.read(lambda conn: _walk_chain(conn, None))
-
-    async def verify_event_chain_since_checkpoint(self) -> ChainReport:
-        def run(conn: sqlite3.Connection) -> ChainReport:
-            row = conn.execute(
-                "SELECT id, prev_hash FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1",
-                (evidence.CHECKPOINT_EVENT,),
-            ).fetchone()
-            return _walk_chain(conn, None if row is None else (int(row[0]) - 1, bytes(row[1])))
-
-        return await self._db.read(run)
-
-    async def verify_state(self) -> evidence.StateReport:
-        role = self._db.role
-        return await self._db.read(lambda conn: evidence.verify_state(conn, role))
-
-    async def checkpoint_state(self, *, at: datetime, expect_checkpoint: int | None) -> int | None:
-        return await self._db.write(
-            lambda conn: evidence.checkpoint_state(conn, at=at, expect_checkpoint=expect_checkpoint)
-        )
-
-    async def adopt_state_baseline(self, *, at: datetime | None, reason: str) -> int:
-        role = self._db.role
-
-        def run(conn: sqlite3.Connection) -> int:
-            when = at if at is not None else from_ts(sqlite_now(conn))
-            return evidence.adopt_baseline(conn, role, at=when, reason=reason)
-
-        return await self._db.write(run)
-
-    async def adopt_baseline_if_migrated(self) -> int | None:
-        """A store that held rows before state evidence existed gets its
-        baseline the first time it is opened after the migration (recorded,
-        with the reason, and reported by every later verify)."""
-        if not any(name.endswith("_state_evidence.sql") for name in self._db.applied_migration_names):
-            return None
-        role = self._db.role
-        if not await self._db.read(lambda conn: evidence.has_evidenced_rows(conn, role)):
-            return None
-        migrated = self._db.migrated_at
-        return await self.adopt_state_baseline(
-            at=None if migrated is None else from_ts(migrated),
-            reason="store created before state evidence: rows adopted as found when the"
-            " state_evidence migration was applied",
-        )
-
-
-def _walk_chain(conn: sqlite3.Connection, start: tuple[int, bytes] | None) -> ChainReport:
-    """verify_chain over the events after ``start`` (id, prev_hash), or all."""
-    after = 0 if start is None else start[0]
-
-    def rows() -> Iterator[StoredEvent]:
-        for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (after,)):
-            yield _stored_event(r)
-
-    def locate(digest: bytes) -> int | None:
-        hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
-        return None if hit is None else int(hit[0])
-
-    return verify_chain(rows(), locate=locate, last_issued_id=_last_issued_event_id(conn), start=start)
-
-
-def _last_issued_event_id(conn: sqlite3.Connection) -> int | None:
-    """The highest event id ever issued: sqlite_sequence here, the chain head
-    row on PostgreSQL (a rolled-back sequence value would not do)."""
-    own = getattr(conn, "last_issued_event_id", None)
-    if own is not None:
-        return cast("int | None", own())
-    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return None if seq is None else int(seq[0])
+# --- query helpers the stores share ----------------------------------------------------
 
 
 def check_limit(limit: int) -> None:

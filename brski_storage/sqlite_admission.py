@@ -23,14 +23,8 @@ from brski_storage.base import (
     StateChange,
 )
 from brski_storage.evidence import record_state
-from brski_storage.sqlite import (
-    Database,
-    from_ts,
-    from_ts_opt,
-    require_device,
-    to_ts,
-    with_events,
-)
+from brski_storage.sqlite import Database, from_ts, from_ts_opt, require_device, to_ts
+from brski_storage.sqlite_events import with_events
 
 __all__ = ["SqliteAdmissionMixin", "insert_pin", "queue_approval"]
 

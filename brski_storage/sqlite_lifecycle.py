@@ -14,17 +14,12 @@ from brski.errors import Conflict, NotFound
 from brski_storage.evidence import record_state
 from brski_storage.lifecycle import CrlRecord, LifecycleStore
 from brski_storage.sqlite import Database, from_ts, to_ts
+from brski_storage.sqlite_certificates import normalize_cert_serial
 
 if TYPE_CHECKING:
     from brski_storage.base import CertificateRecord
 
 __all__ = ["SqliteLifecycleMixin"]
-
-
-def _serial(value: int | str) -> str:
-    from brski_storage.sqlite_registrar import normalize_cert_serial
-
-    return normalize_cert_serial(value)
 
 
 def _crl(row: tuple[Any, ...]) -> CrlRecord:
@@ -46,7 +41,7 @@ class SqliteLifecycleMixin(LifecycleStore):
     async def reserve_renewal(
         self, *, cert_serial: int | str, renews: int | str, spki_sha256: bytes, at: datetime
     ) -> CertificateRecord:
-        serial, previous = _serial(cert_serial), _serial(renews)
+        serial, previous = normalize_cert_serial(cert_serial), normalize_cert_serial(renews)
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> None:

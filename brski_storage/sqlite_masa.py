@@ -18,8 +18,6 @@ from brski_storage.base import (
 )
 from brski_storage.evidence import record_state
 from brski_storage.sqlite import (
-    PreparedEvent,
-    SqliteEventLog,
     check_limit,
     from_ts,
     from_ts_opt,
@@ -28,6 +26,7 @@ from brski_storage.sqlite import (
     to_ts,
     to_ts_opt,
 )
+from brski_storage.sqlite_events import PreparedEvent, SqliteEventLog
 
 __all__ = ["SqliteMasaStore"]
 

@@ -1,4 +1,13 @@
-"""The registrar store on SQLite (see :mod:`brski_storage.sqlite` for the engine)."""
+"""The registrar store on SQLite (see :mod:`brski_storage.sqlite` for the engine).
+
+Devices, voucher-requests, vouchers, status reports and MASA audit logs are
+here; the rest of the interface comes from mixins, one per concern:
+certificates (:mod:`brski_storage.sqlite_certificates`), admission
+(:mod:`brski_storage.sqlite_admission`), revocation and CRLs
+(:mod:`brski_storage.sqlite_lifecycle`), network access
+(:mod:`brski_storage.sqlite_netaccess`) and the event log
+(:mod:`brski_storage.sqlite_events`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,6 @@ from typing import Any
 from brski.errors import Conflict, NotFound
 from brski_storage.base import (
     AuditLogRecord,
-    CertificateRecord,
     DeviceRecord,
     NewEvent,
     RegistrarStore,
@@ -23,46 +31,18 @@ from brski_storage.base import (
 from brski_storage.chain import canonical_json
 from brski_storage.evidence import record_state
 from brski_storage.records import INITIAL_DEVICE_STATE, StateChange
-from brski_storage.sqlite import (
-    SqliteEventLog,
-    check_limit,
-    from_ts,
-    from_ts_opt,
-    require_device,
-    to_ts,
-    to_ts_opt,
-    with_events,
-)
+from brski_storage.sqlite import check_limit, from_ts, from_ts_opt, require_device, to_ts, to_ts_opt
 from brski_storage.sqlite_admission import SqliteAdmissionMixin
+from brski_storage.sqlite_certificates import SqliteCertificateMixin
+from brski_storage.sqlite_events import SqliteEventLog, with_events
 from brski_storage.sqlite_lifecycle import SqliteLifecycleMixin
 from brski_storage.sqlite_netaccess import SqliteNetworkAccessMixin
 
-__all__ = ["SqliteRegistrarStore", "normalize_cert_serial"]
+__all__ = ["SqliteRegistrarStore"]
 
 _DEVICE_COLUMNS = (
     "serial, idevid_issuer, idevid_fingerprint, manufacturer, state, first_seen, updated_at"
 )
-_CERT_COLUMNS = (
-    "cert_serial, device_serial, spki_sha256, state, der, not_before, not_after,"
-    " reserved_at, issued_at, revoked_at, revocation_reason"
-)
-
-
-def normalize_cert_serial(value: int | str) -> str:
-    """One spelling per serial (lower-case hex, no leading zeros, no colons),
-    so "0A", "0a" and 10 cannot slip past the UNIQUE constraint as three."""
-    if isinstance(value, bool):
-        raise TypeError("certificate serial must be int or hex str")
-    if isinstance(value, int):
-        number = value
-    else:
-        try:
-            number = int(value.replace(":", "").strip(), 16)
-        except ValueError:
-            raise ValueError(f"certificate serial is not hex: {value!r}") from None
-    if number <= 0:
-        raise ValueError("certificate serial must be positive (RFC 5280 4.1.2.2)")
-    return format(number, "x")
 
 
 def _device(row: tuple[Any, ...]) -> DeviceRecord:
@@ -74,22 +54,6 @@ def _device(row: tuple[Any, ...]) -> DeviceRecord:
         state=row[4],
         first_seen=from_ts(row[5]),
         updated_at=from_ts(row[6]),
-    )
-
-
-def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
-    return CertificateRecord(
-        cert_serial=row[0],
-        device_serial=row[1],
-        spki_sha256=row[2],
-        state=row[3],
-        der=row[4],
-        not_before=from_ts_opt(row[5]),
-        not_after=from_ts_opt(row[6]),
-        reserved_at=from_ts(row[7]),
-        issued_at=from_ts_opt(row[8]),
-        revoked_at=from_ts_opt(row[9]),
-        revocation_reason=row[10],
     )
 
 
@@ -128,22 +92,6 @@ def _evidence(conn: sqlite3.Connection, ts: str, device: str | None, *rows: tupl
     record_state(conn, "registrar", rows, at=ts, device_serial=device)
 
 
-def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
-    row = conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM certificates WHERE cert_serial = ?", (cert_serial,)
-    ).fetchone()
-    return None if row is None else _certificate(row)
-
-
-def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord:
-    cert = _get_cert(conn, cert_serial)
-    if cert is None:
-        raise NotFound(
-            f"unknown certificate serial {cert_serial}", check="storage.unknown-certificate"
-        )
-    return cert
-
-
 _VR_COLUMNS = "id, serial, nonce, pledge_request, registrar_request, media_type, received_at"
 
 
@@ -159,7 +107,14 @@ def _voucher_request(r: tuple[Any, ...]) -> VoucherRequestRecord:
     )
 
 
-class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, SqliteLifecycleMixin, SqliteEventLog, RegistrarStore):
+class SqliteRegistrarStore(
+    SqliteCertificateMixin,
+    SqliteNetworkAccessMixin,
+    SqliteAdmissionMixin,
+    SqliteLifecycleMixin,
+    SqliteEventLog,
+    RegistrarStore,
+):
     @staticmethod
     def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
         _change_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
@@ -426,123 +381,6 @@ class SqliteRegistrarStore(SqliteNetworkAccessMixin, SqliteAdmissionMixin, Sqlit
             ]
 
         return await self._db.read(run)
-
-    # --- certificates ------------------------------------------------------------
-
-    async def reserve_certificate(
-        self, *, cert_serial: int | str, device_serial: str, spki_sha256: bytes, at: datetime
-    ) -> CertificateRecord:
-        serial = normalize_cert_serial(cert_serial)
-        if len(spki_sha256) != 32:
-            raise ValueError("spki_sha256 must be a 32-byte SHA-256 digest")
-        ts = to_ts(at)
-
-        def run(conn: sqlite3.Connection) -> CertificateRecord:
-            require_device(conn, device_serial)
-            # The UNIQUE constraints decide; the writer maps them to Conflict.
-            conn.execute(
-                "INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state,"
-                " reserved_at) VALUES (?, ?, ?, 'reserved', ?)",
-                (serial, device_serial, spki_sha256, ts),
-            )
-            _evidence(conn, ts, device_serial, ("certificate", serial))
-            return _require_cert(conn, serial)
-
-        return await self._db.write(run)
-
-    async def complete_certificate(
-        self,
-        cert_serial: int | str,
-        *,
-        der: bytes,
-        not_before: datetime,
-        not_after: datetime,
-        at: datetime,
-        events: Sequence[NewEvent] = (),
-        then: StateChange | None = None,
-    ) -> CertificateRecord:
-        serial = normalize_cert_serial(cert_serial)
-        ts = to_ts(at)
-        params = (der, to_ts(not_before), to_ts(not_after), ts, serial)
-
-        def run(conn: sqlite3.Connection) -> CertificateRecord:
-            current = _require_cert(conn, serial)
-            if current.state != "reserved":
-                raise Conflict(
-                    f"certificate {serial} is {current.state}, not reserved",
-                    check="storage.certificate-state",
-                )
-            conn.execute(
-                "UPDATE certificates SET state = 'issued', der = ?, not_before = ?,"
-                " not_after = ?, issued_at = ? WHERE cert_serial = ?",
-                params,
-            )
-            if then is not None:
-                _change_state(conn, current.device_serial, then.state, ts, then.reason, expect=then.expect)
-            _evidence(conn, ts, current.device_serial, ("certificate", serial), ("device", current.device_serial))
-            return _require_cert(conn, serial)
-
-        return await self._db.write(with_events(run, events))
-
-    async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
-        serial = normalize_cert_serial(cert_serial)
-        return self._db.read_now(lambda conn: _get_cert(conn, serial))
-
-    async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
-            r = conn.execute(
-                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE spki_sha256 = ?", (spki_sha256,)
-            ).fetchone()
-            return None if r is None else _certificate(r)
-
-        return self._db.read_now(run)
-
-    async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
-            r = conn.execute(
-                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ?"
-                " AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1",
-                (device_serial,),
-            ).fetchone()
-            return None if r is None else _certificate(r)
-
-        return await self._db.read(run)
-
-    async def revoke_certificate(
-        self, cert_serial: int | str, *, reason: str, at: datetime
-    ) -> CertificateRecord:
-        serial = normalize_cert_serial(cert_serial)
-        ts = to_ts(at)
-
-        def run(conn: sqlite3.Connection) -> CertificateRecord:
-            current = _require_cert(conn, serial)
-            if current.state != "issued":
-                raise Conflict(
-                    f"certificate {serial} is {current.state}, only issued ones can be revoked",
-                    check="storage.certificate-state",
-                )
-            conn.execute(
-                "UPDATE certificates SET state = 'revoked', revoked_at = ?, revocation_reason = ?"
-                " WHERE cert_serial = ?",
-                (ts, reason, serial),
-            )
-            _evidence(conn, ts, current.device_serial, ("certificate", serial))
-            return _require_cert(conn, serial)
-
-        return await self._db.write(run)
-
-    async def revoked_certificates(self) -> list[CertificateRecord]:
-        sql = (
-            f"SELECT {_CERT_COLUMNS} FROM certificates WHERE state = 'revoked'"
-            " ORDER BY revoked_at, id"
-        )
-        return await self._db.read(lambda conn: [_certificate(r) for r in conn.execute(sql)])
-
-    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
-        sql = f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ? ORDER BY id"
-        return await self._db.read(
-            lambda conn: [_certificate(r) for r in conn.execute(sql, (device_serial,))]
-        )
 
     # --- MASA audit logs ------------------------------------------------------------
 

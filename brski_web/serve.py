@@ -21,10 +21,10 @@ from typing import Any
 from aiohttp import web
 
 from brski.errors import ConfigError
+from brski_tls.policy import POLICY
 from brski_web.logs import kv
 from brski_web.refusals import HANDSHAKE_REFUSALS
 from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
-from brski_web.tls_policy import POLICY
 
 # stdlib ``ssl`` (OpenSSL verifies clients against the configured CAs and the
 # app sees only verified leaves) or the pyOpenSSL transport (the app sees every

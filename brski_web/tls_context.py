@@ -1,7 +1,7 @@
 """The server side of TLS, configured once: what :mod:`brski_web.tls` serves with.
 
 Separate from the transport because this is policy (the protocol versions,
-suites and options of :mod:`brski_web.tls_policy`, whom to ask for client certificates and how to
+suites and options of :mod:`brski_tls.policy`, whom to ask for client certificates and how to
 judge them) while the transport is mechanics (moving bytes through memory
 BIOs). The verify callback is the BRSKI-specific part: with
 ``accept_untrusted_clients`` every client chain is let through the handshake
@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 
 from brski.errors import ConfigError
-from brski_web.tls_policy import POLICY
+from brski_tls.policy import POLICY
+from brski_tls.protocol import PeerVerification
 
 __all__ = ["ClientAuth", "TlsServerConfig", "build_context"]
 
@@ -74,17 +75,6 @@ class TlsServerConfig:
 # --- context ------------------------------------------------------------------
 
 
-@dataclass(kw_only=True)
-class _PeerVerification:
-    """Per-connection record the verify callback fills in.
-
-    Kept apart from the protocol object so the SSL connection's app data does not
-    form a reference cycle with the protocol.
-    """
-
-    first_error: str | None = None
-
-
 def _verify_error_text(errnum: int) -> str:
     """OpenSSL's own wording for an X509_V_ERR_* code, so logs match `openssl verify`."""
     try:
@@ -101,14 +91,14 @@ def _verify_error_text(errnum: int) -> str:
 def _make_verify_callback(accept_untrusted: bool) -> Callable[..., bool]:
     """The callback OpenSSL calls once per certificate of the client's chain.
 
-    It records the first failure in the connection's :class:`_PeerVerification`
+    It records the first failure in the connection's :class:`PeerVerification`
     and, when untrusted clients are accepted, tells OpenSSL to carry on.
     """
 
     def verify(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
         if not ok:
             record = conn.get_app_data()
-            if isinstance(record, _PeerVerification) and record.first_error is None:
+            if isinstance(record, PeerVerification) and record.first_error is None:
                 record.first_error = f"{_verify_error_text(errnum)} (code {errnum}, depth {depth})"
             return accept_untrusted
         return True

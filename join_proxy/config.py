@@ -14,7 +14,7 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski.settings import example_toml, load_settings, setting
-from brski_web.configfile import read_toml
+from brski_config import read_toml
 
 __all__ = ["CircuitLimits", "ProxyConfig", "Upstream", "example_config", "load_config", "parse_upstream"]
 

@@ -15,10 +15,10 @@ from aiohttp import web
 from brski.artifact import supported_media_types
 from brski.errors import BrskiError
 from brski.pki import load_cert
+from brski_config import read_certs
 from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_masa_store
 from brski_web import refusals
-from brski_web.configfile import read_certs
 from brski_web.evidence import check_store_evidence
 from brski_web.metrics import METRICS, metrics_middleware
 from brski_web.metrics import install as metrics_install

@@ -13,9 +13,9 @@ from typing import Any
 
 from brski.errors import ConfigError
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
+from brski_config import read_toml, resolve_sqlite_url
 from brski_hsm import KeyRef, Pkcs11Settings
 from brski_web import server_settings as common
-from brski_web.configfile import read_toml, resolve_sqlite_url
 from brski_web.workers import check_workers
 
 __all__ = ["MasaConfig", "database_url", "example_config", "load_config"]

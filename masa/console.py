@@ -25,9 +25,9 @@ from aiohttp import web
 
 from brski.errors import BrskiError, MalformedInput, NotFound
 from brski.pki import load_cert, spki_sha256
+from brski_config import read_certs
 from brski_storage.base import ManufacturedDevice, MasaStore
 from brski_web.admin_auth import admin_subject
-from brski_web.configfile import read_certs
 from brski_web.console import (
     ADMIN_KEY,
     CONSOLE,

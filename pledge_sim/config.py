@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from brski import oids
 from brski.errors import ConfigError
 from brski.settings import example_toml, load_settings, setting
-from brski_web.configfile import read_toml
+from brski_config import read_toml
 
 __all__ = ["FORMATS", "KEY_TYPES", "PledgeConfig", "PledgeSettings", "example_config", "load_config"]
 

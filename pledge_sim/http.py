@@ -36,7 +36,7 @@ import h11
 from OpenSSL import SSL
 
 from brski import errors
-from brski_web.tls_client import ClientCredentials, open_tls_connection
+from brski_tls.client import ClientCredentials, open_tls_connection
 
 __all__ = ["MAX_BODY", "Headers", "HttpConnection", "Response"]
 

@@ -48,7 +48,7 @@ from brski.pledge import (
     retry_after_seconds,
     verify_issued_cert,
 )
-from brski_web.tls_client import ClientCredentials
+from brski_tls.client import ClientCredentials
 from pledge_sim.config import PledgeConfig
 from pledge_sim.http import HttpConnection, Response
 

@@ -18,9 +18,9 @@ from brski.admission import AUDIT_OTHER_DOMAINS, UNLISTED_DEVICE_POLICIES
 from brski.errors import ConfigError
 from brski.ldevid import CSR_EXTRAS_POLICIES, LdevidProfiles, profiles_from_config
 from brski.settings import REQUIRED, check_tables, example_toml, load_settings, setting
+from brski_config import read_toml, resolve_sqlite_url
 from brski_hsm import KeyRef, Pkcs11Settings, is_pkcs11_uri
 from brski_web import server_settings as common
-from brski_web.configfile import read_toml, resolve_sqlite_url
 from brski_web.workers import check_workers
 from registrar.admission import (
     MAX_RETRY_AFTER_S,

@@ -1,4 +1,4 @@
-"""The pledge's TLS client (``brski_web.tls_client``) against real TLS servers.
+"""The pledge's TLS client (``brski_tls.client``) against real TLS servers.
 
 What a pledge relies on: the server sees the IDevID leaf *and* its
 intermediates (the registrar verifies the chain, RFC 8995 5.3); no
@@ -20,7 +20,7 @@ import pytest
 from brski.devpki import DevPki, build_dev_pki
 from brski.errors import LocalError
 from brski.pki import cert_der
-from brski_web import tls_client
+from brski_tls import client as tls_client
 from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
 from pledge_sim.http import HttpConnection
 from pledge_sim.service import client_context

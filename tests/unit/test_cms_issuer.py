@@ -1,4 +1,4 @@
-"""cms._issuer_der reads the issuer Name straight from the TBSCertificate.
+"""cms_signer.issuer_der reads the issuer Name straight from the TBSCertificate.
 
 It must give exactly ``cert.issuer.public_bytes()`` for every certificate it
 meets: v3 certificates (with the [0] version field) from the vectors, and a
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from brski.asn1 import der_children, der_element, encode_tlv
-from brski.cms import _issuer_der
+from brski.cms_signer import issuer_der as _issuer_der
 from brski.pki import load_certs
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"

@@ -9,9 +9,7 @@ and its event to be committed together or not at all.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,22 +17,15 @@ from brski.errors import NotFound, StorageError
 from brski_storage import MasaStore, RegistrarStore, open_masa_store, open_registrar_store
 from brski_storage.chain import event_hash
 from tests.conftest import raw_execute, raw_rows, sql_blob
-
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def t(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def spki(n: int) -> bytes:
-    return hashlib.sha256(f"key-{n}".encode()).digest()
+from tests.storage_helpers import fill_events, spki, t
 
 
 def failing_insert_trigger(url: str, table: str, message: str) -> list[str]:
     """SQL that makes every INSERT into ``table`` fail inside the database."""
     if url.startswith("sqlite:"):
-        return [f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"]
+        return [
+            f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        ]
     return [
         f"CREATE FUNCTION fail_{table}() RETURNS trigger LANGUAGE plpgsql AS"
         f" $$ BEGIN RAISE EXCEPTION '{message}'; END $$",
@@ -70,40 +61,43 @@ async def masa(masa_url: str) -> AsyncIterator[MasaStore]:
         await s.close()
 
 
-async def fill_events(store: RegistrarStore, n: int = 10) -> None:
-    for i in range(n):
-        await store.append_event(
-            at=t(i),
-            kind="voucher.request",
-            device_serial=f"P-{i % 3}",
-            outcome="allow" if i % 2 else "refuse",
-            check=None if i % 4 else "policy.allowlist",
-            detail={"i": i, "note": "ünïcode"},
-        )
-
-
 # --- the registrar's event chain ---------------------------------------------------------
 
 
 async def test_chain_detects_edited_row(store: RegistrarStore, registrar_url: str) -> None:
     await fill_events(store)
-    raw_execute(registrar_url, ["""UPDATE events SET detail = '{"i":99,"note":"x"}' WHERE id = 5"""])
+    raw_execute(
+        registrar_url, ["""UPDATE events SET detail = '{"i":99,"note":"x"}' WHERE id = 5"""]
+    )
     report = await store.verify_event_chain()
     assert (report.ok, report.problem, report.first_bad_id, report.count) == (False, "edited", 5, 4)
 
 
-async def test_chain_detects_edit_with_recomputed_hash(store: RegistrarStore, registrar_url: str) -> None:
+async def test_chain_detects_edit_with_recomputed_hash(
+    store: RegistrarStore, registrar_url: str
+) -> None:
     await fill_events(store)
     ((at, kind, dev, check, prev),) = raw_rows(
-        registrar_url, "SELECT at, kind, device_serial, check_name, prev_hash FROM events WHERE id = 5"
+        registrar_url,
+        "SELECT at, kind, device_serial, check_name, prev_hash FROM events WHERE id = 5",
     )
     assert isinstance(prev, bytes)
-    forged = event_hash(prev, at=str(at), kind=str(kind), device_serial=str(dev), outcome="allow",
-                        check=None if check is None else str(check), detail={"i": 4})
-    raw_execute(registrar_url, [
-        f"""UPDATE events SET outcome = 'allow', detail = '{{"i":4}}', hash = {sql_blob(registrar_url, forged)}"""
-        " WHERE id = 5"
-    ])
+    forged = event_hash(
+        prev,
+        at=str(at),
+        kind=str(kind),
+        device_serial=str(dev),
+        outcome="allow",
+        check=None if check is None else str(check),
+        detail={"i": 4},
+    )
+    raw_execute(
+        registrar_url,
+        [
+            f"""UPDATE events SET outcome = 'allow', detail = '{{"i":4}}', hash = {sql_blob(registrar_url, forged)}"""
+            " WHERE id = 5"
+        ],
+    )
     report = await store.verify_event_chain()
     assert (report.ok, report.problem, report.first_bad_id) == (False, "edited", 5)
 
@@ -125,11 +119,14 @@ async def test_chain_detects_truncated_tail(store: RegistrarStore, registrar_url
 async def test_chain_detects_swapped_rows(store: RegistrarStore, registrar_url: str) -> None:
     await fill_events(store)
     # A spare id above the chain (PostgreSQL's schema refuses ids below 1).
-    raw_execute(registrar_url, [
-        "UPDATE events SET id = 1000000 WHERE id = 5",
-        "UPDATE events SET id = 5 WHERE id = 6",
-        "UPDATE events SET id = 6 WHERE id = 1000000",
-    ])
+    raw_execute(
+        registrar_url,
+        [
+            "UPDATE events SET id = 1000000 WHERE id = 5",
+            "UPDATE events SET id = 5 WHERE id = 6",
+            "UPDATE events SET id = 6 WHERE id = 1000000",
+        ],
+    )
     report = await store.verify_event_chain()
     assert (report.ok, report.problem, report.first_bad_id) == (False, "reordered", 5)
 

@@ -1,4 +1,4 @@
-"""Every TLS context the project builds carries the one policy (brski_web.tls_policy).
+"""Every TLS context the project builds carries the one policy (brski_tls.policy).
 
 In-process only: contexts are built and inspected, no socket is opened.
 """
@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
+from brski_tls.client import _provisional_context
+from brski_tls.policy import POLICY, TLS12_CIPHERS, TlsPolicy
 from brski_web.serve import client_ssl_context, server_ssl_context
-from brski_web.tls_client import _provisional_context
 from brski_web.tls_context import TlsServerConfig, build_context
-from brski_web.tls_policy import POLICY, TLS12_CIPHERS, TlsPolicy
 
 TLS12 = set(TLS12_CIPHERS.split(":"))
 

@@ -10,7 +10,7 @@ every pledge of a process, and the private key never touches a file system.
 It is also the OpenSSL that ``cryptography`` bundles, the one the servers
 use, rather than the system's.
 
-The shared protocol (:class:`brski_web.tls.TlsProtocol`) does the BIO
+The shared protocol (:class:`brski_tls.protocol.TlsProtocol`) does the BIO
 pumping; the client differs only in who speaks first, in the credentials it
 sets per connection, and in waking whoever opened the connection once the
 handshake is over.
@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from brski.pki import PrivateKey
-from brski_web.tls import TlsProtocol
-from brski_web.tls_policy import POLICY
+from brski_tls.policy import POLICY
+from brski_tls.protocol import TlsProtocol
 
 __all__ = ["ClientCredentials", "TlsClientProtocol", "open_tls_connection"]
 

@@ -1,9 +1,12 @@
-"""Reading TOML config files and the files they name.
+"""Reading TOML config files and the files they name, for every role.
 
 The schema of each role's file, its precedence (defaults < file < flags) and
-path resolution are in :mod:`brski.settings`; this module reads the file,
-resolves a relative SQLite URL against it and loads the trust certificates
-it names.
+path resolution are in :mod:`brski.settings`, which being part of the sans-IO
+core reads no file; this package reads the file, resolves a relative SQLite
+URL against it and loads the trust certificates it names.  It is its own
+package, beside the core rather than in the servers' ``brski_web``, because
+the pledge simulator and the join proxy read config files too and import no
+server plumbing.
 """
 
 from __future__ import annotations

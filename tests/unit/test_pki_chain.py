@@ -1,0 +1,381 @@
+"""brski.pki.verify_chain: path rules, role rules, and the RFC 8995 Appendix C certificates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from brski import oids
+from brski.errors import ChainInvalid, ConfigError
+from brski.pki import (
+    Role,
+    device_serial,
+    load_cert,
+    load_certs,
+    verify_chain,
+)
+from tests.pki_helpers import DAY, NOW, _ku, leaf_under, make_cert, make_pki
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]]:
+    return make_pki()
+
+
+# --- verify_chain: paths ------------------------------------------------------------
+
+
+def test_chain_to_anchor_leaf_first(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    chain = verify_chain(
+        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+    )
+    assert chain == [leaf, pki["inter"][0], pki["root"][0]]
+
+
+def test_sanless_eku_less_kuless_idevid_accepted(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(
+        pki, key_usage=False, serial="X1", not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    )
+    assert not any(
+        isinstance(e.value, x509.SubjectAlternativeName | x509.ExtendedKeyUsage | x509.KeyUsage)
+        for e in leaf.extensions
+    )
+    chain = verify_chain(
+        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+    )
+    assert chain[0] == leaf
+
+
+def test_802_1ar_no_expiry_date_validates_far_in_future() -> None:
+    far = datetime(9000, 1, 1, tzinfo=UTC)
+    forever = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    root = make_cert("root", ca=True, not_after=forever)
+    leaf, _ = make_cert("idevid", issuer=root, not_after=forever, key_usage=False)
+    assert verify_chain(leaf, anchors=[root[0]], now=far, role=Role.IDEVID) == [leaf, root[0]]
+
+
+def test_expired_leaf(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.expired"
+    assert exc.value.http_status == 403
+
+
+def test_not_yet_valid_leaf(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki, not_before=NOW + DAY, not_after=NOW + 10 * DAY)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.not-yet-valid"
+
+
+def test_expired_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
+    old_inter = make_cert(
+        "old inter", issuer=pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
+    )
+    leaf, _ = make_cert("leaf", issuer=old_inter)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf, intermediates=[old_inter[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+        )
+    assert exc.value.check == "chain.expired"
+
+
+def test_stale_spare_intermediate_does_not_break_a_good_path(pki: dict) -> None:  # type: ignore[type-arg]
+    stale = make_cert(
+        "stale", issuer=pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
+    )
+    leaf = leaf_under(pki)
+    chain = verify_chain(
+        leaf,
+        intermediates=[stale[0], pki["inter"][0]],
+        anchors=[pki["root"][0]],
+        now=NOW,
+        role=Role.IDEVID,
+    )
+    assert chain == [leaf, pki["inter"][0], pki["root"][0]]
+
+
+def test_expired_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    old_root = make_cert("old root", ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    leaf, _ = make_cert("leaf", issuer=old_root)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf, anchors=[old_root[0]], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.expired"
+
+
+def test_wrong_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["other"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.untrusted"
+
+
+def test_missing_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf, anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.untrusted"
+    # What a lab needs: which issuer is missing, and that the leaf came alone.
+    missing = leaf.issuer.rfc4514_string()
+    assert f"no certificate for issuer {missing!r}" in exc.value.detail
+    assert "1 certificate(s) offered (the leaf alone)" in exc.value.detail
+    problem = exc.value.problem()
+    assert problem["missing_issuer"] == missing and problem["certificates_sent"] == 1
+
+
+def test_untrusted_names_the_issuer_when_intermediates_were_sent(pki: dict) -> None:  # type: ignore[type-arg]
+    inter = pki["inter"][0]
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf_under(pki), intermediates=[inter], anchors=[pki["other"][0]], now=NOW, role=Role.IDEVID)
+    assert f"no certificate for issuer {inter.issuer.rfc4514_string()!r}" in exc.value.detail
+    assert "2 certificate(s) offered (the leaf and 1 more)" in exc.value.detail
+
+
+def test_forged_signature_refused(pki: dict) -> None:  # type: ignore[type-arg]
+    # Same issuer name, different key: names match, the signature cannot.
+    impostor = make_cert("inter", ca=True)
+    leaf, _ = make_cert("leaf", issuer=impostor)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+    assert exc.value.check == "chain.untrusted"
+    assert "reaches the trust anchor" in exc.value.detail and exc.value.problem()["missing_issuer"] is None
+
+
+def test_end_entity_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
+    ee = make_cert("ee", issuer=pki["root"])
+    leaf, _ = make_cert("leaf", issuer=ee)
+    with pytest.raises(ChainInvalid):
+        verify_chain(
+            leaf, intermediates=[ee[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+        )
+
+
+def test_ca_key_usage_without_key_cert_sign_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
+    bad = make_cert(
+        "bad ca", issuer=pki["root"], ca=True, key_usage=_ku(ca=True, key_cert_sign=False)
+    )
+    leaf, _ = make_cert("leaf", issuer=bad)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            leaf, intermediates=[bad[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
+        )
+    assert "keyCertSign" in exc.value.detail
+
+
+def test_path_length_enforced(pki: dict) -> None:  # type: ignore[type-arg]
+    # inter has pathLen 0, so it may not issue another CA.
+    sub = make_cert("sub", issuer=pki["inter"], ca=True)
+    leaf, _ = make_cert("leaf", issuer=sub)
+    with pytest.raises(ChainInvalid):
+        verify_chain(
+            leaf,
+            intermediates=[sub[0], pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+
+
+def test_unknown_critical_extension_refused(pki: dict) -> None:  # type: ignore[type-arg]
+    ext = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    leaf = leaf_under(pki, extra=[(ext, True)])
+    with pytest.raises(ChainInvalid):
+        verify_chain(
+            leaf,
+            intermediates=[pki["inter"][0]],
+            anchors=[pki["root"][0]],
+            now=NOW,
+            role=Role.IDEVID,
+        )
+
+
+def test_leaf_is_the_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    # RFC 8995 Appendix C pins the registrar's own certificate.
+    leaf = leaf_under(pki, eku=[oids.ID_KP_CMC_RA])
+    assert verify_chain(leaf, anchors=[leaf], now=NOW, role=Role.REGISTRAR_RA) == [leaf]
+
+
+def test_leaf_is_the_anchor_still_time_checked_and_role_checked(pki: dict) -> None:  # type: ignore[type-arg]
+    old = leaf_under(pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(old, anchors=[old], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.expired"
+    no_ra = leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(no_ra, anchors=[no_ra], now=NOW, role=Role.REGISTRAR_RA)
+    assert exc.value.check == "chain.eku"
+
+
+def test_intermediate_as_trust_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+    # RFC 8366: pinned-domain-cert may be an intermediate CA, not self-signed.
+    leaf = leaf_under(pki)
+    assert verify_chain(leaf, anchors=[pki["inter"][0]], now=NOW, role=Role.IDEVID) == [
+        leaf,
+        pki["inter"][0],
+    ]
+
+
+def test_naive_now_and_empty_anchors(pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(pki)
+    with pytest.raises(ConfigError):
+        verify_chain(leaf, anchors=[pki["root"][0]], now=NOW.replace(tzinfo=None), role=Role.IDEVID)
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(leaf, anchors=[], now=NOW, role=Role.IDEVID)
+    assert exc.value.check == "chain.untrusted"
+
+
+# --- verify_chain: role rules ------------------------------------------------------------
+
+
+def _verify(pki: dict, leaf: x509.Certificate, role: Role) -> list[x509.Certificate]:  # type: ignore[type-arg]
+    return verify_chain(
+        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=role
+    )
+
+
+def test_registrar_ra_requires_cmc_ra(pki: dict) -> None:  # type: ignore[type-arg]
+    ok = leaf_under(pki, eku=[oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert _verify(pki, ok, Role.REGISTRAR_RA)[0] == ok
+    for eku in (None, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]):
+        with pytest.raises(ChainInvalid) as exc:
+            _verify(pki, leaf_under(pki, eku=eku), Role.REGISTRAR_RA)
+        assert exc.value.check == "chain.eku"
+
+
+def test_masa_signer_needs_digital_signature_when_key_usage_present(pki: dict) -> None:  # type: ignore[type-arg]
+    assert _verify(pki, leaf_under(pki), Role.MASA_SIGNER)
+    assert _verify(pki, leaf_under(pki, key_usage=False), Role.MASA_SIGNER)
+    ka_only = leaf_under(pki, key_usage=_ku(ca=False, digital_signature=False))
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, ka_only, Role.MASA_SIGNER)
+    assert exc.value.check == "chain.key-usage"
+
+
+def test_ldevid_needs_client_auth_when_eku_present(pki: dict) -> None:  # type: ignore[type-arg]
+    assert _verify(pki, leaf_under(pki), Role.LDEVID)
+    assert _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), Role.LDEVID)
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.SERVER_AUTH]), Role.LDEVID)
+    assert exc.value.check == "chain.eku"
+
+
+def test_tls_server_needs_server_auth_when_eku_present(pki: dict) -> None:  # type: ignore[type-arg]
+    assert _verify(pki, leaf_under(pki), Role.TLS_SERVER)
+    assert _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.SERVER_AUTH]), Role.TLS_SERVER)
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), Role.TLS_SERVER)
+    assert exc.value.check == "chain.eku"
+
+
+def test_idevid_ignores_usage_extensions(pki: dict) -> None:  # type: ignore[type-arg]
+    odd = leaf_under(
+        pki,
+        eku=[ExtendedKeyUsageOID.CODE_SIGNING],
+        key_usage=_ku(ca=False, digital_signature=False),
+    )
+    assert _verify(pki, odd, Role.IDEVID)[0] == odd
+
+
+def test_ca_role_requires_a_ca_leaf(pki: dict) -> None:  # type: ignore[type-arg]
+    inter = pki["inter"][0]
+    assert verify_chain(inter, anchors=[pki["root"][0]], now=NOW, role=Role.CA) == [
+        inter,
+        pki["root"][0],
+    ]
+    root = pki["root"][0]
+    assert verify_chain(root, anchors=[root], now=NOW, role=Role.CA) == [root]
+    with pytest.raises(ChainInvalid) as exc:
+        _verify(pki, leaf_under(pki), Role.CA)
+    assert exc.value.check == "chain.not-ca"
+
+
+# --- verify_chain on the RFC 8995 Appendix C certificates ---------------------------------
+
+
+def _vec(*parts: str) -> x509.Certificate:
+    return load_cert(VECTORS.joinpath(*parts).read_bytes())
+
+
+def test_vector_idevid_chains_to_rsa_vendor_ca() -> None:
+    # Caveat 1 of the vectors README: the printed C.1.5 IDevID is issued by the
+    # RSA-3072 CA shipped with rfc8366bis (valid 2021-04-05 .. 2021-05-06).
+    idevid = _vec("rfc8995", "idevid_00-D0-E5-F2-00-02.crt")
+    ca = _vec("rfc8366bis", "vendor-00-D0-E5-F2-00-02.crt")
+    when = datetime(2021, 4, 30, tzinfo=UTC)
+    assert verify_chain(idevid, anchors=[ca], now=when, role=Role.IDEVID) == [idevid, ca]
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(idevid, anchors=[_vec("rfc8995", "vendor.crt")], now=when, role=Role.IDEVID)
+    assert exc.value.check == "chain.untrusted"
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(idevid, anchors=[ca], now=datetime(2021, 6, 1, tzinfo=UTC), role=Role.IDEVID)
+    assert exc.value.check == "chain.expired"
+
+
+def test_vector_embedded_idevid_chains_to_vendor() -> None:
+    idevid = load_certs((VECTORS / "rfc8995" / "vr.embedded-certs.pem").read_bytes())[0]
+    vendor = _vec("rfc8995", "vendor.crt")
+    assert device_serial(idevid) == "00-D0-E5-F2-00-02"
+    chain = verify_chain(
+        idevid, anchors=[vendor], now=datetime(2022, 6, 1, tzinfo=UTC), role=Role.IDEVID
+    )
+    assert chain == [idevid, vendor]
+
+
+def test_vector_registrar_is_a_cmc_ra_only() -> None:
+    jrc = _vec("rfc8995", "jrc_prime256v1.crt")
+    owner = _vec("rfc8995", "ownerca_secp384r1.crt")
+    when = datetime(2021, 6, 1, tzinfo=UTC)
+    assert verify_chain(jrc, anchors=[owner], now=when, role=Role.REGISTRAR_RA) == [jrc, owner]
+    # The voucher pins jrc itself (pinned-domain-cert == registrar cert).
+    assert verify_chain(jrc, anchors=[jrc], now=when, role=Role.REGISTRAR_RA) == [jrc]
+    # Its EKU is cmcRA alone: not usable as a TLS client (LDevID) or server.
+    for role in (Role.LDEVID, Role.TLS_SERVER):
+        with pytest.raises(ChainInvalid) as exc:
+            verify_chain(jrc, anchors=[owner], now=when, role=role)
+        assert exc.value.check == "chain.eku"
+
+
+def test_vector_masa_signer() -> None:
+    masa = _vec("rfc8995", "masa.crt")
+    vendor = _vec("rfc8995", "vendor.crt")
+    assert verify_chain(
+        masa, anchors=[vendor], now=datetime(2022, 6, 1, tzinfo=UTC), role=Role.MASA_SIGNER
+    )
+    with pytest.raises(ChainInvalid) as exc:
+        verify_chain(
+            masa, anchors=[vendor], now=datetime(2024, 1, 1, tzinfo=UTC), role=Role.MASA_SIGNER
+        )
+    assert exc.value.check == "chain.expired"
