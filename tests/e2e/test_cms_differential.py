@@ -28,8 +28,8 @@ import pytest
 
 from brski import cms
 from brski.errors import BrskiError
+from tests.cms_helpers import VOUCHER_JSON, _cert, _key, _name
 from tests.cms_mutations import mutations
-from tests.unit.test_cms import VOUCHER_JSON, _cert, _key, _name
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl binary not available")

@@ -18,8 +18,8 @@ import pytest
 from brski.artifact import verify_artifact
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.voucher import Voucher
-from tests.protocol.conftest import VR_HEADERS, Net, pledge_request, start_net, stop_net
 from tests.protocol.helpers import post_vr
+from tests.protocol.net import VR_HEADERS, Net, pledge_request, start_net, stop_net
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.protocol.conftest import Identity, Net, start_net, stop_net
+from tests.protocol.net import Identity, Net, start_net, stop_net
 
 SECRET = b"das-test-secret"
 RADIUS_SUBJECT = "CN=radius,O=brski dev domain"

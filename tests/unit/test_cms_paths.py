@@ -19,8 +19,8 @@ import pytest
 from brski import cms, cms_parts, oids
 from brski.asn1 import NotPlainDer, check_der
 from brski.errors import BrskiError
+from tests.cms_helpers import _signed
 from tests.cms_mutations import mutations
-from tests.unit.test_cms import _signed
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 CMS_VECTORS = sorted(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -29,76 +28,9 @@ from brski.pki import (
     spki_sha256,
     verify_chain,
 )
+from tests.pki_helpers import DAY, NOW, key_usage_for, make_cert
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
-DAY = timedelta(days=1)
-
-
-# --- a tiny certificate factory -------------------------------------------------
-
-
-def _ku(
-    *, ca: bool, digital_signature: bool = True, key_cert_sign: bool | None = None
-) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature and not ca,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=not digital_signature and not ca,
-        key_cert_sign=ca if key_cert_sign is None else key_cert_sign,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def make_cert(
-    cn: str,
-    *,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
-    ca: bool = False,
-    path_length: int | None = None,
-    not_before: datetime = NOW - DAY,
-    not_after: datetime = NOW + 30 * DAY,
-    eku: Sequence[x509.ObjectIdentifier] | None = None,
-    key_usage: x509.KeyUsage | bool | None = True,
-    serial: str | None = None,
-    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
-    basic_constraints: bool = True,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if serial is not None:
-        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
-    subject = x509.Name(attrs)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer[0].subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if basic_constraints:
-        b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
-    if key_usage is True:
-        b = b.add_extension(_ku(ca=ca), critical=True)
-    elif isinstance(key_usage, x509.KeyUsage):
-        b = b.add_extension(key_usage, critical=True)
-    if eku is not None:
-        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    if issuer is not None:
-        b = b.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
-            critical=False,
-        )
-    for ext, critical in extra:
-        b = b.add_extension(ext, critical=critical)
-    return b.sign(issuer[1] if issuer else key, hashes.SHA256()), key
 
 
 @pytest.fixture(scope="module")
@@ -454,7 +386,7 @@ def test_end_entity_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
 
 def test_ca_key_usage_without_key_cert_sign_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
     bad = make_cert(
-        "bad ca", issuer=pki["root"], ca=True, key_usage=_ku(ca=True, key_cert_sign=False)
+        "bad ca", issuer=pki["root"], ca=True, key_usage=key_usage_for(ca=True, key_cert_sign=False)
     )
     leaf, _ = make_cert("leaf", issuer=bad)
     with pytest.raises(ChainInvalid) as exc:
@@ -547,7 +479,7 @@ def test_registrar_ra_requires_cmc_ra(pki: dict) -> None:  # type: ignore[type-a
 def test_masa_signer_needs_digital_signature_when_key_usage_present(pki: dict) -> None:  # type: ignore[type-arg]
     assert _verify(pki, leaf_under(pki), Role.MASA_SIGNER)
     assert _verify(pki, leaf_under(pki, key_usage=False), Role.MASA_SIGNER)
-    ka_only = leaf_under(pki, key_usage=_ku(ca=False, digital_signature=False))
+    ka_only = leaf_under(pki, key_usage=key_usage_for(ca=False, digital_signature=False))
     with pytest.raises(ChainInvalid) as exc:
         _verify(pki, ka_only, Role.MASA_SIGNER)
     assert exc.value.check == "chain.key-usage"
@@ -573,7 +505,7 @@ def test_idevid_ignores_usage_extensions(pki: dict) -> None:  # type: ignore[typ
     odd = leaf_under(
         pki,
         eku=[ExtendedKeyUsageOID.CODE_SIGNING],
-        key_usage=_ku(ca=False, digital_signature=False),
+        key_usage=key_usage_for(ca=False, digital_signature=False),
     )
     assert _verify(pki, odd, Role.IDEVID)[0] == odd
 

@@ -17,8 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from brski import pki as pki_mod
 from brski.errors import ChainInvalid
 from brski.pki import Role, verify_chain
-
-from .test_pki import DAY, NOW, make_cert
+from tests.pki_helpers import DAY, NOW, make_cert
 
 
 @pytest.fixture

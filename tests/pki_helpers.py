@@ -1,0 +1,77 @@
+"""A tiny certificate factory shared by test_pki.py and test_pki_cache.py (helpers, not tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def key_usage_for(
+    *, ca: bool, digital_signature: bool = True, key_cert_sign: bool | None = None
+) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature and not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=not digital_signature and not ca,
+        key_cert_sign=ca if key_cert_sign is None else key_cert_sign,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def make_cert(
+    cn: str,
+    *,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    ca: bool = False,
+    path_length: int | None = None,
+    not_before: datetime = NOW - DAY,
+    not_after: datetime = NOW + 30 * DAY,
+    eku: Sequence[x509.ObjectIdentifier] | None = None,
+    key_usage: x509.KeyUsage | bool | None = True,
+    serial: str | None = None,
+    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    basic_constraints: bool = True,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if serial is not None:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
+    subject = x509.Name(attrs)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if basic_constraints:
+        b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+    if key_usage is True:
+        b = b.add_extension(key_usage_for(ca=ca), critical=True)
+    elif isinstance(key_usage, x509.KeyUsage):
+        b = b.add_extension(key_usage, critical=True)
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if issuer is not None:
+        b = b.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    for ext, critical in extra:
+        b = b.add_extension(ext, critical=critical)
+    return b.sign(issuer[1] if issuer else key, hashes.SHA256()), key
