@@ -112,3 +112,20 @@ async def test_roles_schema_version_and_reopen(postgres: PgCluster) -> None:
     with pytest.raises(ConfigError) as info:
         await open_registrar_store(other)
     assert info.value.check == "storage.wrong-database"
+
+
+async def test_the_writer_waits_for_every_commit_to_be_flushed(postgres: PgCluster) -> None:
+    """The PostgreSQL half of test_every_commit_is_fsynced: whatever the server's
+    default, the writer's session has synchronous_commit on, so COMMIT returns
+    (and the caller is answered) only once the WAL is flushed. The flush is the
+    server's and invisible from here; the setting that governs it is read back
+    from the writer's own session. (The test cluster itself runs fsync=off for
+    speed; that is the cluster's setting, not the engine's.)"""
+    url = postgres.new_schema("durable")
+    raw_execute(postgres.url(), ["ALTER DATABASE brski SET synchronous_commit = off"])
+    try:
+        async with await open_registrar_store(url) as store:
+            setting = await store.database.write(lambda c: c.execute("SHOW synchronous_commit").fetchone()[0])
+            assert setting == "on"
+    finally:
+        raw_execute(postgres.url(), ["ALTER DATABASE brski RESET synchronous_commit"])
