@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -215,13 +216,13 @@ class Lab:
         )
         return masa, registrar
 
-    def _run_cli(self, *args: str) -> str:
+    def _run_cli(self, *args: str, timeout: float = 120) -> str:
         proc = subprocess.run(
             [self.python, "-m", "brski_cli", *args],
             capture_output=True,
             text=True,
             env={**os.environ, **self.extra_env},
-            timeout=120,
+            timeout=timeout,
         )
         if proc.returncode != 0:
             raise LabError(f"brski {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -249,20 +250,41 @@ class Lab:
             timeout=120,
         )
 
+    def fleet_idevids(self, count: int) -> Path:
+        """Issue ``count`` IDevIDs from the dev manufacturer CA and have the MASA
+        record them, each step by the role that owns it: ``brski pledge
+        fleet-idevids`` writes pledge dirs and a PEM bundle, ``brski masa devices
+        import`` (the MASA's CLI on its own store) reads the bundle. Returns the
+        directory the fleet reads (``--idevid-dir``)."""
+        out = Path(tempfile.mkdtemp(prefix="fleet-idevids-", dir=self.workdir))
+        timeout = 120 + count / 100  # issuing and importing scale with the count
+        self._run_cli(
+            "pledge", "fleet-idevids",
+            "--count", str(count),
+            "--manufacturer-ca", str(self.certs / "manufacturer/idevid-ca.crt"),
+            "--manufacturer-key", str(self.certs / "manufacturer/idevid-ca.key"),
+            "--masa-url", self.masa_url,
+            "--out", str(out),
+            timeout=timeout,
+        )
+        self._run_cli(
+            "masa", "devices", "import", "--config", str(self.workdir / "masa.toml"), str(out / "idevids.pem"),
+            timeout=timeout,
+        )
+        return out
+
     def fleet_command(self, *, count: int, concurrency: int, processes: int, json_path: Path, extra: tuple[str, ...] = ()) -> list[str]:
-        """``brski pledge fleet`` against this lab: IDevIDs generated from the dev
-        manufacturer CA and imported into the MASA's store before the clock starts
-        (the benchmark and the e2e test run the fleet this one way)."""
+        """``brski pledge fleet`` against this lab, on ``count`` fresh IDevIDs that
+        :meth:`fleet_idevids` issued and the MASA recorded before this returns, so
+        the fleet's clock covers enrolments only (the benchmark and the e2e test
+        run the fleet this one way)."""
         return [
             self.python, "-m", "brski_cli", "pledge", "fleet",
             "--registrar", self.registrar_url,
             "--count", str(count),
             "--concurrency", str(concurrency),
             "--processes", str(processes),
-            "--manufacturer-ca", str(self.certs / "manufacturer/idevid-ca.crt"),
-            "--manufacturer-key", str(self.certs / "manufacturer/idevid-ca.key"),
-            "--masa-url", self.masa_url,
-            "--masa-db", self.db_url("masa"),
+            "--idevid-dir", str(self.fleet_idevids(count)),
             "--anchor", str(self.certs / "manufacturer/root-ca.crt"),
             "--json", str(json_path),
             *extra,

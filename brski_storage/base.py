@@ -43,6 +43,7 @@ from brski_storage.records import (
     CertificateState,
     ChainProblem,
     ChainReport,
+    DeviceImport,
     DeviceRecord,
     EventRecord,
     IssuedVoucher,
@@ -71,6 +72,7 @@ __all__ = [
     "CertificateState",
     "ChainProblem",
     "ChainReport",
+    "DeviceImport",
     "DeviceRecord",
     "EventLog",
     "EventRecord",
@@ -444,6 +446,18 @@ class MasaStore(EventLog):
         self, serial: str, *, idevid_fingerprint: str, at: datetime
     ) -> ManufacturedDevice:
         """Idempotent for the same fingerprint; a different one is ``Conflict``."""
+
+    @abc.abstractmethod
+    async def add_manufactured_devices(
+        self, devices: Sequence[tuple[str, str]], *, at: datetime
+    ) -> DeviceImport:
+        """Record ``(serial, idevid_fingerprint)`` pairs in ONE transaction.
+
+        Bulk import (a factory's day, a lab fleet): one commit per call instead
+        of one per device. Each pair follows :meth:`add_manufactured_device`,
+        except that a serial already recorded with another IDevID is left as
+        it is and named in ``conflicts`` instead of failing the whole batch.
+        """
 
     @abc.abstractmethod
     async def get_manufactured_device(self, serial: str) -> ManufacturedDevice | None: ...

@@ -21,6 +21,7 @@ __all__ = [
     "CertificateState",
     "ChainProblem",
     "ChainReport",
+    "DeviceImport",
     "DeviceRecord",
     "EventRecord",
     "IssuedVoucher",
@@ -190,6 +191,16 @@ class ManufacturedDevice:
     serial: str
     idevid_fingerprint: str
     created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceImport:
+    """What one bulk registration of manufactured devices did."""
+
+    added: int
+    already_known: int
+    #: Serials already recorded with a different IDevID (left unchanged).
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from brski.errors import Conflict, NotFound
 from brski_storage.base import (
     AuditEntry,
+    DeviceImport,
     IssuedVoucher,
     ManufacturedDevice,
     MasaStore,
@@ -80,6 +81,42 @@ def _get_device(conn: sqlite3.Connection, serial: str) -> ManufacturedDevice | N
     return ManufacturedDevice(serial=r[0], idevid_fingerprint=r[1], created_at=from_ts(r[2]))
 
 
+def _add_device(conn: sqlite3.Connection, serial: str, fingerprint: str, ts: str) -> bool:
+    """Insert one device with its state evidence; False when already recorded
+    with the same IDevID, ``Conflict`` (nothing written) with another one."""
+    existing = _get_device(conn, serial)
+    if existing is None:
+        _insert_device(conn, serial, fingerprint, ts)
+        return True
+    if existing.idevid_fingerprint != fingerprint:
+        raise Conflict(
+            f"device {serial!r} was manufactured with a different IDevID",
+            check="storage.idevid-mismatch",
+        )
+    return False
+
+
+def _insert_device(conn: sqlite3.Connection, serial: str, fingerprint: str, ts: str) -> None:
+    conn.execute(
+        "INSERT INTO devices (serial, idevid_fingerprint, created_at) VALUES (?, ?, ?)",
+        (serial, fingerprint, ts),
+    )
+    record_state(conn, "masa", [("device", serial)], at=ts, device_serial=serial)
+
+
+def _known_fingerprints(conn: sqlite3.Connection, serials: Sequence[str]) -> dict[str, str]:
+    """The IDevID fingerprints of those ``serials`` already recorded, in a few
+    queries instead of one per serial (500 parameters each, under every
+    SQLite's limit)."""
+    known: dict[str, str] = {}
+    for i in range(0, len(serials), 500):
+        part = serials[i : i + 500]
+        marks = ", ".join("?" * len(part))
+        sql = f"SELECT serial, idevid_fingerprint FROM devices WHERE serial IN ({marks})"
+        known.update((str(r[0]), str(r[1])) for r in conn.execute(sql, part))
+    return known
+
+
 def _insert_audit(
     conn: sqlite3.Connection,
     *,
@@ -115,22 +152,33 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> ManufacturedDevice:
-            existing = _get_device(conn, serial)
-            if existing is not None:
-                if existing.idevid_fingerprint != idevid_fingerprint:
-                    raise Conflict(
-                        f"device {serial!r} was manufactured with a different IDevID",
-                        check="storage.idevid-mismatch",
-                    )
-                return existing
-            conn.execute(
-                "INSERT INTO devices (serial, idevid_fingerprint, created_at) VALUES (?, ?, ?)",
-                (serial, idevid_fingerprint, ts),
+            _add_device(conn, serial, idevid_fingerprint, ts)
+            device = _get_device(conn, serial)
+            assert device is not None
+            return device
+
+        return await self._db.write(run)
+
+    async def add_manufactured_devices(
+        self, devices: Sequence[tuple[str, str]], *, at: datetime
+    ) -> DeviceImport:
+        ts = to_ts(at)
+        pairs = list(devices)
+
+        def run(conn: sqlite3.Connection) -> DeviceImport:
+            known = _known_fingerprints(conn, [serial for serial, _ in pairs])
+            added, conflicts = 0, []
+            for serial, fingerprint in pairs:
+                have = known.get(serial)
+                if have is None:
+                    _insert_device(conn, serial, fingerprint, ts)
+                    known[serial] = fingerprint
+                    added += 1
+                elif have != fingerprint:
+                    conflicts.append(serial)
+            return DeviceImport(
+                added=added, already_known=len(pairs) - added - len(conflicts), conflicts=tuple(conflicts)
             )
-            record_state(conn, "masa", [("device", serial)], at=ts, device_serial=serial)
-            created = _get_device(conn, serial)
-            assert created is not None
-            return created
 
         return await self._db.write(run)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,24 +97,72 @@ def _idevid_files(paths: list[Path]) -> list[Path]:
     return out
 
 
+#: Devices recorded per transaction by ``devices import``: one commit (one
+#: flush to stable storage) per batch instead of one per device.
+IMPORT_BATCH = 1000
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _pem_chunks(path: Path, per_chunk: int) -> Iterator[bytes]:
+    """``path`` as pieces of at most ``per_chunk`` whole PEM certificates, read
+    as a stream so a bundle of a factory's production is never held at once
+    (each piece stays under :func:`brski.pki.load_certs`'s size bound). A DER
+    file is one piece."""
+    with path.open("rb") as f:
+        head = f.read(2)
+        f.seek(0)
+        if head[:1] == b"\x30" and head[1:2] in (b"\x81", b"\x82", b"\x83"):  # a DER SEQUENCE
+            yield f.read()
+            return
+        piece: list[bytes] = []
+        count = 0
+        for line in f:
+            piece.append(line)
+            if line.startswith(_PEM_END):
+                count += 1
+                if count == per_chunk:
+                    yield b"".join(piece)
+                    piece, count = [], 0
+        if count:
+            yield b"".join(piece)
+
+
+def _device_batches(paths: list[Path], batch: int) -> Iterator[list[tuple[str, str]]]:
+    """``(serial, IDevID fingerprint)`` pairs from PEM bundles, DER files and
+    dev-PKI pledge directories, ``batch`` at a time."""
+    pairs: list[tuple[str, str]] = []
+    for path in _idevid_files(paths):
+        for chunk in _pem_chunks(path, per_chunk=batch):
+            for cert in load_certs(chunk):
+                serial = device_serial(cert)
+                if not serial:
+                    print(f"{path}: certificate has no subject serialNumber, skipped", file=sys.stderr)
+                    continue
+                pairs.append((serial, fingerprint_sha256(cert)))
+                if len(pairs) == batch:
+                    yield pairs
+                    pairs = []
+    if pairs:
+        yield pairs
+
+
 def cmd_devices_import(args: argparse.Namespace) -> int:
     db = _database(args)
 
     async def main() -> int:
         now = datetime.now(UTC)
-        count = 0
+        added = known = 0
+        conflicts: list[str] = []
         async with await open_masa_store(db) as store:
-            for path in _idevid_files(args.paths):
-                for cert in load_certs(path.read_bytes()):
-                    serial = device_serial(cert)
-                    if not serial:
-                        print(f"{path}: certificate has no subject serialNumber, skipped", file=sys.stderr)
-                        continue
-                    await store.add_manufactured_device(serial, idevid_fingerprint=fingerprint_sha256(cert), at=now)
-                    count += 1
+            for pairs in _device_batches(args.paths, IMPORT_BATCH):
+                result = await store.add_manufactured_devices(pairs, at=now)
+                added, known = added + result.added, known + result.already_known
+                conflicts.extend(result.conflicts)
             total = await store.count_devices()
-        print(f"imported {count} device(s); the MASA now knows {total}")
-        return 0
+        for serial in conflicts:
+            print(f"{serial}: already recorded with a different IDevID, left unchanged", file=sys.stderr)
+        print(f"imported {added} device(s), {known} already known; the MASA now knows {total}")
+        return 1 if conflicts else 0
 
     return _run(main)
 

@@ -11,10 +11,14 @@ that failed, rate, latency percentiles per phase).
 Each enrolment is :func:`pledge_sim.service.enroll_one`, the same full BRSKI +
 EST flow as ``brski pledge enroll``; nothing is skipped to look faster.
 
-The MASA vouches only for devices it made (RFC 8995 5.5.4 / 5.6), so IDevIDs
-generated here must be registered with it before the run: ``--masa-db``
-imports them straight into a lab MASA's store, ``--idevid-bundle`` writes
-them as one PEM file for ``brski masa devices import``.
+The MASA vouches only for devices it made (RFC 8995 5.5.4 / 5.6), so a
+fleet's IDevIDs are made and registered before the run, each step by the role
+that owns it: ``brski pledge fleet-idevids`` issues them from the
+manufacturer's IDevID CA into a directory of pledge directories plus one PEM
+bundle of the certificates (``idevids.pem``); the manufacturer records that
+bundle with ``brski masa devices import`` (its own store, its own CLI); then
+``brski pledge fleet --idevid-dir`` runs. The simulator never touches a
+server's database.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
     "percentile",
     "run_fleet",
     "summarize",
+    "write_idevid_dir",
 ]
 
 PHASES = ("tls", "voucher", "enroll", "total")
@@ -164,29 +169,29 @@ def idevid_bundle(pledges: Sequence[FleetPledge]) -> bytes:
     return b"".join(p.cert.public_bytes(serialization.Encoding.PEM) for p in pledges)
 
 
-async def import_into_masa(database: str, pledges: Sequence[FleetPledge]) -> int:
-    """Lab only: record the generated devices in a MASA store directly.
+#: The certificates-only bundle :func:`write_idevid_dir` leaves next to the pledge dirs.
+BUNDLE_NAME = "idevids.pem"
 
-    The store's own method is used (not SQL) so the MASA's rules hold; the
-    writes are issued concurrently so the store can commit them in groups."""
-    from brski.pki import device_serial, fingerprint_sha256
-    from brski_storage import open_masa_store
 
-    now = datetime.now(UTC)
-    async with await open_masa_store(database) as store:
-        for start in range(0, len(pledges), 500):
-            batch = pledges[start : start + 500]
-            await asyncio.gather(
-                *(
-                    store.add_manufactured_device(
-                        device_serial(p.cert) or p.serial,
-                        idevid_fingerprint=fingerprint_sha256(p.cert),
-                        at=now,
-                    )
-                    for p in batch
-                )
-            )
-    return len(pledges)
+def write_idevid_dir(pledges: Sequence[FleetPledge], path: Path) -> Path:
+    """Write ``pledges`` as pledge directories under ``path`` (the dev-PKI
+    layout :func:`load_idevid_dir` reads: ``idevid.crt``, ``idevid.key``
+    (mode 0600), ``chain.pem``) and their certificates as one PEM bundle for
+    ``brski masa devices import``; returns the bundle's path."""
+    pem = serialization.Encoding.PEM
+    path.mkdir(parents=True, exist_ok=True)
+    for p in pledges:
+        d = path / p.serial
+        d.mkdir()
+        (d / "idevid.crt").write_bytes(p.cert.public_bytes(pem))
+        key = p.key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        fd = os.open(d / "idevid.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        (d / "chain.pem").write_bytes(b"".join(c.public_bytes(pem) for c in p.chain))
+    bundle = path / BUNDLE_NAME
+    bundle.write_bytes(idevid_bundle(pledges))
+    return bundle
 
 
 # --- running ----------------------------------------------------------------------
@@ -440,20 +445,17 @@ def write_json(path: Path, summary: dict[str, Any]) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    """``fleet`` under ``brski pledge`` / ``python -m pledge_sim``."""
+    """``fleet`` and ``fleet-idevids`` under ``brski pledge`` / ``python -m pledge_sim``."""
     p = sub.add_parser("fleet", help="onboard many pledges concurrently and report rate and latency")
     p.add_argument("--registrar", metavar="URL", required=True, help="registrar base URL")
     p.add_argument("--count", type=int, required=True, metavar="N", help="pledges to onboard")
     p.add_argument("--concurrency", type=int, default=10, metavar="C", help="enrolments in flight")
     p.add_argument("--processes", type=int, default=1, metavar="P", help="worker processes")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="start no enrolment after this")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--idevid-dir", metavar="DIR", help="dev-PKI pledges/ dir (or one pledge dir)")
-    src.add_argument("--manufacturer-ca", metavar="CERT", help="IDevID CA certificate to issue from")
-    p.add_argument("--manufacturer-key", metavar="KEY", help="its private key")
-    p.add_argument("--masa-url", metavar="URL", help="id-pe-masa-url of generated IDevIDs")
-    p.add_argument("--masa-db", metavar="URL", help="lab only: import generated IDevIDs into this MASA store")
-    p.add_argument("--idevid-bundle", metavar="FILE", help="write generated IDevIDs as one PEM file")
+    p.add_argument(
+        "--idevid-dir", metavar="DIR", required=True,
+        help="pledge dirs: a dev-PKI pledges/ dir, one pledge dir, or what fleet-idevids wrote",
+    )
     p.add_argument("--anchor", metavar="PEM", action="append", help="manufacturer trust anchor (repeatable)")
     p.add_argument("--format", choices=("cms", "cose", "jws"), default="cms", help="voucher format")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="per-request timeout")
@@ -461,33 +463,46 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_fleet)
 
+    g = sub.add_parser(
+        "fleet-idevids",
+        help="issue N IDevIDs for a fleet: pledge dirs plus a PEM bundle for `brski masa devices import`",
+    )
+    g.add_argument("--count", type=int, required=True, metavar="N", help="IDevIDs to issue")
+    g.add_argument("--manufacturer-ca", metavar="CERT", required=True, help="IDevID CA certificate to issue from")
+    g.add_argument("--manufacturer-key", metavar="KEY", required=True, help="its private key")
+    g.add_argument("--masa-url", metavar="URL", required=True, help="id-pe-masa-url of the IDevIDs")
+    g.add_argument("--out", metavar="DIR", required=True, help="new directory to write them to")
+    g.set_defaults(func=cmd_fleet_idevids)
 
-def _pledges(args: Any) -> list[FleetPledge]:
-    if args.idevid_dir:
-        pledges = load_idevid_dir(Path(args.idevid_dir))
-        if args.count > len(pledges):
-            raise ConfigError(
-                f"--count {args.count} but {args.idevid_dir} holds {len(pledges)} pledges",
-                check="fleet.count",
-            )
-        return pledges[: args.count]
-    if not (args.manufacturer_key and args.masa_url):
-        raise ConfigError(
-            "--manufacturer-ca needs --manufacturer-key and --masa-url", check="fleet.config"
-        )
+
+def cmd_fleet_idevids(args: Any) -> int:
+    out = Path(args.out)
     try:
+        if args.count < 1:
+            raise ConfigError("--count must be >= 1", check="fleet.count")
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out} exists and is not empty", check="fleet.out")
         ca_cert = load_cert(Path(args.manufacturer_ca).read_bytes())
         ca_key = load_private_key(Path(args.manufacturer_key).read_bytes())
+        pledges = generate_idevids(
+            ca_cert=ca_cert, ca_key=ca_key, masa_url=args.masa_url, count=args.count, now=datetime.now(UTC)
+        )
+        bundle = write_idevid_dir(pledges, out)
     except (OSError, BrskiError) as exc:
-        raise ConfigError(f"cannot load the manufacturer CA: {exc}", check="fleet.config") from exc
-    pledges = generate_idevids(
-        ca_cert=ca_cert, ca_key=ca_key, masa_url=args.masa_url, count=args.count, now=datetime.now(UTC)
-    )
-    if args.idevid_bundle:
-        Path(args.idevid_bundle).write_bytes(idevid_bundle(pledges))
-    if args.masa_db:
-        asyncio.run(import_into_masa(args.masa_db, pledges))
-    return pledges
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(pledges)} IDevIDs in {out}; register them: brski masa devices import {bundle}")
+    return 0
+
+
+def _pledges(args: Any) -> list[FleetPledge]:
+    pledges = load_idevid_dir(Path(args.idevid_dir))
+    if args.count > len(pledges):
+        raise ConfigError(
+            f"--count {args.count} but {args.idevid_dir} holds {len(pledges)} pledges",
+            check="fleet.count",
+        )
+    return pledges[: args.count]
 
 
 def cmd_fleet(args: Any) -> int:

@@ -21,7 +21,7 @@ DAY = timedelta(days=1)
 Issued = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
-def _ku(
+def key_usage_for(
     *, ca: bool, digital_signature: bool = True, key_cert_sign: bool | None = None
 ) -> x509.KeyUsage:
     return x509.KeyUsage(
@@ -69,7 +69,7 @@ def make_cert(
     if basic_constraints:
         b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
     if key_usage is True:
-        b = b.add_extension(_ku(ca=ca), critical=True)
+        b = b.add_extension(key_usage_for(ca=ca), critical=True)
     elif isinstance(key_usage, x509.KeyUsage):
         b = b.add_extension(key_usage, critical=True)
     if eku is not None:

@@ -14,17 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
-from brski_cli.pgcluster import PgCluster
+from tests.e2e.labtools import engine_databases
 
 PLEDGES = 3
-
-
-def engine_databases(engine: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    """Lab keyword arguments putting both stores on ``engine``."""
-    if engine == "sqlite":
-        return {}
-    cluster: PgCluster = request.getfixturevalue("postgres")
-    return {"registrar_database": cluster.new_schema("registrar"), "masa_database": cluster.new_schema("masa")}
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from brski_cli.lab import Lab
-from tests.conftest import raw_execute, raw_rows
+from brski_cli.pgcluster import PgCluster
+from tests.store_helpers import raw_execute, raw_rows
+
+
+def engine_databases(engine: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Lab keyword arguments putting both stores on ``engine``."""
+    if engine == "sqlite":
+        return {}
+    cluster: PgCluster = request.getfixturevalue("postgres")
+    return {"registrar_database": cluster.new_schema("registrar"), "masa_database": cluster.new_schema("masa")}
 
 
 def pledge_dirs(lab: Lab) -> list[Path]:

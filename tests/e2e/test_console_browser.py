@@ -24,8 +24,7 @@ import pytest
 
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from tests.e2e.browser import browser_home, require_browser, start_browser
-from tests.e2e.conftest import engine_databases
-from tests.e2e.labtools import openssl, rows
+from tests.e2e.labtools import engine_databases, openssl, rows
 
 WAIT_S = 90
 

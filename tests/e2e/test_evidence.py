@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from brski_cli.lab import Lab
-from tests.conftest import sql_blob
 from tests.e2e.labtools import edit, enroll, pledge_dirs, rows
+from tests.store_helpers import sql_blob
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -62,8 +62,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from pledge_sim.config import load_config
 from pledge_sim.service import enroll_one
-from tests.e2e.conftest import engine_databases
-from tests.e2e.labtools import rows
+from tests.e2e.labtools import engine_databases, rows
 
 SLOW = os.environ.get("BRSKI_SLOW") == "1"
 PLEDGES = 30 if SLOW else 10

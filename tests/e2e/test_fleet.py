@@ -1,9 +1,11 @@
 """`brski pledge fleet` across worker processes against the real lab.
 
-The benchmark drives exactly this path (generated IDevIDs imported into the
-MASA's store, forked workers streaming samples to the parent), so it is
-checked here end to end: every pledge enrols, the summary accounts for each,
-and the registrar's store holds one issued LDevID per generated device.
+The benchmark drives exactly this path (``brski pledge fleet-idevids`` issues
+the IDevIDs, the MASA's own ``brski masa devices import`` records the bundle,
+forked workers stream samples to the parent), so it is checked here end to
+end: the MASA knows every generated device, every pledge enrols, the summary
+accounts for each, and the registrar's store holds one issued LDevID per
+generated device.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def test_fleet_over_two_processes_enrols_every_generated_pledge(lab: Lab, tmp_pa
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Registered by the MASA's CLI before the fleet started, not by the fleet.
+    assert rows(lab.db_url("masa"), "SELECT count(*) FROM devices WHERE serial LIKE 'FLT-%'")[0][0] == COUNT
     summary = json.loads(summary_path.read_text())
     assert summary["attempted"] == COUNT and summary["successes"] == COUNT, summary
     assert summary["failures"] == 0 and summary["failures_by_check"] == {}

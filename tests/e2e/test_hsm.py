@@ -34,8 +34,7 @@ from brski.voucher import Voucher, VoucherRequest
 from brski_cli.lab import Lab, free_port
 from brski_hsm import KeyUnavailable, Pkcs11Settings, close_tokens, load_token_key
 from tests.conftest import ENGINES
-from tests.e2e.conftest import engine_databases
-from tests.e2e.labtools import rows
+from tests.e2e.labtools import engine_databases, rows
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "4321-e2e"

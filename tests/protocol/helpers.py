@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from brski.oids import MT_JSON, MT_PKCS10
+from brski.artifact import sign_artifact
+from brski.oids import MT_JSON, MT_PKCS10, MT_VOUCHER_CMS_JSON
 from brski.pki import PrivateKey, device_serial
 from brski.pledge import build_csr_der
-from tests.protocol.conftest import VR_HEADERS, Identity, Net, Reply, name, pledge_request
+from brski.validation import aki_key_id
+from brski.voucher import Assertion, VoucherRequest
+from tests.protocol.net import VR_HEADERS, Identity, Net, Reply, name, pledge_request
 
 VR = "/.well-known/brski/requestvoucher"
 STATUS = "/.well-known/brski/voucher_status"
@@ -96,3 +100,38 @@ def serial_of(ident: Identity) -> str:
 def load_key(path: Any) -> PrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     return key  # type: ignore[return-value]
+
+
+def rvr(
+    net: Net,
+    pledge: Identity,
+    *,
+    prior: bytes | None = None,
+    serial: str | None = None,
+    nonce: bytes | str | None = "same",
+    key: PrivateKey | None = None,
+    cert: x509.Certificate | None = None,
+    chain: tuple[x509.Certificate, ...] | None = None,
+    proximity: bytes | None = None,
+    pledge_proximity: bytes | None = None,
+) -> bytes:
+    """A registrar voucher-request (RFC 8995 5.5) around a pledge's, one thing changed."""
+    assert pledge.cert is not None
+    pledge_nonce = b"p" * 16
+    prior = prior or pledge_request(net, pledge, nonce=pledge_nonce, proximity=pledge_proximity)
+    req = VoucherRequest(
+        created_on=datetime.now(UTC),
+        assertion=Assertion.PROXIMITY,
+        serial_number=serial or device_serial(pledge.cert),
+        nonce=pledge_nonce if nonce == "same" else nonce,  # type: ignore[arg-type]
+        idevid_issuer=aki_key_id(pledge.cert),
+        prior_signed_voucher_request=prior,
+        proximity_registrar_cert=proximity,
+    )
+    return sign_artifact(
+        req,
+        media_type=MT_VOUCHER_CMS_JSON,
+        key=key or net.pki.key("registrar/ra.key"),
+        cert=cert or net.pki.cert("registrar/ra.crt"),
+        chain=chain if chain is not None else (net.pki.cert("registrar/tls.crt"), net.pki.cert("registrar/domain-ca.crt")),
+    )

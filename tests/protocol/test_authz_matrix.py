@@ -27,19 +27,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from brski.pki import cert_der, device_serial, load_cert, spki_sha256
-from tests.protocol.conftest import (
-    NO_CERT,
-    VR_HEADERS,
-    Identity,
-    Net,
-    domain_issued,
-    engine_databases,
-    other_manufacturer,
-    pledge_request,
-    start_net,
-    stop_net,
-    write_identity,
-)
 from tests.protocol.helpers import (
     AUDIT,
     CSR_HEADERS,
@@ -53,9 +40,22 @@ from tests.protocol.helpers import (
     csr_b64,
     device_csr,
     load_key,
+    rvr,
     vouched,
 )
-from tests.protocol.test_masa_refusals import rvr
+from tests.protocol.net import (
+    NO_CERT,
+    VR_HEADERS,
+    Identity,
+    Net,
+    domain_issued,
+    engine_databases,
+    other_manufacturer,
+    pledge_request,
+    start_net,
+    stop_net,
+    write_identity,
+)
 
 ADMIN_SUBJECT = "CN=admin,O=brski dev domain"
 IDENTITIES = ("none", "unknown-mfr", "idevid-new", "idevid-vouched", "ldevid", "ldevid-revoked", "ldevid-expired", "registrar", "unrelated-ca", "admin")
@@ -108,7 +108,7 @@ class Identities:
         self.unknown = write_identity(net.root, "unknown-mfr", pki.cert(f"pledges/{s}/idevid.crt"),
                                       pki.key(f"pledges/{s}/idevid.key"), tuple(pki.certs(f"pledges/{s}/chain.pem")))
         self.registrar = write_identity(net.root, "registrar-ra", net.pki.cert("registrar/ra.crt"), net.pki.key("registrar/ra.key"))
-        from tests.protocol.conftest import unrelated_ca_identity
+        from tests.protocol.net import unrelated_ca_identity
 
         self.unrelated = unrelated_ca_identity(net)
         self.admin = write_identity(net.root, "admin", net.pki.cert("registrar/admin.crt"), net.pki.key("registrar/admin.key"))

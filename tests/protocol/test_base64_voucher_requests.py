@@ -18,7 +18,8 @@ import pytest
 from brski.artifact import verify_artifact
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.voucher import Voucher
-from tests.protocol.conftest import (
+from tests.protocol.helpers import post_vr
+from tests.protocol.net import (
     VR_HEADERS,
     Net,
     engine_databases,
@@ -26,7 +27,6 @@ from tests.protocol.conftest import (
     start_net,
     stop_net,
 )
-from tests.protocol.helpers import post_vr
 
 
 @pytest.fixture(scope="module")

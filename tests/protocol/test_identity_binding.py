@@ -29,8 +29,8 @@ from brski import est
 from brski.ldevid import LdevidProfile, LdevidProfiles
 from brski.oids import MT_PKCS10
 from brski.pledge import build_csr_der
-from tests.protocol.conftest import PEM, Net, engine_databases, start_net, stop_net
 from tests.protocol.helpers import ENROLL, enroll, max_event_id, refused, vouched
+from tests.protocol.net import PEM, Net, engine_databases, start_net, stop_net
 
 OPENSSL = "/usr/bin/openssl"
 CURL = "/usr/bin/curl"

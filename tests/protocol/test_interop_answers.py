@@ -25,8 +25,8 @@ from brski.devpki import DevPki
 from brski.oids import MT_PROBLEM_JSON, MT_VOUCHER_CMS_JSON
 from brski.pki import cert_der
 from brski.voucher import Assertion
-from tests.protocol.conftest import Identity, Net, other_manufacturer, pledge_request
 from tests.protocol.helpers import VR
+from tests.protocol.net import Identity, Net, other_manufacturer, pledge_request
 
 pytestmark = pytest.mark.skipif(
     shutil.which("curl") is None or shutil.which("openssl") is None, reason="needs curl and openssl"

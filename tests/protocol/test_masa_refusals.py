@@ -13,18 +13,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from brski.artifact import sign_artifact
 from brski.devpki import DevPki, idevid_masa_url_extension
 from brski.errors import StorageError
 from brski.oids import MT_VOUCHER_CMS_JSON
-from brski.pki import PrivateKey, cert_der, spki_sha256
-from brski.validation import aki_key_id
-from brski.voucher import Assertion, VoucherRequest
+from brski.pki import cert_der, spki_sha256
 from masa.ratelimit import RateLimiter
-from tests.protocol.conftest import (
+from tests.protocol.helpers import AUDIT, VR, refused, rvr
+from tests.protocol.net import (
     NO_CERT,
     VR_HEADERS,
     Identity,
@@ -40,7 +37,6 @@ from tests.protocol.conftest import (
     stop_net,
     write_identity,
 )
-from tests.protocol.helpers import AUDIT, VR, refused
 
 
 @pytest.fixture(scope="module")
@@ -56,43 +52,6 @@ def net(
 def foreign(net: Net) -> DevPki:
     """Another registrar domain (and manufacturer) altogether."""
     return other_manufacturer(net.root / "foreign")
-
-
-def rvr(
-    net: Net,
-    pledge: Identity,
-    *,
-    prior: bytes | None = None,
-    serial: str | None = None,
-    nonce: bytes | str | None = "same",
-    key: PrivateKey | None = None,
-    cert: x509.Certificate | None = None,
-    chain: tuple[x509.Certificate, ...] | None = None,
-    proximity: bytes | None = None,
-    pledge_proximity: bytes | None = None,
-) -> bytes:
-    """A registrar voucher-request (RFC 8995 5.5) around a pledge's, one thing changed."""
-    assert pledge.cert is not None
-    pledge_nonce = b"p" * 16
-    prior = prior or pledge_request(net, pledge, nonce=pledge_nonce, proximity=pledge_proximity)
-    from brski.pki import device_serial
-
-    req = VoucherRequest(
-        created_on=datetime.now(UTC),
-        assertion=Assertion.PROXIMITY,
-        serial_number=serial or device_serial(pledge.cert),
-        nonce=pledge_nonce if nonce == "same" else nonce,  # type: ignore[arg-type]
-        idevid_issuer=aki_key_id(pledge.cert),
-        prior_signed_voucher_request=prior,
-        proximity_registrar_cert=proximity,
-    )
-    return sign_artifact(
-        req,
-        media_type=MT_VOUCHER_CMS_JSON,
-        key=key or net.pki.key("registrar/ra.key"),
-        cert=cert or net.pki.cert("registrar/ra.crt"),
-        chain=chain if chain is not None else (net.pki.cert("registrar/tls.crt"), net.pki.cert("registrar/domain-ca.crt")),
-    )
 
 
 def ra_identity(net: Net) -> Identity:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.protocol.conftest import Identity, Net, engine_databases, start_net, stop_net
+from tests.protocol.net import Identity, Net, engine_databases, start_net, stop_net
 
 SECRET = b"das-test-secret"
 RADIUS_SUBJECT = "CN=radius,O=brski dev domain"

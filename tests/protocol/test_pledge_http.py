@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from brski.errors import LocalError, MalformedInput, PayloadTooLarge
 from brski.pledge import retry_after_seconds
 from pledge_sim.http import HttpConnection
-from tests.protocol.conftest import issue, key_pem, name
+from tests.protocol.net import issue, key_pem, name
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -11,34 +11,15 @@ the voucher phase.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from brski.devpki import build_dev_pki
-from tests.protocol.conftest import issue, key_pem, name
-from tests.protocol.test_pledge_refusals import Hostile, _app, _enroll, _refused_with_telemetry
-
-
-def _serve(h: Hostile, cert_pem: Path, key_path: Path) -> tuple[int, asyncio.AbstractEventLoop]:
-    from aiohttp import web
-
-    loop = asyncio.new_event_loop()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(cert_pem), str(key_path))
-    runner = web.AppRunner(_app(h))
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    return port, loop
+from tests.protocol.hostile import Hostile, enroll_against, refused_with_telemetry, serve_hostile
+from tests.protocol.net import issue, key_pem, name
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +41,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hostile, i
     (root / "rogue.key").write_bytes(key_pem(key))
     h = Hostile(pki=pki, root=root)
     h.answer = lambda req: h.voucher(req)  # a genuine voucher, pinned to the domain CA
-    rogue_port, loop1 = _serve(h, root / "rogue.crt", root / "rogue.key")
-    real_port, loop2 = _serve(h, root / "registrar/tls.crt", root / "registrar/tls.key")
+    rogue_port, loop1 = serve_hostile(h, root / "rogue.crt", root / "rogue.key")
+    real_port, loop2 = serve_hostile(h, root / "registrar/tls.crt", root / "registrar/tls.key")
     yield h, rogue_port, real_port
     for loop in (loop1, loop2):
         loop.call_soon_threadsafe(loop.stop)
@@ -69,12 +50,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hostile, i
 
 def test_domain_certificate_without_cmc_ra_is_refused(world: tuple[Hostile, int, int]) -> None:
     h, rogue, _ = world
-    _refused_with_telemetry(h, _enroll(h, rogue), "pledge.registrar-not-ra")
+    refused_with_telemetry(h, enroll_against(h, rogue), "pledge.registrar-not-ra")
 
 
 def test_the_registrar_certificate_with_cmc_ra_passes(world: tuple[Hostile, int, int]) -> None:
     h, _, real = world
-    result = _enroll(h, real)
+    result = enroll_against(h, real)
     # The voucher phase passed: the pledge went on to EST (which this server refuses).
     assert result.failed_check != "pledge.registrar-not-ra", result.detail
     assert any(path.startswith("/.well-known/est/") for _, path in h.calls), h.calls

@@ -15,7 +15,8 @@ import pytest
 
 from brski.pki import cert_der
 from registrar.cli import main as registrar_cli
-from tests.protocol.conftest import (
+from tests.protocol.helpers import post_vr
+from tests.protocol.net import (
     Net,
     engine_databases,
     issue,
@@ -25,7 +26,6 @@ from tests.protocol.conftest import (
     stop_net,
     write_identity,
 )
-from tests.protocol.helpers import post_vr
 
 ALLOWED = "PLG-000010"
 

@@ -24,21 +24,6 @@ from brski import cms
 from brski.devpki import DevPki
 from brski.pki import cert_der
 from brski.voucher import Assertion, VoucherRequest
-from tests.protocol.conftest import (
-    VR_HEADERS,
-    Identity,
-    Net,
-    domain_issued,
-    engine_databases,
-    idevid_without_serial,
-    issue,
-    name,
-    other_manufacturer,
-    pledge_request,
-    start_net,
-    stop_net,
-    write_identity,
-)
 from tests.protocol.helpers import (
     ENROLL,
     ENROLLSTATUS,
@@ -54,6 +39,21 @@ from tests.protocol.helpers import (
     refused,
     serial_of,
     vouched,
+)
+from tests.protocol.net import (
+    VR_HEADERS,
+    Identity,
+    Net,
+    domain_issued,
+    engine_databases,
+    idevid_without_serial,
+    issue,
+    name,
+    other_manufacturer,
+    pledge_request,
+    start_net,
+    stop_net,
+    write_identity,
 )
 
 DENIED_SERIAL = "PLG-000120"
@@ -352,7 +352,7 @@ def test_16_old_protocols_and_weak_ciphers_fail_the_handshake(net: Net, what: st
 def test_16_no_client_certificate_where_one_is_required(net: Net) -> None:
     me = net.pledge(net.fresh_serial())
     body = pledge_request(net, me)
-    from tests.protocol.conftest import NO_CERT
+    from tests.protocol.net import NO_CERT
 
     refused(net, "registrar", lambda: post_vr(net, NO_CERT, body), status=401, check="tls.client-cert")
 
@@ -402,7 +402,7 @@ def test_17_chunked_body_that_never_ends(net: Net) -> None:
     ctx.load_cert_chain(str(me.pem_path), str(me.key_path))
 
     def send() -> object:
-        from tests.protocol.conftest import Reply
+        from tests.protocol.net import Reply
 
         with socket.create_connection(("127.0.0.1", net.registrar_port), timeout=30) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls:

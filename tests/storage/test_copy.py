@@ -17,7 +17,7 @@ from brski_cli.pgcluster import PgCluster
 from brski_storage import NewEvent, StateChange, open_masa_store, open_registrar_store
 from brski_storage.copy import table_counts
 from brski_storage.migrate import load_migrations
-from tests.conftest import raw_execute, raw_rows
+from tests.store_helpers import raw_execute, raw_rows
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from brski.errors import ConfigError, StorageError
 from brski_cli.pgcluster import PgCluster
 from brski_storage import open_masa_store, open_registrar_store
 from brski_storage.migrate import load_migrations
-from tests.conftest import raw_execute, raw_rows
+from tests.store_helpers import raw_execute, raw_rows
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +112,20 @@ async def test_roles_schema_version_and_reopen(postgres: PgCluster) -> None:
     with pytest.raises(ConfigError) as info:
         await open_registrar_store(other)
     assert info.value.check == "storage.wrong-database"
+
+
+async def test_the_writer_waits_for_every_commit_to_be_flushed(postgres: PgCluster) -> None:
+    """The PostgreSQL half of test_every_commit_is_fsynced: whatever the server's
+    default, the writer's session has synchronous_commit on, so COMMIT returns
+    (and the caller is answered) only once the WAL is flushed. The flush is the
+    server's and invisible from here; the setting that governs it is read back
+    from the writer's own session. (The test cluster itself runs fsync=off for
+    speed; that is the cluster's setting, not the engine's.)"""
+    url = postgres.new_schema("durable")
+    raw_execute(postgres.url(), ["ALTER DATABASE brski SET synchronous_commit = off"])
+    try:
+        async with await open_registrar_store(url) as store:
+            setting = await store.database.write(lambda c: c.execute("SHOW synchronous_commit").fetchone()[0])
+            assert setting == "on"
+    finally:
+        raw_execute(postgres.url(), ["ALTER DATABASE brski RESET synchronous_commit"])

@@ -27,7 +27,7 @@ from brski_web.console import (
     verify_audit,
 )
 from registrar.console import _search
-from tests.conftest import raw_execute
+from tests.store_helpers import raw_execute
 
 NOW = datetime(2026, 12, 2, 12, 0, 30, tzinfo=UTC)
 

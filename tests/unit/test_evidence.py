@@ -23,7 +23,7 @@ from brski_storage import (
     open_masa_store,
     open_registrar_store,
 )
-from tests.conftest import raw_execute, sql_blob
+from tests.store_helpers import raw_execute, sql_blob
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

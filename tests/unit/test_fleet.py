@@ -29,6 +29,7 @@ from pledge_sim.fleet import (
     load_idevid_dir,
     percentile,
     summarize,
+    write_idevid_dir,
 )
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -129,3 +130,20 @@ def test_conformance_report_shows_inconclusive_and_reported_cases() -> None:
     assert out is not None and out.text == "reported: 404"
     with pytest.raises(ValueError):
         CaseResult(name="z", section="s", expected="e", outcome="maybe", observed="o")
+
+
+def test_written_idevids_read_back_and_the_bundle_holds_certificates_only(tmp_path: Path) -> None:
+    pki = build_dev_pki(pledges=1, masa_url="https://masa.example:8443", now=NOW)
+    ca = load_cert(pki.files["manufacturer/idevid-ca.crt"])
+    key = load_private_key(pki.files["manufacturer/idevid-ca.key"])
+    pledges = generate_idevids(ca_cert=ca, ca_key=key, masa_url="https://masa.example:8443", count=4, now=NOW)
+    bundle = write_idevid_dir(pledges, tmp_path / "fleet")
+    assert bundle == tmp_path / "fleet" / "idevids.pem"
+    # What the MASA is handed: the certificates, in order, and no private key.
+    assert b"PRIVATE KEY" not in bundle.read_bytes()
+    assert load_certs(bundle.read_bytes()) == [p.cert for p in pledges]
+    back = load_idevid_dir(tmp_path / "fleet")
+    assert [(p.serial, p.cert, p.chain) for p in back] == [(p.serial, p.cert, p.chain) for p in pledges]
+    for p in back:
+        assert p.key.public_key() == p.cert.public_key()
+        assert (tmp_path / "fleet" / p.serial / "idevid.key").stat().st_mode & 0o077 == 0

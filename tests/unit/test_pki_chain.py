@@ -19,7 +19,7 @@ from brski.pki import (
     load_certs,
     verify_chain,
 )
-from tests.pki_helpers import DAY, NOW, _ku, leaf_under, make_cert, make_pki
+from tests.pki_helpers import DAY, NOW, key_usage_for, leaf_under, make_cert, make_pki
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
@@ -185,7 +185,7 @@ def test_end_entity_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
 
 def test_ca_key_usage_without_key_cert_sign_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
     bad = make_cert(
-        "bad ca", issuer=pki["root"], ca=True, key_usage=_ku(ca=True, key_cert_sign=False)
+        "bad ca", issuer=pki["root"], ca=True, key_usage=key_usage_for(ca=True, key_cert_sign=False)
     )
     leaf, _ = make_cert("leaf", issuer=bad)
     with pytest.raises(ChainInvalid) as exc:
@@ -278,7 +278,7 @@ def test_registrar_ra_requires_cmc_ra(pki: dict) -> None:  # type: ignore[type-a
 def test_masa_signer_needs_digital_signature_when_key_usage_present(pki: dict) -> None:  # type: ignore[type-arg]
     assert _verify(pki, leaf_under(pki), Role.MASA_SIGNER)
     assert _verify(pki, leaf_under(pki, key_usage=False), Role.MASA_SIGNER)
-    ka_only = leaf_under(pki, key_usage=_ku(ca=False, digital_signature=False))
+    ka_only = leaf_under(pki, key_usage=key_usage_for(ca=False, digital_signature=False))
     with pytest.raises(ChainInvalid) as exc:
         _verify(pki, ka_only, Role.MASA_SIGNER)
     assert exc.value.check == "chain.key-usage"
@@ -304,7 +304,7 @@ def test_idevid_ignores_usage_extensions(pki: dict) -> None:  # type: ignore[typ
     odd = leaf_under(
         pki,
         eku=[ExtendedKeyUsageOID.CODE_SIGNING],
-        key_usage=_ku(ca=False, digital_signature=False),
+        key_usage=key_usage_for(ca=False, digital_signature=False),
     )
     assert _verify(pki, odd, Role.IDEVID)[0] == odd
 

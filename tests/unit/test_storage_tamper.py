@@ -16,8 +16,8 @@ import pytest
 from brski.errors import NotFound, StorageError
 from brski_storage import MasaStore, RegistrarStore, open_masa_store, open_registrar_store
 from brski_storage.chain import event_hash
-from tests.conftest import raw_execute, raw_rows, sql_blob
 from tests.storage_helpers import fill_events, spki, t
+from tests.store_helpers import raw_execute, raw_rows, sql_blob
 
 
 def failing_insert_trigger(url: str, table: str, message: str) -> list[str]:

@@ -20,7 +20,7 @@ from brski.ca import new_serial
 from brski.errors import Conflict, NotFound
 from brski_cli import main as brski
 from brski_storage import RegistrarStore, open_masa_store, open_registrar_store
-from tests.conftest import raw_execute, raw_insert, sql_blob
+from tests.store_helpers import raw_execute, raw_insert, sql_blob
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
