@@ -99,7 +99,10 @@ def now() -> datetime:
 
 
 def step(log: logging.Logger | logging.LoggerAdapter[Any], step: str, **fields: Any) -> None:
-    """One structured key=value line per protocol step."""
+    """One structured key=value line per protocol step (nothing formatted for
+    a logger that would drop it: a fleet's pledges run quiet)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     parts = [f"step={step}"]
     for key, value in fields.items():
         text = str(value)
