@@ -48,7 +48,7 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 PATH = "/.well-known/est/simpleenroll"
 
 
-def _write_devices(lab: Lab, count: int, work: Path) -> list[tuple[Path, bytes]]:
+def write_devices(lab: Lab, count: int, work: Path) -> list[tuple[Path, bytes]]:
     """``count`` IDevIDs, each a PEM file (certificate, chain, key) for the
     client and a base64 CSR for a fresh key, their devices vouched in the store."""
     from brski.pki import device_serial, fingerprint_sha256, load_cert, load_private_key
@@ -197,7 +197,7 @@ def est_comparison(work: Path, *, seconds: float, rounds: int = 3, max_rate: flo
     per = max(2.0, seconds / rounds)
     lab = est_lab(work)
     # Enough devices that no round runs out (each enrols once); 200 warm up the server.
-    clients = _write_devices(lab, int(per * max_rate) * rounds + 200, work)
+    clients = write_devices(lab, int(per * max_rate) * rounds + 200, work)
     lab.start("registrar", timeout=120)
     ossl: list[dict[str, float]] = []
     reg_tls: list[dict[str, float]] = []
