@@ -63,5 +63,12 @@ bench-vouchers: $(STAMP)
 bench: $(STAMP)
 	$(PY) tools/bench.py --seconds $${BENCH_SECONDS:-60} $(BENCH_ARGS)
 
+# Only the EST comparison: the registrar's /simpleenroll (new mutual-TLS connection per
+# request, durable) against openssl s_server handshakes, server pinned to one core, load
+# on the other, 3 alternating rounds over BENCH_EST_SECONDS (default 30).
+.PHONY: bench-est
+bench-est: $(STAMP)
+	$(PY) tools/bench.py --est-only --out bench-est-results.json $(BENCH_ARGS)
+
 clean:
 	rm -rf var/ .pytest_cache build *.egg-info

@@ -80,7 +80,8 @@ class SqliteLifecycleMixin(LifecycleStore):
             ).fetchone()
             return None if row is None else str(row[0])
 
-        serial = await self._db.read(run)
+        # One row through the (spki_sha256, id) index, once per enrolment: inline (see read_now).
+        serial = self._db.read_now(run)
         return None if serial is None else await self.get_certificate(serial)
 
     async def revoked_count(self) -> int:

@@ -21,7 +21,9 @@ from typing import Any
 from brski.pki import device_serial
 from brski_net.mdns import Candidate, browse, link_local_interfaces
 from pledge_sim.config import PledgeConfig
-from pledge_sim.service import EnrollResult, Identity, _load_identity, _step, enroll_one
+from pledge_sim.service import EnrollResult, Identity, enroll_one
+from pledge_sim.session import load_identity as _load_identity
+from pledge_sim.session import step as _step
 
 __all__ = ["Attempt", "DiscoveryOutcome", "discover_and_enroll"]
 

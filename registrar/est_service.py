@@ -108,9 +108,8 @@ class EstService:
         """RFC 7030 4.2.1, RFC 8995 5.9.3: first LDevID for a vouched device."""
         if peer.leaf is None:
             raise Unauthenticated("EST enrolment needs the IDevID as client certificate", check="tls.client-cert")
-        serial = await self.clients.idevid_device(peer, what="simpleenroll")
-        device = await self.store.get_device(serial)
-        assert device is not None
+        device = await self.clients.idevid_record(peer, what="simpleenroll")
+        serial = device.serial
         # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
         enrolled = next_state(device.state, LifecycleEvent.LDEVID_ISSUED, serial=serial)
         await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)

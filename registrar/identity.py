@@ -18,7 +18,7 @@ from cryptography import x509
 from brski.errors import ChainInvalid, Forbidden, Unauthenticated
 from brski.lifecycle import BLOCKED
 from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
-from brski_storage.base import CertificateRecord, RegistrarStore
+from brski_storage.base import CertificateRecord, DeviceRecord, RegistrarStore
 from brski_web.identity import PeerIdentity
 
 __all__ = ["ClientIdentity", "RegistrarKeys"]
@@ -50,7 +50,12 @@ class ClientIdentity:
         return cert.issuer == self._ca_subject
 
     async def idevid_device(self, peer: PeerIdentity, *, what: str) -> str:
-        """The serial of the device behind an IDevID-authenticated connection.
+        """The serial of the device behind an IDevID-authenticated connection."""
+        return (await self.idevid_record(peer, what=what)).serial
+
+    async def idevid_record(self, peer: PeerIdentity, *, what: str) -> DeviceRecord:
+        """The device record behind an IDevID-authenticated connection, as read
+        for the check (a caller that needs the row uses this one read).
 
         RFC 8995 5.7 / 5.9.4: telemetry and enrolment are accepted from the
         device they are about, recognised by its pinned IDevID fingerprint.
@@ -63,7 +68,7 @@ class ClientIdentity:
         device = await self.store.get_device(serial)
         if device is None or device.idevid_fingerprint != fingerprint_sha256(peer.leaf):
             raise Forbidden(f"{what} from a client that is not a known device", check=f"{what}.unknown-device")
-        return serial
+        return device
 
     async def ldevid_record(self, peer: PeerIdentity, *, now: datetime) -> CertificateRecord:
         """The issued, unrevoked certificate record behind an LDevID client."""

@@ -30,25 +30,24 @@ What is measured, and how:
   role, each on fresh stores; the CPU per onboarding there adds up every
   worker of a role, and the PostgreSQL server's own CPU is reported beside.
 
+* EST ``/simpleenroll`` against ``openssl s_server`` on pinned cores, a new
+  mutual-TLS connection per request (:mod:`benchlib.est`); ``--est-only``
+  (``make bench-est``) runs just that.
+
 Usage: ``python tools/bench.py [--seconds S] [--concurrency C] [--skip-1m]
-[--database sqlite,postgresql] [--workers 1,2] [--console-only N]``.
+[--database sqlite,postgresql] [--workers 1,2] [--console-only N] [--est-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import platform
-import re
 import shutil
-import sqlite3
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,191 +55,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchlib.ceilings import bare_http_cpu, handshake_rounds, openssl_p256, openssl_versions  # noqa: E402
+from benchlib.est import est_comparison, print_est  # noqa: E402
+from benchlib.procs import cpu_model, group_cpu, peak_rss_mb, postgres_pids, role_pids  # noqa: E402
+from benchlib.stores import console_paging, create_registrar_store, preload_registrar  # noqa: E402
+
 from brski_cli.lab import Lab, ensure_dev_pki, free_port  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # What a pledge asks the registrar per onboarding (pledge_sim.service): requestvoucher,
 # voucher_status, cacerts, csrattrs, simpleenroll, enrollstatus (RFC 8995 5.2-5.9).
 PLEDGE_REQUESTS = 6
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (fields 14 and 15 of /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def peak_rss_mb(pid: int) -> float:
-    m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return round(int(m.group(1)) / 1024, 1) if m else 0.0
-
-
-# --- stores -------------------------------------------------------------------------
-
-
-def create_registrar_store(url: str) -> None:
-    """The schema comes from the store's own migrations, never from here."""
-    from brski_storage import open_registrar_store
-
-    async def main() -> None:
-        store = await open_registrar_store(url)
-        await store.close()
-
-    asyncio.run(main())
-
-
-def preload_registrar(db: Path, count: int) -> float:
-    """``count`` device rows in one transaction; returns seconds taken."""
-    t0 = time.perf_counter()
-    now = datetime.now(UTC).isoformat(timespec="microseconds")
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA synchronous=OFF")  # a bulk preload, not a durability test
-    batch = 50_000
-    with con:
-        for start in range(0, count, batch):
-            con.executemany(
-                "INSERT INTO devices (serial, idevid_issuer, idevid_fingerprint, manufacturer,"
-                " state, first_seen, updated_at) VALUES (?, ?, ?, ?, 'enrolled', ?, ?)",
-                (
-                    (
-                        f"PRE-{i:08d}",
-                        "CN=preloaded IDevID CA,O=brski bench",
-                        f"{i:064x}",
-                        "CN=preloaded root,O=brski bench",
-                        now,
-                        now,
-                    )
-                    for i in range(start, min(count, start + batch))
-                ),
-            )
-    con.close()
-    adopt_preload(db, count)
-    return time.perf_counter() - t0
-
-
-def adopt_preload(db: Path, count: int) -> None:
-    """Rows written behind the store's back have no state evidence: adopt
-    them as a recorded baseline, as an operator would (``audit adopt``), or
-    the registrar refuses to start on them."""
-    from brski_storage import open_registrar_store
-
-    async def main() -> None:
-        store = await open_registrar_store(str(db))
-        try:
-            await store.adopt_state_baseline(at=None, reason=f"benchmark preload of {count} synthetic devices")
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-
-
-# --- the web console's device list ------------------------------------------------
-
-
-def console_paging(lab: Lab, devices: int, *, page: int = 100, max_pages: int = 200) -> dict[str, Any]:
-    """Walk ``/console/devices`` pages (keyset, by serial) as the admin; ms per page."""
-    import http.client
-    import ssl
-    from urllib.parse import quote
-
-    reg = lab.certs / "registrar"
-    ctx = ssl.create_default_context(cafile=str(reg / "domain-ca.crt"))
-    ctx.load_cert_chain(str(reg / "admin.crt"), str(reg / "admin.key"))
-    conn = http.client.HTTPSConnection("localhost", lab.registrar_port, context=ctx, timeout=60)
-
-    def get(path: str) -> tuple[float, str]:
-        t0 = time.perf_counter()
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read().decode()
-        if resp.status != 200:
-            raise RuntimeError(f"{path}: {resp.status} {body[:300]}")
-        return (time.perf_counter() - t0) * 1000, body
-
-    get("/console/devices?limit=1")  # handshake and first-request costs out of the figures
-    pid = lab.pid("registrar")
-    cpu0, walls, after, pages = cpu_seconds(pid), [], "", 0
-    while pages < max_pages:
-        ms, body = get(f"/console/devices?limit={page}" + (f"&after={quote(after)}" if after else ""))
-        walls.append(ms)
-        pages += 1
-        found = re.search(r'id="next-page" href="[^"]*after=([^"&]+)"', body)
-        if not found:
-            break
-        after = found.group(1).replace("%2D", "-")
-    cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / pages
-    deep_ms, _ = get(f"/console/devices?limit={page}&after=PRE-{devices // 2:08d}")
-    search_ms, _ = get(f"/console/devices?limit={page}&q=PRE-{devices // 2 // 1000:05d}&state=enrolled")
-    conn.close()
-    walls.sort()
-    return {
-        "devices": devices, "page_size": page, "pages_walked": pages,
-        "page_ms_p50": round(walls[len(walls) // 2], 2), "page_ms_max": round(walls[-1], 2),
-        "registrar_cpu_ms_per_page": round(cpu_ms, 2),
-        "deep_page_ms": round(deep_ms, 2), "prefix_search_ms": round(search_ms, 2),
-    }
-
-
-def console_only(work: Path, devices: int) -> int:
-    lab = start_lab(work)
-    try:
-        lab.stop("registrar")
-        preload_registrar(lab.workdir / "registrar.db", devices)
-        lab.start("registrar")
-        result = console_paging(lab, devices)
-    finally:
-        lab.stop_all()
-    print(json.dumps(result, indent=2))
-    return 0
-
-
 # --- the fleet ----------------------------------------------------------------------
-
-
-def role_pids(lab: Lab, name: str) -> list[int]:
-    """The process serving ``name`` and, with workers, every worker (from its ready file)."""
-    try:
-        workers = json.loads((lab.workdir / f"{name}.ready").read_text()).get("workers", [])
-    except (OSError, ValueError):
-        workers = []
-    return [lab.pid(name), *workers]
-
-
-def postgres_pids(cluster: Any) -> list[int]:
-    """The postmaster and its backends (their parent is the postmaster)."""
-    if cluster is None:
-        return []
-    master = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if int(text[text.rindex(")") + 2 :].split()[1]) == master:
-            kids.append(int(stat.parent.name))
-    return [master, *kids]
-
-
-def group_cpu(pids: list[int]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        try:
-            out[pid] = cpu_seconds(pid)
-        except OSError:
-            pass  # exited meanwhile
-    return out
 
 
 def run_fleet(
@@ -282,187 +109,6 @@ def run_fleet(
     return summary
 
 
-# --- ceilings -----------------------------------------------------------------------
-
-
-def _client_pem(certs: Path) -> tuple[Path, Path]:
-    """An IDevID (with its chain) as s_time's client certificate, and its key."""
-    pledge = next(p for p in sorted((certs / "pledges").iterdir()) if p.is_dir())
-    client = certs.parent / "bench-client.pem"
-    client.write_bytes((pledge / "idevid.crt").read_bytes() + (pledge / "chain.pem").read_bytes())
-    return client, pledge / "idevid.key"
-
-
-def s_time_cpu(certs: Path, port: int, server_pid: int, seconds: float) -> dict[str, float]:
-    """Drive full mutual-TLS handshakes (``openssl s_time -new``: connect,
-    handshake, hang up) at a server and charge its CPU to them."""
-    client, key = _client_pem(certs)
-    c0 = cpu_seconds(server_pid)
-    out = subprocess.run(
-        [
-            "openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
-            "-time", str(max(1, int(seconds))), "-cert", str(client), "-key", str(key),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-    ).stdout
-    c1 = cpu_seconds(server_pid)
-    m = re.search(r"(\d+) connections in ([\d.]+) real seconds", out)
-    n = int(m.group(1)) if m else 0
-    return {
-        "handshakes": n,
-        "handshakes_per_s": round(n / float(m.group(2)), 1) if m else 0.0,
-        "server_cpu_ms_per_handshake": round((c1 - c0) * 1000 / n, 4) if n else 0.0,
-    }
-
-
-def openssl_mtls(certs: Path, seconds: float) -> dict[str, float]:
-    """CPU that ``openssl s_server`` spends per full mutual-TLS handshake."""
-    port = free_port()
-    chain = certs.parent / "bench-server-verify.pem"
-    chain.write_bytes((certs / "manufacturer/root-ca.crt").read_bytes() + (certs / "manufacturer/idevid-ca.crt").read_bytes())
-    server = subprocess.Popen(
-        [
-            "openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}",
-            "-cert", str(certs / "registrar/tls.crt"), "-key", str(certs / "registrar/tls.key"),
-            "-Verify", "3", "-verify_return_error", "-CAfile", str(chain),
-            "-no_ticket", "-num_tickets", "0", "-naccept", "1000000",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
-        return s_time_cpu(certs, port, server.pid, seconds)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def handshake_rounds(lab: Lab, seconds: float, rounds: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The openssl ceiling and the registrar's own handshake cost, measured in
-    alternating rounds (the servers idle in between) and reported as medians
-    with every round kept: this VM's speed drifts by tens of percent within
-    minutes, and a ratio of two figures taken minutes apart drifted with it."""
-    ossl: list[dict[str, float]] = []
-    reg: list[dict[str, float]] = []
-    per = max(1.0, seconds / rounds)
-    for _ in range(rounds):
-        ossl.append(openssl_mtls(lab.certs, per))
-        # The same s_time handshakes, against the registrar's port: its TLS
-        # cost apart from BRSKI.
-        reg.append(s_time_cpu(lab.certs, lab.registrar_port, lab.pid("registrar"), per))
-
-    def median(runs: list[dict[str, float]]) -> dict[str, Any]:
-        ms = sorted(r["server_cpu_ms_per_handshake"] for r in runs)
-        rates = sorted(r["handshakes_per_s"] for r in runs)
-        return {
-            "server_cpu_ms_per_handshake": ms[len(ms) // 2],
-            "handshakes_per_s": rates[len(rates) // 2],
-            "rounds_ms": [r["server_cpu_ms_per_handshake"] for r in runs],
-        }
-
-    return median(ossl), median(reg)
-
-
-def openssl_versions() -> dict[str, str]:
-    """The system OpenSSL (s_server, s_time) and the one our servers link
-    (cryptography's bundled build): the ceiling and the registrar do not run
-    the same library, and their handshake costs differ with it."""
-    from OpenSSL import SSL
-
-    system = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
-    bundled = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
-    return {"system": system, "servers": bundled}
-
-
-def openssl_p256(seconds: int) -> dict[str, float]:
-    out = subprocess.run(
-        ["openssl", "speed", "-seconds", str(seconds), "ecdsap256"], capture_output=True, text=True, timeout=120
-    ).stdout
-    # The per-op columns print 0.0000s on fast machines: use the rates.
-    m = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out)
-    if not m:
-        return {}
-    return {"sign_us": round(1e6 / float(m.group(1)), 2), "verify_us": round(1e6 / float(m.group(2)), 2)}
-
-
-def _bare_server(certs: Path, ready: Any) -> None:
-    """An aiohttp app on the registrar's TLS transport whose one handler reads the
-    body and answers 600 bytes: the framework's floor, no BRSKI in it."""
-    from aiohttp import web
-
-    from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
-
-    async def handler(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=b"x" * 600, content_type="application/pkcs7-mime")
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/bare", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        assert runner.server is not None
-        cfg = TlsServerConfig(
-            cert_chain_pem=(certs / "registrar/tls.crt").read_bytes(),
-            key_pem=(certs / "registrar/tls.key").read_bytes(),
-            client_auth="optional",
-            accept_untrusted_clients=True,
-        )
-        server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=cfg)
-        ready.put(bound_port(server))
-        await asyncio.sleep(3600)
-
-    asyncio.run(main())
-
-
-def bare_http_cpu(certs: Path, requests: int = 3000) -> float:
-    """Server CPU (ms) per bare HTTP/1.1 exchange (500-byte POST, 600-byte answer)
-    on one keep-alive mutual-TLS connection, through aiohttp and brski_web.tls."""
-    import multiprocessing as mp
-    import socket
-    import ssl
-
-    ready: Any = mp.get_context("fork").Queue()
-    proc = mp.get_context("fork").Process(target=_bare_server, args=(certs, ready), daemon=True)
-    proc.start()
-    assert proc.pid is not None  # started
-    pid: int = proc.pid
-    try:
-        port = ready.get(timeout=30)
-        client, key = _client_pem(certs)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # the figure is the server's cost, not a trust check
-        ctx.load_cert_chain(str(client), str(key))
-        body = b"y" * 500
-        req = b"POST /bare HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n" + body
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30)) as conn:
-
-            def exchange() -> None:
-                conn.sendall(req)
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    buf += conn.recv(65536)
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-
-            for _ in range(200):  # warm up
-                exchange()
-            c0 = cpu_seconds(pid)
-            for _ in range(requests):
-                exchange()
-            c1 = cpu_seconds(pid)
-        return round((c1 - c0) * 1000 / requests, 4)
-    finally:
-        proc.kill()
-        proc.join(timeout=10)
-
-
 def voucher_bench() -> dict[str, Any] | None:
     script = ROOT / "tools" / "bench_vouchers.py"
     if not script.exists():
@@ -494,6 +140,19 @@ def start_lab(work: Path, *, workers: int = 1, cluster: Any = None) -> Lab:
     lab.start("masa", timeout=120)
     lab.start("registrar", timeout=120)
     return lab
+
+
+def console_only(work: Path, devices: int) -> int:
+    lab = start_lab(work)
+    try:
+        lab.stop("registrar")
+        preload_registrar(lab.workdir / "registrar.db", devices)
+        lab.start("registrar")
+        result = console_paging(lab, devices)
+    finally:
+        lab.stop_all()
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def configurations(databases: str, workers: str) -> list[tuple[str, int]]:
@@ -550,6 +209,10 @@ def main() -> int:
                     help="worker processes per role to compare, e.g. 1,2 (SQLite runs with 1 only)")
     ap.add_argument("--engines-only", action="store_true",
                     help="only the engine/worker comparison (no ceilings, no 1M store)")
+    ap.add_argument("--est-only", action="store_true",
+                    help="only the EST /simpleenroll comparison with openssl s_server (make bench-est)")
+    ap.add_argument("--est-seconds", type=float, default=float(os.environ.get("BENCH_EST_SECONDS", 30)),
+                    help="seconds of the EST comparison, split over its 3 alternating rounds")
     args = ap.parse_args()
     configs = configurations(args.database, args.workers)
     work = Path(args.workdir).resolve()
@@ -557,6 +220,13 @@ def main() -> int:
         return console_only(work, args.console_only)
     count = int(args.seconds * 300) + 500  # more IDevIDs than the fleet can use in the time
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}")
+    if args.est_only:
+        est = est_comparison(work / "est", seconds=args.est_seconds)
+        Path(args.out).write_text(json.dumps(est, indent=2) + "\n")
+        print()
+        print_est(est)
+        print(f"\nwritten: {args.out}")
+        return 0
     print(f"fleet: concurrency {args.concurrency}, {args.processes} processes, {args.seconds:g} s per run")
     if args.engines_only:
         runs = engine_runs(work, configs, args, count)
@@ -596,6 +266,8 @@ def main() -> int:
         "masa_cpu_ms_per_enrollment": empty["cpu_ms_per_enrollment"]["masa"],
         "postgresql_cpu_ms_per_enrollment": None,
     })
+    print("\n== EST /simpleenroll against openssl s_server (pinned cores) ==", flush=True)
+    est = est_comparison(work / "est", seconds=args.est_seconds)
     bare_ms = bare_http_cpu(lab.certs)
     p256 = openssl_p256(3)
     vouchers = voucher_bench()
@@ -624,6 +296,13 @@ def main() -> int:
         "p256_sign_us": p256.get("sign_us"),
         "p256_verify_us": p256.get("verify_us"),
         "registrar_ratio_vs_openssl": round(reg_cpu / ossl, 2) if ossl else None,
+        "masa_ratio_vs_openssl": round(empty["cpu_ms_per_enrollment"]["masa"] / ossl, 2) if ossl else None,
+        "fleet_ratio_vs_openssl": (
+            round(empty["fleet_cpu_ms_per_enrollment"] / ossl, 2)
+            if ossl and empty.get("fleet_cpu_ms_per_enrollment") else None
+        ),
+        # EST /simpleenroll, its own alternating rounds on pinned cores (benchlib/est.py).
+        **est,
         # An onboarding is two mutual-TLS handshakes at the registrar (IDevID,
         # then the LDevID for enrollstatus, RFC 8995 5.9.4): what those alone
         # cost it, and what they alone put into the ratio above.
@@ -681,7 +360,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"openssl s_server mTLS:       {r['openssl_mtls_cpu_ms_per_handshake']} ms CPU/handshake ({r['openssl_mtls_handshakes_per_s']}/s via s_time;"
           f" median of rounds {r['openssl_mtls_cpu_ms_rounds']})")
     print(f"P-256 (openssl speed):       sign {r['p256_sign_us']} us, verify {r['p256_verify_us']} us")
-    print(f"registrar / openssl mTLS:    {r['registrar_ratio_vs_openssl']}x")
+    print(f"registrar / openssl mTLS:    {r['registrar_ratio_vs_openssl']}x   MASA / openssl: {r['masa_ratio_vs_openssl']}x"
+          f"   fleet / openssl: {r['fleet_ratio_vs_openssl']}x")
     print(f"registrar TLS alone:         {r['registrar_tls_cpu_ms_per_handshake']} ms CPU/handshake (s_time, {r['registrar_tls_handshakes_per_s']}/s,"
           f" rounds {r['registrar_tls_cpu_ms_rounds']});"
           f" its 2 handshakes per onboarding = {r['registrar_handshakes_ratio_vs_openssl']}x openssl,"
@@ -699,6 +379,7 @@ def print_report(r: dict[str, Any]) -> None:
               f" max {c['page_ms_max']} ms, registrar CPU {c['registrar_cpu_ms_per_page']} ms/page;"
               f" deep page {c['deep_page_ms']} ms, prefix search {c['prefix_search_ms']} ms")
     print_engines(r.get("engines", []))
+    print_est(r)
     v = r.get("vouchers")
     if isinstance(v, dict) and "error" not in v:
         print("voucher sign/verify (tools/bench_vouchers.py): " + json.dumps(v)[:400])
