@@ -26,6 +26,7 @@ from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
+from brski_web.store_cli import add_store_commands
 from brski_web.workers import WorkerPorts, serve_command
 from masa.config import MasaConfig, database_url, example_config, load_config
 from masa.owners import add_owner, remove_owner
@@ -240,8 +241,6 @@ def _build(sub: argparse.ArgumentParser) -> None:
         p.set_defaults(func=cmd_owners)
     # audit verify|export over the hash-chained event log.
     add_audit_commands(cmds, role="masa", common=_common, open_store=lambda a: open_masa_store(_database(a)))
-    from brski_cli.store_cmd import add_store_commands
-
     add_store_commands(cmds, role="masa", common=_common, database=_database, opener=open_masa_store, run=_run)
 
 

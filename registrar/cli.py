@@ -20,6 +20,7 @@ from brski_web.audit_cli import add_audit_commands
 from brski_web.cli import run_command
 from brski_web.logs import configure_logging
 from brski_web.serve import run_server, server_tls
+from brski_web.store_cli import add_store_commands
 from brski_web.workers import WorkerPorts, serve_command
 from registrar.config import RegistrarConfig, database_url, example_config, load_config
 from registrar.lifecycle_cli import network_json
@@ -229,8 +230,6 @@ def _build(sub: argparse.ArgumentParser) -> None:
         open_store=lambda a: open_registrar_store(database_url(a.config, a.database)),
         state_checks=_revocation_checks,
     )
-    from brski_cli.store_cmd import add_store_commands
-
     add_store_commands(
         cmds, role="registrar", common=_common, database=lambda a: database_url(a.config, a.database),
         opener=open_registrar_store, run=_run,

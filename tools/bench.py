@@ -73,8 +73,8 @@ PLEDGE_REQUESTS = 6
 def run_fleet(
     lab: Lab, out: Path, *, count: int, concurrency: int, processes: int, seconds: float, cluster: Any = None
 ) -> dict[str, Any]:
-    """One timed fleet run; the fleet generates its IDevIDs and registers them
-    with the MASA's store before its clock starts."""
+    """One timed fleet run on IDevIDs the lab issued and the MASA imported
+    (``Lab.fleet_command``) before the fleet's clock starts."""
     groups = {name: role_pids(lab, name) for name in ("registrar", "masa")}
     summary_path = out / "fleet.json"
     summary_path.unlink(missing_ok=True)
@@ -82,8 +82,8 @@ def run_fleet(
         count=count, concurrency=concurrency, processes=processes, json_path=summary_path,
         extra=("--duration", str(seconds)),
     )
-    # CPU is sampled when the fleet prints its first progress line, i.e. after
-    # generation and the MASA import, and again when it exits.
+    # CPU is sampled when the fleet prints its first progress line (the
+    # IDevIDs were issued and imported before it started), and again when it exits.
     proc = subprocess.Popen(cmd, text=True, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     first = proc.stderr.read(1)

@@ -2,7 +2,11 @@
 
 * The pledge simulator uses TLS and config files without the servers'
   plumbing: no module of ``pledge_sim`` imports ``brski_web`` (or aiohttp's
-  server side through it).
+  server side through it), nor ``brski_storage``: it writes no store (the
+  fleet's IDevIDs reach the MASA through ``brski masa devices import``).
+* The sans-IO core ``brski`` imports no database, thread, queue, socket or
+  event loop, and nothing above it.
+* The roles never import the CLI package or each other.
 * ``brski_tls`` and ``brski_config`` sit beside the core for every role: they
   import no role, no ``brski_web``, no ``brski_cli`` and no aiohttp.
 """
@@ -35,7 +39,28 @@ def _imports(package: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
-        ("pledge_sim", {"brski_web", "brski_cli", "masa", "registrar"}),
+        ("pledge_sim", {"brski_web", "brski_cli", "brski_storage", "masa", "registrar"}),
+        (
+            "brski",
+            {
+                "sqlite3",
+                "psycopg",
+                "threading",
+                "queue",
+                "socket",
+                "asyncio",
+                "aiohttp",
+                "brski_storage",
+                "brski_web",
+                "brski_tls",
+                "brski_config",
+                "brski_cli",
+                *ROLES,
+            },
+        ),
+        ("masa", {"brski_cli", "registrar", "pledge_sim", "join_proxy"}),
+        ("registrar", {"brski_cli", "masa", "pledge_sim", "join_proxy"}),
+        ("join_proxy", {"brski_cli", "brski_storage", "masa", "registrar", "pledge_sim"}),
         ("brski_tls", {"brski_web", "brski_cli", "aiohttp", *ROLES}),
         ("brski_config", {"brski_web", "brski_cli", "aiohttp", *ROLES}),
     ],
@@ -43,5 +68,7 @@ def _imports(package: str) -> dict[str, set[str]]:
 def test_package_imports_nothing_forbidden(package: str, forbidden: set[str]) -> None:
     files = _imports(package)
     assert files, f"no modules found under {package}"
-    offending = {path: sorted(names & forbidden) for path, names in files.items() if names & forbidden}
+    offending = {
+        path: sorted(names & forbidden) for path, names in files.items() if names & forbidden
+    }
     assert offending == {}
