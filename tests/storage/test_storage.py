@@ -2,7 +2,7 @@
 constraints, devices, vouchers, certificates), and the SQLite engine itself on
 real files (``db_path`` and ``sqlite_only``: migrations, pragmas, URLs). The
 event chain and the writer are in test_storage_chain.py, tampering in
-test_storage_tamper.py, PostgreSQL's own twins in tests/storage/."""
+test_storage_tamper.py, PostgreSQL's own twins in test_postgres.py."""
 
 from __future__ import annotations
 
