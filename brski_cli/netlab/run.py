@@ -85,6 +85,10 @@ class NetLab:
     # 802.1X with the LDevID after onboarding (brski_cli.netlab.access): FreeRADIUS,
     # hostapd per pledge port, the gate; the registrar as policy decision point.
     network_access: bool = False
+    # The stores (None: SQLite files under workdir/run); a postgresql:// URL works
+    # from inside the namespaces too, over the cluster's Unix socket.
+    registrar_database: str | None = None
+    masa_database: str | None = None
     access: LabAccess | None = field(default=None, init=False)
     lab: Lab = field(init=False)
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -101,6 +105,8 @@ class NetLab:
             host="::",
             python=self.python,
             ownership=self.ownership,
+            registrar_database=self.registrar_database,
+            masa_database=self.masa_database,
             masa_public=t.vendor_address,
             registrar_public=t.domain_address,
             # RFC 8995 4.1 / B: the registrar announces itself on the domain link;

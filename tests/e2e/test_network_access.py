@@ -39,6 +39,7 @@ from brski_netaccess.probe import cut_off_after, join
 from brski_netaccess.stack import NetworkAccessStack
 from brski_netaccess.supplicant import Supplicant
 from brski_netaccess.topology import MiniTopology
+from tests.e2e.labtools import rows
 
 pytestmark = pytest.mark.skipif(have_netns() is not None, reason=str(have_netns()))
 
@@ -125,13 +126,9 @@ class Net:
         return s
 
     def events(self, serial: str) -> list[tuple[str, str | None]]:
-        import sqlite3
-
-        conn = sqlite3.connect(f"file:{self.lab.workdir / 'registrar.db'}?mode=ro", uri=True)
-        try:
-            return list(conn.execute("SELECT kind, check_name FROM events WHERE device_serial = ? ORDER BY id", (serial,)))
-        finally:
-            conn.close()
+        return [(str(k), None if c is None else str(c)) for k, c in rows(
+            self.lab.db_url("registrar"),
+            "SELECT kind, check_name FROM events WHERE device_serial = ? ORDER BY id", (serial,))]
 
 
 def wait(cond: object, what: str, timeout: float = 30.0) -> None:

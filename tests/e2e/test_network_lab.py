@@ -214,7 +214,7 @@ def test_garbage_and_plain_http_through_the_proxy_are_refused_handshakes(netlab:
     _wait_for("two refused handshakes in the registrar's log",
               lambda: _log(netlab, "registrar").count("event=tls-handshake-refused") >= before + 2)
     # ... and recorded as events marked via=proxy (the refusals are stored per window).
-    db = netlab.lab.workdir / "registrar.db"
+    db = netlab.lab.db_url("registrar")
 
     def recorded(kind: str) -> bool:
         return any(json.loads(str(d)).get("via") == "proxy"
