@@ -39,7 +39,7 @@ from brski_netaccess.probe import cut_off_after, join
 from brski_netaccess.stack import NetworkAccessStack
 from brski_netaccess.supplicant import Supplicant
 from brski_netaccess.topology import MiniTopology
-from tests.e2e.labtools import rows
+from tests.e2e.labtools import engine_databases, rows
 
 pytestmark = pytest.mark.skipif(have_netns() is not None, reason=str(have_netns()))
 
@@ -141,7 +141,7 @@ def wait(cond: object, what: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+def net(tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("netaccess")
     topo = MiniTopology(tag=secrets.token_hex(2), pledges=2)
     topo.up()
@@ -163,7 +163,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         write_dev_pki(certs, pki, force=False)
         write_mud_files(root / "mud", pki, mud_base)
         lab = Lab(workdir=root / "run", certs=certs, masa_port=masa_port, registrar_port=registrar_port,
-                  python=str(wrapper), host="0.0.0.0")
+                  python=str(wrapper), host="0.0.0.0", **engine_databases(engine, request))
         lab.write_configs()
         with (lab.workdir / "masa.toml").open("a") as f:
             f.write(f'mud_dir = "{root / "mud"}"\n')
