@@ -10,7 +10,8 @@ import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+from tests import VECTORS
+
 CB = VECTORS / "cbrski-draft31"
 
 

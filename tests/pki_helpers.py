@@ -103,6 +103,12 @@ def make_pki() -> dict[str, Issued]:
     return {"root": root, "inter": inter, "other": other_root}
 
 
+@pytest.fixture(scope="module")
+def chain_pki() -> dict[str, Issued]:
+    """A module's root, intermediate and unrelated root (make_pki)."""
+    return make_pki()
+
+
 def leaf_under(pki: dict, **kw: object) -> x509.Certificate:  # type: ignore[type-arg]
     return make_cert("leaf", issuer=pki["inter"], **kw)[0]  # type: ignore[arg-type]
 

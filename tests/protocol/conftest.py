@@ -9,15 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.protocol.net import Net, engine_databases, start_net, stop_net
+from tests.protocol.net import Net, running_net
 from tests.protocol.tls_transport_helpers import Pki, make_pki
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("protocol"), databases=engine_databases(engine, request))
-    yield n
-    stop_net(n)
+    with running_net(tmp_path_factory.mktemp("protocol"), engine, request) as n:
+        yield n
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ from brski.errors import (
     SignatureInvalid,
     VoucherInvalid,
 )
+from tests import VECTORS
 from tests.cose_helpers import (
     CB,
     EXPECTED_ALG,
     KINDS,
-    VECTORS,
     _der_cert,
     _same_key,
 )
