@@ -64,7 +64,7 @@ def issue(
     key: Any = None,
     not_after: datetime = NOW + timedelta(days=365),
 ) -> Cred:
-    """``cn`` (with X520SerialNumber ``serial``) under ``issuer``, or a self-signed CA."""
+    """``cn`` (with X520SerialNumber ``serial``) under ``issuer``, or self-signed."""
     cert, key = make_cert(
         cn,
         serial=serial,
