@@ -21,7 +21,12 @@ from brski_cli.pgcluster import PgCluster, PgUnavailable, pg_cluster
 ENGINES = ("sqlite", "postgresql")
 
 # Fixtures that unit tests and their out-of-process counterparts in e2e/ share.
-pytest_plugins = ["tests.devpki_helpers", "tests.storage_helpers", "tests.voucher_cli_helpers"]
+pytest_plugins = [
+    "tests.devpki_helpers",
+    "tests.pki_helpers",
+    "tests.storage_helpers",
+    "tests.voucher_cli_helpers",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
-
+from tests import VECTORS
 
 RFC7030 = VECTORS / "rfc7030"
 

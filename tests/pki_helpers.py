@@ -1,6 +1,8 @@
-"""A tiny certificate factory for the brski.pki tests (helpers, not tests):
-P-256 certificates with the extensions a test names, and a root, an
-intermediate and an unrelated root to chain them to."""
+"""The tests' one certificate factory (helpers, not tests): certificates
+with the extensions a test names (P-256 unless the test brings a key of
+its own), and a root, an intermediate and an unrelated root to chain them to.
+Keys come from brski.pki.generate_key and signature hashes from
+brski.ca.signature_hash, as the registrar's CA picks them."""
 
 from __future__ import annotations
 
@@ -9,27 +11,31 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from brski.ca import signature_hash
 from brski.errors import ChainInvalid
+from brski.pki import PrivateKey, generate_key
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
-Issued = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+Issued = tuple[x509.Certificate, PrivateKey]
 
 
 def key_usage_for(
-    *, ca: bool, digital_signature: bool = True, key_cert_sign: bool | None = None
+    *, ca: bool, digital_signature: bool | None = None, key_cert_sign: bool | None = None
 ) -> x509.KeyUsage:
+    """An end entity's digitalSignature (keyAgreement with ``digital_signature=False``),
+    a CA's keyCertSign and cRLSign (RFC 5280 4.2.1.3); ``digital_signature=True``
+    adds it to a CA's."""
+    signs = not ca if digital_signature is None else digital_signature
     return x509.KeyUsage(
-        digital_signature=digital_signature and not ca,
+        digital_signature=signs,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
-        key_agreement=not digital_signature and not ca,
+        key_agreement=not signs and not ca,
         key_cert_sign=ca if key_cert_sign is None else key_cert_sign,
         crl_sign=ca,
         encipher_only=False,
@@ -40,7 +46,8 @@ def key_usage_for(
 def make_cert(
     cn: str,
     *,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    issuer: Issued | None = None,
+    key: PrivateKey | None = None,
     ca: bool = False,
     path_length: int | None = None,
     not_before: datetime = NOW - DAY,
@@ -50,8 +57,11 @@ def make_cert(
     serial: str | None = None,
     extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
     basic_constraints: bool = True,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
+    ski: bool = True,
+) -> Issued:
+    """``cn`` (and ``serial``) certified by ``issuer``, or self-signed; with a
+    fresh P-256 key unless ``key`` is given."""
+    key = key or generate_key("p256")
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     if serial is not None:
         attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
@@ -64,8 +74,9 @@ def make_cert(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    if ski:
+        b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     if basic_constraints:
         b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
     if key_usage is True:
@@ -81,7 +92,8 @@ def make_cert(
         )
     for ext, critical in extra:
         b = b.add_extension(ext, critical=critical)
-    return b.sign(issuer[1] if issuer else key, hashes.SHA256()), key
+    signer = issuer[1] if issuer else key
+    return b.sign(signer, signature_hash(signer)), key
 
 
 def make_pki() -> dict[str, Issued]:
@@ -89,6 +101,12 @@ def make_pki() -> dict[str, Issued]:
     inter = make_cert("inter", issuer=root, ca=True, path_length=0, not_after=NOW + 3650 * DAY)
     other_root = make_cert("other root", ca=True)
     return {"root": root, "inter": inter, "other": other_root}
+
+
+@pytest.fixture(scope="module")
+def chain_pki() -> dict[str, Issued]:
+    """A module's root, intermediate and unrelated root (make_pki)."""
+    return make_pki()
 
 
 def leaf_under(pki: dict, **kw: object) -> x509.Certificate:  # type: ignore[type-arg]

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from brski import oids
 from brski.artifact import sign_artifact
+from brski.ca import issue_ldevid, new_serial
+from brski.pki import cert_der
 from brski.pledge import (
     Failed,
     Pledge,
@@ -26,6 +26,7 @@ from brski.pledge import (
     VoucherAccepted,
 )
 from brski.voucher import Assertion, Voucher
+from tests.pki_helpers import key_usage_for, make_cert
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SERIAL = "PLEDGE-0001"
@@ -47,13 +48,6 @@ MT = next(m for m in oids.VOUCHER_MEDIA_TYPES if _available(m))
 # --- a throwaway PKI ---------------------------------------------------------------
 
 
-def _name(cn: str, serial: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if serial is not None:
-        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
-    return x509.Name(attrs)
-
-
 @dataclass
 class Cred:
     key: Any
@@ -61,7 +55,8 @@ class Cred:
 
 
 def issue(
-    subject: x509.Name,
+    cn: str,
+    serial: str | None = None,
     *,
     issuer: Cred | None = None,
     ca: bool = False,
@@ -69,41 +64,19 @@ def issue(
     key: Any = None,
     not_after: datetime = NOW + timedelta(days=365),
 ) -> Cred:
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    signer_key = issuer.key if issuer else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
-            critical=False,
-        )
+    """``cn`` (with X520SerialNumber ``serial``) under ``issuer``, or self-signed."""
+    cert, key = make_cert(
+        cn,
+        serial=serial,
+        issuer=(issuer.cert, issuer.key) if issuer else None,
+        key=key,
+        ca=ca,
+        eku=eku,
+        not_before=NOW - timedelta(days=1),
+        not_after=not_after,
+        key_usage=key_usage_for(ca=True, digital_signature=True) if ca else None,
     )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    return Cred(key, builder.sign(signer_key, hashes.SHA256()))
+    return Cred(key, cert)
 
 
 @dataclass
@@ -117,27 +90,23 @@ class World:
 
 
 def make_world() -> World:
-    mfr = issue(_name("Test Manufacturer Root"), ca=True)
-    domain = issue(_name("Test Domain CA"), ca=True)
+    mfr = issue("Test Manufacturer Root", ca=True)
+    domain = issue("Test Domain CA", ca=True)
     return World(
         mfr=mfr,
-        idevid=issue(_name(SERIAL, SERIAL), issuer=mfr),
-        masa=issue(_name("Test MASA voucher signer"), issuer=mfr),
+        idevid=issue(SERIAL, SERIAL, issuer=mfr),
+        masa=issue("Test MASA voucher signer", issuer=mfr),
         domain=domain,
         registrar=issue(
-            _name("registrar.test"), issuer=domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH, oids.ID_KP_CMC_RA]
+            "registrar.test", issuer=domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH, oids.ID_KP_CMC_RA]
         ),
-        evil=issue(_name("Someone Else CA"), ca=True),
+        evil=issue("Someone Else CA", ca=True),
     )
 
 
 def new_pledge(w: World, **kw: Any) -> Pledge:
     kw.setdefault("media_type", MT)
     return Pledge(idevid=w.idevid.cert, key=w.idevid.key, chain=[], anchors=[w.mfr.cert], **kw)
-
-
-def der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def aki(cert: x509.Certificate) -> bytes:
@@ -162,7 +131,7 @@ def masa_voucher(
         "serial_number": SERIAL,
         "nonce": nonce,
         "idevid_issuer": aki(w.idevid.cert),
-        "pinned_domain_cert": der(w.domain.cert),
+        "pinned_domain_cert": cert_der(w.domain.cert),
     }
     base.update(fields)
     voucher = Voucher(**base)
@@ -176,7 +145,7 @@ def masa_voucher(
 
 def to_voucher_requested(w: World, **kw: Any) -> tuple[Pledge, bytes, bytes]:
     pledge = new_pledge(w, **kw)
-    pledge.connected(der(w.registrar.cert))
+    pledge.connected(cert_der(w.registrar.cert))
     nonce = secrets.token_bytes(32)
     raw = pledge.build_voucher_request(now=NOW, nonce=nonce)
     return pledge, nonce, raw
@@ -203,20 +172,18 @@ def to_status_reported(w: World) -> Pledge:
 
 
 def ca_issue(w: World, csr_der: bytes, *, ca: Cred | None = None) -> x509.Certificate:
+    """The LDevID ``ca`` (by default the domain CA) issues for the CSR, as the registrar would."""
     ca = ca or w.domain
     csr = x509.load_der_x509_csr(csr_der)
     assert csr.is_signature_valid
-    return (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(ca.cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(minutes=5))
-        .not_valid_after(NOW + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
+    return issue_ldevid(
+        csr,
+        ca_cert=ca.cert,
+        ca_key=ca.key,
+        serial=new_serial(),
+        now=NOW,
+        validity=timedelta(days=30),
+        device_serial=SERIAL,
     )
 
 

@@ -13,9 +13,7 @@ from brski.artifact import sign_artifact
 from brski.devpki import build_dev_pki
 from brski.pki import cert_der
 from brski.voucher import Assertion, Voucher, VoucherRequest
-
-VECTORS = Path(__file__).resolve().parent / "vectors"
-
+from tests import VECTORS
 
 RFC8995 = VECTORS / "rfc8995"
 

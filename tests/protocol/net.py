@@ -23,7 +23,8 @@ import json
 import os
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -350,16 +351,25 @@ def start_net(
     threading.Thread(target=loop.run_forever, daemon=True, name="protocol-servers").start()
     net = Net(root=root, pki=pki, loop=loop, databases=dict(databases or {}))
     P = net.path
+
+    def server_files(role: str, **files: str) -> dict[str, Any]:
+        """What both servers are configured with: their TLS identity and store,
+        the manufacturer anchor, the body timeout, and ``files`` from the PKI."""
+        return {
+            "tls_cert": str(P(f"{role}/tls.crt")),
+            "tls_key": str(P(f"{role}/tls.key")),
+            "database": net.db_url(role),
+            "manufacturer_anchors": [str(P("manufacturer/root-ca.crt"))],
+            "body_read_timeout_s": BODY_TIMEOUT_S,
+            **{key: str(P(path)) for key, path in files.items()},
+        }
+
     masa_cfg = load_masa_config(
         None,
         {
-            "tls_cert": str(P("masa/tls.crt")),
-            "tls_key": str(P("masa/tls.key")),
-            "database": net.db_url("masa"),
-            "signer_cert": str(P("masa/voucher-signer.crt")),
-            "signer_key": str(P("masa/voucher-signer.key")),
-            "manufacturer_anchors": [str(P("manufacturer/root-ca.crt"))],
-            "body_read_timeout_s": BODY_TIMEOUT_S,
+            **server_files(
+                "masa", signer_cert="masa/voucher-signer.crt", signer_key="masa/voucher-signer.key"
+            ),
             **(masa or {}),
         },
     )
@@ -386,18 +396,16 @@ def start_net(
     reg_cfg = load_registrar_config(
         None,
         {
-            "tls_cert": str(P("registrar/tls.crt")),
-            "tls_key": str(P("registrar/tls.key")),
-            "database": net.db_url("registrar"),
-            "ca_cert": str(P("registrar/domain-ca.crt")),
-            "ca_key": str(P("registrar/domain-ca.key")),
-            "ra_cert": str(P("registrar/ra.crt")),
-            "ra_key": str(P("registrar/ra.key")),
-            "manufacturer_anchors": [str(P("manufacturer/root-ca.crt"))],
+            **server_files(
+                "registrar",
+                ca_cert="registrar/domain-ca.crt",
+                ca_key="registrar/domain-ca.key",
+                ra_cert="registrar/ra.crt",
+                ra_key="registrar/ra.key",
+            ),
             "masa_trust": [str(P("manufacturer/root-ca.crt"))],
             "masa_url_override": f"https://127.0.0.1:{net.masa_port}",
             "masa_timeout_s": 30.0,
-            "body_read_timeout_s": BODY_TIMEOUT_S,
             **(registrar or {}),
         },
     )
@@ -425,6 +433,19 @@ def engine_databases(engine: str, request: pytest.FixtureRequest) -> dict[str, s
         return {}
     cluster: PgCluster = request.getfixturevalue("postgres")
     return {"registrar": cluster.new_schema("registrar"), "masa": cluster.new_schema("masa")}
+
+
+@contextmanager
+def running_net(
+    root: Path, engine: str, request: pytest.FixtureRequest, **options: Any
+) -> Iterator[Net]:
+    """A module's ``net`` fixture: :func:`start_net` in ``root`` with its stores on
+    ``engine`` and ``options``, stopped when the module is done (or failed)."""
+    n = start_net(root, databases=engine_databases(engine, request), **options)
+    try:
+        yield n
+    finally:
+        stop_net(n)
 
 
 # --- identities shared by the refusal and matrix modules ----------------------------

@@ -49,11 +49,9 @@ from tests.protocol.net import (
     Identity,
     Net,
     domain_issued,
-    engine_databases,
     other_manufacturer,
     pledge_request,
-    start_net,
-    stop_net,
+    running_net,
     write_identity,
 )
 
@@ -90,12 +88,11 @@ MATRIX: dict[str, tuple[int, ...]] = {
 def net(
     tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    n = start_net(
-        tmp_path_factory.mktemp("matrix"), pledges=140, registrar={"admin_subjects": [ADMIN_SUBJECT]},
-        databases=engine_databases(engine, request),
-    )
-    yield n
-    stop_net(n)
+    with running_net(
+        tmp_path_factory.mktemp("matrix"), engine, request,
+        pledges=140, registrar={"admin_subjects": [ADMIN_SUBJECT]},
+    ) as n:
+        yield n
 
 
 class Identities:

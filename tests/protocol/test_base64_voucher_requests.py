@@ -19,24 +19,16 @@ from brski.artifact import verify_artifact
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.voucher import Voucher
 from tests.protocol.helpers import post_vr
-from tests.protocol.net import (
-    VR_HEADERS,
-    Net,
-    engine_databases,
-    pledge_request,
-    start_net,
-    stop_net,
-)
+from tests.protocol.net import VR_HEADERS, Net, pledge_request, running_net
 
 
 @pytest.fixture(scope="module")
 def net(
     tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("b64"), pledges=2, registrar={"accept_base64_voucher_requests": True},
-                  databases=engine_databases(engine, request))
-    yield n
-    stop_net(n)
+    with running_net(tmp_path_factory.mktemp("b64"), engine, request,
+                     pledges=2, registrar={"accept_base64_voucher_requests": True}) as n:
+        yield n
 
 
 def test_base64_voucher_request_is_decoded_when_configured(net: Net) -> None:

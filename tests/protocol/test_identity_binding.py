@@ -30,7 +30,7 @@ from brski.ldevid import LdevidProfile, LdevidProfiles
 from brski.oids import MT_PKCS10
 from brski.pledge import build_csr_der
 from tests.protocol.helpers import ENROLL, enroll, max_event_id, refused, vouched
-from tests.protocol.net import PEM, Net, engine_databases, start_net, stop_net
+from tests.protocol.net import PEM, Net, running_net
 
 OPENSSL = "/usr/bin/openssl"
 CURL = "/usr/bin/curl"
@@ -40,9 +40,8 @@ CURL = "/usr/bin/curl"
 def net(
     tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("identity"), pledges=16, databases=engine_databases(engine, request))
-    yield n
-    stop_net(n)
+    with running_net(tmp_path_factory.mktemp("identity"), engine, request, pledges=16) as n:
+        yield n
 
 
 def _policy(net: Net, **changes: object) -> None:

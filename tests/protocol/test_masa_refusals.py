@@ -28,13 +28,11 @@ from tests.protocol.net import (
     Net,
     Reply,
     domain_issued,
-    engine_databases,
     issue,
     name,
     other_manufacturer,
     pledge_request,
-    start_net,
-    stop_net,
+    running_net,
     write_identity,
 )
 
@@ -43,9 +41,8 @@ from tests.protocol.net import (
 def net(
     tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    n = start_net(tmp_path_factory.mktemp("masa"), pledges=48, databases=engine_databases(engine, request))
-    yield n
-    stop_net(n)
+    with running_net(tmp_path_factory.mktemp("masa"), engine, request, pledges=48) as n:
+        yield n
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.protocol.net import Identity, Net, engine_databases, start_net, stop_net
+from tests.protocol.net import Identity, Net, running_net
 
 SECRET = b"das-test-secret"
 RADIUS_SUBJECT = "CN=radius,O=brski dev domain"
@@ -81,8 +81,10 @@ def das() -> Iterator[FakeDas]:
 def net(
     tmp_path_factory: pytest.TempPathFactory, das: FakeDas, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    n = start_net(
+    with running_net(
         tmp_path_factory.mktemp("netaccess"),
+        engine,
+        request,
         pledges=8,
         registrar={
             "admin_subjects": ["CN=admin,O=brski dev domain"],
@@ -95,10 +97,8 @@ def net(
                 "assurance_interval_s": 3600,  # these tests trigger enforcement explicitly
             },
         },
-        databases=engine_databases(engine, request),
-    )
-    yield n
-    stop_net(n)
+    ) as n:
+        yield n
 
 
 def ident(net: Net, name: str) -> Identity:

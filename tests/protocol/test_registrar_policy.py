@@ -18,12 +18,10 @@ from registrar.cli import main as registrar_cli
 from tests.protocol.helpers import post_vr
 from tests.protocol.net import (
     Net,
-    engine_databases,
     issue,
     other_manufacturer,
     pledge_request,
-    start_net,
-    stop_net,
+    running_net,
     write_identity,
 )
 
@@ -34,8 +32,10 @@ ALLOWED = "PLG-000010"
 def net(
     tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    n = start_net(
+    with running_net(
         tmp_path_factory.mktemp("policy"),
+        engine,
+        request,
         pledges=12,
         registrar={
             "unlisted_devices": "queue",
@@ -43,11 +43,9 @@ def net(
             "allow_serials": [ALLOWED],
             "manufacturers": [{"name": "anyone", "policy": "first-use"}],
         },
-        databases=engine_databases(engine, request),
-    )
-    n.reserved.add(ALLOWED)
-    yield n
-    stop_net(n)
+    ) as n:
+        n.reserved.add(ALLOWED)
+        yield n
 
 
 def _cli(net: Net, *args: str) -> int:

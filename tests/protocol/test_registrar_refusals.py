@@ -45,14 +45,12 @@ from tests.protocol.net import (
     Identity,
     Net,
     domain_issued,
-    engine_databases,
     idevid_without_serial,
     issue,
     name,
     other_manufacturer,
     pledge_request,
-    start_net,
-    stop_net,
+    running_net,
     write_identity,
 )
 
@@ -69,8 +67,10 @@ def net(
 ) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("refusals")
     denied = other_manufacturer(root / "denied-mfr")
-    n = start_net(
+    with running_net(
         root,
+        engine,
+        request,
         pledges=120,
         registrar={
             "deny_serials": [DENIED_SERIAL],
@@ -78,12 +78,10 @@ def net(
                 {"name": "denied-co", "anchor": str(root / "denied-mfr/other/manufacturer/root-ca.crt"), "policy": "deny"}
             ],
         },
-        databases=engine_databases(engine, request),
-    )
-    n.denied_pki = denied  # type: ignore[attr-defined]
-    n.reserved.add(DENIED_SERIAL)
-    yield n
-    stop_net(n)
+    ) as n:
+        n.denied_pki = denied  # type: ignore[attr-defined]
+        n.reserved.add(DENIED_SERIAL)
+        yield n
 
 
 @pytest.fixture(scope="module")

@@ -26,27 +26,20 @@ from tests.protocol.tls_transport_helpers import (
     _cfg,
     _client_ctx,
     _get_json,
-    make_pki,
     serve,
 )
 from tests.tls_old import restrict_to_tls11
 
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("tlspki"))
-
-
 # --- identity ------------------------------------------------------------------------
 
 
-async def test_trusted_client_cert_reaches_handler_verified(pki: Pki) -> None:
-    async with serve(_cfg(pki, client_auth="require")) as port:
-        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client))
-    leaf = pki.client_leaf.public_bytes(DER).hex()
+async def test_trusted_client_cert_reaches_handler_verified(tls_pki: Pki) -> None:
+    async with serve(_cfg(tls_pki, client_auth="require")) as port:
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
+    leaf = tls_pki.client_leaf.public_bytes(DER).hex()
     assert facts["peercert"] == leaf
     # as sent by the client: leaf, then the intermediate (the root is not sent)
-    assert facts["chain"] == [leaf, pki.client_intermediate.public_bytes(DER).hex()]
+    assert facts["chain"] == [leaf, tls_pki.client_intermediate.public_bytes(DER).hex()]
     assert facts["verified"] is True
     assert facts["error"] is None
     assert facts["version"] == "TLSv1.3"
@@ -55,25 +48,25 @@ async def test_trusted_client_cert_reaches_handler_verified(pki: Pki) -> None:
     assert facts["ssl_object"] is None
 
 
-async def test_untrusted_client_accepted_reaches_handler_unverified(pki: Pki) -> None:
-    cfg = _cfg(pki, client_auth="require", accept_untrusted_clients=True)
+async def test_untrusted_client_accepted_reaches_handler_unverified(tls_pki: Pki) -> None:
+    cfg = _cfg(tls_pki, client_auth="require", accept_untrusted_clients=True)
     async with serve(cfg) as port:
-        facts = await _get_json(port, _client_ctx(pki, pki.untrusted_client))
-    assert facts["peercert"] == pki.other_leaf.public_bytes(DER).hex()
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.untrusted_client))
+    assert facts["peercert"] == tls_pki.other_leaf.public_bytes(DER).hex()
     assert len(facts["chain"]) == 2
     assert facts["verified"] is False
     assert "issuer" in facts["error"] or "self-signed" in facts["error"]
     assert "depth" in facts["error"]
 
 
-async def test_untrusted_client_accepted_without_any_trust_store(pki: Pki) -> None:
+async def test_untrusted_client_accepted_without_any_trust_store(tls_pki: Pki) -> None:
     """The MASA case: no client CAs configured at all, every registrar reaches the app."""
-    cfg = _cfg(pki, client_auth="require", client_trust_pem=None, accept_untrusted_clients=True)
+    cfg = _cfg(tls_pki, client_auth="require", client_trust_pem=None, accept_untrusted_clients=True)
     async with serve(cfg) as port:
-        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client))
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
     assert facts["verified"] is False
     assert facts["error"]
-    assert facts["peercert"] == pki.client_leaf.public_bytes(DER).hex()
+    assert facts["peercert"] == tls_pki.client_leaf.public_bytes(DER).hex()
 
 
 async def _expect_refused(port: int, ctx: ssl.SSLContext) -> None:
@@ -86,41 +79,41 @@ async def _expect_refused(port: int, ctx: ssl.SSLContext) -> None:
 
 
 async def test_untrusted_client_refused_in_handshake(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    tls_pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[str] = []
     caplog.set_level(logging.DEBUG, logger="brski_web.tls")
-    async with serve(_cfg(pki, client_auth="optional"), calls) as port:
-        await _expect_refused(port, _client_ctx(pki, pki.untrusted_client))
+    async with serve(_cfg(tls_pki, client_auth="optional"), calls) as port:
+        await _expect_refused(port, _client_ctx(tls_pki, tls_pki.untrusted_client))
         assert calls == []
         assert "certificate verify failed" in caplog.text
         # the server is unharmed
-        assert (await _get_json(port, _client_ctx(pki, pki.trusted_client)))["verified"]
+        assert (await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client)))["verified"]
 
 
 async def test_require_without_client_cert_fails_handshake(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    tls_pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[str] = []
     caplog.set_level(logging.DEBUG, logger="brski_web.tls")
-    async with serve(_cfg(pki, client_auth="require"), calls) as port:
-        await _expect_refused(port, _client_ctx(pki))
+    async with serve(_cfg(tls_pki, client_auth="require"), calls) as port:
+        await _expect_refused(port, _client_ctx(tls_pki))
     assert calls == []
     assert "peer did not return a certificate" in caplog.text
 
 
-async def test_optional_without_client_cert(pki: Pki) -> None:
-    async with serve(_cfg(pki, client_auth="optional", accept_untrusted_clients=True)) as port:
-        facts = await _get_json(port, _client_ctx(pki))
+async def test_optional_without_client_cert(tls_pki: Pki) -> None:
+    async with serve(_cfg(tls_pki, client_auth="optional", accept_untrusted_clients=True)) as port:
+        facts = await _get_json(port, _client_ctx(tls_pki))
     assert facts["peercert"] == ""
     assert facts["chain"] == []
     assert facts["verified"] is False
     assert facts["error"] is None
 
 
-async def test_no_client_auth(pki: Pki) -> None:
-    async with serve(_cfg(pki, client_auth="none", client_trust_pem=None)) as port:
-        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client))
+async def test_no_client_auth(tls_pki: Pki) -> None:
+    async with serve(_cfg(tls_pki, client_auth="none", client_trust_pem=None)) as port:
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
     assert facts["chain"] == []  # never requested, so never sent
 
 
@@ -128,9 +121,9 @@ async def test_no_client_auth(pki: Pki) -> None:
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-async def test_tls12_and_tls13(pki: Pki, version: ssl.TLSVersion) -> None:
-    async with serve(_cfg(pki)) as port:
-        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client, version=version))
+async def test_tls12_and_tls13(tls_pki: Pki, version: ssl.TLSVersion) -> None:
+    async with serve(_cfg(tls_pki)) as port:
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client, version=version))
     name = {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
     assert facts["version"] == name
     assert facts["verified"] is True
@@ -141,13 +134,13 @@ async def test_tls12_and_tls13(pki: Pki, version: ssl.TLSVersion) -> None:
         assert facts["tls_unique"] == ""
 
 
-async def test_tls11_refused(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
-    ctx = _client_ctx(pki, pki.trusted_client)
+async def test_tls11_refused(tls_pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    ctx = _client_ctx(tls_pki, tls_pki.trusted_client)
     if not restrict_to_tls11(ctx):
         pytest.skip("local OpenSSL cannot offer TLS 1.1")
     calls: list[str] = []
     caplog.set_level(logging.DEBUG, logger="brski_web.tls")
-    async with serve(_cfg(pki), calls) as port:
+    async with serve(_cfg(tls_pki), calls) as port:
         reader_writer = asyncio.open_connection("127.0.0.1", port, ssl=ctx)
         with pytest.raises((ssl.SSLError, ConnectionError)):
             _, writer = await reader_writer
@@ -157,10 +150,10 @@ async def test_tls11_refused(pki: Pki, caplog: pytest.LogCaptureFixture) -> None
     assert "unsupported protocol" in caplog.text
 
 
-async def test_exporter_stable_within_and_distinct_across_connections(pki: Pki) -> None:
-    async with serve(_cfg(pki)) as port:
-        a = await _get_json(port, _client_ctx(pki, pki.trusted_client))
-        b = await _get_json(port, _client_ctx(pki, pki.trusted_client))
+async def test_exporter_stable_within_and_distinct_across_connections(tls_pki: Pki) -> None:
+    async with serve(_cfg(tls_pki)) as port:
+        a = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
+        b = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
     for facts in (a, b):
         assert len(bytes.fromhex(facts["exporter"])) == 32
         assert facts["exporter"] == facts["exporter_again"]

@@ -34,20 +34,13 @@ from tests.protocol.tls_transport_helpers import (
     _get_json,
     _key_pem,
     _payload,
-    make_pki,
     serve,
 )
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("tlspki"))
-
 
 # --- volume and flow control -------------------------------------------------------------
 
 
-async def test_large_bodies_with_back_pressure(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_large_bodies_with_back_pressure(tls_pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, int] = {"pause_read": 0, "pause_write": 0}
     orig_pause_reading = tls.TlsServerProtocol._pause_reading
     orig_pause_writing = tls.TlsServerProtocol.pause_writing
@@ -64,8 +57,8 @@ async def test_large_bodies_with_back_pressure(pki: Pki, monkeypatch: pytest.Mon
     monkeypatch.setattr(tls.TlsServerProtocol, "pause_writing", pause_writing)
 
     upload = os.urandom(MB5)
-    ctx = _client_ctx(pki, pki.trusted_client)
-    async with serve(_cfg(pki)) as port, aiohttp.ClientSession() as session:
+    ctx = _client_ctx(tls_pki, tls_pki.trusted_client)
+    async with serve(_cfg(tls_pki)) as port, aiohttp.ClientSession() as session:
         base = f"https://127.0.0.1:{port}"
         async with session.post(f"{base}/digest", data=io.BytesIO(upload), ssl=ctx) as resp:
             assert resp.status == 200
@@ -85,10 +78,10 @@ async def test_large_bodies_with_back_pressure(pki: Pki, monkeypatch: pytest.Mon
     assert seen["pause_write"] > 0  # the socket buffer filled and aiohttp was told
 
 
-async def test_200_requests_on_one_keepalive_connection(pki: Pki) -> None:
-    ctx = _client_ctx(pki, pki.trusted_client)
+async def test_200_requests_on_one_keepalive_connection(tls_pki: Pki) -> None:
+    ctx = _client_ctx(tls_pki, tls_pki.trusted_client)
     connector = aiohttp.TCPConnector(limit=1)
-    async with serve(_cfg(pki)) as port, aiohttp.ClientSession(connector=connector) as session:
+    async with serve(_cfg(tls_pki)) as port, aiohttp.ClientSession(connector=connector) as session:
         peers = set()
         for _ in range(200):
             async with session.get(f"https://127.0.0.1:{port}/info", ssl=ctx) as resp:
@@ -97,7 +90,7 @@ async def test_200_requests_on_one_keepalive_connection(pki: Pki) -> None:
     assert len(peers) == 1
 
 
-async def test_peer_identity_is_read_once_per_connection(pki: Pki) -> None:
+async def test_peer_identity_is_read_once_per_connection(tls_pki: Pki) -> None:
     """brski_web.identity parses a connection's client chain once: every request
     on a keep-alive connection gets the same PeerIdentity, another connection
     (another client certificate) its own."""
@@ -113,13 +106,13 @@ async def test_peer_identity_is_read_once_per_connection(pki: Pki) -> None:
     runner = web.AppRunner(app)
     await runner.setup()
     assert runner.server is not None
-    server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=_cfg(pki, accept_untrusted_clients=True))
+    server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=_cfg(tls_pki, accept_untrusted_clients=True))
     port = bound_port(server)
     try:
         seen: dict[str, set[int]] = {}
-        for cert in (pki.trusted_client, pki.untrusted_client):
+        for cert in (tls_pki.trusted_client, tls_pki.untrusted_client):
             connector = aiohttp.TCPConnector(limit=1)
-            ctx = _client_ctx(pki, cert)
+            ctx = _client_ctx(tls_pki, cert)
             async with aiohttp.ClientSession(connector=connector) as session:
                 for _ in range(5):
                     async with session.get(f"https://127.0.0.1:{port}/who", ssl=ctx) as resp:
@@ -145,9 +138,9 @@ async def _raw_request(port: int, ctx: ssl.SSLContext) -> tuple[bytes, bytes]:
     return head, body
 
 
-async def test_100_concurrent_connections(pki: Pki) -> None:
-    ctx = _client_ctx(pki, pki.trusted_client)
-    async with serve(_cfg(pki)) as port:
+async def test_100_concurrent_connections(tls_pki: Pki) -> None:
+    ctx = _client_ctx(tls_pki, tls_pki.trusted_client)
+    async with serve(_cfg(tls_pki)) as port:
         results = await asyncio.gather(*(_raw_request(port, ctx) for _ in range(100)))
     assert all(head.startswith(b"HTTP/1.1 200") for head, _ in results)
     exporters = {body.split(b'"exporter": "')[1][:64] for _, body in results}
@@ -168,15 +161,15 @@ def _blocking_request(port: int, ctx: ssl.SSLContext) -> bytes:
             return data
 
 
-async def test_server_closes_with_close_notify(pki: Pki) -> None:
-    async with serve(_cfg(pki)) as port:
+async def test_server_closes_with_close_notify(tls_pki: Pki) -> None:
+    async with serve(_cfg(tls_pki)) as port:
         data = await asyncio.to_thread(
-            _blocking_request, port, _client_ctx(pki, pki.trusted_client)
+            _blocking_request, port, _client_ctx(tls_pki, tls_pki.trusted_client)
         )
     assert data.startswith(b"HTTP/1.1 200")
 
 
-async def test_handshake_then_hang_up_is_quiet(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+async def test_handshake_then_hang_up_is_quiet(tls_pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     """What ``openssl s_time -new``, scanners and health checks do: a full
     handshake, no request, and gone before the server's post-handshake flight
     (the TLS 1.3 tickets) is written.  The transport must not start the inner
@@ -189,8 +182,8 @@ async def test_handshake_then_hang_up_is_quiet(pki: Pki, caplog: pytest.LogCaptu
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not installed")
     caplog.set_level(logging.ERROR)
-    cert, key = pki.untrusted_client  # as a pledge is, to the TLS layer (RFC 8995 5.3)
-    async with serve(_cfg(pki, client_auth="optional", accept_untrusted_clients=True)) as port:
+    cert, key = tls_pki.untrusted_client  # as a pledge is, to the TLS layer (RFC 8995 5.3)
+    async with serve(_cfg(tls_pki, client_auth="optional", accept_untrusted_clients=True)) as port:
         proc = await asyncio.create_subprocess_exec(
             "openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", "1",
             "-cert", cert, "-key", key,
@@ -200,15 +193,15 @@ async def test_handshake_then_hang_up_is_quiet(pki: Pki, caplog: pytest.LogCaptu
         await asyncio.sleep(0.2)
         gc.collect()  # "Task exception was never retrieved" is logged when the task is freed
         await asyncio.sleep(0)
-        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client))
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
     assert b"connections in" in out  # s_time completed handshakes
     assert facts["verified"] is True
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], errors[:3]
 
 
-async def test_handshake_timeout_and_garbage_do_not_hurt_the_server(pki: Pki) -> None:
-    cfg = replace(_cfg(pki), handshake_timeout=0.3)
+async def test_handshake_timeout_and_garbage_do_not_hurt_the_server(tls_pki: Pki) -> None:
+    cfg = replace(_cfg(tls_pki), handshake_timeout=0.3)
     async with serve(cfg) as port:
         # silent client: dropped after the timeout
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -229,36 +222,36 @@ async def test_handshake_timeout_and_garbage_do_not_hurt_the_server(pki: Pki) ->
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
         writer.close()
-        facts = await _get_json(port, _client_ctx(pki, pki.trusted_client))
+        facts = await _get_json(port, _client_ctx(tls_pki, tls_pki.trusted_client))
     assert facts["verified"] is True
 
 
-def test_config_validation(pki: Pki) -> None:
+def test_config_validation(tls_pki: Pki) -> None:
     with pytest.raises(ConfigError):
-        _cfg(pki, client_auth="maybe")
+        _cfg(tls_pki, client_auth="maybe")
     with pytest.raises(ConfigError):
-        _cfg(pki, client_auth="none", accept_untrusted_clients=True)
+        _cfg(tls_pki, client_auth="none", accept_untrusted_clients=True)
     with pytest.raises(ConfigError):
-        _cfg(pki, client_auth="require", client_trust_pem=None)
+        _cfg(tls_pki, client_auth="require", client_trust_pem=None)
     with pytest.raises(ConfigError):
-        _cfg(pki, handshake_timeout=0)
+        _cfg(tls_pki, handshake_timeout=0)
     with pytest.raises(ConfigError):
-        build_context(_cfg(pki, key_pem=b"not a key"))
+        build_context(_cfg(tls_pki, key_pem=b"not a key"))
     with pytest.raises(ConfigError):
-        build_context(_cfg(pki, cert_chain_pem=b"not a cert"))
+        build_context(_cfg(tls_pki, cert_chain_pem=b"not a cert"))
     other_key = _key_pem(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(ConfigError):
-        build_context(_cfg(pki, key_pem=other_key))  # key does not match the leaf
+        build_context(_cfg(tls_pki, key_pem=other_key))  # key does not match the leaf
 
 
 async def test_shutdown_with_idle_keepalive_connections(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    tls_pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     """runner.cleanup() closes idle connections through TlsTransport.close() quietly."""
     caplog.set_level(logging.WARNING)
-    ctx = _client_ctx(pki, pki.trusted_client)
+    ctx = _client_ctx(tls_pki, tls_pki.trusted_client)
     async with aiohttp.ClientSession() as session:
-        async with serve(_cfg(pki)) as port:
+        async with serve(_cfg(tls_pki)) as port:
             for _ in range(3):
                 async with session.get(f"https://127.0.0.1:{port}/info", ssl=ctx) as resp:
                     assert resp.status == 200

@@ -18,16 +18,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from brski.pki import PrivateKey
 from brski_tls.protocol import RFC9266_EXPORTER_LABEL
 from brski_web.tls import (
     TlsServerConfig,
     bound_port,
     start_tls_server,
 )
+from tests.pki_helpers import Issued, key_usage_for, make_cert
 
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
@@ -36,59 +37,38 @@ MB5 = 5 * 1024 * 1024
 # --- PKI -------------------------------------------------------------------------
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def _issue(
     cn: str,
     *,
-    issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None = None,
+    issuer: Issued | None = None,
     ca: bool = False,
     server: bool = False,
     client: bool = False,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
+) -> Issued:
+    """Valid from five minutes ago for two days: these certificates meet real TLS stacks."""
     now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    signer_key, signer_name = (issuer[0], issuer[1].subject) if issuer else (key, subject)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(signer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+    extra: list[tuple[x509.ExtensionType, bool]] = []
+    eku = None
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        extra.append((x509.SubjectAlternativeName(san), False))
+        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
     if client:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    return key, builder.sign(signer_key, hashes.SHA256())
+        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    return make_cert(
+        cn,
+        issuer=issuer,
+        ca=ca,
+        not_before=now - datetime.timedelta(minutes=5),
+        not_after=now + datetime.timedelta(days=2),
+        eku=eku,
+        key_usage=key_usage_for(ca=True, digital_signature=True) if ca else None,
+        extra=extra,
+    )
 
 
 @dataclass(frozen=True)
@@ -120,19 +100,19 @@ def make_pki(d: Path) -> Pki:
     leaf = _issue("pledge-0001", issuer=inter, client=True)
     other_ca = _issue("Unknown manufacturer CA", ca=True)
     other = _issue("stranger-0001", issuer=other_ca, client=True)
-    (d / "server-ca.pem").write_bytes(ca[1].public_bytes(PEM))
-    (d / "client.pem").write_bytes(leaf[1].public_bytes(PEM) + inter[1].public_bytes(PEM))
-    (d / "client.key").write_bytes(_key_pem(leaf[0]))
-    (d / "other.pem").write_bytes(other[1].public_bytes(PEM) + other_ca[1].public_bytes(PEM))
-    (d / "other.key").write_bytes(_key_pem(other[0]))
+    (d / "server-ca.pem").write_bytes(ca[0].public_bytes(PEM))
+    (d / "client.pem").write_bytes(leaf[0].public_bytes(PEM) + inter[0].public_bytes(PEM))
+    (d / "client.key").write_bytes(_key_pem(leaf[1]))
+    (d / "other.pem").write_bytes(other[0].public_bytes(PEM) + other_ca[0].public_bytes(PEM))
+    (d / "other.key").write_bytes(_key_pem(other[1]))
     return Pki(
-        server_ca=ca[1],
-        server_chain_pem=srv[1].public_bytes(PEM) + ca[1].public_bytes(PEM),
-        server_key_pem=_key_pem(srv[0]),
-        client_root=root[1],
-        client_intermediate=inter[1],
-        client_leaf=leaf[1],
-        other_leaf=other[1],
+        server_ca=ca[0],
+        server_chain_pem=srv[0].public_bytes(PEM) + ca[0].public_bytes(PEM),
+        server_key_pem=_key_pem(srv[1]),
+        client_root=root[0],
+        client_intermediate=inter[0],
+        client_leaf=leaf[0],
+        other_leaf=other[0],
         dir=d,
     )
 

@@ -7,7 +7,6 @@ re-verify from the export. Both roles share the exporter.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -18,18 +17,17 @@ from typing import Any
 import pytest
 
 from brski_cli import main as brski
-from brski_storage import open_masa_store, open_registrar_store
+from brski_storage import NewEvent
 from brski_storage.chain import GENESIS, event_hash
+from tests.storage_helpers import with_events
 
 WHOLE_SECOND = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-async def _events(url: str, role: str) -> None:
-    opener = open_registrar_store if role == "registrar" else open_masa_store
-    async with await opener(url) as s:
-        for i, at in enumerate((WHOLE_SECOND, WHOLE_SECOND + timedelta(microseconds=7), WHOLE_SECOND + timedelta(seconds=1))):
-            await s.append_event(at=at, kind=f"k{i}", device_serial="DEV-1", outcome="info", check=None,
-                                 detail={"i": i})
+EVENTS = [
+    NewEvent(at=at, kind=f"k{i}", device_serial="DEV-1", outcome="info", check=None, detail={"i": i})
+    for i, at in enumerate((WHOLE_SECOND, WHOLE_SECOND + timedelta(microseconds=7), WHOLE_SECOND + timedelta(seconds=1)))
+]
 
 
 def _reverify(records: list[dict[str, Any]]) -> None:
@@ -47,8 +45,7 @@ def _reverify(records: list[dict[str, Any]]) -> None:
 def test_export_at_whole_second_reverifies(
     new_store_url: Callable[[str], str], capsys: pytest.CaptureFixture[str], role: str
 ) -> None:
-    url = new_store_url(role)
-    asyncio.run(_events(url, role))
+    url = with_events(new_store_url(role), role, EVENTS)
     assert brski([role, "audit", "export", "--database", url, "--format", "jsonl"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert records[0]["at"] == "2026-03-01T12:00:00.000000+00:00"

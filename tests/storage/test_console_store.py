@@ -5,12 +5,8 @@ tables as ``audit verify`` does."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from brski_storage import open_masa_store, open_registrar_store
 from brski_storage.base import MasaStore, RegistrarStore
 from brski_web.console import (
     per_minute,
@@ -22,20 +18,6 @@ from registrar.console import _search
 from tests.store_helpers import raw_execute
 
 NOW = datetime(2026, 12, 2, 12, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def registrar_url(new_store_url: Callable[[str], str]) -> str:
-    return new_store_url("registrar")
-
-
-@pytest.fixture
-async def store(registrar_url: str) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(registrar_url)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def _devices(store: RegistrarStore, serials: list[str], state: str = "discovered") -> None:
@@ -112,12 +94,8 @@ async def test_console_verify_checks_the_tables_as_audit_verify_does(store: Regi
     assert any("A-1" in line for line in report.state.lines())
 
 
-async def test_masa_lists_devices_made_in_serial_order(new_store_url: Callable[[str], str]) -> None:
-    masa: MasaStore = await open_masa_store(new_store_url("masa"))
-    try:
-        for serial in ["S3", "S1", "S2"]:
-            await masa.add_manufactured_device(serial, idevid_fingerprint=serial * 8, at=NOW)
-        assert [d.serial for d in await masa.list_manufactured_devices(limit=2)] == ["S1", "S2"]
-        assert [d.serial for d in await masa.list_manufactured_devices(after_serial="S2")] == ["S3"]
-    finally:
-        await masa.close()
+async def test_masa_lists_devices_made_in_serial_order(masa: MasaStore) -> None:
+    for serial in ["S3", "S1", "S2"]:
+        await masa.add_manufactured_device(serial, idevid_fingerprint=serial * 8, at=NOW)
+    assert [d.serial for d in await masa.list_manufactured_devices(limit=2)] == ["S1", "S2"]
+    assert [d.serial for d in await masa.list_manufactured_devices(after_serial="S2")] == ["S3"]

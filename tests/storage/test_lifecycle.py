@@ -4,13 +4,12 @@ tampered database files of both roles."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import io
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -19,7 +18,8 @@ import pytest
 from brski.ca import new_serial
 from brski.errors import Conflict, NotFound
 from brski_cli import main as brski
-from brski_storage import RegistrarStore, open_masa_store, open_registrar_store
+from brski_storage import NewEvent, RegistrarStore, open_registrar_store
+from tests.storage_helpers import with_events
 from tests.store_helpers import raw_execute, raw_insert, sql_blob
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -30,20 +30,12 @@ def key(n: int) -> bytes:
 
 
 @pytest.fixture
-def url(new_store_url: Callable[[str], str]) -> str:
-    return new_store_url("registrar")
-
-
-@pytest.fixture
-async def store(url: str) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(url)
-    try:
-        for serial in ("DEV-1", "DEV-2"):
-            await s.upsert_device(serial, idevid_issuer="CN=ca", idevid_fingerprint=serial,
+async def store(store: RegistrarStore) -> RegistrarStore:
+    """The shared store (tests/storage_helpers.py) with two devices."""
+    for serial in ("DEV-1", "DEV-2"):
+        await store.upsert_device(serial, idevid_issuer="CN=ca", idevid_fingerprint=serial,
                                   manufacturer="acme", at=T0)
-        yield s
-    finally:
-        await s.close()
+    return store
 
 
 async def _issue(store: RegistrarStore, serial: int, device: str, spki: bytes, *, renews: int | None = None) -> None:
@@ -66,7 +58,7 @@ def test_serials_have_at_least_64_random_bits() -> None:
         assert {(s >> bit) & 1 for s in serials} == {0, 1}
 
 
-async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, url: str) -> None:
+async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, registrar_url: str) -> None:
     await _issue(store, 0x1001, "DEV-1", key(1))
     with pytest.raises(Conflict) as exc:  # the same key again, even for another device
         await store.reserve_certificate(cert_serial=0x1002, device_serial="DEV-2", spki_sha256=key(1), at=T0)
@@ -75,11 +67,11 @@ async def test_a_serial_and_a_key_are_certified_once(store: RegistrarStore, url:
         await store.reserve_certificate(cert_serial=0x1001, device_serial="DEV-2", spki_sha256=key(2), at=T0)
     # The database itself refuses, not only the code: a raw insert fails.
     with pytest.raises(_INTEGRITY):
-        raw_execute(url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state, reserved_at)"
-                          f" VALUES ('abc', 'DEV-2', {sql_blob(url, key(1))}, 'reserved', 'x')"])
+        raw_execute(registrar_url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, state, reserved_at)"
+                          f" VALUES ('abc', 'DEV-2', {sql_blob(registrar_url, key(1))}, 'reserved', 'x')"])
 
 
-async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, url: str) -> None:
+async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, registrar_url: str) -> None:
     await _issue(store, 0x2001, "DEV-1", key(3))
     await _issue(store, 0x2002, "DEV-1", key(3), renews=0x2001)
     latest = await store.latest_certificate_for_key(key(3))
@@ -95,8 +87,8 @@ async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, url
         await store.reserve_renewal(cert_serial=0x2006, renews=0x2002, spki_sha256=key(3), at=T0)
     # Raw SQL cannot move a key to another device through a "renewal" either.
     with pytest.raises(_INTEGRITY):
-        raw_execute(url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state,"
-                          f" reserved_at) VALUES ('77', 'DEV-2', {sql_blob(url, key(3))}, '2002', 'reserved', 'x')"])
+        raw_execute(registrar_url, ["INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state,"
+                          f" reserved_at) VALUES ('77', 'DEV-2', {sql_blob(registrar_url, key(3))}, '2002', 'reserved', 'x')"])
     assert await store.revoked_count() == 1
 
 
@@ -110,8 +102,8 @@ async def test_crl_numbers_are_unique_and_the_latest_is_served(store: RegistrarS
     assert latest is not None and (latest.number, latest.der, latest.revoked_count) == (2, b"b", 3)
 
 
-async def test_inventory_of_thousands_filters_and_pages(url: str) -> None:
-    s = await open_registrar_store(url)
+async def test_inventory_of_thousands_filters_and_pages(registrar_url: str) -> None:
+    s = await open_registrar_store(registrar_url)
     await s.close()
     ts = T0.isoformat(timespec="microseconds")
     states = ["discovered", "voucher-obtained", "enrolled", "renewed", "revoked", "decommissioned"]
@@ -119,8 +111,8 @@ async def test_inventory_of_thousands_filters_and_pages(url: str) -> None:
         (f"DEV-{i:06d}", "CN=ca", f"fp{i}", "acme" if i % 3 else "globex", states[i % len(states)], ts, ts)
         for i in range(6000)
     ]
-    raw_insert(url, "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    async with await open_registrar_store(url) as store:
+    raw_insert(registrar_url, "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    async with await open_registrar_store(registrar_url) as store:
         async def walk(**filters: str) -> list[str]:
             seen: list[str] = []
             after = None
@@ -143,12 +135,11 @@ async def test_inventory_of_thousands_filters_and_pages(url: str) -> None:
 # --- audit verify / export on tampered files ------------------------------------------
 
 
-async def _events(url: str, role: str) -> None:
-    opener = open_registrar_store if role == "registrar" else open_masa_store
-    async with await opener(url) as s:
-        for i in range(10):
-            await s.append_event(at=T0 + timedelta(minutes=i), kind=f"k{i}", device_serial="DEV-1" if i % 2 else "DEV-2",
-                                 outcome="info", check=None, detail={"i": i})
+EVENTS = [
+    NewEvent(at=T0 + timedelta(minutes=i), kind=f"k{i}", device_serial="DEV-1" if i % 2 else "DEV-2",
+             outcome="info", check=None, detail={"i": i})
+    for i in range(10)
+]
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -171,8 +162,7 @@ def test_audit_verify_names_each_tampering(
     new_store_url: Callable[[str], str], engine: str, capsys: pytest.CaptureFixture[str], role: str,
     tamper: list[str], problem: str, first_bad: int
 ) -> None:
-    url = new_store_url(role)
-    asyncio.run(_events(url, role))
+    url = with_events(new_store_url(role), role, EVENTS)
     code, out = _cli(capsys, role, "audit", "verify", "--database", url)
     assert code == 0 and "intact: 10 events" in out
     if engine == "postgresql":
@@ -188,8 +178,7 @@ def test_audit_verify_names_each_tampering(
 def test_audit_export_jsonl_and_csv_with_filters(
     new_store_url: Callable[[str], str], capsys: pytest.CaptureFixture[str], role: str
 ) -> None:
-    url = new_store_url(role)
-    asyncio.run(_events(url, role))
+    url = with_events(new_store_url(role), role, EVENTS)
     code, out = _cli(capsys, role, "audit", "export", "--database", url, "--format", "jsonl")
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["id"] for r in records] == list(range(1, 11))

@@ -9,14 +9,13 @@ fails on the caller's side before anything is written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from brski.errors import Conflict, NotFound
-from brski_storage import NewEvent, RegistrarStore, StateChange, open_registrar_store
+from brski_storage import NewEvent, RegistrarStore, StateChange
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -26,13 +25,10 @@ def ev(kind: str, serial: str | None = "P-1", **detail: Any) -> NewEvent:
 
 
 @pytest.fixture
-async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(new_store_url("registrar"))
-    await s.upsert_device("P-1", idevid_issuer="CN=mfr", idevid_fingerprint="aa", manufacturer="m", at=T0)
-    try:
-        yield s
-    finally:
-        await s.close()
+async def store(store: RegistrarStore) -> RegistrarStore:
+    """The shared store (tests/storage_helpers.py) with its devices."""
+    await store.upsert_device("P-1", idevid_issuer="CN=mfr", idevid_fingerprint="aa", manufacturer="m", at=T0)
+    return store
 
 
 async def _kinds(store: RegistrarStore) -> list[str]:

@@ -7,25 +7,21 @@ and must not see another device's rows.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from brski_storage import RegistrarStore, open_registrar_store
+from brski_storage import RegistrarStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(new_store_url("registrar"))
+async def store(store: RegistrarStore) -> RegistrarStore:
+    """The shared store (tests/storage_helpers.py) with its devices."""
     for serial in ("P-1", "P-2"):
-        await s.upsert_device(serial, idevid_issuer="CN=m", idevid_fingerprint=serial, manufacturer="m", at=T0)
-    try:
-        yield s
-    finally:
-        await s.close()
+        await store.upsert_device(serial, idevid_issuer="CN=m", idevid_fingerprint=serial, manufacturer="m", at=T0)
+    return store
 
 
 async def test_latest_voucher_request_and_audit_log(store: RegistrarStore) -> None:

@@ -9,12 +9,12 @@ and its event to be committed together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import pytest
 
 from brski.errors import NotFound, StorageError
-from brski_storage import MasaStore, RegistrarStore, open_masa_store, open_registrar_store
+from brski_storage import IssuedVoucher, MasaStore, RegistrarStore
 from brski_storage.chain import event_hash
 from tests.storage_helpers import fill_events, spki, t
 from tests.store_helpers import raw_execute, raw_rows, sql_blob
@@ -31,34 +31,6 @@ def failing_insert_trigger(url: str, table: str, message: str) -> list[str]:
         f" $$ BEGIN RAISE EXCEPTION '{message}'; END $$",
         f"CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail_{table}()",
     ]
-
-
-@pytest.fixture
-def registrar_url(new_store_url: Callable[[str], str]) -> str:
-    return new_store_url("registrar")
-
-
-@pytest.fixture
-def masa_url(new_store_url: Callable[[str], str]) -> str:
-    return new_store_url("masa")
-
-
-@pytest.fixture
-async def store(registrar_url: str) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(registrar_url)
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
-async def masa(masa_url: str) -> AsyncIterator[MasaStore]:
-    s = await open_masa_store(masa_url)
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 # --- the registrar's event chain ---------------------------------------------------------
@@ -134,19 +106,38 @@ async def test_chain_detects_swapped_rows(store: RegistrarStore, registrar_url: 
 # --- the MASA ------------------------------------------------------------------------------
 
 
+async def _issue(
+    masa: MasaStore,
+    serial: str,
+    domain_id: str,
+    *,
+    voucher: bytes,
+    keys: tuple[int, int],
+    at: datetime,
+    nonce: bytes | None = None,
+    expires_on: datetime | None = None,
+    media_type: str = "application/voucher-cms+json",
+) -> IssuedVoucher:
+    """A logged voucher for ``serial``; ``keys`` numbers the registrar's and
+    the domain CA's public keys (``spki``)."""
+    return await masa.issue_voucher_atomically(
+        serial=serial,
+        voucher=voucher,
+        media_type=media_type,
+        assertion="logged",
+        nonce=nonce,
+        registrar_spki_sha256=spki(keys[0]),
+        domain_ca_spki_sha256=spki(keys[1]),
+        domain_id=domain_id,
+        created_at=at,
+        expires_on=expires_on,
+    )
+
+
 async def test_masa_issue_voucher_atomically(masa: MasaStore, masa_url: str) -> None:
     await masa.add_manufactured_device("M-1", idevid_fingerprint="aa", at=t(0))
-    issued = await masa.issue_voucher_atomically(
-        serial="M-1",
-        voucher=b"cms",
-        media_type="application/voucher-cms+json",
-        assertion="logged",
-        nonce=b"nonce",
-        registrar_spki_sha256=spki(7),
-        domain_ca_spki_sha256=spki(1),
-        domain_id="ZG9tYWlu",
-        created_at=t(10),
-        expires_on=t(20),
+    issued = await _issue(
+        masa, "M-1", "ZG9tYWlu", voucher=b"cms", keys=(7, 1), at=t(10), nonce=b"nonce", expires_on=t(20)
     )
     assert issued.voucher.voucher == b"cms" and issued.voucher.expires_on == t(20)
     assert issued.audit_entry.domain_id == "ZG9tYWlu" and issued.audit_entry.at == t(10)
@@ -159,33 +150,11 @@ async def test_masa_issue_voucher_atomically(masa: MasaStore, masa_url: str) -> 
     # voucher without its audit-log entry).
     raw_execute(masa_url, failing_insert_trigger(masa_url, "events", "no"))
     with pytest.raises(StorageError):
-        await masa.issue_voucher_atomically(
-            serial="M-1",
-            voucher=b"cms2",
-            media_type="application/voucher-cms+json",
-            assertion="logged",
-            nonce=None,
-            registrar_spki_sha256=spki(8),
-            domain_ca_spki_sha256=spki(2),
-            domain_id="b3RoZXI=",
-            created_at=t(11),
-            expires_on=None,
-        )
+        await _issue(masa, "M-1", "b3RoZXI=", voucher=b"cms2", keys=(8, 2), at=t(11))
     assert len(await masa.vouchers("M-1")) == 1
     assert not await masa.registrar_claimed("M-1", "b3RoZXI=")
     with pytest.raises(NotFound):
-        await masa.issue_voucher_atomically(
-            serial="ghost",
-            voucher=b"v",
-            media_type="m",
-            assertion="logged",
-            nonce=None,
-            registrar_spki_sha256=spki(8),
-            domain_ca_spki_sha256=spki(2),
-            domain_id="eA==",
-            created_at=t(12),
-            expires_on=None,
-        )
+        await _issue(masa, "ghost", "eA==", voucher=b"v", keys=(8, 2), at=t(12), media_type="m")
     stats = await masa.stats()
     # the device's state evidence, the voucher's, and the service event
     assert (stats["vouchers"], stats["audit_log"], stats["events"]) == (1, 1, 3)

@@ -7,7 +7,6 @@ MASA; a failure anywhere leaves none of it behind.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -19,7 +18,6 @@ from brski_storage import (
     NewVoucherRequest,
     RegistrarStore,
     StateChange,
-    open_registrar_store,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -32,13 +30,10 @@ def ev(kind: str) -> NewEvent:
 
 
 @pytest.fixture
-async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(new_store_url("registrar"))
-    await s.upsert_device("P-1", idevid_issuer="CN=tofu", idevid_fingerprint="aa", manufacturer="m", at=T0)
-    try:
-        yield s
-    finally:
-        await s.close()
+async def store(store: RegistrarStore) -> RegistrarStore:
+    """The shared store (tests/storage_helpers.py) with its devices."""
+    await store.upsert_device("P-1", idevid_issuer="CN=tofu", idevid_fingerprint="aa", manufacturer="m", at=T0)
+    return store
 
 
 async def test_forward_commits_every_part(store: RegistrarStore) -> None:

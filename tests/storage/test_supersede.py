@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from brski.errors import RateLimited
-from brski_storage import RegistrarStore, open_registrar_store
+from brski_storage import RegistrarStore
 from registrar.issuance import IssuancePolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(new_store_url: Callable[[str], str]) -> AsyncIterator[RegistrarStore]:
-    s = await open_registrar_store(new_store_url("registrar"))
-    try:
-        await s.upsert_device("DEV-1", idevid_issuer="CN=ca", idevid_fingerprint="f", manufacturer="acme", at=T0)
-        yield s
-    finally:
-        await s.close()
+async def store(store: RegistrarStore) -> RegistrarStore:
+    """The shared store (tests/storage_helpers.py) with its devices."""
+    await store.upsert_device("DEV-1", idevid_issuer="CN=ca", idevid_fingerprint="f", manufacturer="acme", at=T0)
+    return store
 
 
 async def _issue(store: RegistrarStore, serial: int, at: datetime) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,8 @@ from brski.artifact import (
 )
 from brski.errors import BrskiError, SignatureInvalid, UnsupportedMediaType, VoucherInvalid
 from brski.voucher import Assertion, Voucher, VoucherRequest
+from tests import VECTORS
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 

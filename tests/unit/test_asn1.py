@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,8 @@ from hypothesis import strategies as st
 
 from brski.asn1 import check_der, encode_length
 from brski.errors import MalformedInput, PayloadTooLarge
+from tests import VECTORS
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 RFC8995_VOUCHER = VECTORS / "rfc8995" / "voucher_00-D0-E5-F2-00-02.der"
 
 

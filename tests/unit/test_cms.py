@@ -22,6 +22,7 @@ from brski.errors import (
     PayloadTooLarge,
     SignatureInvalid,
 )
+from tests import VECTORS
 from tests.cms_helpers import VOUCHER_JSON, _cert, _key, _signed
 from tests.cms_surgery import (
     _attrs,
@@ -34,7 +35,6 @@ from tests.cms_surgery import (
     _signer_info,
 )
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 RFC8995 = VECTORS / "rfc8995"
 BIS = VECTORS / "rfc8366bis"
 MINERVA = VECTORS / "interop-minerva"

@@ -9,7 +9,6 @@ built here by re-signing a TBSCertificate without version and extensions.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -19,8 +18,7 @@ from cryptography.x509.oid import NameOID
 from brski.asn1 import der_children, der_element, encode_tlv
 from brski.cms_signer import issuer_der as _issuer_der
 from brski.pki import load_certs
-
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+from tests import VECTORS
 
 
 def test_every_vector_certificate() -> None:

@@ -19,10 +19,10 @@ import pytest
 from brski import cms, cms_parts, oids
 from brski.asn1 import NotPlainDer, check_der
 from brski.errors import BrskiError
+from tests import VECTORS
 from tests.cms_helpers import _signed
 from tests.cms_mutations import mutations
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 CMS_VECTORS = sorted(
     [
         *VECTORS.glob("rfc8995/*_00-D0-E5-F2-00-02.der"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from brski.errors import (
     MalformedInput,
     SignatureInvalid,
 )
+from tests import VECTORS
 from tests.cms_helpers import NOW, VOUCHER_JSON, _key, _name, _signed
 from tests.cms_surgery import (
     _attrs,
@@ -30,7 +30,6 @@ from tests.cms_surgery import (
     _signer_info,
 )
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 RFC8995 = VECTORS / "rfc8995"
 
 

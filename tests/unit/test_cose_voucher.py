@@ -20,20 +20,22 @@ from brski.errors import (
     SignatureInvalid,
     VoucherInvalid,
 )
+from tests import VECTORS
 from tests.cose_helpers import (
     CB,
     EXPECTED_ALG,
-    IDS,
     KINDS,
+    _der_cert,
+    _same_key,
+)
+from tests.signer_helpers import (
+    IDS,
     OTHER_CERT,
     REQUEST_OBJ,
-    VECTORS,
     VOUCHER_OBJ,
     DictPayload,
-    _der_cert,
-    _models,
-    _same_key,
     b64,
+    voucher_models,
 )
 
 # --- published vectors ----------------------------------------------------------------
@@ -272,7 +274,7 @@ def test_round_trip_dict_level(kind: str, include: Any, obj: dict[str, Any]) -> 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("which", ["voucher", "request"])
 def test_round_trip_model_level(kind: str, which: str) -> None:
-    models = _models()
+    models = voucher_models()
     cls = models.Voucher if which == "voucher" else models.VoucherRequest
     model = cls.from_obj(VOUCHER_OBJ if which == "voucher" else REQUEST_OBJ)
     key, cert = IDS[kind]

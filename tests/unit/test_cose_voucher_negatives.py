@@ -23,13 +23,15 @@ from brski.errors import (
 )
 from tests.cose_helpers import (
     CB,
+    _der_cert,
+    _rewrite,
+)
+from tests.signer_helpers import (
     IDS,
     OTHER_CERT,
     VOUCHER_OBJ,
     DictPayload,
-    _der_cert,
-    _models,
-    _rewrite,
+    voucher_models,
 )
 
 # --- negatives ------------------------------------------------------------------------
@@ -254,7 +256,7 @@ def test_mutated_messages_raise_only_brski_errors(
     ],
 )
 def test_draft31_vectors_through_verify_artifact(name: str, cert: str, which: str) -> None:
-    models = _models()
+    models = voucher_models()
     from brski.artifact import verify_artifact
 
     cls = models.Voucher if which == "voucher" else models.VoucherRequest

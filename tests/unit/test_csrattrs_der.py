@@ -11,7 +11,6 @@ values).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -19,8 +18,7 @@ from hypothesis import strategies as st
 
 from brski import csrattrs as m
 from brski.asn1 import encode_oid, encode_tlv
-
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+from tests import VECTORS
 
 # What the hand-written encoder this module replaced answered for two
 # devices (RFC 9908 template first, then the RFC 7030 4.5.2 items).

@@ -23,7 +23,8 @@ from brski.errors import (
     PolicyRefused,
     SignatureInvalid,
 )
-from tests.est_helpers import RFC7030, VECTORS, _der
+from tests import VECTORS
+from tests.est_helpers import RFC7030, _der
 
 CSRATTRS = VECTORS / "csrattrs-draft"
 

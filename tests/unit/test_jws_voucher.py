@@ -4,92 +4,33 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brski import jws_voucher
 from brski.cose_voucher import algorithm_for_key, sign_bytes
 from brski.errors import BrskiError, MalformedInput, PayloadTooLarge, SignatureInvalid
+from tests.signer_helpers import (
+    IDS,
+    OTHER_CERT,
+    REQUEST_OBJ,
+    VOUCHER_OBJ,
+    DictPayload,
+    b64,
+    voucher_models,
+)
 
-
-def make_identity(kind: str, cn: str) -> tuple[Any, x509.Certificate]:
-    key: Any
-    if kind == "p256":
-        key = ec.generate_private_key(ec.SECP256R1())
-    elif kind == "p384":
-        key = ec.generate_private_key(ec.SECP384R1())
-    elif kind == "ed25519":
-        key = ed25519.Ed25519PrivateKey.generate()
-    elif kind == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    else:
-        raise AssertionError(kind)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2034, 1, 1, tzinfo=UTC))
-        .sign(key, None if kind == "ed25519" else hashes.SHA256())
-    )
-    return key, cert
-
-
-KINDS = ("p256", "p384", "ed25519", "rsa")
-EXPECTED_ALG = {"p256": "ES256", "p384": "ES384", "ed25519": "EdDSA", "rsa": "RS256"}
-IDS = {k: make_identity(k, f"signer {k}") for k in KINDS}
-OTHER_KEY, OTHER_CERT = make_identity("p256", "someone else")
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+KINDS = ("p256", "p384", "ed25519", "rsa2048")
+EXPECTED_ALG = {"p256": "ES256", "p384": "ES384", "ed25519": "EdDSA", "rsa2048": "RS256"}
 
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-VOUCHER_OBJ: dict[str, Any] = {
-    "ietf-voucher:voucher": {
-        "assertion": "logged",
-        "created-on": "2024-05-01T10:00:00Z",
-        "serial-number": "0123456789",
-        "nonce": b64(b"0123456789abcdef"),
-        "pinned-domain-cert": b64(OTHER_CERT.public_bytes(Encoding.DER)),
-    }
-}
-REQUEST_OBJ: dict[str, Any] = {
-    "ietf-voucher-request:voucher": {
-        "assertion": "proximity",
-        "created-on": "2024-05-01T10:00:00Z",
-        "serial-number": "0123456789",
-        "nonce": b64(b"0123456789abcdef"),
-        "proximity-registrar-cert": b64(OTHER_CERT.public_bytes(Encoding.DER)),
-    }
-}
-
-
-@dataclass(frozen=True)
-class DictPayload:
-    """Stands in for Voucher/VoucherRequest: sign() only needs to_obj()."""
-
-    obj: dict[str, Any]
-
-    def to_obj(self) -> dict[str, Any]:
-        return self.obj
 
 
 def _signed(kind: str = "p256", obj: dict[str, Any] = VOUCHER_OBJ) -> bytes:
@@ -152,16 +93,10 @@ def test_without_x5c_the_candidates_are_tried() -> None:
     assert exc.value.check == "jws.no-signer"
 
 
-def _models() -> Any:
-    voucher = pytest.importorskip("brski.voucher")
-    pytest.importorskip("brski.artifact")
-    return voucher
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("which", ["voucher", "request"])
 def test_round_trip_model_level(kind: str, which: str) -> None:
-    models = _models()
+    models = voucher_models()
     cls = models.Voucher if which == "voucher" else models.VoucherRequest
     model = cls.from_obj(VOUCHER_OBJ if which == "voucher" else REQUEST_OBJ)
     key, cert = IDS[kind]

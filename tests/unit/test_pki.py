@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -25,21 +24,14 @@ from brski.pki import (
     public_key_of,
     spki_sha256,
 )
-from tests.pki_helpers import DAY, NOW, leaf_under, make_pki
-
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-
-
-@pytest.fixture(scope="module")
-def pki() -> dict[str, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]]:
-    return make_pki()
-
+from tests import VECTORS
+from tests.pki_helpers import DAY, NOW, leaf_under
 
 # --- loading --------------------------------------------------------------------
 
 
-def test_load_cert_pem_and_der_roundtrip(pki: dict) -> None:  # type: ignore[type-arg]
-    cert = pki["root"][0]
+def test_load_cert_pem_and_der_roundtrip(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    cert = chain_pki["root"][0]
     pem = cert.public_bytes(serialization.Encoding.PEM)
     assert load_cert(pem) == cert
     assert load_cert(cert_der(cert)) == cert
@@ -66,15 +58,15 @@ def test_load_cert_rejects_garbage(data: bytes) -> None:
         load_cert(data)
 
 
-def test_load_cert_size_limit(pki: dict) -> None:  # type: ignore[type-arg]
-    der = cert_der(pki["root"][0])
+def test_load_cert_size_limit(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    der = cert_der(chain_pki["root"][0])
     with pytest.raises(MalformedInput) as exc:
         load_cert(der, max_size=len(der) - 1)
     assert exc.value.check == "pki.size"
 
 
-def test_load_certs_bundle_in_order(pki: dict) -> None:  # type: ignore[type-arg]
-    certs = [pki["inter"][0], pki["root"][0]]
+def test_load_certs_bundle_in_order(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    certs = [chain_pki["inter"][0], chain_pki["root"][0]]
     bundle = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
     assert load_certs(bundle) == certs
     assert load_certs(cert_der(certs[0])) == certs[:1]
@@ -115,15 +107,15 @@ def test_load_private_key_refuses_encrypted_and_garbage() -> None:
         load_private_key(b"not a key")
 
 
-def test_fingerprints(pki: dict) -> None:  # type: ignore[type-arg]
-    cert, key = pki["root"]
+def test_fingerprints(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    cert, key = chain_pki["root"]
     assert fingerprint_sha256(cert) == hashlib.sha256(cert_der(cert)).hexdigest()
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert spki_sha256(cert) == hashlib.sha256(spki).digest()
     assert spki_sha256(key.public_key()) == spki_sha256(cert)
-    assert spki_sha256(cert) != spki_sha256(pki["inter"][0])
+    assert spki_sha256(cert) != spki_sha256(chain_pki["inter"][0])
 
 
 # --- identity ------------------------------------------------------------------------
@@ -137,13 +129,13 @@ def _ia5(text: bytes) -> bytes:
     return bytes([0x16, len(text)]) + text
 
 
-def test_device_serial_from_subject_attribute(pki: dict) -> None:  # type: ignore[type-arg]
-    cert = leaf_under(pki, serial="SN-42")
+def test_device_serial_from_subject_attribute(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    cert = leaf_under(chain_pki, serial="SN-42")
     assert device_serial(cert) == "SN-42"
-    assert device_serial(pki["root"][0]) is None
+    assert device_serial(chain_pki["root"][0]) is None
 
 
-def test_device_serial_refuses_two_different_values(pki: dict) -> None:  # type: ignore[type-arg]
+def test_device_serial_refuses_two_different_values(chain_pki: dict) -> None:  # type: ignore[type-arg]
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -176,13 +168,13 @@ def test_device_serial_refuses_two_different_values(pki: dict) -> None:  # type:
         (b"HTTPS://[2001:db8::1]:443", "HTTPS://[2001:db8::1]:443"),
     ],
 )
-def test_masa_url_forms(pki: dict, value: bytes, expected: str) -> None:  # type: ignore[type-arg]
-    cert = leaf_under(pki, extra=_masa_ext(_ia5(value)))
+def test_masa_url_forms(chain_pki: dict, value: bytes, expected: str) -> None:  # type: ignore[type-arg]
+    cert = leaf_under(chain_pki, extra=_masa_ext(_ia5(value)))
     assert masa_url(cert) == expected
 
 
-def test_masa_url_absent(pki: dict) -> None:  # type: ignore[type-arg]
-    assert masa_url(leaf_under(pki)) is None
+def test_masa_url_absent(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    assert masa_url(leaf_under(chain_pki)) is None
 
 
 @pytest.mark.parametrize(
@@ -198,8 +190,8 @@ def test_masa_url_absent(pki: dict) -> None:  # type: ignore[type-arg]
         (_ia5(b"masa.example.com:notaport"), "pki.masa-url"),
     ],
 )
-def test_masa_url_malformed(pki: dict, raw: bytes, check: str) -> None:  # type: ignore[type-arg]
-    cert = leaf_under(pki, extra=_masa_ext(raw))
+def test_masa_url_malformed(chain_pki: dict, raw: bytes, check: str) -> None:  # type: ignore[type-arg]
+    cert = leaf_under(chain_pki, extra=_masa_ext(raw))
     with pytest.raises(MalformedInput) as exc:
         masa_url(cert)
     assert exc.value.check == check

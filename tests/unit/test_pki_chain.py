@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from brski import oids
@@ -19,39 +18,52 @@ from brski.pki import (
     load_certs,
     verify_chain,
 )
-from tests.pki_helpers import DAY, NOW, key_usage_for, leaf_under, make_cert, make_pki
+from tests import VECTORS
+from tests.pki_helpers import DAY, NOW, key_usage_for, leaf_under, make_cert
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+
+def _chain(
+    chain_pki: dict,  # type: ignore[type-arg]
+    leaf: x509.Certificate,
+    *,
+    intermediates: list[x509.Certificate] | None = None,
+    anchors: list[x509.Certificate] | None = None,
+    role: Role = Role.IDEVID,
+) -> list[x509.Certificate]:
+    """verify_chain at NOW, by default through chain_pki's intermediate to its root."""
+    return verify_chain(
+        leaf,
+        intermediates=[chain_pki["inter"][0]] if intermediates is None else intermediates,
+        anchors=[chain_pki["root"][0]] if anchors is None else anchors,
+        now=NOW,
+        role=role,
+    )
 
 
-@pytest.fixture(scope="module")
-def pki() -> dict[str, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]]:
-    return make_pki()
+def _refused(chain_pki: dict, leaf: x509.Certificate, **kw: Any) -> ChainInvalid:  # type: ignore[type-arg]
+    """The ChainInvalid that ``_chain`` must raise."""
+    with pytest.raises(ChainInvalid) as exc:
+        _chain(chain_pki, leaf, **kw)
+    return exc.value
 
 
 # --- verify_chain: paths ------------------------------------------------------------
 
 
-def test_chain_to_anchor_leaf_first(pki: dict) -> None:  # type: ignore[type-arg]
-    leaf = leaf_under(pki)
-    chain = verify_chain(
-        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
-    )
-    assert chain == [leaf, pki["inter"][0], pki["root"][0]]
+def test_chain_to_anchor_leaf_first(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(chain_pki)
+    assert _chain(chain_pki, leaf) == [leaf, chain_pki["inter"][0], chain_pki["root"][0]]
 
 
-def test_sanless_eku_less_kuless_idevid_accepted(pki: dict) -> None:  # type: ignore[type-arg]
+def test_sanless_eku_less_kuless_idevid_accepted(chain_pki: dict) -> None:  # type: ignore[type-arg]
     leaf = leaf_under(
-        pki, key_usage=False, serial="X1", not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        chain_pki, key_usage=False, serial="X1", not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     )
     assert not any(
         isinstance(e.value, x509.SubjectAlternativeName | x509.ExtendedKeyUsage | x509.KeyUsage)
         for e in leaf.extensions
     )
-    chain = verify_chain(
-        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
-    )
-    assert chain[0] == leaf
+    assert _chain(chain_pki, leaf)[0] == leaf
 
 
 def test_802_1ar_no_expiry_date_validates_far_in_future() -> None:
@@ -62,264 +74,184 @@ def test_802_1ar_no_expiry_date_validates_far_in_future() -> None:
     assert verify_chain(leaf, anchors=[root[0]], now=far, role=Role.IDEVID) == [leaf, root[0]]
 
 
-def test_expired_leaf(pki: dict) -> None:  # type: ignore[type-arg]
-    leaf = leaf_under(pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(
-            leaf,
-            intermediates=[pki["inter"][0]],
-            anchors=[pki["root"][0]],
-            now=NOW,
-            role=Role.IDEVID,
-        )
-    assert exc.value.check == "chain.expired"
-    assert exc.value.http_status == 403
+def test_expired_leaf(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    err = _refused(chain_pki, leaf_under(chain_pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY))
+    assert err.check == "chain.expired"
+    assert err.http_status == 403
 
 
-def test_not_yet_valid_leaf(pki: dict) -> None:  # type: ignore[type-arg]
-    leaf = leaf_under(pki, not_before=NOW + DAY, not_after=NOW + 10 * DAY)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(
-            leaf,
-            intermediates=[pki["inter"][0]],
-            anchors=[pki["root"][0]],
-            now=NOW,
-            role=Role.IDEVID,
-        )
-    assert exc.value.check == "chain.not-yet-valid"
+def test_not_yet_valid_leaf(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    err = _refused(chain_pki, leaf_under(chain_pki, not_before=NOW + DAY, not_after=NOW + 10 * DAY))
+    assert err.check == "chain.not-yet-valid"
 
 
-def test_expired_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
+def test_expired_intermediate(chain_pki: dict) -> None:  # type: ignore[type-arg]
     old_inter = make_cert(
-        "old inter", issuer=pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
+        "old inter", issuer=chain_pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
     )
     leaf, _ = make_cert("leaf", issuer=old_inter)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(
-            leaf, intermediates=[old_inter[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
-        )
-    assert exc.value.check == "chain.expired"
+    assert _refused(chain_pki, leaf, intermediates=[old_inter[0]]).check == "chain.expired"
 
 
-def test_stale_spare_intermediate_does_not_break_a_good_path(pki: dict) -> None:  # type: ignore[type-arg]
+def test_stale_spare_intermediate_does_not_break_a_good_path(chain_pki: dict) -> None:  # type: ignore[type-arg]
     stale = make_cert(
-        "stale", issuer=pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
+        "stale", issuer=chain_pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
     )
-    leaf = leaf_under(pki)
-    chain = verify_chain(
-        leaf,
-        intermediates=[stale[0], pki["inter"][0]],
-        anchors=[pki["root"][0]],
-        now=NOW,
-        role=Role.IDEVID,
-    )
-    assert chain == [leaf, pki["inter"][0], pki["root"][0]]
+    leaf = leaf_under(chain_pki)
+    chain = _chain(chain_pki, leaf, intermediates=[stale[0], chain_pki["inter"][0]])
+    assert chain == [leaf, chain_pki["inter"][0], chain_pki["root"][0]]
 
 
-def test_expired_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+def test_expired_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
     old_root = make_cert("old root", ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
     leaf, _ = make_cert("leaf", issuer=old_root)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(leaf, anchors=[old_root[0]], now=NOW, role=Role.IDEVID)
-    assert exc.value.check == "chain.expired"
+    assert _refused(chain_pki, leaf, intermediates=[], anchors=[old_root[0]]).check == "chain.expired"
 
 
-def test_wrong_anchor(pki: dict) -> None:  # type: ignore[type-arg]
-    leaf = leaf_under(pki)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(
-            leaf,
-            intermediates=[pki["inter"][0]],
-            anchors=[pki["other"][0]],
-            now=NOW,
-            role=Role.IDEVID,
-        )
-    assert exc.value.check == "chain.untrusted"
+def test_wrong_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    err = _refused(chain_pki, leaf_under(chain_pki), anchors=[chain_pki["other"][0]])
+    assert err.check == "chain.untrusted"
 
 
-def test_missing_intermediate(pki: dict) -> None:  # type: ignore[type-arg]
-    leaf = leaf_under(pki)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(leaf, anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID)
-    assert exc.value.check == "chain.untrusted"
+def test_missing_intermediate(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(chain_pki)
+    err = _refused(chain_pki, leaf, intermediates=[])
+    assert err.check == "chain.untrusted"
     # What a lab needs: which issuer is missing, and that the leaf came alone.
     missing = leaf.issuer.rfc4514_string()
-    assert f"no certificate for issuer {missing!r}" in exc.value.detail
-    assert "1 certificate(s) offered (the leaf alone)" in exc.value.detail
-    problem = exc.value.problem()
+    assert f"no certificate for issuer {missing!r}" in err.detail
+    assert "1 certificate(s) offered (the leaf alone)" in err.detail
+    problem = err.problem()
     assert problem["missing_issuer"] == missing and problem["certificates_sent"] == 1
 
 
-def test_untrusted_names_the_issuer_when_intermediates_were_sent(pki: dict) -> None:  # type: ignore[type-arg]
-    inter = pki["inter"][0]
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(leaf_under(pki), intermediates=[inter], anchors=[pki["other"][0]], now=NOW, role=Role.IDEVID)
-    assert f"no certificate for issuer {inter.issuer.rfc4514_string()!r}" in exc.value.detail
-    assert "2 certificate(s) offered (the leaf and 1 more)" in exc.value.detail
+def test_untrusted_names_the_issuer_when_intermediates_were_sent(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    inter = chain_pki["inter"][0]
+    err = _refused(chain_pki, leaf_under(chain_pki), anchors=[chain_pki["other"][0]])
+    assert f"no certificate for issuer {inter.issuer.rfc4514_string()!r}" in err.detail
+    assert "2 certificate(s) offered (the leaf and 1 more)" in err.detail
 
 
-def test_forged_signature_refused(pki: dict) -> None:  # type: ignore[type-arg]
+def test_forged_signature_refused(chain_pki: dict) -> None:  # type: ignore[type-arg]
     # Same issuer name, different key: names match, the signature cannot.
     impostor = make_cert("inter", ca=True)
     leaf, _ = make_cert("leaf", issuer=impostor)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(
-            leaf,
-            intermediates=[pki["inter"][0]],
-            anchors=[pki["root"][0]],
-            now=NOW,
-            role=Role.IDEVID,
-        )
-    assert exc.value.check == "chain.untrusted"
-    assert "reaches the trust anchor" in exc.value.detail and exc.value.problem()["missing_issuer"] is None
+    err = _refused(chain_pki, leaf)
+    assert err.check == "chain.untrusted"
+    assert "reaches the trust anchor" in err.detail and err.problem()["missing_issuer"] is None
 
 
-def test_end_entity_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
-    ee = make_cert("ee", issuer=pki["root"])
+def test_end_entity_cannot_issue(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    ee = make_cert("ee", issuer=chain_pki["root"])
     leaf, _ = make_cert("leaf", issuer=ee)
-    with pytest.raises(ChainInvalid):
-        verify_chain(
-            leaf, intermediates=[ee[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
-        )
+    _refused(chain_pki, leaf, intermediates=[ee[0]])
 
 
-def test_ca_key_usage_without_key_cert_sign_cannot_issue(pki: dict) -> None:  # type: ignore[type-arg]
+def test_ca_key_usage_without_key_cert_sign_cannot_issue(chain_pki: dict) -> None:  # type: ignore[type-arg]
     bad = make_cert(
-        "bad ca", issuer=pki["root"], ca=True, key_usage=key_usage_for(ca=True, key_cert_sign=False)
+        "bad ca", issuer=chain_pki["root"], ca=True, key_usage=key_usage_for(ca=True, key_cert_sign=False)
     )
     leaf, _ = make_cert("leaf", issuer=bad)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(
-            leaf, intermediates=[bad[0]], anchors=[pki["root"][0]], now=NOW, role=Role.IDEVID
-        )
-    assert "keyCertSign" in exc.value.detail
+    assert "keyCertSign" in _refused(chain_pki, leaf, intermediates=[bad[0]]).detail
 
 
-def test_path_length_enforced(pki: dict) -> None:  # type: ignore[type-arg]
+def test_path_length_enforced(chain_pki: dict) -> None:  # type: ignore[type-arg]
     # inter has pathLen 0, so it may not issue another CA.
-    sub = make_cert("sub", issuer=pki["inter"], ca=True)
+    sub = make_cert("sub", issuer=chain_pki["inter"], ca=True)
     leaf, _ = make_cert("leaf", issuer=sub)
-    with pytest.raises(ChainInvalid):
-        verify_chain(
-            leaf,
-            intermediates=[sub[0], pki["inter"][0]],
-            anchors=[pki["root"][0]],
-            now=NOW,
-            role=Role.IDEVID,
-        )
+    _refused(chain_pki, leaf, intermediates=[sub[0], chain_pki["inter"][0]])
 
 
-def test_unknown_critical_extension_refused(pki: dict) -> None:  # type: ignore[type-arg]
+def test_unknown_critical_extension_refused(chain_pki: dict) -> None:  # type: ignore[type-arg]
     ext = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
-    leaf = leaf_under(pki, extra=[(ext, True)])
-    with pytest.raises(ChainInvalid):
-        verify_chain(
-            leaf,
-            intermediates=[pki["inter"][0]],
-            anchors=[pki["root"][0]],
-            now=NOW,
-            role=Role.IDEVID,
-        )
+    _refused(chain_pki, leaf_under(chain_pki, extra=[(ext, True)]))
 
 
-def test_leaf_is_the_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+def test_leaf_is_the_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
     # RFC 8995 Appendix C pins the registrar's own certificate.
-    leaf = leaf_under(pki, eku=[oids.ID_KP_CMC_RA])
+    leaf = leaf_under(chain_pki, eku=[oids.ID_KP_CMC_RA])
     assert verify_chain(leaf, anchors=[leaf], now=NOW, role=Role.REGISTRAR_RA) == [leaf]
 
 
-def test_leaf_is_the_anchor_still_time_checked_and_role_checked(pki: dict) -> None:  # type: ignore[type-arg]
-    old = leaf_under(pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(old, anchors=[old], now=NOW, role=Role.IDEVID)
-    assert exc.value.check == "chain.expired"
-    no_ra = leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(no_ra, anchors=[no_ra], now=NOW, role=Role.REGISTRAR_RA)
-    assert exc.value.check == "chain.eku"
+def test_leaf_is_the_anchor_still_time_checked_and_role_checked(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    old = leaf_under(chain_pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    assert _refused(chain_pki, old, intermediates=[], anchors=[old]).check == "chain.expired"
+    no_ra = leaf_under(chain_pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    err = _refused(chain_pki, no_ra, intermediates=[], anchors=[no_ra], role=Role.REGISTRAR_RA)
+    assert err.check == "chain.eku"
 
 
-def test_intermediate_as_trust_anchor(pki: dict) -> None:  # type: ignore[type-arg]
+def test_intermediate_as_trust_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
     # RFC 8366: pinned-domain-cert may be an intermediate CA, not self-signed.
-    leaf = leaf_under(pki)
-    assert verify_chain(leaf, anchors=[pki["inter"][0]], now=NOW, role=Role.IDEVID) == [
+    leaf = leaf_under(chain_pki)
+    assert verify_chain(leaf, anchors=[chain_pki["inter"][0]], now=NOW, role=Role.IDEVID) == [
         leaf,
-        pki["inter"][0],
+        chain_pki["inter"][0],
     ]
 
 
-def test_naive_now_and_empty_anchors(pki: dict) -> None:  # type: ignore[type-arg]
-    leaf = leaf_under(pki)
+def test_naive_now_and_empty_anchors(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    leaf = leaf_under(chain_pki)
     with pytest.raises(ConfigError):
-        verify_chain(leaf, anchors=[pki["root"][0]], now=NOW.replace(tzinfo=None), role=Role.IDEVID)
-    with pytest.raises(ChainInvalid) as exc:
-        verify_chain(leaf, anchors=[], now=NOW, role=Role.IDEVID)
-    assert exc.value.check == "chain.untrusted"
+        verify_chain(leaf, anchors=[chain_pki["root"][0]], now=NOW.replace(tzinfo=None), role=Role.IDEVID)
+    assert _refused(chain_pki, leaf, intermediates=[], anchors=[]).check == "chain.untrusted"
 
 
 # --- verify_chain: role rules ------------------------------------------------------------
 
 
-def _verify(pki: dict, leaf: x509.Certificate, role: Role) -> list[x509.Certificate]:  # type: ignore[type-arg]
-    return verify_chain(
-        leaf, intermediates=[pki["inter"][0]], anchors=[pki["root"][0]], now=NOW, role=role
-    )
-
-
-def test_registrar_ra_requires_cmc_ra(pki: dict) -> None:  # type: ignore[type-arg]
-    ok = leaf_under(pki, eku=[oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH])
-    assert _verify(pki, ok, Role.REGISTRAR_RA)[0] == ok
+def test_registrar_ra_requires_cmc_ra(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    ok = leaf_under(chain_pki, eku=[oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH])
+    assert _chain(chain_pki, ok, role=Role.REGISTRAR_RA)[0] == ok
     for eku in (None, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]):
-        with pytest.raises(ChainInvalid) as exc:
-            _verify(pki, leaf_under(pki, eku=eku), Role.REGISTRAR_RA)
-        assert exc.value.check == "chain.eku"
+        assert _refused(chain_pki, leaf_under(chain_pki, eku=eku), role=Role.REGISTRAR_RA).check == "chain.eku"
 
 
-def test_masa_signer_needs_digital_signature_when_key_usage_present(pki: dict) -> None:  # type: ignore[type-arg]
-    assert _verify(pki, leaf_under(pki), Role.MASA_SIGNER)
-    assert _verify(pki, leaf_under(pki, key_usage=False), Role.MASA_SIGNER)
-    ka_only = leaf_under(pki, key_usage=key_usage_for(ca=False, digital_signature=False))
-    with pytest.raises(ChainInvalid) as exc:
-        _verify(pki, ka_only, Role.MASA_SIGNER)
-    assert exc.value.check == "chain.key-usage"
+def test_masa_signer_needs_digital_signature_when_key_usage_present(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    assert _chain(chain_pki, leaf_under(chain_pki), role=Role.MASA_SIGNER)
+    assert _chain(chain_pki, leaf_under(chain_pki, key_usage=False), role=Role.MASA_SIGNER)
+    ka_only = leaf_under(chain_pki, key_usage=key_usage_for(ca=False, digital_signature=False))
+    assert _refused(chain_pki, ka_only, role=Role.MASA_SIGNER).check == "chain.key-usage"
 
 
-def test_ldevid_needs_client_auth_when_eku_present(pki: dict) -> None:  # type: ignore[type-arg]
-    assert _verify(pki, leaf_under(pki), Role.LDEVID)
-    assert _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), Role.LDEVID)
-    with pytest.raises(ChainInvalid) as exc:
-        _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.SERVER_AUTH]), Role.LDEVID)
-    assert exc.value.check == "chain.eku"
+@pytest.mark.parametrize(
+    ("role", "wanted", "other"),
+    [
+        (Role.LDEVID, ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
+        (Role.TLS_SERVER, ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+    ],
+    ids=["ldevid", "tls-server"],
+)
+def test_tls_roles_need_their_purpose_when_eku_present(
+    chain_pki: dict,  # type: ignore[type-arg]
+    role: Role,
+    wanted: x509.ObjectIdentifier,
+    other: x509.ObjectIdentifier,
+) -> None:
+    # LDevID: clientAuth; TLS server: serverAuth; no EKU at all is accepted.
+    assert _chain(chain_pki, leaf_under(chain_pki), role=role)
+    assert _chain(chain_pki, leaf_under(chain_pki, eku=[wanted]), role=role)
+    assert _refused(chain_pki, leaf_under(chain_pki, eku=[other]), role=role).check == "chain.eku"
 
 
-def test_tls_server_needs_server_auth_when_eku_present(pki: dict) -> None:  # type: ignore[type-arg]
-    assert _verify(pki, leaf_under(pki), Role.TLS_SERVER)
-    assert _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.SERVER_AUTH]), Role.TLS_SERVER)
-    with pytest.raises(ChainInvalid) as exc:
-        _verify(pki, leaf_under(pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]), Role.TLS_SERVER)
-    assert exc.value.check == "chain.eku"
-
-
-def test_idevid_ignores_usage_extensions(pki: dict) -> None:  # type: ignore[type-arg]
+def test_idevid_ignores_usage_extensions(chain_pki: dict) -> None:  # type: ignore[type-arg]
     odd = leaf_under(
-        pki,
+        chain_pki,
         eku=[ExtendedKeyUsageOID.CODE_SIGNING],
         key_usage=key_usage_for(ca=False, digital_signature=False),
     )
-    assert _verify(pki, odd, Role.IDEVID)[0] == odd
+    assert _chain(chain_pki, odd)[0] == odd
 
 
-def test_ca_role_requires_a_ca_leaf(pki: dict) -> None:  # type: ignore[type-arg]
-    inter = pki["inter"][0]
-    assert verify_chain(inter, anchors=[pki["root"][0]], now=NOW, role=Role.CA) == [
+def test_ca_role_requires_a_ca_leaf(chain_pki: dict) -> None:  # type: ignore[type-arg]
+    inter = chain_pki["inter"][0]
+    assert verify_chain(inter, anchors=[chain_pki["root"][0]], now=NOW, role=Role.CA) == [
         inter,
-        pki["root"][0],
+        chain_pki["root"][0],
     ]
-    root = pki["root"][0]
+    root = chain_pki["root"][0]
     assert verify_chain(root, anchors=[root], now=NOW, role=Role.CA) == [root]
-    with pytest.raises(ChainInvalid) as exc:
-        _verify(pki, leaf_under(pki), Role.CA)
-    assert exc.value.check == "chain.not-ca"
+    assert _refused(chain_pki, leaf_under(chain_pki), role=Role.CA).check == "chain.not-ca"
 
 
 # --- verify_chain on the RFC 8995 Appendix C certificates ---------------------------------

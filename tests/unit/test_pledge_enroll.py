@@ -8,12 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from brski.errors import ConfigError, LocalError
 from brski.est import build_certs_only, encode_base64_body
+from brski.pki import cert_der
 from brski.pledge import (
     MAX_RETRY_AFTER,
     TRANSITIONS,
@@ -26,14 +26,13 @@ from brski.pledge import (
     VoucherAccepted,
     retry_after_seconds,
 )
+from tests.ca_helpers import make_csr
 from tests.pledge_world import (
     CERTS_ONLY,
     NOW,
     World,
     _expect_refusal,
-    _name,
     ca_issue,
-    der,
     issue,
     make_world,
     masa_voucher,
@@ -114,9 +113,7 @@ def _enroll_refusal(pledge: Pledge, decision: Any, check: str) -> None:
 def test_ldevid_for_another_key(w: World) -> None:
     pledge = to_status_reported(w)
     pledge.build_csr(key=ec.generate_private_key(ec.SECP256R1()))
-    other = x509.CertificateSigningRequestBuilder().subject_name(_name("x"))
-    pledge_csr = other.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    foreign = ca_issue(w, pledge_csr.public_bytes(serialization.Encoding.DER))
+    foreign = ca_issue(w, make_csr().public_bytes(serialization.Encoding.DER))
     decision = pledge.enroll_response(
         status=200,
         headers=CERTS_ONLY,
@@ -169,7 +166,7 @@ def test_illegal_transitions_raise(w: World) -> None:
         pledge.build_voucher_request(now=NOW, nonce=secrets.token_bytes(32))
     assert info.value.check == "pledge.illegal-transition"
     assert pledge.state is State.START  # an illegal event changes nothing
-    pledge.connected(der(w.registrar.cert))
+    pledge.connected(cert_der(w.registrar.cert))
     with pytest.raises(LocalError, match="not allowed"):
         pledge.voucher_response(status=200, headers={}, body=b"", now=NOW)
     with pytest.raises(LocalError):
@@ -193,14 +190,14 @@ def test_telemetry_only_once_and_not_after_abort_in_other_phase(w: World) -> Non
 
 def test_nonce_length_enforced(w: World) -> None:
     pledge = new_pledge(w)
-    pledge.connected(der(w.registrar.cert))
+    pledge.connected(cert_der(w.registrar.cert))
     with pytest.raises(LocalError) as info:
         pledge.build_voucher_request(now=NOW, nonce=b"short")
     assert info.value.check == "pledge.nonce-length"
 
 
 def test_idevid_without_serial_is_a_config_error(w: World) -> None:
-    anon = issue(_name("no serial"), issuer=w.mfr)
+    anon = issue("no serial", issuer=w.mfr)
     with pytest.raises(ConfigError):
         Pledge(idevid=anon.cert, key=anon.key, chain=[], anchors=[w.mfr.cert])
     with pytest.raises(ConfigError):  # key of another certificate

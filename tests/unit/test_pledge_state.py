@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from brski import oids
 from brski.artifact import verify_artifact
 from brski.est import build_certs_only, encode_base64_body
+from brski.pki import cert_der
 from brski.pledge import (
     Enrolled,
     Failed,
@@ -35,9 +36,7 @@ from tests.pledge_world import (
     World,
     _available,
     _expect_refusal,
-    _name,
     ca_issue,
-    der,
     issue,
     make_world,
     masa_voucher,
@@ -60,7 +59,7 @@ def w() -> World:
 def test_happy_path(w: World, media_type: str) -> None:
     pledge = new_pledge(w, media_type=media_type)
     assert pledge.state is State.START
-    pledge.connected(der(w.registrar.cert))
+    pledge.connected(cert_der(w.registrar.cert))
     nonce = secrets.token_bytes(32)
     raw = pledge.build_voucher_request(now=NOW, nonce=nonce)
     assert pledge.state is State.VOUCHER_REQUESTED
@@ -72,7 +71,7 @@ def test_happy_path(w: World, media_type: str) -> None:
     assert vr.payload.serial_number == SERIAL
     assert vr.payload.nonce == nonce
     assert vr.payload.created_on == NOW
-    assert vr.payload.proximity_registrar_cert == der(w.registrar.cert)
+    assert vr.payload.proximity_registrar_cert == cert_der(w.registrar.cert)
     assert vr.signer == w.idevid.cert
 
     body = masa_voucher(w, nonce, media_type=media_type)
@@ -118,7 +117,7 @@ def test_happy_path(w: World, media_type: str) -> None:
 def test_pinned_registrar_end_entity_is_accepted(w: World) -> None:
     """RFC 8995 5.6.2: the pin may be the registrar's own certificate."""
     pledge, nonce, _ = to_voucher_requested(w)
-    body = masa_voucher(w, nonce, pinned_domain_cert=der(w.registrar.cert))
+    body = masa_voucher(w, nonce, pinned_domain_cert=cert_der(w.registrar.cert))
     decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
     assert isinstance(decision, VoucherAccepted), decision
 
@@ -191,7 +190,7 @@ def test_nonceless_voucher_accepted_by_policy(w: World) -> None:
 
 def test_registrar_not_chaining_to_pin(w: World) -> None:
     pledge, nonce, _ = to_voucher_requested(w)
-    body = masa_voucher(w, nonce, pinned_domain_cert=der(w.evil.cert))
+    body = masa_voucher(w, nonce, pinned_domain_cert=cert_der(w.evil.cert))
     decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
     _expect_refusal(pledge, decision, "pledge.registrar-cert-unpinned")
 
@@ -200,9 +199,9 @@ def test_registrar_not_chaining_to_pin(w: World) -> None:
 def test_domain_certificate_without_cmc_ra_is_not_a_registrar(w: World, eku: list[x509.ObjectIdentifier] | None) -> None:
     """RFC 7030 3.6.1 / RFC 8995 5.6.2: chaining to the pin is not enough for a
     discovered registrar; e.g. another device's LDevID also chains to it."""
-    device = issue(_name("some device", "PLG-999"), issuer=w.domain, eku=eku)
+    device = issue("some device", "PLG-999", issuer=w.domain, eku=eku)
     pledge = new_pledge(w)
-    pledge.connected(der(device.cert))
+    pledge.connected(cert_der(device.cert))
     nonce = secrets.token_bytes(32)
     pledge.build_voucher_request(now=NOW, nonce=nonce)
     body = masa_voucher(w, nonce)
@@ -212,18 +211,18 @@ def test_domain_certificate_without_cmc_ra_is_not_a_registrar(w: World, eku: lis
 
 def test_registrar_pinned_itself_needs_no_cmc_ra(w: World) -> None:
     """5.6.2: the pinned-domain-cert may be the registrar's own certificate."""
-    own = issue(_name("registrar.self-pinned"), issuer=w.domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    own = issue("registrar.self-pinned", issuer=w.domain, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
     pledge = new_pledge(w)
-    pledge.connected(der(own.cert))
+    pledge.connected(cert_der(own.cert))
     nonce = secrets.token_bytes(32)
     pledge.build_voucher_request(now=NOW, nonce=nonce)
-    body = masa_voucher(w, nonce, pinned_domain_cert=der(own.cert))
+    body = masa_voucher(w, nonce, pinned_domain_cert=cert_der(own.cert))
     decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)
     assert isinstance(decision, VoucherAccepted), decision
 
 
 def test_voucher_signer_not_chaining_to_manufacturer(w: World) -> None:
-    rogue = issue(_name("Rogue MASA"), issuer=w.evil)
+    rogue = issue("Rogue MASA", issuer=w.evil)
     pledge, nonce, _ = to_voucher_requested(w)
     body = masa_voucher(w, nonce, signer=rogue)
     decision = pledge.voucher_response(status=200, headers=ok_headers(), body=body, now=NOW)

@@ -28,8 +28,8 @@ from brski.cose_voucher import verify_cose_sign1
 from brski.errors import BrskiError, ChainInvalid, MalformedInput, SignatureInvalid, VoucherInvalid
 from brski.pki import Role, cert_der, load_cert, verify_chain
 from brski.voucher import Voucher, VoucherRequest
+from tests import VECTORS
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 RFC8995 = VECTORS / "rfc8995"
 BIS = VECTORS / "rfc8366bis"
 CB = VECTORS / "cbrski-draft31"

@@ -21,8 +21,8 @@ from brski.voucher import (
     Voucher,
     VoucherRequest,
 )
+from tests import VECTORS
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 APPENDIX_C_NONCE = base64.urlsafe_b64decode("-_XE9zK9q8Ll1qylMtLKeg==")
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

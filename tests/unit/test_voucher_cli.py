@@ -21,13 +21,13 @@ from brski.artifact import sign_artifact
 from brski.devpki import build_dev_pki
 from brski.voucher import Assertion, Voucher
 from brski_cli import main
+from tests import VECTORS
 from tests.voucher_cli_helpers import (
     APPENDIX_C_VOUCHER,
     FORMATS,
     NONCE,
     NOW,
     RFC8995,
-    VECTORS,
 )
 
 CB = VECTORS / "cbrski-draft31"
