@@ -36,10 +36,10 @@ import asyncio
 import concurrent.futures
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from brski.errors import BrskiError, ConfigError, Conflict, NotFound, StorageError
 from brski_storage.base import WriteObserver
@@ -49,6 +49,7 @@ from brski_storage.writer import GroupCommitWriter, Job, JobOutcome
 
 __all__ = [
     "Database",
+    "RowReader",
     "SqliteDatabase",
     "check_limit",
     "from_ts",
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -366,3 +368,36 @@ def require_device(conn: sqlite3.Connection, serial: str) -> None:
     reference a device so the caller gets a named 404, not a foreign-key error."""
     if conn.execute("SELECT 1 FROM devices WHERE serial = ?", (serial,)).fetchone() is None:
         raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")
+
+
+class RowReader(Generic[R]):
+    """A record type as the stores read it from a table: the SELECT list and
+    the row -> record mapping declared together, so the two cannot drift apart.
+
+    ``columns`` is the SELECT list (``"id, serial, at"``); each column fills
+    the record field of the same name, or the one ``rename`` gives it, through
+    the converter passed under the field's name (``at=from_ts``), else as is.
+    """
+
+    __slots__ = ("_fields", "_make", "columns")
+
+    def __init__(
+        self,
+        make: Callable[..., R],
+        columns: str,
+        /,
+        *,
+        rename: Mapping[str, str] | None = None,
+        **convert: Callable[[Any], Any],
+    ) -> None:
+        names = [(rename or {}).get(c.strip(), c.strip()) for c in columns.split(",")]
+        unknown = set(convert) - set(names)
+        if unknown:
+            raise ValueError(f"converters for fields not read: {sorted(unknown)}")
+        self.columns = columns
+        self._make = make
+        self._fields = tuple((name, convert.get(name)) for name in names)
+
+    def __call__(self, row: Sequence[Any]) -> R:
+        values = zip(self._fields, row, strict=True)
+        return self._make(**{name: v if conv is None else conv(v) for (name, conv), v in values})

@@ -15,6 +15,7 @@ from brski_storage.base import (
     ManufacturedDevice,
     MasaStore,
     MasaVoucherRecord,
+    NewEvent,
     OwnerRecord,
 )
 from brski_storage.evidence import record_state
@@ -334,14 +335,14 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         _check_audit_fields(domain_id, truncated)
         created = to_ts(created_at)
         expires = to_ts_opt(expires_on)
-        event = PreparedEvent(
+        event = PreparedEvent(NewEvent(
             at=created_at,
             kind=event_kind,
             device_serial=serial,
             outcome="allow",
             check=event_check,
             detail=event_detail if event_detail is not None else {"assertion": assertion},
-        )
+        ))
 
         def run(conn: sqlite3.Connection) -> IssuedVoucher:
             require_device(conn, serial)
