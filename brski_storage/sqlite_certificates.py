@@ -11,13 +11,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from brski.errors import Conflict, NotFound
 from brski_storage.base import CertificateRecord, NewEvent
 from brski_storage.evidence import record_state
 from brski_storage.records import StateChange
-from brski_storage.sqlite import Database, from_ts, from_ts_opt, require_device, to_ts
+from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
 __all__ = ["SqliteCertificateMixin", "normalize_cert_serial"]
@@ -45,20 +44,15 @@ def normalize_cert_serial(value: int | str) -> str:
     return format(number, "x")
 
 
-def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
-    return CertificateRecord(
-        cert_serial=row[0],
-        device_serial=row[1],
-        spki_sha256=row[2],
-        state=row[3],
-        der=row[4],
-        not_before=from_ts_opt(row[5]),
-        not_after=from_ts_opt(row[6]),
-        reserved_at=from_ts(row[7]),
-        issued_at=from_ts_opt(row[8]),
-        revoked_at=from_ts_opt(row[9]),
-        revocation_reason=row[10],
-    )
+_certificate = RowReader(
+    CertificateRecord,
+    _CERT_COLUMNS,
+    not_before=from_ts_opt,
+    not_after=from_ts_opt,
+    reserved_at=from_ts,
+    issued_at=from_ts_opt,
+    revoked_at=from_ts_opt,
+)
 
 
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
@@ -75,6 +69,14 @@ def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateReco
             f"unknown certificate serial {cert_serial}", check="storage.unknown-certificate"
         )
     return cert
+
+
+def _require_cert_state(conn: sqlite3.Connection, cert_serial: str, state: str, refusal: str) -> CertificateRecord:
+    """The certificate, which must be in ``state`` (else Conflict, saying ``refusal``)."""
+    current = _require_cert(conn, cert_serial)
+    if current.state != state:
+        raise Conflict(f"certificate {cert_serial} is {current.state}, {refusal}", check="storage.certificate-state")
+    return current
 
 
 class SqliteCertificateMixin:
@@ -121,12 +123,7 @@ class SqliteCertificateMixin:
         params = (der, to_ts(not_before), to_ts(not_after), ts, serial)
 
         def run(conn: sqlite3.Connection) -> CertificateRecord:
-            current = _require_cert(conn, serial)
-            if current.state != "reserved":
-                raise Conflict(
-                    f"certificate {serial} is {current.state}, not reserved",
-                    check="storage.certificate-state",
-                )
+            current = _require_cert_state(conn, serial, "reserved", "not reserved")
             conn.execute(
                 "UPDATE certificates SET state = 'issued', der = ?, not_before = ?,"
                 " not_after = ?, issued_at = ? WHERE cert_serial = ?",
@@ -176,12 +173,7 @@ class SqliteCertificateMixin:
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> CertificateRecord:
-            current = _require_cert(conn, serial)
-            if current.state != "issued":
-                raise Conflict(
-                    f"certificate {serial} is {current.state}, only issued ones can be revoked",
-                    check="storage.certificate-state",
-                )
+            current = _require_cert_state(conn, serial, "issued", "only issued ones can be revoked")
             conn.execute(
                 "UPDATE certificates SET state = 'revoked', revoked_at = ?, revocation_reason = ?"
                 " WHERE cert_serial = ?",

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from brski_storage import evidence
-from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome, WriteObserver
+from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, WriteObserver
 from brski_storage.chain import (
     GENESIS,
     StoredEvent,
@@ -47,37 +47,28 @@ class PreparedEvent:
     """An event validated and canonicalised on the caller's side, ready to be
     chained inside whichever write transaction carries it."""
 
-    __slots__ = ("at", "check", "detail", "detail_text", "device_serial", "kind", "outcome")
+    __slots__ = ("at", "detail", "detail_text", "event")
 
     def __init__(self, event: NewEvent) -> None:
         if event.outcome not in _OUTCOMES:
             raise ValueError(f"event outcome must be allow, refuse or info, not {event.outcome!r}")
         if not event.kind:
             raise ValueError("event kind must not be empty")
-        self.at = to_ts(event.at)
-        self.kind = event.kind
-        self.device_serial = event.device_serial
-        self.outcome: Outcome = event.outcome
-        self.check = event.check
+        self.event = event
+        self.at = to_ts(event.at)  # the chain's one spelling of the time
         self.detail = dict(event.detail)
         # Fails here, in the caller, if detail is not JSON.
         self.detail_text = canonical_json(self.detail).decode("utf-8")
 
     def digest(self, prev_hash: bytes) -> bytes:
-        return event_hash(
-            prev_hash,
-            at=self.at,
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=self.detail,
-        )
+        e = self.event
+        return event_hash(prev_hash, at=self.at, kind=e.kind, device_serial=e.device_serial,
+                          outcome=e.outcome, check=e.check, detail=self.detail)
 
     def values(self, prev_hash: bytes, digest: bytes) -> tuple[Any, ...]:
         """The event's row after its ``id``, in ``_EVENT_VALUES`` order."""
-        return (self.at, self.kind, self.device_serial, self.outcome, self.check, self.detail_text,
-                prev_hash, digest)
+        e = self.event
+        return (self.at, e.kind, e.device_serial, e.outcome, e.check, self.detail_text, prev_hash, digest)
 
     def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
         """The event as reading its row back would return it."""
