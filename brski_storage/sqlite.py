@@ -379,11 +379,12 @@ class RowReader(Generic[R]):
     the converter passed under the field's name (``at=from_ts``), else as is.
     """
 
-    __slots__ = ("_fields", "_make", "columns")
+    __slots__ = ("_fields", "_make", "_select", "columns", "table")
 
     def __init__(
         self,
         make: Callable[..., R],
+        table: str,
         columns: str,
         /,
         *,
@@ -394,10 +395,21 @@ class RowReader(Generic[R]):
         unknown = set(convert) - set(names)
         if unknown:
             raise ValueError(f"converters for fields not read: {sorted(unknown)}")
+        self.table = table
         self.columns = columns
+        self._select = f"SELECT {columns} FROM {table}"
         self._make = make
         self._fields = tuple((name, convert.get(name)) for name in names)
 
     def __call__(self, row: Sequence[Any]) -> R:
         values = zip(self._fields, row, strict=True)
         return self._make(**{name: v if conv is None else conv(v) for (name, conv), v in values})
+
+    def one(self, conn: sqlite3.Connection, where: str, params: Sequence[Any] = ()) -> R | None:
+        """The first row of ``SELECT columns FROM table <where>``, or None."""
+        row = conn.execute(f"{self._select} {where}", params).fetchone()
+        return None if row is None else self(row)
+
+    def all(self, conn: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()) -> list[R]:
+        """Every row of ``SELECT columns FROM table <where>``."""
+        return [self(r) for r in conn.execute(f"{self._select} {where}", params)]

@@ -21,12 +21,6 @@ from brski_storage.sqlite_events import with_events
 
 __all__ = ["SqliteCertificateMixin", "normalize_cert_serial"]
 
-_CERT_COLUMNS = (
-    "cert_serial, device_serial, spki_sha256, state, der, not_before, not_after,"
-    " reserved_at, issued_at, revoked_at, revocation_reason"
-)
-
-
 def normalize_cert_serial(value: int | str) -> str:
     """One spelling per serial (lower-case hex, no leading zeros, no colons),
     so "0A", "0a" and 10 cannot slip past the UNIQUE constraint as three."""
@@ -44,9 +38,11 @@ def normalize_cert_serial(value: int | str) -> str:
     return format(number, "x")
 
 
-_certificate = RowReader(
+_certificates = RowReader(
     CertificateRecord,
-    _CERT_COLUMNS,
+    "certificates",
+    "cert_serial, device_serial, spki_sha256, state, der, not_before, not_after,"
+    " reserved_at, issued_at, revoked_at, revocation_reason",
     not_before=from_ts_opt,
     not_after=from_ts_opt,
     reserved_at=from_ts,
@@ -56,10 +52,7 @@ _certificate = RowReader(
 
 
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
-    row = conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM certificates WHERE cert_serial = ?", (cert_serial,)
-    ).fetchone()
-    return None if row is None else _certificate(row)
+    return _certificates.one(conn, "WHERE cert_serial = ?", (cert_serial,))
 
 
 def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord:
@@ -147,24 +140,13 @@ class SqliteCertificateMixin:
         return self._db.read_now(lambda conn: _get_cert(conn, serial))
 
     async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
-            r = conn.execute(
-                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE spki_sha256 = ?", (spki_sha256,)
-            ).fetchone()
-            return None if r is None else _certificate(r)
-
-        return self._db.read_now(run)
+        return self._db.read_now(
+            lambda conn: _certificates.one(conn, "WHERE spki_sha256 = ?", (spki_sha256,))
+        )
 
     async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
-            r = conn.execute(
-                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ?"
-                " AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1",
-                (device_serial,),
-            ).fetchone()
-            return None if r is None else _certificate(r)
-
-        return await self._db.read(run)
+        where = "WHERE device_serial = ? AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1"
+        return await self._db.read(lambda conn: _certificates.one(conn, where, (device_serial,)))
 
     async def revoke_certificate(
         self, cert_serial: int | str, *, reason: str, at: datetime
@@ -185,14 +167,9 @@ class SqliteCertificateMixin:
         return await self._db.write(run)
 
     async def revoked_certificates(self) -> list[CertificateRecord]:
-        sql = (
-            f"SELECT {_CERT_COLUMNS} FROM certificates WHERE state = 'revoked'"
-            " ORDER BY revoked_at, id"
-        )
-        return await self._db.read(lambda conn: [_certificate(r) for r in conn.execute(sql)])
+        where = "WHERE state = 'revoked' ORDER BY revoked_at, id"
+        return await self._db.read(lambda conn: _certificates.all(conn, where))
 
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
-        sql = f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ? ORDER BY id"
-        return await self._db.read(
-            lambda conn: [_certificate(r) for r in conn.execute(sql, (device_serial,))]
-        )
+        where = "WHERE device_serial = ? ORDER BY id"
+        return await self._db.read(lambda conn: _certificates.all(conn, where, (device_serial,)))

@@ -37,9 +37,9 @@ _EVENT_VALUES = "at, kind, device_serial, outcome, check_name, detail, prev_hash
 _EVENT_COLUMNS = f"id, {_EVENT_VALUES}"
 
 # A row exactly as stored (the chain walk), and as callers see it.
-_stored_event = RowReader(StoredEvent, _EVENT_COLUMNS, rename={"check_name": "check"})
+_stored_event = RowReader(StoredEvent, "events", _EVENT_COLUMNS, rename={"check_name": "check"})
 _event_record = RowReader(
-    EventRecord, _EVENT_COLUMNS, rename={"check_name": "check"}, at=from_ts, detail=json.loads
+    EventRecord, "events", _EVENT_COLUMNS, rename={"check_name": "check"}, at=from_ts, detail=json.loads
 )
 
 
@@ -137,21 +137,13 @@ class SqliteEventLog(EventLog):
     ) -> list[EventRecord]:
         check_limit(limit)
 
-        def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            if device_serial is None:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                    (since_id, limit),
-                )
-            else:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE device_serial = ? AND id > ?"
-                    " ORDER BY id LIMIT ?",
-                    (device_serial, since_id, limit),
-                )
-            return [_event_record(r) for r in rows]
-
-        return await self._db.read(run)
+        params: tuple[Any, ...]
+        if device_serial is None:
+            where, params = "WHERE id > ? ORDER BY id LIMIT ?", (since_id, limit)
+        else:
+            where = "WHERE device_serial = ? AND id > ? ORDER BY id LIMIT ?"
+            params = (device_serial, since_id, limit)
+        return await self._db.read(lambda conn: _event_record.all(conn, where, params))
 
     async def recent_events(
         self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
@@ -162,12 +154,8 @@ class SqliteEventLog(EventLog):
         if device_serial is not None:
             clauses.append("device_serial = ?")  # events_by_device (device_serial, id)
             params.append(device_serial)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
-
-        def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            return [_event_record(r) for r in conn.execute(sql, (*params, limit))]
-
-        return await self._db.read(run)
+        where = f"WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
+        return await self._db.read(lambda conn: _event_record.all(conn, where, (*params, limit)))
 
     async def verify_event_chain(self) -> ChainReport:
         return await self._db.read(lambda conn: _walk_chain(conn, None))
