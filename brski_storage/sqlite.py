@@ -410,6 +410,12 @@ class RowReader(Generic[R]):
         row = conn.execute(f"{self._select} {where}", params).fetchone()
         return None if row is None else self(row)
 
+    def by_id(self, conn: sqlite3.Connection, rowid: int | None) -> R:
+        """The row whose ``id`` is ``rowid``: one this transaction has just written."""
+        record = self.one(conn, "WHERE id = ?", (rowid,))
+        assert record is not None
+        return record
+
     def all(self, conn: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()) -> list[R]:
         """Every row of ``SELECT columns FROM table <where>``."""
         return [self(r) for r in conn.execute(f"{self._select} {where}", params)]
