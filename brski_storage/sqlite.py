@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import keyword
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -377,9 +378,15 @@ class RowReader(Generic[R]):
     ``columns`` is the SELECT list (``"id, serial, at"``); each column fills
     the record field of the same name, or the one ``rename`` gives it, through
     the converter passed under the field's name (``at=from_ts``), else as is.
+
+    The mapping is compiled once into the keyword call a hand-written mapper
+    would make (``make(id=row[0], serial=row[1], at=at(row[2]))``, as
+    namedtuple and dataclasses build their methods): a generic loop over the
+    fields measured about 2 us more per row, which the event-chain walk pays
+    on every event.
     """
 
-    __slots__ = ("_fields", "_make", "_select", "columns", "table")
+    __slots__ = ("_select", "columns", "record", "table")
 
     def __init__(
         self,
@@ -392,23 +399,28 @@ class RowReader(Generic[R]):
         **convert: Callable[[Any], Any],
     ) -> None:
         names = [(rename or {}).get(c.strip(), c.strip()) for c in columns.split(",")]
+        if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"columns must name distinct fields: {columns!r}")
         unknown = set(convert) - set(names)
         if unknown:
             raise ValueError(f"converters for fields not read: {sorted(unknown)}")
         self.table = table
         self.columns = columns
         self._select = f"SELECT {columns} FROM {table}"
-        self._make = make
-        self._fields = tuple((name, convert.get(name)) for name in names)
-
-    def __call__(self, row: Sequence[Any]) -> R:
-        values = zip(self._fields, row, strict=True)
-        return self._make(**{name: v if conv is None else conv(v) for (name, conv), v in values})
+        # Names are identifiers (checked above) and converters are passed by
+        # reference, never as text: the compiled source is only field names.
+        args = ", ".join(
+            f"{name}=row[{i}]" if name not in convert else f"{name}=c{i}(row[{i}])"
+            for i, name in enumerate(names)
+        )
+        scope = {f"c{i}": convert[name] for i, name in enumerate(names) if name in convert}
+        #: One row (in ``columns`` order) -> its record.
+        self.record: Callable[[Sequence[Any]], R] = eval(f"lambda row: make({args})", {"make": make, **scope})
 
     def one(self, conn: sqlite3.Connection, where: str, params: Sequence[Any] = ()) -> R | None:
         """The first row of ``SELECT columns FROM table <where>``, or None."""
         row = conn.execute(f"{self._select} {where}", params).fetchone()
-        return None if row is None else self(row)
+        return None if row is None else self.record(row)
 
     def by_id(self, conn: sqlite3.Connection, rowid: int | None) -> R:
         """The row whose ``id`` is ``rowid``: one this transaction has just written."""
@@ -418,4 +430,4 @@ class RowReader(Generic[R]):
 
     def all(self, conn: sqlite3.Connection, where: str = "", params: Sequence[Any] = ()) -> list[R]:
         """Every row of ``SELECT columns FROM table <where>``."""
-        return [self(r) for r in conn.execute(f"{self._select} {where}", params)]
+        return [self.record(r) for r in conn.execute(f"{self._select} {where}", params)]

@@ -72,7 +72,7 @@ class PreparedEvent:
 
     def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
         """The event as reading its row back would return it."""
-        return _event_record((event_id, *self.values(prev_hash, digest)))
+        return _event_record.record((event_id, *self.values(prev_hash, digest)))
 
     def insert(self, conn: sqlite3.Connection) -> EventRecord:
         """Chain onto the current head; must run inside the writer transaction.
@@ -211,7 +211,7 @@ def _walk_chain(conn: sqlite3.Connection, start: tuple[int, bytes] | None) -> Ch
 
     def rows() -> Iterator[StoredEvent]:
         for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (after,)):
-            yield _stored_event(r)
+            yield _stored_event.record(r)
 
     def locate(digest: bytes) -> int | None:
         hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()
