@@ -134,7 +134,6 @@ class Store(abc.ABC):
 class EventLog(Store):
     """The hash-chained event log both roles keep for their operators."""
 
-    @abc.abstractmethod
     async def append_event(
         self,
         *,
@@ -145,6 +144,14 @@ class EventLog(Store):
         check: str | None,
         detail: Mapping[str, Any],
     ) -> EventRecord:
+        """Append one event in a write of its own (see :meth:`append`)."""
+        event = NewEvent(
+            at=at, kind=kind, device_serial=device_serial, outcome=outcome, check=check, detail=detail
+        )
+        return await self.append(event)
+
+    @abc.abstractmethod
+    async def append(self, event: NewEvent) -> EventRecord:
         """Append one event; chaining happens inside the write transaction."""
 
     @abc.abstractmethod

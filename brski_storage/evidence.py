@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from brski_storage.records import NewEvent
+
 __all__ = [
     "CHECKPOINT_EVENT",
     "RECORDED_EVENT",
@@ -236,10 +238,11 @@ def record_state(
             continue
         seen.add((name, key))
         facts.append([name, key, row_facts(conn, kinds[name], key)])
-    PreparedEvent(
+    event = NewEvent(
         at=from_ts(at), kind=RECORDED_EVENT, device_serial=device_serial, outcome="info",
         check=None, detail={"rows": facts},
-    ).insert(conn)
+    )
+    PreparedEvent(event).insert(conn)
 
 
 # --- reading the evidence -------------------------------------------------------------
@@ -361,9 +364,9 @@ def _chain_checkpoint(conn: sqlite3.Connection, *, at: datetime, detail: dict[st
     from brski_storage.sqlite_events import PreparedEvent
 
     digest, rows = _snapshot_digest(conn)
-    event = PreparedEvent(at=at, kind=CHECKPOINT_EVENT, device_serial=None, outcome="info", check=None,
-                          detail={**detail, "digest": digest, "rows": rows})
-    return event.insert(conn).id
+    event = NewEvent(at=at, kind=CHECKPOINT_EVENT, device_serial=None, outcome="info", check=None,
+                     detail={**detail, "digest": digest, "rows": rows})
+    return PreparedEvent(event).insert(conn).id
 
 
 def checkpoint_state(conn: sqlite3.Connection, *, at: datetime, expect_checkpoint: int | None) -> int | None:

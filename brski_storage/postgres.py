@@ -179,8 +179,7 @@ class PgConnection:
         self.raw.execute(
             "INSERT INTO events (id, at, kind, device_serial, outcome, check_name, detail,"
             " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (new_id, event.at, event.kind, event.device_serial, event.outcome, event.check,
-             event.detail_text, prev_hash, digest),
+            (new_id, *event.values(prev_hash, digest)),
         )
         self.head = (new_id, digest)
         return event.record(new_id, prev_hash, digest)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from brski.errors import Conflict
 from brski_storage.base import (
@@ -23,47 +22,32 @@ from brski_storage.base import (
     StateChange,
 )
 from brski_storage.evidence import record_state
-from brski_storage.sqlite import Database, from_ts, from_ts_opt, require_device, to_ts
+from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
 __all__ = ["SqliteAdmissionMixin", "insert_pin", "queue_approval"]
 
-_APPROVAL_COLUMNS = "serial, decision, requested_at, decided_at, decided_by, reason"
-_PIN_COLUMNS = "issuer, cert_der, spki_sha256, policy_name, first_serial, pinned_at"
-
-
-def _approval(row: tuple[Any, ...]) -> ApprovalRecord:
-    return ApprovalRecord(
-        serial=row[0],
-        decision=row[1],
-        requested_at=from_ts_opt(row[2]),
-        decided_at=from_ts_opt(row[3]),
-        decided_by=row[4],
-        reason=row[5],
-    )
+_approvals = RowReader(
+    ApprovalRecord,
+    "device_approvals",
+    "serial, decision, requested_at, decided_at, decided_by, reason",
+    requested_at=from_ts_opt,
+    decided_at=from_ts_opt,
+)
+_pins = RowReader(
+    PinnedManufacturer,
+    "pinned_manufacturers",
+    "issuer, cert_der, spki_sha256, policy_name, first_serial, pinned_at",
+    pinned_at=from_ts,
+)
 
 
 def _get_approval(conn: sqlite3.Connection, serial: str) -> ApprovalRecord | None:
-    row = conn.execute(
-        f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE serial = ?", (serial,)
-    ).fetchone()
-    return None if row is None else _approval(row)
+    return _approvals.one(conn, "WHERE serial = ?", (serial,))
 
 
 def _get_pin(conn: sqlite3.Connection, issuer: str) -> PinnedManufacturer | None:
-    row = conn.execute(
-        f"SELECT {_PIN_COLUMNS} FROM pinned_manufacturers WHERE issuer = ?", (issuer,)
-    ).fetchone()
-    if row is None:
-        return None
-    return PinnedManufacturer(
-        issuer=row[0],
-        cert_der=row[1],
-        spki_sha256=row[2],
-        policy_name=row[3],
-        first_serial=row[4],
-        pinned_at=from_ts(row[5]),
-    )
+    return _pins.one(conn, "WHERE issuer = ?", (issuer,))
 
 
 def queue_approval(conn: sqlite3.Connection, serial: str, ts: str) -> ApprovalRecord:
@@ -84,7 +68,7 @@ def queue_approval(conn: sqlite3.Connection, serial: str, ts: str) -> ApprovalRe
 def insert_pin(conn: sqlite3.Connection, pin: ManufacturerPin, *, first_serial: str, ts: str) -> PinnedManufacturer:
     """Pin ``pin.issuer`` unless already pinned (first writer wins); the pin that holds."""
     cur = conn.execute(
-        f"INSERT INTO pinned_manufacturers ({_PIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO pinned_manufacturers ({_pins.columns}) VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (issuer) DO NOTHING",
         (pin.issuer, pin.cert_der, pin.spki_sha256, pin.policy_name, first_serial, ts),
     )
@@ -132,12 +116,10 @@ class SqliteAdmissionMixin:
 
     async def list_approvals(self, *, decision: ApprovalDecision | None = None) -> list[ApprovalRecord]:
         params: tuple[str, ...] = ()
-        if decision is None:
-            sql = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals ORDER BY serial"
-        else:
-            sql = f"SELECT {_APPROVAL_COLUMNS} FROM device_approvals WHERE decision = ? ORDER BY serial"
-            params = (decision,)
-        return await self._db.read(lambda conn: [_approval(r) for r in conn.execute(sql, params)])
+        where = "ORDER BY serial"
+        if decision is not None:
+            where, params = "WHERE decision = ? ORDER BY serial", (decision,)
+        return await self._db.read(lambda conn: _approvals.all(conn, where, params))
 
     async def get_pinned_manufacturer(self, issuer: str) -> PinnedManufacturer | None:
         return self._db.read_now(lambda conn: _get_pin(conn, issuer))  # by primary key: inline

@@ -11,22 +11,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from brski.errors import Conflict, NotFound
 from brski_storage.base import CertificateRecord, NewEvent
 from brski_storage.evidence import record_state
 from brski_storage.records import StateChange
-from brski_storage.sqlite import Database, from_ts, from_ts_opt, require_device, to_ts
+from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
 __all__ = ["SqliteCertificateMixin", "normalize_cert_serial"]
-
-_CERT_COLUMNS = (
-    "cert_serial, device_serial, spki_sha256, state, der, not_before, not_after,"
-    " reserved_at, issued_at, revoked_at, revocation_reason"
-)
-
 
 def normalize_cert_serial(value: int | str) -> str:
     """One spelling per serial (lower-case hex, no leading zeros, no colons),
@@ -45,27 +38,21 @@ def normalize_cert_serial(value: int | str) -> str:
     return format(number, "x")
 
 
-def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
-    return CertificateRecord(
-        cert_serial=row[0],
-        device_serial=row[1],
-        spki_sha256=row[2],
-        state=row[3],
-        der=row[4],
-        not_before=from_ts_opt(row[5]),
-        not_after=from_ts_opt(row[6]),
-        reserved_at=from_ts(row[7]),
-        issued_at=from_ts_opt(row[8]),
-        revoked_at=from_ts_opt(row[9]),
-        revocation_reason=row[10],
-    )
+_certificates = RowReader(
+    CertificateRecord,
+    "certificates",
+    "cert_serial, device_serial, spki_sha256, state, der, not_before, not_after,"
+    " reserved_at, issued_at, revoked_at, revocation_reason",
+    not_before=from_ts_opt,
+    not_after=from_ts_opt,
+    reserved_at=from_ts,
+    issued_at=from_ts_opt,
+    revoked_at=from_ts_opt,
+)
 
 
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
-    row = conn.execute(
-        f"SELECT {_CERT_COLUMNS} FROM certificates WHERE cert_serial = ?", (cert_serial,)
-    ).fetchone()
-    return None if row is None else _certificate(row)
+    return _certificates.one(conn, "WHERE cert_serial = ?", (cert_serial,))
 
 
 def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord:
@@ -75,6 +62,14 @@ def _require_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateReco
             f"unknown certificate serial {cert_serial}", check="storage.unknown-certificate"
         )
     return cert
+
+
+def _require_cert_state(conn: sqlite3.Connection, cert_serial: str, state: str, refusal: str) -> CertificateRecord:
+    """The certificate, which must be in ``state`` (else Conflict, saying ``refusal``)."""
+    current = _require_cert(conn, cert_serial)
+    if current.state != state:
+        raise Conflict(f"certificate {cert_serial} is {current.state}, {refusal}", check="storage.certificate-state")
+    return current
 
 
 class SqliteCertificateMixin:
@@ -121,12 +116,7 @@ class SqliteCertificateMixin:
         params = (der, to_ts(not_before), to_ts(not_after), ts, serial)
 
         def run(conn: sqlite3.Connection) -> CertificateRecord:
-            current = _require_cert(conn, serial)
-            if current.state != "reserved":
-                raise Conflict(
-                    f"certificate {serial} is {current.state}, not reserved",
-                    check="storage.certificate-state",
-                )
+            current = _require_cert_state(conn, serial, "reserved", "not reserved")
             conn.execute(
                 "UPDATE certificates SET state = 'issued', der = ?, not_before = ?,"
                 " not_after = ?, issued_at = ? WHERE cert_serial = ?",
@@ -150,24 +140,13 @@ class SqliteCertificateMixin:
         return self._db.read_now(lambda conn: _get_cert(conn, serial))
 
     async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
-            r = conn.execute(
-                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE spki_sha256 = ?", (spki_sha256,)
-            ).fetchone()
-            return None if r is None else _certificate(r)
-
-        return self._db.read_now(run)
+        return self._db.read_now(
+            lambda conn: _certificates.one(conn, "WHERE spki_sha256 = ?", (spki_sha256,))
+        )
 
     async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> CertificateRecord | None:
-            r = conn.execute(
-                f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ?"
-                " AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1",
-                (device_serial,),
-            ).fetchone()
-            return None if r is None else _certificate(r)
-
-        return await self._db.read(run)
+        where = "WHERE device_serial = ? AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1"
+        return await self._db.read(lambda conn: _certificates.one(conn, where, (device_serial,)))
 
     async def revoke_certificate(
         self, cert_serial: int | str, *, reason: str, at: datetime
@@ -176,12 +155,7 @@ class SqliteCertificateMixin:
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> CertificateRecord:
-            current = _require_cert(conn, serial)
-            if current.state != "issued":
-                raise Conflict(
-                    f"certificate {serial} is {current.state}, only issued ones can be revoked",
-                    check="storage.certificate-state",
-                )
+            current = _require_cert_state(conn, serial, "issued", "only issued ones can be revoked")
             conn.execute(
                 "UPDATE certificates SET state = 'revoked', revoked_at = ?, revocation_reason = ?"
                 " WHERE cert_serial = ?",
@@ -193,14 +167,9 @@ class SqliteCertificateMixin:
         return await self._db.write(run)
 
     async def revoked_certificates(self) -> list[CertificateRecord]:
-        sql = (
-            f"SELECT {_CERT_COLUMNS} FROM certificates WHERE state = 'revoked'"
-            " ORDER BY revoked_at, id"
-        )
-        return await self._db.read(lambda conn: [_certificate(r) for r in conn.execute(sql)])
+        where = "WHERE state = 'revoked' ORDER BY revoked_at, id"
+        return await self._db.read(lambda conn: _certificates.all(conn, where))
 
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
-        sql = f"SELECT {_CERT_COLUMNS} FROM certificates WHERE device_serial = ? ORDER BY id"
-        return await self._db.read(
-            lambda conn: [_certificate(r) for r in conn.execute(sql, (device_serial,))]
-        )
+        where = "WHERE device_serial = ? ORDER BY id"
+        return await self._db.read(lambda conn: _certificates.all(conn, where, (device_serial,)))

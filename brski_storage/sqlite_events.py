@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from brski_storage import evidence
-from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, Outcome, WriteObserver
+from brski_storage.base import ChainReport, EventLog, EventRecord, NewEvent, WriteObserver
 from brski_storage.chain import (
     GENESIS,
     StoredEvent,
@@ -25,7 +25,7 @@ from brski_storage.chain import (
     event_hash,
     verify_chain,
 )
-from brski_storage.sqlite import Database, check_limit, from_ts, sqlite_now, to_ts
+from brski_storage.sqlite import Database, RowReader, check_limit, from_ts, sqlite_now, to_ts
 
 __all__ = ["PreparedEvent", "SqliteEventLog", "with_events"]
 
@@ -33,100 +33,46 @@ T = TypeVar("T")
 
 _OUTCOMES = frozenset({"allow", "refuse", "info"})
 
-_EVENT_COLUMNS = "id, at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
+_EVENT_VALUES = "at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
+_EVENT_COLUMNS = f"id, {_EVENT_VALUES}"
 
-
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    return StoredEvent(
-        id=row[0],
-        at=row[1],
-        kind=row[2],
-        device_serial=row[3],
-        outcome=row[4],
-        check=row[5],
-        detail=row[6],
-        prev_hash=row[7],
-        hash=row[8],
-    )
-
-
-def _event_record(row: tuple[Any, ...]) -> EventRecord:
-    return EventRecord(
-        id=row[0],
-        at=from_ts(row[1]),
-        kind=row[2],
-        device_serial=row[3],
-        outcome=row[4],
-        check=row[5],
-        detail=json.loads(row[6]),
-        prev_hash=row[7],
-        hash=row[8],
-    )
+# A row exactly as stored (the chain walk), and as callers see it.
+_stored_event = RowReader(StoredEvent, "events", _EVENT_COLUMNS, rename={"check_name": "check"})
+_event_record = RowReader(
+    EventRecord, "events", _EVENT_COLUMNS, rename={"check_name": "check"}, at=from_ts, detail=json.loads
+)
 
 
 class PreparedEvent:
     """An event validated and canonicalised on the caller's side, ready to be
     chained inside whichever write transaction carries it."""
 
-    __slots__ = ("at", "check", "detail", "detail_text", "device_serial", "kind", "outcome")
+    __slots__ = ("at", "detail", "detail_text", "event")
 
-    def __init__(
-        self,
-        *,
-        at: datetime,
-        kind: str,
-        device_serial: str | None,
-        outcome: Outcome,
-        check: str | None,
-        detail: Mapping[str, Any],
-    ) -> None:
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"event outcome must be allow, refuse or info, not {outcome!r}")
-        if not kind:
+    def __init__(self, event: NewEvent) -> None:
+        if event.outcome not in _OUTCOMES:
+            raise ValueError(f"event outcome must be allow, refuse or info, not {event.outcome!r}")
+        if not event.kind:
             raise ValueError("event kind must not be empty")
-        self.at = to_ts(at)
-        self.kind = kind
-        self.device_serial = device_serial
-        self.outcome: Outcome = outcome
-        self.check = check
-        self.detail = dict(detail)
+        self.event = event
+        self.at = to_ts(event.at)  # the chain's one spelling of the time
+        self.detail = dict(event.detail)
         # Fails here, in the caller, if detail is not JSON.
         self.detail_text = canonical_json(self.detail).decode("utf-8")
 
-    @classmethod
-    def from_new(cls, event: NewEvent) -> PreparedEvent:
-        return cls(
-            at=event.at,
-            kind=event.kind,
-            device_serial=event.device_serial,
-            outcome=event.outcome,
-            check=event.check,
-            detail=event.detail,
-        )
-
     def digest(self, prev_hash: bytes) -> bytes:
-        return event_hash(
-            prev_hash,
-            at=self.at,
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=self.detail,
-        )
+        e = self.event
+        return event_hash(prev_hash, at=self.at, kind=e.kind, device_serial=e.device_serial,
+                          outcome=e.outcome, check=e.check, detail=self.detail)
+
+    def values(self, prev_hash: bytes, digest: bytes) -> tuple[Any, ...]:
+        """The event's row after its ``id``, in ``_EVENT_VALUES`` order."""
+        e = self.event
+        return (self.at, e.kind, e.device_serial, e.outcome, e.check, self.detail_text, prev_hash, digest)
 
     def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
-        return EventRecord(
-            id=event_id,
-            at=from_ts(self.at),
-            kind=self.kind,
-            device_serial=self.device_serial,
-            outcome=self.outcome,
-            check=self.check,
-            detail=json.loads(self.detail_text),
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+        """The event as reading its row back would return it."""
+        return _event_record.record((event_id, *self.values(prev_hash, digest)))
 
     def insert(self, conn: sqlite3.Connection) -> EventRecord:
         """Chain onto the current head; must run inside the writer transaction.
@@ -141,18 +87,8 @@ class PreparedEvent:
         prev_hash: bytes = GENESIS if head is None else head[0]
         digest = self.digest(prev_hash)
         cur = conn.execute(
-            "INSERT INTO events (at, kind, device_serial, outcome, check_name, detail,"
-            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.at,
-                self.kind,
-                self.device_serial,
-                self.outcome,
-                self.check,
-                self.detail_text,
-                prev_hash,
-                digest,
-            ),
+            f"INSERT INTO events ({_EVENT_VALUES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.values(prev_hash, digest),
         )
         assert cur.lastrowid is not None
         return self.record(cur.lastrowid, prev_hash, digest)
@@ -166,7 +102,7 @@ def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent
     """
     if not events:
         return fn
-    prepared = [PreparedEvent.from_new(e) for e in events]
+    prepared = [PreparedEvent(e) for e in events]
 
     def run(conn: sqlite3.Connection) -> T:
         result = fn(conn)
@@ -193,46 +129,21 @@ class SqliteEventLog(EventLog):
     def observe_writes(self, observer: WriteObserver) -> None:
         self._db.observer = observer
 
-    async def append_event(
-        self,
-        *,
-        at: datetime,
-        kind: str,
-        device_serial: str | None,
-        outcome: Outcome,
-        check: str | None,
-        detail: Mapping[str, Any],
-    ) -> EventRecord:
-        event = PreparedEvent(
-            at=at,
-            kind=kind,
-            device_serial=device_serial,
-            outcome=outcome,
-            check=check,
-            detail=detail,
-        )
-        return await self._db.write(event.insert)
+    async def append(self, event: NewEvent) -> EventRecord:
+        return await self._db.write(PreparedEvent(event).insert)
 
     async def events(
         self, *, since_id: int = 0, device_serial: str | None = None, limit: int = 1000
     ) -> list[EventRecord]:
         check_limit(limit)
 
-        def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            if device_serial is None:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                    (since_id, limit),
-                )
-            else:
-                rows = conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE device_serial = ? AND id > ?"
-                    " ORDER BY id LIMIT ?",
-                    (device_serial, since_id, limit),
-                )
-            return [_event_record(r) for r in rows]
-
-        return await self._db.read(run)
+        params: tuple[Any, ...]
+        if device_serial is None:
+            where, params = "WHERE id > ? ORDER BY id LIMIT ?", (since_id, limit)
+        else:
+            where = "WHERE device_serial = ? AND id > ? ORDER BY id LIMIT ?"
+            params = (device_serial, since_id, limit)
+        return await self._db.read(lambda conn: _event_record.all(conn, where, params))
 
     async def recent_events(
         self, *, before_id: int | None = None, device_serial: str | None = None, limit: int = 100
@@ -243,12 +154,8 @@ class SqliteEventLog(EventLog):
         if device_serial is not None:
             clauses.append("device_serial = ?")  # events_by_device (device_serial, id)
             params.append(device_serial)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
-
-        def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            return [_event_record(r) for r in conn.execute(sql, (*params, limit))]
-
-        return await self._db.read(run)
+        where = f"WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?"
+        return await self._db.read(lambda conn: _event_record.all(conn, where, (*params, limit)))
 
     async def verify_event_chain(self) -> ChainReport:
         return await self._db.read(lambda conn: _walk_chain(conn, None))
@@ -304,7 +211,7 @@ def _walk_chain(conn: sqlite3.Connection, start: tuple[int, bytes] | None) -> Ch
 
     def rows() -> Iterator[StoredEvent]:
         for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (after,)):
-            yield _stored_event(r)
+            yield _stored_event.record(r)
 
     def locate(digest: bytes) -> int | None:
         hit = conn.execute("SELECT id FROM events WHERE hash = ?", (digest,)).fetchone()

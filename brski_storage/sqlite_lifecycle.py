@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from brski.errors import Conflict, NotFound
 from brski_storage.evidence import record_state
 from brski_storage.lifecycle import CrlRecord, LifecycleStore
-from brski_storage.sqlite import Database, from_ts, to_ts
+from brski_storage.sqlite import Database, RowReader, from_ts, to_ts
 from brski_storage.sqlite_certificates import normalize_cert_serial
 
 if TYPE_CHECKING:
@@ -22,14 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["SqliteLifecycleMixin"]
 
 
-def _crl(row: tuple[Any, ...]) -> CrlRecord:
-    return CrlRecord(
-        number=row[0],
-        this_update=from_ts(row[1]),
-        next_update=from_ts(row[2]),
-        revoked_count=row[3],
-        der=row[4],
-    )
+_crls = RowReader(
+    CrlRecord,
+    "crls",
+    "number, this_update, next_update, revoked_count, der",
+    this_update=from_ts,
+    next_update=from_ts,
+)
 
 
 class SqliteLifecycleMixin(LifecycleStore):
@@ -104,11 +103,7 @@ class SqliteLifecycleMixin(LifecycleStore):
         params = (number, to_ts(this_update), to_ts(next_update), revoked_count, der)
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO crls (number, this_update, next_update, revoked_count, der)"
-                " VALUES (?, ?, ?, ?, ?)",
-                params,
-            )
+            conn.execute(f"INSERT INTO crls ({_crls.columns}) VALUES (?, ?, ?, ?, ?)", params)
 
         await self._db.write(run)
         return CrlRecord(
@@ -120,11 +115,4 @@ class SqliteLifecycleMixin(LifecycleStore):
         )
 
     async def latest_crl(self) -> CrlRecord | None:
-        def run(conn: sqlite3.Connection) -> CrlRecord | None:
-            row = conn.execute(
-                "SELECT number, this_update, next_update, revoked_count, der FROM crls"
-                " ORDER BY number DESC LIMIT 1"
-            ).fetchone()
-            return None if row is None else _crl(row)
-
-        return await self._db.read(run)
+        return await self._db.read(lambda conn: _crls.one(conn, "ORDER BY number DESC LIMIT 1"))

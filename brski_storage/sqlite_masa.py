@@ -15,10 +15,12 @@ from brski_storage.base import (
     ManufacturedDevice,
     MasaStore,
     MasaVoucherRecord,
+    NewEvent,
     OwnerRecord,
 )
 from brski_storage.evidence import record_state
 from brski_storage.sqlite import (
+    RowReader,
     check_limit,
     from_ts,
     from_ts_opt,
@@ -31,54 +33,25 @@ from brski_storage.sqlite_events import PreparedEvent, SqliteEventLog
 
 __all__ = ["SqliteMasaStore"]
 
-_OWNER_COLUMNS = "id, serial, domain_ca_spki_sha256, domain_ca_der, added_at"
-_AUDIT_COLUMNS = "id, serial, at, domain_id, nonce, assertion, truncated"
-_VOUCHER_COLUMNS = (
-    "id, serial, registrar_spki_sha256, domain_ca_spki_sha256, nonce, assertion, voucher,"
-    " media_type, created_at, expires_on"
+_owners = RowReader(
+    OwnerRecord, "owners", "id, serial, domain_ca_spki_sha256, domain_ca_der, added_at", added_at=from_ts
 )
-
-
-def _owner(r: tuple[Any, ...]) -> OwnerRecord:
-    return OwnerRecord(
-        id=r[0], serial=r[1], domain_ca_spki_sha256=r[2], domain_ca_der=r[3], added_at=from_ts(r[4])
-    )
-
-
-def _audit(r: tuple[Any, ...]) -> AuditEntry:
-    return AuditEntry(
-        id=r[0],
-        serial=r[1],
-        at=from_ts(r[2]),
-        domain_id=r[3],
-        nonce=r[4],
-        assertion=r[5],
-        truncated=r[6],
-    )
-
-
-def _voucher(r: tuple[Any, ...]) -> MasaVoucherRecord:
-    return MasaVoucherRecord(
-        id=r[0],
-        serial=r[1],
-        registrar_spki_sha256=r[2],
-        domain_ca_spki_sha256=r[3],
-        nonce=r[4],
-        assertion=r[5],
-        voucher=r[6],
-        media_type=r[7],
-        created_at=from_ts(r[8]),
-        expires_on=from_ts_opt(r[9]),
-    )
+_audit_log = RowReader(
+    AuditEntry, "audit_log", "id, serial, at, domain_id, nonce, assertion, truncated", at=from_ts
+)
+_vouchers = RowReader(
+    MasaVoucherRecord,
+    "vouchers",
+    "id, serial, registrar_spki_sha256, domain_ca_spki_sha256, nonce, assertion, voucher,"
+    " media_type, created_at, expires_on",
+    created_at=from_ts,
+    expires_on=from_ts_opt,
+)
+_devices = RowReader(ManufacturedDevice, "devices", "serial, idevid_fingerprint, created_at", created_at=from_ts)
 
 
 def _get_device(conn: sqlite3.Connection, serial: str) -> ManufacturedDevice | None:
-    r = conn.execute(
-        "SELECT serial, idevid_fingerprint, created_at FROM devices WHERE serial = ?", (serial,)
-    ).fetchone()
-    if r is None:
-        return None
-    return ManufacturedDevice(serial=r[0], idevid_fingerprint=r[1], created_at=from_ts(r[2]))
+    return _devices.one(conn, "WHERE serial = ?", (serial,))
 
 
 def _add_device(conn: sqlite3.Connection, serial: str, fingerprint: str, ts: str) -> bool:
@@ -132,8 +105,7 @@ def _insert_audit(
         " VALUES (?, ?, ?, ?, ?, ?)",
         (serial, at, domain_id, nonce, assertion, truncated),
     ).lastrowid
-    r = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE id = ?", (rowid,)).fetchone()
-    return _audit(r)
+    return _audit_log.by_id(conn, rowid)
 
 
 def _check_audit_fields(domain_id: str, truncated: int) -> None:
@@ -195,15 +167,8 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         self, *, after_serial: str | None = None, limit: int = 100
     ) -> list[ManufacturedDevice]:
         check_limit(limit)
-        sql = "SELECT serial, idevid_fingerprint, created_at FROM devices WHERE serial > ? ORDER BY serial LIMIT ?"
-
-        def run(conn: sqlite3.Connection) -> list[ManufacturedDevice]:
-            return [
-                ManufacturedDevice(serial=r[0], idevid_fingerprint=r[1], created_at=from_ts(r[2]))
-                for r in conn.execute(sql, (after_serial or "", limit))
-            ]
-
-        return await self._db.read(run)
+        where, params = "WHERE serial > ? ORDER BY serial LIMIT ?", (after_serial or "", limit)
+        return await self._db.read(lambda conn: _devices.all(conn, where, params))
 
     # --- owners ---------------------------------------------------------------------
 
@@ -228,10 +193,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
             ).lastrowid
             assert rowid is not None
             record_state(conn, "masa", [("owner", rowid)], at=ts, device_serial=serial)
-            r = conn.execute(
-                f"SELECT {_OWNER_COLUMNS} FROM owners WHERE id = ?", (rowid,)
-            ).fetchone()
-            return _owner(r)
+            return _owners.by_id(conn, rowid)
 
         return await self._db.write(run)
 
@@ -259,12 +221,10 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         await self._db.write(run)
 
     async def owners(self, serial: str) -> list[OwnerRecord]:
-        sql = f"SELECT {_OWNER_COLUMNS} FROM owners WHERE serial = ? ORDER BY id"
-        return await self._db.read(lambda conn: [_owner(r) for r in conn.execute(sql, (serial,))])
+        return await self._db.read(lambda conn: _owners.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
 
     async def list_owners(self) -> list[OwnerRecord]:
-        sql = f"SELECT {_OWNER_COLUMNS} FROM owners ORDER BY serial, id"
-        return await self._db.read(lambda conn: [_owner(r) for r in conn.execute(sql)])
+        return await self._db.read(lambda conn: _owners.all(conn, "ORDER BY serial, id"))
 
     # --- audit log ---------------------------------------------------------------------
 
@@ -298,8 +258,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         return await self._db.write(run)
 
     async def audit_entries(self, serial: str) -> list[AuditEntry]:
-        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE serial = ? ORDER BY id"
-        return await self._db.read(lambda conn: [_audit(r) for r in conn.execute(sql, (serial,))])
+        return await self._db.read(lambda conn: _audit_log.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
 
     async def registrar_claimed(self, serial: str, domain_id: str) -> bool:
         sql = "SELECT 1 FROM audit_log WHERE serial = ? AND domain_id = ? LIMIT 1"
@@ -310,8 +269,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
     # --- vouchers -------------------------------------------------------------------------
 
     async def vouchers(self, serial: str) -> list[MasaVoucherRecord]:
-        sql = f"SELECT {_VOUCHER_COLUMNS} FROM vouchers WHERE serial = ? ORDER BY id"
-        return await self._db.read(lambda conn: [_voucher(r) for r in conn.execute(sql, (serial,))])
+        return await self._db.read(lambda conn: _vouchers.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
 
     async def issue_voucher_atomically(
         self,
@@ -334,14 +292,14 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         _check_audit_fields(domain_id, truncated)
         created = to_ts(created_at)
         expires = to_ts_opt(expires_on)
-        event = PreparedEvent(
+        event = PreparedEvent(NewEvent(
             at=created_at,
             kind=event_kind,
             device_serial=serial,
             outcome="allow",
             check=event_check,
             detail=event_detail if event_detail is not None else {"assertion": assertion},
-        )
+        ))
 
         def run(conn: sqlite3.Connection) -> IssuedVoucher:
             require_device(conn, serial)
@@ -361,9 +319,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                     expires,
                 ),
             ).lastrowid
-            row = conn.execute(
-                f"SELECT {_VOUCHER_COLUMNS} FROM vouchers WHERE id = ?", (rowid,)
-            ).fetchone()
+            stored = _vouchers.by_id(conn, rowid)
             entry = _insert_audit(
                 conn,
                 serial=serial,
@@ -373,8 +329,8 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                 assertion=assertion,
                 truncated=truncated,
             )
-            record_state(conn, "masa", [("voucher", row[0]), ("audit", entry.id)], at=created, device_serial=serial)
-            return IssuedVoucher(voucher=_voucher(row), audit_entry=entry, event=event.insert(conn))
+            record_state(conn, "masa", [("voucher", stored.id), ("audit", entry.id)], at=created, device_serial=serial)
+            return IssuedVoucher(voucher=stored, audit_entry=entry, event=event.insert(conn))
 
         return await self._db.write(run)
 

@@ -8,29 +8,25 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import Any
 
 from brski_storage.netaccess import DeviceProfile, NetworkAccessStore, NetworkSession
-from brski_storage.sqlite import Database, from_ts, from_ts_opt, require_device, to_ts
+from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 
 __all__ = ["SqliteNetworkAccessMixin"]
 
-_COLUMNS = (
-    "id, device_serial, cert_serial, authenticator, das_address, port, mac, session_id, since, ended_at, end_reason"
+_sessions = RowReader(
+    NetworkSession,
+    "network_sessions",
+    "id, device_serial, cert_serial, authenticator, das_address, port, mac, session_id, since, ended_at, end_reason",
+    since=from_ts,
+    ended_at=from_ts_opt,
 )
-
-
-def _session(row: tuple[Any, ...]) -> NetworkSession:
-    return NetworkSession(
-        id=row[0], device_serial=row[1], cert_serial=row[2], authenticator=row[3], das_address=row[4],
-        port=row[5], mac=row[6], session_id=row[7], since=from_ts(row[8]), ended_at=from_ts_opt(row[9]),
-        end_reason=row[10],
-    )
-
-
-def _by_id(conn: sqlite3.Connection, sid: int) -> NetworkSession | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM network_sessions WHERE id = ?", (sid,)).fetchone()
-    return None if row is None else _session(row)
+_profiles = RowReader(
+    DeviceProfile,
+    "device_network_profiles",
+    "serial, device_class, mud_url, source, updated_at",
+    updated_at=from_ts,
+)
 
 
 class SqliteNetworkAccessMixin(NetworkAccessStore):
@@ -62,9 +58,7 @@ class SqliteNetworkAccessMixin(NetworkAccessStore):
                 " session_id, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (device_serial, cert_serial, authenticator, das_address, port, mac, session_id, ts),
             )
-            record = _by_id(conn, int(cur.lastrowid or 0))
-            assert record is not None
-            return record
+            return _sessions.by_id(conn, cur.lastrowid)
 
         return await self._db.write(run)
 
@@ -76,19 +70,13 @@ class SqliteNetworkAccessMixin(NetworkAccessStore):
                 "UPDATE network_sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
                 (ts, reason, session_id),
             )
-            return _by_id(conn, session_id) if cur.rowcount else None
+            return _sessions.by_id(conn, session_id) if cur.rowcount else None
 
         return await self._db.write(run)
 
     async def find_network_session(self, *, authenticator: str, mac: str) -> NetworkSession | None:
-        def run(conn: sqlite3.Connection) -> NetworkSession | None:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM network_sessions WHERE authenticator = ? AND mac = ? AND ended_at IS NULL",
-                (authenticator, mac),
-            ).fetchone()
-            return None if row is None else _session(row)
-
-        return await self._db.read(run)
+        where = "WHERE authenticator = ? AND mac = ? AND ended_at IS NULL"
+        return await self._db.read(lambda conn: _sessions.one(conn, where, (authenticator, mac)))
 
     async def network_sessions(self, *, device_serial: str | None = None, open_only: bool = True) -> list[NetworkSession]:
         where, params = [], []
@@ -97,11 +85,8 @@ class SqliteNetworkAccessMixin(NetworkAccessStore):
             params.append(device_serial)
         if open_only:
             where.append("ended_at IS NULL")
-        sql = f"SELECT {_COLUMNS} FROM network_sessions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id"
-        return await self._db.read(lambda conn: [_session(r) for r in conn.execute(sql, params)])
+        clause = f"WHERE {' AND '.join(where)} ORDER BY id" if where else "ORDER BY id"
+        return await self._db.read(lambda conn: _sessions.all(conn, clause, params))
 
     async def set_device_profile(
         self, serial: str, *, device_class: str, mud_url: str | None, source: str, at: datetime
@@ -121,13 +106,4 @@ class SqliteNetworkAccessMixin(NetworkAccessStore):
         return await self._db.write(run)
 
     async def get_device_profile(self, serial: str) -> DeviceProfile | None:
-        def run(conn: sqlite3.Connection) -> DeviceProfile | None:
-            row = conn.execute(
-                "SELECT serial, device_class, mud_url, source, updated_at FROM device_network_profiles WHERE serial = ?",
-                (serial,),
-            ).fetchone()
-            if row is None:
-                return None
-            return DeviceProfile(serial=row[0], device_class=row[1], mud_url=row[2], source=row[3], updated_at=from_ts(row[4]))
-
-        return await self._db.read(run)
+        return await self._db.read(lambda conn: _profiles.one(conn, "WHERE serial = ?", (serial,)))

@@ -31,7 +31,15 @@ from brski_storage.base import (
 from brski_storage.chain import canonical_json
 from brski_storage.evidence import record_state
 from brski_storage.records import INITIAL_DEVICE_STATE, StateChange
-from brski_storage.sqlite import check_limit, from_ts, from_ts_opt, require_device, to_ts, to_ts_opt
+from brski_storage.sqlite import (
+    RowReader,
+    check_limit,
+    from_ts,
+    from_ts_opt,
+    require_device,
+    to_ts,
+    to_ts_opt,
+)
 from brski_storage.sqlite_admission import SqliteAdmissionMixin
 from brski_storage.sqlite_certificates import SqliteCertificateMixin
 from brski_storage.sqlite_events import SqliteEventLog, with_events
@@ -45,23 +53,35 @@ _DEVICE_COLUMNS = (
 )
 
 
-def _device(row: tuple[Any, ...]) -> DeviceRecord:
-    return DeviceRecord(
-        serial=row[0],
-        idevid_issuer=row[1],
-        idevid_fingerprint=row[2],
-        manufacturer=row[3],
-        state=row[4],
-        first_seen=from_ts(row[5]),
-        updated_at=from_ts(row[6]),
-    )
+_devices = RowReader(DeviceRecord, "devices", _DEVICE_COLUMNS, first_seen=from_ts, updated_at=from_ts)
+_transitions = RowReader(
+    TransitionRecord, "device_transitions", "id, serial, from_state, to_state, at, reason", at=from_ts
+)
+_voucher_requests = RowReader(
+    VoucherRequestRecord,
+    "voucher_requests",
+    "id, serial, nonce, pledge_request, registrar_request, media_type, received_at",
+    received_at=from_ts,
+)
+_vouchers = RowReader(
+    VoucherRecord,
+    "vouchers",
+    "id, serial, voucher, media_type, assertion, nonce, expires_on, received_at",
+    expires_on=from_ts_opt,
+    received_at=from_ts,
+)
+_status_reports = RowReader(
+    StatusReportRecord,
+    "status_reports",
+    "id, serial, kind, status, reason, body, received_at",
+    status=bool,
+    received_at=from_ts,
+)
+_audit_logs = RowReader(AuditLogRecord, "audit_logs", "id, serial, fetched_at, body", fetched_at=from_ts)
 
 
 def _get_device(conn: sqlite3.Connection, serial: str) -> DeviceRecord | None:
-    row = conn.execute(
-        f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE serial = ?", (serial,)
-    ).fetchone()
-    return None if row is None else _device(row)
+    return _devices.one(conn, "WHERE serial = ?", (serial,))
 
 
 def _change_state(
@@ -87,24 +107,13 @@ def _change_state(
     return updated
 
 
+# A device's most recent row of a table (by insertion order, through its (serial, id) index).
+_LATEST = "WHERE serial = ? ORDER BY id DESC LIMIT 1"
+
+
 def _evidence(conn: sqlite3.Connection, ts: str, device: str | None, *rows: tuple[str, str | int]) -> None:
     """The changed rows' facts, chained in this transaction (brski_storage.evidence)."""
     record_state(conn, "registrar", rows, at=ts, device_serial=device)
-
-
-_VR_COLUMNS = "id, serial, nonce, pledge_request, registrar_request, media_type, received_at"
-
-
-def _voucher_request(r: tuple[Any, ...]) -> VoucherRequestRecord:
-    return VoucherRequestRecord(
-        id=r[0],
-        serial=r[1],
-        nonce=r[2],
-        pledge_request=r[3],
-        registrar_request=r[4],
-        media_type=r[5],
-        received_at=from_ts(r[6]),
-    )
 
 
 class SqliteRegistrarStore(
@@ -215,31 +224,14 @@ class SqliteRegistrarStore(
         if after_serial is not None:
             clauses.append("serial > ?")
             params.append(after_serial)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_DEVICE_COLUMNS} FROM devices{where} ORDER BY serial LIMIT ?"
+        where = f"WHERE {' AND '.join(clauses)} ORDER BY serial LIMIT ?" if clauses else "ORDER BY serial LIMIT ?"
         params.append(limit)
-        return await self._db.read(lambda conn: [_device(r) for r in conn.execute(sql, params)])
+        return await self._db.read(lambda conn: _devices.all(conn, where, params))
 
     async def device_transitions(self, serial: str) -> list[TransitionRecord]:
-        def run(conn: sqlite3.Connection) -> list[TransitionRecord]:
-            rows = conn.execute(
-                "SELECT id, serial, from_state, to_state, at, reason FROM device_transitions"
-                " WHERE serial = ? ORDER BY id",
-                (serial,),
-            )
-            return [
-                TransitionRecord(
-                    id=r[0],
-                    serial=r[1],
-                    from_state=r[2],
-                    to_state=r[3],
-                    at=from_ts(r[4]),
-                    reason=r[5],
-                )
-                for r in rows
-            ]
-
-        return await self._db.read(run)
+        return await self._db.read(
+            lambda conn: _transitions.all(conn, "WHERE serial = ? ORDER BY id", (serial,))
+        )
 
     # --- voucher requests and vouchers ---------------------------------------
 
@@ -264,13 +256,9 @@ class SqliteRegistrarStore(
         )
 
     async def voucher_requests(self, serial: str) -> list[VoucherRequestRecord]:
-        def run(conn: sqlite3.Connection) -> list[VoucherRequestRecord]:
-            rows = conn.execute(
-                f"SELECT {_VR_COLUMNS} FROM voucher_requests WHERE serial = ? ORDER BY id", (serial,)
-            )
-            return [_voucher_request(r) for r in rows]
-
-        return await self._db.read(run)
+        return await self._db.read(
+            lambda conn: _voucher_requests.all(conn, "WHERE serial = ? ORDER BY id", (serial,))
+        )
 
     async def add_voucher(
         self,
@@ -304,37 +292,11 @@ class SqliteRegistrarStore(
         return await self._db.write(with_events(run, events))
 
     async def latest_voucher_request(self, serial: str) -> VoucherRequestRecord | None:
-        def run(conn: sqlite3.Connection) -> VoucherRequestRecord | None:
-            r = conn.execute(
-                f"SELECT {_VR_COLUMNS} FROM voucher_requests WHERE serial = ? ORDER BY id DESC LIMIT 1",
-                (serial,),
-            ).fetchone()
-            return None if r is None else _voucher_request(r)
-
         # One row through the (serial, id) index: inline (see read_now).
-        return self._db.read_now(run)
+        return self._db.read_now(lambda conn: _voucher_requests.one(conn, _LATEST, (serial,)))
 
     async def latest_voucher(self, serial: str) -> VoucherRecord | None:
-        def run(conn: sqlite3.Connection) -> VoucherRecord | None:
-            r = conn.execute(
-                "SELECT id, serial, voucher, media_type, assertion, nonce, expires_on, received_at"
-                " FROM vouchers WHERE serial = ? ORDER BY id DESC LIMIT 1",
-                (serial,),
-            ).fetchone()
-            if r is None:
-                return None
-            return VoucherRecord(
-                id=r[0],
-                serial=r[1],
-                voucher=r[2],
-                media_type=r[3],
-                assertion=r[4],
-                nonce=r[5],
-                expires_on=from_ts_opt(r[6]),
-                received_at=from_ts(r[7]),
-            )
-
-        return self._db.read_now(run)
+        return self._db.read_now(lambda conn: _vouchers.one(conn, _LATEST, (serial,)))
 
     # --- status telemetry ------------------------------------------------------
 
@@ -361,26 +323,9 @@ class SqliteRegistrarStore(
         )
 
     async def status_reports(self, serial: str) -> list[StatusReportRecord]:
-        def run(conn: sqlite3.Connection) -> list[StatusReportRecord]:
-            rows = conn.execute(
-                "SELECT id, serial, kind, status, reason, body, received_at FROM status_reports"
-                " WHERE serial = ? ORDER BY id",
-                (serial,),
-            )
-            return [
-                StatusReportRecord(
-                    id=r[0],
-                    serial=r[1],
-                    kind=r[2],
-                    status=bool(r[3]),
-                    reason=r[4],
-                    body=r[5],
-                    received_at=from_ts(r[6]),
-                )
-                for r in rows
-            ]
-
-        return await self._db.read(run)
+        return await self._db.read(
+            lambda conn: _status_reports.all(conn, "WHERE serial = ? ORDER BY id", (serial,))
+        )
 
     # --- MASA audit logs ------------------------------------------------------------
 
@@ -395,28 +340,12 @@ class SqliteRegistrarStore(
         )
 
     async def audit_logs(self, serial: str) -> list[AuditLogRecord]:
-        def run(conn: sqlite3.Connection) -> list[AuditLogRecord]:
-            rows = conn.execute(
-                "SELECT id, serial, fetched_at, body FROM audit_logs WHERE serial = ? ORDER BY id",
-                (serial,),
-            )
-            return [
-                AuditLogRecord(id=r[0], serial=r[1], fetched_at=from_ts(r[2]), body=r[3])
-                for r in rows
-            ]
-
-        return await self._db.read(run)
+        return await self._db.read(
+            lambda conn: _audit_logs.all(conn, "WHERE serial = ? ORDER BY id", (serial,))
+        )
 
     async def latest_audit_log(self, serial: str) -> AuditLogRecord | None:
-        def run(conn: sqlite3.Connection) -> AuditLogRecord | None:
-            r = conn.execute(
-                "SELECT id, serial, fetched_at, body FROM audit_logs WHERE serial = ?"
-                " ORDER BY id DESC LIMIT 1",
-                (serial,),
-            ).fetchone()
-            return None if r is None else AuditLogRecord(id=r[0], serial=r[1], fetched_at=from_ts(r[2]), body=r[3])
-
-        return self._db.read_now(run)
+        return self._db.read_now(lambda conn: _audit_logs.one(conn, _LATEST, (serial,)))
 
     # --- counters ------------------------------------------------------------------
 

@@ -55,7 +55,8 @@ from pledge_sim.config import PledgeConfig
 from pledge_sim.conformance_report import CaseResult, format_table, junit_xml
 from pledge_sim.fleet import FleetPledge, generate_idevids
 from pledge_sim.http import HttpConnection, Response
-from pledge_sim.service import client_context, enroll_one
+from pledge_sim.service import enroll_one
+from pledge_sim.session import connection
 
 __all__ = ["CASES", "CaseResult", "Suite", "format_table", "junit_xml", "make_stranger", "run_suite"]
 
@@ -112,13 +113,7 @@ class Suite:
             certs, key = [who.cert, *who.chain], who.key
         else:
             certs, key = [who[0]], who[1]
-        conn = HttpConnection(
-            host=self.cfg.host,
-            port=self.cfg.port,
-            credentials=client_context(certs, key),
-            server_hostname=self.cfg.server_hostname,
-            timeout=self.cfg.timeout,
-        )
+        conn = connection(self.cfg, certs, key)
         der = await conn.connect()
         if self.registrar_cert is None:
             self.registrar_cert = der

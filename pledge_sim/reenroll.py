@@ -20,13 +20,12 @@ from brski.pledge import (
     verify_issued_cert,
 )
 from pledge_sim.config import PledgeConfig
-from pledge_sim.http import HttpConnection
 from pledge_sim.session import (
     KEY_KINDS,
     PATH_SIMPLEREENROLL,
     Session,
     Sleep,
-    client_context,
+    connection,
     default_log,
     enroll_headers,
     now,
@@ -54,13 +53,7 @@ async def reenroll(
     domain = load_certs(read_file(ca_file, "domain CA bundle (--domain-ca or --out)"))
     if not domain:
         raise errors.ConfigError("domain CA bundle is empty", check="pledge.config")
-    conn = HttpConnection(
-        host=cfg.host,
-        port=cfg.port,
-        credentials=client_context([ldevid_cert], ldevid_key),
-        server_hostname=cfg.server_hostname,
-        timeout=cfg.timeout,
-    )
+    conn = connection(cfg, [ldevid_cert], ldevid_key)
     session = Session(cfg, conn, log)
     try:
         der = await session.open()

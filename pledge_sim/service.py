@@ -33,7 +33,6 @@ from brski.pledge import (
     authenticate_server_cert,
 )
 from pledge_sim.config import PledgeConfig
-from pledge_sim.http import HttpConnection
 from pledge_sim.reenroll import reenroll
 from pledge_sim.session import (
     KEY_KINDS,
@@ -50,6 +49,7 @@ from pledge_sim.session import (
     VoucherSummary,
     cert_summary,
     client_context,
+    connection,
     default_log,
     enroll_headers,
     load_identity,
@@ -88,13 +88,7 @@ async def enroll_one(
         media_type=cfg.media_type,
         accept_nonceless=cfg.accept_nonceless,
     )
-    conn = HttpConnection(
-        host=cfg.host,
-        port=cfg.port,
-        credentials=client_context([idevid, *chain], key),
-        server_hostname=cfg.server_hostname,
-        timeout=cfg.timeout,
-    )
+    conn = connection(cfg, [idevid, *chain], key)
     session = Session(cfg, conn, log)
     timings: dict[str, float] = {}
     files: list[str] = []
@@ -333,13 +327,7 @@ async def _send_enroll_success(
     headers = {"Content-Type": oids.MT_JSON}
     pinned = pledge.pinned_domain_cert
     if cfg.enroll_status_reconnect and pinned is not None:
-        fresh = HttpConnection(
-            host=cfg.host,
-            port=cfg.port,
-            credentials=client_context([cert], key),
-            server_hostname=cfg.server_hostname,
-            timeout=cfg.timeout,
-        )
+        fresh = connection(cfg, [cert], key)
         try:
             der = await fresh.connect()
             authenticate_server_cert(

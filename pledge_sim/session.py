@@ -28,7 +28,7 @@ from pledge_sim.http import HttpConnection, Response
 
 __all__ = [
     "EnrollResult", "Identity", "Session", "VoucherSummary", "cert_summary", "client_context",
-    "default_log", "enroll_headers", "load_identity", "now", "read_file", "save_credentials", "step",
+    "connection", "default_log", "enroll_headers", "load_identity", "now", "read_file", "save_credentials", "step",
 ]
 
 PATH_REQUESTVOUCHER = "/.well-known/brski/requestvoucher"
@@ -126,6 +126,18 @@ def client_context(certs: list[x509.Certificate], key: PrivateKey) -> ClientCred
     server certificate accepted without validation here and checked later
     against the voucher or the domain CA (see :mod:`brski_tls.client`)."""
     return ClientCredentials(certs=tuple(certs), key=key)
+
+
+def connection(cfg: PledgeConfig, certs: list[x509.Certificate], key: PrivateKey) -> HttpConnection:
+    """A connection (not yet open) to the configured registrar, presenting ``certs``
+    and ``key``: the IDevID chain, or the LDevID once enrolled."""
+    return HttpConnection(
+        host=cfg.host,
+        port=cfg.port,
+        credentials=client_context(certs, key),
+        server_hostname=cfg.server_hostname,
+        timeout=cfg.timeout,
+    )
 
 
 def read_file(path: Path | None, what: str) -> bytes:
