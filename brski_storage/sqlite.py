@@ -305,8 +305,8 @@ class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
         """Run ``fn`` right here, on the caller's thread, on its own read-only
         connection.
 
-        Only for point lookups by primary key or a unique index (tens of
-        microseconds): under load, handing such a read to the reader pool
+        Only for point lookups by primary key or a unique index, or one
+        device's few rows through an index (tens of microseconds): under load, handing such a read to the reader pool
         cost more than the read (thread hand-off, future, loop wake-up, GIL
         ping-pong: about 10% of the registrar's CPU in the benchmark profile).
         Anything that scans stays on :meth:`read`.

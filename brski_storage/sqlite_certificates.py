@@ -171,5 +171,7 @@ class SqliteCertificateMixin:
         return await self._db.read(lambda conn: _certificates.all(conn, where))
 
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
+        # One device's few rows through certificates_by_device, read twice per
+        # enrolment (issuance limit, supersede): inline (see read_now).
         where = "WHERE device_serial = ? ORDER BY id"
-        return await self._db.read(lambda conn: _certificates.all(conn, where, (device_serial,)))
+        return self._db.read_now(lambda conn: _certificates.all(conn, where, (device_serial,)))
