@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def raw_execute(url: str, statements: list[str]) -> None:
     """Run SQL on a store behind its back, in one transaction, as an attacker
@@ -26,7 +28,7 @@ def raw_execute(url: str, statements: list[str]) -> None:
             pg.execute(sql.encode())
 
 
-def raw_insert(url: str, sql: str, rows: list[tuple[object, ...]]) -> None:
+def raw_insert(url: str, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
     """Insert many rows behind the store's back in one transaction (``?`` placeholders)."""
     if url.startswith("sqlite:///"):
         import sqlite3

@@ -228,7 +228,7 @@ def test_bis_voucher_answers_the_bis_request() -> None:
     assert isinstance(request, VoucherRequest)
     assert voucher.serial_number == request.serial_number == SERIAL
     assert voucher.nonce == request.nonce and voucher.nonce is not None
-    assert voucher.pinned_domain_cert == request.proximity_registrar_cert  # type: ignore[union-attr]
+    assert voucher.pinned_domain_cert == request.proximity_registrar_cert
 
 
 # --- draft-ietf-anima-constrained-voucher-31 (COSE) ---------------------------------------
