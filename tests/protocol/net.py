@@ -102,7 +102,7 @@ def issue(
         b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     for ext in extra:
         b = b.add_extension(ext, critical=False)
-    return b.sign(issuer_key or key, hashes.SHA256()), key  # type: ignore[arg-type]
+    return b.sign(issuer_key or key, hashes.SHA256()), key
 
 
 def name(cn: str, *, serial: str | None = None, org: str = "brski test") -> x509.Name:
