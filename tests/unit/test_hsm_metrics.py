@@ -81,7 +81,7 @@ def test_pin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert err.value.check == "pkcs11.module"
 
 
-def test_a_key_must_be_its_certificates(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_key_must_be_its_certificates(pki: DevPki, tmp_path: Path) -> None:
     probe_key(pki.key("registrar/ra"), pki.cert("registrar/ra"))
     with pytest.raises(KeyUnavailable) as err:
         probe_key(pki.key("registrar/ra"), pki.cert("registrar/domain-ca"))

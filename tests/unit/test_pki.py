@@ -86,8 +86,9 @@ def test_generate_and_load_private_key(kind: str) -> None:
 
 def test_generate_key_types() -> None:
     assert isinstance(generate_key(), ec.EllipticCurvePrivateKey)
-    assert isinstance(generate_key("p384"), ec.EllipticCurvePrivateKey)
-    assert generate_key("p384").curve.name == "secp384r1"  # type: ignore[union-attr]
+    p384 = generate_key("p384")
+    assert isinstance(p384, ec.EllipticCurvePrivateKey)
+    assert p384.curve.name == "secp384r1"
     assert isinstance(generate_key("ed25519"), ed25519.Ed25519PrivateKey)
     assert isinstance(generate_key("rsa2048"), rsa.RSAPrivateKey)
     with pytest.raises(ConfigError):
