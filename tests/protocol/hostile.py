@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from brski.artifact import sign_artifact
 from brski.devpki import DevPki
@@ -61,9 +62,9 @@ class Hostile:
 
 def hostile_app(h: Hostile) -> web.Application:
     @web.middleware
-    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         h.calls.append((request.method, request.path))
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
 
     async def requestvoucher(request: web.Request) -> web.Response:
         from brski.artifact import verify_artifact

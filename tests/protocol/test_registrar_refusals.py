@@ -62,11 +62,21 @@ def _payload(signed: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
+def refusals_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("refusals")
+
+
+@pytest.fixture(scope="module")
+def denied_pki(refusals_root: Path) -> DevPki:
+    """A manufacturer the registrar's policy denies (net lists its anchor)."""
+    return other_manufacturer(refusals_root / "denied-mfr")
+
+
+@pytest.fixture(scope="module")
 def net(
-    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+    refusals_root: Path, denied_pki: DevPki, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    root = tmp_path_factory.mktemp("refusals")
-    denied = other_manufacturer(root / "denied-mfr")
+    root = refusals_root
     with running_net(
         root,
         engine,
@@ -79,7 +89,6 @@ def net(
             ],
         },
     ) as n:
-        n.denied_pki = denied  # type: ignore[attr-defined]
         n.reserved.add(DENIED_SERIAL)
         yield n
 
@@ -463,8 +472,8 @@ def test_19_device_rejected_in_the_approval_queue(net: Net) -> None:
     refused(net, "registrar", lambda: post_vr(net, me, pledge_request(net, me)), status=403, check="registrar.approval-rejected")
 
 
-def test_19_manufacturer_set_to_deny(net: Net) -> None:
-    pki: DevPki = net.denied_pki  # type: ignore[attr-defined]
+def test_19_manufacturer_set_to_deny(net: Net, denied_pki: DevPki) -> None:
+    pki = denied_pki
     s = pki.pledge_serials[0]
     ident = write_identity(net.root, "denied-mfr", pki.cert(f"pledges/{s}/idevid.crt"), pki.key(f"pledges/{s}/idevid.key"),
                            tuple(pki.certs(f"pledges/{s}/chain.pem")))
