@@ -62,7 +62,8 @@ def _payload(signed: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def refusals_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def refusals_root(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Path:
+    """A fresh directory per store engine (net runs once per engine)."""
     return tmp_path_factory.mktemp("refusals")
 
 
