@@ -44,6 +44,7 @@ from tests.protocol.net import (
     VR_HEADERS,
     Identity,
     Net,
+    Reply,
     domain_issued,
     idevid_without_serial,
     issue,
@@ -409,8 +410,7 @@ def test_17_chunked_body_that_never_ends(net: Net) -> None:
     ctx.check_hostname = False
     ctx.load_cert_chain(str(me.pem_path), str(me.key_path))
 
-    def send() -> object:
-        from tests.protocol.net import Reply
+    def send() -> Reply:
 
         with socket.create_connection(("127.0.0.1", net.registrar_port), timeout=30) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -430,7 +430,7 @@ def test_17_chunked_body_that_never_ends(net: Net) -> None:
         status = int(head.split(b" ")[1])
         return Reply(status, {}, body if body.startswith(b"{") else body[body.index(b"{"):body.rindex(b"}") + 1])
 
-    refused(net, "registrar", send, status=408, check="http.body-timeout")  # type: ignore[arg-type]
+    refused(net, "registrar", send, status=408, check="http.body-timeout")
 
 
 # --- 18: telemetry from a client that is not the device ------------------------------------------

@@ -57,8 +57,8 @@ def _cert(path: Path) -> x509.Certificate:
     return load_cert(path.read_bytes())
 
 
-def _cms(path: Path, kind: type[Voucher] | type[VoucherRequest], **kw: object) -> SignedArtifact:
-    return verify_artifact(_bytes(path), media_type=CMS, kind=kind, **kw)  # type: ignore[arg-type]
+def _cms(path: Path, kind: type[Voucher] | type[VoucherRequest]) -> SignedArtifact:
+    return verify_artifact(_bytes(path), media_type=CMS, kind=kind)
 
 
 def _without_carried_certs(der: bytes) -> bytes:
