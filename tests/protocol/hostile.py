@@ -96,7 +96,7 @@ def serve_hostile(h: Hostile, cert_pem: Path, key_path: Path) -> tuple[int, asyn
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port: int = runner.addresses[0][1]
     threading.Thread(target=loop.run_forever, daemon=True).start()
     return port, loop
 
