@@ -74,14 +74,6 @@ __all__ = [
 ]
 
 COSE_TAG_SIGN1 = 18  # RFC 9052 section 2
-
-
-class SignablePayload(Protocol):
-    """What sign() reads of a payload (here and in jws_voucher): its RFC 7951
-    JSON object form, as Voucher and VoucherRequest give it."""
-
-    def to_obj(self) -> dict[str, Any]: ...
-
 # RFC 9052 section 3.1 common header parameters; RFC 9360 section 2.
 HDR_ALG = 1
 HDR_CRIT = 2
@@ -94,6 +86,13 @@ _UNDERSTOOD = frozenset({HDR_KID, HDR_X5BAG, HDR_X5CHAIN})
 MAX_CARRIED_CERTS = 16
 
 Family = Literal["ecdsa", "eddsa", "rsa-pss", "rsa-pkcs1"]
+
+
+class SignablePayload(Protocol):
+    """What sign() reads of a payload (here and in jws_voucher): its RFC 7951
+    JSON object form, as Voucher and VoucherRequest give it."""
+
+    def to_obj(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
