@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import cbor2
 from cryptography import x509
@@ -60,6 +60,7 @@ __all__ = [
     "HDR_X5BAG",
     "HDR_X5CHAIN",
     "SigAlg",
+    "SignablePayload",
     "algorithm_for_key",
     "key_identifier",
     "load_certificate",
@@ -85,6 +86,13 @@ _UNDERSTOOD = frozenset({HDR_KID, HDR_X5BAG, HDR_X5CHAIN})
 MAX_CARRIED_CERTS = 16
 
 Family = Literal["ecdsa", "eddsa", "rsa-pss", "rsa-pkcs1"]
+
+
+class SignablePayload(Protocol):
+    """What sign() reads of a payload (here and in jws_voucher): its RFC 7951
+    JSON object form, as Voucher and VoucherRequest give it."""
+
+    def to_obj(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,7 +266,7 @@ def _container_for(kind: type[Voucher] | type[VoucherRequest]) -> str:
 
 
 def sign(
-    payload: Voucher | VoucherRequest,
+    payload: SignablePayload,
     *,
     key: PrivateKey,
     cert: x509.Certificate,

@@ -40,6 +40,7 @@ from brski import oids
 from brski.cose_voucher import (
     ALGORITHMS,
     MAX_CARRIED_CERTS,
+    SignablePayload,
     algorithm_for_key,
     load_certificate,
     model_from_obj,
@@ -131,7 +132,7 @@ def parse_json(data: bytes, *, max_size: int = MAX_SIZE, max_depth: int = MAX_JS
 
 
 def sign(
-    payload: Voucher | VoucherRequest,
+    payload: SignablePayload,
     *,
     key: PrivateKey,
     cert: x509.Certificate,

@@ -41,7 +41,10 @@ def _signer_info(content_info: Any) -> Any:
 
 
 def _raw_sign(key: Key, data: bytes, digest: str = "sha256") -> bytes:
-    hash_ = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}[digest]
+    algorithms: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+        "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+    }
+    hash_ = algorithms[digest]
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(hash_()))
     if isinstance(key, ed25519.Ed25519PrivateKey):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict, Unpack
 
 import pytest
 from cryptography import x509
@@ -96,7 +97,31 @@ def make_cert(
     return b.sign(signer, signature_hash(signer)), key
 
 
-def make_pki() -> dict[str, Issued]:
+class ChainPki(TypedDict):
+    """make_pki's root, its intermediate, and an unrelated root."""
+
+    root: Issued
+    inter: Issued
+    other: Issued
+
+
+class CertOptions(TypedDict, total=False):
+    """make_cert's keywords besides ``issuer`` (leaf_under sets it)."""
+
+    key: PrivateKey | None
+    ca: bool
+    path_length: int | None
+    not_before: datetime
+    not_after: datetime
+    eku: Sequence[x509.ObjectIdentifier] | None
+    key_usage: x509.KeyUsage | bool | None
+    serial: str | None
+    extra: Sequence[tuple[x509.ExtensionType, bool]]
+    basic_constraints: bool
+    ski: bool
+
+
+def make_pki() -> ChainPki:
     root = make_cert("root", ca=True, path_length=1, not_after=NOW + 3650 * DAY)
     inter = make_cert("inter", issuer=root, ca=True, path_length=0, not_after=NOW + 3650 * DAY)
     other_root = make_cert("other root", ca=True)
@@ -104,13 +129,13 @@ def make_pki() -> dict[str, Issued]:
 
 
 @pytest.fixture(scope="module")
-def chain_pki() -> dict[str, Issued]:
+def chain_pki() -> ChainPki:
     """A module's root, intermediate and unrelated root (make_pki)."""
     return make_pki()
 
 
-def leaf_under(pki: dict, **kw: object) -> x509.Certificate:  # type: ignore[type-arg]
-    return make_cert("leaf", issuer=pki["inter"], **kw)[0]  # type: ignore[arg-type]
+def leaf_under(pki: ChainPki, **kw: Unpack[CertOptions]) -> x509.Certificate:
+    return make_cert("leaf", issuer=pki["inter"], **kw)[0]
 
 
 def check_of(exc: pytest.ExceptionInfo[ChainInvalid]) -> str:

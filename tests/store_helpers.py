@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def raw_execute(url: str, statements: list[str]) -> None:
     """Run SQL on a store behind its back, in one transaction, as an attacker
@@ -26,7 +28,7 @@ def raw_execute(url: str, statements: list[str]) -> None:
             pg.execute(sql.encode())
 
 
-def raw_insert(url: str, sql: str, rows: list[tuple[object, ...]]) -> None:
+def raw_insert(url: str, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
     """Insert many rows behind the store's back in one transaction (``?`` placeholders)."""
     if url.startswith("sqlite:///"):
         import sqlite3
@@ -65,3 +67,25 @@ def raw_rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[
 def sql_blob(url: str, data: bytes) -> str:
     """``data`` as an SQL literal in ``url``'s dialect: a SQLite BLOB or a PostgreSQL BYTEA."""
     return f"x'{data.hex()}'" if url.startswith("sqlite:") else f"'\\x{data.hex()}'::bytea"
+
+
+# A raw row's columns are typed only by the query that read them; these narrow
+# one column to what its SQL type is on both engines (refusing anything else).
+
+
+def as_int(value: object) -> int:
+    """An INTEGER/BIGINT column or a count(*): int on sqlite3 and psycopg."""
+    assert isinstance(value, int), value
+    return value
+
+
+def as_str(value: object) -> str:
+    """A TEXT column: str on sqlite3 and psycopg."""
+    assert isinstance(value, str), value
+    return value
+
+
+def as_bytes(value: object) -> bytes:
+    """A BLOB/BYTEA column: bytes on sqlite3, memoryview turned bytes by raw_rows on psycopg."""
+    assert isinstance(value, bytes), value
+    return value

@@ -8,6 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -16,7 +17,14 @@ from brski_cli.pgcluster import PgCluster
 from tests.store_helpers import raw_execute, raw_rows
 
 
-def engine_databases(engine: str, request: pytest.FixtureRequest) -> dict[str, str]:
+class LabDatabases(TypedDict, total=False):
+    """Lab's store-URL keyword arguments (none: SQLite files in its workdir)."""
+
+    registrar_database: str
+    masa_database: str
+
+
+def engine_databases(engine: str, request: pytest.FixtureRequest) -> LabDatabases:
     """Lab keyword arguments putting both stores on ``engine``."""
     if engine == "sqlite":
         return {}

@@ -26,7 +26,7 @@ from typing import Any
 
 from brski_cli.lab import Lab
 from tests.e2e.labtools import edit, enroll, pledge_dirs, rows
-from tests.store_helpers import sql_blob
+from tests.store_helpers import as_int, sql_blob
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +58,7 @@ def test_onboarding_leaves_both_stores_consistent(lab: Lab, tmp_path: Path) -> N
     assert report["state"]["ok"] is True and report["state"]["rows_checked"]["devices"] >= 1
     assert report["state"]["disagreement_count"] == 0
     # the registrar's start-up took a checkpoint; the admin verify folded what followed
-    assert rows(lab.db_url("registrar"), "SELECT count(*) FROM events WHERE kind = 'state.checkpoint'")[0][0] >= 1
+    assert as_int(rows(lab.db_url("registrar"), "SELECT count(*) FROM events WHERE kind = 'state.checkpoint'")[0][0]) >= 1
 
 
 def test_edited_registrar_store_is_named_and_refused(lab: Lab, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from pledge_sim.config import load_config
 from pledge_sim.service import enroll_one
 from tests.e2e.labtools import engine_databases, rows
+from tests.store_helpers import as_bytes, as_int
 
 SLOW = os.environ.get("BRSKI_SLOW") == "1"
 PLEDGES = 30 if SLOW else 10
@@ -338,10 +339,10 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
     enrolled_under_fire = out.enrolled_under_fire
 
     reg_db, masa_db = lab.db_url("registrar"), lab.db_url("masa")
-    certs = {str(s): (str(d), str(st), bytes(der) if der is not None else None)  # type: ignore[arg-type]
+    certs = {str(s): (str(d), str(st), as_bytes(der) if der is not None else None)
              for s, d, st, der in rows(reg_db, "SELECT cert_serial, device_serial, state, der FROM certificates")}
-    reasons = dict(rows(reg_db, "SELECT cert_serial, revocation_reason FROM certificates WHERE state = 'revoked'"))
-    order = dict(rows(reg_db, "SELECT cert_serial, id FROM certificates"))
+    reasons = {str(s): r for s, r in rows(reg_db, "SELECT cert_serial, revocation_reason FROM certificates WHERE state = 'revoked'")}
+    order = {str(s): as_int(i) for s, i in rows(reg_db, "SELECT cert_serial, id FROM certificates")}
     duplicates = rows(reg_db, "SELECT cert_serial FROM certificates GROUP BY cert_serial HAVING count(*) > 1")
     received_serials = [s for _, s, _ in out.received]
     orphans = [s for s, (_, st, _) in certs.items() if st == "reserved"]
@@ -364,8 +365,8 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
     # or superseded by a later issuance for the same device (RFC 5280 5.3.1).
     for device, serial, der in out.received:
         assert serial in certs, f"{device} holds {serial}, unknown to the registrar"
-        owner, state, stored = certs[serial]
-        assert (owner, stored) == (device, der)
+        owner, state, stored_der = certs[serial]
+        assert (owner, stored_der) == (device, der)
         if state != "issued":
             assert (state, reasons[serial]) == ("revoked", "superseded"), (serial, state)
             later = [s for s, (d, st, _) in certs.items() if d == device and st != "reserved" and order[s] > order[serial]]
@@ -384,9 +385,9 @@ def test_sigkill_during_concurrent_enrolments_loses_nothing(fault_lab: Lab) -> N
         print(proc.stdout.strip())
         assert proc.returncode == 0, proc.stdout + proc.stderr
     # Every voucher the registrar got, and every voucher a pledge accepted, is in the MASA audit log.
-    audited = {(str(s), bytes(n).hex() if n is not None else None)  # type: ignore[arg-type]
+    audited = {(str(s), as_bytes(n).hex() if n is not None else None)
                for s, n in rows(masa_db, "SELECT serial, nonce FROM audit_log")}
-    stored = {(str(s), bytes(n).hex() if n is not None else None)  # type: ignore[arg-type]
+    stored = {(str(s), as_bytes(n).hex() if n is not None else None)
               for s, n in rows(reg_db, "SELECT serial, nonce FROM vouchers")}
     assert stored and stored <= audited, stored - audited
     accepted = set(out.vouchers)

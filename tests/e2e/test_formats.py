@@ -54,6 +54,7 @@ def test_one_pledge_per_format_onboards_and_the_voucher_is_in_that_format(lab: L
         assert isinstance(blob, bytes)
         art = verify_artifact(blob, media_type=media, kind=Voucher)
         assert art.payload.serial_number == serial
+        assert art.payload.created_on is not None
         verify_chain(
             art.signer, intermediates=art.certificates, anchors=[masa_anchor],
             now=art.payload.created_on, role=Role.MASA_SIGNER,

@@ -35,6 +35,7 @@ from brski_cli.lab import Lab, free_port
 from brski_hsm import KeyUnavailable, Pkcs11Settings, close_tokens, load_token_key
 from tests.conftest import ENGINES
 from tests.e2e.labtools import engine_databases, rows
+from tests.store_helpers import as_bytes
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "4321-e2e"
@@ -141,18 +142,20 @@ def test_pledges_onboard_in_every_format_with_every_signature_from_the_token(hsm
         ldevids.append(ldevid)
         # Voucher (MASA's token key) and registrar voucher-request (RA token key).
         ((blob,),) = rows(hsm_lab.db_url("registrar"), "SELECT voucher FROM vouchers WHERE serial = ?", (serial,))
-        art = verify_artifact(bytes(blob), media_type=media, kind=Voucher)  # type: ignore[arg-type]
+        art = verify_artifact(as_bytes(blob), media_type=media, kind=Voucher)
         assert art.signer.public_key() == signer.public_key()
         ((rvr,),) = rows(
             hsm_lab.db_url("registrar"), "SELECT registrar_request FROM voucher_requests WHERE serial = ?", (serial,)
         )
-        req = verify_artifact(bytes(rvr), media_type=media, kind=VoucherRequest)  # type: ignore[arg-type]
+        req = verify_artifact(as_bytes(rvr), media_type=media, kind=VoucherRequest)
         assert req.signer.public_key() == ra.public_key()
 
     # CRL and OCSP: signed by the domain CA key in the token.
     with urllib.request.urlopen(f"{hsm_lab.revocation_url}/crl", timeout=30) as resp:
         crl = x509.load_der_x509_crl(resp.read())
-    assert crl.is_signature_valid(domain_ca.public_key())
+    key = domain_ca.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(key)
     request = ocsp.OCSPRequestBuilder().add_certificate(ldevids[0], domain_ca, hashes.SHA256()).build()
     http = urllib.request.Request(
         f"{hsm_lab.revocation_url}/ocsp", data=request.public_bytes(serialization.Encoding.DER),
@@ -162,9 +165,9 @@ def test_pledges_onboard_in_every_format_with_every_signature_from_the_token(hsm
         answer = ocsp.load_der_ocsp_response(resp.read())
     assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
-    key = domain_ca.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    key.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(answer.signature_hash_algorithm))  # type: ignore[arg-type]
+    algorithm = answer.signature_hash_algorithm
+    assert algorithm is not None
+    key.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(algorithm))
 
 
 def test_the_token_keys_cannot_be_extracted(
@@ -234,7 +237,7 @@ def test_a_concurrent_fleet_onboards_through_the_token(hsm_lab: Lab, tmp_path: P
     )
     assert len(issued) == count
     for (der,) in issued:
-        x509.load_der_x509_certificate(bytes(der)).verify_directly_issued_by(domain_ca)  # type: ignore[arg-type]
+        x509.load_der_x509_certificate(as_bytes(der)).verify_directly_issued_by(domain_ca)
 
 
 @pytest.mark.parametrize(

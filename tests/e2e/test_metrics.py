@@ -24,8 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from brski_cli.lab import Lab, ensure_dev_pki, free_port
-from tests.e2e.conftest import engine_databases
-from tests.e2e.labtools import post, rows
+from tests.e2e.labtools import engine_databases, post, rows
 from tests.tls_old import restrict_to_tls11
 
 COUNT = 16

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from brski.ldevid import LdevidProfile
 from brski.pki import PrivateKey
-from tests.ca_helpers import NOW, SERIAL, issue, make_ca
+from tests.ca_helpers import SERIAL, issue, make_ca
+from tests.pki_helpers import NOW
 
 OPENSSL = "/usr/bin/openssl"
 

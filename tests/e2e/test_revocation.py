@@ -34,7 +34,7 @@ def _urls(cert_path: Path) -> tuple[str, str]:
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     dp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    crl = dp[0].full_name[0].value  # type: ignore[index]
+    crl = dp[0].full_name[0].value
     ocsp = next(a.access_location.value for a in aia if a.access_method.dotted_string == "1.3.6.1.5.5.7.48.1")
     return crl, ocsp
 
@@ -165,11 +165,11 @@ def test_revocation_is_published_by_crl_and_ocsp_and_enforced(lab: Lab, tmp_path
     # /simplereenroll refuses the revoked LDevID; the admin API shows it revoked.
     again = _reenroll(lab, out, "--new-key")
     assert again.returncode == 1 and "ldevid.revoked" in again.stdout, again.stdout + again.stderr
-    status, shown = _as_admin(lab, "GET", f"/admin/v1/devices/{pledge.name}")
-    assert status == 200 and shown["state"] == "revoked"
-    assert [c["state"] for c in shown["certificates"]] == ["revoked"]
-    assert shown["certificates"][0]["revocation_reason"] == "keyCompromise"
-    assert [t["to"] for t in shown["transitions"]][-1] == "revoked"
+    status, device = _as_admin(lab, "GET", f"/admin/v1/devices/{pledge.name}")
+    assert status == 200 and device["state"] == "revoked"
+    assert [c["state"] for c in device["certificates"]] == ["revoked"]
+    assert device["certificates"][0]["revocation_reason"] == "keyCompromise"
+    assert [t["to"] for t in device["transitions"]][-1] == "revoked"
     # A revoked device stays out until decommissioned (policy decision, recorded).
     refused = enroll(lab, pledge, tmp_path / "retry")
     assert refused.returncode == 1 and "registrar.device-revoked" in refused.stdout, refused.stdout

@@ -25,6 +25,7 @@ from brski_cli.lab import Lab, ensure_dev_pki, free_port
 from brski_cli.pgcluster import PgCluster
 from brski_web.workers import MIGRATE_REQ
 from tests.e2e.labtools import rows
+from tests.store_helpers import as_int
 
 COUNT = 200
 
@@ -67,7 +68,7 @@ def _workers(lab: Lab, role: str) -> list[int]:
 
 
 def _issued(lab: Lab) -> int:
-    return int(rows(lab.db_url("registrar"), "SELECT count(*) FROM certificates WHERE state = 'issued'")[0][0])
+    return as_int(rows(lab.db_url("registrar"), "SELECT count(*) FROM certificates WHERE state = 'issued'")[0][0])
 
 
 def test_200_pledges_through_two_workers_with_a_rolling_restart(workers_lab: Lab, tmp_path: Path) -> None:

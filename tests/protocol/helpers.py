@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from brski.artifact import sign_artifact
 from brski.oids import MT_JSON, MT_PKCS10, MT_VOUCHER_CMS_JSON
@@ -99,7 +99,8 @@ def serial_of(ident: Identity) -> str:
 
 def load_key(path: Any) -> PrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    return key  # type: ignore[return-value]
+    assert isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)), type(key)
+    return key
 
 
 def rvr(
@@ -108,7 +109,7 @@ def rvr(
     *,
     prior: bytes | None = None,
     serial: str | None = None,
-    nonce: bytes | str | None = "same",
+    nonce: bytes | Literal["same"] | None = "same",
     key: PrivateKey | None = None,
     cert: x509.Certificate | None = None,
     chain: tuple[x509.Certificate, ...] | None = None,
@@ -123,7 +124,7 @@ def rvr(
         created_on=datetime.now(UTC),
         assertion=Assertion.PROXIMITY,
         serial_number=serial or device_serial(pledge.cert),
-        nonce=pledge_nonce if nonce == "same" else nonce,  # type: ignore[arg-type]
+        nonce=pledge_nonce if nonce == "same" else nonce,
         idevid_issuer=aki_key_id(pledge.cert),
         prior_signed_voucher_request=prior,
         proximity_registrar_cert=proximity,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from brski.artifact import sign_artifact
 from brski.devpki import DevPki
@@ -61,9 +62,9 @@ class Hostile:
 
 def hostile_app(h: Hostile) -> web.Application:
     @web.middleware
-    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         h.calls.append((request.method, request.path))
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
 
     async def requestvoucher(request: web.Request) -> web.Response:
         from brski.artifact import verify_artifact
@@ -95,7 +96,7 @@ def serve_hostile(h: Hostile, cert_pem: Path, key_path: Path) -> tuple[int, asyn
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port: int = runner.addresses[0][1]
     threading.Thread(target=loop.run_forever, daemon=True).start()
     return port, loop
 

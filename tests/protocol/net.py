@@ -44,7 +44,7 @@ from brski.pki import PrivateKey, fingerprint_sha256
 from brski.voucher import Assertion, VoucherRequest
 from brski_cli.pgcluster import PgCluster
 from brski_web.serve import server_tls
-from brski_web.tls import bound_port, start_tls_server
+from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
 from masa.app import SERVICE as MASA_SERVICE
 from masa.app import create_app as create_masa_app
 from masa.config import load_config as load_masa_config
@@ -102,7 +102,7 @@ def issue(
         b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     for ext in extra:
         b = b.add_extension(ext, critical=False)
-    return b.sign(issuer_key or key, hashes.SHA256()), key  # type: ignore[arg-type]
+    return b.sign(issuer_key or key, hashes.SHA256()), key
 
 
 def name(cn: str, *, serial: str | None = None, org: str = "brski test") -> x509.Name:
@@ -379,7 +379,8 @@ def start_net(
         await runner.setup()
         tls = server_tls("pyopenssl", cert=cert, key=key, client_cas=client_cas, client_auth="optional")
         assert runner.server is not None
-        server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=tls)  # type: ignore[arg-type]
+        assert isinstance(tls, TlsServerConfig)  # the pyopenssl backend's settings
+        server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=tls)
         net._cleanup.append((runner, server))
         return bound_port(server)
 

@@ -29,7 +29,7 @@ from brski.devpki import DevPki, build_dev_pki
 from brski.oids import MT_PROBLEM_JSON, MT_VOUCHER_CMS_JSON
 from brski.pki import load_certs
 from brski_web.serve import server_tls
-from brski_web.tls import bound_port, start_tls_server
+from brski_web.tls import TlsServerConfig, bound_port, start_tls_server
 from pledge_sim.config import load_config
 from pledge_sim.conformance import CASES, CaseResult, Suite, make_stranger, run_suite
 from pledge_sim.fleet import load_idevid_dir
@@ -103,7 +103,8 @@ def judge(pki_dir: Path, behaviour: Behaviour, names: list[str]) -> dict[str, Ca
         tls = server_tls("pyopenssl", cert=pki_dir / "registrar/tls.crt", key=pki_dir / "registrar/tls.key",
                          client_cas=[pki_dir / "manufacturer/root-ca.crt"], client_auth="optional")
         assert runner.server is not None
-        server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=tls)  # type: ignore[arg-type]
+        assert isinstance(tls, TlsServerConfig)  # the pyopenssl backend's settings
+        server = await start_tls_server(runner.server, host="127.0.0.1", port=0, cfg=tls)
         try:
             anchor = pki_dir / "manufacturer/root-ca.crt"
             # The timeout only bounds a registrar that never closes the connection.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -33,11 +35,21 @@ async def echo() -> AsyncIterator[Upstream]:
     server.close()
 
 
-def _limits(**kw: float) -> CircuitLimits:
-    base = {"max_circuits": 16, "max_circuits_per_source": 4, "connect_timeout_s": 5.0, "idle_timeout_s": 30.0,
-            "max_circuit_s": 60.0, "max_circuit_bytes": 1 << 20}
-    base.update(kw)
-    return CircuitLimits(**base)  # type: ignore[arg-type]
+class _Limits(TypedDict, total=False):
+    """CircuitLimits fields a test sets (the rest keep _limits' values)."""
+
+    max_circuits: int
+    max_circuits_per_source: int
+    connect_timeout_s: float
+    idle_timeout_s: float
+    max_circuit_s: float
+    max_circuit_bytes: int
+
+
+def _limits(**kw: Unpack[_Limits]) -> CircuitLimits:
+    base = CircuitLimits(max_circuits=16, max_circuits_per_source=4, connect_timeout_s=5.0, idle_timeout_s=30.0,
+                         max_circuit_s=60.0, max_circuit_bytes=1 << 20)
+    return replace(base, **kw)
 
 
 async def _relay(relay: CircuitRelay) -> tuple[asyncio.Server, int]:
@@ -45,9 +57,9 @@ async def _relay(relay: CircuitRelay) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-def _from(source: str, port: int) -> object:
+async def _from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection from another loopback address: another pledge."""
-    return asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
 
 
 async def _eof_within(reader: asyncio.StreamReader, seconds: float = 20.0) -> bytes:
@@ -84,7 +96,7 @@ async def test_per_source_limit_refuses_that_source_only(echo: Upstream) -> None
     assert await _eof_within(r3) == b""
     assert relay.refused["source-limit"] == 1
     # Another source is still served while the first one holds its maximum.
-    r6, w6 = await _from("127.0.0.2", port)  # type: ignore[misc]
+    r6, w6 = await _from("127.0.0.2", port)
     w6.write(b"other pledge")
     assert await r6.readexactly(12) == b"other pledge"
     for w in (*(w for _, w in held), w3, w6):
@@ -100,7 +112,7 @@ async def test_total_limit(echo: Upstream) -> None:
     for r, w in (a, b):
         w.write(b"y")
         await r.readexactly(1)
-    r, w = await _from("127.0.0.2", port)  # type: ignore[misc]
+    r, w = await _from("127.0.0.2", port)
     assert await _eof_within(r) == b""
     assert relay.refused["circuit-limit"] == 1
     for _, wr in (a, b, (r, w)):
@@ -112,7 +124,7 @@ async def test_total_limit(echo: Upstream) -> None:
     ("limits", "reason"),
     [({"idle_timeout_s": 0.3}, "idle"), ({"max_circuit_s": 0.5}, "lifetime"), ({"max_circuit_bytes": 1000}, "bytes")],
 )
-async def test_bounds_close_the_circuit_with_their_reason(echo: Upstream, limits: dict[str, float], reason: str) -> None:
+async def test_bounds_close_the_circuit_with_their_reason(echo: Upstream, limits: _Limits, reason: str) -> None:
     relay = CircuitRelay(_limits(**limits), lambda: [echo])
     server, port = await _relay(relay)
     r, w = await asyncio.open_connection("127.0.0.1", port)

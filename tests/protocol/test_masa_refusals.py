@@ -9,8 +9,9 @@ audit entry, a refusal event in the MASA store, a good pledge right after).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -19,6 +20,7 @@ from brski.devpki import DevPki, idevid_masa_url_extension
 from brski.errors import StorageError
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import cert_der, spki_sha256
+from brski.validation import check_registrar_request
 from masa.ratelimit import RateLimiter
 from tests.protocol.helpers import AUDIT, VR, refused, rvr
 from tests.protocol.net import (
@@ -35,6 +37,19 @@ from tests.protocol.net import (
     running_net,
     write_identity,
 )
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _counted(fn: Callable[P, R], calls: list[int]) -> Callable[P, R]:
+    """``fn``, appending to ``calls`` at each call."""
+
+    def counting(*args: P.args, **kwargs: P.kwargs) -> R:
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return counting
 
 
 @pytest.fixture(scope="module")
@@ -217,13 +232,7 @@ def test_audit_log_request_reuses_the_recent_verification_and_only_that(
     import masa.service as masa_service
 
     calls: list[int] = []
-    real = masa_service.check_registrar_request
-
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(masa_service, "check_registrar_request", counting)
+    monkeypatch.setattr(masa_service, "check_registrar_request", _counted(check_registrar_request, calls))
     body = rvr(net, net.pledge(net.fresh_serial()))
     assert to_masa(net, body).status == 200
     assert len(calls) == 1

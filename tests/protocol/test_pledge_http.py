@@ -11,11 +11,12 @@ import asyncio
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from brski.errors import LocalError, MalformedInput, PayloadTooLarge
+from brski.errors import LocalError, MalformedInput, PayloadTooLarge, PeerError
 from brski.pledge import retry_after_seconds
 from pledge_sim.http import HttpConnection
 from tests.protocol.net import issue, key_pem, name
@@ -68,7 +69,14 @@ async def _serve(ctx: ssl.SSLContext, responses: list[bytes], seen: list[bytes])
     return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
 
 
-def _client(server: asyncio.Server, **kw: float) -> HttpConnection:
+class _Limits(TypedDict, total=False):
+    """The HttpConnection keywords a test may set (the rest keep its defaults)."""
+
+    timeout: float
+    max_body: int
+
+
+def _client(server: asyncio.Server, **kw: Unpack[_Limits]) -> HttpConnection:
     # No client certificate: these servers do not ask for one.
     port = server.sockets[0].getsockname()[1]
     return HttpConnection(host="127.0.0.1", port=port, credentials=None, **kw)
@@ -139,7 +147,7 @@ async def test_close_delimited_body_ends_the_connection(tls_server_ctx: ssl.SSLC
     ],
 )
 async def test_refusals(
-    tls_server_ctx: ssl.SSLContext, answer: bytes, error: type[Exception], check: str
+    tls_server_ctx: ssl.SSLContext, answer: bytes, error: type[PeerError], check: str
 ) -> None:
     seen: list[bytes] = []
     server = await _serve(tls_server_ctx, [answer], seen)
@@ -148,7 +156,7 @@ async def test_refusals(
         await client.connect()
         with pytest.raises(error) as info:
             await client.request("GET", "/")
-        assert info.value.check == check  # type: ignore[attr-defined]
+        assert info.value.check == check
         assert not client.is_open
     finally:
         await client.close()

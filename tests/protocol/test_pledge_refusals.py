@@ -90,7 +90,9 @@ def test_30_replayed_voucher(hostile: tuple[Hostile, int]) -> None:
 
     def capture(req: VoucherRequest) -> web.Response:
         if not first:
-            first.append(h.voucher(req).body)  # type: ignore[arg-type]
+            body = h.voucher(req).body
+            assert isinstance(body, bytes)
+            first.append(body)
         return web.Response(body=first[0], content_type=MT_VOUCHER_CMS_JSON)
 
     h.answer = capture

@@ -44,6 +44,7 @@ from tests.protocol.net import (
     VR_HEADERS,
     Identity,
     Net,
+    Reply,
     domain_issued,
     idevid_without_serial,
     issue,
@@ -62,11 +63,22 @@ def _payload(signed: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
+def refusals_root(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Path:
+    """A fresh directory per store engine (net runs once per engine)."""
+    return tmp_path_factory.mktemp("refusals")
+
+
+@pytest.fixture(scope="module")
+def denied_pki(refusals_root: Path) -> DevPki:
+    """A manufacturer the registrar's policy denies (net lists its anchor)."""
+    return other_manufacturer(refusals_root / "denied-mfr")
+
+
+@pytest.fixture(scope="module")
 def net(
-    tmp_path_factory: pytest.TempPathFactory, engine: str, request: pytest.FixtureRequest
+    refusals_root: Path, denied_pki: DevPki, engine: str, request: pytest.FixtureRequest
 ) -> Iterator[Net]:
-    root = tmp_path_factory.mktemp("refusals")
-    denied = other_manufacturer(root / "denied-mfr")
+    root = refusals_root
     with running_net(
         root,
         engine,
@@ -79,7 +91,6 @@ def net(
             ],
         },
     ) as n:
-        n.denied_pki = denied  # type: ignore[attr-defined]
         n.reserved.add(DENIED_SERIAL)
         yield n
 
@@ -399,8 +410,7 @@ def test_17_chunked_body_that_never_ends(net: Net) -> None:
     ctx.check_hostname = False
     ctx.load_cert_chain(str(me.pem_path), str(me.key_path))
 
-    def send() -> object:
-        from tests.protocol.net import Reply
+    def send() -> Reply:
 
         with socket.create_connection(("127.0.0.1", net.registrar_port), timeout=30) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -420,7 +430,7 @@ def test_17_chunked_body_that_never_ends(net: Net) -> None:
         status = int(head.split(b" ")[1])
         return Reply(status, {}, body if body.startswith(b"{") else body[body.index(b"{"):body.rindex(b"}") + 1])
 
-    refused(net, "registrar", send, status=408, check="http.body-timeout")  # type: ignore[arg-type]
+    refused(net, "registrar", send, status=408, check="http.body-timeout")
 
 
 # --- 18: telemetry from a client that is not the device ------------------------------------------
@@ -463,8 +473,8 @@ def test_19_device_rejected_in_the_approval_queue(net: Net) -> None:
     refused(net, "registrar", lambda: post_vr(net, me, pledge_request(net, me)), status=403, check="registrar.approval-rejected")
 
 
-def test_19_manufacturer_set_to_deny(net: Net) -> None:
-    pki: DevPki = net.denied_pki  # type: ignore[attr-defined]
+def test_19_manufacturer_set_to_deny(net: Net, denied_pki: DevPki) -> None:
+    pki = denied_pki
     s = pki.pledge_serials[0]
     ident = write_identity(net.root, "denied-mfr", pki.cert(f"pledges/{s}/idevid.crt"), pki.key(f"pledges/{s}/idevid.key"),
                            tuple(pki.certs(f"pledges/{s}/chain.pem")))

@@ -124,7 +124,12 @@ async def test_pledges_with_one_intermediate_share_one_context(pki: DevPki) -> N
             writer.close()
         # Each pledge's own leaf on the wire, one shared SSL context behind them.
         assert len({id(p._context) for p in protos}) == 1
-        leaves = {p.tls_connection.get_certificate(as_cryptography=True).serial_number for p in protos}  # type: ignore[union-attr]
+        leaves: set[int] = set()
+        for p in protos:
+            assert p.tls_connection is not None  # set once the handshake ran
+            leaf = p.tls_connection.get_certificate(as_cryptography=True)
+            assert leaf is not None  # the client presented one
+            leaves.add(leaf.serial_number)
         assert len(leaves) == len(pki.pledge_serials)
     finally:
         srv.close()

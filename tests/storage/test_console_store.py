@@ -8,6 +8,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from brski_storage.base import MasaStore, RegistrarStore
+from brski_storage.records import Outcome
 from brski_web.console import (
     per_minute,
     recent_window,
@@ -61,9 +62,9 @@ async def test_search_filters_by_state(store: RegistrarStore) -> None:
 
 
 async def test_last_hour_is_read_backwards_and_grouped(store: RegistrarStore) -> None:
-    async def ev(minutes_ago: float, kind: str, outcome: str, check: str | None) -> None:
+    async def ev(minutes_ago: float, kind: str, outcome: Outcome, check: str | None) -> None:
         await store.append_event(at=NOW - timedelta(minutes=minutes_ago), kind=kind, device_serial=None,
-                                 outcome=outcome, check=check, detail={"n": minutes_ago})  # type: ignore[arg-type]
+                                 outcome=outcome, check=check, detail={"n": minutes_ago})
 
     await ev(90, "credential.issued", "allow", "x")  # outside the hour
     await ev(30, "credential.issued", "allow", "est.enroll")

@@ -117,7 +117,7 @@ async def test_inventory_of_thousands_filters_and_pages(registrar_url: str) -> N
             seen: list[str] = []
             after = None
             while True:
-                page = await store.list_devices(after_serial=after, limit=250, **filters)  # type: ignore[arg-type]
+                page = await store.list_devices(after_serial=after, limit=250, **filters)
                 seen += [d.serial for d in page]
                 if len(page) < 250:
                     return seen

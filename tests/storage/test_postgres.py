@@ -16,7 +16,8 @@ from brski.errors import ConfigError, StorageError
 from brski_cli.pgcluster import PgCluster
 from brski_storage import open_masa_store, open_registrar_store
 from brski_storage.migrate import load_migrations
-from tests.store_helpers import raw_execute, raw_rows
+from brski_storage.sqlite_registrar import SqliteRegistrarStore
+from tests.store_helpers import as_int, raw_execute, raw_rows
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_writers_in_four_processes_keep_one_chain_and_unique_serials(postgres: P
         raw_rows(url, "SELECT DISTINCT version FROM schema_migrations"))
     # No fork: every prev_hash is followed once, ids are gapless, the walk verifies.
     # (Besides the writers' events, each state-bearing write chains its state evidence.)
-    n, distinct, first, last = raw_rows(url, "SELECT count(*), count(DISTINCT prev_hash), min(id), max(id) FROM events")[0]
+    n, distinct, first, last = map(as_int, raw_rows(url, "SELECT count(*), count(DISTINCT prev_hash), min(id), max(id) FROM events")[0])
     assert n == distinct == last and first == 1 and n >= writers * count + count
 
     async def verify() -> None:
@@ -94,9 +95,11 @@ async def test_writer_survives_a_dropped_connection(postgres: PgCluster) -> None
 async def test_roles_schema_version_and_reopen(postgres: PgCluster) -> None:
     url = postgres.new_schema("roles")
     async with await open_registrar_store(url, migrated_at=T0) as store:
+        assert isinstance(store, SqliteRegistrarStore)
         assert store.database.applied_migrations == [m.version for m in load_migrations("postgresql", "registrar")]
         await store.upsert_device("P", idevid_issuer="i", idevid_fingerprint="f", manufacturer="m", at=T0)
     async with await open_registrar_store(url) as store:
+        assert isinstance(store, SqliteRegistrarStore)
         assert store.database.applied_migrations == []
         assert (await store.get_device("P")) is not None
     with pytest.raises(ConfigError) as info:
@@ -125,6 +128,7 @@ async def test_the_writer_waits_for_every_commit_to_be_flushed(postgres: PgClust
     raw_execute(postgres.url(), ["ALTER DATABASE brski SET synchronous_commit = off"])
     try:
         async with await open_registrar_store(url) as store:
+            assert isinstance(store, SqliteRegistrarStore)
             setting = await store.database.write(lambda c: c.execute("SHOW synchronous_commit").fetchone()[0])
             assert setting == "on"
     finally:

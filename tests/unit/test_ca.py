@@ -16,7 +16,8 @@ from brski import oids
 from brski.ca import CLOCK_SKEW, csr_names_device, new_serial
 from brski.errors import BrskiError, ConfigError, MalformedInput, PolicyRefused
 from brski.ldevid import LdevidProfile
-from tests.ca_helpers import NOW, SERIAL, YEAR, issue, make_ca, make_csr
+from tests.ca_helpers import SERIAL, YEAR, issue, make_ca, make_csr
+from tests.pki_helpers import NOW
 
 # --- serials --------------------------------------------------------------------
 

@@ -214,12 +214,10 @@ def test_signature_algorithm_given_as_key_oid_is_accepted() -> None:
         der, _, cert = _signed(kind)
         # The signature does not cover the algorithm identifier, so this
         # models a producer that writes ecPublicKey / rsaEncryption there.
-        renamed = _edit(
-            der,
-            lambda ci, oid=key_oid: _signer_info(ci).__setitem__(
-                "signature_algorithm", {"algorithm": oid}
-            ),
-        )
+        def rename(ci: Any, oid: str = key_oid) -> None:
+            _signer_info(ci).__setitem__("signature_algorithm", {"algorithm": oid})
+
+        renamed = _edit(der, rename)
         assert cms.verify(renamed).signer == cert
 
 

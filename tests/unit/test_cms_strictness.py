@@ -232,7 +232,7 @@ def test_ber_inside_certificates_and_signer_identifier_is_refused_by_name() -> N
         return element[:1] + b"\x80" + element[header:] + b"\x00\x00"
 
     def rebuild(certs: bytes, signer_infos: bytes) -> bytes:
-        body = (
+        body: bytes = (
             signed_data["version"].dump()
             + signed_data["digest_algorithms"].dump()
             + signed_data["encap_content_info"].dump()
@@ -240,7 +240,8 @@ def test_ber_inside_certificates_and_signer_identifier_is_refused_by_name() -> N
             + signer_infos
         )
         sd = b"\x30\x80" + body + b"\x00\x00"
-        return b"\x30\x80" + ci["content_type"].dump() + b"\xa0\x80" + sd + b"\x00\x00" * 2
+        content_type: bytes = ci["content_type"].dump()
+        return b"\x30\x80" + content_type + b"\xa0\x80" + sd + b"\x00\x00" * 2
 
     cert_der = signed_data["certificates"][0].chosen.dump()
     ber_cert = b"\xa0\x80" + indefinite(cert_der) + b"\x00\x00"

@@ -13,6 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
 from brski.errors import Forbidden
+from brski_storage.base import EventLog
 from brski_web.console import (
     CSP,
     SECURITY_HEADERS,
@@ -36,8 +37,10 @@ def _console() -> Console:
     async def auth(request: web.Request) -> str:
         return "CN=admin"
 
-    return Console(role="test", templates=Path("."), authenticate=auth, store=lambda r: None,  # type: ignore[arg-type,return-value]
-                   nav=())
+    def no_store(request: web.Request) -> EventLog:
+        raise AssertionError("these tests read no store")
+
+    return Console(role="test", templates=Path("."), authenticate=auth, store=no_store, nav=())
 
 
 def _form(**fields: str) -> MultiDictProxy[str]:

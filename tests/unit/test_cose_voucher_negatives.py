@@ -201,9 +201,12 @@ _VALID = _signed()
 _VALID_KID = _signed(include="kid")
 
 
+_MODEL: type[Voucher] | None
 try:
     import brski.artifact  # noqa: F401
-    from brski.voucher import Voucher as _MODEL
+    from brski.voucher import Voucher
+
+    _MODEL = Voucher
 except ImportError:  # voucher.py/artifact.py not landed yet: model-free layers only
     _MODEL = None
 
@@ -258,6 +261,7 @@ def test_mutated_messages_raise_only_brski_errors(
 def test_draft31_vectors_through_verify_artifact(name: str, cert: str, which: str) -> None:
     models = voucher_models()
     from brski.artifact import verify_artifact
+    from brski.voucher import VoucherRequest
 
     cls = models.Voucher if which == "voucher" else models.VoucherRequest
     raw = (CB / f"{name}.cbor").read_bytes()
@@ -271,6 +275,7 @@ def test_draft31_vectors_through_verify_artifact(name: str, cert: str, which: st
     assert art.payload.assertion == "proximity"
     assert art.raw == raw
     if name == "rvr":
+        assert isinstance(art.payload, VoucherRequest)
         assert art.payload.prior_signed_voucher_request == (CB / "pvr.cbor").read_bytes()
 
 

@@ -21,6 +21,13 @@ from brski.ocsp import CertStatus, OcspAnswer, issuer_hashes, parse_request, rea
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
+def _ec_key_of(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    """The certificate's public key, which _ca and _leaf make P-256."""
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key
+
+
 def _ca(name: str = "test domain CA") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -51,7 +58,7 @@ def test_crl_is_v2_signed_numbered_with_aki_and_reasons() -> None:
         RevokedEntry(serial=11, revoked_at=NOW - timedelta(hours=1)),
     ]
     crl = build_crl(ca_cert=ca, ca_key=key, entries=entries, number=7, now=NOW, validity=timedelta(hours=24))
-    assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    assert crl.is_signature_valid(_ec_key_of(ca))
     assert crl.issuer == ca.subject
     assert crl.last_update_utc == NOW and crl.next_update_utc == NOW + timedelta(hours=24)
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 7
@@ -114,7 +121,7 @@ def test_ocsp_good_revoked_unknown_with_nonce(algorithm: hashes.HashAlgorithm) -
         assert resp.this_update_utc == NOW and resp.next_update_utc == NOW + timedelta(hours=1)
         assert resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
         assert resp.responder_key_hash == x509.SubjectKeyIdentifier.from_public_key(ca.public_key()).digest
-        ca.public_key().verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, union-attr]
+        _ec_key_of(ca).verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
         if name == "revoked":
             assert resp.revocation_reason is x509.ReasonFlags.cessation_of_operation
             assert resp.revocation_time_utc == NOW - timedelta(minutes=5)

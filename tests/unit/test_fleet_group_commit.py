@@ -10,12 +10,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from brski.errors import Conflict, StorageError
 from brski_storage.sqlite import SqliteDatabase
+
+
+def _execute(sql: str, params: tuple[object, ...]) -> Callable[[sqlite3.Connection], sqlite3.Cursor]:
+    """One write running ``sql`` with ``params`` (each queued write binds its own)."""
+    return lambda c: c.execute(sql, params)
 
 
 async def _db(tmp_path: Path) -> SqliteDatabase:
@@ -28,7 +34,7 @@ async def test_one_failing_write_in_a_group_rolls_back_only_itself(tmp_path: Pat
     db = await _db(tmp_path)
     try:
 
-        def insert(k: str, *, then_fail: bool = False) -> object:
+        def insert(k: str, *, then_fail: bool = False) -> Callable[[sqlite3.Connection], str]:
             def run(c: sqlite3.Connection) -> str:
                 c.execute("INSERT INTO t VALUES (?, 1)", (k,))
                 if then_fail:
@@ -37,8 +43,8 @@ async def test_one_failing_write_in_a_group_rolls_back_only_itself(tmp_path: Pat
 
             return run
 
-        jobs = [db.write(insert(f"k{i}", then_fail=(i == 3))) for i in range(10)]  # type: ignore[arg-type]
-        jobs.append(db.write(insert("k5")))  # type: ignore[arg-type]  # duplicate key
+        jobs = [db.write(insert(f"k{i}", then_fail=(i == 3))) for i in range(10)]
+        jobs.append(db.write(insert("k5")))  # duplicate key
         results = await asyncio.gather(*jobs, return_exceptions=True)
         assert isinstance(results[3], StorageError)
         assert isinstance(results[10], Conflict)
@@ -65,7 +71,7 @@ async def test_writes_queued_during_a_commit_share_the_next_one(tmp_path: Path) 
         before = db.commits
         first = asyncio.ensure_future(db.write(blocking))
         rest = [
-            asyncio.ensure_future(db.write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?, ?)", (f"g{i}", i))))
+            asyncio.ensure_future(db.write(_execute("INSERT INTO t VALUES (?, ?)", (f"g{i}", i))))
             for i in range(50)
         ]
         await asyncio.sleep(0)  # every write is now queued
@@ -95,7 +101,7 @@ async def test_every_commit_is_fsynced(tmp_path: Path) -> None:
 async def test_answered_writes_are_durable_for_a_new_connection(tmp_path: Path) -> None:
     db = await _db(tmp_path)
     try:
-        await asyncio.gather(*(db.write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?, ?)", (f"d{i}", i))) for i in range(200)))
+        await asyncio.gather(*(db.write(_execute("INSERT INTO t VALUES (?, ?)", (f"d{i}", i))) for i in range(200)))
         # A fresh connection, not the store's, sees every answered write.
         con = sqlite3.connect(tmp_path / "g.db")
         try:
@@ -121,7 +127,7 @@ async def test_a_later_write_in_the_group_sees_an_earlier_one(tmp_path: Path) ->
 @pytest.mark.parametrize("n", [1, 130])
 async def test_close_lets_queued_writes_finish(tmp_path: Path, n: int) -> None:
     db = await _db(tmp_path)
-    pending = [asyncio.ensure_future(db.write(lambda c, i=i: c.execute("INSERT INTO t VALUES (?, 0)", (f"c{i}",)))) for i in range(n)]
+    pending = [asyncio.ensure_future(db.write(_execute("INSERT INTO t VALUES (?, 0)", (f"c{i}",)))) for i in range(n)]
     await asyncio.sleep(0)
     await db.close()
     await asyncio.gather(*pending)

@@ -18,8 +18,9 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
-from brski.devpki import build_dev_pki
+from brski.devpki import DevPki, build_dev_pki
 from brski.errors import BrskiError, ConfigError
+from brski.pki import PrivateKey
 from brski_cli.pki_cmd import key_uri
 from brski_hsm import KeyUnavailable, Pkcs11Settings, Pkcs11Uri, TokenEcKey, load_key, probe_key
 from brski_web.metrics import Metrics, _readiness
@@ -27,7 +28,7 @@ from registrar.config import load_config
 
 
 @pytest.fixture(scope="module")
-def pki():  # type: ignore[no-untyped-def]
+def pki() -> DevPki:
     return build_dev_pki(pledges=0, masa_url="https://masa.example", now=datetime.now(UTC))
 
 
@@ -80,7 +81,7 @@ def test_pin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert err.value.check == "pkcs11.module"
 
 
-def test_a_key_must_be_its_certificates(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_key_must_be_its_certificates(pki: DevPki, tmp_path: Path) -> None:
     probe_key(pki.key("registrar/ra"), pki.cert("registrar/ra"))
     with pytest.raises(KeyUnavailable) as err:
         probe_key(pki.key("registrar/ra"), pki.cert("registrar/domain-ca"))
@@ -166,7 +167,7 @@ async def test_readiness_names_the_failing_check() -> None:
     assert issubclass(KeyUnavailable, BrskiError)
 
 
-async def test_token_signing_runs_off_the_event_loop(pki) -> None:  # type: ignore[no-untyped-def]
+async def test_token_signing_runs_off_the_event_loop(pki: DevPki) -> None:
     import threading
 
     from brski_hsm import TokenEcKey, signing
@@ -175,7 +176,10 @@ async def test_token_signing_runs_off_the_event_loop(pki) -> None:  # type: igno
     token_key = object.__new__(TokenEcKey)  # only its type matters here
     assert await signing(token_key, threading.get_ident) != loop_thread
     assert await signing(pki.key("registrar/ra"), threading.get_ident) == loop_thread
-    assert await signing(token_key, lambda a, *, b: a + b, 1, b=2) == 3
+    def add(a: int, *, b: int) -> int:
+        return a + b
+
+    assert await signing(token_key, add, 1, b=2) == 3
 
 
 # --- TokenEcKey through every signer, with a stand-in for the token ------------------
@@ -195,26 +199,27 @@ class _SoftToken:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def _token_key(key: ec.EllipticCurvePrivateKey, *, fail: bool = False) -> tuple[TokenEcKey, _SoftToken]:
+def _token_key(key: PrivateKey, *, fail: bool = False) -> tuple[TokenEcKey, _SoftToken]:
     from brski_hsm.token import _Token
 
+    assert isinstance(key, ec.EllipticCurvePrivateKey)  # a token holds the dev PKI's P-256 keys
     soft = _SoftToken(key, fail=fail)
     tok = _Token(None, pid=os.getpid(), label="stand-in", rw=False)
     return TokenEcKey(token=tok, private=soft, public=key.public_key(), uri="pkcs11:token=t;object=k"), soft
 
 
-def test_every_signed_object_goes_through_the_token_key(pki) -> None:  # type: ignore[no-untyped-def]
+def test_every_signed_object_goes_through_the_token_key(pki: DevPki) -> None:
     from brski.artifact import sign_artifact, verify_artifact
     from brski.ca import issue_ldevid
     from brski.crl import build_crl
-    from brski.ocsp import CertStatus, read_request, respond
+    from brski.ocsp import CertStatus, OcspQuery, read_request, respond
     from brski.oids import MT_VOUCHER_CMS_JSON, MT_VOUCHER_COSE_CBOR, MT_VOUCHER_JWS_JSON
     from brski.pki import cert_der
     from brski.voucher import Assertion, Voucher
 
     now = datetime.now(UTC)
     ca_cert = pki.cert("registrar/domain-ca")
-    ca_key, ca_token = _token_key(pki.key("registrar/domain-ca"))  # type: ignore[arg-type]
+    ca_key, ca_token = _token_key(pki.key("registrar/domain-ca"))
     device_key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -225,18 +230,19 @@ def test_every_signed_object_goes_through_the_token_key(pki) -> None:  # type: i
         csr, ca_cert=ca_cert, ca_key=ca_key, serial=1234, now=now, validity=timedelta(days=1), device_serial="PLG-1"
     )
     ldevid.verify_directly_issued_by(ca_cert)
-    crl = build_crl(ca_cert=ca_cert, ca_key=ca_key, entries=[], number=1, now=now, validity=timedelta(hours=1))
-    assert crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
-    request = ocsp.OCSPRequestBuilder().add_certificate(ldevid, ca_cert, hashes.SHA256()).build()
-    query = read_request(request.public_bytes(serialization.Encoding.DER), ca_cert=ca_cert)
-    answer = respond(query, CertStatus(status="good"), ca_cert=ca_cert, ca_key=ca_key, now=now, validity=timedelta(hours=1))  # type: ignore[arg-type]
-    response = ocsp.load_der_ocsp_response(answer.der)
     public = ca_cert.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
+    crl = build_crl(ca_cert=ca_cert, ca_key=ca_key, entries=[], number=1, now=now, validity=timedelta(hours=1))
+    assert crl.is_signature_valid(public)
+    request = ocsp.OCSPRequestBuilder().add_certificate(ldevid, ca_cert, hashes.SHA256()).build()
+    query = read_request(request.public_bytes(serialization.Encoding.DER), ca_cert=ca_cert)
+    assert isinstance(query, OcspQuery)  # a well-formed request about this CA needs a lookup
+    answer = respond(query, CertStatus(status="good"), ca_cert=ca_cert, ca_key=ca_key, now=now, validity=timedelta(hours=1))
+    response = ocsp.load_der_ocsp_response(answer.der)
     public.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
     assert ca_token.calls == 3
 
-    signer_key, signer_token = _token_key(pki.key("masa/voucher-signer"))  # type: ignore[arg-type]
+    signer_key, signer_token = _token_key(pki.key("masa/voucher-signer"))
     voucher = Voucher(
         created_on=now, assertion=Assertion.PROXIMITY, serial_number="PLG-1", nonce=b"0123456789abcdef",
         idevid_issuer=b"\x01" * 20, pinned_domain_cert=cert_der(ca_cert), domain_cert_revocation_checks=False,
@@ -248,10 +254,10 @@ def test_every_signed_object_goes_through_the_token_key(pki) -> None:  # type: i
     assert signer_token.calls == 3
 
 
-def test_a_failing_token_is_a_503_naming_the_check_through_every_builder(pki) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_token_is_a_503_naming_the_check_through_every_builder(pki: DevPki) -> None:
     from brski.crl import build_crl
 
-    ca_key, _ = _token_key(pki.key("registrar/domain-ca"), fail=True)  # type: ignore[arg-type]
+    ca_key, _ = _token_key(pki.key("registrar/domain-ca"), fail=True)
     now = datetime.now(UTC)
     with pytest.raises(KeyUnavailable) as err:
         build_crl(

@@ -10,6 +10,7 @@ when the Accept header names it.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,9 +55,9 @@ def test_der_is_never_taken_for_base64() -> None:
     ],
     ids=["standard", "unpadded", "urlsafe", "wrapped"],
 )
-def test_base64_text_of_der_is_recognised(encode: object) -> None:
+def test_base64_text_of_der_is_recognised(encode: Callable[[bytes], bytes]) -> None:
     der = _signed()
-    assert base64_voucher_request(encode(der), media_type=MT_VOUCHER_CMS_JSON) == der  # type: ignore[operator]
+    assert base64_voucher_request(encode(der), media_type=MT_VOUCHER_CMS_JSON) == der
 
 
 def test_only_for_der_media_and_only_a_sequence() -> None:

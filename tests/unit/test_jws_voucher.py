@@ -261,9 +261,12 @@ def test_malformed_envelopes(raw: bytes) -> None:
 
 # --- hypothesis: only BrskiError escapes --------------------------------------------------
 
+_MODEL: type[Voucher] | None
 try:
     import brski.artifact  # noqa: F401
-    from brski.voucher import Voucher as _MODEL
+    from brski.voucher import Voucher
+
+    _MODEL = Voucher
 except ImportError:  # voucher.py/artifact.py not landed yet: model-free layer only
     _MODEL = None
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from brski.devpki import build_dev_pki
+from brski.devpki import DevPki, build_dev_pki
 from brski.errors import MalformedInput, SignatureInvalid
 from brski.mud import mud_url, nft_rules, parse_mud, signature_url, verify_mud
 
@@ -17,13 +19,14 @@ NOW = datetime(2031, 1, 1, tzinfo=UTC)
 URL = "https://masa.example:8443/mud/camera.json"
 
 
-def mud_file(url: str = URL, **over: object) -> bytes:
+def mud_file(url: str = URL, over: Mapping[str, object] | None = None) -> bytes:
+    """A MUD file for URL; ``over`` replaces or adds ietf-mud:mud members."""
     doc = {
         "ietf-mud:mud": {
             "mud-version": 1, "mud-url": url, "cache-validity": 24, "is-supported": True,
             "systeminfo": "dev camera",
             "from-device-policy": {"access-lists": {"access-list": [{"name": "from4"}, {"name": "from6"}]}},
-            **over,
+            **(over or {}),
         },
         "ietf-access-control-list:acls": {"acl": [
             {"name": "from4", "type": "ipv4-acl-type", "aces": {"ace": [
@@ -44,25 +47,26 @@ def mud_file(url: str = URL, **over: object) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pki():  # type: ignore[no-untyped-def]
+def pki() -> DevPki:
     return build_dev_pki(pledges=2, masa_url="https://masa.example:8443", now=NOW, mud_urls={"PLG-000001": URL})
 
 
-def sign(pki, data: bytes) -> bytes:  # type: ignore[no-untyped-def]
+def sign(pki: DevPki, data: bytes) -> bytes:
     cert = pki.cert("masa/voucher-signer.crt")
-    key = serialization.load_pem_private_key(pki.files["masa/voucher-signer.key"], None)
+    key = pki.key("masa/voucher-signer.key")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)  # the dev PKI's keys are P-256
     return (
-        pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(cert, key, hashes.SHA256())  # type: ignore[arg-type]
+        pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(cert, key, hashes.SHA256())
         .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.NoCapabilities, pkcs7.PKCS7Options.Binary])
     )
 
 
-def test_idevid_carries_the_mud_url(pki) -> None:  # type: ignore[no-untyped-def]
+def test_idevid_carries_the_mud_url(pki: DevPki) -> None:
     assert mud_url(pki.cert("pledges/PLG-000001/idevid.crt")) == URL
     assert mud_url(pki.cert("pledges/PLG-000002/idevid.crt")) is None
 
 
-def test_signed_mud_file_becomes_nft_rules(pki) -> None:  # type: ignore[no-untyped-def]
+def test_signed_mud_file_becomes_nft_rules(pki: DevPki) -> None:
     data = mud_file()
     profile = verify_mud(data, sign(pki, data), url=URL, anchors=[pki.cert("manufacturer/root-ca.crt")], now=NOW)
     assert profile.device_class == "camera" and profile.cache_validity_h == 24
@@ -71,7 +75,7 @@ def test_signed_mud_file_becomes_nft_rules(pki) -> None:  # type: ignore[no-unty
     assert profile.signer
 
 
-def test_tampered_file_or_foreign_signer_refused(pki) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_file_or_foreign_signer_refused(pki: DevPki) -> None:
     data = mud_file()
     sig = sign(pki, data)
     anchors = [pki.cert("manufacturer/root-ca.crt")]
@@ -87,7 +91,7 @@ def test_mud_file_rules() -> None:
         parse_mud(mud_file(), url="https://other.example/mud/camera.json")
     assert e.value.check == "mud.url-mismatch"
     with pytest.raises(MalformedInput) as e:
-        parse_mud(mud_file(**{"cache-validity": 500}), url=URL)
+        parse_mud(mud_file(over={"cache-validity": 500}), url=URL)
     assert e.value.check == "mud.cache-validity"
     with pytest.raises(MalformedInput):
         parse_mud(b"not json", url=URL)

@@ -106,7 +106,8 @@ def test_candidate_order_proxies_then_registrars_then_srv() -> None:
 
 class _Fakes:
     def __init__(self, found: list[Candidate], outcomes: dict[str, str | None]) -> None:
-        self.found, self.outcomes, self.tried = found, outcomes, []  # type: ignore[var-annotated]
+        self.found, self.outcomes = found, outcomes
+        self.tried: list[tuple[str, int, str]] = []
 
     async def browse(self, interfaces: Any, *, timeout: float) -> list[Candidate]:
         return self.found

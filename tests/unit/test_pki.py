@@ -25,12 +25,12 @@ from brski.pki import (
     spki_sha256,
 )
 from tests import VECTORS
-from tests.pki_helpers import DAY, NOW, leaf_under
+from tests.pki_helpers import DAY, NOW, ChainPki, leaf_under
 
 # --- loading --------------------------------------------------------------------
 
 
-def test_load_cert_pem_and_der_roundtrip(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_load_cert_pem_and_der_roundtrip(chain_pki: ChainPki) -> None:
     cert = chain_pki["root"][0]
     pem = cert.public_bytes(serialization.Encoding.PEM)
     assert load_cert(pem) == cert
@@ -58,14 +58,14 @@ def test_load_cert_rejects_garbage(data: bytes) -> None:
         load_cert(data)
 
 
-def test_load_cert_size_limit(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_load_cert_size_limit(chain_pki: ChainPki) -> None:
     der = cert_der(chain_pki["root"][0])
     with pytest.raises(MalformedInput) as exc:
         load_cert(der, max_size=len(der) - 1)
     assert exc.value.check == "pki.size"
 
 
-def test_load_certs_bundle_in_order(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_load_certs_bundle_in_order(chain_pki: ChainPki) -> None:
     certs = [chain_pki["inter"][0], chain_pki["root"][0]]
     bundle = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
     assert load_certs(bundle) == certs
@@ -86,8 +86,9 @@ def test_generate_and_load_private_key(kind: str) -> None:
 
 def test_generate_key_types() -> None:
     assert isinstance(generate_key(), ec.EllipticCurvePrivateKey)
-    assert isinstance(generate_key("p384"), ec.EllipticCurvePrivateKey)
-    assert generate_key("p384").curve.name == "secp384r1"  # type: ignore[union-attr]
+    p384 = generate_key("p384")
+    assert isinstance(p384, ec.EllipticCurvePrivateKey)
+    assert p384.curve.name == "secp384r1"
     assert isinstance(generate_key("ed25519"), ed25519.Ed25519PrivateKey)
     assert isinstance(generate_key("rsa2048"), rsa.RSAPrivateKey)
     with pytest.raises(ConfigError):
@@ -107,7 +108,7 @@ def test_load_private_key_refuses_encrypted_and_garbage() -> None:
         load_private_key(b"not a key")
 
 
-def test_fingerprints(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_fingerprints(chain_pki: ChainPki) -> None:
     cert, key = chain_pki["root"]
     assert fingerprint_sha256(cert) == hashlib.sha256(cert_der(cert)).hexdigest()
     spki = key.public_key().public_bytes(
@@ -129,13 +130,13 @@ def _ia5(text: bytes) -> bytes:
     return bytes([0x16, len(text)]) + text
 
 
-def test_device_serial_from_subject_attribute(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_device_serial_from_subject_attribute(chain_pki: ChainPki) -> None:
     cert = leaf_under(chain_pki, serial="SN-42")
     assert device_serial(cert) == "SN-42"
     assert device_serial(chain_pki["root"][0]) is None
 
 
-def test_device_serial_refuses_two_different_values(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_device_serial_refuses_two_different_values(chain_pki: ChainPki) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -168,12 +169,12 @@ def test_device_serial_refuses_two_different_values(chain_pki: dict) -> None:  #
         (b"HTTPS://[2001:db8::1]:443", "HTTPS://[2001:db8::1]:443"),
     ],
 )
-def test_masa_url_forms(chain_pki: dict, value: bytes, expected: str) -> None:  # type: ignore[type-arg]
+def test_masa_url_forms(chain_pki: ChainPki, value: bytes, expected: str) -> None:
     cert = leaf_under(chain_pki, extra=_masa_ext(_ia5(value)))
     assert masa_url(cert) == expected
 
 
-def test_masa_url_absent(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_masa_url_absent(chain_pki: ChainPki) -> None:
     assert masa_url(leaf_under(chain_pki)) is None
 
 
@@ -190,7 +191,7 @@ def test_masa_url_absent(chain_pki: dict) -> None:  # type: ignore[type-arg]
         (_ia5(b"masa.example.com:notaport"), "pki.masa-url"),
     ],
 )
-def test_masa_url_malformed(chain_pki: dict, raw: bytes, check: str) -> None:  # type: ignore[type-arg]
+def test_masa_url_malformed(chain_pki: ChainPki, raw: bytes, check: str) -> None:
     cert = leaf_under(chain_pki, extra=_masa_ext(raw))
     with pytest.raises(MalformedInput) as exc:
         masa_url(cert)

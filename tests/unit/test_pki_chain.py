@@ -19,11 +19,11 @@ from brski.pki import (
     verify_chain,
 )
 from tests import VECTORS
-from tests.pki_helpers import DAY, NOW, key_usage_for, leaf_under, make_cert
+from tests.pki_helpers import DAY, NOW, ChainPki, key_usage_for, leaf_under, make_cert
 
 
 def _chain(
-    chain_pki: dict,  # type: ignore[type-arg]
+    chain_pki: ChainPki,
     leaf: x509.Certificate,
     *,
     intermediates: list[x509.Certificate] | None = None,
@@ -40,7 +40,7 @@ def _chain(
     )
 
 
-def _refused(chain_pki: dict, leaf: x509.Certificate, **kw: Any) -> ChainInvalid:  # type: ignore[type-arg]
+def _refused(chain_pki: ChainPki, leaf: x509.Certificate, **kw: Any) -> ChainInvalid:
     """The ChainInvalid that ``_chain`` must raise."""
     with pytest.raises(ChainInvalid) as exc:
         _chain(chain_pki, leaf, **kw)
@@ -50,12 +50,12 @@ def _refused(chain_pki: dict, leaf: x509.Certificate, **kw: Any) -> ChainInvalid
 # --- verify_chain: paths ------------------------------------------------------------
 
 
-def test_chain_to_anchor_leaf_first(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_chain_to_anchor_leaf_first(chain_pki: ChainPki) -> None:
     leaf = leaf_under(chain_pki)
     assert _chain(chain_pki, leaf) == [leaf, chain_pki["inter"][0], chain_pki["root"][0]]
 
 
-def test_sanless_eku_less_kuless_idevid_accepted(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_sanless_eku_less_kuless_idevid_accepted(chain_pki: ChainPki) -> None:
     leaf = leaf_under(
         chain_pki, key_usage=False, serial="X1", not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     )
@@ -74,18 +74,18 @@ def test_802_1ar_no_expiry_date_validates_far_in_future() -> None:
     assert verify_chain(leaf, anchors=[root[0]], now=far, role=Role.IDEVID) == [leaf, root[0]]
 
 
-def test_expired_leaf(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_expired_leaf(chain_pki: ChainPki) -> None:
     err = _refused(chain_pki, leaf_under(chain_pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY))
     assert err.check == "chain.expired"
     assert err.http_status == 403
 
 
-def test_not_yet_valid_leaf(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_not_yet_valid_leaf(chain_pki: ChainPki) -> None:
     err = _refused(chain_pki, leaf_under(chain_pki, not_before=NOW + DAY, not_after=NOW + 10 * DAY))
     assert err.check == "chain.not-yet-valid"
 
 
-def test_expired_intermediate(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_expired_intermediate(chain_pki: ChainPki) -> None:
     old_inter = make_cert(
         "old inter", issuer=chain_pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
     )
@@ -93,7 +93,7 @@ def test_expired_intermediate(chain_pki: dict) -> None:  # type: ignore[type-arg
     assert _refused(chain_pki, leaf, intermediates=[old_inter[0]]).check == "chain.expired"
 
 
-def test_stale_spare_intermediate_does_not_break_a_good_path(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_stale_spare_intermediate_does_not_break_a_good_path(chain_pki: ChainPki) -> None:
     stale = make_cert(
         "stale", issuer=chain_pki["root"], ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY
     )
@@ -102,18 +102,18 @@ def test_stale_spare_intermediate_does_not_break_a_good_path(chain_pki: dict) ->
     assert chain == [leaf, chain_pki["inter"][0], chain_pki["root"][0]]
 
 
-def test_expired_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_expired_anchor(chain_pki: ChainPki) -> None:
     old_root = make_cert("old root", ca=True, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
     leaf, _ = make_cert("leaf", issuer=old_root)
     assert _refused(chain_pki, leaf, intermediates=[], anchors=[old_root[0]]).check == "chain.expired"
 
 
-def test_wrong_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_wrong_anchor(chain_pki: ChainPki) -> None:
     err = _refused(chain_pki, leaf_under(chain_pki), anchors=[chain_pki["other"][0]])
     assert err.check == "chain.untrusted"
 
 
-def test_missing_intermediate(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_missing_intermediate(chain_pki: ChainPki) -> None:
     leaf = leaf_under(chain_pki)
     err = _refused(chain_pki, leaf, intermediates=[])
     assert err.check == "chain.untrusted"
@@ -125,14 +125,14 @@ def test_missing_intermediate(chain_pki: dict) -> None:  # type: ignore[type-arg
     assert problem["missing_issuer"] == missing and problem["certificates_sent"] == 1
 
 
-def test_untrusted_names_the_issuer_when_intermediates_were_sent(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_untrusted_names_the_issuer_when_intermediates_were_sent(chain_pki: ChainPki) -> None:
     inter = chain_pki["inter"][0]
     err = _refused(chain_pki, leaf_under(chain_pki), anchors=[chain_pki["other"][0]])
     assert f"no certificate for issuer {inter.issuer.rfc4514_string()!r}" in err.detail
     assert "2 certificate(s) offered (the leaf and 1 more)" in err.detail
 
 
-def test_forged_signature_refused(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_forged_signature_refused(chain_pki: ChainPki) -> None:
     # Same issuer name, different key: names match, the signature cannot.
     impostor = make_cert("inter", ca=True)
     leaf, _ = make_cert("leaf", issuer=impostor)
@@ -141,13 +141,13 @@ def test_forged_signature_refused(chain_pki: dict) -> None:  # type: ignore[type
     assert "reaches the trust anchor" in err.detail and err.problem()["missing_issuer"] is None
 
 
-def test_end_entity_cannot_issue(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_end_entity_cannot_issue(chain_pki: ChainPki) -> None:
     ee = make_cert("ee", issuer=chain_pki["root"])
     leaf, _ = make_cert("leaf", issuer=ee)
     _refused(chain_pki, leaf, intermediates=[ee[0]])
 
 
-def test_ca_key_usage_without_key_cert_sign_cannot_issue(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_ca_key_usage_without_key_cert_sign_cannot_issue(chain_pki: ChainPki) -> None:
     bad = make_cert(
         "bad ca", issuer=chain_pki["root"], ca=True, key_usage=key_usage_for(ca=True, key_cert_sign=False)
     )
@@ -155,25 +155,25 @@ def test_ca_key_usage_without_key_cert_sign_cannot_issue(chain_pki: dict) -> Non
     assert "keyCertSign" in _refused(chain_pki, leaf, intermediates=[bad[0]]).detail
 
 
-def test_path_length_enforced(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_path_length_enforced(chain_pki: ChainPki) -> None:
     # inter has pathLen 0, so it may not issue another CA.
     sub = make_cert("sub", issuer=chain_pki["inter"], ca=True)
     leaf, _ = make_cert("leaf", issuer=sub)
     _refused(chain_pki, leaf, intermediates=[sub[0], chain_pki["inter"][0]])
 
 
-def test_unknown_critical_extension_refused(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_unknown_critical_extension_refused(chain_pki: ChainPki) -> None:
     ext = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
     _refused(chain_pki, leaf_under(chain_pki, extra=[(ext, True)]))
 
 
-def test_leaf_is_the_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_leaf_is_the_anchor(chain_pki: ChainPki) -> None:
     # RFC 8995 Appendix C pins the registrar's own certificate.
     leaf = leaf_under(chain_pki, eku=[oids.ID_KP_CMC_RA])
     assert verify_chain(leaf, anchors=[leaf], now=NOW, role=Role.REGISTRAR_RA) == [leaf]
 
 
-def test_leaf_is_the_anchor_still_time_checked_and_role_checked(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_leaf_is_the_anchor_still_time_checked_and_role_checked(chain_pki: ChainPki) -> None:
     old = leaf_under(chain_pki, not_before=NOW - 10 * DAY, not_after=NOW - DAY)
     assert _refused(chain_pki, old, intermediates=[], anchors=[old]).check == "chain.expired"
     no_ra = leaf_under(chain_pki, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
@@ -181,7 +181,7 @@ def test_leaf_is_the_anchor_still_time_checked_and_role_checked(chain_pki: dict)
     assert err.check == "chain.eku"
 
 
-def test_intermediate_as_trust_anchor(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_intermediate_as_trust_anchor(chain_pki: ChainPki) -> None:
     # RFC 8366: pinned-domain-cert may be an intermediate CA, not self-signed.
     leaf = leaf_under(chain_pki)
     assert verify_chain(leaf, anchors=[chain_pki["inter"][0]], now=NOW, role=Role.IDEVID) == [
@@ -190,7 +190,7 @@ def test_intermediate_as_trust_anchor(chain_pki: dict) -> None:  # type: ignore[
     ]
 
 
-def test_naive_now_and_empty_anchors(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_naive_now_and_empty_anchors(chain_pki: ChainPki) -> None:
     leaf = leaf_under(chain_pki)
     with pytest.raises(ConfigError):
         verify_chain(leaf, anchors=[chain_pki["root"][0]], now=NOW.replace(tzinfo=None), role=Role.IDEVID)
@@ -200,14 +200,14 @@ def test_naive_now_and_empty_anchors(chain_pki: dict) -> None:  # type: ignore[t
 # --- verify_chain: role rules ------------------------------------------------------------
 
 
-def test_registrar_ra_requires_cmc_ra(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_registrar_ra_requires_cmc_ra(chain_pki: ChainPki) -> None:
     ok = leaf_under(chain_pki, eku=[oids.ID_KP_CMC_RA, ExtendedKeyUsageOID.CLIENT_AUTH])
     assert _chain(chain_pki, ok, role=Role.REGISTRAR_RA)[0] == ok
     for eku in (None, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]):
         assert _refused(chain_pki, leaf_under(chain_pki, eku=eku), role=Role.REGISTRAR_RA).check == "chain.eku"
 
 
-def test_masa_signer_needs_digital_signature_when_key_usage_present(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_masa_signer_needs_digital_signature_when_key_usage_present(chain_pki: ChainPki) -> None:
     assert _chain(chain_pki, leaf_under(chain_pki), role=Role.MASA_SIGNER)
     assert _chain(chain_pki, leaf_under(chain_pki, key_usage=False), role=Role.MASA_SIGNER)
     ka_only = leaf_under(chain_pki, key_usage=key_usage_for(ca=False, digital_signature=False))
@@ -223,7 +223,7 @@ def test_masa_signer_needs_digital_signature_when_key_usage_present(chain_pki: d
     ids=["ldevid", "tls-server"],
 )
 def test_tls_roles_need_their_purpose_when_eku_present(
-    chain_pki: dict,  # type: ignore[type-arg]
+    chain_pki: ChainPki,
     role: Role,
     wanted: x509.ObjectIdentifier,
     other: x509.ObjectIdentifier,
@@ -234,7 +234,7 @@ def test_tls_roles_need_their_purpose_when_eku_present(
     assert _refused(chain_pki, leaf_under(chain_pki, eku=[other]), role=role).check == "chain.eku"
 
 
-def test_idevid_ignores_usage_extensions(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_idevid_ignores_usage_extensions(chain_pki: ChainPki) -> None:
     odd = leaf_under(
         chain_pki,
         eku=[ExtendedKeyUsageOID.CODE_SIGNING],
@@ -243,7 +243,7 @@ def test_idevid_ignores_usage_extensions(chain_pki: dict) -> None:  # type: igno
     assert _chain(chain_pki, odd)[0] == odd
 
 
-def test_ca_role_requires_a_ca_leaf(chain_pki: dict) -> None:  # type: ignore[type-arg]
+def test_ca_role_requires_a_ca_leaf(chain_pki: ChainPki) -> None:
     inter = chain_pki["inter"][0]
     assert verify_chain(inter, anchors=[chain_pki["root"][0]], now=NOW, role=Role.CA) == [
         inter,

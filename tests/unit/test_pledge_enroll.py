@@ -38,6 +38,7 @@ from tests.pledge_world import (
     masa_voucher,
     new_pledge,
     ok_headers,
+    state_of,
     telemetry,
     to_status_reported,
     to_voucher_requested,
@@ -58,10 +59,10 @@ def test_retry_after_is_clamped_and_request_resent_unchanged(w: World) -> None:
         status=202, headers={"Retry-After": "3600"}, body=b"", now=NOW
     )
     assert decision == Retry(after=MAX_RETRY_AFTER, detail="")
-    assert pledge.state is State.PENDING
+    assert state_of(pledge) is State.PENDING
     # RFC 8995 5.6: the same voucher-request, same nonce, no new signature.
     assert pledge.retry_voucher_request() == raw
-    assert pledge.state is State.VOUCHER_REQUESTED
+    assert state_of(pledge) is State.VOUCHER_REQUESTED
     decision = pledge.voucher_response(
         status=200, headers=ok_headers(), body=masa_voucher(w, nonce), now=NOW
     )
@@ -102,7 +103,7 @@ def test_pending_for_more_than_four_days_fails(w: World) -> None:
 def _enroll_refusal(pledge: Pledge, decision: Any, check: str) -> None:
     assert isinstance(decision, Failed), decision
     assert decision.check == check
-    assert pledge.state is State.FAILED
+    assert state_of(pledge) is State.FAILED
     report = telemetry(pledge.enroll_status())
     assert report["status"] is False and report["reason-context"]["check"] == check
     with pytest.raises(LocalError) as info:
@@ -165,7 +166,7 @@ def test_illegal_transitions_raise(w: World) -> None:
     with pytest.raises(LocalError) as info:
         pledge.build_voucher_request(now=NOW, nonce=secrets.token_bytes(32))
     assert info.value.check == "pledge.illegal-transition"
-    assert pledge.state is State.START  # an illegal event changes nothing
+    assert state_of(pledge) is State.START  # an illegal event changes nothing
     pledge.connected(cert_der(w.registrar.cert))
     with pytest.raises(LocalError, match="not allowed"):
         pledge.voucher_response(status=200, headers={}, body=b"", now=NOW)
@@ -178,7 +179,7 @@ def test_illegal_transitions_raise(w: World) -> None:
 def test_telemetry_only_once_and_not_after_abort_in_other_phase(w: World) -> None:
     pledge, _, _ = to_voucher_requested(w)
     pledge.abort(check="http.timeout", detail="registrar went away")
-    assert pledge.state is State.FAILED
+    assert state_of(pledge) is State.FAILED
     assert telemetry(pledge.voucher_status())["status"] is False
     with pytest.raises(LocalError):
         pledge.voucher_status()

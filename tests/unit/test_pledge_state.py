@@ -42,6 +42,7 @@ from tests.pledge_world import (
     masa_voucher,
     new_pledge,
     ok_headers,
+    state_of,
     telemetry,
     to_voucher_requested,
 )
@@ -58,11 +59,11 @@ def w() -> World:
 @pytest.mark.parametrize("media_type", [m for m in oids.VOUCHER_MEDIA_TYPES if _available(m)])
 def test_happy_path(w: World, media_type: str) -> None:
     pledge = new_pledge(w, media_type=media_type)
-    assert pledge.state is State.START
+    assert state_of(pledge) is State.START
     pledge.connected(cert_der(w.registrar.cert))
     nonce = secrets.token_bytes(32)
     raw = pledge.build_voucher_request(now=NOW, nonce=nonce)
-    assert pledge.state is State.VOUCHER_REQUESTED
+    assert state_of(pledge) is State.VOUCHER_REQUESTED
 
     # What the registrar sees (RFC 8995 5.2).
     vr = verify_artifact(raw, media_type=media_type, kind=VoucherRequest)
@@ -79,11 +80,11 @@ def test_happy_path(w: World, media_type: str) -> None:
         status=200, headers={"Content-Type": media_type}, body=body, now=NOW
     )
     assert isinstance(decision, VoucherAccepted), decision
-    assert pledge.state is State.VOUCHER_ACCEPTED
+    assert state_of(pledge) is State.VOUCHER_ACCEPTED
     assert pledge.pinned_domain_cert == w.domain.cert
     status = telemetry(pledge.voucher_status())
     assert status["status"] is True
-    assert pledge.state is State.STATUS_REPORTED
+    assert state_of(pledge) is State.STATUS_REPORTED
 
     certs = pledge.cacerts_response(
         status=200, headers=CERTS_ONLY, body=encode_base64_body(build_certs_only([w.domain.cert]))
@@ -96,7 +97,7 @@ def test_happy_path(w: World, media_type: str) -> None:
     assert csr.is_signature_valid
     assert csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == SERIAL
     assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SERIAL
-    assert pledge.state is State.ENROLLING
+    assert state_of(pledge) is State.ENROLLING
 
     ldevid = ca_issue(w, csr_der)
     decision = pledge.enroll_response(
@@ -108,9 +109,9 @@ def test_happy_path(w: World, media_type: str) -> None:
     assert isinstance(decision, Enrolled), decision
     assert decision.cert == ldevid
     assert decision.path[-1] == w.domain.cert
-    assert pledge.state is State.ENROLLED
+    assert state_of(pledge) is State.ENROLLED
     assert telemetry(pledge.enroll_status())["status"] is True
-    assert pledge.state is State.DONE
+    assert state_of(pledge) is State.DONE
     assert pledge.failure is None
 
 
@@ -236,7 +237,7 @@ def test_tampered_voucher(w: World) -> None:
     decision = pledge.voucher_response(status=200, headers=ok_headers(), body=bytes(body), now=NOW)
     assert isinstance(decision, Failed)
     assert decision.check.startswith("pledge.voucher-")
-    assert pledge.state is State.FAILED
+    assert state_of(pledge) is State.FAILED
 
 
 def test_wrong_media_type(w: World) -> None:
@@ -260,4 +261,4 @@ def test_http_error_keeps_problem_detail(w: World) -> None:
     assert decision.check == "pledge.voucher-http-status"
     assert decision.http_status == 403
     assert "unknown device" in decision.detail and "policy.unknown" in decision.detail
-    assert pledge.state is State.FAILED
+    assert state_of(pledge) is State.FAILED

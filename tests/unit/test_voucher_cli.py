@@ -111,7 +111,7 @@ def test_verify_pledge_request_chains_as_an_idevid(
 def test_verify_refusals_name_the_rule(
     voucher_lab: dict[str, Path], capsys: pytest.CaptureFixture[str], args: list[str], check: str
 ) -> None:
-    argv = ["verify", voucher_lab["voucher.cms"], "--anchor", voucher_lab["anchor"], *(["--at", NOW.isoformat()] if "--at" not in args else []), *args]
+    argv: list[str | Path] = ["verify", voucher_lab["voucher.cms"], "--anchor", voucher_lab["anchor"], *(["--at", NOW.isoformat()] if "--at" not in args else []), *args]
     code, out = _run(capsys, *argv)
     assert code == 1, out
     assert out.startswith("INVALID:") and f"(check: {check})" in out
@@ -179,7 +179,7 @@ def test_verify_refuses_a_voucher_request_unless_asked(
 ) -> None:
     """A script reading only the exit status must not take a pledge-signed request for a voucher."""
     serial = str(voucher_lab["serial"])
-    args = [voucher_lab[f"vr.{fmt}"], "--anchor", voucher_lab["anchor"], "--at", NOW.isoformat(), "--expect-serial", serial]
+    args: list[str | Path] = [voucher_lab[f"vr.{fmt}"], "--anchor", voucher_lab["anchor"], "--at", NOW.isoformat(), "--expect-serial", serial]
     code, out = _run(capsys, "verify", *args)
     assert code == 1, out
     assert "(check: verify.kind)" in out and "--request" in out
@@ -236,7 +236,8 @@ def test_control_characters_never_reach_the_terminal(tmp_path: Path, capsys: pyt
     from cryptography.hazmat.primitives.serialization import Encoding
 
     anchor.write_bytes(cert.public_bytes(Encoding.PEM))
-    for argv in (["verify", path, "--anchor", anchor, "--at", NOW.isoformat()], ["inspect", path]):
+    argvs: tuple[list[str | Path], ...] = (["verify", path, "--anchor", anchor, "--at", NOW.isoformat()], ["inspect", path])
+    for argv in argvs:
         code, out = _run(capsys, *argv)
         assert "\x1b" not in out and "\u202e" not in out, argv
         assert "S\u00e9rie-1" in out or "S\\u00e9rie-1" in out

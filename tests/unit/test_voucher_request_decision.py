@@ -107,7 +107,9 @@ def test_forward_carries_the_registrar_voucher_request_and_the_pin() -> None:
     assert plan.masa == BASE.masa and plan.commit_pin
     assert plan.events[-1].detail["first_use_pinned"] is True
     assert plan.events[-1].detail["manufacturer"] == "CN=Acme Root"
-    assert not decide_voucher_request(BASE, now=NOW).commit_pin  # type: ignore[union-attr]
+    plain = decide_voucher_request(BASE, now=NOW)
+    assert isinstance(plain, Forward)
+    assert not plain.commit_pin
 
 
 def test_reonboarding_is_guarded_by_the_state_it_leaves() -> None:
