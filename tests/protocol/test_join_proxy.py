@@ -8,7 +8,6 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import TypedDict, Unpack
 
 import pytest
 
@@ -35,21 +34,8 @@ async def echo() -> AsyncIterator[Upstream]:
     server.close()
 
 
-class _Limits(TypedDict, total=False):
-    """CircuitLimits fields a test sets (the rest keep _limits' values)."""
-
-    max_circuits: int
-    max_circuits_per_source: int
-    connect_timeout_s: float
-    idle_timeout_s: float
-    max_circuit_s: float
-    max_circuit_bytes: int
-
-
-def _limits(**kw: Unpack[_Limits]) -> CircuitLimits:
-    base = CircuitLimits(max_circuits=16, max_circuits_per_source=4, connect_timeout_s=5.0, idle_timeout_s=30.0,
-                         max_circuit_s=60.0, max_circuit_bytes=1 << 20)
-    return replace(base, **kw)
+LIMITS = CircuitLimits(max_circuits=16, max_circuits_per_source=4, connect_timeout_s=5.0, idle_timeout_s=30.0,
+                       max_circuit_s=60.0, max_circuit_bytes=1 << 20)
 
 
 async def _relay(relay: CircuitRelay) -> tuple[asyncio.Server, int]:
@@ -72,7 +58,7 @@ async def _eof_within(reader: asyncio.StreamReader, seconds: float = 20.0) -> by
 
 
 async def test_bytes_pass_unchanged_both_ways(echo: Upstream) -> None:
-    relay = CircuitRelay(_limits(), lambda: [echo])
+    relay = CircuitRelay(LIMITS, lambda: [echo])
     server, port = await _relay(relay)
     payload = os.urandom(300_000)
     r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -86,7 +72,7 @@ async def test_bytes_pass_unchanged_both_ways(echo: Upstream) -> None:
 
 
 async def test_per_source_limit_refuses_that_source_only(echo: Upstream) -> None:
-    relay = CircuitRelay(_limits(max_circuits_per_source=2), lambda: [echo])
+    relay = CircuitRelay(replace(LIMITS, max_circuits_per_source=2), lambda: [echo])
     server, port = await _relay(relay)
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
     for r, w in held:  # both circuits are up: a byte comes back through each
@@ -105,7 +91,7 @@ async def test_per_source_limit_refuses_that_source_only(echo: Upstream) -> None
 
 
 async def test_total_limit(echo: Upstream) -> None:
-    relay = CircuitRelay(_limits(max_circuits=2, max_circuits_per_source=2), lambda: [echo])
+    relay = CircuitRelay(replace(LIMITS, max_circuits=2, max_circuits_per_source=2), lambda: [echo])
     server, port = await _relay(relay)
     a = await asyncio.open_connection("127.0.0.1", port)
     b = await asyncio.open_connection("127.0.0.1", port)
@@ -122,10 +108,14 @@ async def test_total_limit(echo: Upstream) -> None:
 
 @pytest.mark.parametrize(
     ("limits", "reason"),
-    [({"idle_timeout_s": 0.3}, "idle"), ({"max_circuit_s": 0.5}, "lifetime"), ({"max_circuit_bytes": 1000}, "bytes")],
+    [
+        (replace(LIMITS, idle_timeout_s=0.3), "idle"),
+        (replace(LIMITS, max_circuit_s=0.5), "lifetime"),
+        (replace(LIMITS, max_circuit_bytes=1000), "bytes"),
+    ],
 )
-async def test_bounds_close_the_circuit_with_their_reason(echo: Upstream, limits: _Limits, reason: str) -> None:
-    relay = CircuitRelay(_limits(**limits), lambda: [echo])
+async def test_bounds_close_the_circuit_with_their_reason(echo: Upstream, limits: CircuitLimits, reason: str) -> None:
+    relay = CircuitRelay(limits, lambda: [echo])
     server, port = await _relay(relay)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     if reason == "idle":
@@ -158,7 +148,7 @@ async def test_unreachable_registrar_is_refused_then_the_next_one_is_used(echo: 
     await dead.wait_closed()
     upstreams = [Upstream(host="127.0.0.1", port=dead_port)]
     told: list[bool] = []
-    relay = CircuitRelay(_limits(), lambda: upstreams, on_unreachable=lambda: told.append(True))
+    relay = CircuitRelay(LIMITS, lambda: upstreams, on_unreachable=lambda: told.append(True))
     server, port = await _relay(relay)
     r, w = await asyncio.open_connection("127.0.0.1", port)
     assert await _eof_within(r) == b""
