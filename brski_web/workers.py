@@ -48,7 +48,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -369,6 +369,7 @@ def serve_command(
     """
     try:
         cfg = load()
+        check_worker_metrics(cfg.workers, getattr(cfg, "metrics_port", None), os.environ)
     except ConfigError as exc:
         print(f"{prog}: configuration error: {exc.detail}", file=sys.stderr)
         return 2
@@ -384,6 +385,19 @@ def serve_command(
         ready_file=cfg.ready_file,
         run_worker=lambda ports: run_command(prog, lambda: serve(cfg, ports)),
     )
+
+
+def check_worker_metrics(workers: int, metrics_port: int | None, environ: Mapping[str, str]) -> None:
+    """Several workers share one metrics port only in prometheus-client's
+    multiprocess mode (brski_web.metrics): without PROMETHEUS_MULTIPROC_DIR the
+    second worker could not bind the port, and a scrape would see one worker's
+    counts. Refused before any worker starts."""
+    if workers > 1 and metrics_port is not None and not environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        raise ConfigError(
+            "workers > 1 with metrics_port need PROMETHEUS_MULTIPROC_DIR set to an empty directory "
+            "(each worker writes its samples there; any worker answers a scrape with their sum)",
+            check="config.metrics-multiprocess",
+        )
 
 
 def check_workers(workers: object, database: str) -> None:
