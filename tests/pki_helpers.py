@@ -59,14 +59,16 @@ def make_cert(
     extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
     basic_constraints: bool = True,
     ski: bool = True,
+    subject: x509.Name | None = None,
 ) -> Issued:
-    """``cn`` (and ``serial``) certified by ``issuer``, or self-signed; with a
-    fresh P-256 key unless ``key`` is given."""
+    """``cn`` (and ``serial``), or the whole ``subject``, certified by ``issuer``,
+    or self-signed; with a fresh P-256 key unless ``key`` is given."""
     key = key or generate_key("p256")
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if serial is not None:
-        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
-    subject = x509.Name(attrs)
+    if subject is None:
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        if serial is not None:
+            attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
+        subject = x509.Name(attrs)
     b = (
         x509.CertificateBuilder()
         .subject_name(subject)

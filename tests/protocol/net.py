@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -53,6 +53,7 @@ from pledge_sim.service import EnrollResult, enroll_one
 from registrar.app import SERVICE as REGISTRAR_SERVICE
 from registrar.app import create_app as create_registrar_app
 from registrar.config import load_config as load_registrar_config
+from tests.pki_helpers import make_cert
 from tests.store_helpers import raw_rows
 
 T = TypeVar("T")
@@ -82,27 +83,16 @@ def issue(
     extra: tuple[x509.ExtensionType, ...] = (),
     key: ec.EllipticCurvePrivateKey | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """One certificate, P-256; self-signed without an issuer."""
+    """One P-256 certificate valid around the real clock, without key usage
+    (pki_helpers.make_cert); self-signed without an issuer."""
     key = key or ec.generate_private_key(ec.SECP256R1())
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_cert.subject if issuer_cert else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or NOW - timedelta(hours=1))
-        .not_valid_after(not_after or NOW + timedelta(days=30))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    issuer = None if issuer_cert is None or issuer_key is None else (issuer_cert, issuer_key)
+    cert, _ = make_cert(
+        "", subject=subject, issuer=issuer, key=key, ca=ca, key_usage=None, eku=eku or None,
+        not_before=not_before or NOW - timedelta(hours=1), not_after=not_after or NOW + timedelta(days=30),
+        extra=[(ext, False) for ext in extra],
     )
-    if issuer_cert is not None:
-        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-    if eku:
-        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    for ext in extra:
-        b = b.add_extension(ext, critical=False)
-    return b.sign(issuer_key or key, hashes.SHA256()), key
+    return cert, key
 
 
 def name(cn: str, *, serial: str | None = None, org: str = "brski test") -> x509.Name:
