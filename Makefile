@@ -72,3 +72,10 @@ bench-est: $(STAMP)
 
 clean:
 	rm -rf var/ .pytest_cache build *.egg-info
+
+# Where each role's CPU goes during a fleet run: py-spy samples of the registrar, the
+# MASA and one fleet worker attributed to parts, beside per-thread CPU per onboarding
+# (tools/profile_roles.py; PROFILE_SECONDS, default 15). Needs root or ptrace rights.
+.PHONY: profile
+profile: $(STAMP)
+	$(PY) tools/profile_roles.py --seconds $${PROFILE_SECONDS:-15} $(BENCH_ARGS)
