@@ -221,7 +221,9 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         await self._db.write(run)
 
     async def owners(self, serial: str) -> list[OwnerRecord]:
-        return await self._db.read(lambda conn: _owners.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
+        # One device's few owners through UNIQUE (serial, ...), read on every
+        # voucher request: inline (see read_now).
+        return self._db.read_now(lambda conn: _owners.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
 
     async def list_owners(self) -> list[OwnerRecord]:
         return await self._db.read(lambda conn: _owners.all(conn, "ORDER BY serial, id"))
@@ -258,11 +260,14 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         return await self._db.write(run)
 
     async def audit_entries(self, serial: str) -> list[AuditEntry]:
-        return await self._db.read(lambda conn: _audit_log.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
+        # One device's entries (one per voucher issued) through audit_log_by_serial,
+        # read on every audit-log request: inline (see read_now).
+        return self._db.read_now(lambda conn: _audit_log.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
 
     async def registrar_claimed(self, serial: str, domain_id: str) -> bool:
+        # A point probe of audit_log_by_serial (serial, domain_id, id): inline.
         sql = "SELECT 1 FROM audit_log WHERE serial = ? AND domain_id = ? LIMIT 1"
-        return await self._db.read(
+        return self._db.read_now(
             lambda conn: conn.execute(sql, (serial, domain_id)).fetchone() is not None
         )
 
