@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Literal
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
 from brski import oids
 from brski.asn1 import (
@@ -78,8 +78,9 @@ from brski.cms_parts import (
     extract_plain_der,
     require_der,
 )
-from brski.cms_signer import find_signer, issuer_der, key_identifier, spki
+from brski.cms_signer import find_signer, issuer_der, key_identifier
 from brski.errors import BrskiError, ConfigError, MalformedInput, SignatureInvalid
+from brski.pki import cert_der, load_der_cert
 
 if TYPE_CHECKING:
     from brski.pki import PrivateKey
@@ -189,7 +190,8 @@ def sign(
     if signer_id not in ("issuer-serial", "ski"):
         raise ConfigError(f"unknown signer id kind {signer_id!r}", check="cms.signer-id")
     digest, sig_alg = signature_scheme(key)
-    if spki(key.public_key()) != spki(cert.public_key()):
+    # Key equality (EVP_PKEY_eq) is the SPKI comparison without encoding both.
+    if key.public_key() != cert.public_key():
         raise ConfigError("private key does not match the certificate", check="cms.key-mismatch")
 
     hasher = hashes.Hash(HASHES[digest]())
@@ -225,7 +227,7 @@ def sign(
     # RFC 5652 section 5.1: version 3 once a SignerInfo is v3 or the
     # eContentType is not id-data (as for id-ct-animaJSONVoucher), else 1.
     version = 3 if signer_id == "ski" or content_type != oids.ID_DATA else 1
-    certificates = sorted(c.public_bytes(serialization.Encoding.DER) for c in (cert, *chain))
+    certificates = sorted(cert_der(c) for c in (cert, *chain))
     signed_data = encode_tlv(
         0x30,
         encode_unsigned(version)
@@ -477,7 +479,7 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
         try:
             # Names and extensions are decoded lazily, by whoever reads them
             # (chain validation, logs): their contents are not this layer's.
-            found.append(x509.load_der_x509_certificate(der))
+            found.append(load_der_cert(der))
         except (ValueError, x509.InvalidVersion) as exc:
             # RFC 5280 section 4.1: a certificate is DER; BER is allowed only
             # on the CMS layers around it (RFC 5652 section 5.1).

@@ -5,6 +5,7 @@ and matched by :func:`brski.cms.verify`.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from brski.asn1 import NotPlainDer, der_children, der_element
 from brski.cms_parts import Sid
 from brski.errors import BrskiError, MalformedInput
+from brski.pki import spki_sha256
 
 __all__ = ["find_signer", "issuer_der", "key_identifier", "spki"]
 
@@ -38,9 +40,11 @@ def key_identifier(cert: x509.Certificate) -> bytes:
         return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
+@functools.lru_cache(maxsize=1024)
 def issuer_der(cert: x509.Certificate) -> bytes:
     """The issuer Name exactly as encoded, read from the TBSCertificate
-    (``cert.issuer`` builds Python Name objects only to re-encode them)."""
+    (``cert.issuer`` builds Python Name objects only to re-encode them).
+    Remembered per certificate: the same ones sign again and again."""
     tbs = cert.tbs_certificate_bytes
     try:
         _ident, _start, body, end = der_element(tbs, 0, len(tbs))
@@ -90,7 +94,7 @@ def find_signer(sid: Sid, candidates: Sequence[x509.Certificate]) -> x509.Certif
     keys = set()
     for cert in matches:
         try:
-            keys.add(spki(cert.public_key()))
+            keys.add(spki_sha256(cert))
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise MalformedInput(
                 "the signer certificate has an unusable key", check="cms.signer-key"

@@ -39,7 +39,16 @@ from brski.errors import (
     VoucherInvalid,
 )
 from brski.oids import MT_VOUCHER_CMS_JSON
-from brski.pki import Role, cert_der, device_serial, spki_sha256, verify_chain
+from brski.pki import (
+    Role,
+    cert_der,
+    device_serial,
+    issuer_name_der,
+    load_der_cert,
+    spki_sha256,
+    subject_name_der,
+    verify_chain,
+)
 from brski.voucher import Assertion, VoucherRequest
 
 __all__ = [
@@ -248,12 +257,12 @@ def _farthest_in_chain(signer: x509.Certificate, carried: Sequence[x509.Certific
     """Walk issuer links from the signer through the carried certificates."""
     by_subject: dict[bytes, list[x509.Certificate]] = {}
     for c in carried:
-        by_subject.setdefault(c.subject.public_bytes(), []).append(c)
+        by_subject.setdefault(subject_name_der(c), []).append(c)
     path = [signer]
     seen = {cert_der(signer)}
     current = signer
-    while current.issuer != current.subject and len(path) < 8:
-        candidates = [c for c in by_subject.get(current.issuer.public_bytes(), []) if cert_der(c) not in seen]
+    while issuer_name_der(current) != subject_name_der(current) and len(path) < 8:
+        candidates = [c for c in by_subject.get(issuer_name_der(current), []) if cert_der(c) not in seen]
         if not candidates:
             break
         current = candidates[0]
@@ -345,7 +354,7 @@ def check_registrar_request(
                     check="registrar-request.proximity",
                 )
             try:
-                prox_cert = x509.load_der_x509_certificate(prox)
+                prox_cert = load_der_cert(prox)
             except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
                 raise MalformedInput(
                     "proximity-registrar-cert is not a certificate", check="registrar-request.proximity"
