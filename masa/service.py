@@ -179,7 +179,9 @@ class MasaService:
         # Whole seconds, as the signed voucher carries it (sign_artifact).
         expires_on = (now + self.nonceless_validity).replace(microsecond=0) if nonceless else None
         voucher = Voucher(
-            created_on=now,
+            # Whole seconds, as sign_artifact sends it: built so, the voucher
+            # is not built (and validated) a second time there.
+            created_on=now.replace(microsecond=0),
             expires_on=expires_on,
             assertion=assertion,
             serial_number=chk.serial,
