@@ -174,7 +174,7 @@ def public_key_of(key: PrivateKey) -> PublicKey:
 # the key again for every SPKI.  These memos are keyed by the certificate
 # (equal certificates are equal DER), bounded, and hold only what the bytes
 # determine: nothing that depends on the time or on trust.
-_CERT_MEMO = 1024
+_CERT_MEMO = 256  # the repeated ones stay; ~2 KB each, so RSS stays flat
 
 
 @functools.lru_cache(maxsize=_CERT_MEMO)
