@@ -20,6 +20,7 @@ high-tag-number forms (X.690 section 8.1.2.4).
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 
 from brski.errors import MalformedInput, PayloadTooLarge
 
@@ -37,6 +38,8 @@ __all__ = [
     "encode_oid",
     "encode_tlv",
     "encode_unsigned",
+    "forget_well_framed",
+    "remember_well_framed",
 ]
 
 DEFAULT_MAX_SIZE = 65536
@@ -179,6 +182,7 @@ def check_der(
     if total == 0:
         raise _fail("empty input", "truncated", 0)
 
+    known = _known if _known and type(data) is bytes else None
     # Each open constructed element: (end offset, or None while indefinite;
     # the offset it may not run past, inherited from the nearest definite end).
     stack: list[tuple[int | None, int]] = []
@@ -242,6 +246,18 @@ def check_der(
             elif length == 0:
                 if not stack:
                     break
+            elif (
+                known is not None
+                and first == 0x30
+                and _KNOWN_MIN <= length <= _KNOWN_MAX
+                and len(stack) + _KNOWN_DEPTH <= max_depth
+                and data[start : pos + length] in known
+            ):
+                # Walked before as plain DER within _KNOWN_DEPTH levels: the
+                # walk inside would pass again (see remember_well_framed).
+                pos += length
+                if not stack:
+                    break
             else:
                 stack.append((pos + length, pos + length))
         else:
@@ -252,6 +268,56 @@ def check_der(
 
     if pos != total:
         raise _fail(f"{total - pos} bytes after the outer element", "trailing-data", pos)
+
+
+# --- elements already walked ---------------------------------------------------
+#
+# The same certificates arrive in message after message (a registrar's chain in
+# every voucher-request, the MASA's signer and root in every voucher), and
+# walking one costs about 30 us. The walk inside an element depends only on its
+# bytes, so once those bytes have passed it on their own as plain DER (no
+# indefinite length) within _KNOWN_DEPTH levels, check_der steps over them
+# wherever they appear with that many levels to spare: the same answer, without
+# walking them again. Bounded; remembered on the second sighting, so elements
+# seen once (a device's own certificate) cost nothing extra.
+_KNOWN_DEPTH = 12
+_KNOWN_MIN = 128
+_KNOWN_MAX = 8192
+_KNOWN_SIZE = 256
+_known: OrderedDict[bytes, None] = OrderedDict()
+_sighted: OrderedDict[bytes, None] = OrderedDict()
+
+
+def remember_well_framed(der: bytes) -> None:
+    """Note a SEQUENCE seen inside input that passed :func:`check_der` (a carried
+    certificate); from its second sighting on, check_der steps over it."""
+    if type(der) is not bytes or not _KNOWN_MIN <= len(der) <= _KNOWN_MAX + 4 or der[:1] != b"\x30":
+        return
+    if der in _known:
+        return
+    if der not in _sighted:
+        _remember(_sighted, der)
+        return
+    try:
+        check_der(der, max_size=len(der), max_depth=_KNOWN_DEPTH, allow_indefinite=False)
+    except (MalformedInput, PayloadTooLarge):
+        return
+    _remember(_known, der)
+
+
+def _remember(memo: OrderedDict[bytes, None], der: bytes) -> None:
+    memo[der] = None
+    while len(memo) > _KNOWN_SIZE:
+        try:
+            memo.popitem(last=False)
+        except KeyError:  # emptied by another thread meanwhile
+            break
+
+
+def forget_well_framed() -> None:
+    """Empty the memo (tests that measure or isolate)."""
+    _known.clear()
+    _sighted.clear()
 
 
 # --- reading plain DER ----------------------------------------------------------

@@ -59,6 +59,7 @@ from brski.asn1 import (
     encode_oid,
     encode_tlv,
     encode_unsigned,
+    remember_well_framed,
 )
 from brski.cms_algorithms import (
     DIGEST_ALGORITHMS,
@@ -480,6 +481,7 @@ def _load_certificates(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
             # Names and extensions are decoded lazily, by whoever reads them
             # (chain validation, logs): their contents are not this layer's.
             found.append(load_der_cert(der))
+            remember_well_framed(der)  # the same chain comes in the next message
         except (ValueError, x509.InvalidVersion) as exc:
             # RFC 5280 section 4.1: a certificate is DER; BER is allowed only
             # on the CMS layers around it (RFC 5652 section 5.1).
