@@ -542,12 +542,17 @@ class MasaStore(EventLog):
         event_kind: str = "voucher.issued",
         event_check: str | None = None,
         event_detail: Mapping[str, Any] | None = None,
+        new_owner_der: bytes | None = None,
     ) -> IssuedVoucher:
         """Voucher row, audit entry and event in ONE durable commit.
 
         RFC 8995 section 5.6 requires the audit entry to exist before the
         voucher leaves the MASA; one transaction makes "voucher recorded but
         not audited" impossible, even across a crash. Unknown serial: NotFound.
+        With ``new_owner_der`` (a first claim), that domain CA is recorded as
+        the device's owner (``domain_ca_spki_sha256``) in the same commit: no
+        owner without its voucher, one durable write instead of two; an
+        owner already recorded with that key is Conflict and nothing is written.
         """
 
     @abc.abstractmethod

@@ -293,8 +293,11 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         event_kind: str = "voucher.issued",
         event_check: str | None = None,
         event_detail: Mapping[str, Any] | None = None,
+        new_owner_der: bytes | None = None,
     ) -> IssuedVoucher:
         _check_audit_fields(domain_id, truncated)
+        if new_owner_der is not None and len(domain_ca_spki_sha256) != 32:
+            raise ValueError("domain_ca_spki_sha256 must be a 32-byte SHA-256 digest")
         created = to_ts(created_at)
         expires = to_ts_opt(expires_on)
         event = PreparedEvent(NewEvent(
@@ -308,6 +311,15 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
 
         def run(conn: sqlite3.Connection) -> IssuedVoucher:
             require_device(conn, serial)
+            state: list[tuple[str, str | int]] = []
+            if new_owner_der is not None:
+                owner = conn.execute(
+                    "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (serial, domain_ca_spki_sha256, new_owner_der, created),
+                ).lastrowid
+                assert owner is not None
+                state.append(("owner", owner))
             rowid = conn.execute(
                 "INSERT INTO vouchers (serial, registrar_spki_sha256, domain_ca_spki_sha256,"
                 " nonce, assertion, voucher, media_type, created_at, expires_on)"
@@ -334,7 +346,8 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                 assertion=assertion,
                 truncated=truncated,
             )
-            record_state(conn, "masa", [("voucher", stored.id), ("audit", entry.id)], at=created, device_serial=serial)
+            state += [("voucher", stored.id), ("audit", entry.id)]
+            record_state(conn, "masa", state, at=created, device_serial=serial)
             return IssuedVoucher(voucher=stored, audit_entry=entry, event=event.insert(conn))
 
         return await self._db.write(run)

@@ -199,16 +199,10 @@ class MasaService:
             cert=self.signer.cert,
             chain=self.signer.chain,
         )
-        if decision.record_owner:
-            await self.store.add_owner(
-                chk.serial,
-                domain_ca_spki_sha256=domain,
-                domain_ca_der=cert_der(chk.domain_cert),
-                at=now,
-            )
         did = _b64(domain_id(chk.domain_cert))
         # RFC 8995 section 5.6: the audit log is written before the voucher
         # leaves; a failed commit raises StorageError (503) and nothing is sent.
+        # A first claim records the owner in the same commit.
         await self.store.issue_voucher_atomically(
             serial=chk.serial,
             voucher=raw,
@@ -220,6 +214,7 @@ class MasaService:
             domain_id=did,
             created_at=now,
             expires_on=expires_on,
+            new_owner_der=cert_der(chk.domain_cert) if decision.record_owner else None,
             event_kind="voucher.issued",
             event_check=decision.rule,
             event_detail={
@@ -248,14 +243,16 @@ class MasaService:
         req_media, _ = negotiate_voucher_media(content_type, None, self.supported_media)
         chk = await self._check(body, req_media, now=now)
         did = _b64(domain_id(chk.domain_cert))
-        # RFC 8995 section 5.8: 404 for a requester that was never an owner.
-        if not await self.store.registrar_claimed(chk.serial, did):
+        # RFC 8995 section 5.8: 404 for a requester that was never an owner,
+        # i.e. no audit entry names its domain (read with the entries: one
+        # snapshot, one read).
+        entries = await self.store.audit_entries(chk.serial)
+        if not any(e.domain_id == did for e in entries):
             raise NotFound(
                 f"this domain never claimed device {chk.serial!r}",
                 check="masa.auditlog.not-claimed",
                 serial=chk.serial,
             )
-        entries = await self.store.audit_entries(chk.serial)
         await self.store.append_event(
             at=now,
             kind="auditlog.served",

@@ -9,11 +9,12 @@ and its event to be committed together or not at all.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
 
-from brski.errors import NotFound, StorageError
+from brski.errors import Conflict, NotFound, StorageError
 from brski_storage import IssuedVoucher, MasaStore, RegistrarStore
 from brski_storage.chain import event_hash
 from tests.storage_helpers import fill_events, spki, t
@@ -158,6 +159,36 @@ async def test_masa_issue_voucher_atomically(masa: MasaStore, masa_url: str) -> 
     stats = await masa.stats()
     # the device's state evidence, the voucher's, and the service event
     assert (stats["vouchers"], stats["audit_log"], stats["events"]) == (1, 1, 3)
+
+
+async def test_masa_first_claim_records_the_owner_in_the_voucher_commit(masa: MasaStore, masa_url: str) -> None:
+    await masa.add_manufactured_device("M-1", idevid_fingerprint="aa", at=t(0))
+
+    async def claim(voucher: bytes, at: datetime) -> IssuedVoucher:
+        return await masa.issue_voucher_atomically(
+            serial="M-1", voucher=voucher, media_type="application/voucher-cms+json", assertion="logged",
+            nonce=None, registrar_spki_sha256=spki(7), domain_ca_spki_sha256=spki(1), domain_id="ZG9tYWlu",
+            created_at=at, expires_on=None, new_owner_der=b"domain-ca-der",
+        )
+
+    # The voucher's commit fails: no owner either.
+    raw_execute(masa_url, failing_insert_trigger(masa_url, "audit_log", "no"))
+    with pytest.raises(StorageError):
+        await claim(b"cms0", t(9))
+    assert await masa.owners("M-1") == [] and await masa.vouchers("M-1") == []
+    raw_execute(masa_url, ["DROP TRIGGER fail_audit_log" + ("" if masa_url.startswith("sqlite:") else " ON audit_log")])
+
+    await claim(b"cms", t(10))
+    (owner,) = await masa.owners("M-1")
+    assert (owner.domain_ca_spki_sha256, owner.domain_ca_der, owner.added_at) == (spki(1), b"domain-ca-der", t(10))
+    # A second first claim for the same key: Conflict, and no second voucher.
+    with pytest.raises(Conflict):
+        await claim(b"cms2", t(11))
+    assert [v.voucher for v in await masa.vouchers("M-1")] == [b"cms"]
+    # The owner row is in the state evidence of the voucher's commit.
+    ((detail,),) = raw_rows(masa_url, "SELECT detail FROM events WHERE kind = 'state.recorded' AND id > 1")
+    text = detail.decode() if isinstance(detail, bytes) else str(detail)
+    assert [row[0] for row in json.loads(text)["rows"]] == ["owner", "voucher", "audit"]
 
 
 async def test_masa_audit_entries_and_shared_event_chain(masa: MasaStore, masa_url: str) -> None:
