@@ -17,7 +17,6 @@ itself.
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 import string
 from collections.abc import Sequence
@@ -30,7 +29,6 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
     Criticality,
@@ -42,6 +40,13 @@ from cryptography.x509.verification import (
 )
 
 from brski import oids
+from brski.certfacts import (
+    cert_der,
+    cert_spki_sha256,
+    issuer_name_der,
+    load_der_cert,
+    subject_name_der,
+)
 from brski.errors import ChainInvalid, ConfigError, MalformedInput
 
 __all__ = [
@@ -168,42 +173,6 @@ def public_key_of(key: PrivateKey) -> PublicKey:
     return key.public_key()
 
 
-# Certificates arrive again and again (the registrar's RA certificate and
-# chain in every voucher-request, the MASA signer on every voucher), and
-# cryptography re-encodes on every ``public_bytes`` (5-10 us each) and parses
-# the key again for every SPKI.  These memos are keyed by the certificate
-# (equal certificates are equal DER), bounded, and hold only what the bytes
-# determine: nothing that depends on the time or on trust.
-_CERT_MEMO = 256  # the repeated ones stay; ~2 KB each, so RSS stays flat
-
-
-@functools.lru_cache(maxsize=_CERT_MEMO)
-def cert_der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
-@functools.lru_cache(maxsize=_CERT_MEMO)
-def load_der_cert(der: bytes) -> x509.Certificate:
-    """``x509.load_der_x509_certificate``, one object per distinct DER seen lately.
-
-    Raises as the loader does (a refusal is not remembered). The same object
-    for the same bytes lets every memo here answer by the certificate.
-    """
-    return x509.load_der_x509_certificate(der)
-
-
-@functools.lru_cache(maxsize=_CERT_MEMO)
-def subject_name_der(cert: x509.Certificate) -> bytes:
-    """The subject Name's DER (what RFC 5280 section 6.1 chains by)."""
-    return cert.subject.public_bytes()
-
-
-@functools.lru_cache(maxsize=_CERT_MEMO)
-def issuer_name_der(cert: x509.Certificate) -> bytes:
-    """The issuer Name's DER."""
-    return cert.issuer.public_bytes()
-
-
 # --- identity -----------------------------------------------------------------
 
 
@@ -292,20 +261,11 @@ def _normalise_masa_url(text: str) -> str:
 def spki_sha256(cert_or_public_key: x509.Certificate | PublicKey) -> bytes:
     """SHA-256 over the DER SubjectPublicKeyInfo (RFC 8366 pinned-domain-pubk-sha256)."""
     if isinstance(cert_or_public_key, x509.Certificate):
-        return _cert_spki_sha256(cert_or_public_key)
-    return _spki_sha256(cert_or_public_key)
-
-
-def _spki_sha256(pub: CertificatePublicKeyTypes) -> bytes:
-    spki = pub.public_bytes(
+        return cert_spki_sha256(cert_or_public_key)  # remembered per certificate
+    spki = cert_or_public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(spki).digest()
-
-
-@functools.lru_cache(maxsize=_CERT_MEMO)
-def _cert_spki_sha256(cert: x509.Certificate) -> bytes:
-    return _spki_sha256(cert.public_key())
 
 
 def fingerprint_sha256(cert: x509.Certificate) -> str:
