@@ -201,11 +201,15 @@ class _Codec:
                     check=f"{prefix}.mandatory",
                     leaf=leaf.name,
                 )
+        present: set[str] = set()
         for leaf in self._MODEL.leaves:
             value = getattr(self, leaf.attr)
             if value is None or (leaf.kind == "names" and value == ()):
                 continue
-            object.__setattr__(self, leaf.attr, normalise(leaf, value, prefix))
+            value = normalise(leaf, value, prefix)
+            object.__setattr__(self, leaf.attr, value)
+            if value not in (None, ()):
+                present.add(leaf.name)
         if not isinstance(self.extensions, Mapping):
             raise VoucherInvalid("extensions must be a mapping", check=f"{prefix}.type")
         frozen: dict[str, Any] = {}
@@ -216,9 +220,6 @@ class _Codec:
             frozen[key] = _freeze_json(value, key, prefix, 1)
         object.__setattr__(self, "extensions", MappingProxyType(frozen))
         # The YANG "must" statements (RFC 8366 section 5.3), declared in the model.
-        present = frozenset(
-            leaf.name for leaf in self._MODEL.leaves if getattr(self, leaf.attr) not in (None, ())
-        )
         for must in self._MODEL.musts:
             if must.violated(present):
                 raise VoucherInvalid(must.message, check=f"{prefix}.{must.check}")

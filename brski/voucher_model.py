@@ -20,6 +20,7 @@ Adding a leaf is one row here plus the typed attribute on the class(es).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -200,7 +201,7 @@ class Must:
     check: str
     ref: str
 
-    def violated(self, present: frozenset[str]) -> bool:
+    def violated(self, present: AbstractSet[str]) -> bool:
         here = [name in present for name in self.leaves]
         if self.rule == "not-both":
             return all(here)
@@ -257,6 +258,8 @@ class Structure:
     musts: tuple[Must, ...] = ()
     by_name: Mapping[str, Leaf] = field(init=False, repr=False)
     by_sid: Mapping[int, Leaf] = field(init=False, repr=False)
+    # The leaves this module makes mandatory (read on every construction).
+    mandatory: tuple[Leaf, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_name = {leaf.name: leaf for leaf in self.leaves}
@@ -271,13 +274,12 @@ class Structure:
             raise ValueError(f"{self.container}: a must names a leaf it does not have")
         object.__setattr__(self, "by_name", MappingProxyType(by_name))
         object.__setattr__(self, "by_sid", MappingProxyType(by_sid))
+        object.__setattr__(
+            self, "mandatory", tuple(leaf for leaf in self.leaves if self.module in leaf.mandatory_in)
+        )
 
     def leaf_sid(self, leaf: Leaf) -> int:
         return leaf.sids[self.module]
-
-    @property
-    def mandatory(self) -> tuple[Leaf, ...]:
-        return tuple(leaf for leaf in self.leaves if self.module in leaf.mandatory_in)
 
 
 def structure(

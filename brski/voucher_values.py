@@ -161,16 +161,18 @@ def _check_yang_string(value: str, where: str, prefix: str) -> None:
         )
 
 
+def _bad_type(where: str, value: Any, prefix: str) -> VoucherInvalid:
+    # Built only when raised: formatting it for every leaf cost more than the checks.
+    return VoucherInvalid(f"{where} has the wrong type {type(value).__name__}", check=f"{prefix}.type", leaf=where)
+
+
 def normalise(leaf: Leaf, value: Any, prefix: str) -> Any:
     """Check one field's Python value against its YANG type; return the stored form."""
     where = leaf.name
-    bad_type = VoucherInvalid(
-        f"{where} has the wrong type {type(value).__name__}", check=f"{prefix}.type", leaf=where
-    )
     kind = leaf.kind
     if kind == "datetime":
         if not isinstance(value, datetime):
-            raise bad_type
+            raise _bad_type(where, value, prefix)
         if value.tzinfo is None or value.utcoffset() is None:
             # yang:date-and-time always carries an offset; a naive datetime would
             # be emitted as local time of whichever host serialises it.
@@ -178,7 +180,7 @@ def normalise(leaf: Leaf, value: Any, prefix: str) -> Any:
         return value
     if kind == "assertion":
         if not isinstance(value, str):
-            raise bad_type
+            raise _bad_type(where, value, prefix)
         try:
             return Assertion(value)
         except ValueError:
@@ -187,7 +189,7 @@ def normalise(leaf: Leaf, value: Any, prefix: str) -> Any:
             ) from None
     if kind in ("binary", "sha256", "nonce"):
         if not isinstance(value, bytes | bytearray):
-            raise bad_type
+            raise _bad_type(where, value, prefix)
         value = bytes(value)
         if kind == "nonce" and not 8 <= len(value) <= 32:
             # RFC 8366 section 5.3: nonce is binary { length "8..32" }.
@@ -200,18 +202,18 @@ def normalise(leaf: Leaf, value: Any, prefix: str) -> Any:
         return value
     if kind == "boolean":
         if not isinstance(value, bool):
-            raise bad_type
+            raise _bad_type(where, value, prefix)
         return value
     if kind == "names":
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise bad_type
+            raise _bad_type(where, value, prefix)
         for name in value:
             _check_yang_string(name, where, prefix)
             if not name:
                 raise VoucherInvalid(f"empty name in {where}", check=f"{prefix}.extensions")
         return tuple(value)
     if not isinstance(value, str):
-        raise bad_type
+        raise _bad_type(where, value, prefix)
     _check_yang_string(value, where, prefix)
     if kind == "serial" and not value:
         # RFC 8366 section 5.3: the pledge MUST match its serial-number to this
