@@ -251,6 +251,7 @@ def check_der(
                 and first == 0x30
                 and _KNOWN_MIN <= length <= _KNOWN_MAX
                 and len(stack) + _KNOWN_DEPTH <= max_depth
+                and pos + length - start in _known_sizes  # before slicing and hashing
                 and data[start : pos + length] in known
             ):
                 # Walked before as plain DER within _KNOWN_DEPTH levels: the
@@ -285,6 +286,7 @@ _KNOWN_MIN = 128
 _KNOWN_MAX = 8192
 _KNOWN_SIZE = 256
 _known: OrderedDict[bytes, None] = OrderedDict()
+_known_sizes: set[int] = set()  # len() of what _known holds or held
 _sighted: OrderedDict[bytes, None] = OrderedDict()
 
 
@@ -302,6 +304,7 @@ def remember_well_framed(der: bytes) -> None:
         check_der(der, max_size=len(der), max_depth=_KNOWN_DEPTH, allow_indefinite=False)
     except (MalformedInput, PayloadTooLarge):
         return
+    _known_sizes.add(len(der))  # never shrinks: bounded by the size range, a stale size costs a lookup
     _remember(_known, der)
 
 
@@ -317,6 +320,7 @@ def _remember(memo: OrderedDict[bytes, None], der: bytes) -> None:
 def forget_well_framed() -> None:
     """Empty the memo (tests that measure or isolate)."""
     _known.clear()
+    _known_sizes.clear()
     _sighted.clear()
 
 
