@@ -200,6 +200,7 @@ class MasaService:
             chain=self.signer.chain,
         )
         did = _b64(domain_id(chk.domain_cert))
+        registrar = chk.registrar_signer.subject.rfc4514_string()  # for the event and the log line
         # RFC 8995 section 5.6: the audit log is written before the voucher
         # leaves; a failed commit raises StorageError (503) and nothing is sent.
         # A first claim records the owner in the same commit.
@@ -220,7 +221,7 @@ class MasaService:
             event_detail={
                 "assertion": str(assertion),
                 "domain_id": did,
-                "registrar": chk.registrar_signer.subject.rfc4514_string(),
+                "registrar": registrar,
                 "nonceless": nonceless,
             },
         )
@@ -231,7 +232,7 @@ class MasaService:
                 assertion=str(assertion),
                 domain=did,
                 rule=decision.rule,
-                registrar=chk.registrar_signer.subject.rfc4514_string(),
+                registrar=registrar,
             )
         )
         return raw, resp_media
