@@ -9,6 +9,8 @@ under ``time.process_time()`` (every thread of the process) and
 
 * ``check``: ``check_registrar_request`` once per pledge (each IDevID seen
   for the first time, the registrar's chain again every time, as in a run);
+* ``pledge``: the registrar's side, its IDevID chain check then
+  ``check_pledge_request`` (TLS certificates parsed afresh per request);
 * ``sign``: ``sign_artifact`` of a voucher with the MASA signer, and the bare
   ECDSA signature beside it;
 * ``service``: ``MasaService.request_voucher`` then ``request_audit_log`` per
@@ -95,6 +97,44 @@ def bench_check(pki: Any, reqs: list[tuple[str, bytes, Any]], now: datetime) -> 
     )
 
 
+def bench_pledge_check(pki: Any, pledges: int, now: datetime) -> dict[str, float]:
+    """The registrar's side: its IDevID chain check (as admission.manufacturer does
+    it) then ``check_pledge_request``, with the TLS certificates parsed afresh as
+    the server's transport hands them over."""
+    from cryptography import x509
+
+    from brski.artifact import sign_artifact
+    from brski.oids import MT_VOUCHER_CMS_JSON
+    from brski.pki import Role, cert_der, forget_verified_paths, verify_chain
+    from brski.validation import check_pledge_request
+    from brski.voucher import Assertion, VoucherRequest
+
+    anchors = pki.certs("manufacturer/anchors.pem")
+    tls = pki.cert("registrar/tls.crt")
+    items = []
+    for serial in pki.pledge_serials[:pledges]:
+        d = pki.pledge_dir(serial)
+        idevid, chain = pki.cert(f"{d}/idevid.crt"), tuple(pki.certs(f"{d}/chain.pem"))
+        body = sign_artifact(
+            VoucherRequest(created_on=now, assertion=Assertion.PROXIMITY, serial_number=serial,
+                           nonce=os.urandom(16), proximity_registrar_cert=cert_der(tls)),
+            media_type=MT_VOUCHER_CMS_JSON, key=pki.key(f"{d}/idevid.key"), cert=idevid, chain=chain,
+        )
+        items.append((body, cert_der(idevid), [cert_der(c) for c in chain]))
+
+    def one(item: tuple[bytes, bytes, list[bytes]]) -> None:
+        body, leaf_der, chain_der = item
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        chain = [x509.load_der_x509_certificate(c) for c in chain_der]
+        verify_chain(leaf, intermediates=chain, anchors=anchors, now=now, role=Role.IDEVID)
+        check_pledge_request(body, media_type=MT_VOUCHER_CMS_JSON, tls_client_cert=leaf, tls_client_chain=chain,
+                             manufacturer_anchors=anchors, own_certs=[tls], now=now)
+
+    forget_verified_paths()
+    one(items[0])
+    return _per_op(one, items[1:])
+
+
 def bench_sign(pki: Any, now: datetime, n: int) -> dict[str, Any]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -162,16 +202,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--pledges", type=int, default=600)
     ap.add_argument("--src", default=None, help="source tree to import from (default: this one)")
-    ap.add_argument("--only", choices=("check", "sign", "service"), action="append")
+    ap.add_argument("--only", choices=("check", "pledge", "sign", "service"), action="append")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     _setup_path(args.src)
     now = datetime.now(UTC).replace(microsecond=0)
     pki, reqs = _requests(args.pledges, now)
-    only = set(args.only or ("check", "sign", "service"))
+    only = set(args.only or ("check", "pledge", "sign", "service"))
     result: dict[str, Any] = {"src": args.src or str(ROOT), "pledges": args.pledges}
     if "check" in only:
         result["check_registrar_request"] = bench_check(pki, reqs, now)
+    if "pledge" in only:
+        # A fresh PKI: no IDevID of the check pass is remembered anywhere.
+        result["check_pledge_request"] = bench_pledge_check(_requests(args.pledges, now)[0], args.pledges, now)
     if "sign" in only:
         result.update(bench_sign(pki, now, args.pledges))
     if "service" in only:
