@@ -139,7 +139,7 @@ class HttpConnection:
             raise errors.LocalError("already connected", check="http.already-connected")
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer, _ = await open_tls_connection(
+                reader, writer, proto = await open_tls_connection(
                     self.host,
                     self.port,
                     credentials=self._credentials,
@@ -155,7 +155,7 @@ class HttpConnection:
             raise errors.LocalError(
                 f"cannot connect to {self.authority}: {exc!r}", check="http.connect"
             ) from exc
-        der = writer.get_extra_info("peercert")
+        der = proto.peer_certificate_der()
         if not der:
             writer.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
@@ -163,7 +163,7 @@ class HttpConnection:
         self._peer_eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.peer_cert_der = der
-        self.tls_version = writer.get_extra_info("tls_version")
+        self.tls_version = proto.tls_version
         self.connections_opened += 1
         return bytes(der)
 
