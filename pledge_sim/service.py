@@ -23,7 +23,7 @@ from cryptography import x509
 
 from brski import errors, oids
 from brski.est import encode_base64_body
-from brski.pki import PrivateKey, fingerprint_sha256, generate_key, load_cert
+from brski.pki import PrivateKey, fingerprint_sha256, generate_key
 from brski.pledge import (
     Enrolled,
     Failed,
@@ -31,6 +31,7 @@ from brski.pledge import (
     Retry,
     VoucherAccepted,
     authenticate_server_cert,
+    load_server_cert,
 )
 from pledge_sim.config import PledgeConfig
 from pledge_sim.reenroll import reenroll
@@ -331,7 +332,7 @@ async def _send_enroll_success(
         try:
             der = await fresh.connect()
             authenticate_server_cert(
-                load_cert(der), pinned=pinned, intermediates=pledge.cacerts, now=now()
+                load_server_cert(der), pinned=pinned, intermediates=pledge.cacerts, now=now()
             )
             resp = await fresh.request("POST", PATH_ENROLLSTATUS, headers=headers, body=body)
             step(log, "enroll-status", status=resp.status, connection="ldevid")
