@@ -133,14 +133,15 @@ async def enroll_one(
         timings["tls"] = round((time.perf_counter() - t0) * 1000, 2)
         pledge.connected(der)
         assert pledge.registrar_cert is not None
-        step(
-            log,
-            "tls",
-            version=conn.tls_version,
-            provisional=True,
-            registrar_sha256=fingerprint_sha256(pledge.registrar_cert)[:16],
-            ms=timings["tls"],
-        )
+        if log.isEnabledFor(logging.INFO):  # a fleet runs quiet: no digest for a dropped line
+            step(
+                log,
+                "tls",
+                version=conn.tls_version,
+                provisional=True,
+                registrar_sha256=fingerprint_sha256(pledge.registrar_cert)[:16],
+                ms=timings["tls"],
+            )
         try:
             await _voucher_phase(pledge, session, cfg, log, sleep, timings)
             if pledge.failure is None:
@@ -216,7 +217,7 @@ async def _voucher_phase(
     if decision is None:
         return
     timings["voucher"] = round((time.perf_counter() - t0) * 1000, 2)
-    if isinstance(decision, VoucherAccepted):
+    if isinstance(decision, VoucherAccepted) and log.isEnabledFor(logging.INFO):
         v = decision.voucher
         step(
             log,
