@@ -86,7 +86,10 @@ class TlsClientProtocol(TlsProtocol):
         handshake_timeout: float,
     ) -> None:
         ctx = _provisional_context(() if credentials is None else credentials.certs[1:])
-        super().__init__(ctx, lambda: inner, handshake_timeout=handshake_timeout)
+        # A one-shot factory (the list's pop) so that, once started, the inner
+        # protocol is not held by a closure that would close a reference cycle
+        # through the TLS transport it is given.
+        super().__init__(ctx, [inner].pop, handshake_timeout=handshake_timeout)
         self._credentials = credentials
         self._server_hostname = server_hostname
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -110,6 +113,10 @@ class TlsClientProtocol(TlsProtocol):
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionResetError("connection closed during the TLS handshake"))
         super().connection_lost(exc)
+        # This protocol and its TLS transport point at each other: with the connection
+        # gone, drop this side so reference counting frees the connection's objects
+        # at once instead of leaving two connections a pledge to the cycle collector.
+        self._transport = None
 
     def eof_received(self) -> bool:
         if not self.opened.done():
@@ -227,7 +234,9 @@ async def open_tls_connection(
         raw.abort()
         raise
     transport = proto._transport
-    assert transport is not None
+    if transport is None:  # lost right after the handshake, before this task resumed
+        raw.abort()
+        raise ConnectionResetError("connection closed right after the TLS handshake")
     writer = asyncio.StreamWriter(transport, inner, reader, loop)
     return reader, writer, proto
 

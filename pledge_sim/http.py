@@ -295,18 +295,38 @@ class HttpConnection:
         return data == b""
 
     async def _receive(self, *, hold_open: bool = False) -> Response:
-        assert self._reader is not None
         sink = _ResponseSink(self.max_body)
         parser = httptools.HttpResponseParser(sink)
         sink.parser = parser
+        try:
+            eof = await self._read_response(sink, parser)
+        finally:
+            sink.parser = None  # parser and sink point at each other: no cycle for the GC to find
+        assert sink.status is not None
+        response = Response(
+            status=sink.status,
+            reason=bytes(sink.reason).decode("latin-1"),
+            headers=Headers([(k.decode("latin-1"), v.decode("latin-1").strip(_OWS)) for k, v in sink.headers]),
+            body=bytes(sink.body),
+        )
+        if not eof and sink.keep_alive:
+            return response  # keep-alive: the next request may follow
+        self._keep_alive = False
+        if eof or not hold_open:
+            # Connection: close, HTTP/1.0 or a close-delimited body (which ended at EOF)
+            self._peer_eof = eof
+            await self.close()
+        return response
+
+    async def _read_response(self, sink: _ResponseSink, parser: httptools.HttpResponseParser) -> bool:
+        """Feed the parser until the response is complete; whether it ended at EOF."""
+        assert self._reader is not None
         fed = 0
-        eof = False
         while not sink.complete:
             data = await self._reader.read(READ_SIZE)
             if not data:
-                eof = True
                 if sink.ends_at_eof():
-                    break  # a close-delimited body (RFC 9112 6.3 rule 8) ends here
+                    return True  # a close-delimited body (RFC 9112 6.3 rule 8) ends here
                 raise _closed("server closed the connection")
             fed += len(data)
             try:
@@ -323,21 +343,7 @@ class HttpConnection:
                 raise errors.PayloadTooLarge("response header too large", check="http.response-too-large")
             if sink.complete and sink.trailing:
                 raise _malformed("more data after the response than was asked for")
-        assert sink.status is not None
-        response = Response(
-            status=sink.status,
-            reason=bytes(sink.reason).decode("latin-1"),
-            headers=Headers([(k.decode("latin-1"), v.decode("latin-1").strip(_OWS)) for k, v in sink.headers]),
-            body=bytes(sink.body),
-        )
-        if not eof and sink.keep_alive:
-            return response  # keep-alive: the next request may follow
-        self._keep_alive = False
-        if eof or not hold_open:
-            # Connection: close, HTTP/1.0 or a close-delimited body (which ended at EOF)
-            self._peer_eof = eof
-            await self.close()
-        return response
+        return False
 
 
 class _ResponseSink:

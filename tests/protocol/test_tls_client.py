@@ -10,7 +10,9 @@ a hang; and fleets of pledges sharing an intermediate share one context.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -226,3 +228,31 @@ async def test_a_name_is_resolved_once_per_ttl_and_forgotten_on_failure(
     _r, writer, _p = await tls_client.open_tls_connection("registrar.test", port, credentials=None)
     writer.close()
     assert asked.count("registrar.test") == 3
+
+
+async def test_a_closed_connection_is_freed_by_reference_counting(pki: DevPki) -> None:
+    """No reference cycle through the protocol: a fleet closes two connections a
+    pledge, and each cycle left waiting for the collector costs it CPU."""
+    cfg = TlsServerConfig(
+        cert_chain_pem=pki.files["registrar/tls.crt"],
+        key_pem=pki.files["registrar/tls.key"],
+        client_auth="optional",
+        accept_untrusted_clients=True,
+    )
+    srv = await start_tls_server(lambda: _Echo([]), host="127.0.0.1", port=0, cfg=cfg)
+    gc.collect()
+    gc.disable()
+    try:
+        _r, writer, proto = await tls_client.open_tls_connection(
+            "127.0.0.1", bound_port(srv), credentials=_pledge(pki, pki.pledge_serials[0])
+        )
+        freed = weakref.ref(proto)
+        writer.close()
+        await writer.wait_closed()
+        del _r, writer, proto
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert freed() is None
+    finally:
+        gc.enable()
+        srv.close()
