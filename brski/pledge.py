@@ -59,7 +59,7 @@ from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
 from brski import errors, oids
 from brski.artifact import sign_artifact, verify_artifact
@@ -250,6 +250,7 @@ class Pledge:
         self.ldevid: x509.Certificate | None = None
         self.cacerts: tuple[x509.Certificate, ...] = ()
         self._registrar_chain: tuple[x509.Certificate, ...] = ()
+        self._registrar_der = b""
         self._nonce: bytes | None = None
         self._voucher_request: bytes | None = None
         self._pending_since: datetime | None = None
@@ -294,6 +295,7 @@ class Pledge:
         "The certificate (or chain) MUST be retained for later validation")."""
         self._require(Event.CONNECTED)
         self.registrar_cert = _load_der_cert(registrar_cert_der, "pledge.registrar-cert")
+        self._registrar_der = bytes(registrar_cert_der)
         self._registrar_chain = tuple(_load_der_cert(d, "pledge.registrar-cert") for d in chain_der)
         self._fire(Event.CONNECTED)
 
@@ -314,7 +316,7 @@ class Pledge:
             serial_number=self.serial,
             nonce=nonce,
             # 5.2: "the first certificate in the TLS server 'certificate_list'".
-            proximity_registrar_cert=self.registrar_cert.public_bytes(serialization.Encoding.DER),
+            proximity_registrar_cert=self._registrar_der,
         )
         raw = sign_artifact(
             request, media_type=self.media_type, key=self._key, cert=self.idevid, chain=self._chain
