@@ -52,9 +52,11 @@ MAX_HEADER_BYTES = 64 * 1024
 CHUNK_SIZE = 4096
 READ_SIZE = 65536
 USER_AGENT = "brski-pledge-sim/0.1"
-# RFC 9110 5.6.2 token (method, field name); a field value without CR, LF or NUL (5.5).
+# RFC 9110 5.6.2 token (method, field name); a field value of visible ASCII, spaces and
+# tabs (5.5: no CR, LF, NUL or other controls); an origin-form target (RFC 9112 3.2.1).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(r"[^\r\n\x00]*")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_TARGET = re.compile(r"/[\x21-\x7e]*")
 _OWS = " \t"  # optional whitespace around a field value (RFC 9110 5.6.3)
 
 
@@ -212,7 +214,7 @@ class HttpConnection:
         """
         if not self.is_open or not self._keep_alive:
             raise _closed("connection is closed; reconnect() first")
-        if not path.startswith("/") or any(c in path for c in "\r\n "):
+        if not _TARGET.fullmatch(path):
             raise errors.LocalError(f"bad request path {path!r}", check="http.bad-path")
         # A HEAD answer's framing differs (RFC 9110 9.3.2); the pledge never asks one.
         if method == "HEAD" or not _TOKEN.fullmatch(method):

@@ -184,6 +184,21 @@ async def test_timeout(tls_server_ctx: ssl.SSLContext) -> None:
         server.close()
 
 
+@pytest.mark.parametrize("path", ["relative", "/a b", "/nul\x00", "/caf\u00e9", "/tab\t"])
+async def test_request_targets_the_client_will_not_write(tls_server_ctx: ssl.SSLContext, path: str) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], seen)
+    client = _client(server)
+    try:
+        await client.connect()
+        with pytest.raises(LocalError) as info:
+            await client.request("GET", path)
+        assert info.value.check == "http.bad-path" and seen == []
+    finally:
+        await client.close()
+        server.close()
+
+
 @pytest.mark.parametrize(
     ("method", "headers", "check"),
     [
@@ -192,6 +207,7 @@ async def test_timeout(tls_server_ctx: ssl.SSLContext) -> None:
         ("POST", {"Content-Length": "0"}, "http.bad-header"),  # framing is the client's own
         ("GET", {"Host": "elsewhere"}, "http.bad-header"),
         ("GET", {"X-A": "caf\u00e9"}, "http.bad-header"),
+        ("GET", {"X-A": "bell\x07"}, "http.bad-header"),
         ("G ET", {}, "http.bad-method"),
         ("HEAD", {}, "http.bad-method"),
     ],
