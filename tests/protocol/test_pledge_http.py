@@ -143,6 +143,13 @@ async def test_close_delimited_body_ends_the_connection(tls_server_ctx: ssl.SSLC
             "http.response-too-large",
         ),
         (b"HTTQ/1.1 200 OK\r\n\r\n", MalformedInput, "http.malformed-response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nab", LocalError, "http.connection-closed"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            MalformedInput,
+            "http.malformed-response",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nBad Name: x\r\n\r\nok", MalformedInput, "http.malformed-response"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", MalformedInput, "http.malformed-response"),
     ],
 )
@@ -172,6 +179,71 @@ async def test_timeout(tls_server_ctx: ssl.SSLContext) -> None:
         with pytest.raises(LocalError) as info:
             await client.request("GET", "/")
         assert info.value.check == "http.timeout"
+    finally:
+        await client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("path", ["relative", "/a b", "/nul\x00", "/caf\u00e9", "/tab\t"])
+async def test_request_targets_the_client_will_not_write(tls_server_ctx: ssl.SSLContext, path: str) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], seen)
+    client = _client(server)
+    try:
+        await client.connect()
+        with pytest.raises(LocalError) as info:
+            await client.request("GET", path)
+        assert info.value.check == "http.bad-path" and seen == []
+    finally:
+        await client.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "check"),
+    [
+        ("GET", {"X-A": "1\r\nX-Injected: 2"}, "http.bad-header"),
+        ("GET", {"Bad Name": "1"}, "http.bad-header"),
+        ("POST", {"Content-Length": "0"}, "http.bad-header"),  # framing is the client's own
+        ("GET", {"Host": "elsewhere"}, "http.bad-header"),
+        ("GET", {"X-A": "caf\u00e9"}, "http.bad-header"),
+        ("GET", {"X-A": "bell\x07"}, "http.bad-header"),
+        ("G ET", {}, "http.bad-method"),
+        ("HEAD", {}, "http.bad-method"),
+    ],
+)
+async def test_request_heads_the_client_will_not_write(
+    tls_server_ctx: ssl.SSLContext, method: str, headers: dict[str, str], check: str
+) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], seen)
+    client = _client(server)
+    try:
+        await client.connect()
+        with pytest.raises(LocalError) as info:
+            await client.request(method, "/", headers=headers)
+        assert info.value.check == check and seen == []  # nothing went on the wire
+        answer = await client.request("GET", "/", headers={"X-Ok": " padded\t"})
+        assert answer.status == 200 and b"\r\nX-Ok: padded\r\n" in seen[0]
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_connection_close_held_open_lets_the_caller_watch_the_server_close(
+    tls_server_ctx: ssl.SSLContext,
+) -> None:
+    seen: list[bytes] = []
+    server = await _serve(tls_server_ctx, [b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno"], seen)
+    client = _client(server)
+    try:
+        await client.connect()
+        answer = await client.request("POST", "/", body=b"x", hold_open=True)
+        assert (answer.status, answer.body) == (403, b"no")
+        assert await client.peer_closed(timeout=5.0)
+        with pytest.raises(LocalError) as info:
+            await client.request("GET", "/")
+        assert info.value.check == "http.connection-closed"
     finally:
         await client.close()
         server.close()

@@ -10,7 +10,9 @@ a hang; and fleets of pledges sharing an intermediate share one context.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -135,6 +137,27 @@ async def test_pledges_with_one_intermediate_share_one_context(pki: DevPki) -> N
         srv.close()
 
 
+async def test_peer_certificate_der_is_the_servers_leaf(pki: DevPki) -> None:
+    cfg = TlsServerConfig(
+        cert_chain_pem=pki.files["registrar/tls.crt"],
+        key_pem=pki.files["registrar/tls.key"],
+        client_auth="optional",
+        accept_untrusted_clients=True,
+    )
+    srv = await start_tls_server(lambda: _Echo([]), host="127.0.0.1", port=0, cfg=cfg)
+    try:
+        _r, writer, proto = await tls_client.open_tls_connection(
+            "127.0.0.1", bound_port(srv), credentials=_pledge(pki, pki.pledge_serials[0])
+        )
+        # The lean path the pledge reads agrees with the transport's extra info.
+        assert proto.peer_certificate_der() == cert_der(pki.cert("registrar/tls.crt"))
+        assert proto.peer_certificate_der() == writer.get_extra_info("peercert")
+        assert proto.tls_version == writer.get_extra_info("tls_version") == "TLSv1.3"
+        writer.close()
+    finally:
+        srv.close()
+
+
 async def _refusing_server(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]) -> tuple[Any, int]:
     srv = await asyncio.start_server(handle, "127.0.0.1", 0)
     return srv, srv.sockets[0].getsockname()[1]
@@ -205,3 +228,31 @@ async def test_a_name_is_resolved_once_per_ttl_and_forgotten_on_failure(
     _r, writer, _p = await tls_client.open_tls_connection("registrar.test", port, credentials=None)
     writer.close()
     assert asked.count("registrar.test") == 3
+
+
+async def test_a_closed_connection_is_freed_by_reference_counting(pki: DevPki) -> None:
+    """No reference cycle through the protocol: a fleet closes two connections a
+    pledge, and each cycle left waiting for the collector costs it CPU."""
+    cfg = TlsServerConfig(
+        cert_chain_pem=pki.files["registrar/tls.crt"],
+        key_pem=pki.files["registrar/tls.key"],
+        client_auth="optional",
+        accept_untrusted_clients=True,
+    )
+    srv = await start_tls_server(lambda: _Echo([]), host="127.0.0.1", port=0, cfg=cfg)
+    gc.collect()
+    gc.disable()
+    try:
+        _r, writer, proto = await tls_client.open_tls_connection(
+            "127.0.0.1", bound_port(srv), credentials=_pledge(pki, pki.pledge_serials[0])
+        )
+        freed = weakref.ref(proto)
+        writer.close()
+        await writer.wait_closed()
+        del _r, writer, proto
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert freed() is None
+    finally:
+        gc.enable()
+        srv.close()

@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski import oids
 from brski.artifact import verify_artifact
+from brski.errors import MalformedInput
 from brski.est import build_certs_only, encode_base64_body
 from brski.pki import cert_der
 from brski.pledge import (
@@ -44,6 +45,7 @@ from tests.pledge_world import (
     ok_headers,
     state_of,
     telemetry,
+    to_status_reported,
     to_voucher_requested,
 )
 
@@ -262,3 +264,31 @@ def test_http_error_keeps_problem_detail(w: World) -> None:
     assert decision.http_status == 403
     assert "unknown device" in decision.detail and "policy.unknown" in decision.detail
     assert state_of(pledge) is State.FAILED
+
+
+# --- what a process parses once for all its pledges ------------------------------------
+
+
+def test_cacerts_answer_is_parsed_once_per_process_and_refusals_are_not_kept(w: World) -> None:
+    body = encode_base64_body(build_certs_only([w.domain.cert, w.registrar.cert]))
+    first, second = to_status_reported(w), to_status_reported(w)
+    got = first.cacerts_response(status=200, headers=CERTS_ONLY, body=body)
+    # A second pledge of the process gets the same bytes: the parsed tuple is reused.
+    assert second.cacerts_response(status=200, headers=CERTS_ONLY, body=bytes(body)) is got
+    assert got == (w.domain.cert, w.registrar.cert)
+    for _ in range(2):  # an unusable answer counts as none, on every pledge
+        p = to_status_reported(w)
+        assert p.cacerts_response(status=200, headers=CERTS_ONLY, body=b"bm90IERFUg==") == ()
+
+
+def test_registrar_certificate_is_parsed_once_and_garbage_refused_every_time(w: World) -> None:
+    der = cert_der(w.registrar.cert)
+    a, b = new_pledge(w), new_pledge(w)
+    a.connected(der)
+    b.connected(bytes(der))
+    # One object per DER: its extensions are decoded once for every pledge's checks.
+    assert a.registrar_cert is b.registrar_cert and a.registrar_cert == w.registrar.cert
+    for _ in range(2):
+        with pytest.raises(MalformedInput) as info:
+            new_pledge(w).connected(der[:-1])
+        assert info.value.check == "pledge.registrar-cert"
