@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from brski import errors, oids
 from brski.artifact import SignedArtifact
+from brski.certfacts import load_der_cert
 from brski.est import decode_base64_body, parse_certs_only
 from brski.pki import PrivateKey, Role, verify_chain
 from brski.voucher import Voucher
@@ -308,20 +308,15 @@ def _load_der_cert(der: bytes, check: str) -> x509.Certificate:
     """A certificate the peer sent (the registrar's TLS leaf, the voucher's pin).
 
     Every pledge of a process (a fleet) meets the same registrar and domain
-    certificates, so one parsed object per distinct DER is kept: cryptography
-    then decodes its extensions once, not on every pledge's checks
-    (authenticate_server_cert: 47 us on a fresh object, 23 us on a kept one,
-    measured).  Certificates are immutable; what fails to parse is not kept.
+    certificates, so the parsed object is the one :func:`brski.certfacts.load_der_cert`
+    keeps per distinct DER: cryptography then decodes its extensions once, not on
+    every pledge's checks (authenticate_server_cert: 47 us on a fresh object, 23 us
+    on a kept one, measured).  What fails to parse is not kept.
     """
     try:
-        return _parsed_cert(der)
+        return load_der_cert(der)
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise errors.MalformedInput(f"not a DER certificate: {exc}", check=check) from exc
-
-
-@lru_cache(maxsize=32)
-def _parsed_cert(der: bytes) -> x509.Certificate:
-    return x509.load_der_x509_certificate(der)
 
 
 def load_server_cert(der: bytes) -> x509.Certificate:
