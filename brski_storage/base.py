@@ -335,6 +335,14 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         ``Conflict(check="storage.duplicate-key")``. A reservation orphaned by
         a crash is visible through ``certificate_by_spki`` in state
         'reserved' and may be completed later with the same serial.
+
+        The reservation is answered once committed (visible to every later
+        write and read), without waiting for its own flush to stable
+        storage: a crash can lose it only together with everything after
+        it, so only before :meth:`complete_certificate` was flushed, and then
+        the signed certificate never left the registrar. The completion is
+        always flushed before it is answered, and its flush makes the
+        reservation durable too (brski_storage.writer).
         """
 
     @abc.abstractmethod

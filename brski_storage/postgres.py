@@ -31,7 +31,10 @@ than a thread hand-off).
 
 Durability: every COMMIT waits for the WAL flush (``synchronous_commit`` is
 forced ``on`` for the writer's sessions), so a caller is only answered
-once its write survives a crash, as on SQLite with ``synchronous=FULL``.
+once its write survives a crash, as on SQLite with ``synchronous=FULL``;
+except a group made only of writes that asked for no flush of their own
+(``write(fn, flush=False)``, :mod:`brski_storage.writer`), which commits
+with ``SET LOCAL synchronous_commit = off``.
 """
 
 from __future__ import annotations
@@ -313,8 +316,15 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
         """
         outcomes: list[JobOutcome] = []
         committed: list[int] = []
+        flush = any(job[3] for job in batch)
         try:
             conn.execute("BEGIN")
+            if not flush:
+                # Only writes that need no flush of their own (brski_storage.writer):
+                # this COMMIT returns once visible; the next synchronous
+                # commit's WAL flush (it flushes up to its own record, so
+                # past this one) makes it durable.
+                conn.execute("SET LOCAL synchronous_commit = off")
             row = conn.execute(
                 "SELECT last_id, last_hash FROM event_chain_head FOR UPDATE"
             ).fetchone()
@@ -366,6 +376,7 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
                 )
             conn.execute("COMMIT")
             self.commits += 1
+            self.flushes += flush
         except BaseException as exc:
             self._abort(conn)
             err = translate_pg_error(exc)

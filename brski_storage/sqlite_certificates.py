@@ -98,7 +98,8 @@ class SqliteCertificateMixin:
             record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=device_serial)
             return _require_cert(conn, serial)
 
-        return await self._db.write(run)
+        # Visible is what a reservation needs, not durable (RegistrarStore.reserve_certificate).
+        return await self._db.write(run, flush=False)
 
     async def complete_certificate(
         self,

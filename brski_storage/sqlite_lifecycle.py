@@ -65,7 +65,7 @@ class SqliteLifecycleMixin(LifecycleStore):
             )
             record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=row[0])
 
-        await self._db.write(run)
+        await self._db.write(run, flush=False)  # a reservation: see reserve_certificate
         record = await self.get_certificate(serial)
         assert record is not None
         return record
