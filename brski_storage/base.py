@@ -50,6 +50,8 @@ from brski_storage.records import (
     ManufacturedDevice,
     ManufacturerPin,
     MasaVoucherRecord,
+    NewAuditLog,
+    NewDevice,
     NewEvent,
     NewVoucherRequest,
     Outcome,
@@ -81,6 +83,8 @@ __all__ = [
     "ManufacturerPin",
     "MasaStore",
     "MasaVoucherRecord",
+    "NewAuditLog",
+    "NewDevice",
     "NewEvent",
     "NewVoucherRequest",
     "Outcome",
@@ -429,6 +433,7 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         serial: str,
         *,
         at: datetime,
+        device: NewDevice | None = None,
         changes: Sequence[StateChange] = (),
         pin: ManufacturerPin | None = None,
         queue_for_approval: bool = False,
@@ -437,13 +442,16 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
     ) -> None:
         """Commit the registrar's decision on one voucher-request: all of it, or nothing.
 
-        In one transaction and in this order: the state ``changes`` (each
+        In one transaction and in this order: with ``device``, the device row
+        when ``serial`` is new (as :meth:`upsert_device`; a row holding
+        another IDevID raises ``Conflict(check="storage.idevid-mismatch")``
+        and rolls everything back), the state ``changes`` (each
         with its transition row, honouring ``expect``), the first-use ``pin``
         (first writer wins; a pin already held for another certificate raises
         ``Conflict(check="storage.pin-held")`` and rolls everything back), a
         'pending' approval row when ``queue_for_approval`` (as
         :meth:`request_approval`), the ``voucher_request`` row, then
-        ``events``. Unknown serial: NotFound.
+        ``events``. Unknown serial without ``device``: NotFound.
         """
 
     @abc.abstractmethod

@@ -20,6 +20,7 @@ from brski.errors import Conflict, NotFound
 from brski_storage.base import (
     AuditLogRecord,
     DeviceRecord,
+    NewDevice,
     NewEvent,
     RegistrarStore,
     StatusKind,
@@ -130,6 +131,35 @@ class SqliteRegistrarStore(
 
     # --- devices -----------------------------------------------------------
 
+    @staticmethod
+    def _insert_device(conn: sqlite3.Connection, serial: str, device: NewDevice, ts: str) -> DeviceRecord | None:
+        """``serial``'s row: the one stored (which must hold ``device``'s
+        IDevID), else a new one, state 'discovered' with its 'first seen'
+        transition. None when it was inserted: the caller records its evidence
+        once, after whatever else its transaction changes on the row."""
+        existing = _get_device(conn, serial)
+        if existing is not None:
+            device.check_same(existing)
+            return existing
+        conn.execute(
+            f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                serial,
+                device.idevid_issuer,
+                device.idevid_fingerprint,
+                device.manufacturer,
+                INITIAL_DEVICE_STATE,
+                ts,
+                ts,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
+            " VALUES (?, NULL, ?, ?, 'first seen')",
+            (serial, INITIAL_DEVICE_STATE, ts),
+        )
+        return None
+
     async def upsert_device(
         self,
         serial: str,
@@ -140,38 +170,12 @@ class SqliteRegistrarStore(
         at: datetime,
     ) -> DeviceRecord:
         ts = to_ts(at)
+        device = NewDevice(idevid_issuer=idevid_issuer, idevid_fingerprint=idevid_fingerprint, manufacturer=manufacturer)
 
         def run(conn: sqlite3.Connection) -> DeviceRecord:
-            existing = _get_device(conn, serial)
+            existing = self._insert_device(conn, serial, device, ts)
             if existing is not None:
-                same = (
-                    existing.idevid_fingerprint == idevid_fingerprint
-                    and existing.idevid_issuer == idevid_issuer
-                    and existing.manufacturer == manufacturer
-                )
-                if not same:
-                    raise Conflict(
-                        f"device {serial!r} is already known with a different IDevID",
-                        check="storage.idevid-mismatch",
-                    )
                 return existing
-            conn.execute(
-                f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    serial,
-                    idevid_issuer,
-                    idevid_fingerprint,
-                    manufacturer,
-                    INITIAL_DEVICE_STATE,
-                    ts,
-                    ts,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
-                " VALUES (?, NULL, ?, ?, 'first seen')",
-                (serial, INITIAL_DEVICE_STATE, ts),
-            )
             _evidence(conn, ts, serial, ("device", serial))
             record = _get_device(conn, serial)
             assert record is not None

@@ -43,7 +43,7 @@ from brski.telemetry import parse_status
 from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
 from brski.voucher import Voucher, VoucherRequest
 from brski_hsm import signing
-from brski_storage import NewVoucherRequest, RegistrarStore, StateChange
+from brski_storage import NewDevice, NewVoucherRequest, RegistrarStore, StateChange
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.admission import AdmissionControl, Manufacturer
@@ -123,24 +123,26 @@ class VoucherService:
         idevid, serial = chk.idevid, chk.serial
         anchor = chk.idevid_chain[-1] if chk.idevid_chain else idevid
         # The facts, read once. The device record pins the IDevID seen now
-        # (RFC 8995 5.3; a different one under this serial is a Conflict).
-        device = await self.store.upsert_device(
-            serial,
+        # (RFC 8995 5.3; a different one under this serial is a Conflict,
+        # checked here and again inside the decision's transaction). A new
+        # device is recorded with the decision, so a refusal commits nothing.
+        seen = NewDevice(
             idevid_issuer=idevid.issuer.rfc4514_string(),
             idevid_fingerprint=fingerprint_sha256(idevid),
             manufacturer=self._manufacturer(anchor),
-            at=now,
         )
-        if self.on_idevid is not None:  # network access learns the MUD URL (RFC 8520 10)
-            await self.on_idevid(serial, idevid, now)
+        device = await self.store.get_device(serial)
+        if device is not None:
+            seen.check_same(device)
+            await self._note_idevid(serial, idevid, now)
         approval = await self.store.get_approval(serial)
         cfg = self.admission.cfg
         plan = decide_voucher_request(
             VoucherRequestFacts(
                 serial=serial,
-                state=DeviceState(device.state),
+                state=DeviceState(device.state) if device is not None else None,
                 manufacturer=mfr.name,
-                manufacturer_subject=device.manufacturer,
+                manufacturer_subject=seen.manufacturer,
                 manufacturer_policy=mfr.policy,
                 first_use_pin=mfr.pin is not None,
                 approval=approval.decision if approval is not None else None,
@@ -159,7 +161,9 @@ class VoucherService:
         if isinstance(plan, Refuse):
             raise plan.error  # recorded as a refusal by the HTTP layer, nothing committed
         if isinstance(plan, Park):
-            await self._commit(serial, plan.transitions, plan.events, now=now, queue_for_approval=True)
+            await self._commit(serial, plan.transitions, plan.events, now=now, device=seen, queue_for_approval=True)
+            if device is None:
+                await self._note_idevid(serial, idevid, now)
             return plan
         # RFC 8995 section 5.5: include the chain the MASA should pin; the TLS
         # certificate rides along so the MASA can see that the pledge's
@@ -181,12 +185,14 @@ class VoucherService:
         # request are on record, in one transaction, before the MASA is asked,
         # even if it never answers.
         await self._commit(
-            serial, plan.transitions, (*plan.events, requested), now=now,
+            serial, plan.transitions, (*plan.events, requested), now=now, device=seen,
             pin=mfr if plan.commit_pin else None,
             voucher_request=NewVoucherRequest(
                 nonce=chk.request.nonce, pledge_request=body, registrar_request=raw_rvr, media_type=req_media
             ),
         )
+        if device is None:
+            await self._note_idevid(serial, idevid, now)
         target = plan.masa
         self._masa_of[serial] = target
         self._masa_of.move_to_end(serial)
@@ -220,15 +226,17 @@ class VoucherService:
         events: Sequence[PlannedEvent],
         *,
         now: datetime,
+        device: NewDevice,
         queue_for_approval: bool = False,
         pin: Manufacturer | None = None,
         voucher_request: NewVoucherRequest | None = None,
     ) -> None:
-        """One transaction for a plan: state changes, pin, queue row, request, events."""
+        """One transaction for a plan: the device if new, state changes, pin, queue row, request, events."""
         try:
             await self.store.commit_voucher_decision(
                 serial,
                 at=now,
+                device=device,
                 changes=[StateChange(state=t.state, reason=t.reason, expect=t.expect) for t in transitions],
                 pin=pin.pin_record() if pin is not None else None,
                 queue_for_approval=queue_for_approval,
@@ -247,6 +255,11 @@ class VoucherService:
                 check="registrar.first-use.pin-mismatch",
                 serial=serial,
             ) from exc
+
+    async def _note_idevid(self, serial: str, idevid: x509.Certificate, now: datetime) -> None:
+        """Network access learns the MUD URL (RFC 8520 10) of a device on record."""
+        if self.on_idevid is not None:
+            await self.on_idevid(serial, idevid, now)
 
     def _der_body(self, body: bytes, media_type: str, peer: PeerIdentity) -> tuple[bytes, str]:
         """RFC 8366 8.3: a CMS voucher-request is DER; base64 text of it is

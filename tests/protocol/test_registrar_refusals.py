@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from brski import cms
 from brski.devpki import DevPki
-from brski.pki import cert_der
+from brski.pki import cert_der, fingerprint_sha256
 from brski.voucher import Assertion, VoucherRequest
 from tests.protocol.helpers import (
     ENROLL,
@@ -252,10 +252,17 @@ def test_11_simpleenroll_by_a_device_never_seen(net: Net) -> None:
 
 
 def test_11_simpleenroll_before_the_voucher(net: Net) -> None:
-    # The denied serial is seen (inventory: discovered) but never vouched for.
-    me = net.pledge(DENIED_SERIAL)
-    assert post_vr(net, me, pledge_request(net, me)).status == 403
-    refused(net, "registrar", lambda: enroll(net, me, device_csr(DENIED_SERIAL)), status=403, check="est.not-authorised")
+    # A device on record (inventory: discovered) but never vouched for. (A
+    # refused voucher-request records no device, so it is put on record the
+    # way an accepted one would, without the voucher.)
+    me = net.pledge(net.fresh_serial())
+    serial = serial_of(me)
+    assert me.cert is not None
+    net.call(net.registrar.store.upsert_device(
+        serial, idevid_issuer=me.cert.issuer.rfc4514_string(), idevid_fingerprint=fingerprint_sha256(me.cert),
+        manufacturer=me.chain[-1].subject.rfc4514_string(), at=datetime.now(UTC),
+    ))
+    refused(net, "registrar", lambda: enroll(net, me, device_csr(serial)), status=403, check="est.not-authorised")
 
 
 def test_12_csr_names_another_device(net: Net) -> None:
@@ -456,12 +463,32 @@ def test_18_enroll_status_from_a_clone_of_a_known_device(net: Net) -> None:
             status=403, check="enroll-status.unknown-device")
 
 
+def test_18_voucher_request_from_a_clone_of_a_known_device(net: Net) -> None:
+    """RFC 8995 5.3: the first accepted voucher-request pins the serial's
+    IDevID; another certificate under that serial is a clone (or two
+    manufacturers' collision), refused before anything is decided or stored."""
+    known = net.enroll()
+    assert known.ok
+    clone_cert, clone_key = issue(
+        name("clone", serial=known.serial, org="brski dev manufacturer"),
+        issuer_cert=net.pki.cert("manufacturer/idevid-ca.crt"),
+        issuer_key=net.pki.key("manufacturer/idevid-ca.key"),
+    )
+    clone = write_identity(net.root, "vr-clone", clone_cert, clone_key, (net.pki.cert("manufacturer/idevid-ca.crt"),))
+    requests = net.rows("registrar", "SELECT count(*) FROM voucher_requests WHERE serial = ?", (known.serial,))
+    refused(net, "registrar", lambda: post_vr(net, clone, pledge_request(net, clone)), status=409,
+            check="storage.idevid-mismatch")
+    assert net.rows("registrar", "SELECT count(*) FROM voucher_requests WHERE serial = ?", (known.serial,)) == requests
+
+
 # --- 19: policy ----------------------------------------------------------------------------------
 
 
 def test_19_device_on_the_deny_list(net: Net) -> None:
     me = net.pledge(DENIED_SERIAL)
     refused(net, "registrar", lambda: post_vr(net, me, pledge_request(net, me)), status=403, check="registrar.serial-denied")
+    # A refusal commits nothing but its event: not even the device it names.
+    assert net.rows("registrar", "SELECT count(*) FROM devices WHERE serial = ?", (DENIED_SERIAL,)) == [(0,)]
 
 
 def test_19_device_rejected_in_the_approval_queue(net: Net) -> None:
