@@ -320,8 +320,14 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         body: str | Mapping[str, Any],
         received_at: datetime,
         events: Sequence[NewEvent] = (),
+        audit_log: NewAuditLog | None = None,
     ) -> int:
-        """A ``str`` body is stored verbatim; a mapping as canonical JSON."""
+        """A ``str`` body is stored verbatim; a mapping as canonical JSON.
+
+        ``audit_log`` (a voucher status report only): the MASA audit log the
+        report led to (RFC 8995 5.8), stored with its events in the same
+        transaction, after the report's ``events``, as :meth:`add_audit_log`
+        would store it."""
 
     @abc.abstractmethod
     async def status_reports(self, serial: str) -> list[StatusReportRecord]: ...

@@ -20,6 +20,7 @@ from brski.errors import Conflict, NotFound
 from brski_storage.base import (
     AuditLogRecord,
     DeviceRecord,
+    NewAuditLog,
     NewDevice,
     NewEvent,
     RegistrarStore,
@@ -107,6 +108,8 @@ def _change_state(
     assert updated is not None
     return updated
 
+
+_INSERT_AUDIT_LOG = "INSERT INTO audit_logs (serial, fetched_at, body) VALUES (?, ?, ?)"
 
 # A device's most recent row of a table (by insertion order, through its (serial, id) index).
 _LATEST = "WHERE serial = ? ORDER BY id DESC LIMIT 1"
@@ -314,16 +317,30 @@ class SqliteRegistrarStore(
         body: str | Mapping[str, Any],
         received_at: datetime,
         events: Sequence[NewEvent] = (),
+        audit_log: NewAuditLog | None = None,
     ) -> int:
         if kind not in ("voucher", "enroll"):
             raise ValueError(f"status report kind must be voucher or enroll, not {kind!r}")
+        if audit_log is not None and kind != "voucher":
+            raise ValueError("an audit log is stored with a voucher status report only")
         text = body if isinstance(body, str) else canonical_json(dict(body)).decode("utf-8")
-        return await self._insert_for_device(
-            serial,
-            "INSERT INTO status_reports (serial, kind, status, reason, body, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (serial, kind, 1 if status else 0, reason, text, to_ts(received_at)),
-            events,
+        params = (serial, kind, 1 if status else 0, reason, text, to_ts(received_at))
+        audit = None if audit_log is None else (serial, to_ts(audit_log.fetched_at), audit_log.body)
+
+        def run(conn: sqlite3.Connection) -> int:
+            require_device(conn, serial)
+            rowid = conn.execute(
+                "INSERT INTO status_reports (serial, kind, status, reason, body, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                params,
+            ).lastrowid
+            assert rowid is not None
+            if audit is not None:
+                conn.execute(_INSERT_AUDIT_LOG, audit)
+            return rowid
+
+        return await self._db.write(
+            with_events(run, (*events, *(audit_log.events if audit_log is not None else ())))
         )
 
     async def status_reports(self, serial: str) -> list[StatusReportRecord]:
@@ -336,12 +353,7 @@ class SqliteRegistrarStore(
     async def add_audit_log(
         self, *, serial: str, fetched_at: datetime, body: bytes, events: Sequence[NewEvent] = ()
     ) -> int:
-        return await self._insert_for_device(
-            serial,
-            "INSERT INTO audit_logs (serial, fetched_at, body) VALUES (?, ?, ?)",
-            (serial, to_ts(fetched_at), body),
-            events,
-        )
+        return await self._insert_for_device(serial, _INSERT_AUDIT_LOG, (serial, to_ts(fetched_at), body), events)
 
     async def audit_logs(self, serial: str) -> list[AuditLogRecord]:
         return await self._db.read(

@@ -39,15 +39,22 @@ from brski.lifecycle import DeviceState
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
-from brski.telemetry import parse_status
+from brski.telemetry import StatusReport, parse_status
 from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
 from brski.voucher import Voucher, VoucherRequest
 from brski_hsm import signing
-from brski_storage import NewDevice, NewVoucherRequest, RegistrarStore, StateChange
+from brski_storage import (
+    NewAuditLog,
+    NewDevice,
+    NewEvent,
+    NewVoucherRequest,
+    RegistrarStore,
+    StateChange,
+)
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.admission import AdmissionControl, Manufacturer
-from registrar.evidence import new_event, record_event
+from registrar.evidence import new_event
 from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.masa_client import MasaClient
 
@@ -294,28 +301,49 @@ class VoucherService:
         return v
 
     async def voucher_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
-        """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log."""
+        """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log (5.8).
+
+        One transaction holds the report, the MASA's audit log and the verdict
+        on it (or the fetch's failure), each row with its event, and commits
+        before the pledge is answered: the EST gate (RFC 8995 5.8.3,
+        AdmissionControl.enroll_gate) reads that verdict when the pledge asks
+        for its LDevID next, so the fetch cannot move after the answer.
+        """
         report = parse_status(body, kind="voucher-status")
         serial = await self.clients.idevid_device(peer, what="voucher-status")
+        events = [
+            new_event(
+                now=now, kind="telemetry.voucher-status", serial=serial,
+                outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
+            ),
+        ]
+        audit: NewAuditLog | None = None
+        if report.status:
+            try:
+                audit, failed = await self._fetch_audit_log(serial, now=now)
+            except BaseException:
+                # Whatever became of the fetch, the pledge's verdict is on record.
+                await self._add_voucher_status(serial, report, body, events, None, now=now)
+                raise
+            events.extend(failed)
+        await self._add_voucher_status(serial, report, body, events, audit, now=now)
+
+    async def _add_voucher_status(
+        self, serial: str, report: StatusReport, body: bytes, events: Sequence[NewEvent],
+        audit: NewAuditLog | None, *, now: datetime,
+    ) -> None:
         await self.store.add_status_report(
             serial=serial, kind="voucher", status=report.status, reason=report.reason,
-            body=body.decode("utf-8", "replace"), received_at=now,
-            events=(
-                new_event(
-                    now=now, kind="telemetry.voucher-status", serial=serial,
-                    outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
-                ),
-            ),
+            body=body.decode("utf-8", "replace"), received_at=now, events=events, audit_log=audit,
         )
-        if report.status:
-            await self._fetch_audit_log(serial, now=now)
 
-    async def _fetch_audit_log(self, serial: str, *, now: datetime) -> None:
+    async def _fetch_audit_log(self, serial: str, *, now: datetime) -> tuple[NewAuditLog | None, list[NewEvent]]:
         """RFC 8995 5.8: the registrar SHOULD fetch the MASA audit log after
-        the pledge's voucher status; a failure is recorded, not fatal."""
+        the pledge's voucher status; a failure is recorded, not fatal. The log
+        with the verdict on it, or the failure's event, to store with the report."""
         last = await self.store.latest_voucher_request(serial)
         if last is None or last.registrar_request is None:
-            return
+            return None, []
         device = await self.store.get_device(serial)
         target = self.masa_url_override or self._masa_of.get(serial)
         if target is None:  # e.g. after a restart: read it from the stored request
@@ -325,27 +353,26 @@ class VoucherService:
             except BrskiError:
                 target = None
         if not target or device is None:
-            return
+            return None, []
         try:
             doc = await self.masa.request_audit_log(target, body=last.registrar_request, media_type=last.media_type)
         except BrskiError as exc:
-            await record_event(
-                self.store, now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
+            return None, [new_event(
+                now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
                 check=exc.check, detail=exc.detail,
-            )
-            return
+            )]
         # RFC 8995 5.8.3: review the log now; a refusal here is what makes the
         # EST gate (AdmissionControl.enroll_gate) refuse this device.  The log
         # and the verdict on it are stored together.
         decision = self.admission.review(doc)
-        await self.store.add_audit_log(
-            serial=serial, fetched_at=now, body=doc.to_json(),
+        if not decision.allow:
+            log.warning(kv("auditlog-review-refused", serial=serial, rule=decision.rule, detail=decision.detail))
+        return NewAuditLog(
+            fetched_at=now, body=doc.to_json(),
             events=(
                 new_event(
                     now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
                     check=decision.rule, entries=len(doc.events), detail=decision.detail,
                 ),
             ),
-        )
-        if not decision.allow:
-            log.warning(kv("auditlog-review-refused", serial=serial, rule=decision.rule, detail=decision.detail))
+        ), []

@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from brski import cms
 from brski.devpki import DevPki
+from brski.errors import BadGateway
 from brski.pki import cert_der, fingerprint_sha256
 from brski.voucher import Assertion, VoucherRequest
 from tests.protocol.helpers import (
@@ -240,6 +241,37 @@ def test_10_masa_audit_log_breaks_the_review_policy(net: Net, nonce: bytes | Non
     me = net.pledge(serial)
     refused(net, "registrar", lambda: enroll(net, me, device_csr(serial)), status=403, check=check,
             same=("registrar.certificates",))
+
+
+@pytest.mark.parametrize("failure", ["masa-refuses", "fetch-crashes"])
+def test_10_the_voucher_status_is_on_record_whatever_the_audit_log_fetch_does(net: Net, failure: str) -> None:
+    """RFC 8995 5.7-5.8: the report and the fetch's outcome are stored in one
+    transaction (a MASA that fails the fetch is recorded, not fatal); if the
+    fetch itself breaks, the report is still stored before the error is answered."""
+    serial = net.fresh_serial()
+    masa = net.registrar.vouchers.masa
+
+    async def failing(target: str, *, body: bytes, media_type: str) -> object:
+        if failure == "masa-refuses":
+            raise BadGateway("the MASA refused the audit-log request", check="masa.audit-log-refused")
+        raise RuntimeError("the fetch broke")
+
+    masa.request_audit_log = failing
+    try:
+        result = net.enroll(serial)
+    finally:
+        del masa.request_audit_log
+    # Telemetry is not the pledge's to fail on (a 500 to voucher_status included): it goes on and enrolls.
+    assert result.ok, (result.failed_check, result.detail)
+    assert net.rows("registrar", "SELECT kind, status FROM status_reports WHERE serial = ? AND kind = 'voucher'",
+                    (serial,)) == [("voucher", 1)]
+    kinds = [k for (k,) in net.rows("registrar", "SELECT kind FROM events WHERE device_serial = ? AND kind NOT LIKE"
+                                    " 'state.%' ORDER BY id", (serial,))]
+    after = kinds[kinds.index("telemetry.voucher-status") + 1:]
+    if failure == "masa-refuses":
+        assert after[0] == "auditlog.fetch-failed", kinds  # in the report's transaction
+    assert "auditlog.reviewed" not in kinds and net.rows(
+        "registrar", "SELECT count(*) FROM audit_logs WHERE serial = ?", (serial,)) == [(0,)]
 
 
 # --- 11-15: EST (RFC 7030, RFC 8995 5.9) -----------------------------------------------------
