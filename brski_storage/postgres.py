@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
-    from brski_storage.base import EventRecord
     from brski_storage.sqlite_events import PreparedEvent
 
 __all__ = ["PgConnection", "PgDatabase", "is_postgres_url", "redact_url", "translate_pg_error"]
@@ -129,7 +128,7 @@ class PgConnection:
 
     ``id_tables`` names the tables with an ``id`` column: an INSERT into one
     of them gets ``RETURNING id`` so ``lastrowid`` works. Inside a write
-    transaction ``head`` is the locked chain head (see :meth:`insert_event`).
+    transaction ``head`` is the locked chain head (see :meth:`chain_event`).
     """
 
     dialect = "postgresql"
@@ -170,10 +169,10 @@ class PgConnection:
             lastrowid = None if row is None else int(row[0])
         return _Cursor(cur, lastrowid)
 
-    # the event chain (see brski_storage.sqlite_events.PreparedEvent.insert)
+    # the event chain (see brski_storage.sqlite_events.PreparedEvent.chain)
 
-    def insert_event(self, event: PreparedEvent) -> EventRecord:
-        """Chain ``event`` onto the head this transaction holds locked."""
+    def chain_event(self, event: PreparedEvent) -> tuple[int, bytes, bytes]:
+        """Chain ``event`` onto the head this transaction holds locked: (id, prev_hash, hash)."""
         if self.head is None:
             raise StorageError("events are appended inside a write only", check="storage.write-failed")
         last_id, prev_hash = self.head
@@ -185,7 +184,7 @@ class PgConnection:
             (new_id, *event.values(prev_hash, digest)),
         )
         self.head = (new_id, digest)
-        return event.record(new_id, prev_hash, digest)
+        return new_id, prev_hash, digest
 
     def last_issued_event_id(self) -> int | None:
         row = self.raw.execute("SELECT last_id FROM event_chain_head").fetchone()
