@@ -86,24 +86,31 @@ def _get_device(conn: sqlite3.Connection, serial: str) -> DeviceRecord | None:
     return _devices.one(conn, "WHERE serial = ?", (serial,))
 
 
-def _change_state(
+def _move_state(
     conn: sqlite3.Connection, serial: str, state: str, ts: str, reason: str, *, expect: str | None = None
-) -> DeviceRecord:
+) -> None:
     """The one way a device changes state: the row and its transition, together."""
-    current = _get_device(conn, serial)
-    if current is None:
+    row = conn.execute("SELECT state FROM devices WHERE serial = ?", (serial,)).fetchone()
+    if row is None:
         raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")
-    if expect is not None and current.state != expect:
+    if expect is not None and row[0] != expect:
         raise Conflict(
-            f"device {serial!r} is {current.state!r}, not {expect!r}",
+            f"device {serial!r} is {row[0]!r}, not {expect!r}",
             check="storage.state-changed",
         )
     conn.execute("UPDATE devices SET state = ?, updated_at = ? WHERE serial = ?", (state, ts, serial))
     conn.execute(
         "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
         " VALUES (?, ?, ?, ?, ?)",
-        (serial, current.state, state, ts, reason),
+        (serial, row[0], state, ts, reason),
     )
+
+
+def _change_state(
+    conn: sqlite3.Connection, serial: str, state: str, ts: str, reason: str, *, expect: str | None = None
+) -> DeviceRecord:
+    """:func:`_move_state`, and the device as it is now."""
+    _move_state(conn, serial, state, ts, reason, expect=expect)
     updated = _get_device(conn, serial)
     assert updated is not None
     return updated
@@ -130,7 +137,7 @@ class SqliteRegistrarStore(
 ):
     @staticmethod
     def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
-        _change_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
+        _move_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
 
     # --- devices -----------------------------------------------------------
 
@@ -292,7 +299,7 @@ class SqliteRegistrarStore(
             ).lastrowid
             assert rowid is not None
             if then is not None:
-                _change_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
+                _move_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
             _evidence(conn, ts, serial, ("voucher", rowid), ("device", serial))
             return rowid
 

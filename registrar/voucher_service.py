@@ -344,7 +344,7 @@ class VoucherService:
         last = await self.store.latest_voucher_request(serial)
         if last is None or last.registrar_request is None:
             return None, []
-        device = await self.store.get_device(serial)
+        # The device is on record: voucher_status found it (ClientIdentity.idevid_device).
         target = self.masa_url_override or self._masa_of.get(serial)
         if target is None:  # e.g. after a restart: read it from the stored request
             try:
@@ -352,7 +352,7 @@ class VoucherService:
                 target = masa_url(art.signer)
             except BrskiError:
                 target = None
-        if not target or device is None:
+        if not target:
             return None, []
         try:
             doc = await self.masa.request_audit_log(target, body=last.registrar_request, media_type=last.media_type)
