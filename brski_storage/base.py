@@ -50,6 +50,8 @@ from brski_storage.records import (
     ManufacturedDevice,
     ManufacturerPin,
     MasaVoucherRecord,
+    NewAuditLog,
+    NewDevice,
     NewEvent,
     NewVoucherRequest,
     Outcome,
@@ -81,6 +83,8 @@ __all__ = [
     "ManufacturerPin",
     "MasaStore",
     "MasaVoucherRecord",
+    "NewAuditLog",
+    "NewDevice",
     "NewEvent",
     "NewVoucherRequest",
     "Outcome",
@@ -316,8 +320,14 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         body: str | Mapping[str, Any],
         received_at: datetime,
         events: Sequence[NewEvent] = (),
+        audit_log: NewAuditLog | None = None,
     ) -> int:
-        """A ``str`` body is stored verbatim; a mapping as canonical JSON."""
+        """A ``str`` body is stored verbatim; a mapping as canonical JSON.
+
+        ``audit_log`` (a voucher status report only): the MASA audit log the
+        report led to (RFC 8995 5.8), stored with its events in the same
+        transaction, after the report's ``events``, as :meth:`add_audit_log`
+        would store it."""
 
     @abc.abstractmethod
     async def status_reports(self, serial: str) -> list[StatusReportRecord]: ...
@@ -335,6 +345,14 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         ``Conflict(check="storage.duplicate-key")``. A reservation orphaned by
         a crash is visible through ``certificate_by_spki`` in state
         'reserved' and may be completed later with the same serial.
+
+        The reservation is answered once committed (visible to every later
+        write and read), without waiting for its own flush to stable
+        storage: a crash can lose it only together with everything after
+        it, so only before :meth:`complete_certificate` was flushed, and then
+        the signed certificate never left the registrar. The completion is
+        always flushed before it is answered, and its flush makes the
+        reservation durable too (brski_storage.writer).
         """
 
     @abc.abstractmethod
@@ -421,6 +439,7 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
         serial: str,
         *,
         at: datetime,
+        device: NewDevice | None = None,
         changes: Sequence[StateChange] = (),
         pin: ManufacturerPin | None = None,
         queue_for_approval: bool = False,
@@ -429,13 +448,16 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
     ) -> None:
         """Commit the registrar's decision on one voucher-request: all of it, or nothing.
 
-        In one transaction and in this order: the state ``changes`` (each
+        In one transaction and in this order: with ``device``, the device row
+        when ``serial`` is new (as :meth:`upsert_device`; a row holding
+        another IDevID raises ``Conflict(check="storage.idevid-mismatch")``
+        and rolls everything back), the state ``changes`` (each
         with its transition row, honouring ``expect``), the first-use ``pin``
         (first writer wins; a pin already held for another certificate raises
         ``Conflict(check="storage.pin-held")`` and rolls everything back), a
         'pending' approval row when ``queue_for_approval`` (as
         :meth:`request_approval`), the ``voucher_request`` row, then
-        ``events``. Unknown serial: NotFound.
+        ``events``. Unknown serial without ``device``: NotFound.
         """
 
     @abc.abstractmethod

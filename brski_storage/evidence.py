@@ -225,8 +225,8 @@ def record_state(
 
     Must run inside the write transaction that changed them, after the
     change, so the evidence and the rows commit (or roll back) together.
+    ``at`` is in the chain's spelling already (``to_ts``, ``sqlite_now``).
     """
-    from brski_storage.sqlite import from_ts
     from brski_storage.sqlite_events import PreparedEvent
 
     kinds = ROW_KINDS[role]
@@ -238,11 +238,8 @@ def record_state(
             continue
         seen.add((name, key))
         facts.append([name, key, row_facts(conn, kinds[name], key)])
-    event = NewEvent(
-        at=from_ts(at), kind=RECORDED_EVENT, device_serial=device_serial, outcome="info",
-        check=None, detail={"rows": facts},
-    )
-    PreparedEvent(event).insert(conn)
+    # ``at`` is already the chain's spelling (brski_storage.chain.event_time_text).
+    PreparedEvent.of_store(at=at, kind=RECORDED_EVENT, device_serial=device_serial, detail={"rows": facts}).chain(conn)
 
 
 # --- reading the evidence -------------------------------------------------------------

@@ -51,6 +51,7 @@ class LifecycleStore(abc.ABC):
         The new row takes the device and the key of ``renews`` (which must be
         issued, not revoked); a second renewal of the same certificate, or a
         different key, is ``Conflict(check="storage.duplicate-key")``.
+        Committed without a flush of its own, as ``reserve_certificate``.
         """
 
     @abc.abstractmethod

@@ -31,7 +31,10 @@ than a thread hand-off).
 
 Durability: every COMMIT waits for the WAL flush (``synchronous_commit`` is
 forced ``on`` for the writer's sessions), so a caller is only answered
-once its write survives a crash, as on SQLite with ``synchronous=FULL``.
+once its write survives a crash, as on SQLite with ``synchronous=FULL``;
+except a group made only of writes that asked for no flush of their own
+(``write(fn, flush=False)``, :mod:`brski_storage.writer`), which commits
+with ``SET LOCAL synchronous_commit = off``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
-    from brski_storage.base import EventRecord
     from brski_storage.sqlite_events import PreparedEvent
 
 __all__ = ["PgConnection", "PgDatabase", "is_postgres_url", "redact_url", "translate_pg_error"]
@@ -126,7 +128,7 @@ class PgConnection:
 
     ``id_tables`` names the tables with an ``id`` column: an INSERT into one
     of them gets ``RETURNING id`` so ``lastrowid`` works. Inside a write
-    transaction ``head`` is the locked chain head (see :meth:`insert_event`).
+    transaction ``head`` is the locked chain head (see :meth:`chain_event`).
     """
 
     dialect = "postgresql"
@@ -167,10 +169,10 @@ class PgConnection:
             lastrowid = None if row is None else int(row[0])
         return _Cursor(cur, lastrowid)
 
-    # the event chain (see brski_storage.sqlite_events.PreparedEvent.insert)
+    # the event chain (see brski_storage.sqlite_events.PreparedEvent.chain)
 
-    def insert_event(self, event: PreparedEvent) -> EventRecord:
-        """Chain ``event`` onto the head this transaction holds locked."""
+    def chain_event(self, event: PreparedEvent) -> tuple[int, bytes, bytes]:
+        """Chain ``event`` onto the head this transaction holds locked: (id, prev_hash, hash)."""
         if self.head is None:
             raise StorageError("events are appended inside a write only", check="storage.write-failed")
         last_id, prev_hash = self.head
@@ -182,7 +184,7 @@ class PgConnection:
             (new_id, *event.values(prev_hash, digest)),
         )
         self.head = (new_id, digest)
-        return event.record(new_id, prev_hash, digest)
+        return new_id, prev_hash, digest
 
     def last_issued_event_id(self) -> int | None:
         row = self.raw.execute("SELECT last_id FROM event_chain_head").fetchone()
@@ -313,8 +315,15 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
         """
         outcomes: list[JobOutcome] = []
         committed: list[int] = []
+        flush = any(job[3] for job in batch)
         try:
             conn.execute("BEGIN")
+            if not flush:
+                # Only writes that need no flush of their own (brski_storage.writer):
+                # this COMMIT returns once visible; the next synchronous
+                # commit's WAL flush (it flushes up to its own record, so
+                # past this one) makes it durable.
+                conn.execute("SET LOCAL synchronous_commit = off")
             row = conn.execute(
                 "SELECT last_id, last_hash FROM event_chain_head FOR UPDATE"
             ).fetchone()
@@ -366,6 +375,7 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
                 )
             conn.execute("COMMIT")
             self.commits += 1
+            self.flushes += flush
         except BaseException as exc:
             self._abort(conn)
             err = translate_pg_error(exc)

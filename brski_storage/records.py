@@ -6,10 +6,12 @@ readable; ``base`` re-exports every name here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+
+from brski.errors import Conflict
 
 __all__ = [
     "INITIAL_DEVICE_STATE",
@@ -28,6 +30,8 @@ __all__ = [
     "ManufacturedDevice",
     "ManufacturerPin",
     "MasaVoucherRecord",
+    "NewAuditLog",
+    "NewDevice",
     "NewEvent",
     "NewVoucherRequest",
     "Outcome",
@@ -313,6 +317,37 @@ class ManufacturerPin:
     cert_der: bytes
     spki_sha256: bytes
     policy_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewDevice:
+    """A device as a voucher-request shows it (RFC 8995 5.3: the IDevID the
+    pledge authenticated with), to record the first time its serial is seen."""
+
+    idevid_issuer: str
+    idevid_fingerprint: str
+    manufacturer: str
+
+    def check_same(self, known: DeviceRecord) -> None:
+        """The row already stored under this serial must hold the same IDevID:
+        another certificate under a known serial is a Conflict, never a re-pin."""
+        if (known.idevid_fingerprint, known.idevid_issuer, known.manufacturer) != (
+            self.idevid_fingerprint, self.idevid_issuer, self.manufacturer
+        ):
+            raise Conflict(
+                f"device {known.serial!r} is already known with a different IDevID",
+                check="storage.idevid-mismatch",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAuditLog:
+    """A MASA audit log fetched for a device (RFC 8995 5.8), with the events
+    that record its review, to store in the same transaction."""
+
+    fetched_at: datetime
+    body: bytes
+    events: Sequence[NewEvent] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

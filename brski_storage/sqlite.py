@@ -24,7 +24,11 @@ working (the benchmark measured about 35 onboardings/s, writer-bound). The
 writer therefore takes every job queued while the previous commit was being
 fsynced and runs them as one transaction, each job in its own SAVEPOINT (so
 one job's failure rolls back only that job), with one COMMIT and one fsync.
-Every caller is still answered only after that durable COMMIT.
+Every caller is still answered only after that durable COMMIT, except a
+group made only of writes that asked for no flush of their own
+(``write(fn, flush=False)``, see :mod:`brski_storage.writer`): that one
+commits with ``synchronous=NORMAL``, and the next FULL commit's fsync of the
+WAL makes it durable with its own frames.
 
 The event log every store shares (the hash chain, events riding with a write)
 is :mod:`brski_storage.sqlite_events`.
@@ -164,6 +168,7 @@ class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self._flushing = True  # the writer connection's synchronous is FULL (else NORMAL)
 
     @property
     def migrated_at(self) -> str | None:
@@ -226,7 +231,15 @@ class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
         """
         outcomes: list[JobOutcome] = []
         committed: list[int] = []  # indexes of outcomes waiting for the COMMIT
+        flush = any(job[3] for job in batch)
         try:
+            if flush != self._flushing:
+                # Outside a transaction only (SQLite ignores it inside one).
+                # NORMAL in WAL mode: the COMMIT is atomic and visible, and
+                # reaches stable storage with the next FULL commit's fsync of
+                # the WAL (which covers every earlier frame) or checkpoint.
+                conn.execute("PRAGMA synchronous=FULL" if flush else "PRAGMA synchronous=NORMAL")
+                self._flushing = flush
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             err = translate_error(exc)
@@ -260,6 +273,7 @@ class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
         try:
             conn.execute("COMMIT")
             self.commits += 1
+            self.flushes += flush
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -340,6 +354,8 @@ class Database(Protocol):
     role: str
     applied_migrations: list[int]
     observer: WriteObserver | None
+    commits: int
+    flushes: int
 
     @property
     def migrated_at(self) -> str | None: ...
@@ -347,7 +363,7 @@ class Database(Protocol):
     @property
     def applied_migration_names(self) -> list[str]: ...
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, flush: bool = True) -> T: ...
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 

@@ -15,7 +15,9 @@ from brski.errors import Conflict
 from brski_storage.base import (
     ApprovalDecision,
     ApprovalRecord,
+    DeviceRecord,
     ManufacturerPin,
+    NewDevice,
     NewEvent,
     NewVoucherRequest,
     PinnedManufacturer,
@@ -143,11 +145,16 @@ class SqliteAdmissionMixin:
     def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
         raise NotImplementedError  # the host store's one way to change a device's state
 
+    @staticmethod
+    def _insert_device(conn: sqlite3.Connection, serial: str, device: NewDevice, ts: str) -> DeviceRecord | None:
+        raise NotImplementedError  # the host store's one way to record a new device
+
     async def commit_voucher_decision(
         self,
         serial: str,
         *,
         at: datetime,
+        device: NewDevice | None = None,
         changes: Sequence[StateChange] = (),
         pin: ManufacturerPin | None = None,
         queue_for_approval: bool = False,
@@ -157,10 +164,14 @@ class SqliteAdmissionMixin:
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> None:
-            require_device(conn, serial)
+            created = False
+            if device is not None:
+                created = self._insert_device(conn, serial, device, ts) is None
+            else:
+                require_device(conn, serial)
             for change in changes:
                 self._apply(conn, serial, change, ts)
-            if changes:
+            if changes or created:  # the row's facts once, after every change this transaction makes
                 record_state(conn, "registrar", [("device", serial)], at=ts, device_serial=serial)
             if pin is not None and insert_pin(conn, pin, first_serial=serial, ts=ts).cert_der != pin.cert_der:
                 raise Conflict(f"issuer {pin.issuer!r} is pinned to another certificate", check="storage.pin-held")

@@ -98,7 +98,8 @@ class SqliteCertificateMixin:
             record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=device_serial)
             return _require_cert(conn, serial)
 
-        return await self._db.write(run)
+        # Visible is what a reservation needs, not durable (RegistrarStore.reserve_certificate).
+        return await self._db.write(run, flush=False)
 
     async def complete_certificate(
         self,
@@ -143,6 +144,12 @@ class SqliteCertificateMixin:
         return self._db.read_now(
             lambda conn: _certificates.one(conn, "WHERE spki_sha256 = ?", (spki_sha256,))
         )
+
+    async def latest_certificate_for_key(self, spki_sha256: bytes) -> CertificateRecord | None:
+        # The newest row for the key (renewals share one) through the
+        # (spki_sha256, id) index, once per enrolment: inline, in one read (see read_now).
+        where = "WHERE spki_sha256 = ? ORDER BY id DESC LIMIT 1"
+        return self._db.read_now(lambda conn: _certificates.one(conn, where, (spki_sha256,)))
 
     async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
         where = "WHERE device_serial = ? AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1"

@@ -10,6 +10,7 @@ The PostgreSQL engine runs the same code over its own connection adapter
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,6 @@ from brski_storage.chain import (
     GENESIS,
     StoredEvent,
     canonical_json,
-    event_hash,
     verify_chain,
 )
 from brski_storage.sqlite import Database, RowReader, check_limit, from_ts, sqlite_now, to_ts
@@ -32,6 +32,9 @@ __all__ = ["PreparedEvent", "SqliteEventLog", "with_events"]
 T = TypeVar("T")
 
 _OUTCOMES = frozenset({"allow", "refuse", "info"})
+# json.dumps' own string encoder for ensure_ascii=False (what canonical_json
+# uses for every string it writes): the C one when the json accelerator is there.
+_encode_text: Callable[[str], str] = json.encoder.encode_basestring
 
 _EVENT_VALUES = "at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
 _EVENT_COLUMNS = f"id, {_EVENT_VALUES}"
@@ -47,42 +50,60 @@ class PreparedEvent:
     """An event validated and canonicalised on the caller's side, ready to be
     chained inside whichever write transaction carries it."""
 
-    __slots__ = ("at", "detail", "detail_text", "event")
+    __slots__ = ("at", "check", "detail_text", "device_serial", "kind", "outcome")
 
     def __init__(self, event: NewEvent) -> None:
         if event.outcome not in _OUTCOMES:
             raise ValueError(f"event outcome must be allow, refuse or info, not {event.outcome!r}")
         if not event.kind:
             raise ValueError("event kind must not be empty")
-        self.event = event
         self.at = to_ts(event.at)  # the chain's one spelling of the time
-        self.detail = dict(event.detail)
+        self.kind = event.kind
+        self.device_serial = event.device_serial
+        self.outcome: str = event.outcome
+        self.check = event.check
         # Fails here, in the caller, if detail is not JSON.
-        self.detail_text = canonical_json(self.detail).decode("utf-8")
+        self.detail_text = canonical_json(dict(event.detail)).decode("utf-8")
+
+    @classmethod
+    def of_store(cls, *, at: str, kind: str, device_serial: str | None, detail: dict[str, Any]) -> PreparedEvent:
+        """An event the store writes itself (state evidence): ``at`` already
+        in the chain's spelling, outcome info, no check."""
+        event = cls.__new__(cls)
+        event.at, event.kind, event.device_serial, event.outcome, event.check = at, kind, device_serial, "info", None
+        event.detail_text = canonical_json(detail).decode("utf-8")
+        return event
 
     def digest(self, prev_hash: bytes) -> bytes:
-        e = self.event
-        return event_hash(prev_hash, at=self.at, kind=e.kind, device_serial=e.device_serial,
-                          outcome=e.outcome, check=e.check, detail=self.detail)
+        """:func:`brski_storage.chain.event_hash` of this event, from the detail
+        already in canonical JSON: the hashed text is that of
+        ``canonical_json({"at":…, "check":…, "detail":…, …})`` (keys sorted,
+        the same encoder for each value), spliced rather than encoded twice."""
+        payload = "".join((
+            '{"at":', _text(self.at), ',"check":', _text(self.check), ',"detail":', self.detail_text,
+            ',"device_serial":', _text(self.device_serial), ',"kind":', _text(self.kind),
+            ',"outcome":', _text(self.outcome), "}",
+        ))
+        return hashlib.sha256(prev_hash + payload.encode("utf-8")).digest()
 
     def values(self, prev_hash: bytes, digest: bytes) -> tuple[Any, ...]:
         """The event's row after its ``id``, in ``_EVENT_VALUES`` order."""
-        e = self.event
-        return (self.at, e.kind, e.device_serial, e.outcome, e.check, self.detail_text, prev_hash, digest)
+        return (self.at, self.kind, self.device_serial, self.outcome, self.check, self.detail_text, prev_hash, digest)
 
     def record(self, event_id: int, prev_hash: bytes, digest: bytes) -> EventRecord:
         """The event as reading its row back would return it."""
         return _event_record.record((event_id, *self.values(prev_hash, digest)))
 
-    def insert(self, conn: sqlite3.Connection) -> EventRecord:
+    def chain(self, conn: sqlite3.Connection) -> tuple[int, bytes, bytes]:
         """Chain onto the current head; must run inside the writer transaction.
+        Returns (id, prev_hash, hash); :meth:`insert` when the record is wanted.
 
         On PostgreSQL the connection chains itself, onto the head row its
         transaction holds locked (brski_storage.postgres).
         """
-        own = getattr(conn, "insert_event", None)
+        own = getattr(conn, "chain_event", None)
         if own is not None:
-            return cast("EventRecord", own(self))
+            return cast("tuple[int, bytes, bytes]", own(self))
         head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         prev_hash: bytes = GENESIS if head is None else head[0]
         digest = self.digest(prev_hash)
@@ -91,7 +112,16 @@ class PreparedEvent:
             self.values(prev_hash, digest),
         )
         assert cur.lastrowid is not None
-        return self.record(cur.lastrowid, prev_hash, digest)
+        return cur.lastrowid, prev_hash, digest
+
+    def insert(self, conn: sqlite3.Connection) -> EventRecord:
+        """:meth:`chain`, and the event as stored."""
+        return self.record(*self.chain(conn))
+
+
+def _text(value: str | None) -> str:
+    """One JSON string (or null) as canonical_json writes it inside an object."""
+    return "null" if value is None else _encode_text(value)
 
 
 def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent]) -> Callable[[sqlite3.Connection], T]:
@@ -107,7 +137,7 @@ def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent
     def run(conn: sqlite3.Connection) -> T:
         result = fn(conn)
         for event in prepared:
-            event.insert(conn)
+            event.chain(conn)
         return result
 
     return run

@@ -65,23 +65,10 @@ class SqliteLifecycleMixin(LifecycleStore):
             )
             record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=row[0])
 
-        await self._db.write(run)
+        await self._db.write(run, flush=False)  # a reservation: see reserve_certificate
         record = await self.get_certificate(serial)
         assert record is not None
         return record
-
-    async def latest_certificate_for_key(self, spki_sha256: bytes) -> CertificateRecord | None:
-        def run(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT cert_serial FROM certificates WHERE spki_sha256 = ?"
-                " ORDER BY id DESC LIMIT 1",
-                (spki_sha256,),
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-        # One row through the (spki_sha256, id) index, once per enrolment: inline (see read_now).
-        serial = self._db.read_now(run)
-        return None if serial is None else await self.get_certificate(serial)
 
     async def revoked_count(self) -> int:
         def run(conn: sqlite3.Connection) -> int:

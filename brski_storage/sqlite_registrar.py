@@ -20,6 +20,8 @@ from brski.errors import Conflict, NotFound
 from brski_storage.base import (
     AuditLogRecord,
     DeviceRecord,
+    NewAuditLog,
+    NewDevice,
     NewEvent,
     RegistrarStore,
     StatusKind,
@@ -84,28 +86,37 @@ def _get_device(conn: sqlite3.Connection, serial: str) -> DeviceRecord | None:
     return _devices.one(conn, "WHERE serial = ?", (serial,))
 
 
-def _change_state(
+def _move_state(
     conn: sqlite3.Connection, serial: str, state: str, ts: str, reason: str, *, expect: str | None = None
-) -> DeviceRecord:
+) -> None:
     """The one way a device changes state: the row and its transition, together."""
-    current = _get_device(conn, serial)
-    if current is None:
+    row = conn.execute("SELECT state FROM devices WHERE serial = ?", (serial,)).fetchone()
+    if row is None:
         raise NotFound(f"unknown device {serial!r}", check="storage.unknown-device")
-    if expect is not None and current.state != expect:
+    if expect is not None and row[0] != expect:
         raise Conflict(
-            f"device {serial!r} is {current.state!r}, not {expect!r}",
+            f"device {serial!r} is {row[0]!r}, not {expect!r}",
             check="storage.state-changed",
         )
     conn.execute("UPDATE devices SET state = ?, updated_at = ? WHERE serial = ?", (state, ts, serial))
     conn.execute(
         "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
         " VALUES (?, ?, ?, ?, ?)",
-        (serial, current.state, state, ts, reason),
+        (serial, row[0], state, ts, reason),
     )
+
+
+def _change_state(
+    conn: sqlite3.Connection, serial: str, state: str, ts: str, reason: str, *, expect: str | None = None
+) -> DeviceRecord:
+    """:func:`_move_state`, and the device as it is now."""
+    _move_state(conn, serial, state, ts, reason, expect=expect)
     updated = _get_device(conn, serial)
     assert updated is not None
     return updated
 
+
+_INSERT_AUDIT_LOG = "INSERT INTO audit_logs (serial, fetched_at, body) VALUES (?, ?, ?)"
 
 # A device's most recent row of a table (by insertion order, through its (serial, id) index).
 _LATEST = "WHERE serial = ? ORDER BY id DESC LIMIT 1"
@@ -126,9 +137,38 @@ class SqliteRegistrarStore(
 ):
     @staticmethod
     def _apply(conn: sqlite3.Connection, serial: str, change: StateChange, ts: str) -> None:
-        _change_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
+        _move_state(conn, serial, change.state, ts, change.reason, expect=change.expect)
 
     # --- devices -----------------------------------------------------------
+
+    @staticmethod
+    def _insert_device(conn: sqlite3.Connection, serial: str, device: NewDevice, ts: str) -> DeviceRecord | None:
+        """``serial``'s row: the one stored (which must hold ``device``'s
+        IDevID), else a new one, state 'discovered' with its 'first seen'
+        transition. None when it was inserted: the caller records its evidence
+        once, after whatever else its transaction changes on the row."""
+        existing = _get_device(conn, serial)
+        if existing is not None:
+            device.check_same(existing)
+            return existing
+        conn.execute(
+            f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                serial,
+                device.idevid_issuer,
+                device.idevid_fingerprint,
+                device.manufacturer,
+                INITIAL_DEVICE_STATE,
+                ts,
+                ts,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
+            " VALUES (?, NULL, ?, ?, 'first seen')",
+            (serial, INITIAL_DEVICE_STATE, ts),
+        )
+        return None
 
     async def upsert_device(
         self,
@@ -140,38 +180,12 @@ class SqliteRegistrarStore(
         at: datetime,
     ) -> DeviceRecord:
         ts = to_ts(at)
+        device = NewDevice(idevid_issuer=idevid_issuer, idevid_fingerprint=idevid_fingerprint, manufacturer=manufacturer)
 
         def run(conn: sqlite3.Connection) -> DeviceRecord:
-            existing = _get_device(conn, serial)
+            existing = self._insert_device(conn, serial, device, ts)
             if existing is not None:
-                same = (
-                    existing.idevid_fingerprint == idevid_fingerprint
-                    and existing.idevid_issuer == idevid_issuer
-                    and existing.manufacturer == manufacturer
-                )
-                if not same:
-                    raise Conflict(
-                        f"device {serial!r} is already known with a different IDevID",
-                        check="storage.idevid-mismatch",
-                    )
                 return existing
-            conn.execute(
-                f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    serial,
-                    idevid_issuer,
-                    idevid_fingerprint,
-                    manufacturer,
-                    INITIAL_DEVICE_STATE,
-                    ts,
-                    ts,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO device_transitions (serial, from_state, to_state, at, reason)"
-                " VALUES (?, NULL, ?, ?, 'first seen')",
-                (serial, INITIAL_DEVICE_STATE, ts),
-            )
             _evidence(conn, ts, serial, ("device", serial))
             record = _get_device(conn, serial)
             assert record is not None
@@ -285,7 +299,7 @@ class SqliteRegistrarStore(
             ).lastrowid
             assert rowid is not None
             if then is not None:
-                _change_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
+                _move_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
             _evidence(conn, ts, serial, ("voucher", rowid), ("device", serial))
             return rowid
 
@@ -310,16 +324,30 @@ class SqliteRegistrarStore(
         body: str | Mapping[str, Any],
         received_at: datetime,
         events: Sequence[NewEvent] = (),
+        audit_log: NewAuditLog | None = None,
     ) -> int:
         if kind not in ("voucher", "enroll"):
             raise ValueError(f"status report kind must be voucher or enroll, not {kind!r}")
+        if audit_log is not None and kind != "voucher":
+            raise ValueError("an audit log is stored with a voucher status report only")
         text = body if isinstance(body, str) else canonical_json(dict(body)).decode("utf-8")
-        return await self._insert_for_device(
-            serial,
-            "INSERT INTO status_reports (serial, kind, status, reason, body, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (serial, kind, 1 if status else 0, reason, text, to_ts(received_at)),
-            events,
+        params = (serial, kind, 1 if status else 0, reason, text, to_ts(received_at))
+        audit = None if audit_log is None else (serial, to_ts(audit_log.fetched_at), audit_log.body)
+
+        def run(conn: sqlite3.Connection) -> int:
+            require_device(conn, serial)
+            rowid = conn.execute(
+                "INSERT INTO status_reports (serial, kind, status, reason, body, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                params,
+            ).lastrowid
+            assert rowid is not None
+            if audit is not None:
+                conn.execute(_INSERT_AUDIT_LOG, audit)
+            return rowid
+
+        return await self._db.write(
+            with_events(run, (*events, *(audit_log.events if audit_log is not None else ())))
         )
 
     async def status_reports(self, serial: str) -> list[StatusReportRecord]:
@@ -332,12 +360,7 @@ class SqliteRegistrarStore(
     async def add_audit_log(
         self, *, serial: str, fetched_at: datetime, body: bytes, events: Sequence[NewEvent] = ()
     ) -> int:
-        return await self._insert_for_device(
-            serial,
-            "INSERT INTO audit_logs (serial, fetched_at, body) VALUES (?, ?, ?)",
-            (serial, to_ts(fetched_at), body),
-            events,
-        )
+        return await self._insert_for_device(serial, _INSERT_AUDIT_LOG, (serial, to_ts(fetched_at), body), events)
 
     async def audit_logs(self, serial: str) -> list[AuditLogRecord]:
         return await self._db.read(

@@ -8,6 +8,17 @@ flushed (up to :data:`MAX_GROUP`) and hands the batch to the engine's
 ``_run_group``, which runs it as one transaction with a savepoint per job and
 one durable COMMIT. Answers go back to each caller's event loop in one
 wake-up per loop.
+
+A job may say it needs no flush of its own (``write(fn, flush=False)``): its
+commit must be visible to later writes and reads, but losing it in a crash
+before the next flushed commit harms nothing (the certificate reservation: a
+serial and key taken before signing; if the reservation is lost, the signed
+certificate never left the registrar). A group made only of such jobs
+commits without waiting for stable storage; any other group flushes, and a
+flush makes every earlier commit durable too (SQLite's WAL and PostgreSQL's
+WAL are both one append-only log: the flush of a later commit covers every
+record before it). Every job that needs its flush is still answered only
+after it.
 """
 
 from __future__ import annotations
@@ -33,7 +44,8 @@ C = TypeVar("C")
 #: waits for the last (each write is a few statements on indexed tables).
 MAX_GROUP = 64
 
-Job = tuple[Callable[[Any], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+#: (fn, the caller's loop, its future, whether the job needs its commit flushed)
+Job = tuple[Callable[[Any], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]", bool]
 JobOutcome = tuple[Job, Any, BaseException | None]
 
 
@@ -64,7 +76,8 @@ class GroupCommitWriter(abc.ABC, Generic[C]):
         self._ready: concurrent.futures.Future[list[int]] = concurrent.futures.Future()
         self._closed = False
         self.applied_migrations: list[int] = []
-        self.commits = 0  # COMMITs (each one flush to stable storage) the writer has made
+        self.commits = 0  # COMMITs the writer has made
+        self.flushes = 0  # of which waited for stable storage (all but groups of flush=False jobs)
         self.observer: WriteObserver | None = None  # metrics: latency, writes in flight
 
     # what an engine provides
@@ -75,7 +88,8 @@ class GroupCommitWriter(abc.ABC, Generic[C]):
 
     @abc.abstractmethod
     def _run_group(self, conn: C, batch: list[Job]) -> None:
-        """Run ``batch`` in one transaction and :meth:`_answer` every job."""
+        """Run ``batch`` in one transaction and :meth:`_answer` every job;
+        flushed at COMMIT unless every job said ``flush=False``."""
 
     def _usable(self, conn: C | None, batch: list[Job]) -> C | None:
         """The connection to run ``batch`` on (reconnect here if the engine
@@ -132,7 +146,7 @@ class GroupCommitWriter(abc.ABC, Generic[C]):
         by_loop: dict[
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
         ] = {}
-        for (_, loop, fut), result, error in outcomes:
+        for (_, loop, fut, _), result, error in outcomes:
             by_loop.setdefault(loop, []).append((fut, result, error))
         for loop, items in by_loop.items():
             try:
@@ -156,13 +170,16 @@ class GroupCommitWriter(abc.ABC, Generic[C]):
         self._jobs.put(None)
         await asyncio.to_thread(self._writer.join)
 
-    async def write(self, fn: Callable[[Any], T]) -> T:
+    async def write(self, fn: Callable[[Any], T], *, flush: bool = True) -> T:
         """Run ``fn`` in one transaction on the writer thread; await its commit.
 
         ``fn`` must not manage the transaction itself. Anything it raises
         rolls its part back and reaches the caller as a BrskiError
         (StorageError unless ``fn`` raised a BrskiError itself or a
         uniqueness rule fired).
+
+        ``flush=False``: the caller needs the commit visible, not durable
+        (see the module docstring); the answer may come before the flush.
         """
         if self._closed:
             raise StorageError("the store is closed", check="storage.closed")
@@ -170,12 +187,12 @@ class GroupCommitWriter(abc.ABC, Generic[C]):
         fut: asyncio.Future[T] = loop.create_future()
         obs = self.observer
         if obs is None:
-            self._jobs.put((fn, loop, fut))
+            self._jobs.put((fn, loop, fut, flush))
             return await fut
         obs.write_started()
         started = time.perf_counter()
         try:
-            self._jobs.put((fn, loop, fut))
+            self._jobs.put((fn, loop, fut, flush))
             return await fut
         finally:
             obs.write_finished(time.perf_counter() - started)

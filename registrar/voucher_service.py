@@ -39,15 +39,22 @@ from brski.lifecycle import DeviceState
 from brski.negotiate import negotiate_voucher_media
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import fingerprint_sha256, masa_url
-from brski.telemetry import parse_status
+from brski.telemetry import StatusReport, parse_status
 from brski.validation import aki_key_id, base64_voucher_request, check_pledge_request
 from brski.voucher import Voucher, VoucherRequest
 from brski_hsm import signing
-from brski_storage import NewVoucherRequest, RegistrarStore, StateChange
+from brski_storage import (
+    NewAuditLog,
+    NewDevice,
+    NewEvent,
+    NewVoucherRequest,
+    RegistrarStore,
+    StateChange,
+)
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.admission import AdmissionControl, Manufacturer
-from registrar.evidence import new_event, record_event
+from registrar.evidence import new_event
 from registrar.identity import ClientIdentity, RegistrarKeys
 from registrar.masa_client import MasaClient
 
@@ -123,24 +130,26 @@ class VoucherService:
         idevid, serial = chk.idevid, chk.serial
         anchor = chk.idevid_chain[-1] if chk.idevid_chain else idevid
         # The facts, read once. The device record pins the IDevID seen now
-        # (RFC 8995 5.3; a different one under this serial is a Conflict).
-        device = await self.store.upsert_device(
-            serial,
+        # (RFC 8995 5.3; a different one under this serial is a Conflict,
+        # checked here and again inside the decision's transaction). A new
+        # device is recorded with the decision, so a refusal commits nothing.
+        seen = NewDevice(
             idevid_issuer=idevid.issuer.rfc4514_string(),
             idevid_fingerprint=fingerprint_sha256(idevid),
             manufacturer=self._manufacturer(anchor),
-            at=now,
         )
-        if self.on_idevid is not None:  # network access learns the MUD URL (RFC 8520 10)
-            await self.on_idevid(serial, idevid, now)
+        device = await self.store.get_device(serial)
+        if device is not None:
+            seen.check_same(device)
+            await self._note_idevid(serial, idevid, now)
         approval = await self.store.get_approval(serial)
         cfg = self.admission.cfg
         plan = decide_voucher_request(
             VoucherRequestFacts(
                 serial=serial,
-                state=DeviceState(device.state),
+                state=DeviceState(device.state) if device is not None else None,
                 manufacturer=mfr.name,
-                manufacturer_subject=device.manufacturer,
+                manufacturer_subject=seen.manufacturer,
                 manufacturer_policy=mfr.policy,
                 first_use_pin=mfr.pin is not None,
                 approval=approval.decision if approval is not None else None,
@@ -159,7 +168,9 @@ class VoucherService:
         if isinstance(plan, Refuse):
             raise plan.error  # recorded as a refusal by the HTTP layer, nothing committed
         if isinstance(plan, Park):
-            await self._commit(serial, plan.transitions, plan.events, now=now, queue_for_approval=True)
+            await self._commit(serial, plan.transitions, plan.events, now=now, device=seen, queue_for_approval=True)
+            if device is None:
+                await self._note_idevid(serial, idevid, now)
             return plan
         # RFC 8995 section 5.5: include the chain the MASA should pin; the TLS
         # certificate rides along so the MASA can see that the pledge's
@@ -181,12 +192,14 @@ class VoucherService:
         # request are on record, in one transaction, before the MASA is asked,
         # even if it never answers.
         await self._commit(
-            serial, plan.transitions, (*plan.events, requested), now=now,
+            serial, plan.transitions, (*plan.events, requested), now=now, device=seen,
             pin=mfr if plan.commit_pin else None,
             voucher_request=NewVoucherRequest(
                 nonce=chk.request.nonce, pledge_request=body, registrar_request=raw_rvr, media_type=req_media
             ),
         )
+        if device is None:
+            await self._note_idevid(serial, idevid, now)
         target = plan.masa
         self._masa_of[serial] = target
         self._masa_of.move_to_end(serial)
@@ -220,15 +233,17 @@ class VoucherService:
         events: Sequence[PlannedEvent],
         *,
         now: datetime,
+        device: NewDevice,
         queue_for_approval: bool = False,
         pin: Manufacturer | None = None,
         voucher_request: NewVoucherRequest | None = None,
     ) -> None:
-        """One transaction for a plan: state changes, pin, queue row, request, events."""
+        """One transaction for a plan: the device if new, state changes, pin, queue row, request, events."""
         try:
             await self.store.commit_voucher_decision(
                 serial,
                 at=now,
+                device=device,
                 changes=[StateChange(state=t.state, reason=t.reason, expect=t.expect) for t in transitions],
                 pin=pin.pin_record() if pin is not None else None,
                 queue_for_approval=queue_for_approval,
@@ -247,6 +262,11 @@ class VoucherService:
                 check="registrar.first-use.pin-mismatch",
                 serial=serial,
             ) from exc
+
+    async def _note_idevid(self, serial: str, idevid: x509.Certificate, now: datetime) -> None:
+        """Network access learns the MUD URL (RFC 8520 10) of a device on record."""
+        if self.on_idevid is not None:
+            await self.on_idevid(serial, idevid, now)
 
     def _der_body(self, body: bytes, media_type: str, peer: PeerIdentity) -> tuple[bytes, str]:
         """RFC 8366 8.3: a CMS voucher-request is DER; base64 text of it is
@@ -281,29 +301,50 @@ class VoucherService:
         return v
 
     async def voucher_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
-        """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log."""
+        """RFC 8995 5.7: store the pledge's verdict on its voucher; fetch the audit log (5.8).
+
+        One transaction holds the report, the MASA's audit log and the verdict
+        on it (or the fetch's failure), each row with its event, and commits
+        before the pledge is answered: the EST gate (RFC 8995 5.8.3,
+        AdmissionControl.enroll_gate) reads that verdict when the pledge asks
+        for its LDevID next, so the fetch cannot move after the answer.
+        """
         report = parse_status(body, kind="voucher-status")
         serial = await self.clients.idevid_device(peer, what="voucher-status")
+        events = [
+            new_event(
+                now=now, kind="telemetry.voucher-status", serial=serial,
+                outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
+            ),
+        ]
+        audit: NewAuditLog | None = None
+        if report.status:
+            try:
+                audit, failed = await self._fetch_audit_log(serial, now=now)
+            except BaseException:
+                # Whatever became of the fetch, the pledge's verdict is on record.
+                await self._add_voucher_status(serial, report, body, events, None, now=now)
+                raise
+            events.extend(failed)
+        await self._add_voucher_status(serial, report, body, events, audit, now=now)
+
+    async def _add_voucher_status(
+        self, serial: str, report: StatusReport, body: bytes, events: Sequence[NewEvent],
+        audit: NewAuditLog | None, *, now: datetime,
+    ) -> None:
         await self.store.add_status_report(
             serial=serial, kind="voucher", status=report.status, reason=report.reason,
-            body=body.decode("utf-8", "replace"), received_at=now,
-            events=(
-                new_event(
-                    now=now, kind="telemetry.voucher-status", serial=serial,
-                    outcome="info", check="registrar.voucher-status", status=report.status, reason=report.reason,
-                ),
-            ),
+            body=body.decode("utf-8", "replace"), received_at=now, events=events, audit_log=audit,
         )
-        if report.status:
-            await self._fetch_audit_log(serial, now=now)
 
-    async def _fetch_audit_log(self, serial: str, *, now: datetime) -> None:
+    async def _fetch_audit_log(self, serial: str, *, now: datetime) -> tuple[NewAuditLog | None, list[NewEvent]]:
         """RFC 8995 5.8: the registrar SHOULD fetch the MASA audit log after
-        the pledge's voucher status; a failure is recorded, not fatal."""
+        the pledge's voucher status; a failure is recorded, not fatal. The log
+        with the verdict on it, or the failure's event, to store with the report."""
         last = await self.store.latest_voucher_request(serial)
         if last is None or last.registrar_request is None:
-            return
-        device = await self.store.get_device(serial)
+            return None, []
+        # The device is on record: voucher_status found it (ClientIdentity.idevid_device).
         target = self.masa_url_override or self._masa_of.get(serial)
         if target is None:  # e.g. after a restart: read it from the stored request
             try:
@@ -311,28 +352,27 @@ class VoucherService:
                 target = masa_url(art.signer)
             except BrskiError:
                 target = None
-        if not target or device is None:
-            return
+        if not target:
+            return None, []
         try:
             doc = await self.masa.request_audit_log(target, body=last.registrar_request, media_type=last.media_type)
         except BrskiError as exc:
-            await record_event(
-                self.store, now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
+            return None, [new_event(
+                now=now, kind="auditlog.fetch-failed", serial=serial, outcome="info",
                 check=exc.check, detail=exc.detail,
-            )
-            return
+            )]
         # RFC 8995 5.8.3: review the log now; a refusal here is what makes the
         # EST gate (AdmissionControl.enroll_gate) refuse this device.  The log
         # and the verdict on it are stored together.
         decision = self.admission.review(doc)
-        await self.store.add_audit_log(
-            serial=serial, fetched_at=now, body=doc.to_json(),
+        if not decision.allow:
+            log.warning(kv("auditlog-review-refused", serial=serial, rule=decision.rule, detail=decision.detail))
+        return NewAuditLog(
+            fetched_at=now, body=doc.to_json(),
             events=(
                 new_event(
                     now=now, kind="auditlog.reviewed", serial=serial, outcome="allow" if decision.allow else "refuse",
                     check=decision.rule, entries=len(doc.events), detail=decision.detail,
                 ),
             ),
-        )
-        if not decision.allow:
-            log.warning(kv("auditlog-review-refused", serial=serial, rule=decision.rule, detail=decision.detail))
+        ), []

@@ -10,8 +10,10 @@ different certificate under the same issuer name is refused afterwards.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+from cryptography.x509 import Certificate
 
 from brski.pki import cert_der
 from registrar.cli import main as registrar_cli
@@ -116,3 +118,27 @@ def test_first_use_pins_an_unknown_manufacturer(net: Net) -> None:
     impostor = write_identity(net.root, "tofu-impostor", cert, key, (fake_ca,))
     reply = post_vr(net, impostor, pledge_request(net, impostor))
     assert reply.status == 403 and reply.check == "registrar.first-use.pin-mismatch", reply.body[:200]
+
+
+def test_network_access_hears_of_an_idevid_only_once_its_device_is_on_record(net: Net) -> None:
+    """The device row rides with the voucher decision, so network access
+    (RFC 8520 10: the MUD URL an IDevID names) is told after that commit for
+    a new device, before the decision for a known one, never for a device a
+    refusal left unrecorded."""
+    vouchers = net.registrar.vouchers
+    heard: list[tuple[str, bool]] = []
+
+    async def note(serial: str, idevid: Certificate, now: datetime) -> None:
+        heard.append((serial, await vouchers.store.get_device(serial) is not None))
+
+    saved, vouchers.on_idevid = vouchers.on_idevid, note
+    try:
+        serial = net.fresh_serial()
+        me = net.pledge(serial)
+        assert post_vr(net, me, pledge_request(net, me)).status == 202  # new device, parked
+        assert heard == [(serial, True)]
+        assert _cli(net, "approve", serial, "--by", "test") == 0
+        assert net.enroll(serial).ok  # known device, forwarded
+        assert heard == [(serial, True), (serial, True)]
+    finally:
+        vouchers.on_idevid = saved

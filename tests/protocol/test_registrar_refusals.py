@@ -22,7 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from brski import cms
 from brski.devpki import DevPki
-from brski.pki import cert_der
+from brski.errors import BadGateway
+from brski.pki import cert_der, fingerprint_sha256
 from brski.voucher import Assertion, VoucherRequest
 from tests.protocol.helpers import (
     ENROLL,
@@ -242,6 +243,37 @@ def test_10_masa_audit_log_breaks_the_review_policy(net: Net, nonce: bytes | Non
             same=("registrar.certificates",))
 
 
+@pytest.mark.parametrize("failure", ["masa-refuses", "fetch-crashes"])
+def test_10_the_voucher_status_is_on_record_whatever_the_audit_log_fetch_does(net: Net, failure: str) -> None:
+    """RFC 8995 5.7-5.8: the report and the fetch's outcome are stored in one
+    transaction (a MASA that fails the fetch is recorded, not fatal); if the
+    fetch itself breaks, the report is still stored before the error is answered."""
+    serial = net.fresh_serial()
+    masa = net.registrar.vouchers.masa
+
+    async def failing(target: str, *, body: bytes, media_type: str) -> object:
+        if failure == "masa-refuses":
+            raise BadGateway("the MASA refused the audit-log request", check="masa.audit-log-refused")
+        raise RuntimeError("the fetch broke")
+
+    masa.request_audit_log = failing
+    try:
+        result = net.enroll(serial)
+    finally:
+        del masa.request_audit_log
+    # Telemetry is not the pledge's to fail on (a 500 to voucher_status included): it goes on and enrolls.
+    assert result.ok, (result.failed_check, result.detail)
+    assert net.rows("registrar", "SELECT kind, status FROM status_reports WHERE serial = ? AND kind = 'voucher'",
+                    (serial,)) == [("voucher", 1)]
+    kinds = [k for (k,) in net.rows("registrar", "SELECT kind FROM events WHERE device_serial = ? AND kind NOT LIKE"
+                                    " 'state.%' ORDER BY id", (serial,))]
+    after = kinds[kinds.index("telemetry.voucher-status") + 1:]
+    if failure == "masa-refuses":
+        assert after[0] == "auditlog.fetch-failed", kinds  # in the report's transaction
+    assert "auditlog.reviewed" not in kinds and net.rows(
+        "registrar", "SELECT count(*) FROM audit_logs WHERE serial = ?", (serial,)) == [(0,)]
+
+
 # --- 11-15: EST (RFC 7030, RFC 8995 5.9) -----------------------------------------------------
 
 
@@ -252,10 +284,17 @@ def test_11_simpleenroll_by_a_device_never_seen(net: Net) -> None:
 
 
 def test_11_simpleenroll_before_the_voucher(net: Net) -> None:
-    # The denied serial is seen (inventory: discovered) but never vouched for.
-    me = net.pledge(DENIED_SERIAL)
-    assert post_vr(net, me, pledge_request(net, me)).status == 403
-    refused(net, "registrar", lambda: enroll(net, me, device_csr(DENIED_SERIAL)), status=403, check="est.not-authorised")
+    # A device on record (inventory: discovered) but never vouched for. (A
+    # refused voucher-request records no device, so it is put on record the
+    # way an accepted one would, without the voucher.)
+    me = net.pledge(net.fresh_serial())
+    serial = serial_of(me)
+    assert me.cert is not None
+    net.call(net.registrar.store.upsert_device(
+        serial, idevid_issuer=me.cert.issuer.rfc4514_string(), idevid_fingerprint=fingerprint_sha256(me.cert),
+        manufacturer=me.chain[-1].subject.rfc4514_string(), at=datetime.now(UTC),
+    ))
+    refused(net, "registrar", lambda: enroll(net, me, device_csr(serial)), status=403, check="est.not-authorised")
 
 
 def test_12_csr_names_another_device(net: Net) -> None:
@@ -456,12 +495,32 @@ def test_18_enroll_status_from_a_clone_of_a_known_device(net: Net) -> None:
             status=403, check="enroll-status.unknown-device")
 
 
+def test_18_voucher_request_from_a_clone_of_a_known_device(net: Net) -> None:
+    """RFC 8995 5.3: the first accepted voucher-request pins the serial's
+    IDevID; another certificate under that serial is a clone (or two
+    manufacturers' collision), refused before anything is decided or stored."""
+    known = net.enroll()
+    assert known.ok
+    clone_cert, clone_key = issue(
+        name("clone", serial=known.serial, org="brski dev manufacturer"),
+        issuer_cert=net.pki.cert("manufacturer/idevid-ca.crt"),
+        issuer_key=net.pki.key("manufacturer/idevid-ca.key"),
+    )
+    clone = write_identity(net.root, "vr-clone", clone_cert, clone_key, (net.pki.cert("manufacturer/idevid-ca.crt"),))
+    requests = net.rows("registrar", "SELECT count(*) FROM voucher_requests WHERE serial = ?", (known.serial,))
+    refused(net, "registrar", lambda: post_vr(net, clone, pledge_request(net, clone)), status=409,
+            check="storage.idevid-mismatch")
+    assert net.rows("registrar", "SELECT count(*) FROM voucher_requests WHERE serial = ?", (known.serial,)) == requests
+
+
 # --- 19: policy ----------------------------------------------------------------------------------
 
 
 def test_19_device_on_the_deny_list(net: Net) -> None:
     me = net.pledge(DENIED_SERIAL)
     refused(net, "registrar", lambda: post_vr(net, me, pledge_request(net, me)), status=403, check="registrar.serial-denied")
+    # A refusal commits nothing but its event: not even the device it names.
+    assert net.rows("registrar", "SELECT count(*) FROM devices WHERE serial = ?", (DENIED_SERIAL,)) == [(0,)]
 
 
 def test_19_device_rejected_in_the_approval_queue(net: Net) -> None:

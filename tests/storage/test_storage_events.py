@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from brski.errors import Conflict, NotFound
-from brski_storage import NewEvent, RegistrarStore, StateChange
+from brski_storage import NewAuditLog, NewEvent, RegistrarStore, StateChange
+from brski_storage.sqlite_registrar import SqliteRegistrarStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -146,3 +147,34 @@ async def test_state_changes_commit_with_the_write_they_follow_from(store: Regis
     ]
     with pytest.raises(ValueError):
         StateChange(state="", reason="r")
+
+
+async def test_a_voucher_status_and_its_audit_log_commit_together(store: RegistrarStore) -> None:
+    """RFC 8995 5.7-5.8: the pledge's report, the MASA's audit log and the
+    verdict on it are one transaction (one COMMIT), events in that order; a
+    write that fails stores neither."""
+    assert isinstance(store, SqliteRegistrarStore)
+    commits = store.database.commits
+    await store.add_status_report(
+        serial="P-1", kind="voucher", status=True, reason=None, body="{}", received_at=T0,
+        events=(ev("telemetry.voucher-status"),),
+        audit_log=NewAuditLog(fetched_at=T0, body=b'{"events":[]}', events=(ev("auditlog.reviewed"),)),
+    )
+    assert store.database.commits - commits == 1
+    (log,) = await store.audit_logs("P-1")
+    assert (log.body, log.fetched_at) == (b'{"events":[]}', T0)
+    assert [r.kind for r in await store.status_reports("P-1")] == ["voucher"]
+    assert await _kinds(store) == ["telemetry.voucher-status", "auditlog.reviewed"]
+    with pytest.raises(NotFound):
+        await store.add_status_report(
+            serial="NO-SUCH", kind="voucher", status=True, reason=None, body="{}", received_at=T0,
+            events=(ev("telemetry.voucher-status", "NO-SUCH"),),
+            audit_log=NewAuditLog(fetched_at=T0, body=b"{}", events=(ev("auditlog.reviewed", "NO-SUCH"),)),
+        )
+    assert await store.audit_logs("NO-SUCH") == [] and len(await _kinds(store)) == 2
+    with pytest.raises(ValueError):
+        await store.add_status_report(
+            serial="P-1", kind="enroll", status=True, reason=None, body="{}", received_at=T0,
+            audit_log=NewAuditLog(fetched_at=T0, body=b"{}"),
+        )
+    assert (await store.verify_event_chain()).ok

@@ -14,6 +14,7 @@ import pytest
 from brski.errors import Conflict
 from brski_storage import (
     ManufacturerPin,
+    NewDevice,
     NewEvent,
     NewVoucherRequest,
     RegistrarStore,
@@ -93,3 +94,40 @@ async def test_a_state_that_moved_meanwhile_rolls_everything_back(store: Registr
         )
     assert exc.value.check == "storage.state-changed"
     assert await store.get_pinned_manufacturer("CN=tofu") is None and await store.voucher_requests("P-1") == []
+
+
+async def test_a_new_device_is_recorded_with_the_decision(store: RegistrarStore) -> None:
+    """The device row rides with the decision: a refusal, which commits no
+    decision, leaves no device behind (RFC 8995 5.3: the IDevID is pinned by
+    the first voucher-request the registrar accepts)."""
+    new = NewDevice(idevid_issuer="CN=x", idevid_fingerprint="cc", manufacturer="m")
+    before = await store.events()
+    await store.commit_voucher_decision("P-3", at=T0, device=new, voucher_request=VR, events=(ev("admission.decided"),))
+    device = await store.get_device("P-3")
+    assert device is not None and (device.state, device.idevid_fingerprint, device.idevid_issuer) == ("discovered", "cc", "CN=x")
+    assert [(t.from_state, t.to_state, t.reason) for t in await store.device_transitions("P-3")] == [
+        (None, "discovered", "first seen")]
+    assert len(await store.voucher_requests("P-3")) == 1
+    added = [(e.kind, e.device_serial) for e in await store.events()][len(before):]
+    assert added == [("state.recorded", "P-3"), ("admission.decided", "P-1")]
+    # Asking again with the same IDevID finds it; its state evidence holds.
+    await store.commit_voucher_decision(
+        "P-3", at=T0, device=new, changes=[StateChange(state="awaiting-approval", reason="parked", expect="discovered")],
+        queue_for_approval=True)
+    device = await store.get_device("P-3")
+    assert device is not None and device.state == "awaiting-approval"
+    assert (await store.verify_state()).ok
+
+
+async def test_another_idevid_under_a_known_serial_rolls_everything_back(store: RegistrarStore) -> None:
+    before = len(await store.events())
+    with pytest.raises(Conflict) as exc:
+        await store.commit_voucher_decision(
+            "P-1", at=T0, device=NewDevice(idevid_issuer="CN=tofu", idevid_fingerprint="clone", manufacturer="m"),
+            pin=PIN, voucher_request=VR, events=(ev("admission.decided"),),
+        )
+    assert exc.value.check == "storage.idevid-mismatch"  # as upsert_device says it
+    device = await store.get_device("P-1")
+    assert device is not None and device.idevid_fingerprint == "aa"
+    assert await store.get_pinned_manufacturer("CN=tofu") is None and await store.voucher_requests("P-1") == []
+    assert len(await store.events()) == before
