@@ -172,7 +172,7 @@ async def error_middleware(
             method=request.method,
             path=request.path,
             status=response.status,
-            client=peer.leaf.subject.rfc4514_string() if peer.leaf is not None else None,
+            client=peer.subject_text,
             remote=request.remote,
             **({"via": via} if (via := request_via(request)) else {}),
             check=err.check if err is not None else None,

@@ -94,11 +94,22 @@ async def test_peer_identity_is_read_once_per_connection(tls_pki: Pki) -> None:
     """brski_web.identity parses a connection's client chain once: every request
     on a keep-alive connection gets the same PeerIdentity, another connection
     (another client certificate) its own."""
+    from brski.pki import device_serial, fingerprint_sha256
     from brski_web.identity import peer_identity
 
     async def who(request: web.Request) -> web.Response:
         peer = peer_identity(request)
         assert peer.leaf is not None
+        # The parsed chain, the DER and the leaf facts kept with it agree.
+        transport = request.transport
+        assert transport is not None
+        der_chain = transport.get_extra_info("peercert_chain")
+        assert [c.public_bytes(DER) for c in (peer.leaf, *peer.chain)] == der_chain
+        assert transport.get_extra_info("peercert_x509") == (peer.leaf, *peer.chain)
+        assert peer.leaf_der == der_chain[0] == transport.get_extra_info("peercert")
+        assert peer.fingerprint == fingerprint_sha256(peer.leaf)
+        assert peer.subject_text == peer.leaf.subject.rfc4514_string()
+        assert peer.device_serial == device_serial(peer.leaf)
         return web.json_response({"id": id(peer), "leaf": peer.leaf.public_bytes(DER).hex()})
 
     app = web.Application()
