@@ -428,10 +428,13 @@ class TlsProtocol(asyncio.Protocol):
         out: list[bytes] = []
         while True:
             try:
-                out.append(conn.bio_read(_BIO_READ_SIZE))
-            except SSL.WantReadError:
+                chunk = conn.bio_read(_BIO_READ_SIZE)
+            except SSL.Error:  # WantReadError: nothing (more) to send
                 break
-            except SSL.Error:
+            out.append(chunk)
+            if len(chunk) < _BIO_READ_SIZE:
+                # A memory BIO hands over all it holds up to the size asked, so
+                # it is empty now: no second read only to raise WantReadError.
                 break
         if out and raw is not None and not raw.is_closing():
             raw.write(out[0] if len(out) == 1 else b"".join(out))
