@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL
+from cryptography import x509
+from OpenSSL import SSL, crypto
 
 __all__ = [
     "RFC9266_EXPORTER_LABEL",
@@ -54,6 +54,7 @@ TLS_EXTRA_KEYS = frozenset(
     {
         "peercert",  # DER bytes of the client's leaf, or None
         "peercert_chain",  # list[bytes] of DER, leaf first, as the client sent it ([] if none)
+        "peercert_x509",  # the same chain as cryptography certificates, a tuple (() if none)
         "peer_verified",  # bool: OpenSSL accepted the chain against client_trust_pem
         "peer_verify_error",  # str | None: first verification failure OpenSSL reported
         "tls_version",  # "TLSv1.3", "TLSv1.2"
@@ -427,10 +428,13 @@ class TlsProtocol(asyncio.Protocol):
         out: list[bytes] = []
         while True:
             try:
-                out.append(conn.bio_read(_BIO_READ_SIZE))
-            except SSL.WantReadError:
+                chunk = conn.bio_read(_BIO_READ_SIZE)
+            except SSL.Error:  # WantReadError: nothing (more) to send
                 break
-            except SSL.Error:
+            out.append(chunk)
+            if len(chunk) < _BIO_READ_SIZE:
+                # A memory BIO hands over all it holds up to the size asked, so
+                # it is empty now: no second read only to raise WantReadError.
                 break
         if out and raw is not None and not raw.is_closing():
             raw.write(out[0] if len(out) == 1 else b"".join(out))
@@ -485,6 +489,11 @@ class TlsProtocol(asyncio.Protocol):
         if name in _PEER_KEYS:
             self._compute_peer()
             return
+        if name == "peercert_x509":  # parsed only for who asks (a server's identity; not the pledge)
+            if "peercert_chain" not in self._extra:
+                self._compute_peer()
+            self._extra[name] = tuple(x509.load_der_x509_certificate(d) for d in self._extra["peercert_chain"])
+            return
         version = conn.get_protocol_version_name()
         alpn = conn.get_alpn_proto_negotiated()
         self._extra.update(
@@ -498,14 +507,19 @@ class TlsProtocol(asyncio.Protocol):
         )
 
     def _compute_peer(self) -> None:
+        """The peer's chain, once per connection (renegotiation is off, so it
+        cannot change), as the DER OpenSSL holds; ``peercert_x509`` parses it
+        once for whoever asks.  Converting through ``as_cryptography`` and back
+        with ``public_bytes`` (which re-encodes a certificate) cost about three
+        times as much."""
         conn = self._conn
         assert conn is not None
-        leaf = conn.get_peer_certificate(as_cryptography=True)
+        leaf = conn.get_peer_certificate()
         der_chain: list[bytes] = []
         if leaf is not None:
-            leaf_der = leaf.public_bytes(serialization.Encoding.DER)
-            sent = conn.get_peer_cert_chain(as_cryptography=True) or []
-            der_chain = [c.public_bytes(serialization.Encoding.DER) for c in sent]
+            leaf_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf)
+            sent = conn.get_peer_cert_chain() or []
+            der_chain = [crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in sent]
             # On a server, OpenSSL's peer chain omits the leaf; put it back in front.
             if not der_chain or der_chain[0] != leaf_der:
                 der_chain.insert(0, leaf_der)

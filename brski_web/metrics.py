@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -39,7 +38,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from brski.errors import BrskiError
 from brski_web.logs import kv
 
-__all__ = ["METRICS", "Metrics", "ReadinessCheck", "install", "metrics_middleware"]
+__all__ = ["METRICS", "Metrics", "ReadinessCheck", "install"]
 
 log = logging.getLogger("brski.metrics")
 
@@ -130,6 +129,12 @@ class Metrics:
     def refused(self, err: BrskiError) -> None:
         self.refusals.labels(err.check, str(err.http_status)).inc()
 
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        """One answered request (brski_web.middleware.request_middleware): the
+        status the client got, counted under the route's pattern."""
+        method = request.method if request.method in _METHODS else "other"
+        self.answered(_endpoint(request), method, status, seconds)
+
     def answered(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         # Children cached per label set: labels() takes a lock and builds a key each call.
         key = (endpoint, method, status)
@@ -163,28 +168,6 @@ def _endpoint(request: web.Request) -> str:
     route = getattr(info, "route", None)
     resource = getattr(route, "resource", None)
     return resource.canonical if resource is not None else "unmatched"
-
-
-@web.middleware
-async def metrics_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Outermost: counts the status the client got (after error_middleware)."""
-    metrics = request.app.get(METRICS)
-    if metrics is None:
-        return await handler(request)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        method = request.method if request.method in _METHODS else "other"
-        metrics.answered(_endpoint(request), method, status, time.perf_counter() - started)
 
 
 async def _readiness(app: web.Application, checks: dict[str, ReadinessCheck]) -> tuple[bool, dict[str, str]]:
@@ -232,8 +215,8 @@ def install(
     port: int | None,
     checks: dict[str, ReadinessCheck],
 ) -> Metrics:
-    """Count ``app``'s requests (add :func:`metrics_middleware` first in its
-    middlewares) and, with a ``port``, serve /metrics, /healthz and /readyz
+    """Count ``app``'s requests (its :func:`brski_web.middleware.request_middleware`
+    reports each to the :class:`Metrics` installed here) and, with a ``port``, serve /metrics, /healthz and /readyz
     there while ``app`` runs. Append after the contexts that open the store
     and keys: the readiness checks use them."""
     metrics = Metrics(role)

@@ -1,9 +1,10 @@
 """The one place where errors become HTTP responses.
 
 Handlers and services raise :class:`brski.errors.BrskiError`; this middleware
-turns each into one answer, logs one line per request, and hands every
-refusal to the app's recorder so that it is stored as evidence as well as
-logged.
+(:func:`request_middleware`, every app's only one) turns each into one answer,
+logs one line per request, hands every refusal to the app's recorder so that
+it is stored as evidence as well as logged, and counts every answer in the
+app's metrics.
 
 One negotiation rule for every error body: an RFC 9457 problem document
 (``application/problem+json``) only to a client whose Accept names
@@ -45,6 +46,7 @@ from brski.errors import (
 from brski.oids import MT_PROBLEM_JSON
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
+from brski_web.metrics import METRICS
 from brski_web.proxies import request_via
 
 __all__ = [
@@ -54,8 +56,8 @@ __all__ = [
     "PLAINTEXT_ERROR_PATHS",
     "REFUSAL_RECORDER",
     "RefusalRecorder",
-    "error_middleware",
     "problem_response",
+    "request_middleware",
     "wants_problem_json",
 ]
 
@@ -128,56 +130,76 @@ def _translate_http_exception(exc: web.HTTPException) -> BrskiError | None:
 
 
 @web.middleware
-async def error_middleware(
+async def request_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Every request of an app, once: the body read bounded in time, the
+    handler, its error turned into one answer and recorded, one log line, and
+    the app's metrics (:data:`brski_web.metrics.METRICS`) counting the status
+    the client got.  One middleware, not two (metrics outside errors): aiohttp
+    wraps each middleware in a partial and a frame of its own per request."""
     started = time.perf_counter()
-    err: BrskiError | None = None
+    app = request.app
+    status = 500  # what the metrics count when an exception escapes (aiohttp then answers 500)
     try:
-        timeout = request.app.get(BODY_READ_TIMEOUT)
-        if timeout is not None and request.can_read_body:
-            # Read (and cache: request.read() returns it again) the body here,
-            # bounded in time, before any handler runs.
-            try:
-                async with asyncio.timeout(timeout):
+        err: BrskiError | None = None
+        try:
+            timeout = app.get(BODY_READ_TIMEOUT)
+            if timeout is not None and request.can_read_body:
+                # Read (and cache: request.read() returns it again) the body here,
+                # bounded in time, before any handler runs.  A body that has
+                # arrived in full (the parser saw its end) cannot keep the read
+                # waiting, so it needs no timer.
+                if request.content.is_eof():
                     await request.read()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"request body not received within {timeout:g} s", check="http.body-timeout"
-                ) from None
-        response = await handler(request)
-    except BrskiError as exc:
-        err = exc
-    except web.HTTPException as exc:
-        translated = _translate_http_exception(exc)
-        if translated is None:
-            raise
-        err = translated
-    except Exception:  # a bug of ours: log it with a traceback, answer 500
-        log.exception(kv("unhandled", method=request.method, path=request.path))
-        err = LocalError("internal error", check="internal")
-    if err is not None:
-        if isinstance(err, PeerError) or err.http_status == 202:
-            recorder = request.app.get(REFUSAL_RECORDER)
-            if recorder is not None:
-                try:
-                    await recorder(request, err)
-                except Exception:
-                    log.exception(kv("refusal-record-failed", check=err.check))
-        response = problem_response(request, err)
-    peer = peer_identity(request)
-    log.info(
-        kv(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            client=peer.leaf.subject.rfc4514_string() if peer.leaf is not None else None,
-            remote=request.remote,
-            **({"via": via} if (via := request_via(request)) else {}),
-            check=err.check if err is not None else None,
-            detail=err.detail if err is not None else None,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-    )
-    return response
+                else:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            await request.read()
+                    except TimeoutError:
+                        raise RequestTimeout(
+                            f"request body not received within {timeout:g} s", check="http.body-timeout"
+                        ) from None
+            response = await handler(request)
+        except BrskiError as exc:
+            err = exc
+        except web.HTTPException as exc:
+            status = exc.status
+            translated = _translate_http_exception(exc)
+            if translated is None:
+                raise
+            err = translated
+        except Exception:  # a bug of ours: log it with a traceback, answer 500
+            log.exception(kv("unhandled", method=request.method, path=request.path))
+            err = LocalError("internal error", check="internal")
+        if err is not None:
+            if isinstance(err, PeerError) or err.http_status == 202:
+                recorder = app.get(REFUSAL_RECORDER)
+                if recorder is not None:
+                    try:
+                        await recorder(request, err)
+                    except Exception:
+                        log.exception(kv("refusal-record-failed", check=err.check))
+            response = problem_response(request, err)
+        status = response.status
+        if log.isEnabledFor(logging.INFO):
+            via = request_via(request)
+            log.info(
+                kv(
+                    "request",
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    client=peer_identity(request).subject_text,
+                    remote=request.remote,
+                    **({"via": via} if via else {}),
+                    check=err.check if err is not None else None,
+                    detail=err.detail if err is not None else None,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+            )
+        return response
+    finally:
+        metrics = app.get(METRICS)
+        if metrics is not None:
+            metrics.observe(request, status, time.perf_counter() - started)

@@ -20,13 +20,13 @@ from brski_hsm import load_key, probe_key, signing
 from brski_storage import open_masa_store
 from brski_web import refusals
 from brski_web.evidence import check_store_evidence
-from brski_web.metrics import METRICS, metrics_middleware
+from brski_web.metrics import METRICS
 from brski_web.metrics import install as metrics_install
 from brski_web.middleware import (
     BODY_READ_TIMEOUT,
     PLAINTEXT_ERROR_PATHS,
     REFUSAL_RECORDER,
-    error_middleware,
+    request_middleware,
 )
 from masa import handlers
 from masa.config import MasaConfig
@@ -95,7 +95,7 @@ async def _signer_ready(app: web.Application) -> None:
 
 
 def create_app(config: MasaConfig) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[request_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s

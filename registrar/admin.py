@@ -49,8 +49,8 @@ from brski_storage.base import ApprovalDecision, CertificateRecord, DeviceRecord
 from brski_web.admin_auth import admin_subject
 from brski_web.evidence import audit_report, checkpoint_after
 from brski_web.identity import peer_identity
-from brski_web.metrics import METRICS, metrics_middleware
-from brski_web.middleware import error_middleware
+from brski_web.metrics import METRICS
+from brski_web.middleware import request_middleware
 from registrar import actions
 from registrar.config import RegistrarConfig
 from registrar.evidence import record_event
@@ -290,7 +290,7 @@ def add_revocation_routes(app: web.Application, publisher: web.AppKey[Revocation
 
 def create_revocation_app(main: web.Application) -> web.Application:
     """The plain-HTTP app for ``http_port``: CRL and OCSP only, nothing else."""
-    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_REQUEST * 2)
+    app = web.Application(middlewares=[request_middleware], client_max_size=MAX_REQUEST * 2)
     if METRICS in main:
         app[METRICS] = main[METRICS]  # /crl and /ocsp counted with the registrar's requests
     add_revocation_routes(app, REVOCATION, main)

@@ -27,9 +27,9 @@ from brski_web import refusals
 from brski_web.evidence import check_store_evidence
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
-from brski_web.metrics import METRICS, metrics_middleware
+from brski_web.metrics import METRICS
 from brski_web.metrics import install as metrics_install
-from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, error_middleware
+from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, request_middleware
 from brski_web.proxies import PROXY_NETWORKS, parse_proxy_addresses, request_via
 from brski_web.serve import client_ssl_context
 from registrar import handlers
@@ -221,7 +221,7 @@ async def _ra_key_ready(app: web.Application) -> None:
 
 
 def create_app(config: RegistrarConfig) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, error_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[request_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[REFUSAL_RECORDER] = _record_refusal
     app[BODY_READ_TIMEOUT] = config.body_read_timeout_s

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from brski.errors import ChainInvalid, Forbidden, Unauthenticated
 from brski.lifecycle import BLOCKED
-from brski.pki import PrivateKey, Role, device_serial, fingerprint_sha256, verify_chain
+from brski.pki import PrivateKey, Role, verify_chain
 from brski_storage.base import CertificateRecord, DeviceRecord, RegistrarStore
 from brski_web.identity import PeerIdentity
 
@@ -62,16 +62,27 @@ class ClientIdentity:
         """
         if peer.leaf is None:
             raise Unauthenticated(f"{what} needs the device's client certificate", check="tls.client-cert")
-        serial = device_serial(peer.leaf)
+        # The serial and fingerprint are facts of the certificate, derived once
+        # per connection (PeerIdentity); the device row is read on every
+        # request, since the pin and the device's state can change meanwhile.
+        serial = peer.device_serial
         if not serial:
             raise Forbidden("client certificate has no serialNumber", check="idevid.serial-number")
         device = await self.store.get_device(serial)
-        if device is None or device.idevid_fingerprint != fingerprint_sha256(peer.leaf):
+        if device is None or device.idevid_fingerprint != peer.fingerprint:
             raise Forbidden(f"{what} from a client that is not a known device", check=f"{what}.unknown-device")
         return device
 
     async def ldevid_record(self, peer: PeerIdentity, *, now: datetime) -> CertificateRecord:
-        """The issued, unrevoked certificate record behind an LDevID client."""
+        """The issued, unrevoked certificate record behind an LDevID client.
+
+        Every check here runs on every request, none is kept with the
+        connection: the path is valid only at ``now`` (RFC 5280 6.1; a path
+        verified once is remembered process-wide by brski.pki.verify_chain
+        while ``now`` is inside its validity window, so repeating it is a
+        lookup), and the record's state, the published CRL (RFC 5280 3.3) and
+        the device's lifecycle state can all change during a connection.
+        """
         assert peer.leaf is not None
         try:
             verify_chain(peer.leaf, anchors=[self.keys.ca_cert], now=now, role=Role.LDEVID)

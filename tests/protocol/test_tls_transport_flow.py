@@ -90,15 +90,47 @@ async def test_200_requests_on_one_keepalive_connection(tls_pki: Pki) -> None:
     assert len(peers) == 1
 
 
+async def test_each_response_is_one_tls_write(tls_pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp hands a response's head and body to the transport in one write
+    (it holds the head back until the body comes), so each response is
+    encrypted and sent as one piece: one SSL_write, one socket send."""
+    writes: list[int] = []
+    orig_write = tls.TlsServerProtocol._write
+
+    def _write(self: tls.TlsServerProtocol, data: bytes | bytearray | memoryview) -> None:
+        writes.append(len(data))
+        orig_write(self, data)
+
+    monkeypatch.setattr(tls.TlsServerProtocol, "_write", _write)
+    ctx = _client_ctx(tls_pki, tls_pki.trusted_client)
+    async with serve(_cfg(tls_pki)) as port, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        for _ in range(5):
+            async with session.get(f"https://127.0.0.1:{port}/info", ssl=ctx) as resp:
+                assert resp.status == 200
+                await resp.read()
+    assert len(writes) == 5 and all(n > 200 for n in writes)  # head and body together
+
+
 async def test_peer_identity_is_read_once_per_connection(tls_pki: Pki) -> None:
     """brski_web.identity parses a connection's client chain once: every request
     on a keep-alive connection gets the same PeerIdentity, another connection
     (another client certificate) its own."""
+    from brski.pki import device_serial, fingerprint_sha256
     from brski_web.identity import peer_identity
 
     async def who(request: web.Request) -> web.Response:
         peer = peer_identity(request)
         assert peer.leaf is not None
+        # The parsed chain, the DER and the leaf facts kept with it agree.
+        transport = request.transport
+        assert transport is not None
+        der_chain = transport.get_extra_info("peercert_chain")
+        assert [c.public_bytes(DER) for c in (peer.leaf, *peer.chain)] == der_chain
+        assert transport.get_extra_info("peercert_x509") == (peer.leaf, *peer.chain)
+        assert peer.leaf_der == der_chain[0] == transport.get_extra_info("peercert")
+        assert peer.fingerprint == fingerprint_sha256(peer.leaf)
+        assert peer.subject_text == peer.leaf.subject.rfc4514_string()
+        assert peer.device_serial == device_serial(peer.leaf)
         return web.json_response({"id": id(peer), "leaf": peer.leaf.public_bytes(DER).hex()})
 
     app = web.Application()

@@ -107,6 +107,33 @@ def test_every_device_variant_matches() -> None:
                 assert dict(tmpl.subject).get("2.5.4.5") == serial
 
 
+def _composed(serial: str | None, key_type: str, legacy: bool) -> bytes:
+    """csrattrs_for_device's answer composed from the public pieces, nothing cached."""
+    key_alg, curve, sig_alg = m._KEY_PROFILES[key_type]
+    template = m.CsrTemplate(subject=(("2.5.4.5", serial),), key_algorithm=key_alg, key_parameters=curve)
+    items: list[str | m.CsrAttribute] = [template.to_attribute()]
+    if legacy:
+        items.append(m.CsrAttribute(type=key_alg, values=(encode_oid(curve),)) if curve else key_alg)
+        items.append("2.5.4.5")
+    items.append(sig_alg)
+    return m.build_csrattrs(m.CsrAttrs(items=tuple(items)))
+
+
+def test_the_per_process_parts_do_not_change_between_devices() -> None:
+    """The parts built once per process (_device_profile) give every device,
+    in any order, the answer composed afresh; no device's serial leaks into
+    another's answer."""
+    m._device_profiles.clear()
+    serials = ["PLG-000001", "séri@l", None, "x" * 300, "PLG-000002", "PLG-000001"]
+    for _ in range(2):
+        for serial in serials:
+            for key_type in ("ed25519", "p384", "p256"):
+                for legacy in (False, True):
+                    answer = m.csrattrs_for_device(serial_number=serial, key_type=key_type, legacy=legacy)
+                    assert answer == _composed(serial, key_type, legacy)
+    assert len(m._device_profiles) == 6  # one per (key type, legacy), built once
+
+
 _oid = st.builds(lambda a, b, c: f"1.{a}.{b}.{c}", st.integers(0, 39), st.integers(0, 300), st.integers(0, 10**6))
 _value = st.builds(
     lambda body: bytes([0x04, len(body)]) + body, st.binary(max_size=40)
