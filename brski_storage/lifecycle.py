@@ -76,3 +76,8 @@ class LifecycleStore(abc.ABC):
 
     @abc.abstractmethod
     async def latest_crl(self) -> CrlRecord | None: ...
+
+    @abc.abstractmethod
+    async def latest_crl_number(self) -> int | None:
+        """The newest CRL's number (None before the first): a primary-key point
+        read, so a caller that holds that CRL parsed need not read its DER again."""

@@ -224,7 +224,17 @@ class RevocationPublisher:
         self._published: tuple[int, PublishedCrl] | None = None
 
     async def published(self) -> PublishedCrl | None:
-        """The newest CRL in the store (None before the first)."""
+        """The newest CRL in the store (None before the first).
+
+        Its number is read on every call (RFC 5280 3.3: a revocation counts from
+        publication, whichever process published it); its DER only when the
+        number is not the one already parsed here.
+        """
+        number = await self.store.latest_crl_number()
+        if number is None:
+            return None
+        if self._published is not None and self._published[0] == number:
+            return self._published[1]
         latest = await self.store.latest_crl()
         if latest is None:
             return None

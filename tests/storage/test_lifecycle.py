@@ -94,12 +94,14 @@ async def test_same_key_renewal_is_a_chain_per_device(store: RegistrarStore, reg
 
 async def test_crl_numbers_are_unique_and_the_latest_is_served(store: RegistrarStore) -> None:
     assert await store.latest_crl() is None
+    assert await store.latest_crl_number() is None
     await store.add_crl(number=1, this_update=T0, next_update=T0 + timedelta(hours=1), revoked_count=0, der=b"a")
     await store.add_crl(number=2, this_update=T0, next_update=T0 + timedelta(hours=1), revoked_count=3, der=b"b")
     with pytest.raises(Conflict):
         await store.add_crl(number=2, this_update=T0, next_update=T0, revoked_count=3, der=b"c")
     latest = await store.latest_crl()
     assert latest is not None and (latest.number, latest.der, latest.revoked_count) == (2, b"b", 3)
+    assert await store.latest_crl_number() == 2
 
 
 async def test_inventory_of_thousands_filters_and_pages(registrar_url: str) -> None:
