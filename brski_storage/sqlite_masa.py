@@ -48,6 +48,8 @@ _vouchers = RowReader(
     expires_on=from_ts_opt,
 )
 _devices = RowReader(ManufacturedDevice, "devices", "serial, idevid_fingerprint, created_at", created_at=from_ts)
+# A first claim writes its owner in add_owner or with its voucher (issue_voucher_atomically).
+_INSERT_OWNER = "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at) VALUES (?, ?, ?, ?)"
 
 
 def _get_device(conn: sqlite3.Connection, serial: str) -> ManufacturedDevice | None:
@@ -186,11 +188,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
 
         def run(conn: sqlite3.Connection) -> OwnerRecord:
             require_device(conn, serial)
-            rowid = conn.execute(
-                "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at)"
-                " VALUES (?, ?, ?, ?)",
-                (serial, domain_ca_spki_sha256, domain_ca_der, ts),
-            ).lastrowid
+            rowid = conn.execute(_INSERT_OWNER, (serial, domain_ca_spki_sha256, domain_ca_der, ts)).lastrowid
             assert rowid is not None
             record_state(conn, "masa", [("owner", rowid)], at=ts, device_serial=serial)
             return _owners.by_id(conn, rowid)
@@ -313,11 +311,7 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
             require_device(conn, serial)
             state: list[tuple[str, str | int]] = []
             if new_owner_der is not None:
-                owner = conn.execute(
-                    "INSERT INTO owners (serial, domain_ca_spki_sha256, domain_ca_der, added_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (serial, domain_ca_spki_sha256, new_owner_der, created),
-                ).lastrowid
+                owner = conn.execute(_INSERT_OWNER, (serial, domain_ca_spki_sha256, new_owner_der, created)).lastrowid
                 assert owner is not None
                 state.append(("owner", owner))
             rowid = conn.execute(

@@ -481,16 +481,18 @@ def test_18_voucher_status_from_a_device_the_registrar_never_vouched(net: Net) -
             status=403, check="voucher-status.unknown-device")
 
 
+def _clone_of(net: Net, serial: str, label: str) -> Identity:
+    """Same serial, same trusted issuer, different key: not the device it names."""
+    ca = net.pki.cert("manufacturer/idevid-ca.crt")
+    cert, key = issue(name("clone", serial=serial, org="brski dev manufacturer"),
+                      issuer_cert=ca, issuer_key=net.pki.key("manufacturer/idevid-ca.key"))
+    return write_identity(net.root, label, cert, key, (ca,))
+
+
 def test_18_enroll_status_from_a_clone_of_a_known_device(net: Net) -> None:
     known = net.enroll()
     assert known.ok
-    # Same serial, same trusted issuer, different key: not the device it names.
-    clone_cert, clone_key = issue(
-        name("clone", serial=known.serial, org="brski dev manufacturer"),
-        issuer_cert=net.pki.cert("manufacturer/idevid-ca.crt"),
-        issuer_key=net.pki.key("manufacturer/idevid-ca.key"),
-    )
-    clone = write_identity(net.root, "clone", clone_cert, clone_key, (net.pki.cert("manufacturer/idevid-ca.crt"),))
+    clone = _clone_of(net, known.serial, "clone")
     refused(net, "registrar", lambda: net.request("registrar", "POST", ENROLLSTATUS, body=STATUS_OK, headers=JSON_HEADERS, identity=clone),
             status=403, check="enroll-status.unknown-device")
 
@@ -501,12 +503,7 @@ def test_18_voucher_request_from_a_clone_of_a_known_device(net: Net) -> None:
     manufacturers' collision), refused before anything is decided or stored."""
     known = net.enroll()
     assert known.ok
-    clone_cert, clone_key = issue(
-        name("clone", serial=known.serial, org="brski dev manufacturer"),
-        issuer_cert=net.pki.cert("manufacturer/idevid-ca.crt"),
-        issuer_key=net.pki.key("manufacturer/idevid-ca.key"),
-    )
-    clone = write_identity(net.root, "vr-clone", clone_cert, clone_key, (net.pki.cert("manufacturer/idevid-ca.crt"),))
+    clone = _clone_of(net, known.serial, "vr-clone")
     requests = net.rows("registrar", "SELECT count(*) FROM voucher_requests WHERE serial = ?", (known.serial,))
     refused(net, "registrar", lambda: post_vr(net, clone, pledge_request(net, clone)), status=409,
             check="storage.idevid-mismatch")

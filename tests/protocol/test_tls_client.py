@@ -69,6 +69,16 @@ async def server(pki: DevPki) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]
     srv.close()
 
 
+def _any_client_server(pki: DevPki) -> TlsServerConfig:
+    """The registrar's TLS certificate, any client certificate accepted."""
+    return TlsServerConfig(
+        cert_chain_pem=pki.files["registrar/tls.crt"],
+        key_pem=pki.files["registrar/tls.key"],
+        client_auth="optional",
+        accept_untrusted_clients=True,
+    )
+
+
 def _pledge(pki: DevPki, serial: str = SERIAL) -> tls_client.ClientCredentials:
     chain = pki.certs(f"pledges/{serial}/chain.pem")
     return client_context([pki.cert(f"pledges/{serial}/idevid.crt"), *chain], pki.key(f"pledges/{serial}/idevid.key"))
@@ -108,12 +118,7 @@ async def test_no_credentials_sends_no_certificate(server: tuple[int, list[dict[
 async def test_pledges_with_one_intermediate_share_one_context(pki: DevPki) -> None:
     port_holder: list[int] = []
     seen: list[dict[str, Any]] = []
-    cfg = TlsServerConfig(
-        cert_chain_pem=pki.files["registrar/tls.crt"],
-        key_pem=pki.files["registrar/tls.key"],
-        client_auth="optional",
-        accept_untrusted_clients=True,
-    )
+    cfg = _any_client_server(pki)
     srv = await start_tls_server(lambda: _Echo(seen), host="127.0.0.1", port=0, cfg=cfg)
     port_holder.append(bound_port(srv))
     protos = []
@@ -138,12 +143,7 @@ async def test_pledges_with_one_intermediate_share_one_context(pki: DevPki) -> N
 
 
 async def test_peer_certificate_der_is_the_servers_leaf(pki: DevPki) -> None:
-    cfg = TlsServerConfig(
-        cert_chain_pem=pki.files["registrar/tls.crt"],
-        key_pem=pki.files["registrar/tls.key"],
-        client_auth="optional",
-        accept_untrusted_clients=True,
-    )
+    cfg = _any_client_server(pki)
     srv = await start_tls_server(lambda: _Echo([]), host="127.0.0.1", port=0, cfg=cfg)
     try:
         _r, writer, proto = await tls_client.open_tls_connection(
@@ -233,12 +233,7 @@ async def test_a_name_is_resolved_once_per_ttl_and_forgotten_on_failure(
 async def test_a_closed_connection_is_freed_by_reference_counting(pki: DevPki) -> None:
     """No reference cycle through the protocol: a fleet closes two connections a
     pledge, and each cycle left waiting for the collector costs it CPU."""
-    cfg = TlsServerConfig(
-        cert_chain_pem=pki.files["registrar/tls.crt"],
-        key_pem=pki.files["registrar/tls.key"],
-        client_auth="optional",
-        accept_untrusted_clients=True,
-    )
+    cfg = _any_client_server(pki)
     srv = await start_tls_server(lambda: _Echo([]), host="127.0.0.1", port=0, cfg=cfg)
     gc.collect()
     gc.disable()
