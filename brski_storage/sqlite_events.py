@@ -10,7 +10,6 @@ The PostgreSQL engine runs the same code over its own connection adapter
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ from brski_storage.chain import (
     GENESIS,
     StoredEvent,
     canonical_json,
+    event_hash_of_text,
     verify_chain,
 )
 from brski_storage.sqlite import Database, RowReader, check_limit, from_ts, sqlite_now, to_ts
@@ -32,9 +32,6 @@ __all__ = ["PreparedEvent", "SqliteEventLog", "with_events"]
 T = TypeVar("T")
 
 _OUTCOMES = frozenset({"allow", "refuse", "info"})
-# json.dumps' own string encoder for ensure_ascii=False (what canonical_json
-# uses for every string it writes): the C one when the json accelerator is there.
-_encode_text: Callable[[str], str] = json.encoder.encode_basestring
 
 _EVENT_VALUES = "at, kind, device_serial, outcome, check_name, detail, prev_hash, hash"
 _EVENT_COLUMNS = f"id, {_EVENT_VALUES}"
@@ -76,15 +73,9 @@ class PreparedEvent:
 
     def digest(self, prev_hash: bytes) -> bytes:
         """:func:`brski_storage.chain.event_hash` of this event, from the detail
-        already in canonical JSON: the hashed text is that of
-        ``canonical_json({"at":…, "check":…, "detail":…, …})`` (keys sorted,
-        the same encoder for each value), spliced rather than encoded twice."""
-        payload = "".join((
-            '{"at":', _text(self.at), ',"check":', _text(self.check), ',"detail":', self.detail_text,
-            ',"device_serial":', _text(self.device_serial), ',"kind":', _text(self.kind),
-            ',"outcome":', _text(self.outcome), "}",
-        ))
-        return hashlib.sha256(prev_hash + payload.encode("utf-8")).digest()
+        already in canonical JSON."""
+        return event_hash_of_text(prev_hash, at=self.at, kind=self.kind, device_serial=self.device_serial,
+                                  outcome=self.outcome, check=self.check, detail_text=self.detail_text)
 
     def values(self, prev_hash: bytes, digest: bytes) -> tuple[Any, ...]:
         """The event's row after its ``id``, in ``_EVENT_VALUES`` order."""
@@ -117,11 +108,6 @@ class PreparedEvent:
     def insert(self, conn: sqlite3.Connection) -> EventRecord:
         """:meth:`chain`, and the event as stored."""
         return self.record(*self.chain(conn))
-
-
-def _text(value: str | None) -> str:
-    """One JSON string (or null) as canonical_json writes it inside an object."""
-    return "null" if value is None else _encode_text(value)
 
 
 def with_events(fn: Callable[[sqlite3.Connection], T], events: Sequence[NewEvent]) -> Callable[[sqlite3.Connection], T]:

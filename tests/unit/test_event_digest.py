@@ -1,7 +1,8 @@
 """The stored event's hash is computed once, by splicing the canonical detail
-into the row's JSON (brski_storage.sqlite_events.PreparedEvent.digest); it must
-be byte for byte the hash :func:`brski_storage.chain.event_hash` gives, the one
-every verifier and export recomputes."""
+into the row's JSON (brski_storage.chain.event_hash_of_text, which
+PreparedEvent.digest calls); it must be byte for byte the hash
+:func:`brski_storage.chain.event_hash` gives, the one every verifier and export
+recomputes."""
 
 from __future__ import annotations
 
