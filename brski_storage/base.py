@@ -540,10 +540,6 @@ class MasaStore(EventLog):
     async def audit_entries(self, serial: str) -> list[AuditEntry]: ...
 
     @abc.abstractmethod
-    async def registrar_claimed(self, serial: str, domain_id: str) -> bool:
-        """Whether any audit entry for ``serial`` names ``domain_id``."""
-
-    @abc.abstractmethod
     async def vouchers(self, serial: str) -> list[MasaVoucherRecord]: ...
 
     @abc.abstractmethod

@@ -262,13 +262,6 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
         # read on every audit-log request: inline (see read_now).
         return self._db.read_now(lambda conn: _audit_log.all(conn, "WHERE serial = ? ORDER BY id", (serial,)))
 
-    async def registrar_claimed(self, serial: str, domain_id: str) -> bool:
-        # A point probe of audit_log_by_serial (serial, domain_id, id): inline.
-        sql = "SELECT 1 FROM audit_log WHERE serial = ? AND domain_id = ? LIMIT 1"
-        return self._db.read_now(
-            lambda conn: conn.execute(sql, (serial, domain_id)).fetchone() is not None
-        )
-
     # --- vouchers -------------------------------------------------------------------------
 
     async def vouchers(self, serial: str) -> list[MasaVoucherRecord]:
