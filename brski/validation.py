@@ -38,6 +38,7 @@ from brski.errors import (
     Unauthenticated,
     VoucherInvalid,
 )
+from brski.issuer_path import verify_chain_via_issuer
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import (
     Role,
@@ -315,7 +316,9 @@ def check_registrar_request(
         assert isinstance(prior.payload, VoucherRequest)
         pledge_req = prior.payload
         idevid = prior.signer
-        verify_chain(
+        # RFC 8995 5.5.5: the IDevID that signed it chains to this
+        # manufacturer; its CA's part of the path is remembered (issuer_path).
+        verify_chain_via_issuer(
             idevid,
             intermediates=prior.certificates,
             anchors=manufacturer_anchors,
