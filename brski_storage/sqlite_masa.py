@@ -107,7 +107,13 @@ def _insert_audit(
         " VALUES (?, ?, ?, ?, ?, ?)",
         (serial, at, domain_id, nonce, assertion, truncated),
     ).lastrowid
-    return _audit_log.by_id(conn, rowid)
+    assert rowid is not None
+    # The row as written, not read back: the columns hold exactly these values
+    # (record_state reads the row itself for the state evidence).
+    return AuditEntry(
+        id=rowid, serial=serial, at=from_ts(at), domain_id=domain_id, nonce=nonce, assertion=assertion,
+        truncated=truncated,
+    )
 
 
 def _check_audit_fields(domain_id: str, truncated: int) -> None:
@@ -323,7 +329,13 @@ class SqliteMasaStore(SqliteEventLog, MasaStore):
                     expires,
                 ),
             ).lastrowid
-            stored = _vouchers.by_id(conn, rowid)
+            assert rowid is not None
+            # As written (see _insert_audit): one SELECT fewer in the commit.
+            stored = MasaVoucherRecord(
+                id=rowid, serial=serial, registrar_spki_sha256=registrar_spki_sha256,
+                domain_ca_spki_sha256=domain_ca_spki_sha256, nonce=nonce, assertion=assertion, voucher=voucher,
+                media_type=media_type, created_at=from_ts(created), expires_on=from_ts_opt(expires),
+            )
             entry = _insert_audit(
                 conn,
                 serial=serial,

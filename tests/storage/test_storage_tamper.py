@@ -151,6 +151,9 @@ async def test_masa_issue_voucher_atomically(masa: MasaStore, masa_url: str) -> 
     assert await claimed(masa, "M-1", "ZG9tYWlu")
     assert not await claimed(masa, "M-1", "b3RoZXI=")
     assert [e.nonce for e in await masa.audit_entries("M-1")] == [b"nonce"]
+    # What the commit answers is what the tables hold (built, not read back).
+    assert await masa.vouchers("M-1") == [issued.voucher]
+    assert await masa.audit_entries("M-1") == [issued.audit_entry]
 
     # If any of the three writes fails, none is committed (RFC 8995 5.8.1: no
     # voucher without its audit-log entry).
