@@ -189,7 +189,9 @@ def check_pledge_request(
             check="pledge-request.signer-not-tls-client",
         )
     intermediates = [*artifact.certificates, *tls_client_chain, *extra_intermediates]
-    chain = verify_chain(
+    # Every pledge brings a new IDevID; its CA's part of the path is the same
+    # for a production run and is remembered (brski.issuer_path).
+    chain = verify_chain_via_issuer(
         tls_client_cert,
         intermediates=intermediates,
         anchors=manufacturer_anchors,
