@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from brski import est
-from brski.ca import csr_names_device, issue_ldevid, new_serial
+from brski.ca import LdevidIssuer, csr_names_device, new_serial
 from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
 from brski.lifecycle import LifecycleEvent, next_state
@@ -71,6 +71,16 @@ class EstService:
         self._cacerts = est.encode_base64_body(est.build_certs_only([keys.ca_cert]))
         # What an LDevID says, how many a device gets (registrar/issuance.py).
         self.issuance = issuance or IssuancePolicy()
+        # The CA's constant part of every LDevID, built at the first issuance
+        # (so a CA the key does not match is refused there, as it always was).
+        self._issuer: LdevidIssuer | None = None
+
+    def _ldevid_issuer(self) -> LdevidIssuer:
+        if self._issuer is None:
+            self._issuer = LdevidIssuer(
+                ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, crl_url=self.crl_url, ocsp_url=self.ocsp_url
+            )
+        return self._issuer
 
     async def _check_enroll_gate(self, serial: str, *, now: datetime) -> None:
         if self.enroll_gate is not None:
@@ -215,16 +225,12 @@ class EstService:
                 ) from exc
         cert = await signing(  # in a thread when the CA key is in a token
             self.keys.ca_key,
-            issue_ldevid,
+            self._ldevid_issuer().issue_ldevid,
             csr,
-            ca_cert=self.keys.ca_cert,
-            ca_key=self.keys.ca_key,
             serial=cert_serial,
             now=now,
             validity=self.ldevid_validity,
             device_serial=serial,
-            crl_url=self.crl_url,
-            ocsp_url=self.ocsp_url,
             grant=grant,
         )
         events = [
