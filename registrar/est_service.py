@@ -127,10 +127,11 @@ class EstService:
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         if not csr_names_device(csr, serial):
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
-        if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
+        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
+        if spki == spki_sha256(peer.leaf):
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
         cert = await self._issue(
-            csr, device=device, now=now, kind="credential.issued",
+            csr, spki=spki, device=device, now=now, kind="credential.issued",
             then=StateChange(state=enrolled, reason="LDevID issued"),
         )
         # A device holds one valid LDevID: enrolling again through the IDevID
@@ -162,9 +163,10 @@ class EstService:
         # lets a key be renewed only by the device it was first certified for
         # (migration 0003). New key: it must never have been certified, like
         # any key at first enrolment.
-        same_key = spki_sha256(csr.public_key()) == spki_sha256(peer.leaf)  # type: ignore[arg-type]
+        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
+        same_key = spki == spki_sha256(peer.leaf)
         cert = await self._issue(
-            csr, device=device, now=now, kind="credential.renewed",
+            csr, spki=spki, device=device, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
             then=StateChange(state=renewed, reason="LDevID renewed"),
         )
@@ -174,6 +176,7 @@ class EstService:
         self,
         csr: x509.CertificateSigningRequest,
         *,
+        spki: bytes,
         device: DeviceRecord,
         now: datetime,
         kind: str,
@@ -182,7 +185,9 @@ class EstService:
     ) -> x509.Certificate:
         """Reserve serial and key, sign, record, and only then return.
 
-        ``renews``: the serial of the certificate a same-key renewal replaces.
+        ``spki``: the SHA-256 of the CSR's SubjectPublicKeyInfo (the caller
+        computed it for its own check). ``renews``: the serial of the
+        certificate a same-key renewal replaces.
         A reservation orphaned by a crash (row 'reserved' for this key and
         device, never signed or never recorded as issued) is completed under
         its reserved serial when the device asks again with the same key:
@@ -195,7 +200,6 @@ class EstService:
         serial = device.serial
         grant = self.issuance.grant(device)
         ignored = self.issuance.beyond_grant(csr, grant, serial=serial)
-        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
         latest = await self.store.latest_certificate_for_key(spki)
         if latest is not None and latest.state == "reserved" and latest.device_serial == serial:
             serial_hex = latest.cert_serial
