@@ -147,12 +147,11 @@ class EstService:
         """RFC 7030 4.2.2: renew with the current LDevID as client certificate."""
         if peer.leaf is None or not self.clients.is_ldevid(peer.leaf):
             raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
-        record = await self.clients.ldevid_record(peer, now=now)
+        record, device = await self.clients.ldevid_device(peer, now=now)
         serial = record.device_serial
+        assert device is not None  # a certificate row references its device
         await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
         await self.issuance.check_limit(self.store, serial, now=now)
-        device = await self.store.get_device(serial)
-        assert device is not None  # a certificate row references its device
         renewed = next_state(device.state, LifecycleEvent.LDEVID_RENEWED, serial=serial)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.

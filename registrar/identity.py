@@ -124,7 +124,15 @@ class ClientIdentity:
         return ExtendedKeyUsageOID.CLIENT_AUTH in eku
 
     async def ldevid_record(self, peer: PeerIdentity, *, now: datetime) -> CertificateRecord:
-        """The issued, unrevoked certificate record behind an LDevID client.
+        """The issued, unrevoked certificate record behind an LDevID client (see ldevid_device)."""
+        return (await self.ldevid_device(peer, now=now))[0]
+
+    async def ldevid_device(
+        self, peer: PeerIdentity, *, now: datetime
+    ) -> tuple[CertificateRecord, DeviceRecord | None]:
+        """The issued, unrevoked certificate record behind an LDevID client,
+        and its device's row as read for the check (a caller that needs the
+        row uses this one read).
 
         Every check here runs on every request, none is kept with the
         connection: the path is valid only at ``now`` (RFC 5280 6.1), and the
@@ -159,7 +167,7 @@ class ClientIdentity:
                 f"device {device.serial} is {device.state}", check=f"ldevid.device-{device.state}",
                 serial=device.serial,
             )
-        return record
+        return record, device
 
     async def client_device(self, peer: PeerIdentity, *, now: datetime, what: str) -> str:
         """IDevID or LDevID: the device serial behind the TLS client."""
