@@ -46,8 +46,13 @@ class ClientIdentity:
         self.keys = keys
         self._ca_subject = keys.ca_cert.subject
         # The keyIdentifier every LDevID this CA issues carries in its AKI
-        # (brski.ca.issue_ldevid), fixed for the process's CA key.
-        self._ca_key_id = authority_key_id(keys.ca_cert, keys.ca_key).key_identifier
+        # (brski.ca.issue_ldevid), fixed for the process's CA key. It names
+        # that key only when it is derived from it (RFC 5280 4.2.1.2 method
+        # (1)); a CA whose SKI is some other value could share it with an
+        # earlier key, so its LDevIDs are always path-validated (None).
+        key_id = authority_key_id(keys.ca_cert, keys.ca_key).key_identifier
+        derived = x509.SubjectKeyIdentifier.from_public_key(keys.ca_key.public_key()).digest
+        self._ca_key_id: bytes | None = key_id if key_id == derived else None
         # RFC 5280 3.3: is this LDevID serial on the last published CRL?
         # (registrar/revocation.py). None: no CRL publication wired.
         self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None
@@ -88,8 +93,9 @@ class ClientIdentity:
         intermediate, so 6.1.4 and the name and policy constraints have
         nothing to act on); the leaf's signature (6.1.3 (a)(1)) was made here
         with that key over exactly these bytes, which the store recorded at
-        issuance (the AKI names the current CA key, so a certificate of an
-        earlier CA key with the same name does not pass); and what can change
+        issuance (the AKI names the current CA key by an identifier derived
+        from it, so a certificate of an earlier CA key with the same name does
+        not pass); and what can change
         with time is checked here on every request: validity at ``now`` of
         the leaf and the CA (6.1.3 (a)(2)), the issuer name (6.1.3 (a)(4)),
         clientAuth as verify_chain's LDEVID role asks, and, in ldevid_record,
@@ -100,7 +106,7 @@ class ClientIdentity:
         validity) is left to the full path validation and its refusals.
         """
         leaf = peer.leaf
-        if leaf is None or record is None or record.der is None:
+        if leaf is None or record is None or record.der is None or self._ca_key_id is None:
             return False
         presented = peer.leaf_der if peer.leaf_der is not None else cert_der(leaf)
         if presented != record.der or leaf.issuer != self._ca_subject:

@@ -24,7 +24,7 @@ from brski_storage.base import CertificateRecord, DeviceRecord, RegistrarStore
 from brski_web.identity import PeerIdentity
 from registrar.identity import ClientIdentity, RegistrarKeys
 from tests.ca_helpers import SERIAL, YEAR, issue, make_ca
-from tests.pki_helpers import DAY, NOW
+from tests.pki_helpers import DAY, NOW, key_usage_for, make_cert
 
 
 class _Store:
@@ -154,3 +154,35 @@ def test_one_devices_record_does_not_pass_another_devices_certificate(
     clients = _identity(ca, stored)
     _check(clients, mine)
     assert len(path_validations) == 1
+
+
+def _ca_with_ski(ski: bytes, key: PrivateKey | None = None) -> tuple[x509.Certificate, PrivateKey]:
+    """A "Domain CA" whose SKI is ``ski``, not derived from its key."""
+    return make_cert(
+        "Domain CA", key=key, ca=True, not_before=NOW - YEAR, not_after=NOW + 10 * YEAR,
+        key_usage=key_usage_for(ca=True), ski=False,
+        extra=[(x509.SubjectKeyIdentifier(ski), False)],
+    )
+
+
+def test_a_ca_whose_key_identifier_is_not_derived_from_its_key_always_path_validates(
+    path_validations: list[x509.Certificate],
+) -> None:
+    ca = _ca_with_ski(b"\x01" * 20)
+    cert = issue(ca=ca)
+    assert _check(_identity(ca, _record(cert)), cert).device_serial == SERIAL
+    assert len(path_validations) == 1
+
+
+def test_a_replaced_ca_key_under_a_reused_key_identifier_is_refused(
+    path_validations: list[x509.Certificate],
+) -> None:
+    # An operator re-keys the CA but keeps its name and its (arbitrary) SKI:
+    # the AKI of what the old key issued still matches; only the signature
+    # tells the keys apart, so such a CA gets full path validation.
+    old_ca = _ca_with_ski(b"\x02" * 20)
+    cert = issue(ca=old_ca)
+    new_ca = _ca_with_ski(b"\x02" * 20)
+    with pytest.raises(Forbidden) as refused:
+        _check(_identity(new_ca, _record(cert)), cert)
+    assert refused.value.check == "chain.untrusted"
