@@ -28,6 +28,7 @@ from brski.pki import PrivateKey
 
 __all__ = [
     "CLOCK_SKEW",
+    "LdevidIssuer",
     "authority_key_id",
     "csr_names_device",
     "issue_ldevid",
@@ -104,6 +105,125 @@ def _check_device_serial(device_serial: str) -> None:
         )
 
 
+class LdevidIssuer:
+    """The domain CA as an LDevID issuer: what is the same for every
+    certificate it signs, checked and built once.
+
+    The CA certificate and key are checked against each other once (they do
+    not change for the life of the object); the issuer name, the AKI
+    (RFC 5280 4.2.1.1), the signature hash, the constant extensions and the
+    CRL and OCSP pointers are built once. Per certificate only the CSR's key,
+    the serial, the validity and the device's grant are added, and signed.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_cert: x509.Certificate,
+        ca_key: PrivateKey,
+        crl_url: str | None = None,
+        ocsp_url: str | None = None,
+    ) -> None:
+        _check_ca(ca_cert, ca_key)
+        self.ca_cert = ca_cert
+        self.ca_key = ca_key
+        self._hash = signature_hash(ca_key)
+        self._ca_from = ca_cert.not_valid_before_utc
+        self._ca_until = ca_cert.not_valid_after_utc
+        self._aki = authority_key_id(ca_cert, ca_key)
+        # The builder is immutable (each step returns a new one), so the
+        # common head is shared; extensions keep the order they always had.
+        self._head = (
+            x509.CertificateBuilder()
+            .issuer_name(ca_cert.subject)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        )
+        self._tail: list[x509.ExtensionType] = []
+        if crl_url is not None:
+            # RFC 5280 section 4.2.1.13: a distributionPoint fullName URI.
+            point = x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(crl_url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+            self._tail.append(x509.CRLDistributionPoints([point]))
+        if ocsp_url is not None:
+            # RFC 5280 section 4.2.2.1: id-ad-ocsp accessLocation.
+            access = x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+            )
+            self._tail.append(x509.AuthorityInformationAccess([access]))
+
+    def issue_ldevid(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        serial: int,
+        now: datetime,
+        validity: timedelta,
+        device_serial: str,
+        grant: LdevidGrant | None = None,
+    ) -> x509.Certificate:
+        """Sign the pledge's LDevID (see :func:`issue_ldevid`)."""
+        if now.tzinfo is None:
+            raise ConfigError("now must be timezone-aware", check="ca.now-naive")
+        if validity <= timedelta(0):
+            raise ConfigError("validity must be positive", check="ca.validity")
+        # RFC 5280 section 4.1.2.2: positive, at most 20 octets.
+        if not 0 < serial < (1 << _SERIAL_BITS):
+            raise ConfigError("serial must be positive and fit in 20 octets", check="ca.serial")
+        _check_device_serial(device_serial)
+        if grant is None:
+            grant = LdevidProfile().grant(serial=device_serial)
+        if (NameOID.SERIAL_NUMBER, device_serial) not in {(a.oid, a.value) for a in grant.subject}:
+            raise ConfigError("the grant does not name this device", check="ca.grant-serial")
+
+        # The certificate may not outlive its issuer (RFC 5280 section 6.1.3
+        # would refuse it at the CA's expiry anyway) nor predate it.
+        not_before = max(now - CLOCK_SKEW, self._ca_from)
+        not_after = min(now + validity, self._ca_until)
+        if not_after <= not_before:
+            raise ConfigError("the CA certificate is not valid now", check="ca.expired")
+
+        public_key = csr.public_key()
+        if not isinstance(
+            public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+        ):
+            raise PolicyRefused("CSR key type not accepted", check="ca.csr-key-type")
+
+        builder = (
+            self._head.subject_name(grant.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.ExtendedKeyUsage(list(grant.eku)), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(self._aki, critical=False)
+        )
+        for extension in self._tail:
+            builder = builder.add_extension(extension, critical=False)
+        if grant.san:
+            # RFC 5280 section 4.2.1.6: non-critical since the subject is not empty.
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(grant.san)), critical=False)
+        return builder.sign(self.ca_key, self._hash)
+
+
 def issue_ldevid(
     csr: x509.CertificateSigningRequest,
     *,
@@ -124,83 +244,12 @@ def issue_ldevid(
     :mod:`brski.ldevid`), by default ``CN=<serial>, serialNumber=<serial>``
     with clientAuth only, so a pledge cannot ask for a name or a purpose
     (serverAuth for ``localhost``, cA=true) the registrar did not decide.
+    A server issuing many keeps one :class:`LdevidIssuer` instead.
     """
-    if now.tzinfo is None:
-        raise ConfigError("now must be timezone-aware", check="ca.now-naive")
-    if validity <= timedelta(0):
-        raise ConfigError("validity must be positive", check="ca.validity")
-    # RFC 5280 section 4.1.2.2: positive, at most 20 octets.
-    if not 0 < serial < (1 << _SERIAL_BITS):
-        raise ConfigError("serial must be positive and fit in 20 octets", check="ca.serial")
-    _check_device_serial(device_serial)
-    _check_ca(ca_cert, ca_key)
-    if grant is None:
-        grant = LdevidProfile().grant(serial=device_serial)
-    if (NameOID.SERIAL_NUMBER, device_serial) not in {(a.oid, a.value) for a in grant.subject}:
-        raise ConfigError("the grant does not name this device", check="ca.grant-serial")
-
-    # The certificate may not outlive its issuer (RFC 5280 section 6.1.3
-    # would refuse it at the CA's expiry anyway) nor predate it.
-    not_before = max(now - CLOCK_SKEW, ca_cert.not_valid_before_utc)
-    not_after = min(now + validity, ca_cert.not_valid_after_utc)
-    if not_after <= not_before:
-        raise ConfigError("the CA certificate is not valid now", check="ca.expired")
-
-    public_key = csr.public_key()
-    if not isinstance(
-        public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
-    ):
-        raise PolicyRefused("CSR key type not accepted", check="ca.csr-key-type")
-
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(grant.subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(list(grant.eku)),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(authority_key_id(ca_cert, ca_key), critical=False)
+    issuer = LdevidIssuer(ca_cert=ca_cert, ca_key=ca_key, crl_url=crl_url, ocsp_url=ocsp_url)
+    return issuer.issue_ldevid(
+        csr, serial=serial, now=now, validity=validity, device_serial=device_serial, grant=grant
     )
-    if crl_url is not None:
-        # RFC 5280 section 4.2.1.13: a distributionPoint fullName URI.
-        point = x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(crl_url)],
-            relative_name=None,
-            reasons=None,
-            crl_issuer=None,
-        )
-        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
-    if ocsp_url is not None:
-        # RFC 5280 section 4.2.2.1: id-ad-ocsp accessLocation.
-        access = x509.AccessDescription(
-            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-        )
-        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
-    if grant.san:
-        # RFC 5280 section 4.2.1.6: non-critical since the subject is not empty.
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(grant.san)), critical=False)
-    return builder.sign(ca_key, signature_hash(ca_key))
 
 
 # --- does the CSR claim this device? ----------------------------------------------

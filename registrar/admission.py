@@ -29,6 +29,7 @@ running server.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,6 +164,10 @@ class _Loaded:
     anchors: list[x509.Certificate] = field(default_factory=list)
 
 
+# Audit-log verdicts remembered per process (32-byte key and a Decision each).
+_REVIEWED_MAX = 4096
+
+
 class AdmissionControl:
     """The facts admission decisions need, for one running registrar (RFC 8995 5.3, 5.6, 5.8.3).
 
@@ -177,6 +182,8 @@ class AdmissionControl:
         self.own_domain_id = own_domain_id
         self._loaded: list[_Loaded] = []
         self._first_use: ManufacturerEntry | None = None
+        # SHA-256 of an audit log's bytes -> the verdict on it (enroll_gate).
+        self._reviewed: dict[bytes, Decision] = {}
         for entry in policy.manufacturers:
             if entry.anchor is None:
                 self._first_use = entry
@@ -257,9 +264,21 @@ class AdmissionControl:
         latest = await self.store.latest_audit_log(serial)
         if latest is None:
             return
-        try:
-            decision = self.review(AuditLog.from_json(latest.body))
-        except MalformedInput as exc:
-            decision = Decision(allow=False, rule="registrar.audit.malformed", detail=exc.detail)
+        # The latest log is read on every EST request (a new one may have been
+        # fetched meanwhile); the verdict on it is a function of its bytes and
+        # of this process's review rules, which do not change while it runs, so
+        # it is remembered by the bytes' SHA-256 rather than parsed and
+        # reviewed again at each renewal. Nothing of the device is in the key
+        # or the verdict: the refusal names the requesting device below.
+        key = hashlib.sha256(latest.body).digest()
+        decision = self._reviewed.get(key)
+        if decision is None:
+            try:
+                decision = self.review(AuditLog.from_json(latest.body))
+            except MalformedInput as exc:
+                decision = Decision(allow=False, rule="registrar.audit.malformed", detail=exc.detail)
+            if len(self._reviewed) >= _REVIEWED_MAX:
+                del self._reviewed[next(iter(self._reviewed))]  # oldest first
+            self._reviewed[key] = decision
         if not decision.allow:
             raise PolicyRefused(decision.detail, check=decision.rule, serial=serial)

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from brski import est
-from brski.ca import csr_names_device, issue_ldevid, new_serial
+from brski.ca import LdevidIssuer, csr_names_device, new_serial
 from brski.csrattrs import csrattrs_for_device
 from brski.errors import Conflict, Forbidden, Unauthenticated
 from brski.lifecycle import LifecycleEvent, next_state
@@ -71,6 +71,16 @@ class EstService:
         self._cacerts = est.encode_base64_body(est.build_certs_only([keys.ca_cert]))
         # What an LDevID says, how many a device gets (registrar/issuance.py).
         self.issuance = issuance or IssuancePolicy()
+        # The CA's constant part of every LDevID, built at the first issuance
+        # (so a CA the key does not match is refused there, as it always was).
+        self._issuer: LdevidIssuer | None = None
+
+    def _ldevid_issuer(self) -> LdevidIssuer:
+        if self._issuer is None:
+            self._issuer = LdevidIssuer(
+                ca_cert=self.keys.ca_cert, ca_key=self.keys.ca_key, crl_url=self.crl_url, ocsp_url=self.ocsp_url
+            )
+        return self._issuer
 
     async def _check_enroll_gate(self, serial: str, *, now: datetime) -> None:
         if self.enroll_gate is not None:
@@ -117,10 +127,11 @@ class EstService:
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         if not csr_names_device(csr, serial):
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
-        if spki_sha256(csr.public_key()) == spki_sha256(peer.leaf):  # type: ignore[arg-type]
+        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
+        if spki == spki_sha256(peer.leaf):
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
         cert = await self._issue(
-            csr, device=device, now=now, kind="credential.issued",
+            csr, spki=spki, device=device, now=now, kind="credential.issued",
             then=StateChange(state=enrolled, reason="LDevID issued"),
         )
         # A device holds one valid LDevID: enrolling again through the IDevID
@@ -136,12 +147,11 @@ class EstService:
         """RFC 7030 4.2.2: renew with the current LDevID as client certificate."""
         if peer.leaf is None or not self.clients.is_ldevid(peer.leaf):
             raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
-        record = await self.clients.ldevid_record(peer, now=now)
+        record, device = await self.clients.ldevid_device(peer, now=now)
         serial = record.device_serial
+        assert device is not None  # a certificate row references its device
         await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
         await self.issuance.check_limit(self.store, serial, now=now)
-        device = await self.store.get_device(serial)
-        assert device is not None  # a certificate row references its device
         renewed = next_state(device.state, LifecycleEvent.LDEVID_RENEWED, serial=serial)
         csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
@@ -152,9 +162,10 @@ class EstService:
         # lets a key be renewed only by the device it was first certified for
         # (migration 0003). New key: it must never have been certified, like
         # any key at first enrolment.
-        same_key = spki_sha256(csr.public_key()) == spki_sha256(peer.leaf)  # type: ignore[arg-type]
+        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
+        same_key = spki == spki_sha256(peer.leaf)
         cert = await self._issue(
-            csr, device=device, now=now, kind="credential.renewed",
+            csr, spki=spki, device=device, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
             then=StateChange(state=renewed, reason="LDevID renewed"),
         )
@@ -164,6 +175,7 @@ class EstService:
         self,
         csr: x509.CertificateSigningRequest,
         *,
+        spki: bytes,
         device: DeviceRecord,
         now: datetime,
         kind: str,
@@ -172,7 +184,9 @@ class EstService:
     ) -> x509.Certificate:
         """Reserve serial and key, sign, record, and only then return.
 
-        ``renews``: the serial of the certificate a same-key renewal replaces.
+        ``spki``: the SHA-256 of the CSR's SubjectPublicKeyInfo (the caller
+        computed it for its own check). ``renews``: the serial of the
+        certificate a same-key renewal replaces.
         A reservation orphaned by a crash (row 'reserved' for this key and
         device, never signed or never recorded as issued) is completed under
         its reserved serial when the device asks again with the same key:
@@ -185,7 +199,6 @@ class EstService:
         serial = device.serial
         grant = self.issuance.grant(device)
         ignored = self.issuance.beyond_grant(csr, grant, serial=serial)
-        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
         latest = await self.store.latest_certificate_for_key(spki)
         if latest is not None and latest.state == "reserved" and latest.device_serial == serial:
             serial_hex = latest.cert_serial
@@ -215,16 +228,12 @@ class EstService:
                 ) from exc
         cert = await signing(  # in a thread when the CA key is in a token
             self.keys.ca_key,
-            issue_ldevid,
+            self._ldevid_issuer().issue_ldevid,
             csr,
-            ca_cert=self.keys.ca_cert,
-            ca_key=self.keys.ca_key,
             serial=cert_serial,
             now=now,
             validity=self.ldevid_validity,
             device_serial=serial,
-            crl_url=self.crl_url,
-            ocsp_url=self.ocsp_url,
             grant=grant,
         )
         events = [

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from brski.ca import authority_key_id
+from brski.certfacts import cert_der
 from brski.errors import ChainInvalid, Forbidden, Unauthenticated
 from brski.lifecycle import BLOCKED
 from brski.pki import PrivateKey, Role, verify_chain
@@ -42,6 +45,14 @@ class ClientIdentity:
         self.store = store
         self.keys = keys
         self._ca_subject = keys.ca_cert.subject
+        # The keyIdentifier every LDevID this CA issues carries in its AKI
+        # (brski.ca.issue_ldevid), fixed for the process's CA key. It names
+        # that key only when it is derived from it (RFC 5280 4.2.1.2 method
+        # (1)); a CA whose SKI is some other value could share it with an
+        # earlier key, so its LDevIDs are always path-validated (None).
+        key_id = authority_key_id(keys.ca_cert, keys.ca_key).key_identifier
+        derived = x509.SubjectKeyIdentifier.from_public_key(keys.ca_key.public_key()).digest
+        self._ca_key_id: bytes | None = key_id if key_id == derived else None
         # RFC 5280 3.3: is this LDevID serial on the last published CRL?
         # (registrar/revocation.py). None: no CRL publication wired.
         self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None
@@ -73,22 +84,79 @@ class ClientIdentity:
             raise Forbidden(f"{what} from a client that is not a known device", check=f"{what}.unknown-device")
         return device
 
+    def _recorded_here(self, peer: PeerIdentity, record: CertificateRecord | None, *, now: datetime) -> bool:
+        """Is the client's LDevID, byte for byte, a certificate this registrar
+        issued under its current CA key and recorded, valid at ``now``?
+
+        Then RFC 5280 6.1 path validation has nothing left to establish: the
+        path is the leaf and the domain CA, the trust anchor itself (no
+        intermediate, so 6.1.4 and the name and policy constraints have
+        nothing to act on); the leaf's signature (6.1.3 (a)(1)) was made here
+        with that key over exactly these bytes, which the store recorded at
+        issuance (the AKI names the current CA key by an identifier derived
+        from it, so a certificate of an earlier CA key with the same name does
+        not pass); and what can change
+        with time is checked here on every request: validity at ``now`` of
+        the leaf and the CA (6.1.3 (a)(2)), the issuer name (6.1.3 (a)(4)),
+        clientAuth as verify_chain's LDEVID role asks, and, in ldevid_record,
+        revocation (6.1.3 (a)(3): the row and the published CRL) and the
+        device's state. The TLS handshake proved possession of the leaf's key
+        (RFC 7030 3.3.2: the client is authenticated by that certificate).
+        Anything else (no record, other bytes, another key identifier, out of
+        validity) is left to the full path validation and its refusals.
+        """
+        leaf = peer.leaf
+        if leaf is None or record is None or record.der is None or self._ca_key_id is None:
+            return False
+        presented = peer.leaf_der if peer.leaf_der is not None else cert_der(leaf)
+        if presented != record.der or leaf.issuer != self._ca_subject:
+            return False
+        ca = self.keys.ca_cert
+        if not (
+            leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc
+            and ca.not_valid_before_utc <= now <= ca.not_valid_after_utc
+        ):
+            return False
+        try:
+            aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            return False
+        if aki.key_identifier is None or aki.key_identifier != self._ca_key_id:
+            return False
+        try:
+            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            return True
+        return ExtendedKeyUsageOID.CLIENT_AUTH in eku
+
     async def ldevid_record(self, peer: PeerIdentity, *, now: datetime) -> CertificateRecord:
-        """The issued, unrevoked certificate record behind an LDevID client.
+        """The issued, unrevoked certificate record behind an LDevID client (see ldevid_device)."""
+        return (await self.ldevid_device(peer, now=now))[0]
+
+    async def ldevid_device(
+        self, peer: PeerIdentity, *, now: datetime
+    ) -> tuple[CertificateRecord, DeviceRecord | None]:
+        """The issued, unrevoked certificate record behind an LDevID client,
+        and its device's row as read for the check (a caller that needs the
+        row uses this one read).
 
         Every check here runs on every request, none is kept with the
-        connection: the path is valid only at ``now`` (RFC 5280 6.1; a path
-        verified once is remembered process-wide by brski.pki.verify_chain
-        while ``now`` is inside its validity window, so repeating it is a
-        lookup), and the record's state, the published CRL (RFC 5280 3.3) and
-        the device's lifecycle state can all change during a connection.
+        connection: the path is valid only at ``now`` (RFC 5280 6.1), and the
+        record's state, the published CRL (RFC 5280 3.3) and the device's
+        lifecycle state can all change during a connection. A certificate
+        whose exact bytes this registrar recorded when it issued it is
+        checked by :meth:`_recorded_here` (the same rules, the signature
+        known to be its own); any other goes through full path validation
+        (brski.pki.verify_chain, which remembers a verified path
+        process-wide while ``now`` is inside its validity window).
         """
         assert peer.leaf is not None
-        try:
-            verify_chain(peer.leaf, anchors=[self.keys.ca_cert], now=now, role=Role.LDEVID)
-        except ChainInvalid as exc:
-            raise Forbidden(f"LDevID not valid: {exc.detail}", check=exc.check) from exc
         record = await self.store.get_certificate(format(peer.leaf.serial_number, "x"))
+        if not self._recorded_here(peer, record, now=now):
+            try:
+                verify_chain(peer.leaf, anchors=[self.keys.ca_cert], now=now, role=Role.LDEVID)
+            except ChainInvalid as exc:
+                raise Forbidden(f"LDevID not valid: {exc.detail}", check=exc.check) from exc
         if record is None:
             raise Forbidden("LDevID unknown to this registrar", check="ldevid.unknown")
         if record.state == "revoked" or (
@@ -105,7 +173,7 @@ class ClientIdentity:
                 f"device {device.serial} is {device.state}", check=f"ldevid.device-{device.state}",
                 serial=device.serial,
             )
-        return record
+        return record, device
 
     async def client_device(self, peer: PeerIdentity, *, now: datetime, what: str) -> str:
         """IDevID or LDevID: the device serial behind the TLS client."""

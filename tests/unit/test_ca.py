@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski import oids
-from brski.ca import CLOCK_SKEW, csr_names_device, new_serial
+from brski.ca import CLOCK_SKEW, LdevidIssuer, csr_names_device, issue_ldevid, new_serial
 from brski.errors import BrskiError, ConfigError, MalformedInput, PolicyRefused
 from brski.ldevid import LdevidProfile
 from tests.ca_helpers import SERIAL, YEAR, issue, make_ca, make_csr
@@ -148,6 +148,50 @@ def test_mismatched_or_non_ca_issuer_refused() -> None:
     with pytest.raises(ConfigError) as info:
         issue(ca=make_ca(ca=False))
     assert info.value.check == "ca.not-ca"
+
+
+def test_one_issuer_for_many_devices_carries_nothing_from_one_to_the_next() -> None:
+    # The registrar keeps one LdevidIssuer for the life of the process: what
+    # it builds once is the CA's; each certificate's subject, key, SKI,
+    # serial, validity and names are its own device's.
+    ca_cert, ca_key = make_ca()
+    issuer = LdevidIssuer(ca_cert=ca_cert, ca_key=ca_key, crl_url="http://r/crl", ocsp_url="http://r/ocsp")
+    profile = LdevidProfile(san=("dns:{serial}.example",))
+    issued = []
+    for i, serial in enumerate(("DEV-A", "DEV-B")):
+        csr = make_csr()
+        cert = issuer.issue_ldevid(
+            csr, serial=1000 + i, now=NOW + i * YEAR, validity=YEAR, device_serial=serial,
+            grant=profile.grant(serial=serial),
+        )
+        assert cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == serial
+        assert cert.public_key() == csr.public_key()
+        assert cert.serial_number == 1000 + i
+        assert cert.not_valid_before_utc == NOW + i * YEAR - CLOCK_SKEW
+        ext = cert.extensions
+        assert ext.get_extension_for_class(x509.SubjectKeyIdentifier).value == (
+            x509.SubjectKeyIdentifier.from_public_key(csr.public_key())
+        )
+        san = ext.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == [f"{serial.lower()}.example"]
+        assert len(list(ext)) == 8  # BC, KU, EKU, SKI, AKI, CRL DP, AIA, SAN: none twice
+        issued.append(cert)
+    # The same certificate as the one-shot function makes, extension for extension.
+    again = issue_ldevid(
+        make_csr(), ca_cert=ca_cert, ca_key=ca_key, serial=1001, now=NOW + YEAR, validity=YEAR,
+        device_serial="DEV-B", crl_url="http://r/crl", ocsp_url="http://r/ocsp", grant=profile.grant(serial="DEV-B"),
+    )
+    assert [e.oid for e in again.extensions] == [e.oid for e in issued[1].extensions]
+    assert [e.value for e in again.extensions if e.oid != x509.oid.ExtensionOID.SUBJECT_KEY_IDENTIFIER] == [
+        e.value for e in issued[1].extensions if e.oid != x509.oid.ExtensionOID.SUBJECT_KEY_IDENTIFIER
+    ]
+
+
+def test_an_issuer_refuses_a_ca_its_key_does_not_match() -> None:
+    ca_cert, _ = make_ca()
+    with pytest.raises(ConfigError) as info:
+        LdevidIssuer(ca_cert=ca_cert, ca_key=ec.generate_private_key(ec.SECP256R1()))
+    assert info.value.check == "ca.key-mismatch"
 
 
 # --- csr_names_device ---------------------------------------------------------------

@@ -134,6 +134,24 @@ def test_the_per_process_parts_do_not_change_between_devices() -> None:
     assert len(m._device_profiles) == 6  # one per (key type, legacy), built once
 
 
+def test_answers_spliced_around_a_serial_equal_the_full_build() -> None:
+    """csrattrs_for_device puts a printable serial into bytes found once per
+    serial length (_answer_shape): for every length and character the answer
+    is the one the declaration builds, and no serial stays in another's."""
+    m._shapes.clear()
+    chars = "ABZaz09 '()+,-./:=?"
+    for length in range(1, 65):
+        for serial in (chars[length % len(chars)] * length, "".join(chars[(i * 7 + length) % len(chars)] for i in range(length))):
+            for key_type in ("p256", "ed25519"):
+                for legacy in (True, False):
+                    answer = m.csrattrs_for_device(serial_number=serial, key_type=key_type, legacy=legacy)
+                    assert answer == m._build_for_device(serial, key_type, legacy) == _composed(serial, key_type, legacy)
+    assert m._shapes and all(shape is not None for shape in m._shapes.values())
+    # Not printable, or longer than ub-serial-number: built in full, still the same answer.
+    for serial in ("séri@l", "x" * 65):
+        assert m.csrattrs_for_device(serial_number=serial) == _composed(serial, "p256", True)
+
+
 _oid = st.builds(lambda a, b, c: f"1.{a}.{b}.{c}", st.integers(0, 39), st.integers(0, 300), st.integers(0, 10**6))
 _value = st.builds(
     lambda body: bytes([0x04, len(body)]) + body, st.binary(max_size=40)
