@@ -47,6 +47,7 @@ from brski.admission import (
 )
 from brski.auditlog import AuditLog
 from brski.errors import ChainInvalid, ConfigError, MalformedInput, PolicyRefused
+from brski.issuer_path import verify_chain_via_issuer
 from brski.pki import Role, cert_der, load_certs, spki_sha256, verify_chain
 from brski_storage.base import ManufacturerPin, RegistrarStore
 
@@ -211,7 +212,9 @@ class AdmissionControl:
         first_error: ChainInvalid | None = None
         for m in self._loaded:
             try:
-                verify_chain(idevid, intermediates=chain, anchors=m.anchors, now=now, role=Role.IDEVID)
+                # The manufacturer CA's part of the path is remembered
+                # (brski.issuer_path); per device only the IDevID's own link.
+                verify_chain_via_issuer(idevid, intermediates=chain, anchors=m.anchors, now=now, role=Role.IDEVID)
             except ChainInvalid as exc:
                 first_error = first_error or exc
                 continue
