@@ -24,7 +24,7 @@ __all__ = ["cert_der", "cert_spki_sha256", "issuer_name_der", "load_der_cert", "
 
 # The repeated ones are re-learnt at most once per this many others: ~2 KB
 # each, so RSS stays flat.
-MEMO_SIZE = 256
+MEMO_SIZE = 128
 
 
 class _Facts:

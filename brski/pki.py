@@ -498,7 +498,7 @@ _VerifiedKey: TypeAlias = tuple[bytes, tuple[bytes, ...], Role]
 _verified_paths: dict[
     _VerifiedKey, tuple[tuple[x509.Certificate, ...], frozenset[bytes], datetime, datetime]
 ] = {}
-_VERIFIED_PATHS_MAX = 1024
+_VERIFIED_PATHS_MAX = 128
 
 
 def forget_verified_paths() -> None:
