@@ -27,7 +27,7 @@ from brski_web import refusals
 from brski_web.evidence import check_store_evidence
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
-from brski_web.memory import bound_asyncio_ssl_buffers, free_memory_ctx
+from brski_web.memory import bound_asyncio_ssl_buffers
 from brski_web.metrics import METRICS
 from brski_web.metrics import install as metrics_install
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, request_middleware
@@ -231,7 +231,6 @@ def create_app(config: RegistrarConfig) -> web.Application:
     if config.mdns_interfaces:
         app.cleanup_ctx.append(_mdns_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    app.cleanup_ctx.append(free_memory_ctx)  # malloc's free pages back, every few seconds (brski_web.memory)
     handshakes = refusals.install(app, lambda a: a[SERVICE].store if SERVICE in a else None)
     metrics = metrics_install(
         app, role="registrar", host=config.metrics_host or config.host, port=config.metrics_port,
