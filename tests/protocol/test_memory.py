@@ -61,4 +61,4 @@ def test_the_registrar_pool_to_the_masa_has_small_tls_buffers(net: Net) -> None:
         assert ssl_transport is not None
         ssl_protocol = ssl_transport._ssl_protocol
         assert isinstance(ssl_protocol, sslproto.SSLProtocol)
-        assert len(ssl_protocol._ssl_buffer) <= SSL_READ_BUFFER
+        assert len(vars(ssl_protocol)["_ssl_buffer"]) <= SSL_READ_BUFFER

@@ -21,7 +21,7 @@ def test_lowers_the_buffer_new_connections_get(monkeypatch: pytest.MonkeyPatch) 
         proto = sslproto.SSLProtocol(
             loop, asyncio.Protocol(), ssl.create_default_context(), loop.create_future(), server_side=False
         )
-        return len(proto._ssl_buffer)
+        return len(vars(proto)["_ssl_buffer"])
 
     assert asyncio.run(buffer_of_a_new_connection()) == SSL_READ_BUFFER
 
