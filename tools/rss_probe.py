@@ -1,25 +1,31 @@
 """Where the registrar's memory goes during a fleet run: RSS over time, per mapping, per allocator.
 
 Starts the MASA and the registrar as ``make bench`` does (SQLite, one worker each),
-runs the fleet at concurrency 50 for ``--seconds``, and every ``--interval`` seconds
-reads the registrar's ``/proc/<pid>/status`` (VmRSS, RssAnon, RssFile, VmHWM) beside
-the fleet's count of onboardings.  At the end, with the fleet stopped but the
-registrar still up, it prints:
+runs the fleet at concurrency 50 for ``--seconds`` (or for exactly ``--count``
+onboardings, so that two trees compare on the same work), and every ``--interval``
+seconds reads the registrar's ``/proc/<pid>/status`` (VmRSS, RssAnon, RssFile,
+VmHWM) beside the onboardings it has answered (enrollstatus lines in its log).
+At the end, with the fleet stopped but the registrar still up, it prints the
+registrar's CPU per onboarding (``/proc/<pid>/stat``) and:
 
-* the registrar's mappings from ``/proc/<pid>/smaps`` grouped by kind (the brk heap,
-  anonymous mappings of 64 MiB glibc arena size and their neighbours, other anonymous
-  mappings, shared libraries), Rss / Anonymous / Private_Dirty per group;
-* with ``--gdb`` (needs gdb and the right to attach): glibc's ``malloc_info`` (arenas,
-  memory held free per arena) and RSS before and after ``malloc_trim(0)``, which
-  tells memory that is free but held by malloc from memory that is in use.
+* its mappings from ``/proc/<pid>/smaps`` grouped by kind (the brk heap, anonymous
+  mappings, each shared library): Rss / Anonymous / Private_Dirty per group;
+* with ``--gdb`` (needs gdb and the right to attach): glibc's ``malloc_info``
+  (arenas, memory held free in each) and RSS before and after ``malloc_trim(0)``,
+  which tells memory malloc holds free from memory in use;
+* with ``--inject SCRIPT``: SCRIPT run inside the idle registrar through gdb
+  (``PyRun_SimpleString`` under the GIL), e.g. to empty one cache, run
+  ``gc.collect()`` with ``gc.DEBUG_SAVEALL`` and count what it found, and read
+  RSS after each step. A debug attribution, never a benchmark figure.
 
 ``--registrar-env KEY=VALUE`` (repeatable) sets variables for the registrar only
-(e.g. ``MALLOC_ARENA_MAX=2``); ``--src TREE`` runs another source tree's registrar
-and MASA (for A/B).  Nothing here asserts anything; it measures.
+(e.g. ``MALLOC_ARENA_MAX=2``); ``--src TREE`` runs another source tree's servers
+and fleet (its ``.venv``; the probe works from that directory) for A/B.
+Nothing here asserts anything; it measures.
 
-Usage: ``python tools/rss_probe.py [--seconds 45] [--interval 5] [--gdb] [--json out.json]``.
+Usage: ``python tools/rss_probe.py [--seconds 45 | --count 1500] [--interval 5]
+[--gdb] [--inject SCRIPT] [--json out.json]``.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -176,6 +182,8 @@ def main() -> int:
     saved_path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(src)  # the servers' and the fleet's code come from --src
     work = Path(args.workdir).resolve()
+    json_out = Path(args.json).resolve() if args.json else None
+    os.chdir(src)  # ``python -m`` puts the working directory first on sys.path
     lab = start_lab(work, python, env)
     samples: list[dict[str, Any]] = []
     report: dict[str, Any] = {"src": str(src), "registrar_env": env}
@@ -238,8 +246,8 @@ def main() -> int:
     print("smaps (largest Rss first):")
     for kind, fields in top.items():
         print(f"  {kind:40s} {fields}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
