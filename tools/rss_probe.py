@@ -228,6 +228,7 @@ def main() -> int:
         report["rate_per_s"] = fleet_summary.get("enrollments_per_s")
         report["registrar_cpu_ms_per_onboarding"] = round((cpu1 - cpu0) * 1000 / ok, 2)
         report["final"] = status_mb(pid)
+        report["masa_final"] = status_mb(lab.pid("masa"))
         report["smaps"] = smaps_groups(pid)
         if args.inject:
             report["inject"] = run_in_process(pid, Path(args.inject))[-2000:]
