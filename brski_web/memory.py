@@ -28,4 +28,3 @@ def bound_asyncio_ssl_buffers(size: int = SSL_READ_BUFFER) -> None:
     current = getattr(sslproto.SSLProtocol, "max_size", None)
     if isinstance(current, int) and current > size:
         sslproto.SSLProtocol.max_size = size
-
