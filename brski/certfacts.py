@@ -22,9 +22,11 @@ from cryptography.hazmat.primitives import serialization
 
 __all__ = ["cert_der", "cert_spki_sha256", "issuer_name_der", "load_der_cert", "subject_name_der"]
 
-# The repeated ones are re-learnt at most once per this many others: ~2 KB
-# each, so RSS stays flat.
-MEMO_SIZE = 256
+# The repeated ones are re-learnt at most once per this many others.  An entry
+# keeps its certificate object alive with what was parsed from it (2-8 KB);
+# in the registrar's fleet runs 64 entries gave the hits 256 did, bar 1.3
+# recomputations per onboarding (docs/performance.md, "Registrar memory").
+MEMO_SIZE = 128
 
 
 class _Facts:

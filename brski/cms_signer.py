@@ -40,7 +40,7 @@ def key_identifier(cert: x509.Certificate) -> bytes:
         return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=128)
 def issuer_der(cert: x509.Certificate) -> bytes:
     """The issuer Name exactly as encoded, read from the TBSCertificate
     (``cert.issuer`` builds Python Name objects only to re-encode them).

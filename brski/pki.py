@@ -498,7 +498,10 @@ _VerifiedKey: TypeAlias = tuple[bytes, tuple[bytes, ...], Role]
 _verified_paths: dict[
     _VerifiedKey, tuple[tuple[x509.Certificate, ...], frozenset[bytes], datetime, datetime]
 ] = {}
-_VERIFIED_PATHS_MAX = 1024
+# Each entry holds its path's certificate objects (a device's leaf: 2-8 KB).
+# Hits come within one onboarding or from the paths every onboarding shares:
+# the registrar's fleet runs counted as many hits with 64 entries as with 1,024.
+_VERIFIED_PATHS_MAX = 128
 
 
 def forget_verified_paths() -> None:

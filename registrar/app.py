@@ -27,6 +27,7 @@ from brski_web import refusals
 from brski_web.evidence import check_store_evidence
 from brski_web.identity import peer_identity
 from brski_web.logs import kv
+from brski_web.memory import bound_asyncio_ssl_buffers
 from brski_web.metrics import METRICS
 from brski_web.metrics import install as metrics_install
 from brski_web.middleware import BODY_READ_TIMEOUT, REFUSAL_RECORDER, request_middleware
@@ -88,6 +89,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     # (RFC 8995 5.5.4), or another cmcRA one when the RA key is in a token,
     # and trusts only the configured MASA anchors.
     client_cert, client_key = cfg.masa_client
+    bound_asyncio_ssl_buffers()  # the MASA pool's connections (brski_web.memory)
     transport = MasaTransport(
         ssl_context=client_ssl_context(trust=cfg.masa_trust, cert=client_cert, key=client_key),
         timeout_s=cfg.masa_timeout_s,
