@@ -26,8 +26,23 @@ from brski.errors import ConfigError, MalformedInput, PolicyRefused
 from brski.ldevid import LdevidGrant, LdevidProfile
 from brski.pki import PrivateKey
 
+# An end entity's keyUsage: signatures only (RFC 5280 4.2.1.3), what an LDevID
+# needs for TLS client authentication and CMS signing; dev fixtures use it too.
+EE_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
 __all__ = [
     "CLOCK_SKEW",
+    "EE_KEY_USAGE",
     "LdevidIssuer",
     "authority_key_id",
     "csr_names_device",
@@ -137,20 +152,7 @@ class LdevidIssuer:
             x509.CertificateBuilder()
             .issuer_name(ca_cert.subject)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(EE_KEY_USAGE, critical=True)
         )
         self._tail: list[x509.ExtensionType] = []
         if crl_url is not None:

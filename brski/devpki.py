@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from brski import oids
+from brski.ca import EE_KEY_USAGE
 from brski.errors import ConfigError
 from brski.mud import mud_url_extension
 from brski.pki import PrivateKey, load_cert, load_certs, load_private_key
@@ -143,17 +144,6 @@ _CA_KU = x509.KeyUsage(
     key_agreement=False,
     key_cert_sign=True,
     crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-_EE_KU = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
     encipher_only=False,
     decipher_only=False,
 )
@@ -256,7 +246,7 @@ def _make_ee(
         not_after=not_after,
     ).add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     if key_usage:
-        b = b.add_extension(_EE_KU, critical=True)
+        b = b.add_extension(EE_KEY_USAGE, critical=True)
     if eku:
         b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     if hosts:
