@@ -261,13 +261,14 @@ async def test_the_last_flight_leaves_with_the_first_request(
     pledge, one read fewer for the registrar, per connection)."""
     port, seen = server
     sent: list[tuple[object, int]] = []
-    real_write = asyncio.selector_events._SelectorSocketTransport.write
+    socket_transport: Any = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+    real_write = socket_transport.write
 
     def counting(self: Any, data: Any) -> None:
         sent.append((self, len(data)))
         real_write(self, data)
 
-    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "write", counting)
+    monkeypatch.setattr(socket_transport, "write", counting)
     reader, writer, proto = await tls_client.open_tls_connection("127.0.0.1", port, credentials=_pledge(pki))
     try:
         raw = proto._raw
