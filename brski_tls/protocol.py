@@ -198,6 +198,9 @@ class TlsProtocol(asyncio.Protocol):
         self._app_paused = False  # the inner protocol asked us to stop delivering
         self._write_paused = False  # the TCP transport asked us to stop writing
         self._pump_scheduled = False
+        # Set by a client between its handshake and its first write (see
+        # brski_tls.client): a read does not send what the handshake left behind.
+        self._hold_output = False
         self._extra: dict[str, Any] = {}
 
     # -- asyncio.Protocol, called by the TCP transport --
@@ -291,7 +294,7 @@ class TlsProtocol(asyncio.Protocol):
                 self._raw.close()
             return
         self._cancel_timer()
-        self._flush()
+        self._flush_handshake()
         if self._raw is None or self._raw.is_closing():
             # The peer left before our post-handshake flight (TLS 1.3 tickets)
             # could be written: s_time, scanners, health checks.  The TCP
@@ -317,6 +320,11 @@ class TlsProtocol(asyncio.Protocol):
             inner.pause_writing()
         self._handshake_succeeded()
         self._pump()  # the client's first request may share a segment with its Finished
+
+    def _flush_handshake(self) -> None:
+        """Hook: send what the completed handshake left in the outgoing BIO (a
+        server's session tickets; a TLS 1.3 client's last flight)."""
+        self._flush()
 
     def _handshake_succeeded(self) -> None:
         """Hook: the inner protocol is connected (a client wakes its opener)."""
@@ -370,7 +378,8 @@ class TlsProtocol(asyncio.Protocol):
                 chunks, size = [], 0
         if chunks:
             self._deliver(chunks)
-        self._flush()  # SSL_read may have queued a KeyUpdate reply or an alert
+        if not self._hold_output:  # held: it leaves with the next write or the release
+            self._flush()  # SSL_read may have queued a KeyUpdate reply or an alert
         if failure is not None:
             self._fatal("TLS read failed", failure)
         elif peer_closed and self._state is _State.OPEN:
@@ -414,6 +423,7 @@ class TlsProtocol(asyncio.Protocol):
     def _write(self, data: bytes | bytearray | memoryview) -> None:
         if self._state is not _State.OPEN or self._conn is None:
             return  # like asyncio's transports: writes after close are dropped
+        self._hold_output = False
         view = memoryview(data).cast("B")
         total = len(view)
         offset = 0
@@ -451,6 +461,7 @@ class TlsProtocol(asyncio.Protocol):
             return
         self._state = _State.CLOSING
         self._cancel_timer()
+        self._hold_output = False
         if self._conn is not None:
             try:
                 self._conn.shutdown()
@@ -468,6 +479,7 @@ class TlsProtocol(asyncio.Protocol):
 
     def _fatal(self, what: str, exc: Exception) -> None:
         log.debug("%s for %s: %r", what, self._peername(), exc)
+        self._hold_output = False
         self._flush()
         self._abort()
 

@@ -27,7 +27,11 @@ Rules this client keeps:
 * response heads capped at 64 KiB and bodies at ``max_body`` (1 MiB): the peer
   is unauthenticated until the voucher is verified (RFC 8995 5.1: "received
   data ... MUST be considered untrusted");
-* a timeout per request covering send and receive;
+* a timeout per request covering send and receive, kept by one timer per
+  connection that moves lazily (:meth:`HttpConnection._arm`): a fleet makes
+  seven requests an onboarding and an ``asyncio.timeout`` each, entered and
+  left, cost about 7 us (a timer scheduled and cancelled) for a deadline that
+  almost never fires;
 * request bodies with Content-Length or, on request, chunked (for interop
   testing of registrars).
 """
@@ -136,6 +140,11 @@ class HttpConnection:
         self.tls_version: str | None = None
         self.connections_opened = 0
         self._peer_eof = False
+        # The request clock: the deadline of the request in flight (None when idle)
+        # and the one timer that watches it (see _arm).
+        self._deadline: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timed_out = False
 
     @property
     def is_open(self) -> bool:
@@ -173,7 +182,7 @@ class HttpConnection:
             writer.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
         self._reader, self._writer = reader, writer
-        self._peer_eof = False
+        self._peer_eof = self._timed_out = False
         self._keep_alive = True
         self.peer_cert_der = der
         self.tls_version = proto.tls_version
@@ -188,14 +197,54 @@ class HttpConnection:
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
         self._keep_alive = False
+        self._deadline = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if writer is None:
             return
         writer.close()
         try:
-            async with asyncio.timeout(2):
+            if writer.transport.get_write_buffer_size() == 0:
+                # Nothing left to send: the TCP transport closes now and reports it
+                # in the next loop iteration, so no timer is needed to bound the wait.
+                await writer.wait_closed()
+                return
+            async with asyncio.timeout(2):  # a peer that reads nothing cannot hold us
                 await writer.wait_closed()
         except (TimeoutError, OSError, SSL.Error):
             pass
+
+    # -- the request clock --
+
+    def _arm(self) -> None:
+        """Start the clock of one request (send and receive): ``timeout`` seconds.
+
+        One timer per connection, scheduled at the first request's deadline; when
+        it fires early for a later request (whose deadline moved on) it is
+        scheduled again, and when no request is in flight it lapses until the
+        next one.  A deadline that passes aborts the connection and fails the
+        read in progress with TimeoutError (RFC 9112 9.5: a client that times out
+        closes the connection).
+        """
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.timeout
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._deadline, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self._deadline is None:
+            return  # idle: the next request starts the clock again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._watchdog = loop.call_at(self._deadline, self._watch)
+            return
+        self._timed_out = True
+        if self._reader is not None:
+            self._reader.set_exception(TimeoutError())  # wakes a read in progress
+        if self._writer is not None:
+            self._writer.transport.abort()  # and a drain waiting on a peer that reads nothing
 
     async def request(
         self,
@@ -220,17 +269,18 @@ class HttpConnection:
         if method == "HEAD" or not _TOKEN.fullmatch(method):
             raise errors.LocalError(f"bad request method {method!r}", check="http.bad-method")
         head = self._request_head(method, path, headers or {}, body, chunked)
+        self._arm()
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._send(head, body, chunked)
-                return await self._receive(hold_open=hold_open)
+            await self._send(head, body, chunked)
+            return await self._receive(hold_open=hold_open)
         except TimeoutError as exc:
             await self.close()
-            raise errors.LocalError(
-                f"{method} {path} timed out after {self.timeout} s", check="http.timeout"
-            ) from exc
+            raise self._timeout_error(method, path) from exc
         except (OSError, SSL.Error) as exc:
+            timed_out = self._timed_out  # the clock aborted the connection under a drain
             await self.close()
+            if timed_out:
+                raise self._timeout_error(method, path) from exc
             raise _closed(f"{method} {path}: connection lost: {exc!r}") from exc
         except httptools.HttpParserError as exc:
             await self.close()
@@ -238,6 +288,11 @@ class HttpConnection:
         except errors.BrskiError:
             await self.close()
             raise
+        finally:
+            self._deadline = None
+
+    def _timeout_error(self, method: str, path: str) -> errors.LocalError:
+        return errors.LocalError(f"{method} {path} timed out after {self.timeout} s", check="http.timeout")
 
     # -- sending --
 

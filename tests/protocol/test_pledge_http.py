@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -230,6 +230,62 @@ async def test_connection_close_held_open_lets_the_caller_watch_the_server_close
         with pytest.raises(LocalError) as info:
             await client.request("GET", "/")
         assert info.value.check == "http.connection-closed"
+    finally:
+        await client.close()
+        server.close()
+
+
+async def _delayed_server(ctx: ssl.SSLContext, delays: list[float | None]) -> asyncio.Server:
+    """Answers the n-th request after delays[n] seconds (None: never)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for delay in delays:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            if delay is None:
+                await asyncio.sleep(30)
+                return
+            await asyncio.sleep(delay)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+
+
+async def test_each_request_has_its_own_deadline_on_one_timer(
+    tls_server_ctx: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timeout bounds each request, counted from its own start: a request that
+    begins late in the first one's window still gets the whole timeout (the one
+    timer is moved on, not fired), and one that never ends still times out."""
+    server = await _delayed_server(tls_server_ctx, [0.0, 0.6, 0.0, None])
+    client = _client(server, timeout=1.0)
+    try:
+        await client.connect()
+        loop = asyncio.get_running_loop()
+        timers: list[str] = []  # the client's: its own clock or asyncio.timeout's (the server uses neither)
+        real_call_at = loop.call_at
+
+        def counting(when: float, callback: Any, *args: Any, **kw: Any) -> asyncio.TimerHandle:
+            name = getattr(callback, "__qualname__", "")
+            if name.startswith(("HttpConnection.", "Timeout.")):
+                timers.append(name)
+            return real_call_at(when, callback, *args, **kw)
+
+        monkeypatch.setattr(loop, "call_at", counting)
+        assert (await client.request("GET", "/1")).body == b"ok"
+        await asyncio.sleep(0.6)
+        # 1.2 s after the first request started, 0.6 s into this one: still in time.
+        assert (await client.request("GET", "/2")).body == b"ok"
+        assert (await client.request("GET", "/3")).body == b"ok"
+        with pytest.raises(LocalError) as info:
+            await client.request("GET", "/4")
+        assert info.value.check == "http.timeout" and not client.is_open
+        # One clock for the connection, moved on only when it fires before the deadline
+        # of the request then in flight: no timer a request, none to close.
+        assert set(timers) == {"HttpConnection._watch"} and len(timers) <= 4, timers
     finally:
         await client.close()
         server.close()

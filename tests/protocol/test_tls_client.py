@@ -251,3 +251,55 @@ async def test_a_closed_connection_is_freed_by_reference_counting(pki: DevPki) -
     finally:
         gc.enable()
         srv.close()
+
+
+async def test_the_last_flight_leaves_with_the_first_request(
+    pki: DevPki, server: tuple[int, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS 1.3: the client's Certificate, CertificateVerify and Finished go out in the
+    same TCP write as the request the opener sends at once (one send fewer for the
+    pledge, one read fewer for the registrar, per connection)."""
+    port, seen = server
+    sent: list[tuple[object, int]] = []
+    socket_transport: Any = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+    real_write = socket_transport.write
+
+    def counting(self: Any, data: Any) -> None:
+        sent.append((self, len(data)))
+        real_write(self, data)
+
+    monkeypatch.setattr(socket_transport, "write", counting)
+    reader, writer, proto = await tls_client.open_tls_connection("127.0.0.1", port, credentials=_pledge(pki))
+    try:
+        raw = proto._raw
+        assert proto.tls_version == "TLSv1.3"
+        assert len([n for t, n in sent if t is raw]) == 1  # the ClientHello only, so far
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(10):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        assert len([n for t, n in sent if t is raw]) == 2  # the flight and the request together
+        assert seen[-1]["peercert_chain"]  # the server had the client's certificate first
+    finally:
+        writer.close()
+
+
+async def test_an_opener_that_writes_nothing_still_completes_the_handshake(pki: DevPki) -> None:
+    """The held last flight is sent one loop iteration later when nothing is written:
+    a server that speaks first (its handshake ends with the client's Finished) is
+    not left waiting."""
+
+    class _Greeter(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(b"hello")
+
+    srv = await start_tls_server(_Greeter, host="127.0.0.1", port=0, cfg=_any_client_server(pki))
+    try:
+        reader, writer, _p = await tls_client.open_tls_connection(
+            "127.0.0.1", bound_port(srv), credentials=_pledge(pki)
+        )
+        async with asyncio.timeout(10):
+            assert await reader.readexactly(5) == b"hello"
+        writer.close()
+    finally:
+        srv.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -20,6 +22,7 @@ from brski.pki import (
     verify_chain,
 )
 from brski_cli.pki_cmd import write_dev_pki
+from pledge_sim import fleet
 from pledge_sim.conformance import CaseResult, format_table, junit_xml
 from pledge_sim.fleet import (
     ProgressBar,
@@ -147,3 +150,20 @@ def test_written_idevids_read_back_and_the_bundle_holds_certificates_only(tmp_pa
     for p in back:
         assert p.key.public_key() == p.cert.public_key()
         assert (tmp_path / "fleet" / p.serial / "idevid.key").stat().st_mode & 0o077 == 0
+
+
+def test_the_run_freezes_what_was_loaded_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The identities and libraries loaded before the enrolments are left out of
+    the collector's walks while they run (gc.freeze), and handed back after."""
+    frozen_during: list[int] = []
+
+    async def enrolments(*_args: Any, **_kw: Any) -> list[Sample]:
+        frozen_during.append(gc.get_freeze_count())
+        return [Sample(True, None, {"total": 1.0})]
+
+    monkeypatch.setattr(fleet, "run_fleet", enrolments)
+    before = gc.get_freeze_count()
+    samples, _wall, _cpu = fleet.run([], cast(Any, None), [], concurrency=1, progress=False)
+    assert len(samples) == 1
+    assert frozen_during and frozen_during[0] > before
+    assert gc.get_freeze_count() == before

@@ -292,3 +292,25 @@ def test_registrar_certificate_is_parsed_once_and_garbage_refused_every_time(w: 
         with pytest.raises(MalformedInput) as info:
             new_pledge(w).connected(der[:-1])
         assert info.value.check == "pledge.registrar-cert"
+
+
+def test_an_idevid_key_that_is_not_the_certificates_is_refused(w: World) -> None:
+    """The IDevID and its key must pair up (compared as public keys, not as
+    serialized SubjectPublicKeyInfo); the same curve is not enough."""
+    from brski.errors import ConfigError
+    from brski.pledge import Pledge
+
+    with pytest.raises(ConfigError) as info:
+        Pledge(idevid=w.idevid.cert, key=ec.generate_private_key(ec.SECP256R1()), chain=[], anchors=[w.mfr.cert])
+    assert info.value.check == "pledge.idevid-key"
+    assert new_pledge(w).serial == SERIAL  # its own key is accepted
+
+
+def test_voucher_request_created_on_is_whole_seconds(w: World) -> None:
+    """created-on goes out in whole seconds (cut, never later), built that way once."""
+    pledge = new_pledge(w)
+    pledge.connected(cert_der(w.registrar.cert))
+    now = NOW.replace(microsecond=987654)
+    raw = pledge.build_voucher_request(now=now, nonce=secrets.token_bytes(32))
+    request = verify_artifact(raw, media_type=pledge.media_type, kind=VoucherRequest).payload
+    assert request.created_on == now.replace(microsecond=0)
