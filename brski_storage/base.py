@@ -334,10 +334,45 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
 
     # certificates
     @abc.abstractmethod
+    async def record_issued_certificate(
+        self,
+        *,
+        cert_serial: int | str,
+        device_serial: str,
+        spki_sha256: bytes,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+        renews: int | str | None = None,
+        events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
+    ) -> CertificateRecord:
+        """Record a certificate signed under a serial nobody reserved: one
+        flushed transaction, the reservation's checks and the completion's
+        writes together.
+
+        Inside the transaction it refuses, with ``Conflict``, what
+        :meth:`reserve_certificate` (``renews`` None: a key certified before,
+        a serial used before) or ``reserve_renewal`` (``renews``: a
+        certificate already renewed, not issued, or another key or device)
+        would have refused; otherwise it inserts the row as 'issued'
+        (``reserved_at`` = ``at``), with ``events`` and ``then`` as
+        :meth:`complete_certificate` writes them. A refused certificate is
+        to be discarded: it never left the registrar, so no serial or key
+        was handed out twice (RFC 5280 4.1.2.2: serials unique among the
+        CA's certificates). A crash before the COMMIT leaves nothing
+        recorded and nothing released; after it, the certificate is durable
+        before the caller is answered.
+        """
+
+    @abc.abstractmethod
     async def reserve_certificate(
         self, *, cert_serial: int | str, device_serial: str, spki_sha256: bytes, at: datetime
     ) -> CertificateRecord:
-        """Claim a serial and a key before signing.
+        """Claim a serial and a key before signing (the registrar now signs
+        first and uses :meth:`record_issued_certificate`; rows reserved by
+        older versions are still completed).
 
         Reserving first means a crash between signing and recording can never
         produce a certificate the registrar has forgotten, nor hand the same

@@ -1,5 +1,7 @@
-"""The domain CA's certificates on SQLite: reserved before signing, completed
-with the DER once signed, revoked (RFC 5280 5.3.1 reason kept for the CRL).
+"""The domain CA's certificates on SQLite: recorded once signed (with the
+checks a reservation made, in the same transaction), or reserved before
+signing and completed with the DER, revoked (RFC 5280 5.3.1 reason kept for
+the CRL).
 
 A mixin for :class:`brski_storage.sqlite_registrar.SqliteRegistrarStore`; it
 relies on the host class for ``self._db`` and ``_apply`` (the host's one way to
@@ -19,7 +21,7 @@ from brski_storage.records import StateChange
 from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
-__all__ = ["SqliteCertificateMixin", "normalize_cert_serial"]
+__all__ = ["SqliteCertificateMixin", "normalize_cert_serial", "renewed_device"]
 
 def normalize_cert_serial(value: int | str) -> str:
     """One spelling per serial (lower-case hex, no leading zeros, no colons),
@@ -72,6 +74,20 @@ def _require_cert_state(conn: sqlite3.Connection, cert_serial: str, state: str, 
     return current
 
 
+def renewed_device(conn: sqlite3.Connection, previous: str) -> str:
+    """The device of certificate ``previous``, which a same-key renewal may
+    renew only while it is issued (NotFound, Conflict otherwise); the trigger
+    and the partial unique index of migration 0003 enforce the rest."""
+    row = conn.execute("SELECT device_serial, state FROM certificates WHERE cert_serial = ?", (previous,)).fetchone()
+    if row is None:
+        raise NotFound(f"unknown certificate serial {previous}", check="storage.unknown-certificate")
+    if row[1] != "issued":
+        raise Conflict(
+            f"certificate {previous} is {row[1]}; only issued ones are renewed", check="storage.certificate-state"
+        )
+    return str(row[0])
+
+
 class SqliteCertificateMixin:
     _db: Database
 
@@ -100,6 +116,53 @@ class SqliteCertificateMixin:
 
         # Visible is what a reservation needs, not durable (RegistrarStore.reserve_certificate).
         return await self._db.write(run, flush=False)
+
+    async def record_issued_certificate(
+        self,
+        *,
+        cert_serial: int | str,
+        device_serial: str,
+        spki_sha256: bytes,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+        renews: int | str | None = None,
+        events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
+    ) -> CertificateRecord:
+        serial = normalize_cert_serial(cert_serial)
+        previous = None if renews is None else normalize_cert_serial(renews)
+        if len(spki_sha256) != 32:
+            raise ValueError("spki_sha256 must be a 32-byte SHA-256 digest")
+        ts = to_ts(at)
+        params = (serial, device_serial, spki_sha256, previous, der, to_ts(not_before), to_ts(not_after), ts, ts)
+
+        def run(conn: sqlite3.Connection) -> CertificateRecord:
+            # What reserve_certificate / reserve_renewal check before signing,
+            # checked here, in the transaction that records the certificate.
+            if previous is None:
+                require_device(conn, device_serial)
+            else:
+                renewed_device(conn, previous)
+            # The UNIQUE constraints (serial; key once; a certificate renewed
+            # once) and the renewal trigger (same key, same device) decide;
+            # the writer maps them to Conflict.
+            conn.execute(
+                "INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews, state, der,"
+                " not_before, not_after, reserved_at, issued_at) VALUES (?, ?, ?, ?, 'issued', ?, ?, ?, ?, ?)",
+                params,
+            )
+            if then is not None:
+                self._apply(conn, device_serial, then, ts)
+            record_state(
+                conn, "registrar", [("certificate", serial), ("device", device_serial)],
+                at=ts, device_serial=device_serial,
+            )
+            return _require_cert(conn, serial)
+
+        # Flushed before it is answered (RFC 7030 4.2: the certificate a 200 carries).
+        return await self._db.write(with_events(run, events))
 
     async def complete_certificate(
         self,

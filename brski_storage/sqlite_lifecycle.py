@@ -10,11 +10,10 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from brski.errors import Conflict, NotFound
 from brski_storage.evidence import record_state
 from brski_storage.lifecycle import CrlRecord, LifecycleStore
 from brski_storage.sqlite import Database, RowReader, from_ts, to_ts
-from brski_storage.sqlite_certificates import normalize_cert_serial
+from brski_storage.sqlite_certificates import normalize_cert_serial, renewed_device
 
 if TYPE_CHECKING:
     from brski_storage.base import CertificateRecord
@@ -44,26 +43,13 @@ class SqliteLifecycleMixin(LifecycleStore):
         ts = to_ts(at)
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT device_serial, spki_sha256, state FROM certificates WHERE cert_serial = ?",
-                (previous,),
-            ).fetchone()
-            if row is None:
-                raise NotFound(
-                    f"unknown certificate serial {previous}", check="storage.unknown-certificate"
-                )
-            if row[2] != "issued":
-                raise Conflict(
-                    f"certificate {previous} is {row[2]}; only issued ones are renewed",
-                    check="storage.certificate-state",
-                )
-            # The trigger and the partial unique index enforce the rest.
+            device = renewed_device(conn, previous)
             conn.execute(
                 "INSERT INTO certificates (cert_serial, device_serial, spki_sha256, renews,"
                 " state, reserved_at) VALUES (?, ?, ?, ?, 'reserved', ?)",
-                (serial, row[0], spki_sha256, previous, ts),
+                (serial, device, spki_sha256, previous, ts),
             )
-            record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=row[0])
+            record_state(conn, "registrar", [("certificate", serial)], at=ts, device_serial=device)
 
         await self._db.write(run, flush=False)  # a reservation: see reserve_certificate
         record = await self.get_certificate(serial)

@@ -1,10 +1,11 @@
 """EST at the registrar (RFC 7030 section 4, RFC 8995 section 5.9): the domain CA.
 
 Enrolment is open only to a device that obtained a voucher through this
-registrar. An LDevID is issued in a fixed order: reserve the serial and the
-key in the store, sign, record the certificate, and only then answer. A crash
-at any point leaves either nothing issued or a recorded certificate, never a
-certificate the registrar does not know about.
+registrar. An LDevID is issued in a fixed order: sign under a fresh random
+serial, record the certificate in one durable transaction that re-checks the
+key and the serial, and only then answer. A crash at any point leaves either
+nothing issued or a recorded certificate, never a certificate the registrar
+does not know about.
 """
 
 from __future__ import annotations
@@ -182,16 +183,33 @@ class EstService:
         then: StateChange,
         renews: str | None = None,
     ) -> x509.Certificate:
-        """Reserve serial and key, sign, record, and only then return.
+        """Sign under a fresh serial, record in one durable transaction, and
+        only then return.
 
         ``spki``: the SHA-256 of the CSR's SubjectPublicKeyInfo (the caller
         computed it for its own check). ``renews``: the serial of the
         certificate a same-key renewal replaces.
-        A reservation orphaned by a crash (row 'reserved' for this key and
-        device, never signed or never recorded as issued) is completed under
-        its reserved serial when the device asks again with the same key:
-        that certificate never left the registrar, so nothing was issued
-        twice, and complete_certificate lets only one request finish it.
+
+        The read below refuses a key certified before without signing; the
+        store re-checks it inside the transaction that records the
+        certificate (record_issued_certificate: key not yet certified, or
+        for a renewal the renewed certificate issued and not yet renewed;
+        serial unused), together with its events and the device's state
+        change, flushed before the answer. A request that lost a race there
+        gets the refusal a reservation gave before signing, and its signed
+        certificate is discarded: it never left the registrar, so no serial
+        or key was handed out twice (RFC 5280 4.1.2.2).
+        Crashes: before that COMMIT, nothing is recorded and nothing was
+        released (the device asks again and gets a new serial); after it,
+        the certificate, its events and the state change are durable
+        together, before the device can have seen the certificate.
+
+        A reservation orphaned by a crash (a row 'reserved' for this key and
+        device, written by a version that reserved before signing) is
+        completed under its reserved serial when the device asks again with
+        the same key: that certificate never left the registrar, so nothing
+        was issued twice, and complete_certificate lets only one request
+        finish it.
 
         The subject and extensions are the device's grant (RFC 8995 5.9.2);
         what the CSR asked beyond it is refused or, ignored, recorded.
@@ -200,7 +218,8 @@ class EstService:
         grant = self.issuance.grant(device)
         ignored = self.issuance.beyond_grant(csr, grant, serial=serial)
         latest = await self.store.latest_certificate_for_key(spki)
-        if latest is not None and latest.state == "reserved" and latest.device_serial == serial:
+        resume = latest is not None and latest.state == "reserved" and latest.device_serial == serial
+        if latest is not None and resume:
             serial_hex = latest.cert_serial
             cert_serial = int(serial_hex, 16)
         elif renews is None and latest is not None:
@@ -210,22 +229,6 @@ class EstService:
         else:
             cert_serial = new_serial()
             serial_hex = format(cert_serial, "x")
-            try:
-                if renews is None:
-                    await self.store.reserve_certificate(
-                        cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, at=now
-                    )
-                else:
-                    await self.store.reserve_renewal(
-                        cert_serial=serial_hex, renews=renews, spki_sha256=spki, at=now
-                    )
-            except Conflict as exc:  # a concurrent request took the key, or this cert was renewed
-                raise Forbidden(
-                    "this public key is already certified" if renews is None
-                    else "this certificate was already renewed with its key; use the newest LDevID",
-                    check="est.csr-key-reused" if renews is None else "est.already-renewed",
-                    serial=serial,
-                ) from exc
         cert = await signing(  # in a thread when the CA key is in a token
             self.keys.ca_key,
             self._ldevid_issuer().issue_ldevid,
@@ -249,14 +252,25 @@ class EstService:
                 now=now, kind="credential.csr-ignored", serial=serial, outcome="info",
                 check="est.csr-not-granted", cert_serial=serial_hex, ignored=list(ignored),
             ))
-        await self.store.complete_certificate(
-            serial_hex,
-            der=cert.public_bytes(Encoding.DER),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            at=now,
-            then=then,  # issued and enrolled/renewed commit together
-            events=tuple(events),
-        )
+        der = cert.public_bytes(Encoding.DER)
+        if resume:
+            await self.store.complete_certificate(
+                serial_hex, der=der, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                at=now, then=then, events=tuple(events),  # issued and enrolled/renewed commit together
+            )
+        else:
+            try:
+                await self.store.record_issued_certificate(
+                    cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, renews=renews, der=der,
+                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                    at=now, then=then, events=tuple(events),  # issued and enrolled/renewed commit together
+                )
+            except Conflict as exc:  # a concurrent request took the key, or this cert was renewed
+                raise Forbidden(
+                    "this public key is already certified" if renews is None
+                    else "this certificate was already renewed with its key; use the newest LDevID",
+                    check="est.csr-key-reused" if renews is None else "est.already-renewed",
+                    serial=serial,
+                ) from exc
         log.info(kv(kind, serial=serial, cert_serial=serial_hex))
         return cert

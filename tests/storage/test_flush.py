@@ -111,3 +111,27 @@ async def test_a_certificate_is_answered_only_after_a_flushed_commit(store: Regi
     assert seen[1][0] is True and seen[1][1] in FLUSHED
     renewal = await store.reserve_renewal(cert_serial=0x52, renews=0x51, spki_sha256=spki(1), at=t(3))
     assert renewal.state == "reserved" and seen[2][1] in NOT_FLUSHED
+
+
+async def test_a_certificate_signed_first_is_recorded_in_one_flushed_commit(store: RegistrarStore) -> None:
+    """The registrar's issuance (record_issued_certificate): the checks a
+    reservation made, the row, its events and the state change in one write,
+    answered only once flushed; no unflushed write before it."""
+    assert isinstance(store, SqliteRegistrarStore)
+    await add_device(store, "P-1")
+    db = store.database
+    seen = _spy(db)
+    commits, flushes = db.commits, db.flushes
+    done = await store.record_issued_certificate(
+        cert_serial=0x61, device_serial="P-1", spki_sha256=spki(1), der=b"\x30\x03\x02\x01\x01",
+        not_before=t(1), not_after=t(100), at=t(2), then=StateChange(state="enrolled", reason="LDevID issued"),
+    )
+    assert done.state == "issued"
+    assert len(seen) == 1 and seen[0][0] is True and seen[0][1] in FLUSHED
+    assert (db.commits - commits, db.flushes - flushes) == (1, 1)
+    renewed = await store.record_issued_certificate(
+        cert_serial=0x62, device_serial="P-1", spki_sha256=spki(1), renews=0x61, der=b"\x30\x03\x02\x01\x02",
+        not_before=t(3), not_after=t(100), at=t(3), then=StateChange(state="enrolled", reason="LDevID renewed"),
+    )
+    assert renewed.state == "issued"
+    assert len(seen) == 2 and seen[1][0] is True and seen[1][1] in FLUSHED
