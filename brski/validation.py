@@ -195,7 +195,11 @@ def check_pledge_request(
         extra_certs=[tls_client_cert, *tls_client_chain],
     )
     # RFC 8995 section 5.2/5.3: signed by the key that authenticated TLS.
-    if spki_sha256(artifact.signer) != spki_sha256(tls_client_cert):
+    # The signer is normally the IDevID itself: the same bytes, the same key,
+    # without encoding and hashing each copy's key.
+    if cert_der(artifact.signer) != cert_der(tls_client_cert) and (
+        spki_sha256(artifact.signer) != spki_sha256(tls_client_cert)
+    ):
         raise Forbidden(
             "voucher-request is not signed by the TLS client certificate's key",
             check="pledge-request.signer-not-tls-client",

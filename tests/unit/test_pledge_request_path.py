@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from brski.artifact import sign_artifact
-from brski.errors import ChainInvalid
+from brski.errors import ChainInvalid, Forbidden
 from brski.issuer_path import verify_chain_via_issuer
 from brski.oids import MT_VOUCHER_CMS_JSON
 from brski.pki import Role, cert_der, forget_verified_paths
@@ -94,3 +94,38 @@ def test_another_ca_under_the_same_name_is_still_refused(asked: list[tuple[str, 
     with pytest.raises(ChainInvalid):
         check_pledge_request(body, media_type=MT_VOUCHER_CMS_JSON, tls_client_cert=forged[0],
                              tls_client_chain=[ca[0]], manufacturer_anchors=[root[0]], own_certs=[registrar], now=NOW)
+
+
+def test_the_idevids_key_is_not_encoded_again_when_it_signed(
+    asked: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The signer is the TLS client certificate itself (the same bytes): its
+    # key is the TLS key without encoding and hashing each copy's SPKI.
+    from brski.certfacts import cert_spki_sha256 as real
+
+    hashed: list[str] = []
+
+    def spy(cert: x509.Certificate) -> bytes:
+        hashed.append(cert.subject.rfc4514_string())
+        return real(cert)
+
+    monkeypatch.setattr("brski.pki.cert_spki_sha256", spy)  # what spki_sha256 calls
+    root = make_cert("root", ca=True, not_after=NOW + 3650 * DAY)
+    ca = make_cert("idevid ca", issuer=root, ca=True, not_after=NOW + 3650 * DAY)
+    registrar = make_cert("registrar", key_usage=False)[0]
+    idevid = make_cert("pledge", issuer=ca, serial="PLG-1", key_usage=False)
+    tls_leaf = x509.load_der_x509_certificate(cert_der(idevid[0]))
+    _check(tls_leaf, _request(idevid, "PLG-1", (ca[0],), registrar), [ca[0]], [root[0]], registrar)
+    assert hashed == []
+
+
+def test_a_request_signed_by_another_key_is_still_refused(asked: list[tuple[str, list[str]]]) -> None:
+    root = make_cert("root", ca=True, not_after=NOW + 3650 * DAY)
+    ca = make_cert("idevid ca", issuer=root, ca=True, not_after=NOW + 3650 * DAY)
+    registrar = make_cert("registrar", key_usage=False)[0]
+    tls_idevid = make_cert("pledge", issuer=ca, serial="PLG-1", key_usage=False)
+    other = make_cert("pledge", issuer=ca, serial="PLG-1", key_usage=False)  # same name, another key
+    body = _request(other, "PLG-1", (ca[0],), registrar)
+    with pytest.raises(Forbidden) as exc:
+        _check(tls_idevid[0], body, [ca[0]], [root[0]], registrar)
+    assert exc.value.check == "pledge-request.signer-not-tls-client"
