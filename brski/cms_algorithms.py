@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from asn1crypto import algos as asn1_algos
 from asn1crypto import core as asn1_core
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import PublicKeyAlgorithmOID, SignatureAlgorithmOID
@@ -161,7 +161,12 @@ def check_signature(
             check="cms.digest-mismatch",
         )
     hash_name = digest_name
-    public_key = signer.public_key()
+    try:
+        public_key = signer.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise MalformedInput(
+            "the signer certificate has an unusable key", check="cms.signer-key"
+        ) from exc
     wrong_key = SignatureInvalid(
         f"signer key {type(public_key).__name__} does not fit {oid}", check="cms.signer-key"
     )

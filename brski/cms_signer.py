@@ -91,6 +91,11 @@ def find_signer(sid: Sid, candidates: Sequence[x509.Certificate]) -> x509.Certif
         raise MalformedInput(
             "no certificate matches the SignerIdentifier", check="cms.signer-not-found"
         )
+    if len(matches) == 1:
+        # One certificate: no choice between keys to refuse. (Its key is
+        # loaded for the signature check, which names an unusable one
+        # cms.signer-key as well.)
+        return matches[0]
     keys = set()
     for cert in matches:
         try:

@@ -146,6 +146,18 @@ def _check_created_on(req: VoucherRequest, *, now: datetime, who: str) -> None:
         )
 
 
+def _distinct(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """``certs`` in order, each DER encoding once."""
+    seen: set[bytes] = set()
+    out: list[x509.Certificate] = []
+    for cert in certs:
+        der = cert_der(cert)
+        if der not in seen:
+            seen.add(der)
+            out.append(cert)
+    return out
+
+
 @dataclass(frozen=True, kw_only=True)
 class PledgeRequestCheck:
     """What the registrar learned from a pledge voucher-request that passed."""
@@ -183,12 +195,21 @@ def check_pledge_request(
         extra_certs=[tls_client_cert, *tls_client_chain],
     )
     # RFC 8995 section 5.2/5.3: signed by the key that authenticated TLS.
-    if spki_sha256(artifact.signer) != spki_sha256(tls_client_cert):
+    # The signer is normally the IDevID itself: the same bytes, the same key,
+    # without encoding and hashing each copy's key.
+    if cert_der(artifact.signer) != cert_der(tls_client_cert) and (
+        spki_sha256(artifact.signer) != spki_sha256(tls_client_cert)
+    ):
         raise Forbidden(
             "voucher-request is not signed by the TLS client certificate's key",
             check="pledge-request.signer-not-tls-client",
         )
-    intermediates = [*artifact.certificates, *tls_client_chain, *extra_intermediates]
+    # The CMS certificate set and the TLS chain usually carry the same CA
+    # (and the IDevID itself): each certificate is offered once, by its DER,
+    # so that the IDevID's issuer is one certificate and its path the one
+    # already validated for the manufacturer (RFC 5280 section 6.1: a path
+    # depends on the certificates, not on how many copies were offered).
+    intermediates = _distinct([*artifact.certificates, *tls_client_chain, *extra_intermediates])
     # Every pledge brings a new IDevID; its CA's part of the path is the same
     # for a production run and is remembered (brski.issuer_path).
     chain = verify_chain_via_issuer(
