@@ -95,22 +95,6 @@ class TlsServerProtocol(TlsProtocol):
         conn.set_accept_state()
         return conn
 
-    def _flush_handshake(self) -> None:
-        # TLS 1.3: what a completed server handshake leaves in the outgoing BIO
-        # is its NewSessionTicket messages (RFC 8446 4.6.1), which the client
-        # need not wait for; held there, they leave in the same TCP segment as
-        # the first response (one send fewer here, one read fewer for the
-        # client). A KeyUpdate reply queued meanwhile also waits for that write,
-        # as RFC 8446 4.6.3 allows ("prior to sending its next Application Data
-        # record"); a close or a fatal error sends everything at once.
-        # TLS 1.2: the server's Finished is the last flight and the client
-        # waits for it, so it is sent now.
-        assert self._conn is not None
-        if self._conn.get_protocol_version_name() == "TLSv1.3":
-            self._hold_output = True
-        else:
-            self._flush()
-
     def _handshake_failed(self, exc: BaseException, *, event: str = "tls-handshake-refused") -> None:
         """A server refuses in the handshake (old protocol, no shared suite, a
         client chain refused) and says so in one line, like every other refusal."""

@@ -111,43 +111,6 @@ async def test_each_response_is_one_tls_write(tls_pki: Pki, monkeypatch: pytest.
     assert len(writes) == 5 and all(n > 200 for n in writes)  # head and body together
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-async def test_session_tickets_leave_with_the_first_response(
-    tls_pki: Pki, monkeypatch: pytest.MonkeyPatch, version: ssl.TLSVersion
-) -> None:
-    """TLS 1.3: the server's NewSessionTickets wait in the outgoing BIO for the
-    first response, so a connection with one request costs the server two
-    socket sends (its handshake flight, then tickets and response together).
-    TLS 1.2: the server's Finished is its last flight and the client waits for
-    it, so it leaves at once; the request still gets its answer."""
-    sends: list[int] = []
-    orig_connection_made = tls.TlsServerProtocol.connection_made
-
-    def connection_made(self: tls.TlsServerProtocol, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        write = transport.write
-
-        def counted(data: bytes | bytearray | memoryview) -> None:
-            sends.append(len(data))
-            write(data)
-
-        transport.write = counted  # type: ignore[method-assign]
-        orig_connection_made(self, transport)
-
-    monkeypatch.setattr(tls.TlsServerProtocol, "connection_made", connection_made)
-    ctx = _client_ctx(tls_pki, tls_pki.trusted_client, version=version)
-    async with serve(_cfg(tls_pki)) as port, aiohttp.ClientSession() as session:
-        async with session.get(f"https://127.0.0.1:{port}/info", ssl=ctx) as resp:
-            assert resp.status == 200
-            body = await resp.json()
-            answered = list(sends)  # before the close's close_notify
-    assert body["version"] == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
-    if version is ssl.TLSVersion.TLSv1_3:
-        assert len(answered) == 2  # ServerHello..Finished; then tickets and the response
-    else:
-        assert len(answered) == 3  # ServerHello..Done; CCS and Finished; the response
-
-
 async def test_peer_identity_is_read_once_per_connection(tls_pki: Pki) -> None:
     """brski_web.identity parses a connection's client chain once: every request
     on a keep-alive connection gets the same PeerIdentity, another connection
