@@ -19,6 +19,7 @@ import pytest
 
 from brski.errors import Conflict, NotFound
 from brski_storage import NewEvent, RegistrarStore, StateChange
+from tests.storage_helpers import add_device
 
 T0 = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
 DER = b"\x30\x03\x02\x01\x01"
@@ -40,8 +41,7 @@ ENROLLED = StateChange(state="enrolled", reason="LDevID issued")
 async def store(store: RegistrarStore) -> RegistrarStore:
     """The shared store (tests/storage_helpers.py) with two devices."""
     for serial in ("DEV-1", "DEV-2"):
-        await store.upsert_device(serial, idevid_issuer="CN=ca", idevid_fingerprint=serial,
-                                  manufacturer="acme", at=T0)
+        await add_device(store, serial)
     return store
 
 
