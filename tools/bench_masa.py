@@ -109,6 +109,11 @@ def bench_pledge_check(pki: Any, pledges: int, now: datetime) -> dict[str, float
     from brski.validation import check_pledge_request
     from brski.voucher import Assertion, VoucherRequest
 
+    try:  # the registrar's order since brski.issuer_path; older trees (--src) validate whole
+        from brski.issuer_path import verify_chain_via_issuer as idevid_chain
+    except ImportError:
+        idevid_chain = verify_chain
+
     anchors = pki.certs("manufacturer/anchors.pem")
     tls = pki.cert("registrar/tls.crt")
     items = []
@@ -126,7 +131,7 @@ def bench_pledge_check(pki: Any, pledges: int, now: datetime) -> dict[str, float
         body, leaf_der, chain_der = item
         leaf = x509.load_der_x509_certificate(leaf_der)
         chain = [x509.load_der_x509_certificate(c) for c in chain_der]
-        verify_chain(leaf, intermediates=chain, anchors=anchors, now=now, role=Role.IDEVID)
+        idevid_chain(leaf, intermediates=chain, anchors=anchors, now=now, role=Role.IDEVID)
         check_pledge_request(body, media_type=MT_VOUCHER_CMS_JSON, tls_client_cert=leaf, tls_client_chain=chain,
                              manufacturer_anchors=anchors, own_certs=[tls], now=now)
 
