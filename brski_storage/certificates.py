@@ -13,11 +13,40 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from brski_storage.records import CertificateRecord, NewEvent, StateChange
+from brski_storage.records import (
+    ApprovalRecord,
+    AuditLogRecord,
+    CertificateRecord,
+    DeviceRecord,
+    NewEvent,
+    StateChange,
+)
 
-__all__ = ["CertificateStore"]
+__all__ = ["CertificateStore", "EstFacts"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EstFacts:
+    """What one EST request checks about its client, read from one snapshot
+    (:meth:`CertificateStore.est_facts`); a part not asked for is empty."""
+
+    #: The row of the client's LDevID, by the serial of the certificate it presented.
+    client_certificate: CertificateRecord | None = None
+    #: The device asked for, or the LDevID row's device.
+    device: DeviceRecord | None = None
+    #: The operator's approval decision on the device (RFC 8995 5.8.3 gate).
+    approval: ApprovalRecord | None = None
+    #: The newest MASA audit log fetched for the device (RFC 8995 5.8.3 gate).
+    audit_log: AuditLogRecord | None = None
+    #: The device's certificates, oldest reservation first (the issuance limit).
+    certificates: tuple[CertificateRecord, ...] = ()
+    #: The newest row for the CSR's key (renewals share a key), if any.
+    key_certificate: CertificateRecord | None = None
+    #: The newest published CRL's number (RFC 5280 3.3), None before the first.
+    crl_number: int | None = None
 
 
 class CertificateStore(abc.ABC):
@@ -117,3 +146,29 @@ class CertificateStore(abc.ABC):
     @abc.abstractmethod
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
         """A device's certificates in the order they were reserved (oldest first)."""
+
+    @abc.abstractmethod
+    async def est_facts(
+        self,
+        *,
+        device_serial: str | None = None,
+        cert_serial: int | str | None = None,
+        spki_sha256: bytes | None = None,
+        gate: bool = False,
+        certificates: bool = False,
+        crl_number: bool = False,
+    ) -> EstFacts:
+        """The facts one EST request checks, read in ONE read transaction, so
+        they are one snapshot of the store (never a mix of before and after a
+        concurrent write) and one read instead of one per fact.
+
+        The device is ``device_serial`` (a client on its IDevID) or the
+        device of certificate ``cert_serial``'s row (a client on an LDevID:
+        ``client_certificate``; no such row, no device and nothing else);
+        exactly one of the two is given. With ``gate``, the device's
+        approval and newest audit log; with ``certificates``, the device's
+        certificates (as :meth:`list_certificates`); with ``spki_sha256``,
+        the newest row for that key, whichever device it belongs to (as
+        ``latest_certificate_for_key``); with ``crl_number``, the newest
+        published CRL's number (as ``latest_crl_number``).
+        """

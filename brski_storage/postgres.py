@@ -434,9 +434,11 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
             self._readers, lambda: self._read_sync(fn, snapshot=True)
         )
 
-    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a point lookup right here (see ``SqliteDatabase.read_now``)."""
-        return self._read_sync(fn, snapshot=False)
+    def read_now(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        """Run a point lookup right here (see ``SqliteDatabase.read_now``):
+        in autocommit, one statement one snapshot; with ``snapshot``, every
+        statement of ``fn`` in one REPEATABLE READ READ ONLY transaction."""
+        return self._read_sync(fn, snapshot=snapshot)
 
     async def close(self) -> None:
         """Let queued writes finish, then close every connection. Idempotent."""

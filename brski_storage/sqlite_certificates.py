@@ -21,7 +21,7 @@ from brski_storage.records import StateChange
 from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
-__all__ = ["SqliteCertificateMixin", "normalize_cert_serial", "renewed_device"]
+__all__ = ["DEVICE_ROWS", "KEY_NEWEST", "SqliteCertificateMixin", "certificate_rows", "normalize_cert_serial", "renewed_device"]
 
 def normalize_cert_serial(value: int | str) -> str:
     """One spelling per serial (lower-case hex, no leading zeros, no colons),
@@ -51,6 +51,15 @@ _certificates = RowReader(
     issued_at=from_ts_opt,
     revoked_at=from_ts_opt,
 )
+
+
+#: Certificate rows as the stores read them (also for :meth:`est_facts`).
+certificate_rows = _certificates
+
+#: The newest row for a key (renewals share one), through the (spki_sha256, id) index.
+KEY_NEWEST = "WHERE spki_sha256 = ? ORDER BY id DESC LIMIT 1"
+#: A device's rows in reservation order, through certificates_by_device.
+DEVICE_ROWS = "WHERE device_serial = ? ORDER BY id"
 
 
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
@@ -211,8 +220,7 @@ class SqliteCertificateMixin:
     async def latest_certificate_for_key(self, spki_sha256: bytes) -> CertificateRecord | None:
         # The newest row for the key (renewals share one) through the
         # (spki_sha256, id) index, once per enrolment: inline, in one read (see read_now).
-        where = "WHERE spki_sha256 = ? ORDER BY id DESC LIMIT 1"
-        return self._db.read_now(lambda conn: _certificates.one(conn, where, (spki_sha256,)))
+        return self._db.read_now(lambda conn: _certificates.one(conn, KEY_NEWEST, (spki_sha256,)))
 
     async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
         where = "WHERE device_serial = ? AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1"
@@ -243,5 +251,4 @@ class SqliteCertificateMixin:
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
         # One device's few rows through certificates_by_device, read twice per
         # enrolment (issuance limit, supersede): inline (see read_now).
-        where = "WHERE device_serial = ? ORDER BY id"
-        return self._db.read_now(lambda conn: _certificates.all(conn, where, (device_serial,)))
+        return self._db.read_now(lambda conn: _certificates.all(conn, DEVICE_ROWS, (device_serial,)))

@@ -30,6 +30,7 @@ from brski_storage.base import (
     VoucherRecord,
     VoucherRequestRecord,
 )
+from brski_storage.certificates import EstFacts
 from brski_storage.chain import canonical_json
 from brski_storage.evidence import record_state
 from brski_storage.records import INITIAL_DEVICE_STATE, StateChange
@@ -42,10 +43,16 @@ from brski_storage.sqlite import (
     to_ts,
     to_ts_opt,
 )
-from brski_storage.sqlite_admission import SqliteAdmissionMixin
-from brski_storage.sqlite_certificates import SqliteCertificateMixin
+from brski_storage.sqlite_admission import SqliteAdmissionMixin, approval_row
+from brski_storage.sqlite_certificates import (
+    DEVICE_ROWS,
+    KEY_NEWEST,
+    SqliteCertificateMixin,
+    certificate_rows,
+    normalize_cert_serial,
+)
 from brski_storage.sqlite_events import SqliteEventLog, with_events
-from brski_storage.sqlite_lifecycle import SqliteLifecycleMixin
+from brski_storage.sqlite_lifecycle import SqliteLifecycleMixin, newest_crl_number
 from brski_storage.sqlite_netaccess import SqliteNetworkAccessMixin
 
 __all__ = ["SqliteRegistrarStore"]
@@ -369,6 +376,47 @@ class SqliteRegistrarStore(
 
     async def latest_audit_log(self, serial: str) -> AuditLogRecord | None:
         return self._db.read_now(lambda conn: _audit_logs.one(conn, _LATEST, (serial,)))
+
+    # --- what an EST request reads ---------------------------------------------------
+
+    async def est_facts(
+        self,
+        *,
+        device_serial: str | None = None,
+        cert_serial: int | str | None = None,
+        spki_sha256: bytes | None = None,
+        gate: bool = False,
+        certificates: bool = False,
+        crl_number: bool = False,
+    ) -> EstFacts:
+        if (device_serial is None) == (cert_serial is None):
+            raise ValueError("est_facts reads a device by its serial or by a certificate serial, one of them")
+        client_serial = None if cert_serial is None else normalize_cert_serial(cert_serial)
+
+        def run(conn: sqlite3.Connection) -> EstFacts:
+            client = None
+            serial = device_serial
+            if client_serial is not None:
+                client = certificate_rows.one(conn, "WHERE cert_serial = ?", (client_serial,))
+                if client is None:
+                    return EstFacts()
+                serial = client.device_serial
+            assert serial is not None
+            return EstFacts(
+                client_certificate=client,
+                device=_get_device(conn, serial),
+                approval=approval_row(conn, serial) if gate else None,
+                audit_log=_audit_logs.one(conn, _LATEST, (serial,)) if gate else None,
+                certificates=tuple(certificate_rows.all(conn, DEVICE_ROWS, (serial,))) if certificates else (),
+                key_certificate=(
+                    None if spki_sha256 is None else certificate_rows.one(conn, KEY_NEWEST, (spki_sha256,))
+                ),
+                crl_number=newest_crl_number(conn) if crl_number else None,
+            )
+
+        # Point reads and one device's few rows through their indexes, once
+        # per EST request: inline, one transaction (see read_now).
+        return self._db.read_now(run, snapshot=True)
 
     # --- counters ------------------------------------------------------------------
 
