@@ -68,7 +68,7 @@ async def _round(count: int, concurrency: int) -> dict[str, dict[str, float]]:
     from brski.pki import fingerprint_sha256
     from brski.pledge_checks import build_csr_der, device_subject
     from brski_storage import open_registrar_store
-    from brski_storage.records import NewDevice, StateChange
+    from brski_storage.records import NewDevice
     from brski_web.identity import PeerIdentity
     from pledge_sim.fleet import generate_idevids
     from registrar.admission import AdmissionControl, AdmissionPolicy
@@ -104,17 +104,20 @@ async def _round(count: int, concurrency: int) -> dict[str, dict[str, float]]:
                 await store.add_audit_log(serial=serial, fetched_at=now, body=clean_log.to_json())
             admission = AdmissionControl(store=store, policy=AdmissionPolicy(), own_domain_id=own_domain)
             clients = ClientIdentity(store=store, keys=keys)
-            clients.listed_on_crl = RevocationPublisher(store, keys).listed_revoked
-            service = EstService(store=store, keys=keys, clients=clients, enroll_gate=admission.enroll_gate,
+            publisher: Any = RevocationPublisher(store, keys)
+            # As registrar.app wires it (listed_in where the tree has it).
+            clients.listed_on_crl = getattr(publisher, "listed_in", publisher.listed_revoked)
+            gate: Any = getattr(admission, "enroll_gate_on", admission.enroll_gate)  # as registrar.app wires it
+            service = EstService(store=store, keys=keys, clients=clients, enroll_gate=gate,
                                  ldevid_validity=timedelta(days=365))
             db: Any = store._db  # type: ignore[attr-defined]
             counts: Counter[str] = Counter()
             for name in ("read_now", "read"):
                 inner = getattr(db, name)
 
-                def spy(fn: Any, _inner: Any = inner, _name: str = name) -> Any:
+                def spy(fn: Any, _inner: Any = inner, _name: str = name, **kw: Any) -> Any:
                     counts[_name] += 1
-                    return _inner(fn)
+                    return _inner(fn, **kw)
 
                 setattr(db, name, spy)
 
