@@ -13,7 +13,8 @@ connection's page cache. Main-thread CPU (``time.thread_time``) of the reads
 alone, in alternating blocks; medians per way and of the block pair ratios.
 
 Usage: ``python tools/bench_est_reads.py [--devices 300] [--blocks 8]
-[--write-between]``. Nothing is asserted; it measures.
+[--write-between] [--database sqlite|postgresql]`` (PostgreSQL: a throw-away
+server, as ``tools/bench_store.py`` starts it). Nothing is asserted; it measures.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     ways = {"enroll": (_separate_enroll, _one_enroll), "renew": (_separate_renew, _one_renew)}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        async with await open_registrar_store(f"sqlite:///{tmp}/registrar.db") as store:
+        async with await open_registrar_store(args.url or f"sqlite:///{tmp}/registrar.db") as store:
             devices = await _fill(store, args.devices)
             for name, (separate, one) in ways.items():
                 times: dict[str, list[float]] = {"separate": [], "one": []}
@@ -112,7 +113,17 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=300)
     ap.add_argument("--blocks", type=int, default=8)
     ap.add_argument("--write-between", action="store_true")
-    print(json.dumps(asyncio.run(_run(ap.parse_args()))))
+    ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    args = ap.parse_args()
+    args.url = None
+    if args.database == "sqlite":
+        print(json.dumps(asyncio.run(_run(args))))
+        return
+    from brski_cli.pgcluster import pg_cluster
+
+    with pg_cluster(durable=True) as cluster:  # a throw-away server, local socket
+        args.url = cluster.new_schema("registrar")
+        print(json.dumps(asyncio.run(_run(args))))
 
 
 if __name__ == "__main__":
