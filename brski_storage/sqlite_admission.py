@@ -27,7 +27,7 @@ from brski_storage.evidence import record_state
 from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
-__all__ = ["SqliteAdmissionMixin", "approval_row", "insert_pin", "queue_approval"]
+__all__ = ["SqliteAdmissionMixin", "approval_row", "approval_rows", "insert_pin", "queue_approval"]
 
 _approvals = RowReader(
     ApprovalRecord,
@@ -42,6 +42,10 @@ _pins = RowReader(
     "issuer, cert_der, spki_sha256, policy_name, first_serial, pinned_at",
     pinned_at=from_ts,
 )
+
+
+#: Approval rows as the stores read them (also for ``est_facts``).
+approval_rows = _approvals
 
 
 def approval_row(conn: sqlite3.Connection, serial: str) -> ApprovalRecord | None:

@@ -97,8 +97,9 @@ async def test_only_what_is_asked_is_read(store: RegistrarStore) -> None:
 async def test_the_facts_are_one_snapshot(
     store: RegistrarStore, registrar_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write that commits after the read's first statement (the device row)
-    is not seen by its later ones (the audit log, the certificates, the CRL)."""
+    """A write that commits after the read's first statement (the device, its
+    gate rows, the CRL number) is not seen by the later one (the certificates),
+    nor is it mixed into what the first one read."""
     db: Any = store._db  # type: ignore[attr-defined]
     read_now = db.read_now
 
