@@ -25,7 +25,7 @@ from brski_storage.records import (
     StateChange,
 )
 
-__all__ = ["CertificateStore", "EstFacts"]
+__all__ = ["CertificateStore", "EstFacts", "Supersede"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +47,19 @@ class EstFacts:
     key_certificate: CertificateRecord | None = None
     #: The newest published CRL's number (RFC 5280 3.3), None before the first.
     crl_number: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Supersede:
+    """Who supersedes a device's earlier LDevIDs, for each revocation's
+    event (:meth:`CertificateStore.record_issued_superseding`)."""
+
+    by: str
+    check: str
+
+    def __post_init__(self) -> None:
+        if not self.by or not self.check:
+            raise ValueError("a supersede names who supersedes and the rule")
 
 
 class CertificateStore(abc.ABC):
@@ -81,6 +94,31 @@ class CertificateStore(abc.ABC):
         CA's certificates). A crash before the COMMIT leaves nothing
         recorded and nothing released; after it, the certificate is durable
         before the caller is answered.
+        """
+
+    @abc.abstractmethod
+    async def record_issued_superseding(
+        self,
+        *,
+        supersede: Supersede,
+        cert_serial: int | str,
+        device_serial: str,
+        spki_sha256: bytes,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+        events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
+    ) -> tuple[CertificateRecord, tuple[CertificateRecord, ...]]:
+        """:meth:`record_issued_certificate` of a certificate that renews
+        nothing, which in the same transaction also revokes every certificate
+        of the device recorded before it and still issued (RFC 5280 5.3.1
+        reason superseded, at ``at``): each with its state evidence and, after
+        ``events``, a ``credential.revoked`` event naming ``supersede``.
+        Certificates recorded after it are kept (of two concurrent
+        enrolments the newer survives, never neither). Returns the new row and
+        the revoked ones, oldest first. A refused recording revokes nothing.
         """
 
     @abc.abstractmethod

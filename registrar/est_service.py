@@ -33,7 +33,7 @@ from brski_storage.base import (
     DeviceRecord,
     RegistrarStore,
 )
-from brski_storage.certificates import EstFacts
+from brski_storage.certificates import EstFacts, Supersede
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.evidence import new_event
@@ -153,15 +153,18 @@ class EstService:
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
         if spki == spki_sha256(peer.leaf):
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
-        cert = await self._issue(
-            csr, spki=spki, device=device, latest=facts.key_certificate, now=now, kind="credential.issued",
-            then=StateChange(state=enrolled, reason="LDevID issued"),
-        )
         # A device holds one valid LDevID: enrolling again through the IDevID
-        # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1).
-        await self.issuance.supersede_previous(
-            self.store, serial, keep=format(cert.serial_number, "x"), now=now
+        # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1), in
+        # the transaction that records the new one (IssuancePolicy.supersede).
+        cert, superseded = await self._issue(
+            csr, spki=spki, device=device, latest=facts.key_certificate, now=now, kind="credential.issued",
+            then=StateChange(state=enrolled, reason="LDevID issued"), supersede=self.issuance.supersede,
         )
+        keep = format(cert.serial_number, "x")
+        if superseded is None:  # an orphaned reservation completed: superseded after it
+            await self.issuance.supersede_previous(self.store, serial, keep=keep, now=now)
+        else:
+            self.issuance.log_superseded(serial, superseded, keep=keep)
         return est.encode_base64_body(est.build_certs_only([cert]))
 
     async def simplereenroll(
@@ -188,7 +191,7 @@ class EstService:
         # (migration 0003). New key: it must never have been certified, like
         # any key at first enrolment.
         same_key = spki == spki_sha256(peer.leaf)
-        cert = await self._issue(
+        cert, _ = await self._issue(
             csr, spki=spki, device=device, latest=facts.key_certificate, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
             then=StateChange(state=renewed, reason="LDevID renewed"),
@@ -206,9 +209,14 @@ class EstService:
         kind: str,
         then: StateChange,
         renews: str | None = None,
-    ) -> x509.Certificate:
+        supersede: bool = False,
+    ) -> tuple[x509.Certificate, tuple[CertificateRecord, ...] | None]:
         """Sign under a fresh serial, record in one durable transaction, and
         only then return.
+
+        ``supersede`` (a first enrolment): the same transaction revokes the
+        device's earlier LDevIDs, returned second; None when they were not
+        (an orphaned reservation completed, or ``supersede`` false).
 
         ``spki``: the SHA-256 of the CSR's SubjectPublicKeyInfo (the caller
         computed it for its own check); ``latest``: the newest row for that
@@ -279,6 +287,7 @@ class EstService:
                 check="est.csr-not-granted", cert_serial=serial_hex, ignored=list(ignored),
             ))
         der = cert.public_bytes(Encoding.DER)
+        superseded: tuple[CertificateRecord, ...] | None = None
         if resume:
             await self.store.complete_certificate(
                 serial_hex, der=der, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
@@ -286,11 +295,19 @@ class EstService:
             )
         else:
             try:
-                await self.store.record_issued_certificate(
-                    cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, renews=renews, der=der,
-                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                    at=now, then=then, events=tuple(events),  # issued and enrolled/renewed commit together
-                )
+                if supersede and renews is None:
+                    _, superseded = await self.store.record_issued_superseding(
+                        supersede=Supersede(by=f"registrar (superseded by {serial_hex})", check="registrar.supersede"),
+                        cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, der=der,
+                        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                        at=now, then=then, events=tuple(events),  # issued, enrolled and superseded together
+                    )
+                else:
+                    await self.store.record_issued_certificate(
+                        cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, renews=renews, der=der,
+                        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                        at=now, then=then, events=tuple(events),  # issued and enrolled/renewed commit together
+                    )
             except Conflict as exc:  # a concurrent request took the key, or this cert was renewed
                 raise Forbidden(
                     "this public key is already certified" if renews is None
@@ -299,7 +316,7 @@ class EstService:
                     serial=serial,
                 ) from exc
         log.info(kv(kind, serial=serial, cert_serial=serial_hex))
-        return cert
+        return cert, superseded
 
 
 class _ParsedCsr:

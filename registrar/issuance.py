@@ -99,6 +99,10 @@ class IssuancePolicy:
             store, serial, reason=x509.ReasonFlags.superseded, now=now, actor=f"registrar (superseded by {keep})",
             keep=keep, check="registrar.supersede",
         )
+        self.log_superseded(serial, revoked, keep=keep)
+        return revoked
+
+    @staticmethod
+    def log_superseded(serial: str, revoked: Sequence[CertificateRecord], *, keep: str) -> None:
         for record in revoked:
             log.info(kv("superseded", serial=serial, cert_serial=record.cert_serial, by=keep))
-        return revoked

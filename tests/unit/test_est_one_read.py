@@ -5,7 +5,9 @@ device or the LDevID's row, the EST gate's rows, the device's certificates,
 the newest row for the CSR's key, the CRL number) in one ``est_facts`` read
 per request, for the requesting device only, and still refuse in the order
 they always did: a malformed CSR is refused only after the device, the gate
-and the issuance limit were checked.
+and the issuance limit were checked. A first enrolment supersedes the
+device's earlier LDevIDs in the transaction that records it, not by a read
+and writes after it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from brski_storage.base import (
     DeviceRecord,
     RegistrarStore,
 )
-from brski_storage.certificates import EstFacts
+from brski_storage.certificates import EstFacts, Supersede
 from brski_web.identity import PeerIdentity
 from registrar.admission import AdmissionControl, AdmissionPolicy
 from registrar.est_service import EstService
@@ -47,14 +49,17 @@ SUBJECT = x509.Name(ATTRS)
 
 
 class _Store:
-    """The reads an EST request may make: ``est_facts`` before issuing, the
-    device's certificates after it (superseding); anything else is missing."""
+    """What an EST request may ask of the store: ``est_facts`` before issuing,
+    the recording (which supersedes the device's earlier LDevIDs in its own
+    transaction), and the device's certificates only when superseding after
+    an orphaned reservation completed; anything else is missing."""
 
     def __init__(self, facts: EstFacts) -> None:
         self.facts = facts
         self.reads: list[dict[str, Any]] = []
         self.listed: list[str] = []
         self.recorded: list[dict[str, Any]] = []
+        self.superseding: list[Supersede] = []
 
     async def est_facts(self, **asked: Any) -> EstFacts:
         self.reads.append(asked)
@@ -63,6 +68,10 @@ class _Store:
     async def record_issued_certificate(self, **kw: Any) -> CertificateRecord:
         self.recorded.append(kw)
         return _row(kw["cert_serial"], device=kw["device_serial"], spki=kw["spki_sha256"], der=kw["der"])
+
+    async def record_issued_superseding(self, *, supersede: Supersede, **kw: Any) -> tuple[CertificateRecord, tuple[()]]:
+        self.superseding.append(supersede)
+        return await self.record_issued_certificate(**kw), ()
 
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
         self.listed.append(device_serial)
@@ -120,7 +129,8 @@ def test_an_enrolment_reads_its_facts_once_for_its_own_device() -> None:
         "gate": True, "certificates": True, "crl_number": False,
     }]
     assert len(store.recorded) == 1
-    assert store.listed == [SERIAL]  # after the recording: the earlier LDevIDs it supersedes
+    # The earlier LDevIDs are superseded in the recording's transaction: no read after it.
+    assert [s.check for s in store.superseding] == ["registrar.supersede"] and store.listed == []
 
 
 def test_a_renewal_reads_its_facts_once_by_its_ldevid() -> None:
@@ -139,7 +149,7 @@ def test_a_renewal_reads_its_facts_once_by_its_ldevid() -> None:
         "device_serial": None, "cert_serial": ldevid.serial_number, "spki_sha256": spki,
         "gate": True, "certificates": True, "crl_number": True,
     }]
-    assert store.recorded[0]["renews"] == row.cert_serial and store.listed == []
+    assert store.recorded[0]["renews"] == row.cert_serial and store.listed == [] and store.superseding == []
 
 
 def _refusal(facts: EstFacts, body: bytes) -> str:
