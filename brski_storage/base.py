@@ -31,6 +31,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from brski_storage.certificates import CertificateStore
 from brski_storage.evidence import StateReport
 from brski_storage.lifecycle import LifecycleStore
 from brski_storage.netaccess import NetworkAccessStore
@@ -211,7 +212,7 @@ class EventLog(Store):
         return tail[::-1]
 
 
-class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
+class RegistrarStore(CertificateStore, NetworkAccessStore, LifecycleStore, EventLog):
     # devices
     @abc.abstractmethod
     async def upsert_device(
@@ -331,104 +332,6 @@ class RegistrarStore(NetworkAccessStore, LifecycleStore, EventLog):
 
     @abc.abstractmethod
     async def status_reports(self, serial: str) -> list[StatusReportRecord]: ...
-
-    # certificates
-    @abc.abstractmethod
-    async def record_issued_certificate(
-        self,
-        *,
-        cert_serial: int | str,
-        device_serial: str,
-        spki_sha256: bytes,
-        der: bytes,
-        not_before: datetime,
-        not_after: datetime,
-        at: datetime,
-        renews: int | str | None = None,
-        events: Sequence[NewEvent] = (),
-        then: StateChange | None = None,
-    ) -> CertificateRecord:
-        """Record a certificate signed under a serial nobody reserved: one
-        flushed transaction, the reservation's checks and the completion's
-        writes together.
-
-        Inside the transaction it refuses, with ``Conflict``, what
-        :meth:`reserve_certificate` (``renews`` None: a key certified before,
-        a serial used before) or ``reserve_renewal`` (``renews``: a
-        certificate already renewed, not issued, or another key or device)
-        would have refused; otherwise it inserts the row as 'issued'
-        (``reserved_at`` = ``at``), with ``events`` and ``then`` as
-        :meth:`complete_certificate` writes them. A refused certificate is
-        to be discarded: it never left the registrar, so no serial or key
-        was handed out twice (RFC 5280 4.1.2.2: serials unique among the
-        CA's certificates). A crash before the COMMIT leaves nothing
-        recorded and nothing released; after it, the certificate is durable
-        before the caller is answered.
-        """
-
-    @abc.abstractmethod
-    async def reserve_certificate(
-        self, *, cert_serial: int | str, device_serial: str, spki_sha256: bytes, at: datetime
-    ) -> CertificateRecord:
-        """Claim a serial and a key before signing (the registrar now signs
-        first and uses :meth:`record_issued_certificate`; rows reserved by
-        older versions are still completed).
-
-        Reserving first means a crash between signing and recording can never
-        produce a certificate the registrar has forgotten, nor hand the same
-        serial out twice. A reused serial or an already-certified key raises
-        ``Conflict(check="storage.duplicate-key")``. A reservation orphaned by
-        a crash is visible through ``certificate_by_spki`` in state
-        'reserved' and may be completed later with the same serial.
-
-        The reservation is answered once committed (visible to every later
-        write and read), without waiting for its own flush to stable
-        storage: a crash can lose it only together with everything after
-        it, so only before :meth:`complete_certificate` was flushed, and then
-        the signed certificate never left the registrar. The completion is
-        always flushed before it is answered, and its flush makes the
-        reservation durable too (brski_storage.writer).
-        """
-
-    @abc.abstractmethod
-    async def complete_certificate(
-        self,
-        cert_serial: int | str,
-        *,
-        der: bytes,
-        not_before: datetime,
-        not_after: datetime,
-        at: datetime,
-        events: Sequence[NewEvent] = (),
-        then: StateChange | None = None,
-    ) -> CertificateRecord:
-        """reserved -> issued; anything else is ``Conflict``, unknown is NotFound.
-        With ``then``, the certificate's device changes state in the same
-        transaction (see StateChange)."""
-
-    @abc.abstractmethod
-    async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None: ...
-
-    @abc.abstractmethod
-    async def certificate_by_spki(self, spki_sha256: bytes) -> CertificateRecord | None: ...
-
-    @abc.abstractmethod
-    async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
-        """The latest issued and unrevoked certificate of a device."""
-
-    @abc.abstractmethod
-    async def revoke_certificate(
-        self, cert_serial: int | str, *, reason: str, at: datetime
-    ) -> CertificateRecord:
-        """issued -> revoked; anything else is ``Conflict``, unknown is NotFound."""
-
-    @abc.abstractmethod
-    async def revoked_certificates(self) -> list[CertificateRecord]:
-        """Every revoked certificate, oldest revocation first (CRL input)."""
-
-    @abc.abstractmethod
-    async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
-        """A device's certificates in the order they were reserved (oldest first)."""
 
     # MASA audit logs fetched by the registrar
     @abc.abstractmethod

@@ -413,9 +413,16 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
             try:
                 if not snapshot:
                     return fn(cast("sqlite3.Connection", adapter))
-                with conn.transaction():
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    return fn(cast("sqlite3.Connection", adapter))
+                # One statement opens the snapshot's transaction (not BEGIN,
+                # then SET TRANSACTION: a round trip fewer per read).
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                try:
+                    result = fn(cast("sqlite3.Connection", adapter))
+                except BaseException:
+                    self._abort(conn)
+                    raise
+                conn.execute("COMMIT")
+                return result
             except psycopg.Error as exc:
                 # A reader whose backend went away (a server restart, an
                 # administrator) is found broken only when used: a read changes
@@ -434,9 +441,11 @@ class PgDatabase(GroupCommitWriter["psycopg.Connection[tuple[Any, ...]]"]):
             self._readers, lambda: self._read_sync(fn, snapshot=True)
         )
 
-    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a point lookup right here (see ``SqliteDatabase.read_now``)."""
-        return self._read_sync(fn, snapshot=False)
+    def read_now(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        """Run a point lookup right here (see ``SqliteDatabase.read_now``):
+        in autocommit, one statement one snapshot; with ``snapshot``, every
+        statement of ``fn`` in one REPEATABLE READ READ ONLY transaction."""
+        return self._read_sync(fn, snapshot=snapshot)
 
     async def close(self) -> None:
         """Let queued writes finish, then close every connection. Idempotent."""

@@ -315,9 +315,11 @@ class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}", check="storage.read-failed") from exc
 
-    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def read_now(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
         """Run ``fn`` right here, on the caller's thread, on its own read-only
-        connection.
+        connection, in one read transaction (one snapshot, whatever
+        ``snapshot`` says: the engines' common signature, see
+        :class:`Database`).
 
         Only for point lookups by primary key or a unique index, or one
         device's few rows through an index (tens of microseconds): under load, handing such a read to the reader pool
@@ -367,7 +369,10 @@ class Database(Protocol):
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
-    def read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+    def read_now(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
+        """A point read on the caller's thread; ``snapshot``: ``fn``'s
+        statements see one snapshot (always so on SQLite; on PostgreSQL a
+        read-only REPEATABLE READ transaction instead of autocommit)."""
 
     async def close(self) -> None: ...
 

@@ -27,7 +27,7 @@ from brski_storage.evidence import record_state
 from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
 from brski_storage.sqlite_events import with_events
 
-__all__ = ["SqliteAdmissionMixin", "insert_pin", "queue_approval"]
+__all__ = ["SqliteAdmissionMixin", "approval_row", "approval_rows", "insert_pin", "queue_approval"]
 
 _approvals = RowReader(
     ApprovalRecord,
@@ -44,7 +44,11 @@ _pins = RowReader(
 )
 
 
-def _get_approval(conn: sqlite3.Connection, serial: str) -> ApprovalRecord | None:
+#: Approval rows as the stores read them (also for ``est_facts``).
+approval_rows = _approvals
+
+
+def approval_row(conn: sqlite3.Connection, serial: str) -> ApprovalRecord | None:
     return _approvals.one(conn, "WHERE serial = ?", (serial,))
 
 
@@ -62,7 +66,7 @@ def queue_approval(conn: sqlite3.Connection, serial: str, ts: str) -> ApprovalRe
         (serial, ts),
     )
     record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)
-    record = _get_approval(conn, serial)
+    record = approval_row(conn, serial)
     assert record is not None
     return record
 
@@ -85,7 +89,7 @@ class SqliteAdmissionMixin:
     _db: Database
 
     async def get_approval(self, serial: str) -> ApprovalRecord | None:
-        return self._db.read_now(lambda conn: _get_approval(conn, serial))
+        return self._db.read_now(lambda conn: approval_row(conn, serial))
 
     async def request_approval(self, serial: str, *, at: datetime) -> ApprovalRecord:
         ts = to_ts(at)
@@ -110,7 +114,7 @@ class SqliteAdmissionMixin:
                 (serial, decision, ts, by, reason),
             )
             record_state(conn, "registrar", [("approval", serial)], at=ts, device_serial=serial)
-            record = _get_approval(conn, serial)
+            record = approval_row(conn, serial)
             assert record is not None
             return record
 

@@ -16,12 +16,13 @@ from datetime import datetime
 
 from brski.errors import Conflict, NotFound
 from brski_storage.base import CertificateRecord, NewEvent
+from brski_storage.certificates import Supersede
 from brski_storage.evidence import record_state
 from brski_storage.records import StateChange
 from brski_storage.sqlite import Database, RowReader, from_ts, from_ts_opt, require_device, to_ts
-from brski_storage.sqlite_events import with_events
+from brski_storage.sqlite_events import PreparedEvent, with_events
 
-__all__ = ["SqliteCertificateMixin", "normalize_cert_serial", "renewed_device"]
+__all__ = ["DEVICE_ROWS", "KEY_NEWEST", "SqliteCertificateMixin", "certificate_rows", "normalize_cert_serial", "renewed_device"]
 
 def normalize_cert_serial(value: int | str) -> str:
     """One spelling per serial (lower-case hex, no leading zeros, no colons),
@@ -51,6 +52,15 @@ _certificates = RowReader(
     issued_at=from_ts_opt,
     revoked_at=from_ts_opt,
 )
+
+
+#: Certificate rows as the stores read them (also for :meth:`est_facts`).
+certificate_rows = _certificates
+
+#: The newest row for a key (renewals share one), through the (spki_sha256, id) index.
+KEY_NEWEST = "WHERE spki_sha256 = ? ORDER BY id DESC LIMIT 1"
+#: A device's rows in reservation order, through certificates_by_device.
+DEVICE_ROWS = "WHERE device_serial = ? ORDER BY id"
 
 
 def _get_cert(conn: sqlite3.Connection, cert_serial: str) -> CertificateRecord | None:
@@ -131,6 +141,48 @@ class SqliteCertificateMixin:
         events: Sequence[NewEvent] = (),
         then: StateChange | None = None,
     ) -> CertificateRecord:
+        recorded, _ = await self._record_issued(
+            cert_serial=cert_serial, device_serial=device_serial, spki_sha256=spki_sha256, der=der,
+            not_before=not_before, not_after=not_after, at=at, renews=renews, events=events, then=then,
+            supersede=None,
+        )
+        return recorded
+
+    async def record_issued_superseding(
+        self,
+        *,
+        supersede: Supersede,
+        cert_serial: int | str,
+        device_serial: str,
+        spki_sha256: bytes,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+        events: Sequence[NewEvent] = (),
+        then: StateChange | None = None,
+    ) -> tuple[CertificateRecord, tuple[CertificateRecord, ...]]:
+        return await self._record_issued(
+            cert_serial=cert_serial, device_serial=device_serial, spki_sha256=spki_sha256, der=der,
+            not_before=not_before, not_after=not_after, at=at, renews=None, events=events, then=then,
+            supersede=supersede,
+        )
+
+    async def _record_issued(
+        self,
+        *,
+        cert_serial: int | str,
+        device_serial: str,
+        spki_sha256: bytes,
+        der: bytes,
+        not_before: datetime,
+        not_after: datetime,
+        at: datetime,
+        renews: int | str | None,
+        events: Sequence[NewEvent],
+        then: StateChange | None,
+        supersede: Supersede | None,
+    ) -> tuple[CertificateRecord, tuple[CertificateRecord, ...]]:
         serial = normalize_cert_serial(cert_serial)
         previous = None if renews is None else normalize_cert_serial(renews)
         if len(spki_sha256) != 32:
@@ -138,7 +190,7 @@ class SqliteCertificateMixin:
         ts = to_ts(at)
         params = (serial, device_serial, spki_sha256, previous, der, to_ts(not_before), to_ts(not_after), ts, ts)
 
-        def run(conn: sqlite3.Connection) -> CertificateRecord:
+        def run(conn: sqlite3.Connection) -> tuple[CertificateRecord, tuple[CertificateRecord, ...]]:
             # What reserve_certificate / reserve_renewal check before signing,
             # checked here, in the transaction that records the certificate.
             if previous is None:
@@ -155,14 +207,45 @@ class SqliteCertificateMixin:
             )
             if then is not None:
                 self._apply(conn, device_serial, then, ts)
+            earlier: list[str] = []
+            if supersede is not None:
+                # The device's certificates recorded before this one (by id:
+                # the writer commits in id order) and still issued.
+                earlier = [str(r[0]) for r in conn.execute(
+                    "SELECT cert_serial FROM certificates WHERE device_serial = ? AND state = 'issued'"
+                    " AND id < (SELECT id FROM certificates WHERE cert_serial = ?) ORDER BY id",
+                    (device_serial, serial),
+                )]
+                for old in earlier:
+                    conn.execute(
+                        "UPDATE certificates SET state = 'revoked', revoked_at = ?, revocation_reason = 'superseded'"
+                        " WHERE cert_serial = ?",
+                        (ts, old),
+                    )
             record_state(
-                conn, "registrar", [("certificate", serial), ("device", device_serial)],
+                conn, "registrar",
+                [("certificate", serial), ("device", device_serial), *(("certificate", old) for old in earlier)],
                 at=ts, device_serial=device_serial,
             )
-            return _require_cert(conn, serial)
+            return _require_cert(conn, serial), tuple(_require_cert(conn, old) for old in earlier)
+
+        issue = with_events(run, events)
+        if supersede is None:
+            job = issue
+        else:
+            by = supersede
+
+            def job(conn: sqlite3.Connection) -> tuple[CertificateRecord, tuple[CertificateRecord, ...]]:
+                recorded, revoked = issue(conn)
+                for old in revoked:  # chained after the issuance's own events
+                    PreparedEvent(NewEvent(
+                        at=at, kind="credential.revoked", device_serial=device_serial, outcome="allow",
+                        check=by.check, detail={"cert_serial": old.cert_serial, "reason": "superseded", "by": by.by},
+                    )).chain(conn)
+                return recorded, revoked
 
         # Flushed before it is answered (RFC 7030 4.2: the certificate a 200 carries).
-        return await self._db.write(with_events(run, events))
+        return await self._db.write(job)
 
     async def complete_certificate(
         self,
@@ -211,8 +294,7 @@ class SqliteCertificateMixin:
     async def latest_certificate_for_key(self, spki_sha256: bytes) -> CertificateRecord | None:
         # The newest row for the key (renewals share one) through the
         # (spki_sha256, id) index, once per enrolment: inline, in one read (see read_now).
-        where = "WHERE spki_sha256 = ? ORDER BY id DESC LIMIT 1"
-        return self._db.read_now(lambda conn: _certificates.one(conn, where, (spki_sha256,)))
+        return self._db.read_now(lambda conn: _certificates.one(conn, KEY_NEWEST, (spki_sha256,)))
 
     async def current_certificate(self, device_serial: str) -> CertificateRecord | None:
         where = "WHERE device_serial = ? AND state = 'issued' ORDER BY issued_at DESC, id DESC LIMIT 1"
@@ -243,5 +325,4 @@ class SqliteCertificateMixin:
     async def list_certificates(self, device_serial: str) -> list[CertificateRecord]:
         # One device's few rows through certificates_by_device, read twice per
         # enrolment (issuance limit, supersede): inline (see read_now).
-        where = "WHERE device_serial = ? ORDER BY id"
-        return self._db.read_now(lambda conn: _certificates.all(conn, where, (device_serial,)))
+        return self._db.read_now(lambda conn: _certificates.all(conn, DEVICE_ROWS, (device_serial,)))

@@ -18,7 +18,7 @@ from brski_storage.sqlite_certificates import normalize_cert_serial, renewed_dev
 if TYPE_CHECKING:
     from brski_storage.base import CertificateRecord
 
-__all__ = ["SqliteLifecycleMixin"]
+__all__ = ["SqliteLifecycleMixin", "newest_crl_number"]
 
 
 _crls = RowReader(
@@ -28,6 +28,12 @@ _crls = RowReader(
     this_update=from_ts,
     next_update=from_ts,
 )
+
+
+def newest_crl_number(conn: sqlite3.Connection) -> int | None:
+    """The last entry of the CRLs' primary key (no DER read), None before the first CRL."""
+    row = conn.execute("SELECT max(number) FROM crls").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
 
 
 class SqliteLifecycleMixin(LifecycleStore):
@@ -93,5 +99,4 @@ class SqliteLifecycleMixin(LifecycleStore):
     async def latest_crl_number(self) -> int | None:
         # Inline (read_now): the last entry of the primary key, no DER read; asked
         # on every request that checks a certificate against the published CRL.
-        row = self._db.read_now(lambda conn: conn.execute("SELECT max(number) FROM crls").fetchone())
-        return int(row[0]) if row is not None and row[0] is not None else None
+        return self._db.read_now(newest_crl_number)

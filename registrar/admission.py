@@ -49,7 +49,7 @@ from brski.auditlog import AuditLog
 from brski.errors import ChainInvalid, ConfigError, MalformedInput, PolicyRefused
 from brski.issuer_path import verify_chain_via_issuer
 from brski.pki import Role, cert_der, load_certs, spki_sha256, verify_chain
-from brski_storage.base import ManufacturerPin, RegistrarStore
+from brski_storage.base import ApprovalRecord, AuditLogRecord, ManufacturerPin, RegistrarStore
 
 __all__ = [
     "AdmissionControl",
@@ -258,13 +258,25 @@ class AdmissionControl:
     async def enroll_gate(self, serial: str, *, now: datetime) -> None:
         """RFC 8995 5.8.3 "The Registrar MUST then refuse any EST actions": the
         latest audit log must pass review, and an operator's rejection made
-        after the voucher still stops enrolment."""
+        after the voucher still stops enrolment (:meth:`enroll_gate_on` on
+        the device's rows, read here)."""
         approval = await self.store.get_approval(serial)
+        latest = await self.store.latest_audit_log(serial) if self.cfg.audit_review else None
+        self.enroll_gate_on(serial, approval=approval, audit_log=latest)
+
+    def enroll_gate_on(
+        self, serial: str, *, approval: ApprovalRecord | None, audit_log: AuditLogRecord | None
+    ) -> None:
+        """:meth:`enroll_gate` on ``serial``'s approval row and newest audit
+        log as the EST request read them (``est_facts(gate=True)``), read on
+        every EST request."""
+        if (approval is not None and approval.serial != serial) or (audit_log is not None and audit_log.serial != serial):
+            raise ValueError(f"the EST gate for {serial} was handed another device's rows")
         if approval is not None and approval.decision == "rejected":
             raise PolicyRefused(f"an operator rejected device {serial}", check="registrar.approval-rejected", serial=serial)
         if not self.cfg.audit_review:
             return
-        latest = await self.store.latest_audit_log(serial)
+        latest = audit_log
         if latest is None:
             return
         # The latest log is read on every EST request (a new one may have been

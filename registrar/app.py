@@ -121,7 +121,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning(kv("registrar-tls-cert-lacks-cmcRA", subject=keys.tls_cert.subject.rfc4514_string(),
                        effect="pledges that discovered this registrar refuse it (pledge.registrar-not-ra)"))
     publisher = RevocationPublisher(store, keys)
-    clients.listed_on_crl = publisher.listed_revoked
+    clients.listed_on_crl = publisher.listed_in
     app[REVOCATION] = publisher
     mud = None
     if cfg.network_access.enabled:
@@ -156,7 +156,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             store=store,
             keys=keys,
             clients=clients,
-            enroll_gate=admission.enroll_gate,
+            enroll_gate=admission.enroll_gate_on,
             ldevid_validity=timedelta(days=cfg.ldevid_validity_days),
             crl_url=f"{public}/crl" if public else None,
             ocsp_url=f"{public}/ocsp" if public else None,

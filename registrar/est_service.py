@@ -11,7 +11,6 @@ does not know about.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -27,7 +26,14 @@ from brski.pki import device_serial, spki_sha256
 from brski.telemetry import parse_status
 from brski_hsm import signing
 from brski_storage import StateChange
-from brski_storage.base import DeviceRecord, RegistrarStore
+from brski_storage.base import (
+    ApprovalRecord,
+    AuditLogRecord,
+    CertificateRecord,
+    DeviceRecord,
+    RegistrarStore,
+)
+from brski_storage.certificates import EstFacts, Supersede
 from brski_web.identity import PeerIdentity
 from brski_web.logs import kv
 from registrar.evidence import new_event
@@ -40,9 +46,10 @@ log = logging.getLogger("brski.registrar")
 
 
 class EnrollGate(Protocol):
-    """May ``serial`` use EST now? Raises the refusal, naming the rule."""
+    """May ``serial`` use EST now, on its approval row and newest MASA audit
+    log as this request read them? Raises the refusal, naming the rule."""
 
-    def __call__(self, serial: str, *, now: datetime) -> Awaitable[None]: ...
+    def __call__(self, serial: str, *, approval: ApprovalRecord | None, audit_log: AuditLogRecord | None) -> None: ...
 
 
 class EstService:
@@ -83,9 +90,23 @@ class EstService:
             )
         return self._issuer
 
-    async def _check_enroll_gate(self, serial: str, *, now: datetime) -> None:
+    def _check_enroll_gate(self, serial: str, facts: EstFacts) -> None:
         if self.enroll_gate is not None:
-            await self.enroll_gate(serial, now=now)
+            self.enroll_gate(serial, approval=facts.approval, audit_log=facts.audit_log)
+
+    async def _facts(
+        self, spki: bytes | None, *, device_serial: str | None = None, cert_serial: int | None = None
+    ) -> EstFacts:
+        """Everything an enrolment checks in the store, in one read (one
+        snapshot): the device (or the LDevID's row and its device, with the
+        published CRL's number), what the EST gate and the issuance limit
+        read, and the newest certificate for the CSR's key. Read on every
+        request, nothing kept: each check below runs on this request's rows."""
+        return await self.store.est_facts(
+            device_serial=device_serial, cert_serial=cert_serial, spki_sha256=spki,
+            gate=self.enroll_gate is not None, certificates=self.issuance.limit != 0,
+            crl_number=cert_serial is not None,
+        )
 
     async def enroll_status(self, *, body: bytes, peer: PeerIdentity, now: datetime) -> None:
         """RFC 8995 5.9.4: the pledge reports whether its LDevID works."""
@@ -119,27 +140,31 @@ class EstService:
         """RFC 7030 4.2.1, RFC 8995 5.9.3: first LDevID for a vouched device."""
         if peer.leaf is None:
             raise Unauthenticated("EST enrolment needs the IDevID as client certificate", check="tls.client-cert")
-        device = await self.clients.idevid_record(peer, what="simpleenroll")
-        serial = device.serial
+        serial = self.clients.idevid_serial(peer, what="simpleenroll")
+        parsed = _ParsedCsr(body, cte)
+        facts = await self._facts(parsed.spki, device_serial=serial)
+        device = self.clients.idevid_match(peer, facts.device, what="simpleenroll")
         # RFC 7030 3.7 / RFC 8995 5.9: only a device this registrar vouched for.
         enrolled = next_state(device.state, LifecycleEvent.LDEVID_ISSUED, serial=serial)
-        await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
-        await self.issuance.check_limit(self.store, serial, now=now)
-        csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
+        self._check_enroll_gate(serial, facts)  # RFC 8995 5.8.3 (registrar/admission.py)
+        self.issuance.check_limit_on(facts.certificates, serial, now=now)
+        csr, spki = parsed.result()
         if not csr_names_device(csr, serial):
             raise Forbidden("CSR names another device than the IDevID", check="est.csr-identity", serial=serial)
-        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
         if spki == spki_sha256(peer.leaf):
             raise Forbidden("CSR reuses the IDevID key", check="est.csr-idevid-key", serial=serial)
-        cert = await self._issue(
-            csr, spki=spki, device=device, now=now, kind="credential.issued",
-            then=StateChange(state=enrolled, reason="LDevID issued"),
-        )
         # A device holds one valid LDevID: enrolling again through the IDevID
-        # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1).
-        await self.issuance.supersede_previous(
-            self.store, serial, keep=format(cert.serial_number, "x"), now=now
+        # (a factory reset) supersedes the earlier ones (RFC 5280 5.3.1), in
+        # the transaction that records the new one (IssuancePolicy.supersede).
+        cert, superseded = await self._issue(
+            csr, spki=spki, device=device, latest=facts.key_certificate, now=now, kind="credential.issued",
+            then=StateChange(state=enrolled, reason="LDevID issued"), supersede=self.issuance.supersede,
         )
+        keep = format(cert.serial_number, "x")
+        if superseded is None:  # an orphaned reservation completed: superseded after it
+            await self.issuance.supersede_previous(self.store, serial, keep=keep, now=now)
+        else:
+            self.issuance.log_superseded(serial, superseded, keep=keep)
         return est.encode_base64_body(est.build_certs_only([cert]))
 
     async def simplereenroll(
@@ -148,13 +173,15 @@ class EstService:
         """RFC 7030 4.2.2: renew with the current LDevID as client certificate."""
         if peer.leaf is None or not self.clients.is_ldevid(peer.leaf):
             raise Unauthenticated("re-enrolment needs the current LDevID as client certificate", check="est.reenroll-client")
-        record, device = await self.clients.ldevid_device(peer, now=now)
+        parsed = _ParsedCsr(body, cte)
+        facts = await self._facts(parsed.spki, cert_serial=peer.leaf.serial_number)
+        record, device = await self.clients.ldevid_device(peer, now=now, facts=facts)
         serial = record.device_serial
         assert device is not None  # a certificate row references its device
-        await self._check_enroll_gate(serial, now=now)  # RFC 8995 5.8.3 (registrar/admission.py)
-        await self.issuance.check_limit(self.store, serial, now=now)
+        self._check_enroll_gate(serial, facts)  # RFC 8995 5.8.3 (registrar/admission.py)
+        self.issuance.check_limit_on(facts.certificates, serial, now=now)
         renewed = next_state(device.state, LifecycleEvent.LDEVID_RENEWED, serial=serial)
-        csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
+        csr, spki = parsed.result()
         # RFC 7030 4.2.2: the subject must be the same as the current certificate's.
         if csr.subject != peer.leaf.subject:
             raise Forbidden("re-enrolment CSR subject differs from the current certificate", check="est.reenroll-subject", serial=serial)
@@ -163,10 +190,9 @@ class EstService:
         # lets a key be renewed only by the device it was first certified for
         # (migration 0003). New key: it must never have been certified, like
         # any key at first enrolment.
-        spki = spki_sha256(csr.public_key())  # type: ignore[arg-type]
         same_key = spki == spki_sha256(peer.leaf)
-        cert = await self._issue(
-            csr, spki=spki, device=device, now=now, kind="credential.renewed",
+        cert, _ = await self._issue(
+            csr, spki=spki, device=device, latest=facts.key_certificate, now=now, kind="credential.renewed",
             renews=record.cert_serial if same_key else None,
             then=StateChange(state=renewed, reason="LDevID renewed"),
         )
@@ -178,19 +204,26 @@ class EstService:
         *,
         spki: bytes,
         device: DeviceRecord,
+        latest: CertificateRecord | None,
         now: datetime,
         kind: str,
         then: StateChange,
         renews: str | None = None,
-    ) -> x509.Certificate:
+        supersede: bool = False,
+    ) -> tuple[x509.Certificate, tuple[CertificateRecord, ...] | None]:
         """Sign under a fresh serial, record in one durable transaction, and
         only then return.
 
-        ``spki``: the SHA-256 of the CSR's SubjectPublicKeyInfo (the caller
-        computed it for its own check). ``renews``: the serial of the
-        certificate a same-key renewal replaces.
+        ``supersede`` (a first enrolment): the same transaction revokes the
+        device's earlier LDevIDs, returned second; None when they were not
+        (an orphaned reservation completed, or ``supersede`` false).
 
-        The read below refuses a key certified before without signing; the
+        ``spki``: the SHA-256 of the CSR's SubjectPublicKeyInfo (the caller
+        computed it for its own check); ``latest``: the newest row for that
+        key, read with the request's other facts. ``renews``: the serial of
+        the certificate a same-key renewal replaces.
+
+        ``latest`` refuses a key certified before without signing; the
         store re-checks it inside the transaction that records the
         certificate (record_issued_certificate: key not yet certified, or
         for a renewal the renewed certificate issued and not yet renewed;
@@ -217,7 +250,8 @@ class EstService:
         serial = device.serial
         grant = self.issuance.grant(device)
         ignored = self.issuance.beyond_grant(csr, grant, serial=serial)
-        latest = await self.store.latest_certificate_for_key(spki)
+        if latest is not None and latest.spki_sha256 != spki:
+            raise AssertionError("the newest row of another key")
         resume = latest is not None and latest.state == "reserved" and latest.device_serial == serial
         if latest is not None and resume:
             serial_hex = latest.cert_serial
@@ -253,6 +287,7 @@ class EstService:
                 check="est.csr-not-granted", cert_serial=serial_hex, ignored=list(ignored),
             ))
         der = cert.public_bytes(Encoding.DER)
+        superseded: tuple[CertificateRecord, ...] | None = None
         if resume:
             await self.store.complete_certificate(
                 serial_hex, der=der, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
@@ -260,11 +295,19 @@ class EstService:
             )
         else:
             try:
-                await self.store.record_issued_certificate(
-                    cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, renews=renews, der=der,
-                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                    at=now, then=then, events=tuple(events),  # issued and enrolled/renewed commit together
-                )
+                if supersede and renews is None:
+                    _, superseded = await self.store.record_issued_superseding(
+                        supersede=Supersede(by=f"registrar (superseded by {serial_hex})", check="registrar.supersede"),
+                        cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, der=der,
+                        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                        at=now, then=then, events=tuple(events),  # issued, enrolled and superseded together
+                    )
+                else:
+                    await self.store.record_issued_certificate(
+                        cert_serial=serial_hex, device_serial=serial, spki_sha256=spki, renews=renews, der=der,
+                        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                        at=now, then=then, events=tuple(events),  # issued and enrolled/renewed commit together
+                    )
             except Conflict as exc:  # a concurrent request took the key, or this cert was renewed
                 raise Forbidden(
                     "this public key is already certified" if renews is None
@@ -273,4 +316,30 @@ class EstService:
                     serial=serial,
                 ) from exc
         log.info(kv(kind, serial=serial, cert_serial=serial_hex))
-        return cert
+        return cert, superseded
+
+
+class _ParsedCsr:
+    """The request's CSR, parsed before the store read (its key's newest row
+    is one of the request's facts), or the refusal, which :meth:`result`
+    raises where the CSR is checked: after the device, gate and limit checks,
+    as every refusal's order was before the one read."""
+
+    __slots__ = ("csr", "error", "spki")
+
+    def __init__(self, body: bytes, cte: str | None) -> None:
+        self.csr: x509.CertificateSigningRequest | None = None
+        self.spki: bytes | None = None
+        self.error: Exception | None = None
+        try:
+            self.csr = est.parse_csr(est.decode_est_body(body, content_transfer_encoding=cte))
+            self.spki = spki_sha256(self.csr.public_key())  # type: ignore[arg-type]
+        except Exception as exc:  # raised by result(), in the checks' order
+            self.error = exc
+
+    def result(self) -> tuple[x509.CertificateSigningRequest, bytes]:
+        if self.error is not None:
+            raise self.error
+        assert self.csr is not None and self.spki is not None
+        return self.csr, self.spki
+

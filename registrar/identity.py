@@ -22,6 +22,7 @@ from brski.errors import ChainInvalid, Forbidden, Unauthenticated
 from brski.lifecycle import BLOCKED
 from brski.pki import PrivateKey, Role, verify_chain
 from brski_storage.base import CertificateRecord, DeviceRecord, RegistrarStore
+from brski_storage.certificates import EstFacts
 from brski_web.identity import PeerIdentity
 
 __all__ = ["ClientIdentity", "RegistrarKeys"]
@@ -53,9 +54,10 @@ class ClientIdentity:
         key_id = authority_key_id(keys.ca_cert, keys.ca_key).key_identifier
         derived = x509.SubjectKeyIdentifier.from_public_key(keys.ca_key.public_key()).digest
         self._ca_key_id: bytes | None = key_id if key_id == derived else None
-        # RFC 5280 3.3: is this LDevID serial on the last published CRL?
-        # (registrar/revocation.py). None: no CRL publication wired.
-        self.listed_on_crl: Callable[[int], Awaitable[bool]] | None = None
+        # RFC 5280 3.3: is this LDevID serial on the last published CRL, the
+        # one numbered as read with the request's facts (registrar/revocation.py
+        # RevocationPublisher.listed_in)? None: no CRL publication wired.
+        self.listed_on_crl: Callable[[int, int | None], Awaitable[bool]] | None = None
 
     def is_ldevid(self, cert: x509.Certificate) -> bool:
         return cert.issuer == self._ca_subject
@@ -71,6 +73,10 @@ class ClientIdentity:
         RFC 8995 5.7 / 5.9.4: telemetry and enrolment are accepted from the
         device they are about, recognised by its pinned IDevID fingerprint.
         """
+        return self.idevid_match(peer, await self.store.get_device(self.idevid_serial(peer, what=what)), what=what)
+
+    def idevid_serial(self, peer: PeerIdentity, *, what: str) -> str:
+        """The device serial an IDevID client names, before its row is read."""
         if peer.leaf is None:
             raise Unauthenticated(f"{what} needs the device's client certificate", check="tls.client-cert")
         # The serial and fingerprint are facts of the certificate, derived once
@@ -79,7 +85,11 @@ class ClientIdentity:
         serial = peer.device_serial
         if not serial:
             raise Forbidden("client certificate has no serialNumber", check="idevid.serial-number")
-        device = await self.store.get_device(serial)
+        return serial
+
+    def idevid_match(self, peer: PeerIdentity, device: DeviceRecord | None, *, what: str) -> DeviceRecord:
+        """``device``, the row read for this request under :meth:`idevid_serial`,
+        if it pins the client's IDevID (RFC 8995 5.3)."""
         if device is None or device.idevid_fingerprint != peer.fingerprint:
             raise Forbidden(f"{what} from a client that is not a known device", check=f"{what}.unknown-device")
         return device
@@ -134,11 +144,16 @@ class ClientIdentity:
         return (await self.ldevid_device(peer, now=now))[0]
 
     async def ldevid_device(
-        self, peer: PeerIdentity, *, now: datetime
+        self, peer: PeerIdentity, *, now: datetime, facts: EstFacts | None = None
     ) -> tuple[CertificateRecord, DeviceRecord | None]:
         """The issued, unrevoked certificate record behind an LDevID client,
         and its device's row as read for the check (a caller that needs the
         row uses this one read).
+
+        ``facts``: what the caller read for this request with
+        ``store.est_facts(cert_serial=<the client certificate's serial>,
+        crl_number=True)`` (and whatever else it needs), one snapshot; without
+        them, that read is made here.
 
         Every check here runs on every request, none is kept with the
         connection: the path is valid only at ``now`` (RFC 5280 6.1), and the
@@ -151,7 +166,11 @@ class ClientIdentity:
         process-wide while ``now`` is inside its validity window).
         """
         assert peer.leaf is not None
-        record = await self.store.get_certificate(format(peer.leaf.serial_number, "x"))
+        if facts is None:
+            facts = await self.store.est_facts(cert_serial=peer.leaf.serial_number, crl_number=True)
+        record = facts.client_certificate
+        if record is not None and record.cert_serial != format(peer.leaf.serial_number, "x"):
+            raise AssertionError("the facts were read for another certificate")
         if not self._recorded_here(peer, record, now=now):
             try:
                 verify_chain(peer.leaf, anchors=[self.keys.ca_cert], now=now, role=Role.LDEVID)
@@ -160,12 +179,12 @@ class ClientIdentity:
         if record is None:
             raise Forbidden("LDevID unknown to this registrar", check="ldevid.unknown")
         if record.state == "revoked" or (
-            self.listed_on_crl is not None and await self.listed_on_crl(peer.leaf.serial_number)
+            self.listed_on_crl is not None and await self.listed_on_crl(peer.leaf.serial_number, facts.crl_number)
         ):
             # A certificate the domain published as revoked stays revoked,
             # even if its row was since edited (RFC 5280 3.3).
             raise Forbidden("LDevID has been revoked", check="ldevid.revoked", serial=record.device_serial)
-        device = await self.store.get_device(record.device_serial)
+        device = facts.device
         if device is not None and device.state in BLOCKED:
             # Decommissioning revokes every LDevID; this also covers one that
             # was issued concurrently with the revocation.

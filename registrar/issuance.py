@@ -64,10 +64,19 @@ class IssuancePolicy:
         return asked
 
     async def check_limit(self, store: RegistrarStore, serial: str, *, now: datetime) -> None:
+        """:meth:`check_limit_on` the device's certificates, read here."""
+        if self.limit != 0:
+            self.check_limit_on(await store.list_certificates(serial), serial, now=now)
+
+    def check_limit_on(self, certificates: Sequence[CertificateRecord], serial: str, *, now: datetime) -> None:
+        """The issuance limit on ``serial``'s certificates as the request read
+        them (``est_facts(certificates=True)``, on every EST request)."""
         if self.limit == 0:
             return
+        if any(c.device_serial != serial for c in certificates):
+            raise ValueError(f"the issuance limit for {serial} was handed another device's certificates")
         since = now - self.window
-        recent = sorted(c.reserved_at for c in await store.list_certificates(serial) if c.reserved_at > since)
+        recent = sorted(c.reserved_at for c in certificates if c.reserved_at > since)
         if len(recent) < self.limit:
             return
         # The next issuance fits once the oldest that counts leaves the window.
@@ -90,6 +99,10 @@ class IssuancePolicy:
             store, serial, reason=x509.ReasonFlags.superseded, now=now, actor=f"registrar (superseded by {keep})",
             keep=keep, check="registrar.supersede",
         )
+        self.log_superseded(serial, revoked, keep=keep)
+        return revoked
+
+    @staticmethod
+    def log_superseded(serial: str, revoked: Sequence[CertificateRecord], *, keep: str) -> None:
         for record in revoked:
             log.info(kv("superseded", serial=serial, cert_serial=record.cert_serial, by=keep))
-        return revoked

@@ -230,7 +230,11 @@ class RevocationPublisher:
         publication, whichever process published it); its DER only when the
         number is not the one already parsed here.
         """
-        number = await self.store.latest_crl_number()
+        return await self.published_numbered(await self.store.latest_crl_number())
+
+    async def published_numbered(self, number: int | None) -> PublishedCrl | None:
+        """:meth:`published`, given the newest CRL's number as the caller read
+        it for this request (``est_facts``, with the request's other facts)."""
         if number is None:
             return None
         if self._published is not None and self._published[0] == number:
@@ -244,7 +248,11 @@ class RevocationPublisher:
 
     async def listed_revoked(self, serial: int) -> bool:
         """Is ``serial`` on the last published CRL (whatever its row says now)?"""
-        published = await self.published()
+        return await self.listed_in(serial, await self.store.latest_crl_number())
+
+    async def listed_in(self, serial: int, crl_number: int | None) -> bool:
+        """:meth:`listed_revoked`, given the newest CRL's number as read for this request."""
+        published = await self.published_numbered(crl_number)
         return published is not None and serial in published.serials
 
     async def crl_der(self, *, now: datetime) -> bytes:

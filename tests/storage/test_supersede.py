@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from brski.errors import RateLimited
-from brski_storage import RegistrarStore
+from brski.errors import Conflict, RateLimited
+from brski_storage import NewEvent, RegistrarStore
+from brski_storage.certificates import Supersede
 from registrar.issuance import IssuancePolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,3 +52,50 @@ async def test_limit_counts_the_window_and_says_when(store: RegistrarStore) -> N
     assert info.value.check == "est.issuance-limit" and info.value.extra["retry_after"] == 40 * 60
     await policy.check_limit(store, "DEV-1", now=T0 + timedelta(minutes=61))  # the first left the window
     await IssuancePolicy(limit=0).check_limit(store, "DEV-1", now=T0)
+
+
+async def _record(store: RegistrarStore, serial: int, device: str, *, supersede: bool) -> tuple[Any, Any]:
+    kw: dict[str, Any] = {
+        "cert_serial": serial, "device_serial": device, "spki_sha256": hashlib.sha256(f"r{serial}".encode()).digest(),
+        "der": b"\x30\x00", "not_before": T0, "not_after": T0 + timedelta(days=1), "at": T0,
+        "events": (NewEvent(at=T0, kind="credential.issued", device_serial=device, outcome="allow",
+                            check="registrar.issue", detail={"cert_serial": format(serial, "x")}),),
+    }
+    if not supersede:
+        return await store.record_issued_certificate(**kw), ()
+    return await store.record_issued_superseding(supersede=BY, **kw)
+
+
+BY = Supersede(by="registrar (superseded by 5)", check="registrar.supersede")
+
+
+async def test_recording_a_first_enrolment_supersedes_in_the_same_transaction(store: RegistrarStore) -> None:
+    await store.upsert_device("DEV-2", idevid_issuer="CN=ca", idevid_fingerprint="g", manufacturer="acme", at=T0)
+    a, b = [(await _record(store, n, "DEV-1", supersede=False))[0].cert_serial for n in (1, 2)]
+    other = (await _record(store, 3, "DEV-2", supersede=False))[0].cert_serial
+    await store.revoke_certificate(b, reason="keyCompromise", at=T0)
+    before = len(await store.events(limit=10_000))
+    recorded, revoked = await _record(store, 5, "DEV-1", supersede=True)
+    assert recorded.state == "issued" and [r.cert_serial for r in revoked] == [a]
+    assert all(r.state == "revoked" and r.revocation_reason == "superseded" for r in revoked)
+    states = {c.cert_serial: (c.state, c.revocation_reason) for c in await store.list_certificates("DEV-1")}
+    assert states == {a: ("revoked", "superseded"), b: ("revoked", "keyCompromise"), "5": ("issued", None)}
+    assert (await store.get_certificate(other)).state == "issued"  # type: ignore[union-attr]  # another device's
+    # In the one transaction: the state evidence, the issuance's event, then each revocation's.
+    added = (await store.events(limit=10_000))[before:]
+    assert [e.kind for e in added] == ["state.recorded", "credential.issued", "credential.revoked"]
+    assert added[-1].check == "registrar.supersede" and added[-1].device_serial == "DEV-1"
+    assert added[-1].detail == {"cert_serial": a, "reason": "superseded", "by": BY.by}
+    assert (await store.verify_state()).ok
+    # A later enrolment's row is kept (the newer survives): nothing recorded after 5 is revoked by it.
+    newer, _ = await _record(store, 6, "DEV-1", supersede=False)
+    assert newer.state == "issued"
+
+
+async def test_a_refused_superseding_record_revokes_nothing(store: RegistrarStore) -> None:
+    a = (await _record(store, 1, "DEV-1", supersede=False))[0].cert_serial
+    events = len(await store.events(limit=10_000))
+    with pytest.raises(Conflict):
+        await _record(store, 1, "DEV-1", supersede=True)  # the serial is taken
+    assert (await store.get_certificate(a)).state == "issued"  # type: ignore[union-attr]
+    assert len(await store.events(limit=10_000)) == events

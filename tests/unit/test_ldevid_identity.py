@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from brski.errors import Forbidden
 from brski.pki import PrivateKey, forget_verified_paths, verify_chain
-from brski_storage.base import CertificateRecord, DeviceRecord, RegistrarStore
+from brski_storage.base import CertificateRecord, RegistrarStore
+from brski_storage.certificates import EstFacts
 from brski_web.identity import PeerIdentity
 from registrar.identity import ClientIdentity, RegistrarKeys
 from tests.ca_helpers import SERIAL, YEAR, issue, make_ca
@@ -28,16 +29,14 @@ from tests.pki_helpers import DAY, NOW, key_usage_for, make_cert
 
 
 class _Store:
-    """The two reads ldevid_record makes, from rows held in memory."""
+    """The read ldevid_record makes (the certificate's row; no device row), from rows held in memory."""
 
     def __init__(self, *records: CertificateRecord) -> None:
         self.certs = {r.cert_serial: r for r in records}
 
-    async def get_certificate(self, cert_serial: int | str) -> CertificateRecord | None:
-        return self.certs.get(cert_serial if isinstance(cert_serial, str) else format(cert_serial, "x"))
-
-    async def get_device(self, serial: str) -> DeviceRecord | None:
-        return None
+    async def est_facts(self, *, cert_serial: int | str, crl_number: bool = False, **_: Any) -> EstFacts:
+        record = self.certs.get(cert_serial if isinstance(cert_serial, str) else format(cert_serial, "x"))
+        return EstFacts(client_certificate=record, crl_number=3 if crl_number else None)
 
 
 def _record(cert: x509.Certificate, *, state: str = "issued", der: bytes | None = None) -> CertificateRecord:
@@ -134,7 +133,8 @@ def test_a_recorded_ldevid_is_refused_once_listed_on_the_crl(path_validations: l
     cert = issue(ca=ca)
     clients = _identity(ca, _record(cert))
 
-    async def listed(serial: int) -> bool:
+    async def listed(serial: int, crl_number: int | None) -> bool:
+        assert crl_number == 3  # the number read with the request's facts
         return serial == cert.serial_number
 
     clients.listed_on_crl = listed
