@@ -1,4 +1,4 @@
-"""The pledge's HTTP/1.1 client: httptools (llhttp) over exactly one asyncio TLS stream.
+"""The pledge's HTTP/1.1 client: httptools (llhttp) over exactly one TLS connection.
 
 Why not aiohttp: RFC 8995 section 5.1 makes the pledge accept the
 registrar's certificate *provisionally*, put that exact certificate in the
@@ -15,6 +15,14 @@ of a fleet's CPU; llhttp parses the same response in about 3 us.  It parses
 the response (status line, headers, Content-Length, chunked, close-delimited,
 interim 1xx); the request head, whose every byte this module chooses, is
 written here and its fields checked (RFC 9110 5.1 / 5.5).
+
+Why a protocol (:class:`_Link`) rather than asyncio streams under it: the
+response is parsed in ``data_received`` as the TLS layer hands the plaintext
+over, and the request's task is woken once, when the response is complete;
+a ``StreamReader`` buffered each chunk, woke the task per chunk, and a
+``StreamWriter``'s drain and close added their own steps (client CPU per
+keep-alive exchange measured in ``docs/performance.md``, "The pledge
+simulator, fourth part").
 
 Rules this client keeps:
 
@@ -47,14 +55,16 @@ import httptools
 from OpenSSL import SSL
 
 from brski import errors
-from brski_tls.client import ClientCredentials, open_tls_connection
+from brski_tls.client import ClientCredentials, open_tls
 
 __all__ = ["MAX_BODY", "Headers", "HttpConnection", "Response"]
 
 MAX_BODY = 1 << 20
 MAX_HEADER_BYTES = 64 * 1024
 CHUNK_SIZE = 4096
-READ_SIZE = 65536
+# Plaintext kept while no response is being read (a reply's early bytes, or a
+# stray); beyond this the connection stops reading until a request reads it.
+IDLE_BUFFER = 65536
 USER_AGENT = "brski-pledge-sim/0.1"
 # RFC 9110 5.6.2 token (method, field name); a field value of visible ASCII, spaces and
 # tabs (5.5: no CR, LF, NUL or other controls); an origin-form target (RFC 9112 3.2.1).
@@ -133,8 +143,7 @@ class HttpConnection:
         self._server_hostname = server_hostname if server_hostname is not None else host
         self.timeout = timeout
         self.max_body = max_body
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: _Link | None = None
         self._keep_alive = False  # the last response left the connection reusable
         self.peer_cert_der: bytes | None = None
         self.tls_version: str | None = None
@@ -148,7 +157,7 @@ class HttpConnection:
 
     @property
     def is_open(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        return self._link is not None and self._link.is_open()
 
     @property
     def authority(self) -> str:
@@ -159,14 +168,15 @@ class HttpConnection:
         """Open the TLS connection and return the server's end-entity certificate (DER)."""
         if self.is_open:
             raise errors.LocalError("already connected", check="http.already-connected")
+        link = _Link()
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer, proto = await open_tls_connection(
+                proto = await open_tls(
                     self.host,
                     self.port,
+                    link,
                     credentials=self._credentials,
                     server_hostname=self._server_hostname or None,
-                    limit=MAX_HEADER_BYTES,
                     handshake_timeout=self.timeout,
                 )
         except TimeoutError as exc:
@@ -179,9 +189,9 @@ class HttpConnection:
             ) from exc
         der = proto.peer_certificate_der()
         if not der:
-            writer.close()
+            link.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
-        self._reader, self._writer = reader, writer
+        self._link = link
         self._peer_eof = self._timed_out = False
         self._keep_alive = True
         self.peer_cert_der = der
@@ -195,24 +205,24 @@ class HttpConnection:
         return await self.connect()
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
+        link, self._link = self._link, None
         self._keep_alive = False
         self._deadline = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if writer is None:
+        if link is None:
             return
-        writer.close()
+        drained = link.close()
         try:
-            if writer.transport.get_write_buffer_size() == 0:
+            if drained:
                 # Nothing left to send: the TCP transport closes now and reports it
                 # in the next loop iteration, so no timer is needed to bound the wait.
-                await writer.wait_closed()
+                await link.wait_lost()
                 return
             async with asyncio.timeout(2):  # a peer that reads nothing cannot hold us
-                await writer.wait_closed()
-        except (TimeoutError, OSError, SSL.Error):
+                await link.wait_lost()
+        except TimeoutError:
             pass
 
     # -- the request clock --
@@ -241,10 +251,9 @@ class HttpConnection:
             self._watchdog = loop.call_at(self._deadline, self._watch)
             return
         self._timed_out = True
-        if self._reader is not None:
-            self._reader.set_exception(TimeoutError())  # wakes a read in progress
-        if self._writer is not None:
-            self._writer.transport.abort()  # and a drain waiting on a peer that reads nothing
+        if self._link is not None:
+            self._link.fail(TimeoutError())  # wakes a read in progress
+            self._link.abort()  # and a drain waiting on a peer that reads nothing
 
     async def request(
         self,
@@ -321,43 +330,44 @@ class HttpConnection:
             raise errors.LocalError(f"non-ASCII request head: {exc}", check="http.bad-header") from exc
 
     async def _send(self, head: bytes, body: bytes, chunked: bool) -> None:
-        assert self._writer is not None
+        link = self._link
+        assert link is not None
         if chunked:
             out = [head]
             for start in range(0, len(body), CHUNK_SIZE):
                 piece = body[start : start + CHUNK_SIZE]
                 out += (b"%x\r\n" % len(piece), piece, b"\r\n")
             out.append(b"0\r\n\r\n")
-            self._writer.write(b"".join(out))
+            link.write(b"".join(out))
         else:
-            self._writer.write(head + body)  # one TLS record, one send, for a small request
-        await self._writer.drain()
+            link.write(head + body)  # one TLS record, one send, for a small request
+        await link.drain()
 
     # -- receiving --
 
     async def peer_closed(self, *, timeout: float) -> bool:
         """Whether the server ends the connection (EOF or reset) within ``timeout`` s
         of the last response; more bytes, or silence, mean it did not."""
-        if self._reader is None:
+        if self._link is None:
             return self._peer_eof
         try:
             async with asyncio.timeout(timeout):
-                data = await self._reader.read(1)
+                return await self._link.next_event()
         except TimeoutError:
             return False
-        except (OSError, SSL.Error):
-            return True
         finally:
             await self.close()
-        return data == b""
 
     async def _receive(self, *, hold_open: bool = False) -> Response:
+        assert self._link is not None
         sink = _ResponseSink(self.max_body)
         parser = httptools.HttpResponseParser(sink)
         sink.parser = parser
+        link = self._link
         try:
-            eof = await self._read_response(sink, parser)
+            eof = await link.read(sink)
         finally:
+            link.read_over()
             sink.parser = None  # parser and sink point at each other: no cycle for the GC to find
         assert sink.status is not None
         response = Response(
@@ -375,32 +385,182 @@ class HttpConnection:
             await self.close()
         return response
 
-    async def _read_response(self, sink: _ResponseSink, parser: httptools.HttpResponseParser) -> bool:
-        """Feed the parser until the response is complete; whether it ended at EOF."""
-        assert self._reader is not None
-        fed = 0
-        while not sink.complete:
-            data = await self._reader.read(READ_SIZE)
-            if not data:
-                if sink.ends_at_eof():
-                    return True  # a close-delimited body (RFC 9112 6.3 rule 8) ends here
-                raise _closed("server closed the connection")
-            fed += len(data)
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserCallbackError as exc:
-                if sink.refusal is not None:
-                    raise sink.refusal from exc
-                raise
-            except httptools.HttpParserUpgrade as exc:
-                raise _malformed("the server switched protocols") from exc
-            if sink.refusal is not None:
-                raise sink.refusal
-            if not sink.headers_done and fed > MAX_HEADER_BYTES:
-                raise errors.PayloadTooLarge("response header too large", check="http.response-too-large")
-            if sink.complete and sink.trailing:
-                raise _malformed("more data after the response than was asked for")
+
+class _Link(asyncio.Protocol):
+    """The plaintext side of the connection, as the TLS layer delivers it.
+
+    Bytes go straight to the parser of the response being read
+    (:meth:`read`); bytes that arrive while none is (the start of a reply
+    the server sent early, or a stray) wait for the next read, as a stream
+    reader's buffer kept them.  Nothing here points back at the
+    :class:`HttpConnection`, and the transport is dropped when the
+    connection is lost: no reference cycle outlives a connection.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._pending = bytearray()
+        self._eof = False  # the server ended its side (EOF, close_notify) or the connection is gone
+        self._lost = False
+        self._failure: BaseException | None = None  # why the connection was lost, if it failed
+        self._reading: tuple[_ResponseSink, asyncio.Future[bool]] | None = None
+        self._watching: asyncio.Future[bool] | None = None  # next_event's
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+
+    # -- asyncio.Protocol, called by the TLS transport --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading is not None:
+            self._feed(data)
+            return
+        self._pending += data
+        if self._watching is not None and not self._watching.done():
+            self._watching.set_result(False)
+        if len(self._pending) > IDLE_BUFFER and self.transport is not None and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._at_eof()
         return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self._lost = True
+        self.transport = None
+        if exc is not None and self._failure is None:
+            self._failure = exc
+        self._at_eof()
+        for waiter in (self._drain_waiter, self._lost_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- what the HttpConnection asks --
+
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)  # after a close, dropped as by asyncio's transports
+
+    async def drain(self) -> None:
+        """Wait while the TCP transport's buffer is over its limit (a peer that reads slowly)."""
+        if self._write_paused and not self._lost:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+        if self._lost:
+            raise self._lost_error()
+
+    def read(self, sink: _ResponseSink) -> asyncio.Future[bool]:
+        """A future for one response fed to ``sink``: True if it ended at EOF
+        (a close-delimited body), False if it completed by its framing."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._reading = (sink, done)
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            if self._read_paused and self.transport is not None:
+                self._read_paused = False
+                self.transport.resume_reading()
+            self._feed(data)
+        if self._eof and not done.done():
+            self._at_eof()
+        return done
+
+    def read_over(self) -> None:
+        """The read's caller is done with it (answered, failed or cancelled): bytes
+        that arrive from now on wait for the next read."""
+        self._reading = None
+
+    def next_event(self) -> asyncio.Future[bool]:
+        """A future: True when the server ends the connection (EOF, close_notify,
+        reset), False when more bytes arrive first."""
+        watching: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._pending:
+            watching.set_result(False)
+        elif self._eof:
+            watching.set_result(True)
+        else:
+            self._watching = watching
+        return watching
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the read in progress (the request's deadline passed)."""
+        if self._reading is not None and not self._reading[1].done():
+            self._reading[1].set_exception(exc)
+
+    def close(self) -> bool:
+        """Close (TLS close_notify, then FIN); whether nothing was left to send."""
+        transport = self.transport
+        if transport is None:
+            return True
+        transport.close()
+        return transport.get_write_buffer_size() == 0
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def wait_lost(self) -> None:
+        if not self._lost:
+            self._lost_waiter = asyncio.get_running_loop().create_future()
+            await self._lost_waiter
+
+    # -- inside --
+
+    def _feed(self, data: bytes) -> None:
+        assert self._reading is not None
+        sink, done = self._reading
+        if done.done():  # answered or failed, its caller not yet resumed: keep for the next read
+            self._pending += data
+            return
+        try:
+            sink.feed(data)
+        except Exception as exc:  # handed to the request, which maps it
+            done.set_exception(exc)
+            return
+        if sink.complete:
+            done.set_result(False)
+
+    def _at_eof(self) -> None:
+        if self._watching is not None and not self._watching.done():
+            self._watching.set_result(True)
+        if self._reading is None:
+            return
+        sink, done = self._reading
+        if done.done():
+            return
+        if self._failure is not None:
+            done.set_exception(self._lost_error())
+        elif sink.ends_at_eof():
+            done.set_result(True)  # a close-delimited body (RFC 9112 6.3 rule 8) ends here
+        else:
+            done.set_exception(_closed("server closed the connection"))
+
+    def _lost_error(self) -> BaseException:
+        failure = self._failure
+        if isinstance(failure, (OSError, SSL.Error)):
+            return failure
+        return ConnectionResetError(f"connection lost: {failure!r}" if failure is not None else "connection lost")
 
 
 class _ResponseSink:
@@ -425,6 +585,26 @@ class _ResponseSink:
         self.keep_alive = False
         self.refusal: errors.BrskiError | None = None
         self._framed = False  # Content-Length or chunked: the body does not end at EOF
+        self._fed = 0
+
+    def feed(self, data: bytes) -> None:
+        """Parse the next bytes of the response; raise what is wrong with it."""
+        assert self.parser is not None
+        self._fed += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if self.refusal is not None:
+                raise self.refusal from exc
+            raise
+        except httptools.HttpParserUpgrade as exc:
+            raise _malformed("the server switched protocols") from exc
+        if self.refusal is not None:
+            raise self.refusal
+        if not self.headers_done and self._fed > MAX_HEADER_BYTES:
+            raise errors.PayloadTooLarge("response header too large", check="http.response-too-large")
+        if self.complete and self.trailing:
+            raise _malformed("more data after the response than was asked for")
 
     def _refuse(self, exc: errors.BrskiError) -> None:
         self.refusal = exc
