@@ -1,4 +1,4 @@
-"""The pledge HTTP client's protocol (pledge_sim.http._Link) fed by hand, in process.
+"""The pledge HTTP client's protocol (pledge_sim.http_link.Link) fed by hand, in process.
 
 The response is parsed as the TLS layer hands the plaintext over: the request's
 future completes once, when the response is whole, however it was split; bytes
@@ -16,7 +16,7 @@ import httptools
 import pytest
 
 from brski.errors import LocalError
-from pledge_sim.http import _Link, _ResponseSink
+from pledge_sim.http_link import Link, ResponseSink
 
 
 class _Transport(asyncio.Transport):
@@ -47,14 +47,14 @@ class _Transport(asyncio.Transport):
         self.reading = True
 
 
-def _sink() -> _ResponseSink:
-    sink = _ResponseSink(1 << 20)
+def _sink() -> ResponseSink:
+    sink = ResponseSink(1 << 20)
     sink.parser = httptools.HttpResponseParser(sink)
     return sink
 
 
-def _link() -> tuple[_Link, _Transport]:
-    link, transport = _Link(), _Transport()
+def _link() -> tuple[Link, _Transport]:
+    link, transport = Link(), _Transport()
     link.connection_made(transport)
     return link, transport
 
