@@ -33,7 +33,7 @@ from brski.pki import PrivateKey
 from brski_tls.policy import POLICY
 from brski_tls.protocol import TlsProtocol
 
-__all__ = ["ClientCredentials", "TlsClientProtocol", "open_tls_connection"]
+__all__ = ["ClientCredentials", "TlsClientProtocol", "open_tls", "open_tls_connection"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,23 +223,23 @@ def _sni(host: str | None) -> bytes | None:
     return host.encode("idna") if host and not _is_ip(host) else None
 
 
-async def open_tls_connection(
+async def open_tls(
     host: str,
     port: int,
+    inner: asyncio.Protocol,
     *,
     credentials: ClientCredentials | None,
     server_hostname: str | None = None,
-    limit: int = 65536,
     handshake_timeout: float = 30.0,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, TlsClientProtocol]:
-    """Connect, complete the TLS handshake and return asyncio streams over it.
+) -> TlsClientProtocol:
+    """Connect and complete the TLS handshake; *inner* is then connected to the
+    plaintext transport (its ``connection_made`` has run) and the protocol
+    returned.  A caller with its own protocol needs no asyncio streams.
 
     Failures of the handshake surface as the exception OpenSSL (or the socket)
     raised: ``OpenSSL.SSL.Error``, ``OSError`` or ``TimeoutError``.
     """
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    inner = asyncio.StreamReaderProtocol(reader, loop=loop)
     proto = TlsClientProtocol(
         credentials,
         inner,
@@ -252,10 +252,30 @@ async def open_tls_connection(
     except BaseException:
         raw.abort()
         raise
-    transport = proto._transport
-    if transport is None:  # lost right after the handshake, before this task resumed
+    if proto._transport is None:  # lost right after the handshake, before this task resumed
         raw.abort()
         raise ConnectionResetError("connection closed right after the TLS handshake")
-    writer = asyncio.StreamWriter(transport, inner, reader, loop)
-    return reader, writer, proto
+    return proto
 
+
+async def open_tls_connection(
+    host: str,
+    port: int,
+    *,
+    credentials: ClientCredentials | None,
+    server_hostname: str | None = None,
+    limit: int = 65536,
+    handshake_timeout: float = 30.0,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, TlsClientProtocol]:
+    """Connect, complete the TLS handshake and return asyncio streams over it
+    (:func:`open_tls`, with a stream reader as the inner protocol)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    inner = asyncio.StreamReaderProtocol(reader, loop=loop)
+    proto = await open_tls(
+        host, port, inner, credentials=credentials, server_hostname=server_hostname,
+        handshake_timeout=handshake_timeout,
+    )
+    assert proto._transport is not None
+    writer = asyncio.StreamWriter(proto._transport, inner, reader, loop)
+    return reader, writer, proto

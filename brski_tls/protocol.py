@@ -25,7 +25,7 @@ import enum
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -206,8 +206,10 @@ class TlsProtocol(asyncio.Protocol):
     # -- asyncio.Protocol, called by the TCP transport --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._raw = transport
+        # A stream transport: asyncio's own, or an event loop's that implements the
+        # same interface without deriving from asyncio.Transport (uvloop's
+        # TCPTransport, which the pledge fleet runs on).
+        self._raw = cast(asyncio.Transport, transport)
         if self._live is not None:
             self._live.add(self)
         conn = self._new_connection()

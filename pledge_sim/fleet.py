@@ -33,11 +33,11 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -65,6 +65,14 @@ __all__ = [
 ]
 
 PHASES = ("tls", "voucher", "enroll", "total")
+
+_T = TypeVar("_T")
+
+_uvloop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+try:  # not on Windows (pyproject's marker): there the fleet runs on asyncio's own loop
+    from uvloop import new_event_loop as _uvloop_factory
+except ImportError:  # pragma: no cover
+    _uvloop_factory = None
 _quiet = logging.getLogger("pledge_sim.fleet.quiet")
 _quiet.disabled = True  # per-step lines from thousands of pledges help nobody
 
@@ -238,6 +246,27 @@ async def run_fleet(
     return samples
 
 
+def fleet_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a fleet runs on: uvloop's where it is installed.
+
+    A load generator's own CPU is load it cannot send.  Per onboarding the fleet
+    makes two connections, seven exchanges and some forty loop callbacks; on
+    asyncio's pure-Python selector loop that bookkeeping (the loop's iterations,
+    its handles, the socket transports' reads and writes) was about a seventh of
+    the fleet's CPU, which uvloop's loop and transports (libuv, in C) mostly take
+    away (measured: docs/performance.md, "The pledge simulator, fourth part").
+    The pledges' protocol code and every check they make are the same on either
+    loop; ``brski pledge enroll`` (one pledge) keeps asyncio's.
+    """
+    return _uvloop_factory
+
+
+def run_on_fleet_loop(coro: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` on :func:`fleet_loop_factory`'s loop."""
+    with asyncio.Runner(loop_factory=fleet_loop_factory()) as runner:
+        return runner.run(coro)
+
+
 def _worker_main(
     pledges: Sequence[FleetPledge],
     cfg: PledgeConfig,
@@ -265,7 +294,9 @@ def _worker_main(
             last = now
 
     try:
-        asyncio.run(run_fleet(pledges, cfg, anchors, concurrency=concurrency, deadline=deadline, on_done=done))
+        run_on_fleet_loop(
+            run_fleet(pledges, cfg, anchors, concurrency=concurrency, deadline=deadline, on_done=done)
+        )
     finally:
         if batch:
             queue.put(batch)
@@ -386,7 +417,7 @@ def _run_samples(
         def done(sample: Sample) -> None:
             bar.add(sample.ok)
 
-        samples = asyncio.run(
+        samples = run_on_fleet_loop(
             run_fleet(pledges, cfg, anchors, concurrency=concurrency, deadline=deadline, on_done=done)
         )
     else:

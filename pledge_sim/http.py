@@ -1,4 +1,4 @@
-"""The pledge's HTTP/1.1 client: httptools (llhttp) over exactly one asyncio TLS stream.
+"""The pledge's HTTP/1.1 client: httptools (llhttp) over exactly one TLS connection.
 
 Why not aiohttp: RFC 8995 section 5.1 makes the pledge accept the
 registrar's certificate *provisionally*, put that exact certificate in the
@@ -15,6 +15,14 @@ of a fleet's CPU; llhttp parses the same response in about 3 us.  It parses
 the response (status line, headers, Content-Length, chunked, close-delimited,
 interim 1xx); the request head, whose every byte this module chooses, is
 written here and its fields checked (RFC 9110 5.1 / 5.5).
+
+Why a protocol (:class:`pledge_sim.http_link.Link`) rather than asyncio streams under it: the
+response is parsed in ``data_received`` as the TLS layer hands the plaintext
+over, and the request's task is woken once, when the response is complete;
+a ``StreamReader`` buffered each chunk, woke the task per chunk, and a
+``StreamWriter``'s drain and close added their own steps (client CPU per
+keep-alive exchange measured in ``docs/performance.md``, "The pledge
+simulator, fourth part").
 
 Rules this client keeps:
 
@@ -47,14 +55,13 @@ import httptools
 from OpenSSL import SSL
 
 from brski import errors
-from brski_tls.client import ClientCredentials, open_tls_connection
+from brski_tls.client import ClientCredentials, open_tls
+from pledge_sim.http_link import Link, ResponseSink, closed_error, malformed_error
 
 __all__ = ["MAX_BODY", "Headers", "HttpConnection", "Response"]
 
 MAX_BODY = 1 << 20
-MAX_HEADER_BYTES = 64 * 1024
 CHUNK_SIZE = 4096
-READ_SIZE = 65536
 USER_AGENT = "brski-pledge-sim/0.1"
 # RFC 9110 5.6.2 token (method, field name); a field value of visible ASCII, spaces and
 # tabs (5.5: no CR, LF, NUL or other controls); an origin-form target (RFC 9112 3.2.1).
@@ -106,14 +113,6 @@ class Response:
     body: bytes = b""
 
 
-def _closed(detail: str) -> errors.LocalError:
-    return errors.LocalError(detail, check="http.connection-closed")
-
-
-def _malformed(detail: str) -> errors.MalformedInput:
-    return errors.MalformedInput(detail, check="http.malformed-response")
-
-
 class HttpConnection:
     """One TLS connection to ``host:port`` speaking HTTP/1.1 with keep-alive."""
 
@@ -133,8 +132,7 @@ class HttpConnection:
         self._server_hostname = server_hostname if server_hostname is not None else host
         self.timeout = timeout
         self.max_body = max_body
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: Link | None = None
         self._keep_alive = False  # the last response left the connection reusable
         self.peer_cert_der: bytes | None = None
         self.tls_version: str | None = None
@@ -148,7 +146,7 @@ class HttpConnection:
 
     @property
     def is_open(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        return self._link is not None and self._link.is_open()
 
     @property
     def authority(self) -> str:
@@ -159,14 +157,15 @@ class HttpConnection:
         """Open the TLS connection and return the server's end-entity certificate (DER)."""
         if self.is_open:
             raise errors.LocalError("already connected", check="http.already-connected")
+        link = Link()
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer, proto = await open_tls_connection(
+                proto = await open_tls(
                     self.host,
                     self.port,
+                    link,
                     credentials=self._credentials,
                     server_hostname=self._server_hostname or None,
-                    limit=MAX_HEADER_BYTES,
                     handshake_timeout=self.timeout,
                 )
         except TimeoutError as exc:
@@ -179,9 +178,9 @@ class HttpConnection:
             ) from exc
         der = proto.peer_certificate_der()
         if not der:
-            writer.close()
+            link.close()
             raise errors.LocalError("server presented no certificate", check="http.no-peer-cert")
-        self._reader, self._writer = reader, writer
+        self._link = link
         self._peer_eof = self._timed_out = False
         self._keep_alive = True
         self.peer_cert_der = der
@@ -195,24 +194,24 @@ class HttpConnection:
         return await self.connect()
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
+        link, self._link = self._link, None
         self._keep_alive = False
         self._deadline = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if writer is None:
+        if link is None:
             return
-        writer.close()
+        drained = link.close()
         try:
-            if writer.transport.get_write_buffer_size() == 0:
+            if drained:
                 # Nothing left to send: the TCP transport closes now and reports it
                 # in the next loop iteration, so no timer is needed to bound the wait.
-                await writer.wait_closed()
+                await link.wait_lost()
                 return
             async with asyncio.timeout(2):  # a peer that reads nothing cannot hold us
-                await writer.wait_closed()
-        except (TimeoutError, OSError, SSL.Error):
+                await link.wait_lost()
+        except TimeoutError:
             pass
 
     # -- the request clock --
@@ -241,10 +240,9 @@ class HttpConnection:
             self._watchdog = loop.call_at(self._deadline, self._watch)
             return
         self._timed_out = True
-        if self._reader is not None:
-            self._reader.set_exception(TimeoutError())  # wakes a read in progress
-        if self._writer is not None:
-            self._writer.transport.abort()  # and a drain waiting on a peer that reads nothing
+        if self._link is not None:
+            self._link.fail(TimeoutError())  # wakes a read in progress
+            self._link.abort()  # and a drain waiting on a peer that reads nothing
 
     async def request(
         self,
@@ -262,7 +260,7 @@ class HttpConnection:
         answer, so that :meth:`peer_closed` can watch the server close it.
         """
         if not self.is_open or not self._keep_alive:
-            raise _closed("connection is closed; reconnect() first")
+            raise closed_error("connection is closed; reconnect() first")
         if not _TARGET.fullmatch(path):
             raise errors.LocalError(f"bad request path {path!r}", check="http.bad-path")
         # A HEAD answer's framing differs (RFC 9110 9.3.2); the pledge never asks one.
@@ -281,10 +279,10 @@ class HttpConnection:
             await self.close()
             if timed_out:
                 raise self._timeout_error(method, path) from exc
-            raise _closed(f"{method} {path}: connection lost: {exc!r}") from exc
+            raise closed_error(f"{method} {path}: connection lost: {exc!r}") from exc
         except httptools.HttpParserError as exc:
             await self.close()
-            raise _malformed(f"{method} {path}: {exc}") from exc
+            raise malformed_error(f"{method} {path}: {exc}") from exc
         except errors.BrskiError:
             await self.close()
             raise
@@ -321,43 +319,44 @@ class HttpConnection:
             raise errors.LocalError(f"non-ASCII request head: {exc}", check="http.bad-header") from exc
 
     async def _send(self, head: bytes, body: bytes, chunked: bool) -> None:
-        assert self._writer is not None
+        link = self._link
+        assert link is not None
         if chunked:
             out = [head]
             for start in range(0, len(body), CHUNK_SIZE):
                 piece = body[start : start + CHUNK_SIZE]
                 out += (b"%x\r\n" % len(piece), piece, b"\r\n")
             out.append(b"0\r\n\r\n")
-            self._writer.write(b"".join(out))
+            link.write(b"".join(out))
         else:
-            self._writer.write(head + body)  # one TLS record, one send, for a small request
-        await self._writer.drain()
+            link.write(head + body)  # one TLS record, one send, for a small request
+        await link.drain()
 
     # -- receiving --
 
     async def peer_closed(self, *, timeout: float) -> bool:
         """Whether the server ends the connection (EOF or reset) within ``timeout`` s
         of the last response; more bytes, or silence, mean it did not."""
-        if self._reader is None:
+        if self._link is None:
             return self._peer_eof
         try:
             async with asyncio.timeout(timeout):
-                data = await self._reader.read(1)
+                return await self._link.next_event()
         except TimeoutError:
             return False
-        except (OSError, SSL.Error):
-            return True
         finally:
             await self.close()
-        return data == b""
 
     async def _receive(self, *, hold_open: bool = False) -> Response:
-        sink = _ResponseSink(self.max_body)
+        assert self._link is not None
+        sink = ResponseSink(self.max_body)
         parser = httptools.HttpResponseParser(sink)
         sink.parser = parser
+        link = self._link
         try:
-            eof = await self._read_response(sink, parser)
+            eof = await link.read(sink)
         finally:
+            link.read_over()
             sink.parser = None  # parser and sink point at each other: no cycle for the GC to find
         assert sink.status is not None
         response = Response(
@@ -374,131 +373,3 @@ class HttpConnection:
             self._peer_eof = eof
             await self.close()
         return response
-
-    async def _read_response(self, sink: _ResponseSink, parser: httptools.HttpResponseParser) -> bool:
-        """Feed the parser until the response is complete; whether it ended at EOF."""
-        assert self._reader is not None
-        fed = 0
-        while not sink.complete:
-            data = await self._reader.read(READ_SIZE)
-            if not data:
-                if sink.ends_at_eof():
-                    return True  # a close-delimited body (RFC 9112 6.3 rule 8) ends here
-                raise _closed("server closed the connection")
-            fed += len(data)
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserCallbackError as exc:
-                if sink.refusal is not None:
-                    raise sink.refusal from exc
-                raise
-            except httptools.HttpParserUpgrade as exc:
-                raise _malformed("the server switched protocols") from exc
-            if sink.refusal is not None:
-                raise sink.refusal
-            if not sink.headers_done and fed > MAX_HEADER_BYTES:
-                raise errors.PayloadTooLarge("response header too large", check="http.response-too-large")
-            if sink.complete and sink.trailing:
-                raise _malformed("more data after the response than was asked for")
-        return False
-
-
-class _ResponseSink:
-    """httptools' callbacks for one response: what it says, within the limits.
-
-    A limit crossed inside a callback is kept in ``refusal`` (httptools wraps
-    callback exceptions in its own) and raised by the caller.  An interim 1xx
-    answer (RFC 9110 15.2) is dropped and the real one that follows is kept.
-    """
-
-    def __init__(self, max_body: int) -> None:
-        self.max_body = max_body
-        self.parser: httptools.HttpResponseParser | None = None
-        self.status: int | None = None
-        self.reason = bytearray()
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body = bytearray()
-        self.head_size = 0
-        self.headers_done = False
-        self.complete = False
-        self.trailing = False
-        self.keep_alive = False
-        self.refusal: errors.BrskiError | None = None
-        self._framed = False  # Content-Length or chunked: the body does not end at EOF
-
-    def _refuse(self, exc: errors.BrskiError) -> None:
-        self.refusal = exc
-        raise exc
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            self.trailing = True
-            return
-        self.reason.clear()
-        self.headers.clear()
-        self.body.clear()
-        self.head_size = 0
-        self.headers_done = self._framed = False
-
-    def on_status(self, data: bytes) -> None:
-        if self.complete:
-            return
-        self.reason += data
-        self._count(len(data))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.complete:
-            return
-        self._count(len(name) + len(value) + 4)
-        if not self.headers_done:  # trailers of a chunked body are not headers
-            self.headers.append((name, value))
-
-    def _count(self, n: int) -> None:
-        self.head_size += n
-        if self.head_size > MAX_HEADER_BYTES:
-            self._refuse(errors.PayloadTooLarge("response header too large", check="http.response-too-large"))
-
-    def on_headers_complete(self) -> None:
-        if self.complete:
-            return
-        assert self.parser is not None
-        self.headers_done = True
-        self.status = self.parser.get_status_code()
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                self._framed = True
-                if int(value) > self.max_body:
-                    self._refuse(
-                        errors.PayloadTooLarge(
-                            f"response body of {int(value)} bytes exceeds {self.max_body}",
-                            check="http.response-too-large",
-                        )
-                    )
-            elif lname == b"transfer-encoding":
-                self._framed = True
-
-    def on_body(self, data: bytes) -> None:
-        if self.complete:
-            return
-        self.body += data
-        if len(self.body) > self.max_body:
-            self._refuse(errors.PayloadTooLarge("response body too large", check="http.response-too-large"))
-
-    def on_message_complete(self) -> None:
-        if self.complete:
-            return
-        if self.status is not None and 100 <= self.status < 200:
-            self.status = None  # interim: the final response follows
-            return
-        assert self.parser is not None
-        # Asked here: llhttp forgets the message's Connection header once it ends.
-        self.keep_alive = self.parser.should_keep_alive()
-        self.complete = True
-
-    def ends_at_eof(self) -> bool:
-        """EOF completes a response whose body is delimited by the close itself."""
-        if not self.headers_done or self._framed or self.status is None:
-            return False
-        self.complete = True
-        return True

@@ -289,3 +289,30 @@ async def test_each_request_has_its_own_deadline_on_one_timer(
     finally:
         await client.close()
         server.close()
+
+
+def test_the_client_speaks_over_uvloops_transports(server_cert: tuple[Path, Path, bytes]) -> None:
+    """The fleet's loop (uvloop) hands the TLS layer a TCP transport that is not an
+    asyncio.Transport subclass; the pledge's connection, requests and close work
+    on it as on asyncio's own."""
+    from pledge_sim.fleet import fleet_loop_factory, run_on_fleet_loop
+
+    assert fleet_loop_factory() is not None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(server_cert[0], server_cert[1])
+
+    async def exchange() -> tuple[bytes, bytes, bool]:
+        seen: list[bytes] = []
+        server = await _serve(ctx, [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"] * 2, seen)
+        client = _client(server)
+        try:
+            der = await client.connect()
+            first = await client.request("POST", "/a", body=b"x" * 100_000)
+            second = await client.request("GET", "/b")
+            return der, first.body + second.body, client.is_open
+        finally:
+            await client.close()
+            server.close()
+
+    der, bodies, still_open = run_on_fleet_loop(exchange())
+    assert der == server_cert[2] and bodies == b"okok" and still_open

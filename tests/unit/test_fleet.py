@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import xml.etree.ElementTree as ET
@@ -167,3 +168,20 @@ def test_the_run_freezes_what_was_loaded_before_it(monkeypatch: pytest.MonkeyPat
     assert len(samples) == 1
     assert frozen_during and frozen_during[0] > before
     assert gc.get_freeze_count() == before
+
+
+def test_the_run_goes_on_uvloops_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet's enrolments run on uvloop's loop (its bookkeeping in C, not the
+    selector loop's Python); one pledge's protocol code is the same on either."""
+    import uvloop
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def enrolments(*_args: Any, **_kw: Any) -> list[Sample]:
+        loops.append(asyncio.get_running_loop())
+        return [Sample(True, None, {"total": 1.0})]
+
+    monkeypatch.setattr(fleet, "run_fleet", enrolments)
+    samples, _wall, _cpu = fleet.run([], cast(Any, None), [], concurrency=1, progress=False)
+    assert len(samples) == 1
+    assert len(loops) == 1 and isinstance(loops[0], uvloop.Loop)
