@@ -103,11 +103,9 @@ def _wrap(owner: Any, name: str, part: str) -> None:
 def install_writer_connect(*, timed: bool, pragmas: list[str]) -> None:
     """The writer's connection timed (see _timed_connection) and/or given
     extra ``pragmas`` (experiments: the engine's own are set after these)."""
-    import brski_storage.sqlite as engine
+    real_connect: Any = sqlite3.connect
 
-    real_connect = sqlite3.connect
-
-    def connect(*a: Any, **kw: Any) -> sqlite3.Connection:
+    def connect(*a: Any, **kw: Any) -> Any:
         if not threading.current_thread().name.startswith("brski-sqlite-writer"):
             return real_connect(*a, **kw)
         if timed:
@@ -117,7 +115,7 @@ def install_writer_connect(*, timed: bool, pragmas: list[str]) -> None:
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
-    engine.sqlite3.connect = connect  # type: ignore[assignment]
+    setattr(sqlite3, "connect", connect)  # noqa: B010 (the engine calls sqlite3.connect)
 
 
 def install_attribution() -> None:
