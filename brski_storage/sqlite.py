@@ -230,6 +230,13 @@ class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
                     check="storage.wal",
                 )
             conn.execute("PRAGMA synchronous=FULL")
+            # The savepoint journal (the pages a job changed, as they were
+            # before it, kept until ROLLBACK TO or the end of the transaction)
+            # in memory: on disk SQLite spilled it to a temporary file past
+            # 64 KiB, two write calls per page, about 60 per onboarding under
+            # group commit. Nothing durable is in it: a crash loses the open
+            # transaction either way, and the WAL alone holds what committed.
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
             self.applied_migrations = apply_sqlite_migrations(

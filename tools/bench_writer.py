@@ -10,6 +10,12 @@ audit-log request's ``auditlog.served`` event, with the device-record read
 between them) against a real SQLite file (WAL, ``synchronous=FULL``), one
 onboarding per worker at a time, ``--concurrency`` workers.
 
+``--lockstep`` makes the writes of the workers wait for each other and
+queues them together, so that every group commit holds exactly one write of
+each worker: the COMMITs per onboarding are then the same in every run
+(jobs / concurrency), where free-running workers form groups by timing, which
+the load of the machine moves, and the writer's CPU with them.
+
 Without ``--attribute`` it prints, per concurrency, the medians over rounds of
 the writer thread's CPU, the main thread's and the process's per onboarding
 (Linux per-thread CPU clocks), and write jobs, COMMITs and flushed COMMITs per
@@ -178,7 +184,8 @@ async def masa_onboarding(store: Any, feats: Any, i: int) -> None:
                              check="masa.auditlog.claimed", detail={"domain_id": did, "entries": len(entries)})
 
 
-async def one_round(role: str, url: str, *, onboardings: int, concurrency: int, start: int) -> dict[str, float]:
+async def one_round(role: str, url: str, *, onboardings: int, concurrency: int, start: int,
+                    lockstep: bool = False) -> dict[str, float]:
     from brski_storage import open_masa_store, open_registrar_store
 
     if role == "registrar":
@@ -198,11 +205,29 @@ async def one_round(role: str, url: str, *, onboardings: int, concurrency: int, 
         main_tid = threading.get_native_id()
         jobs = 0
         original = db.write
+        # --lockstep: the writes of the workers wait for each other and are
+        # queued together, so every group holds one write of each worker.
+        pending: list[tuple[Any, dict[str, Any], asyncio.Future[Any]]] = []
+        active = [0]
+
+        def release() -> None:
+            batch = pending[:]
+            pending.clear()
+            for fn, kw, fut in batch:
+                task = asyncio.ensure_future(original(fn, **kw))
+                task.add_done_callback(lambda t, f=fut: f.set_exception(e) if (e := t.exception()) else f.set_result(t.result()))
 
         async def counted(fn: Any, *a: Any, **kw: Any) -> Any:
             nonlocal jobs
             jobs += 1
-            return await original(_label(fn, sys._getframe(1).f_code.co_name), *a, **kw)
+            job = _label(fn, sys._getframe(1).f_code.co_name)
+            if not active[0]:
+                return await original(job, *a, **kw)
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            pending.append((job, kw, fut))
+            if len(pending) >= active[0]:
+                release()
+            return await fut
 
         db.write = counted
         await step(store, feats, start - 1)  # warm-up
@@ -213,9 +238,17 @@ async def one_round(role: str, url: str, *, onboardings: int, concurrency: int, 
         todo = iter(range(start, start + onboardings))
 
         async def worker() -> None:
-            for i in todo:
-                await step(store, feats, i)
+            try:
+                for i in todo:
+                    await step(store, feats, i)
+            finally:
+                if lockstep:
+                    active[0] -= 1
+                    if pending and len(pending) >= active[0]:
+                        release()
 
+        if lockstep:
+            active[0] = concurrency
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         p1, m1, t1 = time.process_time(), _task_cpu(main_tid), _task_cpu(writer_tid)
         n = onboardings
@@ -250,6 +283,8 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,6")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--attribute", action="store_true")
+    ap.add_argument("--lockstep", action="store_true",
+                    help="groups of exactly one write per worker (commits per onboarding fixed)")
     ap.add_argument("--pragma", action="append", default=[], help="extra writer PRAGMA, e.g. wal_autocheckpoint=4000")
     args = ap.parse_args()
     if args.attribute or args.pragma:
@@ -269,7 +304,8 @@ def main() -> int:
                 for r in range(args.rounds):
                     url = f"sqlite:///{tmp}/{role}-{conc}-{r}.db"
                     rounds.append(asyncio.run(one_round(role, url, onboardings=args.onboardings,
-                                                        concurrency=conc, start=1 + r * 10 * args.onboardings)))
+                                                        concurrency=conc, start=1 + r * 10 * args.onboardings,
+                                                        lockstep=args.lockstep)))
                 keys = sorted({k for x in rounds for k in x}, key=lambda k: (k.startswith("part"), k))
                 print(f"{role}, concurrency {conc}, medians of {args.rounds} rounds of {args.onboardings}:")
                 for k in keys:

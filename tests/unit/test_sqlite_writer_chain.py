@@ -124,3 +124,13 @@ async def test_each_transaction_reads_the_head_afresh(tmp_path: Path) -> None:
         assert (await SqliteEventLog(db).verify_event_chain()).ok
     finally:
         await db.close()
+
+
+async def test_the_savepoint_journal_stays_in_memory(tmp_path: Path) -> None:
+    """temp_store=MEMORY on the writer (2): SQLite's savepoint journal spilled
+    to a temporary file past 64 KiB, two write calls per page changed."""
+    db = await _db(tmp_path)
+    try:
+        assert await db.write(lambda c: c.execute("PRAGMA temp_store").fetchone()[0]) == 2
+    finally:
+        await db.close()
