@@ -16,6 +16,10 @@ each worker: the COMMITs per onboarding are then the same in every run
 (jobs / concurrency), where free-running workers form groups by timing, which
 the load of the machine moves, and the writer's CPU with them.
 
+``--unflushed-enroll-status`` is a what-if: the registrar's enroll-status
+report written with ``flush=False``, to measure what that report's own flush
+costs (the store flushes it; see docs/performance.md).
+
 Without ``--attribute`` it prints, per concurrency, the medians over rounds of
 the writer thread's CPU, the main thread's and the process's per onboarding
 (Linux per-thread CPU clocks), and write jobs, COMMITs and flushed COMMITs per
@@ -185,7 +189,7 @@ async def masa_onboarding(store: Any, feats: Any, i: int) -> None:
 
 
 async def one_round(role: str, url: str, *, onboardings: int, concurrency: int, start: int,
-                    lockstep: bool = False) -> dict[str, float]:
+                    lockstep: bool = False, unflushed_enroll_status: bool = False) -> dict[str, float]:
     from brski_storage import open_masa_store, open_registrar_store
 
     if role == "registrar":
@@ -220,7 +224,10 @@ async def one_round(role: str, url: str, *, onboardings: int, concurrency: int, 
         async def counted(fn: Any, *a: Any, **kw: Any) -> Any:
             nonlocal jobs
             jobs += 1
-            job = _label(fn, sys._getframe(1).f_code.co_name)
+            caller = sys._getframe(1)
+            job = _label(fn, caller.f_code.co_name)
+            if unflushed_enroll_status and caller.f_locals.get("kind") == "enroll":
+                kw = {**kw, "flush": False}  # what-if only: the store flushes it
             if not active[0]:
                 return await original(job, *a, **kw)
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -285,6 +292,8 @@ def main() -> int:
     ap.add_argument("--attribute", action="store_true")
     ap.add_argument("--lockstep", action="store_true",
                     help="groups of exactly one write per worker (commits per onboarding fixed)")
+    ap.add_argument("--unflushed-enroll-status", action="store_true",
+                    help="what-if: the enroll-status report written with flush=False (what its flush costs)")
     ap.add_argument("--pragma", action="append", default=[], help="extra writer PRAGMA, e.g. wal_autocheckpoint=4000")
     args = ap.parse_args()
     if args.attribute or args.pragma:
@@ -305,7 +314,8 @@ def main() -> int:
                     url = f"sqlite:///{tmp}/{role}-{conc}-{r}.db"
                     rounds.append(asyncio.run(one_round(role, url, onboardings=args.onboardings,
                                                         concurrency=conc, start=1 + r * 10 * args.onboardings,
-                                                        lockstep=args.lockstep)))
+                                                        lockstep=args.lockstep,
+                                                        unflushed_enroll_status=args.unflushed_enroll_status)))
                 keys = sorted({k for x in rounds for k in x}, key=lambda k: (k.startswith("part"), k))
                 print(f"{role}, concurrency {conc}, medians of {args.rounds} rounds of {args.onboardings}:")
                 for k in keys:
