@@ -49,6 +49,7 @@ digest needs the key order to be byte order (``COLLATE "C"`` there).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -103,7 +104,7 @@ class RowKind:
     def key_sql(self) -> str:
         return f"CAST({self.key_column} AS TEXT)" if self.int_key else self.key_column
 
-    @property
+    @functools.cached_property
     def facts_sql(self) -> str:
         parts = []
         for label, expr in self.facts:
@@ -113,6 +114,11 @@ class RowKind:
 
     def key_param(self, key: str) -> int | str:
         return int(key) if self.int_key else key
+
+    @functools.cached_property
+    def select_facts(self) -> str:
+        """One row's facts by key: what :func:`record_state` reads after a change."""
+        return f"SELECT {self.facts_sql} FROM {self.table} WHERE {self.key_column} = ?"
 
 
 def _kinds(*kinds: RowKind) -> dict[str, RowKind]:
@@ -211,9 +217,7 @@ class StateReport:
 
 
 def row_facts(conn: sqlite3.Connection, kind: RowKind, key: str) -> str | None:
-    row = conn.execute(
-        f"SELECT {kind.facts_sql} FROM {kind.table} WHERE {kind.key_column} = ?", (kind.key_param(key),)
-    ).fetchone()
+    row = conn.execute(kind.select_facts, (kind.key_param(key),)).fetchone()
     return None if row is None else str(row[0])
 
 

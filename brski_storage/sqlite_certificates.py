@@ -187,8 +187,8 @@ class SqliteCertificateMixin:
         previous = None if renews is None else normalize_cert_serial(renews)
         if len(spki_sha256) != 32:
             raise ValueError("spki_sha256 must be a 32-byte SHA-256 digest")
-        ts = to_ts(at)
-        params = (serial, device_serial, spki_sha256, previous, der, to_ts(not_before), to_ts(not_after), ts, ts)
+        ts, first, last = to_ts(at), to_ts(not_before), to_ts(not_after)
+        params = (serial, device_serial, spki_sha256, previous, der, first, last, ts, ts)
 
         def run(conn: sqlite3.Connection) -> tuple[CertificateRecord, tuple[CertificateRecord, ...]]:
             # What reserve_certificate / reserve_renewal check before signing,
@@ -227,7 +227,14 @@ class SqliteCertificateMixin:
                 [("certificate", serial), ("device", device_serial), *(("certificate", old) for old in earlier)],
                 at=ts, device_serial=device_serial,
             )
-            return _require_cert(conn, serial), tuple(_require_cert(conn, old) for old in earlier)
+            # The new row as written, not read back: its columns hold exactly these values.
+            issued = from_ts(ts)
+            recorded = CertificateRecord(
+                cert_serial=serial, device_serial=device_serial, spki_sha256=bytes(spki_sha256), state="issued",
+                der=bytes(der), not_before=from_ts(first), not_after=from_ts(last), reserved_at=issued,
+                issued_at=issued, revoked_at=None, revocation_reason=None,
+            )
+            return recorded, tuple(_require_cert(conn, old) for old in earlier)
 
         issue = with_events(run, events)
         if supersede is None:

@@ -25,7 +25,15 @@ from brski_storage.chain import (
     event_hash_of_text,
     verify_chain,
 )
-from brski_storage.sqlite import Database, RowReader, check_limit, from_ts, sqlite_now, to_ts
+from brski_storage.sqlite import (
+    Database,
+    RowReader,
+    WriterConnection,
+    check_limit,
+    from_ts,
+    sqlite_now,
+    to_ts,
+)
 
 __all__ = ["PreparedEvent", "SqliteEventLog", "with_events"]
 
@@ -95,14 +103,18 @@ class PreparedEvent:
         own = getattr(conn, "chain_event", None)
         if own is not None:
             return cast("tuple[int, bytes, bytes]", own(self))
-        head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-        prev_hash: bytes = GENESIS if head is None else head[0]
+        prev_hash = conn.chain_head if isinstance(conn, WriterConnection) else None
+        if prev_hash is None:
+            head = conn.execute("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+            prev_hash = GENESIS if head is None else head[0]
         digest = self.digest(prev_hash)
         cur = conn.execute(
             f"INSERT INTO events ({_EVENT_VALUES}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             self.values(prev_hash, digest),
         )
         assert cur.lastrowid is not None
+        if isinstance(conn, WriterConnection):
+            conn.chain_head = digest  # this transaction's head now (see WriterConnection)
         return cur.lastrowid, prev_hash, digest
 
     def insert(self, conn: sqlite3.Connection) -> EventRecord:

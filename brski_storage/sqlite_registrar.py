@@ -382,15 +382,16 @@ class SqliteRegistrarStore(
         params = (serial, voucher, media_type, assertion, nonce, to_ts_opt(expires_on), ts)
 
         def run(conn: sqlite3.Connection) -> int:
-            require_device(conn, serial)
+            if then is not None:  # its read of the device's state is the device check too
+                _move_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
+            else:
+                require_device(conn, serial)
             rowid = conn.execute(
                 "INSERT INTO vouchers (serial, voucher, media_type, assertion, nonce, expires_on,"
                 " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 params,
             ).lastrowid
             assert rowid is not None
-            if then is not None:
-                _move_state(conn, serial, then.state, ts, then.reason, expect=then.expect)
             _evidence(conn, ts, serial, ("voucher", rowid), ("device", serial))
             return rowid
 

@@ -5,9 +5,9 @@ Each engine (:class:`brski_storage.sqlite.SqliteDatabase`,
 thread. Callers queue a job (a function of the connection) and await its
 future; the thread takes every job queued while the previous commit was being
 flushed (up to :data:`MAX_GROUP`) and hands the batch to the engine's
-``_run_group``, which runs it as one transaction with a savepoint per job and
-one durable COMMIT. Answers go back to each caller's event loop in one
-wake-up per loop.
+``_run_group``, which runs it as one transaction with a savepoint per job
+(SQLite: only when the group holds more than one) and one durable COMMIT.
+Answers go back to each caller's event loop in one wake-up per loop.
 
 A job may say it needs no flush of its own (``write(fn, flush=False)``): its
 commit must be visible to later writes and reads, but losing it in a crash

@@ -18,6 +18,7 @@ import pytest
 from brski.errors import ConfigError, Conflict, NotFound
 from brski_storage import (
     RegistrarStore,
+    StateChange,
     open_masa_store,
     open_registrar_store,
 )
@@ -247,6 +248,11 @@ async def test_voucher_records_status_and_audit_logs(store: RegistrarStore) -> N
             received_at=t(0),
         )
     assert info.value.check == "storage.unknown-device"
+    for then in (None, StateChange(state="voucher-obtained", reason="voucher from MASA")):
+        with pytest.raises(NotFound) as info:
+            await store.add_voucher(serial="ghost", voucher=b"v", media_type="application/voucher-cms+json",
+                                    assertion="logged", nonce=None, expires_on=None, received_at=t(0), then=then)
+        assert info.value.check == "storage.unknown-device"
     await add_device(store, "P-1")
     rid = await store.add_voucher_request(
         serial="P-1",
