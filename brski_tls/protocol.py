@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
 from OpenSSL import SSL, crypto
+
+from brski.pki import load_der_cert
 
 __all__ = [
     "RFC9266_EXPORTER_LABEL",
@@ -510,7 +511,15 @@ class TlsProtocol(asyncio.Protocol):
         if name == "peercert_x509":  # parsed only for who asks (a server's identity; not the pledge)
             if "peercert_chain" not in self._extra:
                 self._compute_peer()
-            self._extra[name] = tuple(x509.load_der_x509_certificate(d) for d in self._extra["peercert_chain"])
+            # One object per distinct DER (brski.pki.load_der_cert), the one the
+            # CMS layer hands out for the same bytes: a pledge's IDevID in its
+            # TLS chain and in its voucher-request's SignedData, the issuing CA
+            # every pledge of a manufacturer sends, the registrar's RA
+            # certificate at the MASA.  Parsed once, and what is derived from
+            # the object (DER, SPKI hash, names: brski.certfacts) is computed
+            # once.  A different DER is a different object: nothing of one
+            # client's certificate reaches another's.
+            self._extra[name] = tuple(load_der_cert(d) for d in self._extra["peercert_chain"])
             return
         version = conn.get_protocol_version_name()
         alpn = conn.get_alpn_proto_negotiated()
