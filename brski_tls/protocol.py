@@ -521,17 +521,23 @@ class TlsProtocol(asyncio.Protocol):
             # client's certificate reaches another's.
             self._extra[name] = tuple(load_der_cert(d) for d in self._extra["peercert_chain"])
             return
-        version = conn.get_protocol_version_name()
-        alpn = conn.get_alpn_proto_negotiated()
-        self._extra.update(
-            tls_version=version,
-            cipher=(conn.get_cipher_name(), conn.get_cipher_version(), conn.get_cipher_bits()),
-            alpn_protocol=alpn.decode("ascii", "replace") if alpn else None,
-            tls_exporter=_exporter_for(conn),
+        # Each fact on its own: a server's identity asks for the version on every
+        # new connection, and the cipher, ALPN and exporter questions cost five
+        # more calls into OpenSSL that most connections never need.
+        if name == "tls_version":
+            self._extra[name] = conn.get_protocol_version_name()
+        elif name == "cipher":
+            self._extra[name] = (conn.get_cipher_name(), conn.get_cipher_version(), conn.get_cipher_bits())
+        elif name == "alpn_protocol":
+            alpn = conn.get_alpn_proto_negotiated()
+            self._extra[name] = alpn.decode("ascii", "replace") if alpn else None
+        elif name == "tls_exporter":
+            self._extra[name] = _exporter_for(conn)
+        elif name == "tls_unique":
             # RFC 5929: the first Finished of the handshake; with resumption off that is
             # the client's.  Undefined for TLS 1.3 (RFC 9266 replaces it there).
-            tls_unique=conn.get_peer_finished() if version == "TLSv1.2" else None,
-        )
+            version = self._extra_info("tls_version", None)
+            self._extra[name] = conn.get_peer_finished() if version == "TLSv1.2" else None
 
     def _compute_peer(self) -> None:
         """The peer's chain, once per connection (renegotiation is off, so it
