@@ -1,6 +1,6 @@
 """Server CPU per request of the HTTP path alone, for A/B of source trees.
 
-``python tools/bench_http_path.py TREE [TREE ...] [--pairs 6] [--seconds 3] [--mode keepalive|close]``
+``python tools/bench_http_path.py TREE[@LEVEL] [TREE[@LEVEL] ...] [--pairs 6] [--seconds 3] [--mode keepalive|close]``
 
 Each tree serves one small app the way the roles do (``brski_web.serve.run_server``
 over the pyOpenSSL transport, the request middleware with its log line and
@@ -14,7 +14,10 @@ EST benchmark does), so the handshake and the connection's set-up and
 teardown are in it as well.
 
 Rounds alternate over the trees (A, B, then B, A, ...); each tree's server CPU
-per request is read from ``/proc/<pid>/stat`` around its round.  Prints each
+per request is read from ``/proc/<pid>/stat`` around its round.  ``TREE@warning``
+serves with the log threshold at warning (no request line): the line's cost
+end to end is the ratio of ``TREE@warning`` to ``TREE``; ``TREE@info-buffered``
+writes the same lines 64 KiB at a time (the cost of one write per line).  Prints each
 round and the median over pairs of every tree's ratio to the first.
 """
 
@@ -46,9 +49,12 @@ from brski_web.metrics import install as metrics_install
 from brski_web.middleware import BODY_READ_TIMEOUT, request_middleware
 from brski_web.serve import run_server, server_tls
 
-certs, port, ready, log_path = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+certs, port, ready, log_path, level = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5]
 sys.stderr = open(log_path, "w", buffering=1)
-configure_logging("info", role="bench")
+configure_logging(level.removesuffix("-buffered"), role="bench")
+if level.endswith("-buffered"):  # the same lines, written 64 KiB at a time: what the write per line costs
+    import logging
+    logging.getLogger().handlers[0].setStream(open(log_path + ".buffered", "w", buffering=65536))
 BODY = b"x" * 1024
 
 async def enroll(request):
@@ -124,7 +130,7 @@ def _round(port: int, ctx: ssl.SSLContext, seconds: float, mode: str, threads: i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("trees", type=Path, nargs="+")
+    ap.add_argument("trees", nargs="+")
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--mode", choices=("keepalive", "close"), default="keepalive")
@@ -139,14 +145,15 @@ def main() -> int:
     ctx = _client_ctx(certs)
     servers = []
     try:
-        for i, tree in enumerate(args.trees):
+        for i, spec in enumerate(args.trees):
+            tree, _, level = spec.partition("@")
             port, ready = _free_port(), tmp / f"ready-{i}.json"
             proc = subprocess.Popen(
                 [str(Path(tree).resolve() / ".venv/bin/python"), "-c", _SERVER, str(certs), str(port), str(ready),
-                 str(tmp / f"server-{i}.log")],
+                 str(tmp / f"server-{i}.log"), level or "info"],
                 cwd=tree,
             )
-            servers.append((tree, proc, port))
+            servers.append((spec, proc, port))
             for _ in range(300):
                 if ready.exists():
                     break
