@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
@@ -57,11 +58,24 @@ def _client(pem_path: str, key_path: str) -> SSL.Connection:
     return conn
 
 
-async def _connect(server_ctx: SSL.Context, client_files: tuple[str, str]) -> TlsTransport:
-    proto = TlsServerProtocol(server_ctx, asyncio.Protocol)
+class _Collect(asyncio.Protocol):
+    """The inner protocol: keeps the plaintext it is handed."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+async def _connect(
+    server_ctx: SSL.Context, client_files: tuple[str, str], inner: asyncio.Protocol | None = None,
+    client: SSL.Connection | None = None,
+) -> TlsTransport:
+    proto = TlsServerProtocol(server_ctx, lambda: inner or asyncio.Protocol())
     raw = _Raw()
     proto.connection_made(raw)
-    client = _client(*client_files)
+    client = client or _client(*client_files)
     for _ in range(10):
         try:
             client.do_handshake()
@@ -79,14 +93,18 @@ async def _connect(server_ctx: SSL.Context, client_files: tuple[str, str]) -> Tl
     raise AssertionError("handshake did not complete")
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("peer-certs"))
+
+
 def _chain(transport: TlsTransport) -> tuple[x509.Certificate, ...]:
     certs = transport.get_extra_info("peercert_x509")
     assert isinstance(certs, tuple)
     return certs
 
 
-async def test_peer_chain_is_the_object_the_cms_layer_loads(tmp_path: Path) -> None:
-    pki: Pki = make_pki(tmp_path)
+async def test_peer_chain_is_the_object_the_cms_layer_loads(pki: Pki) -> None:
     ctx = build_context(_cfg(pki))
     first = _chain(await _connect(ctx, pki.trusted_client))
     second = _chain(await _connect(ctx, pki.trusted_client))
@@ -99,8 +117,7 @@ async def test_peer_chain_is_the_object_the_cms_layer_loads(tmp_path: Path) -> N
     assert first[0] is load_der_cert(pki.client_leaf.public_bytes(DER))
 
 
-async def test_another_clients_chain_is_its_own(tmp_path: Path) -> None:
-    pki: Pki = make_pki(tmp_path)
+async def test_another_clients_chain_is_its_own(pki: Pki) -> None:
     # A client chain that does not verify still reaches the app, flagged (brski_web.serve).
     ctx = build_context(_cfg(pki, accept_untrusted_clients=True))
     mine = _chain(await _connect(ctx, pki.trusted_client))
@@ -108,3 +125,23 @@ async def test_another_clients_chain_is_its_own(tmp_path: Path) -> None:
     assert theirs[0] is not mine[0]
     assert theirs[0].public_bytes(DER) == pki.other_leaf.public_bytes(DER)
     assert theirs[0].subject != mine[0].subject
+
+
+async def test_records_reach_the_app_whole_however_the_segments_fall(pki: Pki) -> None:
+    """The read loop stops when OpenSSL and its BIO hold nothing more: two
+    records in one segment both arrive, a record split over two segments
+    arrives once its second half does."""
+    inner = _Collect()
+    client = _client(*pki.trusted_client)
+    transport = await _connect(build_context(_cfg(pki)), pki.trusted_client, inner, client)
+    proto = transport._owner
+    client.send(b"A" * 100)
+    client.send(b"B" * 100)
+    proto.data_received(client.bio_read(65536))
+    assert bytes(inner.data) == b"A" * 100 + b"B" * 100
+    client.send(b"C" * 5000)
+    record = client.bio_read(65536)
+    proto.data_received(record[:2000])
+    assert len(inner.data) == 200
+    proto.data_received(record[2000:])
+    assert bytes(inner.data[200:]) == b"C" * 5000
