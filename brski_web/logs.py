@@ -17,6 +17,7 @@ __all__ = ["configure_logging", "kv"]
 
 
 _NEEDS_QUOTES = re.compile(r'[ "=\n\t]')
+_search = _NEEDS_QUOTES.search
 _KEYS: dict[str, str] = {}  # field name -> its key in the line (a few dozen names)
 
 
@@ -34,13 +35,27 @@ def _fmt(value: Any) -> str:
 
 
 def kv(event: str, **fields: Any) -> str:
-    """Render one event line: ``event=NAME k=v ...``."""
-    parts = [f"event={event}"]
+    """Render one event line: ``event=NAME k=v ...``.
+
+    The common kinds (exact ``str``, ``None``, ``int``, ``float``) are rendered
+    inline, everything else through :func:`_fmt`; the text is the same either
+    way, the inline path saves a call per field (a request line has nine)."""
+    parts = ["event=" + event]
+    append = parts.append
+    keys = _KEYS
     for name, value in fields.items():
-        key = _KEYS.get(name)
+        key = keys.get(name)
         if key is None:
-            key = _KEYS[name] = name.replace("_", "-")
-        parts.append(f"{key}={_fmt(value)}")
+            key = keys[name] = name.replace("_", "-")
+        kind = type(value)
+        if kind is str:
+            append(f"{key}={value}" if value and _search(value) is None else f"{key}={json.dumps(value)}")
+        elif value is None:
+            append(key + "=-")
+        elif kind is int or kind is float:
+            append(f"{key}={value}")
+        else:
+            append(f"{key}={_fmt(value)}")
     return " ".join(parts)
 
 

@@ -108,6 +108,7 @@ class Metrics:
         )
         self.workers.set(1)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._enrolled: dict[str, Any] = {}  # endpoint -> its brski_enrollments child
         self.ready = Gauge(
             "brski_ready", "1 when the last readiness check passed", registry=r, multiprocess_mode="livemax",
         )
@@ -148,7 +149,10 @@ class Metrics:
             if endpoint == _ONBOARDING:
                 self.onboardings.inc()
             elif endpoint in _ENROLMENTS:
-                self.enrollments.labels(_ENROLMENTS[endpoint]).inc()
+                child = self._enrolled.get(endpoint)
+                if child is None:  # made on first use, so a series appears with its first count
+                    child = self._enrolled[endpoint] = self.enrollments.labels(_ENROLMENTS[endpoint])
+                child.inc()
 
     def exposition(self) -> bytes:
         if multiprocess_dir() is None:

@@ -137,6 +137,7 @@ def test_metrics_count_onboardings_and_enrolments_from_successful_answers() -> N
     m.answered("/.well-known/brski/requestvoucher", "POST", 202, 0.01)  # queued: not onboarded
     m.answered("/.well-known/brski/requestvoucher", "POST", 403, 0.01)
     m.answered("/.well-known/est/simpleenroll", "POST", 200, 0.01)
+    m.answered("/.well-known/est/simpleenroll", "POST", 200, 0.01)  # its counter again, from the memo
     m.answered("/.well-known/est/simplereenroll", "POST", 200, 0.01)
     m.answered("/.well-known/est/simplereenroll", "POST", 400, 0.01)
     m.write_started()
@@ -144,7 +145,7 @@ def test_metrics_count_onboardings_and_enrolments_from_successful_answers() -> N
     m.write_finished(0.002)
     v = _values(m)
     assert v[("brski_onboardings_total", ())] == 1
-    assert v[("brski_enrollments_total", (("operation", "enroll"),))] == 1
+    assert v[("brski_enrollments_total", (("operation", "enroll"),))] == 2
     assert v[("brski_enrollments_total", (("operation", "reenroll"),))] == 1
     key = ("brski_http_requests_total", (("endpoint", "/.well-known/brski/requestvoucher"), ("method", "POST"), ("status", "403")))
     assert v[key] == 1

@@ -32,3 +32,19 @@ def test_formatter_matches_the_stdlib_one_and_reuses_the_second() -> None:
     texts = [ours.format(r) for r in records]
     assert texts == [stdlib.format(r) for r in records]
     assert texts[0] == texts[1] != texts[2]  # same second, same text; the next second its own
+
+
+def test_kv_inline_kinds_render_as_fmt_does() -> None:
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Text(str):
+        pass
+
+    values = {
+        "a": "", "b": "x", "c": "x y", "d": 0, "e": -7, "f": 2**70, "g": 0.1, "h": float("nan"),
+        "i": True, "j": None, "k": Level.HIGH, "l": Text("t u"), "m": b"raw", "n": 1e300,
+    }
+    assert logs.kv("x", **values) == "event=x " + " ".join(f"{k}={logs._fmt(v)}" for k, v in values.items())
