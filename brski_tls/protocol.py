@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from OpenSSL import SSL, crypto
-from OpenSSL._util import ffi as _ffi  # private, but present in every pyOpenSSL
-from OpenSSL._util import lib as _lib
 
 from brski.pki import load_der_cert
 
@@ -77,23 +75,6 @@ _BIO_READ_SIZE = 65536  # one read of the outgoing BIO (pyOpenSSL does not zero 
 _RECV_SIZE = 65536  # one SSL_read; a TLS record carries at most 16 KiB anyway
 _DELIVER_SIZE = 65536  # plaintext handed to the inner protocol per data_received call
 _WRITE_CHUNK = 262144  # plaintext encrypted before the outgoing BIO is drained
-
-
-def _mem_bio(conn: SSL.Connection, name: str) -> Any:
-    """The connection's memory BIO ``_into_ssl`` or ``_from_ssl`` (pyOpenSSL's
-    own, not public), or None when this pyOpenSSL keeps them elsewhere: then
-    every read is simply tried, as OpenSSL's WantReadError says when it is empty."""
-    bio = getattr(conn, name, None)
-    return None if bio is None or bio == _ffi.NULL else bio
-
-
-def _bio_empty(bio: Any) -> bool:
-    """True when a memory BIO holds no byte (BIO_get_mem_data: its length).
-
-    0.2 us, against 2 us for the WantReadError pyOpenSSL raises when a read
-    finds nothing: without it, each delivery of a request ended in two such
-    exceptions (one SSL_read, one read of the outgoing BIO)."""
-    return bio is not None and _lib.BIO_get_mem_data(bio, _ffi.NULL) == 0
 
 
 @dataclass(kw_only=True)
@@ -222,8 +203,6 @@ class TlsProtocol(asyncio.Protocol):
         # brski_tls.client): a read does not send what the handshake left behind.
         self._hold_output = False
         self._extra: dict[str, Any] = {}
-        self._in_bio: Any = None  # the memory BIOs, when reachable (_mem_bio)
-        self._out_bio: Any = None
 
     # -- asyncio.Protocol, called by the TCP transport --
 
@@ -237,8 +216,6 @@ class TlsProtocol(asyncio.Protocol):
         conn = self._new_connection()
         conn.set_app_data(self._verification)
         self._conn = conn
-        self._in_bio = _mem_bio(conn, "_into_ssl")
-        self._out_bio = _mem_bio(conn, "_from_ssl")
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._handshake_timeout, self._handshake_timed_out)
 
@@ -387,11 +364,6 @@ class TlsProtocol(asyncio.Protocol):
         chunks: list[bytes] = []
         size = 0
         while self._state is _State.OPEN and (ignore_pause or not self._app_paused):
-            if _bio_empty(self._in_bio) and conn.pending() == 0:
-                # No ciphertext left and no plaintext buffered: a read could only
-                # say WantRead.  (Without read-ahead, which nothing here turns on,
-                # OpenSSL takes from the BIO only the record it is reading.)
-                break
             try:
                 chunk = conn.recv(_RECV_SIZE)
             except SSL.WantReadError:
@@ -470,7 +442,7 @@ class TlsProtocol(asyncio.Protocol):
     def _flush(self) -> None:
         """Move every pending ciphertext byte from OpenSSL to the TCP transport."""
         conn, raw = self._conn, self._raw
-        if conn is None or _bio_empty(self._out_bio):
+        if conn is None:
             return
         out: list[bytes] = []
         while True:
