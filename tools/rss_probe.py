@@ -197,7 +197,7 @@ def main() -> int:
         fleet = subprocess.Popen(cmd, text=True, stderr=subprocess.PIPE)
         assert fleet.stderr is not None
         fleet.stderr.read(1)  # first progress line: the IDevIDs are issued, enrolments run
-        cpu0 = cpu_seconds(pid)
+        cpu0, masa_cpu0 = cpu_seconds(pid), cpu_seconds(lab.pid("masa"))
         t0 = time.monotonic()
         log = lab.workdir / "registrar.log"
         seen = {"offset": log.stat().st_size, "done": 0}
@@ -220,13 +220,14 @@ def main() -> int:
             s = {"t": round(time.monotonic() - t0, 1), "onboarded": onboarded(), **status_mb(pid)}
             samples.append(s)
             print(json.dumps(s), flush=True)
-        cpu1 = cpu_seconds(pid)
+        cpu1, masa_cpu1 = cpu_seconds(pid), cpu_seconds(lab.pid("masa"))
         fleet_summary = json.loads(summary.read_text()) if summary.exists() else {}
         ok = max(int(fleet_summary.get("successes", 0)), 1)
         report["onboardings"] = fleet_summary.get("successes")
         report["errors"] = fleet_summary.get("failures")
         report["rate_per_s"] = fleet_summary.get("enrollments_per_s")
         report["registrar_cpu_ms_per_onboarding"] = round((cpu1 - cpu0) * 1000 / ok, 2)
+        report["masa_cpu_ms_per_onboarding"] = round((masa_cpu1 - masa_cpu0) * 1000 / ok, 2)
         report["final"] = status_mb(pid)
         report["masa_final"] = status_mb(lab.pid("masa"))
         report["smaps"] = smaps_groups(pid)
