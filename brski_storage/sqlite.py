@@ -172,7 +172,6 @@ class WriterConnection(sqlite3.Connection):
     chain_head: bytes | None = None
 
 
-
 class SqliteDatabase(GroupCommitWriter[sqlite3.Connection]):
     """One database file: a writer thread owning the only write connection
     (brski_storage.writer), and a reader pool. Create it with :meth:`open`."""
