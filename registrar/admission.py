@@ -183,7 +183,7 @@ class AdmissionControl:
         self.own_domain_id = own_domain_id
         self._loaded: list[_Loaded] = []
         self._first_use: ManufacturerEntry | None = None
-        # SHA-256 of an audit log's bytes -> the verdict on it (enroll_gate).
+        # SHA-256 of an audit log's bytes -> the verdict on it (enroll_gate_on).
         self._reviewed: dict[bytes, Decision] = {}
         for entry in policy.manufacturers:
             if entry.anchor is None:
@@ -255,21 +255,14 @@ class AdmissionControl:
             other_domains=self.cfg.audit_other_domains,
         )
 
-    async def enroll_gate(self, serial: str, *, now: datetime) -> None:
-        """RFC 8995 5.8.3 "The Registrar MUST then refuse any EST actions": the
-        latest audit log must pass review, and an operator's rejection made
-        after the voucher still stops enrolment (:meth:`enroll_gate_on` on
-        the device's rows, read here)."""
-        approval = await self.store.get_approval(serial)
-        latest = await self.store.latest_audit_log(serial) if self.cfg.audit_review else None
-        self.enroll_gate_on(serial, approval=approval, audit_log=latest)
-
     def enroll_gate_on(
         self, serial: str, *, approval: ApprovalRecord | None, audit_log: AuditLogRecord | None
     ) -> None:
-        """:meth:`enroll_gate` on ``serial``'s approval row and newest audit
-        log as the EST request read them (``est_facts(gate=True)``), read on
-        every EST request."""
+        """RFC 8995 5.8.3 "The Registrar MUST then refuse any EST actions": the
+        latest audit log must pass review, and an operator's rejection made
+        after the voucher still stops enrolment; on ``serial``'s approval row
+        and newest audit log as the EST request read them
+        (``est_facts(gate=True)``, on every EST request)."""
         if (approval is not None and approval.serial != serial) or (audit_log is not None and audit_log.serial != serial):
             raise ValueError(f"the EST gate for {serial} was handed another device's rows")
         if approval is not None and approval.decision == "rejected":

@@ -63,11 +63,6 @@ class IssuancePolicy:
             )
         return asked
 
-    async def check_limit(self, store: RegistrarStore, serial: str, *, now: datetime) -> None:
-        """:meth:`check_limit_on` the device's certificates, read here."""
-        if self.limit != 0:
-            self.check_limit_on(await store.list_certificates(serial), serial, now=now)
-
     def check_limit_on(self, certificates: Sequence[CertificateRecord], serial: str, *, now: datetime) -> None:
         """The issuance limit on ``serial``'s certificates as the request read
         them (``est_facts(certificates=True)``, on every EST request)."""

@@ -246,12 +246,10 @@ class RevocationPublisher:
             self._published = (latest.number, PublishedCrl(latest.der))
         return self._published[1]
 
-    async def listed_revoked(self, serial: int) -> bool:
-        """Is ``serial`` on the last published CRL (whatever its row says now)?"""
-        return await self.listed_in(serial, await self.store.latest_crl_number())
-
     async def listed_in(self, serial: int, crl_number: int | None) -> bool:
-        """:meth:`listed_revoked`, given the newest CRL's number as read for this request."""
+        """Is ``serial`` on the published CRL numbered ``crl_number`` (the newest
+        one's, as this request read it with its other facts), whatever its row
+        says now?"""
         published = await self.published_numbered(crl_number)
         return published is not None and serial in published.serials
 

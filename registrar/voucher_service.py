@@ -309,7 +309,7 @@ class VoucherService:
         One transaction holds the report, the MASA's audit log and the verdict
         on it (or the fetch's failure), each row with its event, and commits
         before the pledge is answered: the EST gate (RFC 8995 5.8.3,
-        AdmissionControl.enroll_gate) reads that verdict when the pledge asks
+        AdmissionControl.enroll_gate_on) reads that verdict when the pledge asks
         for its LDevID next, so the fetch cannot move after the answer.
         """
         report = parse_status(body, kind="voucher-status")
@@ -365,7 +365,7 @@ class VoucherService:
                 check=exc.check, detail=exc.detail,
             )]
         # RFC 8995 5.8.3: review the log now; a refusal here is what makes the
-        # EST gate (AdmissionControl.enroll_gate) refuse this device.  The log
+        # EST gate (AdmissionControl.enroll_gate_on) refuse this device.  The log
         # and the verdict on it are stored together.
         decision = self.admission.review(doc)
         if not decision.allow:

@@ -106,8 +106,9 @@ async def _round(count: int, concurrency: int) -> dict[str, dict[str, float]]:
             clients = ClientIdentity(store=store, keys=keys)
             publisher: Any = RevocationPublisher(store, keys)
             # As registrar.app wires it (listed_in where the tree has it).
-            clients.listed_on_crl = getattr(publisher, "listed_in", publisher.listed_revoked)
-            gate: Any = getattr(admission, "enroll_gate_on", admission.enroll_gate)  # as registrar.app wires it
+            clients.listed_on_crl = getattr(publisher, "listed_in", None) or publisher.listed_revoked
+            any_admission: Any = admission  # a tree before est_facts (--src) has only enroll_gate
+            gate: Any = getattr(any_admission, "enroll_gate_on", None) or any_admission.enroll_gate  # as registrar.app wires it
             service = EstService(store=store, keys=keys, clients=clients, enroll_gate=gate,
                                  ldevid_validity=timedelta(days=365))
             db: Any = store._db  # type: ignore[attr-defined]

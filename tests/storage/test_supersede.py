@@ -44,14 +44,20 @@ async def test_supersede_revokes_only_what_came_before(store: RegistrarStore) ->
 
 async def test_limit_counts_the_window_and_says_when(store: RegistrarStore) -> None:
     policy = IssuancePolicy(limit=2, window=timedelta(hours=1))
+
+    async def check(policy: IssuancePolicy, *, now: Any) -> None:
+        # The device's certificates as an EST request reads them (est_facts).
+        facts = await store.est_facts(device_serial="DEV-1", certificates=True)
+        policy.check_limit_on(facts.certificates, "DEV-1", now=now)
+
     await _issue(store, 1, T0)
-    await policy.check_limit(store, "DEV-1", now=T0 + timedelta(minutes=1))
+    await check(policy, now=T0 + timedelta(minutes=1))
     await _issue(store, 2, T0 + timedelta(minutes=10))
     with pytest.raises(RateLimited) as info:
-        await policy.check_limit(store, "DEV-1", now=T0 + timedelta(minutes=20))
+        await check(policy, now=T0 + timedelta(minutes=20))
     assert info.value.check == "est.issuance-limit" and info.value.extra["retry_after"] == 40 * 60
-    await policy.check_limit(store, "DEV-1", now=T0 + timedelta(minutes=61))  # the first left the window
-    await IssuancePolicy(limit=0).check_limit(store, "DEV-1", now=T0)
+    await check(policy, now=T0 + timedelta(minutes=61))  # the first left the window
+    await check(IssuancePolicy(limit=0), now=T0)
 
 
 async def _record(store: RegistrarStore, serial: int, device: str, *, supersede: bool) -> tuple[Any, Any]:

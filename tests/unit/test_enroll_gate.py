@@ -1,13 +1,13 @@
-"""The EST gate of RFC 8995 5.8.3 (registrar.admission.AdmissionControl.enroll_gate).
+"""The EST gate of RFC 8995 5.8.3 (registrar.admission.AdmissionControl.enroll_gate_on).
 
-The latest audit log of the device is read on every EST request; the verdict
+The latest audit log of the device is read on every EST request (with the
+request's other facts, ``est_facts``) and handed to the gate; the verdict
 on a log is remembered by its bytes, so each device gets the verdict on its
 own latest log, whichever other device asked before.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -36,13 +36,15 @@ TAKEN = _log((OWN, "bm9uY2U"), ("b3RoZXI", None))
 
 
 class _Store:
+    """Each device's newest audit log, as ``est_facts(gate=True)`` reads it."""
+
     def __init__(self) -> None:
         self.logs: dict[str, bytes] = {}
 
-    async def get_approval(self, serial: str) -> ApprovalRecord | None:
+    def approval(self, serial: str) -> ApprovalRecord | None:
         return None
 
-    async def latest_audit_log(self, serial: str) -> AuditLogRecord | None:
+    def latest_audit_log(self, serial: str) -> AuditLogRecord | None:
         body = self.logs.get(serial)
         return None if body is None else AuditLogRecord(id=1, serial=serial, fetched_at=NOW, body=body)
 
@@ -53,10 +55,10 @@ def _gate() -> tuple[AdmissionControl, _Store]:
     return control, store
 
 
-def _check(control: AdmissionControl, serial: str) -> str | None:
+def _check(control: AdmissionControl, store: _Store, serial: str) -> str | None:
     """None when the gate lets ``serial`` enrol, else the refusal's check."""
     try:
-        asyncio.run(control.enroll_gate(serial, now=NOW))
+        control.enroll_gate_on(serial, approval=store.approval(serial), audit_log=store.latest_audit_log(serial))
     except PolicyRefused as exc:
         assert exc.extra.get("serial") == serial
         return exc.check
@@ -67,12 +69,12 @@ def test_each_device_gets_the_verdict_on_its_own_latest_log() -> None:
     control, store = _gate()
     store.logs = {"A": TAKEN, "B": CLEAN}
     for _ in range(3):  # in turn, so that a remembered verdict would show
-        assert _check(control, "A") == "registrar.audit.nonceless-other-domain"
-        assert _check(control, "B") is None
+        assert _check(control, store, "A") == "registrar.audit.nonceless-other-domain"
+        assert _check(control, store, "B") is None
     store.logs["A"] = CLEAN  # a newer log for A
     store.logs["B"] = TAKEN
-    assert _check(control, "A") is None
-    assert _check(control, "B") == "registrar.audit.nonceless-other-domain"
+    assert _check(control, store, "A") is None
+    assert _check(control, store, "B") == "registrar.audit.nonceless-other-domain"
 
 
 def test_a_log_is_parsed_and_reviewed_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,12 +90,12 @@ def test_a_log_is_parsed_and_reviewed_once(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(control, "review", spy)
     for _ in range(3):
         for serial in ("A", "B", "C"):
-            _check(control, serial)
+            _check(control, store, serial)
     assert len(reviewed) == 2  # one per distinct log, not one per request
 
 
 def test_a_malformed_log_refuses_every_time() -> None:
     control, store = _gate()
     store.logs = {"A": b"{not json"}
-    assert _check(control, "A") == "registrar.audit.malformed"
-    assert _check(control, "A") == "registrar.audit.malformed"
+    assert _check(control, store, "A") == "registrar.audit.malformed"
+    assert _check(control, store, "A") == "registrar.audit.malformed"
