@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -133,3 +134,27 @@ async def test_the_writer_waits_for_every_commit_to_be_flushed(postgres: PgClust
             assert setting == "on"
     finally:
         raw_execute(postgres.url(), ["ALTER DATABASE brski RESET synchronous_commit"])
+
+
+async def test_a_lone_write_that_fails_after_writing_leaves_no_trace(postgres: PgCluster) -> None:
+    """A group of one write runs without a savepoint: when it fails after it
+    wrote (here an event chained onto the locked head), the whole transaction
+    and the head's move go, and the next write chains onto the last good event."""
+    from brski_storage.records import NewEvent
+    from brski_storage.sqlite_events import PreparedEvent
+
+    url = postgres.new_schema("lone")
+    async with await open_registrar_store(url) as store:
+        await store.append_event(at=T0, kind="a", device_serial=None, outcome="info", check=None, detail={})
+
+        def job(conn: Any) -> None:
+            PreparedEvent(NewEvent(at=T0, kind="b.should-not-exist", device_serial=None, outcome="info",
+                                   check=None, detail={})).chain(conn)
+            raise ValueError("fails after its writes")
+
+        with pytest.raises(StorageError):
+            await store._db.write(job)  # type: ignore[attr-defined]
+        await store.append_event(at=T0, kind="c", device_serial=None, outcome="info", check=None, detail={})
+        assert [e.kind for e in await store.events()] == ["a", "c"]
+        report = await store.verify_event_chain()
+        assert report.ok and report.count == 2, report
