@@ -77,13 +77,28 @@ def _wait(driver: Any, what: str, ok: Any, *, reload: bool = True) -> None:
 
 def _submit(driver: Any) -> None:
     """Press the confirmation form's button and wait for the page it leads to."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     button = driver.find_element(By.CSS_SELECTOR, "form.confirm button[type=submit]")
     button.click()
-    WebDriverWait(driver, WAIT_S).until(expected_conditions.staleness_of(button))
+
+    def gone(_: Any) -> bool:
+        """The old page's button is gone: the next page replaced it."""
+        try:
+            button.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Asked while the next page replaces the document, Chrome may answer
+            # for the old page's node with this instead of a stale reference.
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, WAIT_S).until(gone)
 
 
 def _shot(driver: Any, tmp_path: Path, name: str, *, width: int = 1280) -> Path:
